@@ -1,0 +1,48 @@
+# Two commands do all the set-up on a fresh machine:
+#   make run   - install into .venv and start one broker on 127.0.0.1:9092 (data in ./data)
+#   make test  - install test deps (and Debian's kcat if missing) and run the whole suite
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip -q --disable-pip-version-check
+
+.PHONY: run test test-fast lint bench install install-test kcat clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
+	$(PIP) install -e .
+	@touch $@
+
+$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
+	$(PIP) install -e '.[test,dev]'
+	@touch $@
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+
+run: install
+	$(PY) -m broker_service serve --host 127.0.0.1 --port 9092 --data-dir data
+
+kcat:
+	@command -v kcat >/dev/null 2>&1 || { \
+	  echo "installing Debian's kcat (needed by the kcat tests)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq kcat >/dev/null; }
+
+test: install-test kcat
+	$(PY) -m pytest
+
+test-fast: install-test kcat
+	$(PY) -m pytest -m "not slow"
+
+lint: install-test
+	$(VENV)/bin/ruff check broker_service tests bench
+	$(VENV)/bin/mypy
+
+bench: install-test
+	$(PY) bench/produce_consume.py
+
+clean:
+	rm -rf $(VENV) data .pytest_cache

@@ -1,0 +1,67 @@
+"""Command line: ``python -m broker_service serve ...``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from .config import BrokerConfig
+
+
+def _serve(args: argparse.Namespace) -> int:
+    overrides = {k: v for k, v in {
+        "host": args.host, "port": args.port, "data_dir": args.data_dir,
+        "node_id": args.node_id, "advertised_host": args.advertised_host,
+        "advertised_port": args.advertised_port, "default_partitions": args.default_partitions,
+        "log_level": args.log_level,
+    }.items() if v is not None}
+    if args.no_auto_create_topics:
+        overrides["auto_create_topics"] = False
+    config = BrokerConfig(**overrides)
+    logging.basicConfig(
+        level=config.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    from .embedded import embedded_broker
+    from .server.listener import serve
+
+    try:
+        import uvloop
+
+        runner = uvloop.run
+    except ImportError:  # uvloop is optional; asyncio's loop works too
+        runner = asyncio.run
+    try:
+        runner(serve(embedded_broker(config)))
+    except OSError as exc:
+        logging.getLogger("broker_service").error("cannot start: %s", exc)
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m broker_service",
+                                     description="A Kafka-compatible broker whose data lives "
+                                     "in object storage.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("serve", help="run a broker (embedded default: local dir + SQLite)",
+                       description="Run one broker. Every option also reads from the "
+                       "environment as BROKER_<NAME> (e.g. BROKER_PORT=9093).")
+    s.add_argument("--host", help="listen address (default 127.0.0.1)")
+    s.add_argument("--port", type=int, help="listen port (default 9092)")
+    s.add_argument("--data-dir", type=Path, help="data directory (default ./data)")
+    s.add_argument("--node-id", type=int, help="broker id (default 1)")
+    s.add_argument("--advertised-host", help="host given to clients (default: --host)")
+    s.add_argument("--advertised-port", type=int, help="port given to clients (default: --port)")
+    s.add_argument("--default-partitions", type=int, help="partitions of auto-created topics")
+    s.add_argument("--no-auto-create-topics", action="store_true",
+                   help="do not create unknown topics on Metadata requests")
+    s.add_argument("--log-level", help="DEBUG, INFO, WARNING, ...")
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        return _serve(args)
+    return 2

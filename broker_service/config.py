@@ -1,0 +1,39 @@
+"""All broker settings in one place. Every knob has a default and an env var (BROKER_*)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class BrokerConfig(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BROKER_", extra="ignore")
+
+    host: str = Field("127.0.0.1", description="address to listen on")
+    port: int = Field(9092, description="port to listen on")
+    advertised_host: str | None = Field(None, description="host clients are told (default: host)")
+    advertised_port: int | None = Field(None, description="port clients are told (default: port)")
+    node_id: int = Field(1, description="this broker's id")
+    rack: str | None = Field(None, description="rack / availability zone")
+    data_dir: Path = Field(Path("data"), description="embedded data: objects, SQLite, WAL")
+
+    auto_create_topics: bool = Field(True, description="create unknown topics on Metadata")
+    default_partitions: int = Field(1, ge=1, description="partitions of auto-created topics")
+    socket_request_max_bytes: int = Field(100 * 1024 * 1024, description="largest request frame")
+    message_max_bytes: int = Field(1048588, description="largest record batch (topic default)")
+
+    wal_flush_ms: float = Field(0.0, ge=0, description="extra group-commit linger")
+    wal_flush_bytes: int = Field(4 << 20, description="flush at once when this much is pending")
+    wal_segment_bytes: int = Field(64 << 20, description="WAL segment size")
+    upload_interval_ms: int = Field(2000, description="max age of data before it goes to objects")
+    upload_bytes: int = Field(32 << 20, description="upload as soon as this much is pending")
+    log_cache_bytes: int = Field(256 << 20, description="memory for recent data (tail reads)")
+    block_cache_bytes: int = Field(128 << 20, description="memory for blocks read from objects")
+    lease_ms: int = Field(10_000, description="broker lease length in the metadata store")
+    log_level: str = Field("INFO", description="logging level")
+
+    @property
+    def advertised(self) -> tuple[str, int]:
+        return (self.advertised_host or self.host, self.advertised_port or self.port)

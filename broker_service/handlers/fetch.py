@@ -1,0 +1,90 @@
+"""Fetch: read from the log cache or objects, long-poll until min_bytes or max_wait."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+from kio.schema.errors import ErrorCode
+
+from ..protocol.fetch import FetchPartitionResult, FetchTopicResult, build_fetch_response
+from ..protocol.frames import RequestHeader
+from ..storage.stream_store import OffsetOutOfRange
+from .base import Buffers, decode
+
+if TYPE_CHECKING:
+    from ..broker import Broker, TopicState
+    from ..storage.partition_log import PartitionLog
+
+
+async def handle(broker: Broker, header: RequestHeader, frame: memoryview) -> Buffers:
+    req = decode(header, frame)
+    version = header.api_version
+    by_id = version >= 13
+    wanted: list[tuple[Any, TopicState | None, list[Any]]] = []
+    for t in req.topics:
+        state = broker.topics_by_id.get(t.topic_id) if by_id else broker.topics.get(t.topic)
+        wanted.append((t, state, list(t.partitions)))
+    max_bytes = req.max_bytes if version >= 3 else 2**31 - 1
+    deadline = time.monotonic() + req.max_wait.total_seconds()
+    while True:
+        results, total, errors, logs = await _collect(broker, wanted, max_bytes, by_id)
+        remaining = deadline - time.monotonic()
+        if total >= req.min_bytes or errors or remaining <= 0 or not logs:
+            return build_fetch_response(version, results)
+        await _wait_for_data(logs, remaining)
+
+
+async def _collect(
+    broker: Broker, wanted: list[tuple[Any, TopicState | None, list[Any]]], max_bytes: int,
+    by_id: bool,
+) -> tuple[list[FetchTopicResult], int, bool, list[PartitionLog]]:
+    store = broker.store
+    assert store is not None
+    results: list[FetchTopicResult] = []
+    total = 0
+    errors = False
+    logs: list[PartitionLog] = []
+    for t, state, parts in wanted:
+        presults = []
+        for p in parts:
+            res = FetchPartitionResult(p.partition)
+            plog = state.logs[p.partition] if state and 0 <= p.partition < len(state.logs) else None
+            if plog is None or plog.deleted:
+                res.error_code = (ErrorCode.unknown_topic_id if by_id and state is None
+                                  else ErrorCode.unknown_topic_or_partition)
+                errors = True
+            else:
+                logs.append(plog)
+                res.high_watermark = res.last_stable_offset = plog.high_watermark
+                res.log_start_offset = plog.log_start_offset
+                limit = min(p.partition_max_bytes, max_bytes - total)
+                if limit > 0 or total == 0:
+                    try:
+                        res.records = await store.read(
+                            plog, p.fetch_offset, max(limit, 0), min_one=total == 0
+                        )
+                    except OffsetOutOfRange:
+                        res.error_code = ErrorCode.offset_out_of_range
+                        errors = True
+                    total += res.size
+            presults.append(res)
+        name = state.name if state else getattr(t, "topic", "")
+        topic_id = t.topic_id if by_id else (state.topic_id if state else None)
+        results.append(FetchTopicResult(name, topic_id, presults))  # type: ignore[arg-type]
+    return results, total, errors, logs
+
+
+async def _wait_for_data(logs: list[PartitionLog], timeout: float) -> None:
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[None] = loop.create_future()
+    for plog in logs:
+        plog.waiters.add(fut)
+    try:
+        await asyncio.wait_for(fut, timeout)
+    except TimeoutError:
+        pass
+    finally:
+        for plog in logs:
+            plog.waiters.discard(fut)

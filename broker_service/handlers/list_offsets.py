@@ -1,0 +1,61 @@
+"""ListOffsets: earliest, latest, max timestamp, and first offset at/after a timestamp."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from kio.schema.errors import ErrorCode
+
+from ..protocol.frames import RequestHeader
+from .base import Buffers, decode, respond
+
+if TYPE_CHECKING:
+    from ..broker import Broker
+    from ..storage.partition_log import PartitionLog
+
+LATEST, EARLIEST, MAX_TIMESTAMP = -1, -2, -3
+
+
+async def handle(broker: Broker, header: RequestHeader, frame: memoryview) -> Buffers:
+    req = decode(header, frame)
+    topics = []
+    for t in req.topics:
+        parts = []
+        for p in t.partitions:
+            plog = broker.partition(t.name, p.partition_index)
+            if plog is None:
+                parts.append({"partition_index": p.partition_index,
+                              "error_code": ErrorCode.unknown_topic_or_partition,
+                              "timestamp": -1, "offset": -1, "leader_epoch": -1})
+                continue
+            offset, ts = await _lookup(broker, plog, p.timestamp)
+            parts.append({"partition_index": p.partition_index, "error_code": 0,
+                          "timestamp": ts, "offset": offset, "leader_epoch": plog.leader_epoch})
+        topics.append({"name": t.name, "partitions": parts})
+    return respond(header, {"throttle_time": 0, "topics": topics})
+
+
+async def _lookup(broker: Broker, plog: PartitionLog, ts: int) -> tuple[int, int]:
+    if ts == LATEST:
+        return plog.high_watermark, -1
+    if ts == EARLIEST:
+        return plog.log_start_offset, -1
+    assert broker.store is not None
+    if ts == MAX_TIMESTAMP:
+        found = await _max_timestamp(broker, plog)
+        return found if found else (-1, -1)
+    found = await broker.store.offset_for_timestamp(plog, ts)
+    return found if found is not None else (-1, -1)
+
+
+async def _max_timestamp(broker: Broker, plog: PartitionLog) -> tuple[int, int] | None:
+    """Offset of the record with the largest timestamp (KIP-734)."""
+    assert broker.store is not None
+    best: Any = None
+    candidates = [r.max_timestamp for r in plog.ranges] + [b.max_timestamp for b in plog.cache]
+    if not candidates:
+        return None
+    top = max(candidates)
+    found = await broker.store.offset_for_timestamp(plog, top)
+    best = found
+    return best

@@ -1,0 +1,100 @@
+"""Produce: validate batch headers and CRCs, assign offsets in place, wait for the WAL.
+
+acks=0 gets no response; acks=1 and acks=all are both answered once the batch is durable in
+shared storage (there are no follower replicas: durability is the storage's).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from kio.schema.errors import ErrorCode
+
+from ..protocol.frames import RequestHeader
+from ..protocol.produce import (
+    ProducePartition,
+    ProducePartitionResult,
+    build_produce_response,
+    parse_produce,
+)
+from ..protocol.record_batch import InvalidRecordBatch, UnsupportedMagic, validate_batches
+from .base import Buffers, Result
+
+if TYPE_CHECKING:
+    from ..broker import Broker, TopicState
+
+log = logging.getLogger(__name__)
+
+
+def handle(broker: Broker, header: RequestHeader, frame: memoryview) -> Result:
+    version = header.api_version
+    req = parse_produce(frame, header.body_offset, version)
+    topics: list[tuple[str, list[ProducePartitionResult]]] = []
+    pending: list[tuple[ProducePartitionResult, asyncio.Future[None]]] = []
+    for t in req.topics:
+        state = broker.topics.get(t.name)
+        results = []
+        for p in t.partitions:
+            res, fut = _append(broker, state, p)
+            results.append(res)
+            if fut is not None:
+                pending.append((res, fut))
+        topics.append((t.name, results))
+    if req.acks == 0:
+        return None
+    if not pending:
+        return [build_produce_response(version, topics)]
+    return _respond_when_durable(version, topics, pending)
+
+
+def _append(
+    broker: Broker, state: TopicState | None, p: ProducePartition
+) -> tuple[ProducePartitionResult, asyncio.Future[None] | None]:
+    res = ProducePartitionResult(p.index)
+    plog = state.logs[p.index] if state is not None and 0 <= p.index < len(state.logs) else None
+    if plog is None or broker.store is None:
+        res.error_code = ErrorCode.unknown_topic_or_partition
+        return res, None
+    if broker.fenced:
+        res.error_code = ErrorCode.not_leader_or_follower
+        return res, None
+    if p.records is None or len(p.records) == 0:
+        res.error_code = ErrorCode.corrupt_message
+        res.error_message = "no records"
+        return res, None
+    try:
+        batches = validate_batches(p.records)
+    except UnsupportedMagic as exc:
+        res.error_code = ErrorCode.unsupported_for_message_format
+        res.error_message = str(exc)
+        return res, None
+    except InvalidRecordBatch as exc:
+        res.error_code = ErrorCode.corrupt_message
+        res.error_message = str(exc)
+        return res, None
+    limit = state.max_message_bytes if state is not None else broker.config.message_max_bytes
+    if any(h.size > limit for _, h in batches):
+        res.error_code = ErrorCode.message_too_large
+        res.error_message = f"record batch larger than max.message.bytes={limit}"
+        return res, None
+    res.base_offset, fut = broker.store.append(plog, p.records, batches)
+    res.log_start_offset = plog.log_start_offset
+    return res, fut
+
+
+async def _respond_when_durable(
+    version: int,
+    topics: list[tuple[str, list[ProducePartitionResult]]],
+    pending: list[tuple[ProducePartitionResult, asyncio.Future[None]]],
+) -> Buffers:
+    for res, fut in pending:
+        try:
+            await fut
+        except Exception as exc:
+            log.error("partition %d: batch not durable: %s", res.index, exc)
+            res.error_code = ErrorCode.kafka_storage_error
+            res.error_message = "write-ahead log failed"
+            res.base_offset = -1
+    return [build_produce_response(version, topics)]

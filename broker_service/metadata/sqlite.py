@@ -1,0 +1,234 @@
+"""SQLite implementation of the MetadataStore (embedded mode).
+
+WAL journal mode so several broker processes on one machine can share the file; every
+multi-row change is one transaction (``BEGIN IMMEDIATE``), which is what makes the epoch
+condition on object commits atomic.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from .base import (
+    BrokerFenced,
+    BrokerRecord,
+    MetadataStore,
+    PartitionRecord,
+    StreamRange,
+    TopicAlreadyExists,
+    TopicRecord,
+    UnknownTopic,
+)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS cluster (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS brokers (
+    broker_id INTEGER PRIMARY KEY, host TEXT NOT NULL, port INTEGER NOT NULL, rack TEXT,
+    epoch INTEGER NOT NULL, state TEXT NOT NULL, lease_expiry_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS topics (
+    name TEXT PRIMARY KEY, topic_id TEXT NOT NULL, configs TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS partitions (
+    topic TEXT NOT NULL, partition INTEGER NOT NULL, stream_id INTEGER NOT NULL UNIQUE,
+    leader_id INTEGER NOT NULL, leader_epoch INTEGER NOT NULL,
+    log_start_offset INTEGER NOT NULL, PRIMARY KEY (topic, partition));
+CREATE TABLE IF NOT EXISTS objects (
+    object_key TEXT PRIMARY KEY, size INTEGER NOT NULL, state TEXT NOT NULL,
+    broker_id INTEGER NOT NULL, broker_epoch INTEGER NOT NULL, committed_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS stream_ranges (
+    stream_id INTEGER NOT NULL, start_offset INTEGER NOT NULL, end_offset INTEGER NOT NULL,
+    object_key TEXT NOT NULL, position INTEGER NOT NULL, size INTEGER NOT NULL,
+    max_timestamp INTEGER NOT NULL, PRIMARY KEY (stream_id, start_offset));
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class SqliteMetadataStore(MetadataStore):
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(
+            str(path), isolation_level=None, check_same_thread=False, timeout=30
+        )
+        self._lock = threading.RLock()
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(SCHEMA)
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _next(self, db: sqlite3.Connection, name: str, count: int = 1) -> int:
+        row = db.execute("SELECT value FROM counters WHERE name=?", (name,)).fetchone()
+        start = row[0] if row else 0
+        db.execute(
+            "INSERT INTO counters(name, value) VALUES(?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET value=excluded.value",
+            (name, start + count),
+        )
+        return int(start)
+
+    def cluster_id(self) -> str:
+        with self._tx() as db:
+            row = db.execute("SELECT value FROM cluster WHERE key='cluster_id'").fetchone()
+            if row:
+                return str(row[0])
+            cid = uuid.uuid4().hex[:22]
+            db.execute("INSERT INTO cluster(key, value) VALUES('cluster_id', ?)", (cid,))
+            return cid
+
+    def register_broker(
+        self, broker_id: int, host: str, port: int, rack: str | None, lease_ms: int
+    ) -> BrokerRecord:
+        with self._tx() as db:
+            row = db.execute("SELECT epoch FROM brokers WHERE broker_id=?", (broker_id,)).fetchone()
+            epoch = (row[0] if row else 0) + 1
+            expiry = _now_ms() + lease_ms
+            db.execute(
+                "INSERT OR REPLACE INTO brokers VALUES(?,?,?,?,?,?,?)",
+                (broker_id, host, port, rack, epoch, "ACTIVE", expiry),
+            )
+        return BrokerRecord(broker_id, host, port, rack, epoch, "ACTIVE", expiry)
+
+    def brokers(self) -> list[BrokerRecord]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM brokers ORDER BY broker_id").fetchall()
+        return [BrokerRecord(*r) for r in rows]
+
+    def _partitions(self, db: sqlite3.Connection, name: str) -> tuple[PartitionRecord, ...]:
+        rows = db.execute(
+            "SELECT topic, partition, stream_id, leader_id, leader_epoch, log_start_offset "
+            "FROM partitions WHERE topic=? ORDER BY partition",
+            (name,),
+        ).fetchall()
+        return tuple(PartitionRecord(*r) for r in rows)
+
+    def _topic(self, db: sqlite3.Connection, name: str) -> TopicRecord | None:
+        row = db.execute("SELECT topic_id, configs FROM topics WHERE name=?", (name,)).fetchone()
+        if row is None:
+            return None
+        return TopicRecord(name, uuid.UUID(row[0]), json.loads(row[1]), self._partitions(db, name))
+
+    def _insert_partitions(
+        self, db: sqlite3.Connection, name: str, first: int, last: int, leader_id: int
+    ) -> None:
+        for p in range(first, last):
+            stream_id = self._next(db, "stream_id")
+            db.execute(
+                "INSERT INTO partitions VALUES(?,?,?,?,?,?)", (name, p, stream_id, leader_id, 0, 0)
+            )
+
+    def create_topic(
+        self, name: str, num_partitions: int, configs: dict[str, str], leader_id: int
+    ) -> TopicRecord:
+        with self._tx() as db:
+            if self._topic(db, name) is not None:
+                raise TopicAlreadyExists(name)
+            db.execute(
+                "INSERT INTO topics VALUES(?,?,?)", (name, str(uuid.uuid4()), json.dumps(configs))
+            )
+            self._insert_partitions(db, name, 0, num_partitions, leader_id)
+            topic = self._topic(db, name)
+        assert topic is not None
+        return topic
+
+    def delete_topic(self, name: str) -> TopicRecord:
+        with self._tx() as db:
+            topic = self._topic(db, name)
+            if topic is None:
+                raise UnknownTopic(name)
+            db.execute("DELETE FROM topics WHERE name=?", (name,))
+            db.execute("DELETE FROM partitions WHERE topic=?", (name,))
+            # The objects stay until compaction/retention drops unreferenced ones.
+            for p in topic.partitions:
+                db.execute("DELETE FROM stream_ranges WHERE stream_id=?", (p.stream_id,))
+        return topic
+
+    def add_partitions(self, name: str, new_total: int, leader_id: int) -> TopicRecord:
+        with self._tx() as db:
+            topic = self._topic(db, name)
+            if topic is None:
+                raise UnknownTopic(name)
+            self._insert_partitions(db, name, len(topic.partitions), new_total, leader_id)
+            updated = self._topic(db, name)
+        assert updated is not None
+        return updated
+
+    def topics(self) -> list[TopicRecord]:
+        with self._lock:
+            names = [r[0] for r in self._db.execute("SELECT name FROM topics ORDER BY name")]
+            return [t for n in names if (t := self._topic(self._db, n)) is not None]
+
+    def topic(self, name: str) -> TopicRecord | None:
+        with self._lock:
+            return self._topic(self._db, name)
+
+    def commit_object(
+        self,
+        broker_id: int,
+        broker_epoch: int,
+        object_key: str,
+        object_size: int,
+        ranges: list[StreamRange],
+    ) -> None:
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT epoch, state FROM brokers WHERE broker_id=?", (broker_id,)
+            ).fetchone()
+            if row is None or row[0] != broker_epoch or row[1] != "ACTIVE":
+                raise BrokerFenced(f"broker {broker_id} epoch {broker_epoch} is fenced")
+            db.execute(
+                "INSERT INTO objects VALUES(?,?,?,?,?,?)",
+                (object_key, object_size, "COMMITTED", broker_id, broker_epoch, _now_ms()),
+            )
+            live = {
+                r[0] for r in db.execute("SELECT stream_id FROM partitions").fetchall()
+            }
+            db.executemany(
+                "INSERT INTO stream_ranges VALUES(?,?,?,?,?,?,?)",
+                [
+                    (
+                        r.stream_id,
+                        r.start_offset,
+                        r.end_offset,
+                        r.object_key,
+                        r.position,
+                        r.size,
+                        r.max_timestamp,
+                    )
+                    for r in ranges
+                    if r.stream_id in live  # a topic deleted meanwhile keeps no ranges
+                ],
+            )
+
+    def stream_ranges(self, stream_id: int) -> list[StreamRange]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM stream_ranges WHERE stream_id=? ORDER BY start_offset", (stream_id,)
+            ).fetchall()
+        return [StreamRange(*r) for r in rows]
+
+    def allocate_producer_ids(self, count: int) -> int:
+        with self._tx() as db:
+            return self._next(db, "producer_id", count)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

@@ -1,0 +1,171 @@
+"""One client connection: framing, in-order responses, backpressure.
+
+Requests are dispatched as they arrive (so pipelined produce requests share one WAL group
+commit) but responses leave in request order, as Kafka requires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from ..handlers import APIS
+from ..handlers.api_versions import UNSUPPORTED_VERSION, api_keys
+from ..protocol.codec import encode_response
+from ..protocol.frames import (
+    API_VERSIONS_KEY,
+    parse_request_header,
+    peek_ids,
+    response_header,
+    size_prefix,
+)
+from ..protocol.primitives import ProtocolError
+
+if TYPE_CHECKING:
+    from ..broker import Broker
+
+log = logging.getLogger(__name__)
+
+MAX_IN_FLIGHT = 64
+
+
+class KafkaConnection(asyncio.Protocol):
+    def __init__(self, broker: Broker, connections: set[KafkaConnection]) -> None:
+        self.broker = broker
+        self.max_frame = broker.config.socket_request_max_bytes
+        self._connections = connections
+        self._buf = bytearray()
+        self._transport: asyncio.Transport | None = None
+        self._queue: deque[tuple[int, int, int, asyncio.Future[Any] | list[Any]]] = deque()
+        self._write_paused = False
+        self._read_paused = False
+        self.peer = "?"
+
+    # -- asyncio.Protocol ---------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        self._connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._connections.discard(self)
+        for *_ids, item in self._queue:
+            if isinstance(item, asyncio.Future):
+                item.cancel()
+        self._queue.clear()
+        self._transport = None
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+        self._update_reading()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._update_reading()
+
+    def data_received(self, data: bytes) -> None:
+        buf = self._buf
+        buf += data
+        pos = 0
+        n = len(buf)
+        while n - pos >= 4:
+            size = int.from_bytes(buf[pos : pos + 4], "big", signed=True)
+            if size < 8 or size > self.max_frame:
+                log.warning("%s: frame size %d outside [8, %d]; closing", self.peer, size,
+                            self.max_frame)
+                self.close()
+                return
+            if n - pos - 4 < size:
+                break
+            frame = buf[pos + 4 : pos + 4 + size]  # our own copy: handlers may edit it
+            pos += 4 + size
+            if not self._dispatch(memoryview(frame)):
+                return
+        if pos:
+            del buf[:pos]
+
+    # -- dispatch -----------------------------------------------------------------------
+    def _dispatch(self, frame: memoryview) -> bool:
+        try:
+            api_key, version, correlation_id = peek_ids(frame)
+            api = APIS.get(api_key)
+            if api is None:
+                raise ProtocolError(f"unknown API key {api_key}")
+            if not api.min_version <= version <= api.max_version:
+                if api_key == API_VERSIONS_KEY:
+                    body = encode_response(18, 0, {"error_code": UNSUPPORTED_VERSION,
+                                                   "api_keys": api_keys()})
+                    self._enqueue(correlation_id, 18, 0, [body])
+                    return True
+                raise ProtocolError(f"{api.name} v{version} is not supported")
+            header = parse_request_header(frame)
+            result = api.handler(self.broker, header, frame)
+        except ProtocolError as exc:
+            log.warning("%s: bad request (%s); closing the connection", self.peer, exc)
+            self.close()
+            return False
+        except Exception:
+            log.exception("%s: handler failed; closing the connection", self.peer)
+            self.close()
+            return False
+        if result is None:
+            return True
+        if isinstance(result, list):
+            self._enqueue(correlation_id, api_key, version, result)
+        else:
+            fut = asyncio.ensure_future(result)
+            fut.add_done_callback(self._on_done)
+            self._enqueue(correlation_id, api_key, version, fut)
+        return True
+
+    def _enqueue(self, cid: int, key: int, version: int, item: Any) -> None:
+        self._queue.append((cid, key, version, item))
+        self._drain()
+        self._update_reading()
+
+    def _on_done(self, fut: asyncio.Future[Any]) -> None:
+        if fut.cancelled():
+            return
+        exc = fut.exception()
+        if exc is not None:
+            log.error("%s: handler failed; closing the connection", self.peer,
+                      exc_info=exc)
+            self.close()
+            return
+        self._drain()
+        self._update_reading()
+
+    def _drain(self) -> None:
+        q = self._queue
+        t = self._transport
+        while q and t is not None:
+            cid, key, version, item = q[0]
+            if isinstance(item, asyncio.Future):
+                if not item.done():
+                    return
+                bufs = item.result()
+            else:
+                bufs = item
+            q.popleft()
+            head = response_header(cid, key, version)
+            size = len(head) + sum(len(b) for b in bufs)
+            t.writelines([size_prefix(size), head, *bufs])
+
+    def _update_reading(self) -> None:
+        t = self._transport
+        if t is None:
+            return
+        want_pause = self._write_paused or len(self._queue) >= MAX_IN_FLIGHT
+        if want_pause and not self._read_paused:
+            t.pause_reading()
+            self._read_paused = True
+        elif not want_pause and self._read_paused:
+            t.resume_reading()
+            self._read_paused = False
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()

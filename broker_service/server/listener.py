@@ -1,0 +1,41 @@
+"""The TCP listener: accepts connections and runs the broker until told to stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from ..broker import Broker
+from .connection import KafkaConnection
+
+log = logging.getLogger(__name__)
+
+
+async def serve(broker: Broker, stop: asyncio.Event | None = None) -> None:
+    cfg = broker.config
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):
+            pass
+    await broker.start()
+    connections: set[KafkaConnection] = set()
+    server = await loop.create_server(
+        lambda: KafkaConnection(broker, connections), cfg.host, cfg.port, reuse_address=True
+    )
+    host, port = cfg.advertised
+    log.info("listening on %s:%d (advertised %s:%d); data in %s",
+             cfg.host, cfg.port, host, port, cfg.data_dir.resolve())
+    stopper = asyncio.ensure_future(stop.wait())
+    while not stop.is_set() and not broker.fenced:
+        await asyncio.wait([stopper], timeout=0.5)
+    log.info("shutting down: closing listener, flushing WAL, uploading")
+    server.close()
+    for c in list(connections):
+        c.close()
+    await server.wait_closed()
+    await broker.stop()
+    log.info("stopped cleanly")

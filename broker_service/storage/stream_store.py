@@ -1,0 +1,288 @@
+"""StreamStore: the write and read paths over WAL + log cache + object store + metadata.
+
+Write: batches get offsets, enter the log cache, and are queued on the WAL; the high
+watermark moves (and producers are answered) only when the WAL says they are durable.
+Upload: durable data not yet in objects is packed into one StreamSetObject, PUT, then
+committed to metadata conditionally on this broker's epoch; then the WAL is trimmed.
+Read: recent offsets from the log cache, older ones from objects through the block cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from ..metadata.base import BrokerFenced, MetadataStore, PartitionRecord, StreamRange
+from ..protocol.record_batch import BatchHeader, iter_headers, set_base_offset, set_leader_epoch
+from ..protocol.records import record_timestamps
+from .block_cache import BlockCache
+from .objectstore.base import ObjectStore
+from .partition_log import CachedBatch, PartitionLog
+from .stream_set_object import StreamSetObjectBuilder
+from .wal import Wal, WalEntry
+
+log = logging.getLogger(__name__)
+
+
+class OffsetOutOfRange(Exception):
+    pass
+
+
+class StreamStore:
+    def __init__(
+        self,
+        object_store: ObjectStore,
+        metadata: MetadataStore,
+        wal: Wal,
+        broker_id: int,
+        broker_epoch: int,
+        *,
+        log_cache_bytes: int = 256 << 20,
+        block_cache_bytes: int = 128 << 20,
+        upload_interval_ms: int = 2000,
+        upload_bytes: int = 32 << 20,
+        on_fenced: Callable[[], None] | None = None,
+    ) -> None:
+        self.objects = object_store
+        self.metadata = metadata
+        self.wal = wal
+        self.broker_id = broker_id
+        self.broker_epoch = broker_epoch
+        self.log_cache_bytes = log_cache_bytes
+        self.block_cache = BlockCache(block_cache_bytes)
+        self.upload_interval = upload_interval_ms / 1000.0
+        self.upload_bytes = upload_bytes
+        self.on_fenced = on_fenced
+        self.logs: dict[int, PartitionLog] = {}  # stream_id -> log
+        self._pending_upload_bytes = 0
+        self._upload_lock = asyncio.Lock()
+        self._upload_task: asyncio.Task[None] | None = None
+        self._object_seq = 0
+        self.uploads = 0
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def add_partition(self, rec: PartitionRecord) -> PartitionLog:
+        plog = PartitionLog(
+            rec.topic, rec.partition, rec.stream_id, rec.leader_epoch, rec.log_start_offset
+        )
+        plog.load_ranges(self.metadata.stream_ranges(rec.stream_id))
+        self.logs[rec.stream_id] = plog
+        return plog
+
+    def remove_partition(self, stream_id: int) -> None:
+        plog = self.logs.pop(stream_id, None)
+        if plog is not None:
+            plog.deleted = True
+            plog.wake()
+
+    def replay(self, entries: list[WalEntry]) -> int:
+        """Put durable WAL entries not yet in objects back in the log; return how many."""
+        replayed = 0
+        for e in entries:
+            plog = self.logs.get(e.stream_id)
+            if plog is None or e.end_offset <= plog.next_offset:
+                continue  # topic deleted, or already committed to an object
+            if e.base_offset != plog.next_offset:
+                log.error(
+                    "WAL gap in stream %d: expected offset %d, found %d",
+                    e.stream_id, plog.next_offset, e.base_offset,
+                )
+            data = memoryview(e.data)
+            for pos, h in iter_headers(data):
+                plog.cache_append(
+                    CachedBatch(h.base_offset, h.last_offset + 1, h.max_timestamp,
+                                data[pos : pos + h.size])
+                )
+            plog.next_offset = plog.high_watermark = e.end_offset
+            self._pending_upload_bytes += len(data)
+            replayed += 1
+        return replayed
+
+    def start(self) -> None:
+        self._upload_task = asyncio.get_running_loop().create_task(self._upload_loop())
+
+    async def close(self) -> None:
+        if self._upload_task is not None:
+            self._upload_task.cancel()
+            try:
+                await self._upload_task
+            except asyncio.CancelledError:
+                pass
+        await self.wal.close()
+        try:
+            await self.upload()
+        except Exception:  # the WAL still holds it; the next start uploads it
+            log.exception("final upload failed; data stays in the WAL")
+
+    # -- write path --------------------------------------------------------------------
+    def append(
+        self, plog: PartitionLog, view: memoryview, batches: list[tuple[int, BatchHeader]]
+    ) -> tuple[int, asyncio.Future[None]]:
+        """Assign offsets in place (``view`` is writable and ours to keep) and queue the
+        batches for durability. Returns (base offset, future resolved when durable)."""
+        base = plog.next_offset
+        buf = view
+        offset = base
+        for pos, h in batches:
+            set_base_offset(buf, pos, offset)
+            set_leader_epoch(buf, pos, plog.leader_epoch)
+            end = offset + h.last_offset_delta + 1
+            plog.cache_append(CachedBatch(offset, end, h.max_timestamp, view[pos : pos + h.size]))
+            offset = end
+        plog.next_offset = offset
+        self._pending_upload_bytes += len(view)
+        fut = self.wal.append(plog.stream_id, base, offset, view)
+        fut.add_done_callback(lambda f, p=plog, e=offset: f.exception() or p.advance_high_watermark(e))
+        return base, fut
+
+    # -- read path ---------------------------------------------------------------------
+    async def read(
+        self,
+        plog: PartitionLog,
+        offset: int,
+        max_bytes: int,
+        upto: int | None = None,
+        min_one: bool = True,
+    ) -> list[memoryview | bytes]:
+        """Batches from ``offset`` (the batch holding it first) up to ``max_bytes``; with
+        ``min_one`` the first batch comes even when larger (KIP-74). Raises OffsetOutOfRange."""
+        hw = plog.high_watermark if upto is None else upto
+        if offset < plog.log_start_offset or offset > plog.high_watermark:
+            raise OffsetOutOfRange(offset)
+        if offset >= hw:
+            return []
+        if offset >= plog.cache_start():
+            return self._read_cache(plog, offset, max_bytes, hw, min_one)
+        r = plog.range_for(offset)
+        if r is None:
+            raise OffsetOutOfRange(offset)
+        block = await self._block(r)
+        out: list[memoryview | bytes] = []
+        total = 0
+        view = memoryview(block)
+        for pos, h in iter_headers(view):
+            if h.last_offset < offset:
+                continue
+            if h.base_offset >= hw or ((out or not min_one) and total + h.size > max_bytes):
+                break
+            out.append(view[pos : pos + h.size])
+            total += h.size
+        return out
+
+    def _read_cache(
+        self, plog: PartitionLog, offset: int, max_bytes: int, hw: int, min_one: bool
+    ) -> list[memoryview | bytes]:
+        out: list[memoryview | bytes] = []
+        total = 0
+        cache = plog.cache
+        for i in range(plog.cache_index(offset), len(cache)):
+            b = cache[i]
+            if b.base_offset >= hw:
+                break
+            n = len(b.data)
+            if (out or not min_one) and total + n > max_bytes:
+                break
+            out.append(b.data)
+            total += n
+        return out
+
+    async def _block(self, r: StreamRange) -> bytes:
+        block = self.block_cache.get(r.object_key, r.position)
+        if block is None:
+            block = await self.objects.get(r.object_key, r.position, r.position + r.size)
+            self.block_cache.put(r.object_key, r.position, block)
+        return block
+
+    async def offset_for_timestamp(self, plog: PartitionLog, ts: int) -> tuple[int, int] | None:
+        """First (offset, timestamp) with timestamp >= ts, or None when there is none."""
+        candidates: list[tuple[BatchHeader, memoryview]] = []
+        for r in plog.ranges:
+            if r.max_timestamp >= ts and r.end_offset > plog.log_start_offset:
+                view = memoryview(await self._block(r))
+                candidates += [(h, view[p : p + h.size]) for p, h in iter_headers(view)]
+                break
+        cache_from = plog.cache_index(plog.committed_end) if plog.cache else 0
+        candidates += [
+            (h, b.data) for b in plog.cache[cache_from:] for _, h in iter_headers(b.data)
+        ]
+        for h, data in candidates:
+            if h.base_offset >= plog.high_watermark or h.last_offset < plog.log_start_offset:
+                continue
+            if h.max_timestamp >= ts and not h.is_control:
+                for off, rts in record_timestamps(h, data):
+                    if rts >= ts and off >= plog.log_start_offset:
+                        return off, rts
+        return None
+
+    # -- upload ------------------------------------------------------------------------
+    async def _upload_loop(self) -> None:
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(0.05)
+            due = time.monotonic() - last >= self.upload_interval
+            if self._pending_upload_bytes and (due or self._pending_upload_bytes >= self.upload_bytes):
+                try:
+                    await self.upload()
+                except BrokerFenced:
+                    log.error("this broker was fenced: its commits are refused; stopping")
+                    if self.on_fenced:
+                        self.on_fenced()
+                    return
+                except Exception:
+                    log.exception("upload failed; will retry (data is safe in the WAL)")
+                last = time.monotonic()
+
+    async def upload(self) -> int:
+        """Upload all durable, uncommitted data as one StreamSetObject. Returns its size."""
+        async with self._upload_lock:
+            taken = self._pending_upload_bytes
+            builder = StreamSetObjectBuilder()
+            spans: list[tuple[PartitionLog, int, int, int]] = []
+            for plog in list(self.logs.values()):
+                start, end = plog.committed_end, plog.high_watermark
+                if end <= start or not plog.cache:
+                    continue
+                i = plog.cache_index(start)
+                batches = []
+                max_ts = -1
+                for b in plog.cache[i:]:
+                    if b.base_offset >= end:
+                        break
+                    batches.append(b.data)
+                    max_ts = max(max_ts, b.max_timestamp)
+                builder.add_block(plog.stream_id, start, end, batches)
+                spans.append((plog, start, end, max_ts))
+            if not spans:
+                self._pending_upload_bytes = max(0, self._pending_upload_bytes - taken)
+                return 0
+            data = builder.build()
+            self._object_seq += 1
+            key = f"sso/{self.broker_id}-{self.broker_epoch}-{time.time_ns()}-{self._object_seq}.sso"
+            await self.objects.put(key, data)
+            ranges = [
+                StreamRange(plog.stream_id, start, end, key, e.position, e.size, max_ts)
+                for (plog, start, end, max_ts), e in zip(spans, builder.entries, strict=True)
+            ]
+            await asyncio.to_thread(
+                self.metadata.commit_object,
+                self.broker_id, self.broker_epoch, key, len(data), ranges,
+            )
+            for r, (plog, *_rest) in zip(ranges, spans, strict=True):
+                plog.add_range(r)
+            self.uploads += 1
+            self._pending_upload_bytes = max(0, self._pending_upload_bytes - taken)
+            self.wal.trim({s: p.committed_end for s, p in self.logs.items()})
+            self._evict()
+            log.debug("uploaded %s: %d bytes, %d streams", key, len(data), len(ranges))
+            return len(data)
+
+    def _evict(self) -> None:
+        total = sum(p.cache_bytes for p in self.logs.values())
+        if total <= self.log_cache_bytes:
+            return
+        for plog in sorted(self.logs.values(), key=lambda p: -p.cache_bytes):
+            total -= plog.evict_uploaded(max(0, plog.cache_bytes - (total - self.log_cache_bytes)))
+            if total <= self.log_cache_bytes:
+                return
