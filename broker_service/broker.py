@@ -108,7 +108,10 @@ class Broker:
         self.store.start()
         log.info(
             "broker %d (epoch %d) of cluster %s: %d topics",
-            cfg.node_id, self.me.epoch, self.cluster_id, len(self.topics),
+            cfg.node_id,
+            self.me.epoch,
+            self.cluster_id,
+            len(self.topics),
         )
 
     async def stop(self) -> None:

@@ -15,14 +15,27 @@ if TYPE_CHECKING:
 
 TOPIC, BROKER = 2, 4
 SOURCE_TOPIC, SOURCE_STATIC_BROKER, SOURCE_DEFAULT = 1, 4, 5
-_TYPES = {"cleanup.policy": 7, "compression.type": 2, "message.timestamp.type": 2,
-          "min.insync.replicas": 3, "max.message.bytes": 3}  # LONG (5) otherwise
+_TYPES = {
+    "cleanup.policy": 7,
+    "compression.type": 2,
+    "message.timestamp.type": 2,
+    "min.insync.replicas": 3,
+    "max.message.bytes": 3,
+}  # LONG (5) otherwise
 
 
 def _entry(name: str, value: str | None, source: int, read_only: bool) -> dict[str, Any]:
-    return {"name": name, "value": value, "read_only": read_only, "config_source": source,
-            "is_default": source == SOURCE_DEFAULT, "is_sensitive": False, "synonyms": [],
-            "config_type": _TYPES.get(name, 5), "documentation": None}
+    return {
+        "name": name,
+        "value": value,
+        "read_only": read_only,
+        "config_source": source,
+        "is_default": source == SOURCE_DEFAULT,
+        "is_sensitive": False,
+        "synonyms": [],
+        "config_type": _TYPES.get(name, 5),
+        "documentation": None,
+    }
 
 
 def describe_configs(broker: Broker, header: RequestHeader, frame: memoryview) -> Buffers:
@@ -30,25 +43,43 @@ def describe_configs(broker: Broker, header: RequestHeader, frame: memoryview) -
     results = []
     for res in req.resources:
         keys = set(res.configuration_keys) if res.configuration_keys is not None else None
-        base = {"resource_type": res.resource_type, "resource_name": res.resource_name,
-                "error_message": None}
+        base = {
+            "resource_type": res.resource_type,
+            "resource_name": res.resource_name,
+            "error_message": None,
+        }
         if res.resource_type == TOPIC:
             state = broker.topics.get(res.resource_name)
             if state is None:
-                results.append({**base, "error_code": ErrorCode.unknown_topic_or_partition,
-                                "error_message": f"Topic {res.resource_name} does not exist",
-                                "configs": []})
+                results.append(
+                    {
+                        **base,
+                        "error_code": ErrorCode.unknown_topic_or_partition,
+                        "error_message": f"Topic {res.resource_name} does not exist",
+                        "configs": [],
+                    }
+                )
                 continue
             configs = [
-                _entry(k, state.record.configs.get(k, v),
-                       SOURCE_TOPIC if k in state.record.configs else SOURCE_DEFAULT, False)
-                for k, v in TOPIC_CONFIG_DEFAULTS.items() if keys is None or k in keys
+                _entry(
+                    k,
+                    state.record.configs.get(k, v),
+                    SOURCE_TOPIC if k in state.record.configs else SOURCE_DEFAULT,
+                    False,
+                )
+                for k, v in TOPIC_CONFIG_DEFAULTS.items()
+                if keys is None or k in keys
             ]
         elif res.resource_type == BROKER:
             if res.resource_name not in ("", str(broker.node_id)):
-                results.append({**base, "error_code": ErrorCode.invalid_request,
-                                "error_message": f"Unknown broker {res.resource_name}",
-                                "configs": []})
+                results.append(
+                    {
+                        **base,
+                        "error_code": ErrorCode.invalid_request,
+                        "error_message": f"Unknown broker {res.resource_name}",
+                        "configs": [],
+                    }
+                )
                 continue
             cfg = broker.config
             values = {
@@ -58,12 +89,20 @@ def describe_configs(broker: Broker, header: RequestHeader, frame: memoryview) -
                 "message.max.bytes": str(cfg.message_max_bytes),
                 "socket.request.max.bytes": str(cfg.socket_request_max_bytes),
             }
-            configs = [_entry(k, v, SOURCE_STATIC_BROKER, True)
-                       for k, v in values.items() if keys is None or k in keys]
+            configs = [
+                _entry(k, v, SOURCE_STATIC_BROKER, True)
+                for k, v in values.items()
+                if keys is None or k in keys
+            ]
         else:
-            results.append({**base, "error_code": ErrorCode.invalid_request,
-                            "error_message": f"Unsupported resource type {res.resource_type}",
-                            "configs": []})
+            results.append(
+                {
+                    **base,
+                    "error_code": ErrorCode.invalid_request,
+                    "error_message": f"Unsupported resource type {res.resource_type}",
+                    "configs": [],
+                }
+            )
             continue
         results.append({**base, "error_code": 0, "configs": configs})
     return respond(header, {"throttle_time": 0, "results": results})
@@ -72,10 +111,23 @@ def describe_configs(broker: Broker, header: RequestHeader, frame: memoryview) -
 def describe_cluster(broker: Broker, header: RequestHeader, frame: memoryview) -> Buffers:
     decode(header, frame)
     host, port = broker.config.advertised
-    return respond(header, {
-        "throttle_time": 0, "error_code": 0, "error_message": None, "endpoint_type": 1,
-        "cluster_id": broker.cluster_id, "controller_id": broker.node_id,
-        "brokers": [{"broker_id": broker.node_id, "host": host, "port": port,
-                     "rack": broker.config.rack}],
-        "cluster_authorized_operations": NOT_REQUESTED_OPS,
-    })
+    return respond(
+        header,
+        {
+            "throttle_time": 0,
+            "error_code": 0,
+            "error_message": None,
+            "endpoint_type": 1,
+            "cluster_id": broker.cluster_id,
+            "controller_id": broker.node_id,
+            "brokers": [
+                {
+                    "broker_id": broker.node_id,
+                    "host": host,
+                    "port": port,
+                    "rack": broker.config.rack,
+                }
+            ],
+            "cluster_authorized_operations": NOT_REQUESTED_OPS,
+        },
+    )

@@ -37,7 +37,9 @@ async def handle(broker: Broker, header: RequestHeader, frame: memoryview) -> Bu
 
 
 async def _collect(
-    broker: Broker, wanted: list[tuple[Any, TopicState | None, list[Any]]], max_bytes: int,
+    broker: Broker,
+    wanted: list[tuple[Any, TopicState | None, list[Any]]],
+    max_bytes: int,
     by_id: bool,
 ) -> tuple[list[FetchTopicResult], int, bool, list[PartitionLog]]:
     store = broker.store
@@ -52,8 +54,11 @@ async def _collect(
             res = FetchPartitionResult(p.partition)
             plog = state.logs[p.partition] if state and 0 <= p.partition < len(state.logs) else None
             if plog is None or plog.deleted:
-                res.error_code = (ErrorCode.unknown_topic_id if by_id and state is None
-                                  else ErrorCode.unknown_topic_or_partition)
+                res.error_code = (
+                    ErrorCode.unknown_topic_id
+                    if by_id and state is None
+                    else ErrorCode.unknown_topic_or_partition
+                )
                 errors = True
             else:
                 logs.append(plog)

@@ -24,13 +24,26 @@ async def handle(broker: Broker, header: RequestHeader, frame: memoryview) -> Bu
         for p in t.partitions:
             plog = broker.partition(t.name, p.partition_index)
             if plog is None:
-                parts.append({"partition_index": p.partition_index,
-                              "error_code": ErrorCode.unknown_topic_or_partition,
-                              "timestamp": -1, "offset": -1, "leader_epoch": -1})
+                parts.append(
+                    {
+                        "partition_index": p.partition_index,
+                        "error_code": ErrorCode.unknown_topic_or_partition,
+                        "timestamp": -1,
+                        "offset": -1,
+                        "leader_epoch": -1,
+                    }
+                )
                 continue
             offset, ts = await _lookup(broker, plog, p.timestamp)
-            parts.append({"partition_index": p.partition_index, "error_code": 0,
-                          "timestamp": ts, "offset": offset, "leader_epoch": plog.leader_epoch})
+            parts.append(
+                {
+                    "partition_index": p.partition_index,
+                    "error_code": 0,
+                    "timestamp": ts,
+                    "offset": offset,
+                    "leader_epoch": plog.leader_epoch,
+                }
+            )
         topics.append({"name": t.name, "partitions": parts})
     return respond(header, {"throttle_time": 0, "topics": topics})
 

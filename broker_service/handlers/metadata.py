@@ -47,7 +47,9 @@ def handle(broker: Broker, header: RequestHeader, frame: memoryview) -> Buffers:
     req = decode(header, frame)
     version = header.api_version
     requested = req.topics
-    allow_auto = broker.config.auto_create_topics and getattr(req, "allow_auto_topic_creation", True)
+    allow_auto = broker.config.auto_create_topics and getattr(
+        req, "allow_auto_topic_creation", True
+    )
     if requested is None or (version == 0 and not requested):
         states = [broker.topics[n] for n in sorted(broker.topics)]
         topics = [topic_entry(broker, s) for s in states]
@@ -58,8 +60,14 @@ def handle(broker: Broker, header: RequestHeader, frame: memoryview) -> Buffers:
             if name is None and getattr(t, "topic_id", None) is not None:
                 state = broker.topics_by_id.get(t.topic_id)
                 if state is None:
-                    topics.append({"error_code": ErrorCode.unknown_topic_id, "name": None,
-                                   "topic_id": t.topic_id, "partitions": []})
+                    topics.append(
+                        {
+                            "error_code": ErrorCode.unknown_topic_id,
+                            "name": None,
+                            "topic_id": t.topic_id,
+                            "partitions": [],
+                        }
+                    )
                 else:
                     topics.append(topic_entry(broker, state))
                 continue
@@ -84,13 +92,21 @@ def _by_name(broker: Broker, name: str, allow_auto: bool) -> dict[str, Any]:
     try:
         validate_topic_name(name)
     except InvalidTopic:
-        return {"error_code": ErrorCode.invalid_topic_exception, "name": name, "partitions": [],
-                "topic_authorized_operations": NOT_REQUESTED_OPS}
+        return {
+            "error_code": ErrorCode.invalid_topic_exception,
+            "name": name,
+            "partitions": [],
+            "topic_authorized_operations": NOT_REQUESTED_OPS,
+        }
     if allow_auto:
         try:
             state = broker.create_topic(name, broker.config.default_partitions, {})
         except TopicAlreadyExists:
             state = broker.topics[name]
         return topic_entry(broker, state)
-    return {"error_code": ErrorCode.unknown_topic_or_partition, "name": name, "partitions": [],
-            "topic_authorized_operations": NOT_REQUESTED_OPS}
+    return {
+        "error_code": ErrorCode.unknown_topic_or_partition,
+        "name": name,
+        "partitions": [],
+        "topic_authorized_operations": NOT_REQUESTED_OPS,
+    }

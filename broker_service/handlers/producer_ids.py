@@ -21,8 +21,21 @@ if TYPE_CHECKING:
 def handle(broker: Broker, header: RequestHeader, frame: memoryview) -> Buffers:
     req = decode(header, frame)
     if req.transactional_id is not None:
-        return respond(header, {"throttle_time": 0,
-                                "error_code": ErrorCode.coordinator_not_available,
-                                "producer_id": -1, "producer_epoch": -1})
-    return respond(header, {"throttle_time": 0, "error_code": 0,
-                            "producer_id": broker.producer_ids.next(), "producer_epoch": 0})
+        return respond(
+            header,
+            {
+                "throttle_time": 0,
+                "error_code": ErrorCode.coordinator_not_available,
+                "producer_id": -1,
+                "producer_epoch": -1,
+            },
+        )
+    return respond(
+        header,
+        {
+            "throttle_time": 0,
+            "error_code": 0,
+            "producer_id": broker.producer_ids.next(),
+            "producer_epoch": 0,
+        },
+    )

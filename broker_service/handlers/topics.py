@@ -25,8 +25,10 @@ MAX_PARTITIONS = 10_000
 
 def create_topics(broker: Broker, header: RequestHeader, frame: memoryview) -> Buffers:
     req = decode(header, frame)
-    results = [_create_one(broker, t, req.validate_only if header.api_version >= 1 else False)
-               for t in req.topics]
+    results = [
+        _create_one(broker, t, req.validate_only if header.api_version >= 1 else False)
+        for t in req.topics
+    ]
     return respond(header, {"throttle_time": 0, "topics": results})
 
 
@@ -38,8 +40,12 @@ def _create_one(broker: Broker, t: Any, validate_only: bool) -> dict[str, Any]:
     base: dict[str, Any] = {"name": name, "num_partitions": -1, "replication_factor": -1}
 
     def error(code: ErrorCode, message: str) -> dict[str, Any]:
-        return {**base, "error_code": code, "error_message": message,
-                "topic_config_error_code": code}
+        return {
+            **base,
+            "error_code": code,
+            "error_message": message,
+            "topic_config_error_code": code,
+        }
 
     try:
         validate_topic_name(name)
@@ -48,11 +54,15 @@ def _create_one(broker: Broker, t: Any, validate_only: bool) -> dict[str, Any]:
     if name in broker.topics:
         return error(ErrorCode.topic_already_exists, f"Topic '{name}' already exists.")
     if n < 1 or n > MAX_PARTITIONS:
-        return error(ErrorCode.invalid_partitions,
-                     f"Number of partitions must be between 1 and {MAX_PARTITIONS}, got {n}.")
+        return error(
+            ErrorCode.invalid_partitions,
+            f"Number of partitions must be between 1 and {MAX_PARTITIONS}, got {n}.",
+        )
     if t.replication_factor == 0 or t.replication_factor < -1:
-        return error(ErrorCode.invalid_replication_factor,
-                     "Replication factor must be larger than 0, or -1 to use the default.")
+        return error(
+            ErrorCode.invalid_replication_factor,
+            "Replication factor must be larger than 0, or -1 to use the default.",
+        )
     configs = {c.name: c.value for c in t.configs}
     try:
         checked = validate_configs(configs)
@@ -75,8 +85,13 @@ def _create_one(broker: Broker, t: Any, validate_only: bool) -> dict[str, Any]:
         "num_partitions": n,
         "replication_factor": 1,
         "configs": [
-            {"name": k, "value": checked.get(k, v), "read_only": False,
-             "config_source": 1 if k in checked else 5, "is_sensitive": False}
+            {
+                "name": k,
+                "value": checked.get(k, v),
+                "read_only": False,
+                "config_source": 1 if k in checked else 5,
+                "is_sensitive": False,
+            }
             for k, v in TOPIC_CONFIG_DEFAULTS.items()
         ],
     }
@@ -93,20 +108,31 @@ def delete_topics(broker: Broker, header: RequestHeader, frame: memoryview) -> B
         if name is None and topic_id is not None:
             state = broker.topics_by_id.get(topic_id)
             if state is None:
-                results.append({"name": None, "topic_id": topic_id,
-                                "error_code": ErrorCode.unknown_topic_id,
-                                "error_message": "Unknown topic id"})
+                results.append(
+                    {
+                        "name": None,
+                        "topic_id": topic_id,
+                        "error_code": ErrorCode.unknown_topic_id,
+                        "error_message": "Unknown topic id",
+                    }
+                )
                 continue
             name = state.name
         try:
             rec = broker.delete_topic(name or "")
         except UnknownTopic:
-            results.append({"name": name, "topic_id": topic_id,
-                            "error_code": ErrorCode.unknown_topic_or_partition,
-                            "error_message": "This server does not host this topic-partition."})
+            results.append(
+                {
+                    "name": name,
+                    "topic_id": topic_id,
+                    "error_code": ErrorCode.unknown_topic_or_partition,
+                    "error_message": "This server does not host this topic-partition.",
+                }
+            )
             continue
-        results.append({"name": name, "topic_id": rec.topic_id, "error_code": 0,
-                        "error_message": None})
+        results.append(
+            {"name": name, "topic_id": rec.topic_id, "error_code": 0, "error_message": None}
+        )
     return respond(header, {"throttle_time": 0, "responses": results})
 
 
@@ -116,16 +142,26 @@ def create_partitions(broker: Broker, header: RequestHeader, frame: memoryview) 
     for t in req.topics:
         state = broker.topics.get(t.name)
         if state is None:
-            results.append({"name": t.name, "error_code": ErrorCode.unknown_topic_or_partition,
-                            "error_message": "This server does not host this topic-partition."})
+            results.append(
+                {
+                    "name": t.name,
+                    "error_code": ErrorCode.unknown_topic_or_partition,
+                    "error_message": "This server does not host this topic-partition.",
+                }
+            )
             continue
         current = len(state.logs)
         if t.count <= current or t.count > MAX_PARTITIONS:
-            results.append({
-                "name": t.name, "error_code": ErrorCode.invalid_partitions,
-                "error_message": f"Topic currently has {current} partitions, which is higher "
-                f"than or equal to the requested {t.count}." if t.count <= current
-                else f"At most {MAX_PARTITIONS} partitions."})
+            results.append(
+                {
+                    "name": t.name,
+                    "error_code": ErrorCode.invalid_partitions,
+                    "error_message": f"Topic currently has {current} partitions, which is higher "
+                    f"than or equal to the requested {t.count}."
+                    if t.count <= current
+                    else f"At most {MAX_PARTITIONS} partitions.",
+                }
+            )
             continue
         if not req.validate_only:
             broker.add_partitions(t.name, t.count)

@@ -198,9 +198,7 @@ class SqliteMetadataStore(MetadataStore):
                 "INSERT INTO objects VALUES(?,?,?,?,?,?)",
                 (object_key, object_size, "COMMITTED", broker_id, broker_epoch, _now_ms()),
             )
-            live = {
-                r[0] for r in db.execute("SELECT stream_id FROM partitions").fetchall()
-            }
+            live = {r[0] for r in db.execute("SELECT stream_id FROM partitions").fetchall()}
             db.executemany(
                 "INSERT INTO stream_ranges VALUES(?,?,?,?,?,?,?)",
                 [

@@ -96,8 +96,8 @@ def shape(cls: type, data: dict[str, Any]) -> Any:
                 else:
                     value = None if value is None else shape(nested, value)
             elif is_array:
-                value = None if value is None else tuple(
-                    _convert_scalar(kafka_type, v) for v in value
+                value = (
+                    None if value is None else tuple(_convert_scalar(kafka_type, v) for v in value)
                 )
             else:
                 value = _convert_scalar(kafka_type, value)
@@ -122,5 +122,5 @@ def encode_response(api_key: int, api_version: int, data: dict[str, Any]) -> byt
 
 def encode_entity(entity: Any) -> bytes:
     buf = io.BytesIO()
-    _writer(type(entity))(buf, entity)
+    _writer(type(entity))(buf, entity)  # type: ignore[arg-type]
     return buf.getvalue()

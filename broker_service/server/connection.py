@@ -74,8 +74,9 @@ class KafkaConnection(asyncio.Protocol):
         while n - pos >= 4:
             size = int.from_bytes(buf[pos : pos + 4], "big", signed=True)
             if size < 8 or size > self.max_frame:
-                log.warning("%s: frame size %d outside [8, %d]; closing", self.peer, size,
-                            self.max_frame)
+                log.warning(
+                    "%s: frame size %d outside [8, %d]; closing", self.peer, size, self.max_frame
+                )
                 self.close()
                 return
             if n - pos - 4 < size:
@@ -96,8 +97,9 @@ class KafkaConnection(asyncio.Protocol):
                 raise ProtocolError(f"unknown API key {api_key}")
             if not api.min_version <= version <= api.max_version:
                 if api_key == API_VERSIONS_KEY:
-                    body = encode_response(18, 0, {"error_code": UNSUPPORTED_VERSION,
-                                                   "api_keys": api_keys()})
+                    body = encode_response(
+                        18, 0, {"error_code": UNSUPPORTED_VERSION, "api_keys": api_keys()}
+                    )
                     self._enqueue(correlation_id, 18, 0, [body])
                     return True
                 raise ProtocolError(f"{api.name} v{version} is not supported")
@@ -131,8 +133,7 @@ class KafkaConnection(asyncio.Protocol):
             return
         exc = fut.exception()
         if exc is not None:
-            log.error("%s: handler failed; closing the connection", self.peer,
-                      exc_info=exc)
+            log.error("%s: handler failed; closing the connection", self.peer, exc_info=exc)
             self.close()
             return
         self._drain()

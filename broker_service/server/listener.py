@@ -27,8 +27,14 @@ async def serve(broker: Broker, stop: asyncio.Event | None = None) -> None:
         lambda: KafkaConnection(broker, connections), cfg.host, cfg.port, reuse_address=True
     )
     host, port = cfg.advertised
-    log.info("listening on %s:%d (advertised %s:%d); data in %s",
-             cfg.host, cfg.port, host, port, cfg.data_dir.resolve())
+    log.info(
+        "listening on %s:%d (advertised %s:%d); data in %s",
+        cfg.host,
+        cfg.port,
+        host,
+        port,
+        cfg.data_dir.resolve(),
+    )
     stopper = asyncio.ensure_future(stop.wait())
     while not stop.is_set() and not broker.fenced:
         await asyncio.wait([stopper], timeout=0.5)

@@ -10,6 +10,7 @@ Read: recent offsets from the log cache, older ones from objects through the blo
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -28,6 +29,11 @@ log = logging.getLogger(__name__)
 
 class OffsetOutOfRange(Exception):
     pass
+
+
+def _on_durable(plog: PartitionLog, end: int, fut: asyncio.Future[None]) -> None:
+    if not fut.cancelled() and fut.exception() is None:
+        plog.advance_high_watermark(end)
 
 
 class StreamStore:
@@ -87,13 +93,16 @@ class StreamStore:
             if e.base_offset != plog.next_offset:
                 log.error(
                     "WAL gap in stream %d: expected offset %d, found %d",
-                    e.stream_id, plog.next_offset, e.base_offset,
+                    e.stream_id,
+                    plog.next_offset,
+                    e.base_offset,
                 )
             data = memoryview(e.data)
             for pos, h in iter_headers(data):
                 plog.cache_append(
-                    CachedBatch(h.base_offset, h.last_offset + 1, h.max_timestamp,
-                                data[pos : pos + h.size])
+                    CachedBatch(
+                        h.base_offset, h.last_offset + 1, h.max_timestamp, data[pos : pos + h.size]
+                    )
                 )
             plog.next_offset = plog.high_watermark = e.end_offset
             self._pending_upload_bytes += len(data)
@@ -134,7 +143,7 @@ class StreamStore:
         plog.next_offset = offset
         self._pending_upload_bytes += len(view)
         fut = self.wal.append(plog.stream_id, base, offset, view)
-        fut.add_done_callback(lambda f, p=plog, e=offset: f.exception() or p.advance_high_watermark(e))
+        fut.add_done_callback(functools.partial(_on_durable, plog, offset))
         return base, fut
 
     # -- read path ---------------------------------------------------------------------
@@ -222,7 +231,9 @@ class StreamStore:
         while True:
             await asyncio.sleep(0.05)
             due = time.monotonic() - last >= self.upload_interval
-            if self._pending_upload_bytes and (due or self._pending_upload_bytes >= self.upload_bytes):
+            if self._pending_upload_bytes and (
+                due or self._pending_upload_bytes >= self.upload_bytes
+            ):
                 try:
                     await self.upload()
                 except BrokerFenced:
@@ -245,7 +256,7 @@ class StreamStore:
                 if end <= start or not plog.cache:
                     continue
                 i = plog.cache_index(start)
-                batches = []
+                batches: list[bytes | memoryview] = []
                 max_ts = -1
                 for b in plog.cache[i:]:
                     if b.base_offset >= end:
@@ -259,7 +270,9 @@ class StreamStore:
                 return 0
             data = builder.build()
             self._object_seq += 1
-            key = f"sso/{self.broker_id}-{self.broker_epoch}-{time.time_ns()}-{self._object_seq}.sso"
+            key = (
+                f"sso/{self.broker_id}-{self.broker_epoch}-{time.time_ns()}-{self._object_seq}.sso"
+            )
             await self.objects.put(key, data)
             ranges = [
                 StreamRange(plog.stream_id, start, end, key, e.position, e.size, max_ts)
@@ -267,7 +280,11 @@ class StreamStore:
             ]
             await asyncio.to_thread(
                 self.metadata.commit_object,
-                self.broker_id, self.broker_epoch, key, len(data), ranges,
+                self.broker_id,
+                self.broker_epoch,
+                key,
+                len(data),
+                ranges,
             )
             for r, (plog, *_rest) in zip(ranges, spans, strict=True):
                 plog.add_range(r)

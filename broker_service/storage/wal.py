@@ -6,8 +6,8 @@ worker thread; only then are the producers' futures resolved. Segments are delet
 batch in them is committed to the object store.
 
 Record format: ``u32 length | u32 crc32c(payload) | payload`` with
-``payload = stream_id i64 | base_offset i64 | end_offset i64 | batch bytes``. Recovery stops at the first torn
-or corrupt record (the tail of a crash), since nothing after it was acknowledged.
+``payload = stream_id i64 | base_offset i64 | end_offset i64 | batch bytes``. Recovery stops at
+the first torn or corrupt record (the tail of a crash): nothing after it was acknowledged.
 """
 
 from __future__ import annotations
@@ -103,7 +103,11 @@ class FileWal(Wal):
             while pos + _REC.size <= len(data):
                 length, crc, stream_id, base, end_offset = _REC.unpack_from(data, pos)
                 end = pos + _PREFIX + length
-                if length < _HEAD_SIZE or end > len(data) or crc32c(data[pos + _PREFIX : end]) != crc:
+                if (
+                    length < _HEAD_SIZE
+                    or end > len(data)
+                    or crc32c(data[pos + _PREFIX : end]) != crc
+                ):
                     log.warning("WAL %s: torn record at byte %d, ignoring the tail", path, pos)
                     break
                 entries.append(WalEntry(stream_id, base, end_offset, data[pos + _REC.size : end]))
@@ -114,7 +118,9 @@ class FileWal(Wal):
         next_no = int(paths[-1].stem) + 1 if paths else 0
         self._open_segment(next_no)
         self._task = asyncio.get_running_loop().create_task(self._flusher())
-        log.info("WAL at %s: recovered %d entries from %d segments", self.dir, len(entries), len(paths))
+        log.info(
+            "WAL at %s: recovered %d entries from %d segments", self.dir, len(entries), len(paths)
+        )
         return entries
 
     def _open_segment(self, number: int) -> None:

@@ -1,0 +1,1 @@
+"""Compaction, autoscaling, balancing, recovery as plain functions: the control-plane issue."""
