@@ -9,7 +9,7 @@ import logging
 import uuid
 from dataclasses import dataclass, field
 
-from .cluster.topic_config import effective, validate_configs, validate_topic_name
+from .cluster.topic_config import TOPIC_CONFIG_DEFAULTS, validate_configs, validate_topic_name
 from .config import BrokerConfig
 from .metadata.base import BrokerRecord, MetadataStore, TopicRecord
 from .storage.objectstore.base import ObjectStore
@@ -33,9 +33,8 @@ class TopicState:
     def topic_id(self) -> uuid.UUID:
         return self.record.topic_id
 
-    @property
-    def max_message_bytes(self) -> int:
-        return int(effective(self.record.configs, "max.message.bytes"))
+    def max_message_bytes(self, broker_default: int) -> int:
+        return int(self.record.configs.get("max.message.bytes", broker_default))
 
 
 class ProducerIdAllocator:
@@ -159,6 +158,10 @@ class Broker:
         state.record = rec
         log.info("topic %s now has %d partitions", name, total)
         return state
+
+    def topic_defaults(self) -> dict[str, str]:
+        """Topic config defaults as this broker applies them."""
+        return {**TOPIC_CONFIG_DEFAULTS, "max.message.bytes": str(self.config.message_max_bytes)}
 
     def partition(self, topic: str, index: int) -> PartitionLog | None:
         state = self.topics.get(topic)

@@ -31,7 +31,9 @@ class BrokerConfig(BaseSettings):
     upload_bytes: int = Field(32 << 20, description="upload as soon as this much is pending")
     log_cache_bytes: int = Field(256 << 20, description="memory for recent data (tail reads)")
     block_cache_bytes: int = Field(128 << 20, description="memory for blocks read from objects")
-    lease_ms: int = Field(10_000, description="broker lease length in the metadata store")
+    lease_ms: int = Field(
+        10_000, description="lease recorded at registration (renewal: the cluster issue)"
+    )
     log_level: str = Field("INFO", description="logging level")
 
     @property

@@ -5,16 +5,27 @@ Consumer groups and transactions register here when they arrive (their own modul
 
 from __future__ import annotations
 
-from . import api_versions, configs, fetch, list_offsets, metadata, produce, producer_ids, topics
+from . import (
+    api_versions,
+    configs,
+    coordinator,
+    fetch,
+    list_offsets,
+    metadata,
+    produce,
+    producer_ids,
+    topics,
+)
 from .base import Api
 
 APIS: dict[int, Api] = {
     a.key: a
     for a in [
-        Api(0, "Produce", 3, 11, produce.handle),
+        Api(0, "Produce", 3, 11, produce.handle, advertised_min=0),
         Api(1, "Fetch", 4, 16, fetch.handle),
         Api(2, "ListOffsets", 1, 7, list_offsets.handle),
         Api(3, "Metadata", 0, 12, metadata.handle),
+        Api(10, "FindCoordinator", 0, 4, coordinator.handle),
         Api(18, "ApiVersions", 0, api_versions.MAX_VERSION, api_versions.handle),
         Api(19, "CreateTopics", 2, 7, topics.create_topics),
         Api(20, "DeleteTopics", 1, 6, topics.delete_topics),

@@ -19,7 +19,11 @@ def api_keys() -> list[dict[str, int]]:
     from . import APIS
 
     return [
-        {"api_key": a.key, "min_version": a.min_version, "max_version": a.max_version}
+        {
+            "api_key": a.key,
+            "min_version": a.min_version if a.advertised_min is None else a.advertised_min,
+            "max_version": a.max_version,
+        }
         for a in sorted(APIS.values(), key=lambda a: a.key)
     ]
 

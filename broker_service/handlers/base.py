@@ -30,6 +30,10 @@ class Api:
     min_version: int
     max_version: int
     handler: Handler
+    # Lowest version told to clients in ApiVersions, when lower than what is served: old
+    # librdkafka (e.g. Debian's kcat) only compresses with gzip/snappy/lz4 when Produce v0-v2
+    # are advertised; like Apache Kafka 4.0 (KAFKA-18659) we advertise and refuse them.
+    advertised_min: int | None = None
 
 
 def decode(header: RequestHeader, frame: memoryview) -> Any:

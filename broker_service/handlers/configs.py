@@ -6,7 +6,6 @@ from typing import TYPE_CHECKING, Any
 
 from kio.schema.errors import ErrorCode
 
-from ..cluster.topic_config import TOPIC_CONFIG_DEFAULTS
 from ..protocol.frames import RequestHeader
 from .base import NOT_REQUESTED_OPS, Buffers, decode, respond
 
@@ -67,7 +66,7 @@ def describe_configs(broker: Broker, header: RequestHeader, frame: memoryview) -
                     SOURCE_TOPIC if k in state.record.configs else SOURCE_DEFAULT,
                     False,
                 )
-                for k, v in TOPIC_CONFIG_DEFAULTS.items()
+                for k, v in broker.topic_defaults().items()
                 if keys is None or k in keys
             ]
         elif res.resource_type == BROKER:

@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Any
 from kio.schema.errors import ErrorCode
 
 from ..cluster.topic_config import (
-    TOPIC_CONFIG_DEFAULTS,
     InvalidConfig,
     InvalidTopic,
     validate_configs,
@@ -92,7 +91,7 @@ def _create_one(broker: Broker, t: Any, validate_only: bool) -> dict[str, Any]:
                 "config_source": 1 if k in checked else 5,
                 "is_sensitive": False,
             }
-            for k, v in TOPIC_CONFIG_DEFAULTS.items()
+            for k, v in broker.topic_defaults().items()
         ],
     }
 
