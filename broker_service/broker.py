@@ -95,6 +95,7 @@ class Broker:
             block_cache_bytes=cfg.block_cache_bytes,
             upload_interval_ms=cfg.upload_interval_ms,
             upload_bytes=cfg.upload_bytes,
+            block_bytes=cfg.object_block_bytes,
             on_fenced=self._on_fenced,
         )
         for rec in self.metadata.topics():

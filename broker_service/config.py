@@ -29,6 +29,7 @@ class BrokerConfig(BaseSettings):
     wal_segment_bytes: int = Field(64 << 20, description="WAL segment size")
     upload_interval_ms: int = Field(2000, description="max age of data before it goes to objects")
     upload_bytes: int = Field(32 << 20, description="upload as soon as this much is pending")
+    object_block_bytes: int = Field(1 << 20, description="block size inside uploaded objects")
     log_cache_bytes: int = Field(256 << 20, description="memory for recent data (tail reads)")
     block_cache_bytes: int = Field(128 << 20, description="memory for blocks read from objects")
     lease_ms: int = Field(

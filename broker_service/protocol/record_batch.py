@@ -117,6 +117,26 @@ def set_leader_epoch(buf: bytearray | memoryview, pos: int, epoch: int) -> None:
     _I32.pack_into(buf, pos + 12, epoch)
 
 
+_SPAN = struct.Struct(">qiibIhi")  # the header's first 27 bytes, up to lastOffsetDelta
+
+
+def batch_spans(buf: memoryview | bytes) -> list[tuple[int, int, int, int]]:
+    """(position, base_offset, size, last_offset) of each stored batch: the read path's
+    light-weight walk (no CRC check, no header object)."""
+    out = []
+    pos = 0
+    end = len(buf)
+    unpack = _SPAN.unpack_from
+    while pos + HEADER_SIZE <= end:
+        base, length, _epoch, _magic, _crc, _attrs, delta = unpack(buf, pos)
+        size = length + LOG_OVERHEAD
+        if pos + size > end:
+            break
+        out.append((pos, base, size, base + delta))
+        pos += size
+    return out
+
+
 def iter_headers(buf: memoryview | bytes) -> list[tuple[int, BatchHeader]]:
     """Headers of already-validated stored batches (no CRC check)."""
     out = []

@@ -29,21 +29,26 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_IN_FLIGHT = 64
+STAGING_BYTES = 256 * 1024  # frames larger than this get a buffer of their own
 
 
-class KafkaConnection(asyncio.Protocol):
+class KafkaConnection(asyncio.BufferedProtocol):
     def __init__(self, broker: Broker, connections: set[KafkaConnection]) -> None:
         self.broker = broker
         self.max_frame = broker.config.socket_request_max_bytes
         self._connections = connections
-        self._buf = bytearray()
+        self._staging = bytearray(STAGING_BYTES)
+        self._start = 0  # unparsed bytes are staging[_start:_end]
+        self._end = 0
+        self._big: bytearray | None = None
+        self._big_filled = 0
         self._transport: asyncio.Transport | None = None
         self._queue: deque[tuple[int, int, int, asyncio.Future[Any] | list[Any]]] = deque()
         self._write_paused = False
         self._read_paused = False
         self.peer = "?"
 
-    # -- asyncio.Protocol ---------------------------------------------------------------
+    # -- asyncio.BufferedProtocol ---------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
         peer = transport.get_extra_info("peername")
@@ -66,27 +71,52 @@ class KafkaConnection(asyncio.Protocol):
         self._write_paused = False
         self._update_reading()
 
-    def data_received(self, data: bytes) -> None:
-        buf = self._buf
-        buf += data
-        pos = 0
-        n = len(buf)
-        while n - pos >= 4:
-            size = int.from_bytes(buf[pos : pos + 4], "big", signed=True)
+    # -- reading (BufferedProtocol: the kernel writes straight into our buffers) ----------
+    def get_buffer(self, sizehint: int) -> memoryview:
+        if self._big is not None:  # a large frame is read directly into its own buffer
+            return memoryview(self._big)[self._big_filled :]
+        if self._end == STAGING_BYTES:  # move the unparsed tail to the front
+            n = self._end - self._start
+            self._staging[:n] = self._staging[self._start : self._end]
+            self._start, self._end = 0, n
+        return memoryview(self._staging)[self._end :]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        if self._big is not None:
+            self._big_filled += nbytes
+            if self._big_filled == len(self._big):
+                frame, self._big = self._big, None
+                self._dispatch(memoryview(frame))
+            return
+        self._end += nbytes
+        staging = self._staging
+        while self._end - self._start >= 4:
+            pos = self._start
+            size = int.from_bytes(staging[pos : pos + 4], "big", signed=True)
             if size < 8 or size > self.max_frame:
                 log.warning(
                     "%s: frame size %d outside [8, %d]; closing", self.peer, size, self.max_frame
                 )
                 self.close()
                 return
-            if n - pos - 4 < size:
-                break
-            frame = buf[pos + 4 : pos + 4 + size]  # our own copy: handlers may edit it
-            pos += 4 + size
-            if not self._dispatch(memoryview(frame)):
-                return
-        if pos:
-            del buf[:pos]
+            have = self._end - pos - 4
+            if have >= size:
+                self._start = pos + 4 + size
+                # our own copy: handlers keep (and edit) frames after the staging is reused
+                if not self._dispatch(memoryview(staging[pos + 4 : pos + 4 + size])):
+                    return
+                continue
+            if size + 4 > STAGING_BYTES:
+                self._big = bytearray(size)
+                self._big[:have] = staging[pos + 4 : self._end]
+                self._big_filled = have
+                self._start = self._end = 0
+            break
+        if self._start == self._end:
+            self._start = self._end = 0
+
+    def eof_received(self) -> bool:
+        return False
 
     # -- dispatch -----------------------------------------------------------------------
     def _dispatch(self, frame: memoryview) -> bool:

@@ -13,15 +13,29 @@ import asyncio
 import functools
 import logging
 import time
+from bisect import bisect_right
+from collections import OrderedDict
 from collections.abc import Callable
 
 from ..metadata.base import BrokerFenced, MetadataStore, PartitionRecord, StreamRange
-from ..protocol.record_batch import BatchHeader, iter_headers, set_base_offset, set_leader_epoch
+from ..protocol.record_batch import (
+    BatchHeader,
+    batch_spans,
+    iter_headers,
+    set_base_offset,
+    set_leader_epoch,
+)
 from ..protocol.records import record_timestamps
 from .block_cache import BlockCache
 from .objectstore.base import ObjectStore
 from .partition_log import CachedBatch, PartitionLog
-from .stream_set_object import StreamSetObjectBuilder
+from .stream_set_object import (
+    FOOTER_SIZE,
+    IndexEntry,
+    StreamSetObjectBuilder,
+    parse_footer,
+    parse_index,
+)
 from .wal import Wal, WalEntry
 
 log = logging.getLogger(__name__)
@@ -49,6 +63,7 @@ class StreamStore:
         block_cache_bytes: int = 128 << 20,
         upload_interval_ms: int = 2000,
         upload_bytes: int = 32 << 20,
+        block_bytes: int = 1 << 20,
         on_fenced: Callable[[], None] | None = None,
     ) -> None:
         self.objects = object_store
@@ -60,6 +75,8 @@ class StreamStore:
         self.block_cache = BlockCache(block_cache_bytes)
         self.upload_interval = upload_interval_ms / 1000.0
         self.upload_bytes = upload_bytes
+        self.block_bytes = block_bytes
+        self._indexes: OrderedDict[str, dict[int, list[IndexEntry]]] = OrderedDict()
         self.on_fenced = on_fenced
         self.logs: dict[int, PartitionLog] = {}  # stream_id -> log
         self._pending_upload_bytes = 0
@@ -167,17 +184,19 @@ class StreamStore:
         r = plog.range_for(offset)
         if r is None:
             raise OffsetOutOfRange(offset)
-        block = await self._block(r)
+        blocks = await self._stream_blocks(r)
         out: list[memoryview | bytes] = []
         total = 0
-        view = memoryview(block)
-        for pos, h in iter_headers(view):
-            if h.last_offset < offset:
-                continue
-            if h.base_offset >= hw or ((out or not min_one) and total + h.size > max_bytes):
-                break
-            out.append(view[pos : pos + h.size])
-            total += h.size
+        i = max(bisect_right([b.start_offset for b in blocks], offset) - 1, 0)
+        for entry in blocks[i:]:
+            view = memoryview(await self._block(r.object_key, entry))
+            for pos, base, size, last in batch_spans(view):
+                if last < offset:
+                    continue
+                if base >= hw or ((out or not min_one) and total + size > max_bytes):
+                    return out
+                out.append(view[pos : pos + size])
+                total += size
         return out
 
     def _read_cache(
@@ -197,21 +216,42 @@ class StreamStore:
             total += n
         return out
 
-    async def _block(self, r: StreamRange) -> bytes:
-        block = self.block_cache.get(r.object_key, r.position)
+    async def _stream_blocks(self, r: StreamRange) -> list[IndexEntry]:
+        """The blocks of ``r``'s stream in its object, from the object's (cached) index."""
+        index = self._indexes.get(r.object_key)
+        if index is None:
+            footer = await self.objects.get(r.object_key, -FOOTER_SIZE)
+            pos, size = parse_footer(footer)
+            entries = parse_index(await self.objects.get(r.object_key, pos, pos + size))
+            index = {}
+            for e in entries:
+                index.setdefault(e.stream_id, []).append(e)
+            self._indexes[r.object_key] = index
+            if len(self._indexes) > 4096:
+                self._indexes.popitem(last=False)
+        else:
+            self._indexes.move_to_end(r.object_key)
+        return index.get(r.stream_id, [])
+
+    async def _block(self, key: str, e: IndexEntry) -> bytes:
+        block = self.block_cache.get(key, e.position)
         if block is None:
-            block = await self.objects.get(r.object_key, r.position, r.position + r.size)
-            self.block_cache.put(r.object_key, r.position, block)
+            block = await self.objects.get(key, e.position, e.position + e.size)
+            self.block_cache.put(key, e.position, block)
         return block
 
     async def offset_for_timestamp(self, plog: PartitionLog, ts: int) -> tuple[int, int] | None:
-        """First (offset, timestamp) with timestamp >= ts, or None when there is none."""
+        """First (offset, timestamp) in offset order with timestamp >= ts, or None."""
         candidates: list[tuple[BatchHeader, memoryview]] = []
         for r in plog.ranges:
-            if r.max_timestamp >= ts and r.end_offset > plog.log_start_offset:
-                view = memoryview(await self._block(r))
-                candidates += [(h, view[p : p + h.size]) for p, h in iter_headers(view)]
-                break
+            if r.max_timestamp < ts or r.end_offset <= plog.log_start_offset:
+                continue
+            for e in await self._stream_blocks(r):
+                if e.max_timestamp >= ts:
+                    view = memoryview(await self._block(r.object_key, e))
+                    candidates += [(h, view[p : p + h.size]) for p, h in iter_headers(view)]
+                    break
+            break
         cache_from = plog.cache_index(plog.committed_end) if plog.cache else 0
         candidates += [
             (h, b.data) for b in plog.cache[cache_from:] for _, h in iter_headers(b.data)
@@ -246,54 +286,62 @@ class StreamStore:
                 last = time.monotonic()
 
     async def upload(self) -> int:
-        """Upload all durable, uncommitted data as one StreamSetObject. Returns its size."""
+        """Upload durable, uncommitted data as one StreamSetObject of about ``upload_bytes``
+        (the rest waits for the next round). Returns the object's size."""
         async with self._upload_lock:
-            taken = self._pending_upload_bytes
-            builder = StreamSetObjectBuilder()
-            spans: list[tuple[PartitionLog, int, int, int]] = []
+            builder = StreamSetObjectBuilder(self.block_bytes)
+            taken: list[tuple[PartitionLog, int]] = []
             for plog in list(self.logs.values()):
-                start, end = plog.committed_end, plog.high_watermark
-                if end <= start or not plog.cache:
+                if builder.size >= self.upload_bytes:
+                    break
+                start, hw = plog.committed_end, plog.high_watermark
+                if hw <= start or not plog.cache:
                     continue
-                i = plog.cache_index(start)
-                batches: list[bytes | memoryview] = []
-                max_ts = -1
-                for b in plog.cache[i:]:
-                    if b.base_offset >= end:
+                batches: list[tuple[int, int, int, memoryview]] = []
+                for b in plog.cache[plog.cache_index(start) :]:
+                    if b.base_offset >= hw or (batches and builder.size >= self.upload_bytes):
                         break
-                    batches.append(b.data)
-                    max_ts = max(max_ts, b.max_timestamp)
-                builder.add_block(plog.stream_id, start, end, batches)
-                spans.append((plog, start, end, max_ts))
-            if not spans:
-                self._pending_upload_bytes = max(0, self._pending_upload_bytes - taken)
+                    batches.append((b.base_offset, b.end_offset, b.max_timestamp, b.data))
+                builder.add_stream(plog.stream_id, batches)
+                taken.append((plog, sum(len(x[3]) for x in batches)))
+            if not taken:  # recount: bytes of deleted topics never get uploaded
+                self._pending_upload_bytes = sum(
+                    len(b.data)
+                    for p in self.logs.values()
+                    for b in p.cache[p.cache_index(p.committed_end) :]
+                    if b.base_offset >= p.committed_end
+                )
                 return 0
-            data = builder.build()
+            parts = builder.build()
+            size = sum(len(p) for p in parts)
             self._object_seq += 1
             key = (
                 f"sso/{self.broker_id}-{self.broker_epoch}-{time.time_ns()}-{self._object_seq}.sso"
             )
-            await self.objects.put(key, data)
+            await self.objects.put(key, parts)
             ranges = [
-                StreamRange(plog.stream_id, start, end, key, e.position, e.size, max_ts)
-                for (plog, start, end, max_ts), e in zip(spans, builder.entries, strict=True)
+                StreamRange(
+                    s.stream_id,
+                    s.start_offset,
+                    s.end_offset,
+                    key,
+                    s.position,
+                    s.size,
+                    s.max_timestamp,
+                )
+                for s in builder.spans
             ]
             await asyncio.to_thread(
-                self.metadata.commit_object,
-                self.broker_id,
-                self.broker_epoch,
-                key,
-                len(data),
-                ranges,
+                self.metadata.commit_object, self.broker_id, self.broker_epoch, key, size, ranges
             )
-            for r, (plog, *_rest) in zip(ranges, spans, strict=True):
+            for r, (plog, nbytes) in zip(ranges, taken, strict=True):
                 plog.add_range(r)
+                self._pending_upload_bytes -= nbytes
             self.uploads += 1
-            self._pending_upload_bytes = max(0, self._pending_upload_bytes - taken)
             self.wal.trim({s: p.committed_end for s, p in self.logs.items()})
             self._evict()
-            log.debug("uploaded %s: %d bytes, %d streams", key, len(data), len(ranges))
-            return len(data)
+            log.debug("uploaded %s: %d bytes, %d streams", key, size, len(ranges))
+            return size
 
     def _evict(self) -> None:
         total = sum(p.cache_bytes for p in self.logs.values())

@@ -10,7 +10,7 @@ import pytest
 from broker_service.metadata.base import BrokerFenced, StreamRange
 from broker_service.metadata.sqlite import SqliteMetadataStore
 from broker_service.storage.block_cache import BlockCache
-from broker_service.storage.stream_set_object import StreamSetObjectBuilder, parse_index
+from broker_service.storage.stream_set_object import StreamSetObjectBuilder, parse_object
 from broker_service.storage.wal import FileWal
 
 
@@ -51,15 +51,23 @@ def test_wal_trim_deletes_only_fully_committed_segments(tmp_path: Path) -> None:
     assert len(names) == 2  # the second segment (stream 2) and the new active one
 
 
-def test_stream_set_object_round_trip() -> None:
-    b = StreamSetObjectBuilder()
-    b.add_block(1, 0, 3, [b"aaa", b"bb"])
-    b.add_block(9, 100, 101, [b"c"])
-    obj = b.build()
-    idx = parse_index(obj)
-    assert [(e.stream_id, e.start_offset, e.end_offset) for e in idx] == [(1, 0, 3), (9, 100, 101)]
-    assert obj[idx[0].position : idx[0].position + idx[0].size] == b"aaabb"
-    assert obj[idx[1].position : idx[1].position + idx[1].size] == b"c"
+def test_stream_set_object_round_trip_and_block_split() -> None:
+    b = StreamSetObjectBuilder(block_bytes=4)
+    b.add_stream(1, [(0, 2, 10, b"aaa"), (2, 3, 30, b"bb"), (3, 5, 20, b"c")])
+    b.add_stream(9, [(100, 101, 5, b"d")])
+    obj = b"".join(b.build())
+    idx = parse_object(obj)
+    # stream 1 splits into blocks of at most 4 bytes at batch boundaries
+    assert [(e.stream_id, e.start_offset, e.end_offset, e.max_timestamp) for e in idx] == [
+        (1, 0, 2, 10),
+        (1, 2, 5, 30),
+        (9, 100, 101, 5),
+    ]
+    assert [obj[e.position : e.position + e.size] for e in idx] == [b"aaa", b"bbc", b"d"]
+    assert [(s.stream_id, s.start_offset, s.end_offset, s.position, s.size) for s in b.spans] == [
+        (1, 0, 5, 0, 6),
+        (9, 100, 101, 6, 1),
+    ]
 
 
 def test_object_commit_is_fenced_by_broker_epoch(tmp_path: Path) -> None:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+Buffer = bytes | bytearray | memoryview
 
 
 class ObjectNotFound(KeyError):
@@ -11,12 +14,14 @@ class ObjectNotFound(KeyError):
 
 class ObjectStore(ABC):
     @abstractmethod
-    async def put(self, key: str, data: bytes | bytearray | memoryview) -> None:
-        """Store ``data`` under ``key`` durably; visible to readers once this returns."""
+    async def put(self, key: str, parts: Sequence[Buffer]) -> None:
+        """Store the concatenation of ``parts`` under ``key`` durably; visible once this
+        returns. Parts are passed as they are so large objects are never joined in memory."""
 
     @abstractmethod
     async def get(self, key: str, start: int = 0, end: int | None = None) -> bytes:
-        """Bytes [start, end) of the object (to its end when ``end`` is None)."""
+        """Bytes [start, end) of the object (to its end when ``end`` is None). A negative
+        ``start`` with no ``end`` is a suffix: the last ``-start`` bytes."""
 
     @abstractmethod
     async def delete(self, key: str) -> None: ...

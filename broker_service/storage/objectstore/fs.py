@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
-from .base import ObjectNotFound, ObjectStore
+from .base import Buffer, ObjectNotFound, ObjectStore
+
+_IOV_MAX = 512
 
 
 class FsObjectStore(ObjectStore):
@@ -19,15 +22,13 @@ class FsObjectStore(ObjectStore):
             raise ValueError(f"bad object key {key!r}")
         return self.root / key
 
-    def _put(self, key: str, data: bytes | bytearray | memoryview) -> None:
+    def _put(self, key: str, parts: Sequence[Buffer]) -> None:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            _write_all(fd, [memoryview(p).cast("B") for p in parts if len(p)])
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -41,13 +42,15 @@ class FsObjectStore(ObjectStore):
     def _get(self, key: str, start: int, end: int | None) -> bytes:
         try:
             with open(self._path(key), "rb") as f:
-                f.seek(start)
-                return f.read() if end is None else f.read(end - start)
+                if start < 0 and end is None:
+                    f.seek(max(start, -os.fstat(f.fileno()).st_size), os.SEEK_END)
+                    return f.read()
+                return os.pread(f.fileno(), (end or os.fstat(f.fileno()).st_size) - start, start)
         except FileNotFoundError as exc:
             raise ObjectNotFound(key) from exc
 
-    async def put(self, key: str, data: bytes | bytearray | memoryview) -> None:
-        await asyncio.to_thread(self._put, key, data)
+    async def put(self, key: str, parts: Sequence[Buffer]) -> None:
+        await asyncio.to_thread(self._put, key, parts)
 
     async def get(self, key: str, start: int = 0, end: int | None = None) -> bytes:
         return await asyncio.to_thread(self._get, key, start, end)
@@ -69,3 +72,17 @@ class FsObjectStore(ObjectStore):
             return sorted(out)
 
         return await asyncio.to_thread(walk)
+
+
+def _write_all(fd: int, views: list[memoryview]) -> None:
+    """writev everything, IOV_MAX buffers at a time, resuming after partial writes."""
+    i = 0
+    while i < len(views):
+        n = os.writev(fd, views[i : i + _IOV_MAX])
+        while n:
+            if n >= len(views[i]):
+                n -= len(views[i])
+                i += 1
+            else:
+                views[i] = views[i][n:]
+                n = 0
