@@ -83,8 +83,11 @@ def build_batch(
     producer_id: int = -1,
     producer_epoch: int = -1,
     base_sequence: int = -1,
+    last_offset_delta: int | None = None,
+    record_count: int | None = None,
 ) -> bytes:
-    """One uncompressed record batch with a correct CRC-32C."""
+    """One uncompressed record batch with a correct CRC-32C (header fields derived from the
+    records unless overridden, to build consistent-CRC but inconsistent batches)."""
     if base_timestamp is None:
         base_timestamp = int(time.time() * 1000)
     keys = keys if keys is not None else [None] * len(values)
@@ -95,13 +98,13 @@ def build_batch(
     after_crc = struct.pack(
         ">hiqqqhii",
         attributes,
-        max(n - 1, 0),  # lastOffsetDelta
+        max(n - 1, 0) if last_offset_delta is None else last_offset_delta,
         base_timestamp,
         base_timestamp + max(n - 1, 0),  # maxTimestamp
         producer_id,
         producer_epoch,
         base_sequence,
-        n,
+        n if record_count is None else record_count,
     ) + records
     crc = crc32c(after_crc)
     batch_length = 4 + 1 + 4 + len(after_crc)  # leaderEpoch + magic + crc + rest
@@ -135,7 +138,7 @@ def corrupt_payload(batch: bytes) -> bytes:
     return bytes(b)
 
 
-def batch_crc_ok(batch: bytes | memoryview) -> bool:
+def batch_crc_ok(batch: bytes | bytearray | memoryview) -> bool:
     stored = struct.unpack_from(">I", batch, 17)[0]
     return bool(crc32c(bytes(batch[21:])) == stored)
 
@@ -231,7 +234,7 @@ def produce_request(
 
 def fetch_request(
     version: int,
-    topic: str | uuid.UUID,
+    topic: str | uuid.UUID | None,
     partition: int,
     offset: int,
     *,
@@ -239,11 +242,11 @@ def fetch_request(
     min_bytes: int = 1,
     max_bytes: int = 1 << 20,
 ) -> Any:
-    """``topic`` is a name (v4-v12) or a topic id (v13+)."""
+    """``topic`` is a name (v4-v12) or a topic id (v13+; None is the all-zero id)."""
     m = schema_module(1, version)
     part = m.FetchPartition(partition=partition, fetch_offset=offset, partition_max_bytes=max_bytes)
     if version >= 13:
-        assert isinstance(topic, uuid.UUID)
+        assert not isinstance(topic, str)
         ftopic = m.FetchTopic(topic_id=topic, partitions=(part,))
     else:
         ftopic = m.FetchTopic(topic=topic, partitions=(part,))
@@ -267,7 +270,9 @@ def list_offsets_request(version: int, topic: str, partition: int, timestamp: in
         topics=(
             m.ListOffsetsTopic(
                 name=topic,
-                partitions=(m.ListOffsetsPartition(partition_index=partition, timestamp=timestamp),),
+                partitions=(
+                    m.ListOffsetsPartition(partition_index=partition, timestamp=timestamp),
+                ),
             ),
         ),
     )
@@ -406,3 +411,53 @@ class WireClient:
         except TimeoutError:
             return False
         return data == b""
+
+
+# -- is the broker still serving? ------------------------------------------------------------
+
+
+def assert_wire_healthy(port: int) -> None:
+    """A new connection gets correct ApiVersions (v0 and v3) and Metadata answers."""
+    with WireClient(port, timeout=10.0) as c:
+        for version in (0, 3):
+            av = c.call(api_versions_request(version))
+            assert int(av.error_code) == 0
+            keys = {int(k.api_key): (int(k.min_version), int(k.max_version))
+                    for k in av.api_keys}
+            assert {0, 1, 3, 18} <= keys.keys()
+        md = c.call(metadata_request(12))
+        assert [int(b.port) for b in md.brokers] == [port]
+
+
+def confluent_round_trip(bootstrap: str, topic: str, n: int = 5, timeout: float = 30.0) -> None:
+    """Produce n records with confluent-kafka (topic created on the wire first) and read
+    them back; fails when anything is lost, reordered or late."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+
+    port = int(bootstrap.rsplit(":", 1)[1])
+    with WireClient(port) as c:
+        resp = c.call(create_topics_request(7, [topic]))
+        assert int(resp.topics[0].error_code) == 0, resp.topics[0]
+    values = [f"{topic}-{i}".encode() for i in range(n)]
+    errors: list[object] = []
+    p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 0,
+                  "message.timeout.ms": int(timeout * 1000)})
+    for v in values:
+        p.produce(topic, v, partition=0,
+                  on_delivery=lambda err, _msg: errors.append(err) if err else None)
+    assert p.flush(timeout) == 0, "confluent-kafka producer did not deliver in time"
+    assert not errors, errors
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "unused-assign-only",
+                         "enable.auto.commit": False, "enable.auto.offset.store": False})
+    got: list[tuple[int, bytes | None]] = []
+    try:
+        consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+        deadline = time.monotonic() + timeout
+        while len(got) < n and time.monotonic() < deadline:
+            msg = consumer.poll(0.2)
+            if msg is None or msg.error():
+                continue
+            got.append((int(msg.offset() or 0), msg.value()))
+    finally:
+        consumer.close()
+    assert got == list(enumerate(values))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 MAX_TOPIC_NAME = 249
-_LEGAL = re.compile(r"^[a-zA-Z0-9._-]+$")
+_LEGAL = re.compile(r"[a-zA-Z0-9._-]+")
 
 # name -> (default, documentation)
 TOPIC_CONFIG_DEFAULTS: dict[str, str] = {
@@ -37,7 +37,7 @@ def validate_topic_name(name: str | None) -> str:
         raise InvalidTopic(f"topic name cannot be {name!r}")
     if len(name) > MAX_TOPIC_NAME:
         raise InvalidTopic(f"topic name is longer than {MAX_TOPIC_NAME} characters")
-    if not _LEGAL.match(name):
+    if not _LEGAL.fullmatch(name):
         raise InvalidTopic(
             f"topic name {name!r} has characters other than ASCII letters, digits, '.', '_', '-'"
         )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from kio.schema.errors import ErrorCode
@@ -13,19 +15,24 @@ from ..protocol.frames import RequestHeader
 from ..storage.stream_store import OffsetOutOfRange
 from .base import Buffers, decode
 
+ZERO_UUID = uuid.UUID(int=0)
+
 if TYPE_CHECKING:
     from ..broker import Broker, TopicState
     from ..storage.partition_log import PartitionLog
 
 
-async def handle(broker: Broker, header: RequestHeader, frame: memoryview) -> Buffers:
-    req = decode(header, frame)
-    version = header.api_version
+def handle(broker: Broker, header: RequestHeader, frame: memoryview) -> Awaitable[Buffers]:
+    # Decode now, so a malformed request closes the connection before any work is queued.
+    return _fetch(broker, header.api_version, decode(header, frame))
+
+
+async def _fetch(broker: Broker, version: int, req: Any) -> Buffers:
     by_id = version >= 13
     wanted: list[tuple[Any, TopicState | None, list[Any]]] = []
-    for t in req.topics:
+    for t in req.topics or ():
         state = broker.topics_by_id.get(t.topic_id) if by_id else broker.topics.get(t.topic)
-        wanted.append((t, state, list(t.partitions)))
+        wanted.append((t, state, list(t.partitions or ())))
     max_bytes = req.max_bytes if version >= 3 else 2**31 - 1
     deadline = time.monotonic() + req.max_wait.total_seconds()
     while True:
@@ -76,8 +83,8 @@ async def _collect(
                     total += res.size
             presults.append(res)
         name = state.name if state else getattr(t, "topic", "")
-        topic_id = t.topic_id if by_id else (state.topic_id if state else None)
-        results.append(FetchTopicResult(name, topic_id, presults))  # type: ignore[arg-type]
+        topic_id = (t.topic_id if by_id else state.topic_id if state else None) or ZERO_UUID
+        results.append(FetchTopicResult(name, topic_id, presults))
     return results, total, errors, logs
 
 

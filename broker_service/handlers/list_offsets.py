@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from kio.schema.errors import ErrorCode
@@ -16,12 +17,15 @@ if TYPE_CHECKING:
 LATEST, EARLIEST, MAX_TIMESTAMP = -1, -2, -3
 
 
-async def handle(broker: Broker, header: RequestHeader, frame: memoryview) -> Buffers:
-    req = decode(header, frame)
+def handle(broker: Broker, header: RequestHeader, frame: memoryview) -> Awaitable[Buffers]:
+    return _list_offsets(broker, header, decode(header, frame))
+
+
+async def _list_offsets(broker: Broker, header: RequestHeader, req: Any) -> Buffers:
     topics = []
-    for t in req.topics:
+    for t in req.topics or ():
         parts = []
-        for p in t.partitions:
+        for p in t.partitions or ():
             plog = broker.partition(t.name, p.partition_index)
             if plog is None:
                 parts.append(
@@ -62,13 +66,9 @@ async def _lookup(broker: Broker, plog: PartitionLog, ts: int) -> tuple[int, int
 
 
 async def _max_timestamp(broker: Broker, plog: PartitionLog) -> tuple[int, int] | None:
-    """Offset of the record with the largest timestamp (KIP-734)."""
+    """Offset of the first record carrying the partition's largest timestamp (KIP-734)."""
     assert broker.store is not None
-    best: Any = None
-    candidates = [r.max_timestamp for r in plog.ranges] + [b.max_timestamp for b in plog.cache]
-    if not candidates:
+    stamps = [r.max_timestamp for r in plog.ranges] + [b.max_timestamp for b in plog.cache]
+    if not stamps:
         return None
-    top = max(candidates)
-    found = await broker.store.offset_for_timestamp(plog, top)
-    best = found
-    return best
+    return await broker.store.offset_for_timestamp(plog, max(stamps))

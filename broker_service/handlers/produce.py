@@ -19,7 +19,12 @@ from ..protocol.produce import (
     build_produce_response,
     parse_produce,
 )
-from ..protocol.record_batch import InvalidRecordBatch, UnsupportedMagic, validate_batches
+from ..protocol.record_batch import (
+    InconsistentRecordBatch,
+    InvalidRecordBatch,
+    UnsupportedMagic,
+    validate_batches,
+)
 from .base import Buffers, Result
 
 if TYPE_CHECKING:
@@ -32,6 +37,14 @@ def handle(broker: Broker, header: RequestHeader, frame: memoryview) -> Result:
     version = header.api_version
     req = parse_produce(frame, header.body_offset, version)
     topics: list[tuple[str, list[ProducePartitionResult]]] = []
+    if req.acks not in (-1, 0, 1):
+        for t in req.topics:
+            results = [
+                ProducePartitionResult(p.index, ErrorCode.invalid_required_acks)
+                for p in t.partitions
+            ]
+            topics.append((t.name, results))
+        return [build_produce_response(version, topics)]
     pending: list[tuple[ProducePartitionResult, asyncio.Future[None]]] = []
     for t in req.topics:
         state = broker.topics.get(t.name)
@@ -66,6 +79,10 @@ def _append(
         return res, None
     try:
         batches = validate_batches(p.records)
+    except InconsistentRecordBatch as exc:
+        res.error_code = ErrorCode.invalid_record
+        res.error_message = str(exc)
+        return res, None
     except UnsupportedMagic as exc:
         res.error_code = ErrorCode.unsupported_for_message_format
         res.error_message = str(exc)

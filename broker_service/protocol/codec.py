@@ -17,10 +17,11 @@ from typing import Any
 
 from kio.index import load_request_schema, load_response_schema
 from kio.schema.errors import ErrorCode
-from kio.serial import entity_reader, entity_writer
+from kio.serial import entity_writer
 from kio.serial._introspect import EntityField, EntityTupleField, classify_field
 
-from .primitives import ProtocolError
+from .primitives import ByteReader
+from .schema_reader import entity_reader
 
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 _ZERO: dict[str, Any] = {
@@ -43,25 +44,19 @@ _ZERO: dict[str, Any] = {
 
 
 @cache
-def _reader(cls: type) -> Any:
-    return entity_reader(cls)
-
-
-@cache
 def _writer(cls: type) -> Any:
     return entity_writer(cls)
 
 
 def decode_request(api_key: int, api_version: int, frame: memoryview | bytes, offset: int) -> Any:
-    """Parse a request body with kio; raise ProtocolError on anything malformed."""
-    cls = load_request_schema(api_key, api_version)
-    if isinstance(frame, memoryview) and not frame.readonly:
-        frame = frame.toreadonly()  # kio's reader insists on read-only buffers
-    try:
-        entity, size = _reader(cls)(frame, offset)
-    except Exception as exc:  # kio's Rust reader raises several types on bad input
-        raise ProtocolError(f"malformed {cls.__name__}: {exc}") from exc
-    return entity
+    """Parse a request body into kio's dataclass; raise ProtocolError if malformed."""
+    cls = _request_schema(api_key, api_version)
+    return entity_reader(cls)(ByteReader(frame, offset))
+
+
+@cache
+def _request_schema(api_key: int, api_version: int) -> type:
+    return load_request_schema(api_key, api_version)
 
 
 @cache

@@ -37,7 +37,11 @@ class InvalidRecordBatch(ValueError):
 
 
 class UnsupportedMagic(InvalidRecordBatch):
-    """Message format v0/v1 (maps to UNSUPPORTED_VERSION... we report CORRUPT_MESSAGE)."""
+    """Message format v0/v1 (maps to UNSUPPORTED_FOR_MESSAGE_FORMAT)."""
+
+
+class InconsistentRecordBatch(InvalidRecordBatch):
+    """A well-formed batch whose header contradicts itself (maps to INVALID_RECORD)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,10 +102,13 @@ def validate_batches(records: memoryview) -> list[tuple[int, BatchHeader]]:
             raise InvalidRecordBatch("record batch length does not match the payload")
         if h.magic != 2:
             raise UnsupportedMagic(f"message format v{h.magic} is not supported (need v2)")
-        if h.last_offset_delta < 0 or h.record_count < 0:
-            raise InvalidRecordBatch("negative record count")
         if crc32c(records[pos + 21 : pos + size]) != h.crc:
             raise InvalidRecordBatch("record batch CRC-32C mismatch")
+        if h.record_count <= 0 or h.last_offset_delta + 1 != h.record_count:
+            raise InconsistentRecordBatch(
+                f"record count {h.record_count} does not match lastOffsetDelta "
+                f"{h.last_offset_delta}"
+            )
         out.append((pos, h))
         pos += size
     if not out:
