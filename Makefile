@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-PIP    := $(PY) -m pip -q --disable-pip-version-check
+PIP    := PYTHONWARNINGS=ignore $(PY) -m pip -q --disable-pip-version-check
 
 .PHONY: run test test-fast lint bench install install-test kcat clean
 
