@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from .cluster.topic_config import TOPIC_CONFIG_DEFAULTS, validate_configs, validate_topic_name
 from .config import BrokerConfig
+from .groups.coordinator import GroupCoordinator
 from .metadata.base import BrokerRecord, MetadataStore, TopicRecord
 from .storage.objectstore.base import ObjectStore
 from .storage.partition_log import PartitionLog
@@ -74,6 +75,11 @@ class Broker:
         self.topics: dict[str, TopicState] = {}
         self.topics_by_id: dict[uuid.UUID, TopicState] = {}
         self.producer_ids = ProducerIdAllocator(metadata)
+        self.groups = GroupCoordinator(
+            metadata,
+            initial_rebalance_delay_ms=config.group_initial_rebalance_delay_ms,
+            consumer_session_timeout_ms=config.group_consumer_session_timeout_ms,
+        )
         self.fenced = False
 
     @property
@@ -106,6 +112,7 @@ class Broker:
             log.info("recovered %d WAL entries not yet in objects; uploading", replayed)
             await self.store.upload()
         self.store.start()
+        self.groups.start()
         log.info(
             "broker %d (epoch %d) of cluster %s: %d topics",
             cfg.node_id,
@@ -115,6 +122,7 @@ class Broker:
         )
 
     async def stop(self) -> None:
+        self.groups.stop()
         if self.store is not None:
             await self.store.close()
         self.metadata.close()
@@ -147,6 +155,7 @@ class Broker:
             assert self.store is not None
             for plog in state.logs:
                 self.store.remove_partition(plog.stream_id)
+        self.groups.forget_topic(name)
         log.info("deleted topic %s", name)
         return rec
 

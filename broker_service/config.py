@@ -32,6 +32,17 @@ class BrokerConfig(BaseSettings):
     object_block_bytes: int = Field(1 << 20, description="block size inside uploaded objects")
     log_cache_bytes: int = Field(256 << 20, description="memory for recent data (tail reads)")
     block_cache_bytes: int = Field(128 << 20, description="memory for blocks read from objects")
+    group_initial_rebalance_delay_ms: int = Field(
+        100, description="wait for more members before the first rebalance of a new group"
+    )
+    group_min_session_timeout_ms: int = Field(6000, description="smallest session.timeout.ms")
+    group_max_session_timeout_ms: int = Field(1_800_000, description="largest session.timeout.ms")
+    group_consumer_session_timeout_ms: int = Field(
+        45_000, description="KIP-848 groups: session timeout (broker-side)"
+    )
+    group_consumer_heartbeat_interval_ms: int = Field(
+        2000, description="KIP-848 groups: heartbeat interval given to members"
+    )
     lease_ms: int = Field(
         10_000, description="lease recorded at registration (renewal: the cluster issue)"
     )

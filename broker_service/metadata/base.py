@@ -69,6 +69,25 @@ class StreamRange:
     max_timestamp: int = -1
 
 
+@dataclass(frozen=True, slots=True)
+class CommittedOffset:
+    topic: str
+    partition: int
+    offset: int
+    leader_epoch: int
+    metadata: str | None
+    commit_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class GroupRecord:
+    """What outlives a coordinator: a group's identity; members re-join after a move."""
+
+    group_id: str
+    group_type: str  # "classic" or "consumer" (KIP-848)
+    protocol_type: str
+
+
 class MetadataStore(ABC):
     @abstractmethod
     def cluster_id(self) -> str: ...
@@ -119,6 +138,27 @@ class MetadataStore(ABC):
     @abstractmethod
     def allocate_producer_ids(self, count: int) -> int:
         """Reserve ``count`` consecutive producer ids, unique cluster-wide; return the first."""
+
+    # -- consumer groups ---------------------------------------------------------------
+    @abstractmethod
+    def save_group(self, group: GroupRecord) -> None: ...
+
+    @abstractmethod
+    def groups(self) -> list[GroupRecord]: ...
+
+    @abstractmethod
+    def delete_group(self, group_id: str) -> None:
+        """Forget the group and all its committed offsets."""
+
+    @abstractmethod
+    def commit_offsets(self, group_id: str, offsets: list[CommittedOffset]) -> None:
+        """Durably store offsets (one transaction)."""
+
+    @abstractmethod
+    def committed_offsets(self, group_id: str) -> list[CommittedOffset]: ...
+
+    @abstractmethod
+    def delete_offsets(self, group_id: str, partitions: list[tuple[str, int]]) -> None: ...
 
     @abstractmethod
     def close(self) -> None: ...

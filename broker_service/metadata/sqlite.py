@@ -19,6 +19,8 @@ from pathlib import Path
 from .base import (
     BrokerFenced,
     BrokerRecord,
+    CommittedOffset,
+    GroupRecord,
     MetadataStore,
     PartitionRecord,
     StreamRange,
@@ -46,6 +48,12 @@ CREATE TABLE IF NOT EXISTS stream_ranges (
     object_key TEXT NOT NULL, position INTEGER NOT NULL, size INTEGER NOT NULL,
     max_timestamp INTEGER NOT NULL, PRIMARY KEY (stream_id, start_offset));
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS groups (
+    group_id TEXT PRIMARY KEY, group_type TEXT NOT NULL, protocol_type TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS group_offsets (
+    group_id TEXT NOT NULL, topic TEXT NOT NULL, partition INTEGER NOT NULL,
+    offset INTEGER NOT NULL, leader_epoch INTEGER NOT NULL, metadata TEXT,
+    commit_ms INTEGER NOT NULL, PRIMARY KEY (group_id, topic, partition));
 """
 
 
@@ -156,6 +164,7 @@ class SqliteMetadataStore(MetadataStore):
                 raise UnknownTopic(name)
             db.execute("DELETE FROM topics WHERE name=?", (name,))
             db.execute("DELETE FROM partitions WHERE topic=?", (name,))
+            db.execute("DELETE FROM group_offsets WHERE topic=?", (name,))
             # The objects stay until compaction/retention drops unreferenced ones.
             for p in topic.partitions:
                 db.execute("DELETE FROM stream_ranges WHERE stream_id=?", (p.stream_id,))
@@ -226,6 +235,61 @@ class SqliteMetadataStore(MetadataStore):
     def allocate_producer_ids(self, count: int) -> int:
         with self._tx() as db:
             return self._next(db, "producer_id", count)
+
+    def save_group(self, group: GroupRecord) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO groups VALUES(?,?,?)",
+                (group.group_id, group.group_type, group.protocol_type),
+            )
+
+    def groups(self) -> list[GroupRecord]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT group_id, group_type, protocol_type FROM groups UNION "
+                "SELECT DISTINCT group_id, 'classic', '' FROM group_offsets "
+                "WHERE group_id NOT IN (SELECT group_id FROM groups) ORDER BY group_id"
+            ).fetchall()
+        return [GroupRecord(*r) for r in rows]
+
+    def delete_group(self, group_id: str) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM groups WHERE group_id=?", (group_id,))
+            db.execute("DELETE FROM group_offsets WHERE group_id=?", (group_id,))
+
+    def commit_offsets(self, group_id: str, offsets: list[CommittedOffset]) -> None:
+        with self._tx() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO group_offsets VALUES(?,?,?,?,?,?,?)",
+                [
+                    (
+                        group_id,
+                        o.topic,
+                        o.partition,
+                        o.offset,
+                        o.leader_epoch,
+                        o.metadata,
+                        o.commit_ms or _now_ms(),
+                    )
+                    for o in offsets
+                ],
+            )
+
+    def committed_offsets(self, group_id: str) -> list[CommittedOffset]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT topic, partition, offset, leader_epoch, metadata, commit_ms "
+                "FROM group_offsets WHERE group_id=? ORDER BY topic, partition",
+                (group_id,),
+            ).fetchall()
+        return [CommittedOffset(*r) for r in rows]
+
+    def delete_offsets(self, group_id: str, partitions: list[tuple[str, int]]) -> None:
+        with self._tx() as db:
+            db.executemany(
+                "DELETE FROM group_offsets WHERE group_id=? AND topic=? AND partition=?",
+                [(group_id, t, p) for t, p in partitions],
+            )
 
     def close(self) -> None:
         with self._lock:

@@ -18,7 +18,7 @@ from typing import Any
 from kio.index import load_request_schema, load_response_schema
 from kio.schema.errors import ErrorCode
 from kio.serial import entity_writer
-from kio.serial._introspect import EntityField, EntityTupleField, classify_field
+from kio.serial._introspect import EntityField, EntityTupleField, classify_field, is_optional
 
 from .primitives import ByteReader
 from .schema_reader import entity_reader
@@ -60,12 +60,13 @@ def _request_schema(api_key: int, api_version: int) -> type:
 
 
 @cache
-def _field_plan(cls: type) -> tuple[tuple[Field[Any], str, type | None, bool], ...]:
+def _field_plan(cls: type) -> tuple[tuple[Field[Any], str, type | None, bool, bool], ...]:
     plan = []
     for f in fields(cls):
         kind = classify_field(f)
         nested = kind.type_ if isinstance(kind, EntityField | EntityTupleField) else None
-        plan.append((f, f.metadata.get("kafka_type", ""), nested, kind.is_array))
+        nullable = is_optional(f) or "tag" in f.metadata
+        plan.append((f, f.metadata.get("kafka_type", ""), nested, kind.is_array, nullable))
     return tuple(plan)
 
 
@@ -80,10 +81,11 @@ def _convert_scalar(kafka_type: str, value: Any) -> Any:
 
 
 def shape(cls: type, data: dict[str, Any]) -> Any:
-    """Build an instance of kio dataclass ``cls`` from a dict, tolerant of version drift."""
+    """Build an instance of kio dataclass ``cls`` from a dict, tolerant of version drift:
+    a None given for a field this version cannot null gets the field's zero value."""
     kwargs: dict[str, Any] = {}
-    for f, kafka_type, nested, is_array in _field_plan(cls):
-        if f.name in data:
+    for f, kafka_type, nested, is_array, nullable in _field_plan(cls):
+        if f.name in data and (data[f.name] is not None or nullable):
             value = data[f.name]
             if nested is not None:
                 if is_array:

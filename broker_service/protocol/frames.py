@@ -18,7 +18,7 @@ _SIZE = struct.Struct(">i")
 API_VERSIONS_KEY = 18
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RequestHeader:
     api_key: int
     api_version: int
@@ -26,6 +26,7 @@ class RequestHeader:
     client_id: str | None
     body_offset: int
     flexible: bool
+    client_host: str = ""  # filled in by the server (the peer's address), not on the wire
 
 
 @cache

@@ -47,12 +47,14 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self._write_paused = False
         self._read_paused = False
         self.peer = "?"
+        self.peer_host = ""
 
     # -- asyncio.BufferedProtocol ---------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        self.peer_host = f"/{peer[0]}" if peer else ""
         self._connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -134,6 +136,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
                     return True
                 raise ProtocolError(f"{api.name} v{version} is not supported")
             header = parse_request_header(frame)
+            header.client_host = self.peer_host
             result = api.handler(self.broker, header, frame)
         except ProtocolError as exc:
             log.warning("%s: bad request (%s); closing the connection", self.peer, exc)
