@@ -217,7 +217,11 @@ def assert_batches(
     """The topic holds n records in batches that all use `codec`; an idempotent producer's
     batches carry its producer id and consecutive sequence numbers."""
     batches = stored_batches(bootstrap, topic)
-    assert {b.codec for b in batches} == {CODEC_IDS[codec]}, (codec, batches[:3])
+    # kafka-python sends a batch uncompressed when compressing would not shrink it, which
+    # happens for a lone record; any batch of several records must carry the codec.
+    wrong = [b for b in batches
+             if b.codec != CODEC_IDS[codec] and not (b.count == 1 and b.codec == 0)]
+    assert not wrong, (codec, wrong[:3], len(batches))
     assert sum(b.count for b in batches) == n
     assert [b.base_offset for b in batches] == [0, *accumulate(b.count for b in batches[:-1])]
     if idempotent is not None:
