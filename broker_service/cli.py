@@ -78,7 +78,17 @@ def main(argv: list[str] | None = None) -> int:
         help="do not create unknown topics on Metadata requests",
     )
     s.add_argument("--log-level", help="DEBUG, INFO, WARNING, ...")
+    from .tools import groups_cli
+
+    g = sub.add_parser(
+        "groups",
+        help="list consumer groups, describe their lag (as kafka-consumer-groups.sh)",
+        description="List consumer groups and show committed offsets and lag per partition.",
+    )
+    groups_cli.add_arguments(g)
     args = parser.parse_args(argv)
     if args.command == "serve":
         return _serve(args)
+    if args.command == "groups":
+        return groups_cli.run(args)
     return 2

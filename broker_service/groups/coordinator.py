@@ -71,8 +71,8 @@ class GroupCoordinator:
     def consumer(self, group_id: str, create: bool) -> ConsumerGroup | None:
         g = self.groups.get(group_id)
         if isinstance(g, ClassicGroup):
-            if not g.is_empty:
-                raise GroupError(INCONSISTENT_GROUP_PROTOCOL, "group uses the classic protocol")
+            if not g.is_empty:  # no online migration: say so, as Apache Kafka does
+                raise GroupError(GROUP_ID_NOT_FOUND, f"Group {group_id} is not a consumer group.")
             g = None
         if g is None and create:
             g = ConsumerGroup(group_id, self.consumer_session_timeout_s)

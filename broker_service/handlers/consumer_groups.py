@@ -138,7 +138,7 @@ def describe(broker: Broker, header: RequestHeader, frame: memoryview) -> Buffer
                 "error_code": 0,
                 "error_message": None,
                 "group_id": gid,
-                "group_state": g.state.lower(),
+                "group_state": g.state,
                 "group_epoch": g.group_epoch,
                 "assignment_epoch": g.assignment_epoch,
                 "assignor_name": next(
