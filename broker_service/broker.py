@@ -106,6 +106,7 @@ class Broker:
         )
         for rec in self.metadata.topics():
             self._load_topic(rec)
+        self.wal.bind(cfg.node_id, self.me.epoch)
         entries = await self.wal.open()
         replayed = self.store.replay(entries)
         if replayed:

@@ -34,7 +34,7 @@ def _serve(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    from .embedded import embedded_broker
+    from .backends import build_broker
     from .server.listener import serve
 
     loop_factory = None
@@ -46,7 +46,7 @@ def _serve(args: argparse.Namespace) -> int:
         pass
     try:
         with asyncio.Runner(loop_factory=loop_factory) as runner:
-            runner.run(serve(embedded_broker(config)))
+            runner.run(serve(build_broker(config)))
     except OSError as exc:
         logging.getLogger("broker_service").error("cannot start: %s", exc)
         return 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -18,6 +19,16 @@ class BrokerConfig(BaseSettings):
     node_id: int = Field(1, description="this broker's id")
     rack: str | None = Field(None, description="rack / availability zone")
     data_dir: Path = Field(Path("data"), description="embedded data: objects, SQLite, WAL")
+
+    storage: str | None = Field(
+        None, description="object store: s3://bucket/prefix or a directory (default data_dir)"
+    )
+    metadata: str | None = Field(
+        None, description="metadata store: dynamodb://table or a SQLite file (default data_dir)"
+    )
+    wal: Literal["file", "object"] = Field(
+        "file", description="file: fsync'd local file; object: one committed object per flush"
+    )
 
     auto_create_topics: bool = Field(True, description="create unknown topics on Metadata")
     default_partitions: int = Field(1, ge=1, description="partitions of auto-created topics")

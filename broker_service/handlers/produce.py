@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from kio.schema.errors import ErrorCode
 
@@ -45,7 +45,7 @@ def handle(broker: Broker, header: RequestHeader, frame: memoryview) -> Result:
             ]
             topics.append((t.name, results))
         return [build_produce_response(version, topics)]
-    pending: list[tuple[ProducePartitionResult, asyncio.Future[None]]] = []
+    pending: list[tuple[ProducePartitionResult, asyncio.Future[Any]]] = []
     for t in req.topics:
         state = broker.topics.get(t.name)
         results = []
@@ -64,7 +64,7 @@ def handle(broker: Broker, header: RequestHeader, frame: memoryview) -> Result:
 
 def _append(
     broker: Broker, state: TopicState | None, p: ProducePartition
-) -> tuple[ProducePartitionResult, asyncio.Future[None] | None]:
+) -> tuple[ProducePartitionResult, asyncio.Future[Any] | None]:
     res = ProducePartitionResult(p.index)
     plog = state.logs[p.index] if state is not None and 0 <= p.index < len(state.logs) else None
     if plog is None or broker.store is None:
@@ -104,7 +104,7 @@ def _append(
 async def _respond_when_durable(
     version: int,
     topics: list[tuple[str, list[ProducePartitionResult]]],
-    pending: list[tuple[ProducePartitionResult, asyncio.Future[None]]],
+    pending: list[tuple[ProducePartitionResult, asyncio.Future[Any]]],
 ) -> Buffers:
     for res, fut in pending:
         try:

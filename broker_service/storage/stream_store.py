@@ -45,9 +45,13 @@ class OffsetOutOfRange(Exception):
     pass
 
 
-def _on_durable(plog: PartitionLog, end: int, fut: asyncio.Future[None]) -> None:
-    if not fut.cancelled() and fut.exception() is None:
-        plog.advance_high_watermark(end)
+def _on_durable(plog: PartitionLog, end: int, fut: asyncio.Future[StreamRange | None]) -> None:
+    if fut.cancelled() or fut.exception() is not None:
+        return
+    committed = fut.result()
+    if committed is not None and committed.end_offset > plog.committed_end:
+        plog.add_range(committed)  # the WAL itself committed the object holding it
+    plog.advance_high_watermark(end)
 
 
 class StreamStore:
@@ -145,7 +149,7 @@ class StreamStore:
     # -- write path --------------------------------------------------------------------
     def append(
         self, plog: PartitionLog, view: memoryview, batches: list[tuple[int, BatchHeader]]
-    ) -> tuple[int, asyncio.Future[None]]:
+    ) -> tuple[int, asyncio.Future[StreamRange | None]]:
         """Assign offsets in place (``view`` is writable and ours to keep) and queue the
         batches for durability. Returns (base offset, future resolved when durable)."""
         base = plog.next_offset
@@ -158,7 +162,8 @@ class StreamStore:
             plog.cache_append(CachedBatch(offset, end, h.max_timestamp, view[pos : pos + h.size]))
             offset = end
         plog.next_offset = offset
-        self._pending_upload_bytes += len(view)
+        if self.wal.needs_upload:
+            self._pending_upload_bytes += len(view)
         fut = self.wal.append(plog.stream_id, base, offset, view)
         fut.add_done_callback(functools.partial(_on_durable, plog, offset))
         return base, fut
@@ -270,6 +275,7 @@ class StreamStore:
         last = time.monotonic()
         while True:
             await asyncio.sleep(0.05)
+            self._evict()
             due = time.monotonic() - last >= self.upload_interval
             if self._pending_upload_bytes and (
                 due or self._pending_upload_bytes >= self.upload_bytes

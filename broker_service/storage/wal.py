@@ -22,6 +22,8 @@ from pathlib import Path
 
 from crc32c import crc32c
 
+from ..metadata.base import StreamRange
+
 log = logging.getLogger(__name__)
 
 _REC = struct.Struct(">IIqqq")
@@ -43,6 +45,14 @@ class WalError(RuntimeError):
 
 
 class Wal(ABC):
+    # Whether acknowledged data still has to be uploaded to objects (file WAL) or is already
+    # committed there by the WAL itself (object WAL).
+    needs_upload = True
+
+    def bind(self, broker_id: int, broker_epoch: int) -> None:
+        """Learn this broker's identity once registered (a WAL that commits needs it)."""
+        return None
+
     @abstractmethod
     async def open(self) -> list[WalEntry]:
         """Open the log and return every durable entry left by a previous run, in order."""
@@ -50,8 +60,9 @@ class Wal(ABC):
     @abstractmethod
     def append(
         self, stream_id: int, base_offset: int, end_offset: int, data: bytes | memoryview
-    ) -> asyncio.Future[None]:
-        """Queue a batch; the future resolves when it is durable."""
+    ) -> asyncio.Future[StreamRange | None]:
+        """Queue a batch; the future resolves when it is durable, with the committed range
+        that now holds it when the WAL commits objects itself, else None."""
 
     @abstractmethod
     def trim(self, committed_ends: dict[int, int]) -> None:
@@ -84,7 +95,7 @@ class FileWal(Wal):
         self._active: _Segment | None = None
         self._fd = -1
         self._pending: list[tuple[int, int, int, bytes | memoryview]] = []
-        self._pending_futures: list[asyncio.Future[None]] = []
+        self._pending_futures: list[asyncio.Future[StreamRange | None]] = []
         self._pending_bytes = 0
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -136,8 +147,8 @@ class FileWal(Wal):
     # -- append / group commit ---------------------------------------------------------
     def append(
         self, stream_id: int, base_offset: int, end_offset: int, data: bytes | memoryview
-    ) -> asyncio.Future[None]:
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    ) -> asyncio.Future[StreamRange | None]:
+        fut: asyncio.Future[StreamRange | None] = asyncio.get_running_loop().create_future()
         if self._failed is not None:
             fut.set_exception(WalError(f"WAL failed earlier: {self._failed}"))
             return fut

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from tests.broker_process import BrokerProcess
@@ -44,11 +45,18 @@ def _consume_all(bootstrap: str, topic: str, expect: int) -> list[tuple[int, byt
     return out
 
 
-def test_sigkill_loses_no_acknowledged_record(tmp_path: Path) -> None:
-    broker = BrokerProcess(tmp_path / "data", BROKER_UPLOAD_INTERVAL_MS="600000").start()
+@pytest.mark.parametrize("wal", ["file", "object"])
+def test_sigkill_loses_no_acknowledged_record(tmp_path: Path, wal: str) -> None:
+    """File WAL: nothing is uploaded before the kill, all of it lives in the WAL. Object WAL:
+    every acknowledged batch is already a committed object; the broker keeps no local state."""
+    broker = BrokerProcess(
+        tmp_path / "data", BROKER_UPLOAD_INTERVAL_MS="600000", BROKER_WAL=wal
+    ).start()
     try:
         first = _produce_acked(broker.bootstrap, "durable", 3000)
-        broker.kill()  # nothing was uploaded: everything lives only in the WAL
+        broker.kill()
+        if wal == "object":
+            assert not (tmp_path / "data" / "wal").exists(), "the object WAL writes no files"
         broker.start()
         second = _produce_acked(broker.bootstrap, "durable", 2000, start=3000)
         broker.kill()

@@ -1,0 +1,69 @@
+"""Build a broker from its configuration: which object store, metadata store and WAL.
+
+The embedded default is a local directory + SQLite + file WAL under ``data_dir``; ``storage``,
+``metadata`` and ``wal`` switch to S3, DynamoDB and the object WAL. AWS endpoints come from
+the standard ``AWS_ENDPOINT_URL*`` variables, so LocalStack and moto server work unchanged.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlparse
+
+from .broker import Broker
+from .config import BrokerConfig
+from .metadata.base import MetadataStore
+from .storage.objectstore.base import ObjectStore
+from .storage.wal import FileWal, Wal
+
+
+def object_store_for(config: BrokerConfig) -> ObjectStore:
+    url = config.storage
+    if url and url.startswith("s3://"):
+        from .storage.objectstore.s3 import S3ObjectStore
+
+        parsed = urlparse(url)
+        return S3ObjectStore(bucket=parsed.netloc, prefix=parsed.path.lstrip("/"))
+    from .storage.objectstore.fs import FsObjectStore
+
+    path = Path(url.removeprefix("file://")) if url else config.data_dir / "objects"
+    return FsObjectStore(path)
+
+
+def metadata_store_for(config: BrokerConfig) -> MetadataStore:
+    url = config.metadata
+    if url and url.startswith("dynamodb://"):
+        from .metadata.dynamodb import DynamoDbMetadataStore
+
+        return DynamoDbMetadataStore(table=urlparse(url).netloc)
+    from .metadata.sqlite import SqliteMetadataStore
+
+    path = Path(url.removeprefix("sqlite://")) if url else config.data_dir / "metadata.sqlite"
+    return SqliteMetadataStore(path)
+
+
+def wal_for(config: BrokerConfig, objects: ObjectStore, metadata: MetadataStore) -> Wal:
+    if config.wal == "object":
+        from .storage.object_wal import ObjectWal
+
+        return ObjectWal(
+            objects,
+            metadata,
+            flush_interval_ms=config.wal_flush_ms,
+            flush_bytes=config.wal_flush_bytes,
+            block_bytes=config.object_block_bytes,
+        )
+    return FileWal(
+        config.data_dir / "wal" / f"broker-{config.node_id}",
+        flush_interval_ms=config.wal_flush_ms,
+        flush_bytes=config.wal_flush_bytes,
+        segment_bytes=config.wal_segment_bytes,
+    )
+
+
+def build_broker(config: BrokerConfig) -> Broker:
+    objects = object_store_for(config)
+    metadata = metadata_store_for(config)
+    return Broker(config, metadata, objects, wal_for(config, objects, metadata))
+
+

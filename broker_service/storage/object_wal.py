@@ -1,0 +1,154 @@
+"""ObjectWal: the write-ahead log for brokers without a durable disk (Fargate).
+
+A flush packs every pending batch of every partition into one StreamSetObject, PUTs it, and
+commits it to the metadata store (conditionally on this broker's epoch) before any producer in
+it is acknowledged. The WAL object is therefore already an ordinary committed object: readable
+at once by any broker, nothing to replay after a crash, and merged later by compaction.
+
+Flushes run one at a time, so each stream's committed ranges stay contiguous and ordered;
+batches that arrive during a flush form the next one (group commit). ``flush_interval_ms``
+adds a linger before a flush to make objects larger (fewer PUTs) at the cost of latency;
+``flush_bytes`` cuts the linger short.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+
+from ..metadata.base import MetadataStore, StreamRange
+from .objectstore.base import ObjectStore
+from .stream_set_object import StreamSetObjectBuilder
+from .wal import Wal, WalEntry, WalError
+
+log = logging.getLogger(__name__)
+
+
+class ObjectWal(Wal):
+    needs_upload = False
+
+    def __init__(
+        self,
+        objects: ObjectStore,
+        metadata: MetadataStore,
+        *,
+        flush_interval_ms: float = 0.0,
+        flush_bytes: int = 8 << 20,
+        block_bytes: int = 1 << 20,
+    ) -> None:
+        self.objects = objects
+        self.metadata = metadata
+        self.flush_interval = flush_interval_ms / 1000.0
+        self.flush_bytes = flush_bytes
+        self.block_bytes = block_bytes
+        self.broker_id = -1
+        self.broker_epoch = -1
+        self._pending: list[tuple[int, int, int, bytes | memoryview]] = []
+        self._futures: list[asyncio.Future[StreamRange | None]] = []
+        self._pending_bytes = 0
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._failed: BaseException | None = None
+        self._seq = 0
+        self.flushes = 0
+        self.last_flush_ms = 0.0
+
+    def bind(self, broker_id: int, broker_epoch: int) -> None:
+        self.broker_id = broker_id
+        self.broker_epoch = broker_epoch
+
+    async def open(self) -> list[WalEntry]:
+        self._task = asyncio.get_running_loop().create_task(self._flusher())
+        return []  # every acknowledged batch is already a committed object
+
+    def append(
+        self, stream_id: int, base_offset: int, end_offset: int, data: bytes | memoryview
+    ) -> asyncio.Future[StreamRange | None]:
+        fut: asyncio.Future[StreamRange | None] = asyncio.get_running_loop().create_future()
+        if self._failed is not None:
+            fut.set_exception(WalError(f"object WAL failed earlier: {self._failed}"))
+            return fut
+        self._pending.append((stream_id, base_offset, end_offset, data))
+        self._futures.append(fut)
+        self._pending_bytes += len(data)
+        self._wakeup.set()
+        return fut
+
+    async def _flusher(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            if self.flush_interval > 0 and self._pending_bytes < self.flush_bytes:
+                deadline = time.monotonic() + self.flush_interval
+                while self._pending_bytes < self.flush_bytes and time.monotonic() < deadline:
+                    await asyncio.sleep(min(0.002, self.flush_interval))
+            self._wakeup.clear()
+            if not self._pending:
+                continue
+            batch, futures = self._pending, self._futures
+            self._pending, self._futures, self._pending_bytes = [], [], 0
+            try:
+                ranges = await self._flush(batch)
+            except BaseException as exc:
+                log.exception("object WAL flush failed; refusing further appends")
+                self._failed = exc
+                for f in futures:
+                    if not f.done():
+                        f.set_exception(WalError(str(exc)))
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                continue
+            self.flushes += 1
+            for (stream_id, *_rest), f in zip(batch, futures, strict=True):
+                if not f.done():
+                    f.set_result(ranges.get(stream_id))
+
+    async def _flush(
+        self, batch: list[tuple[int, int, int, bytes | memoryview]]
+    ) -> dict[int, StreamRange]:
+        started = time.monotonic()
+        by_stream: OrderedDict[int, list[tuple[int, int, int, bytes | memoryview]]] = OrderedDict()
+        for stream_id, base, end, data in batch:
+            by_stream.setdefault(stream_id, []).append((base, end, _max_ts(data), data))
+        builder = StreamSetObjectBuilder(self.block_bytes)
+        for stream_id, items in by_stream.items():
+            builder.add_stream(stream_id, items)
+        parts = builder.build()
+        size = sum(len(p) for p in parts)
+        self._seq += 1
+        key = f"wal/{self.broker_id}-{self.broker_epoch}-{time.time_ns()}-{self._seq}.sso"
+        await self.objects.put(key, parts)
+        ranges = [
+            StreamRange(
+                s.stream_id, s.start_offset, s.end_offset, key, s.position, s.size, s.max_timestamp
+            )
+            for s in builder.spans
+        ]
+        await asyncio.to_thread(
+            self.metadata.commit_object, self.broker_id, self.broker_epoch, key, size, ranges
+        )
+        self.last_flush_ms = (time.monotonic() - started) * 1000
+        return {r.stream_id: r for r in ranges}
+
+    def trim(self, committed_ends: dict[int, int]) -> None:
+        pass  # nothing local to trim
+
+    async def close(self) -> None:
+        if self._task is not None:
+            while (self._pending or self._futures) and self._failed is None:
+                self._wakeup.set()
+                await asyncio.sleep(0.001)
+                if not self._pending:
+                    break
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+
+def _max_ts(data: bytes | memoryview) -> int:
+    from ..protocol.record_batch import iter_headers
+
+    return max((h.max_timestamp for _, h in iter_headers(data)), default=-1)
