@@ -23,6 +23,9 @@ def _serve(args: argparse.Namespace) -> int:
             "advertised_port": args.advertised_port,
             "default_partitions": args.default_partitions,
             "log_level": args.log_level,
+            "storage": args.storage,
+            "metadata": args.metadata,
+            "wal": args.wal,
         }.items()
         if v is not None
     }
@@ -78,6 +81,21 @@ def main(argv: list[str] | None = None) -> int:
         help="do not create unknown topics on Metadata requests",
     )
     s.add_argument("--log-level", help="DEBUG, INFO, WARNING, ...")
+    s.add_argument(
+        "--storage",
+        help="object store: s3://bucket/prefix, or a directory (default DATA_DIR/objects)",
+    )
+    s.add_argument(
+        "--metadata",
+        help="metadata store: dynamodb://table, or a SQLite file "
+        "(default DATA_DIR/metadata.sqlite)",
+    )
+    s.add_argument(
+        "--wal",
+        choices=["file", "object"],
+        help="file (default): fsync'd local file; object: a committed object per "
+        "flush (no local state)",
+    )
     from .tools import groups_cli
 
     g = sub.add_parser(

@@ -59,6 +59,13 @@ class BrokerConfig(BaseSettings):
     )
     log_level: str = Field("INFO", description="logging level")
 
+    def describe_storage(self) -> str:
+        d = self.data_dir.resolve()
+        objects = self.storage or f"{d / 'objects'}"
+        metadata = self.metadata or f"{d / 'metadata.sqlite'}"
+        wal = "object WAL" if self.wal == "object" else f"file WAL in {d / 'wal'}"
+        return f"objects in {objects}, metadata in {metadata}, {wal}"
+
     @property
     def advertised(self) -> tuple[str, int]:
         return (self.advertised_host or self.host, self.advertised_port or self.port)

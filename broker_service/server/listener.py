@@ -28,12 +28,12 @@ async def serve(broker: Broker, stop: asyncio.Event | None = None) -> None:
     )
     host, port = cfg.advertised
     log.info(
-        "listening on %s:%d (advertised %s:%d); data in %s",
+        "listening on %s:%d (advertised %s:%d); %s",
         cfg.host,
         cfg.port,
         host,
         port,
-        cfg.data_dir.resolve(),
+        cfg.describe_storage(),
     )
     stopper = asyncio.ensure_future(stop.wait())
     while not stop.is_set() and not broker.fenced:
