@@ -12,6 +12,15 @@ class ObjectNotFound(KeyError):
     pass
 
 
+class ObjectExists(Exception):
+    """A conditional create found the key already written by someone else (keys are never
+    overwritten in the cloud store: an existing key means another writer got there first)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"object {key!r} already exists")
+        self.key = key
+
+
 class ObjectStore(ABC):
     @abstractmethod
     async def put(self, key: str, parts: Sequence[Buffer]) -> None:

@@ -7,7 +7,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from .base import Buffer, ObjectNotFound, ObjectStore
+from .base import Buffer, ObjectExists, ObjectNotFound, ObjectStore
 
 _IOV_MAX = 512
 
@@ -32,7 +32,12 @@ class FsObjectStore(ObjectStore):
             os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(tmp, path)
+        try:
+            os.link(tmp, path)  # atomic, and refuses an existing key like S3's If-None-Match
+        except FileExistsError:
+            raise ObjectExists(key) from None
+        finally:
+            os.unlink(tmp)
         dfd = os.open(path.parent, os.O_RDONLY)
         try:
             os.fsync(dfd)
@@ -45,7 +50,9 @@ class FsObjectStore(ObjectStore):
                 if start < 0 and end is None:
                     f.seek(max(start, -os.fstat(f.fileno()).st_size), os.SEEK_END)
                     return f.read()
-                return os.pread(f.fileno(), (end or os.fstat(f.fileno()).st_size) - start, start)
+                size = os.fstat(f.fileno()).st_size
+                stop = size if end is None else min(end, size)
+                return os.pread(f.fileno(), max(0, stop - start), start) if stop > start else b""
         except FileNotFoundError as exc:
             raise ObjectNotFound(key) from exc
 

@@ -1,0 +1,169 @@
+"""A tiny HTTP proxy in front of moto server that injects scripted faults, so retries,
+timeouts and aborts are exercised over real HTTP and real sockets."""
+
+from __future__ import annotations
+
+import http.client
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from urllib.parse import urlparse
+
+_HOP_BY_HOP = {"connection", "expect", "keep-alive", "transfer-encoding", "content-length"}
+
+# actions
+SLOWDOWN = "slowdown"  # 503 SlowDown, request not forwarded
+BAD_REQUEST = "bad-request"  # 400 InvalidRequest (not retryable), request not forwarded
+LOSE_RESPONSE = "lose-response"  # forwarded (so it happens), but the client gets a 500
+TRUNCATE = "truncate"  # forwarded; the client gets the headers and half the body, then EOF
+HANG = "hang"  # wait `hang_seconds` before forwarding (a read timeout for the client)
+
+
+@dataclass
+class Fault:
+    action: str
+    method: str
+    match: Callable[[str], bool]
+    times: int
+
+
+class FaultProxy:
+    def __init__(self, upstream: str, delay: float = 0.0, hang_seconds: float = 1.5) -> None:
+        u = urlparse(upstream)
+        self.upstream = (u.hostname or "127.0.0.1", u.port or 80)
+        self.delay = delay  # every request waits this long (to observe concurrency)
+        self.hang_seconds = hang_seconds
+        self.faults: list[Fault] = []
+        self.seen: list[tuple[str, str, int]] = []  # (method, path, status sent)
+        self.started: list[str] = []  # methods of the requests received so far
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._lock = threading.Lock()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                proxy._handle(self)
+
+            do_PUT = do_POST = do_DELETE = do_HEAD = do_GET
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.endpoint = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FaultProxy:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        et: type[BaseException] | None,
+        ev: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def add(
+        self,
+        action: str,
+        method: str,
+        match: Callable[[str], bool] = lambda path: True,
+        times: int = 1,
+    ) -> None:
+        self.faults.append(Fault(action, method, match, times))
+
+    def methods(self, method: str) -> list[tuple[str, int]]:
+        return [(path, status) for m, path, status in self.seen if m == method]
+
+    def _take_fault(self, method: str, path: str) -> str | None:
+        with self._lock:
+            for f in self.faults:
+                if f.times and f.method == method and f.match(path):
+                    f.times -= 1
+                    return f.action
+        return None
+
+    def _handle(self, h: BaseHTTPRequestHandler) -> None:
+        with self._lock:
+            self.started.append(h.command)
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            self._serve(h)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def _serve(self, h: BaseHTTPRequestHandler) -> None:
+        length = int(h.headers.get("Content-Length") or 0)
+        body = h.rfile.read(length) if length else b""
+        if self.delay:
+            time.sleep(self.delay)
+        action = self._take_fault(h.command, h.path)
+        if action == SLOWDOWN:
+            return self._error(h, 503, "SlowDown", "Please reduce your request rate.")
+        if action == BAD_REQUEST:
+            return self._error(h, 400, "InvalidRequest", "injected failure")
+        if action == HANG:
+            time.sleep(self.hang_seconds)
+        status, headers, data = self._forward(h, body)
+        if action == LOSE_RESPONSE:
+            return self._error(h, 500, "InternalError", "injected: the response was lost")
+        self._record(h, status)
+        h.send_response(status)
+        for name, value in headers:
+            if name.lower() not in _HOP_BY_HOP | {"server", "date"}:
+                h.send_header(name, value)
+        if h.command == "HEAD":
+            h.send_header("Content-Length", dict(headers).get("Content-Length", "0"))
+            h.end_headers()
+            return
+        h.send_header("Content-Length", str(len(data)))
+        h.end_headers()
+        if action == TRUNCATE:
+            h.wfile.write(data[: len(data) // 2])
+            h.wfile.flush()
+            h.close_connection = True
+            return
+        h.wfile.write(data)
+
+    def _forward(
+        self, h: BaseHTTPRequestHandler, body: bytes
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
+        conn = http.client.HTTPConnection(*self.upstream, timeout=10)
+        try:
+            headers = {k: v for k, v in h.headers.items() if k.lower() not in _HOP_BY_HOP}
+            if body or h.command in ("PUT", "POST"):
+                headers["Content-Length"] = str(len(body))
+            conn.request(h.command, h.path, body=body, headers=headers)
+            resp = conn.getresponse()
+            return resp.status, resp.getheaders(), resp.read()
+        finally:
+            conn.close()
+
+    def _record(self, h: BaseHTTPRequestHandler, status: int) -> None:
+        with self._lock:
+            self.seen.append((h.command, h.path, status))
+
+    def _error(self, h: BaseHTTPRequestHandler, status: int, code: str, message: str) -> None:
+        self._record(h, status)
+        data = (
+            f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
+            f"<Message>{message}</Message><RequestId>proxy</RequestId></Error>"
+        ).encode()
+        h.send_response(status)
+        h.send_header("Content-Type", "application/xml")
+        h.send_header("Content-Length", "0" if h.command == "HEAD" else str(len(data)))
+        h.end_headers()
+        if h.command != "HEAD":
+            h.wfile.write(data)
