@@ -1,0 +1,166 @@
+"""MetadataStore contract fixtures: every backend behind one ``backend`` fixture.
+
+The DynamoDB store talks to a real moto server (``moto_server -H 127.0.0.1``) over HTTP; no
+in-process mocks. Each test gets a fresh table (or SQLite file) of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from broker_service.metadata.base import MetadataStore
+
+REGION = "us-east-1"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1):
+            return True
+    except urllib.error.HTTPError:
+        return True  # an HTTP answer, whatever its status
+    except OSError:
+        return False
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@pytest.fixture(scope="session")
+def dynamodb_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A moto server subprocess on 127.0.0.1 serving DynamoDB."""
+    pytest.importorskip("boto3")
+    exe = Path(sys.executable).parent / "moto_server"
+    if not exe.exists():
+        pytest.skip("moto_server is not installed (pip install 'moto[server]')")
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    for _ in range(3):  # the free port may be taken between probe and bind
+        port = _free_port()
+        with open(log, "ab") as out:
+            proc = subprocess.Popen(
+                [str(exe), "-H", "127.0.0.1", "-p", str(port)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        endpoint = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 20
+        while proc.poll() is None and time.monotonic() < deadline:
+            if _answers(endpoint + "/moto-api/"):
+                break
+            time.sleep(0.05)
+        if proc.poll() is None and _answers(endpoint + "/moto-api/"):
+            break
+        _stop(proc)
+    else:
+        pytest.fail(f"moto server did not start: {log.read_text()[-2000:]}")
+    try:
+        yield endpoint
+    finally:
+        _stop(proc)
+
+
+def dynamodb_client(endpoint: str) -> Any:
+    import boto3
+
+    return boto3.session.Session().client(
+        "dynamodb",
+        endpoint_url=endpoint,
+        region_name=REGION,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+@dataclass
+class Backend:
+    """How to open stores on one shared backing (file or table) and poke at it directly."""
+
+    name: str
+    open: Callable[[], MetadataStore]
+    set_broker_state: Callable[[int, str], None]
+    opened: list[MetadataStore] = field(default_factory=list)
+
+    def store(self) -> MetadataStore:
+        s = self.open()
+        self.opened.append(s)
+        return s
+
+
+def _sqlite_backend(tmp_path: Path) -> Backend:
+    import sqlite3
+
+    from broker_service.metadata.sqlite import SqliteMetadataStore
+
+    path = tmp_path / "metadata.sqlite"
+
+    def set_state(broker_id: int, state: str) -> None:
+        with sqlite3.connect(path) as db:
+            db.execute("UPDATE brokers SET state=? WHERE broker_id=?", (state, broker_id))
+
+    return Backend("sqlite", lambda: SqliteMetadataStore(path), set_state)
+
+
+def _dynamodb_backend(endpoint: str) -> Backend:
+    from broker_service.metadata.dynamodb import DynamoDbMetadataStore
+
+    table = f"meta-{uuid.uuid4().hex[:12]}"
+    DynamoDbMetadataStore(table, client=dynamodb_client(endpoint)).create_table()
+
+    def set_state(broker_id: int, state: str) -> None:
+        dynamodb_client(endpoint).update_item(
+            TableName=table,
+            Key={"pk": {"S": "BROKERS"}, "sk": {"S": str(broker_id)}},
+            UpdateExpression="SET #s = :s",
+            ExpressionAttributeNames={"#s": "state"},
+            ExpressionAttributeValues={":s": {"S": state}},
+        )
+
+    return Backend(
+        "dynamodb",
+        lambda: DynamoDbMetadataStore(table, client=dynamodb_client(endpoint)),
+        set_state,
+    )
+
+
+@pytest.fixture(params=["sqlite", "dynamodb"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    if request.param == "sqlite":
+        b = _sqlite_backend(tmp_path)
+    else:
+        b = _dynamodb_backend(request.getfixturevalue("dynamodb_endpoint"))
+    yield b
+    for s in b.opened:
+        s.close()
+
+
+@pytest.fixture
+def store(backend: Backend) -> MetadataStore:
+    return backend.store()

@@ -1,0 +1,216 @@
+"""DynamoDB-only behaviour: endpoint configuration, DynamoDB limits and crash recovery.
+
+All against a real moto server over HTTP (see conftest.py).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from broker_service.metadata.base import (
+    CommittedOffset,
+    GroupRecord,
+    MetadataError,
+    StreamRange,
+    TopicAlreadyExists,
+    UnknownTopic,
+)
+from broker_service.metadata.dynamodb import (
+    MAX_RANGES_PER_OBJECT,
+    RANGES_PER_PART,
+    DynamoDbMetadataStore,
+    pack_ranges,
+    unpack_ranges,
+)
+
+from .conftest import REGION, dynamodb_client
+
+
+@pytest.fixture
+def table(dynamodb_endpoint: str) -> str:
+    name = f"meta-{uuid.uuid4().hex[:12]}"
+    DynamoDbMetadataStore(name, client=dynamodb_client(dynamodb_endpoint)).create_table()
+    return name
+
+
+@pytest.fixture
+def open_store(dynamodb_endpoint: str, table: str) -> Iterator[Any]:
+    opened: list[DynamoDbMetadataStore] = []
+
+    def open_() -> DynamoDbMetadataStore:
+        s = DynamoDbMetadataStore(table, client=dynamodb_client(dynamodb_endpoint))
+        opened.append(s)
+        return s
+
+    yield open_
+    for s in opened:
+        s.close()
+
+
+def test_endpoint_and_region_come_from_the_standard_environment(
+    dynamodb_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", dynamodb_endpoint)
+    store = DynamoDbMetadataStore(f"env-{uuid.uuid4().hex[:8]}")
+    store.create_table()
+    store.create_table()  # idempotent
+    assert store.create_topic("t", 1, {}, 1).name == "t"
+    assert store.topic("t") is not None
+    store.close()
+
+
+def test_pack_ranges_round_trips_and_splits_into_parts() -> None:
+    ranges = [
+        StreamRange(i, 2**40 + i, 2**40 + i + 1, f"k{i % 2}", 2**35, 2**33, -1)
+        for i in range(RANGES_PER_PART + 5)
+    ]
+    keys, parts = pack_ranges(ranges)
+    assert keys == ["k0", "k1"] and len(parts) == 2
+    assert all(len(p) < 390_000 for p in parts)  # each part stays under the 400 KB item limit
+    assert [r for p in parts for r in unpack_ranges(keys, p)] == ranges
+
+
+def _wide_commit(store: DynamoDbMetadataStore, n: int, key: str) -> list[StreamRange]:
+    me = store.register_broker(1, "h", 1, None, 1000)
+    t = store.topic("wide") or store.create_topic("wide", n, {}, 1)
+    ranges = [
+        StreamRange(p.stream_id, 0, 7, key, 10 * i, 10, 5) for i, p in enumerate(t.partitions)
+    ]
+    store.commit_object(1, me.epoch, key, 10 * n, ranges)
+    return ranges
+
+
+def test_commit_larger_than_one_item_is_atomic_and_readable(open_store: Any) -> None:
+    """8000 ranges: two packed part items (~400 KB each would not fit one item)."""
+    store, reader = open_store(), open_store()
+    n = RANGES_PER_PART + 1000
+    ranges = _wide_commit(store, n, "huge")
+    assert store.pending_commits() == []  # fully indexed before commit_object returned
+    sample = ranges[:: n // 8] + [ranges[-1]]  # moto scans the whole table per query
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(reader.stream_ranges, [r.stream_id for r in sample]))
+    assert got == [[r] for r in sample]
+
+
+def test_interrupted_indexing_is_merged_by_readers_and_rolled_forward(
+    open_store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The broker dies after the commit transaction, half-way through writing range items."""
+    store, reader = open_store(), open_store()
+    real = DynamoDbMetadataStore._batch_write
+    calls = {"n": 0}
+
+    def dies_half_way(self: DynamoDbMetadataStore, requests: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            real(self, requests[:60])
+            raise ConnectionError("broker died")
+        real(self, requests)
+
+    monkeypatch.setattr(DynamoDbMetadataStore, "_batch_write", dies_half_way)
+    ranges = _wide_commit(store, 150, "half")  # committed all the same
+    assert reader.pending_commits() == ["half"]
+    with ThreadPoolExecutor(8) as pool:
+        assert list(pool.map(reader.stream_ranges, [r.stream_id for r in ranges])) == [
+            [r] for r in ranges
+        ]
+    reader.register_broker(2, "h2", 2, None, 1000)  # a broker start rolls it forward
+    assert reader.pending_commits() == []
+    fresh = open_store()  # no cached object: everything comes from the range items now
+    with ThreadPoolExecutor(8) as pool:
+        assert list(pool.map(fresh.stream_ranges, [r.stream_id for r in ranges])) == [
+            [r] for r in ranges
+        ]
+
+
+def test_a_committed_object_key_cannot_be_committed_again(open_store: Any) -> None:
+    store = open_store()
+    me = store.register_broker(1, "h", 1, None, 1000)
+    sid = store.create_topic("t", 1, {}, 1).partitions[0].stream_id
+    r = StreamRange(sid, 0, 5, "k", 0, 50, 1)
+    store.commit_object(1, me.epoch, "k", 50, [r])
+    with pytest.raises(MetadataError, match="already committed"):
+        store.commit_object(1, me.epoch, "k", 50, [StreamRange(sid, 5, 9, "k", 0, 40, 1)])
+    with pytest.raises(MetadataError, match="duplicate"):
+        store.commit_object(1, me.epoch, "k2", 50, [r, r])
+    too_many = [StreamRange(i, 0, 1, "k3", 0, 1, 1) for i in range(MAX_RANGES_PER_OBJECT + 1)]
+    with pytest.raises(MetadataError, match="ranges in one object"):  # > 4 MB transaction
+        store.commit_object(1, me.epoch, "k3", 50, too_many)
+    assert store.stream_ranges(sid) == [r]
+
+
+def test_partition_state_items_apply_only_to_their_stream(
+    open_store: Any, dynamodb_endpoint: str, table: str
+) -> None:
+    """Mutable partition state lives in (TOPICS, "<name>#<partition>") items keyed to a
+    stream id; an item left over from an earlier incarnation of the name is ignored."""
+    store = open_store()
+    t = store.create_topic("t", 2, {}, 1)
+    client = dynamodb_client(dynamodb_endpoint)
+
+    def put_state(partition: int, stream_id: int) -> None:
+        client.put_item(
+            TableName=table,
+            Item={
+                "pk": {"S": "TOPICS"},
+                "sk": {"S": f"t#{partition}"},
+                "kind": {"S": "partition"},
+                "name": {"S": "t"},
+                "partition": {"N": str(partition)},
+                "stream_id": {"N": str(stream_id)},
+                "leader_id": {"N": "4"},
+                "leader_epoch": {"N": "3"},
+                "log_start_offset": {"N": "100"},
+            },
+        )
+
+    put_state(0, t.partitions[0].stream_id)
+    put_state(1, 999_999)  # stale: not this topic's stream
+    got = store.topic("t")
+    assert got is not None
+    p0, p1 = got.partitions
+    assert (p0.leader_id, p0.leader_epoch, p0.log_start_offset) == (4, 3, 100)
+    assert p1 == t.partitions[1]
+    assert store.topics() == [got]
+    store.delete_topic("t")  # removes the partition items too
+    again = store.create_topic("t", 2, {}, 1)
+    assert all(p.leader_epoch == 0 and p.log_start_offset == 0 for p in again.partitions)
+
+
+def test_a_deletion_that_crashed_half_way_is_finished_later(
+    open_store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = open_store()
+    me = store.register_broker(1, "h", 1, None, 1000)
+    t = store.create_topic("t", 2, {}, 1)
+    sid = t.partitions[0].stream_id
+    store.commit_object(1, me.epoch, "k", 5, [StreamRange(sid, 0, 5, "k", 0, 5, 1)])
+    store.save_group(GroupRecord("g", "classic", "consumer"))
+    store.commit_offsets("g", [CommittedOffset("t", 0, 3, 0, None, 1)])
+
+    def crash(self: DynamoDbMetadataStore, topic: str) -> None:
+        raise ConnectionError("died")
+
+    with monkeypatch.context() as mp:
+        mp.setattr(DynamoDbMetadataStore, "_delete_topic_offsets", crash)
+        with pytest.raises(ConnectionError):
+            store.delete_topic("t")
+    assert store.topic("t") is None and store.topics() == []  # hidden while DELETING
+    with pytest.raises(UnknownTopic):
+        store.add_partitions("t", 3, 1)
+    again = store.create_topic("t", 1, {}, 1)  # finishes the old deletion first
+    assert store.committed_offsets("g") == []
+    assert store.stream_ranges(sid) == []
+    assert store.topic("t") == again
+    with pytest.raises(TopicAlreadyExists):
+        store.create_topic("t", 1, {}, 1)
