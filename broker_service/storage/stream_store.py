@@ -54,6 +54,11 @@ def _on_durable(plog: PartitionLog, end: int, fut: asyncio.Future[StreamRange | 
     plog.advance_high_watermark(end)
 
 
+def _ignore_failure(fut: asyncio.Future[bytes]) -> None:
+    if not fut.cancelled():
+        fut.exception()
+
+
 class StreamStore:
     def __init__(
         self,
@@ -68,6 +73,7 @@ class StreamStore:
         upload_interval_ms: int = 2000,
         upload_bytes: int = 32 << 20,
         block_bytes: int = 1 << 20,
+        read_ahead_blocks: int = 4,
         on_fenced: Callable[[], None] | None = None,
     ) -> None:
         self.objects = object_store
@@ -81,6 +87,8 @@ class StreamStore:
         self.upload_bytes = upload_bytes
         self.block_bytes = block_bytes
         self._indexes: OrderedDict[str, dict[int, list[IndexEntry]]] = OrderedDict()
+        self._loading: dict[tuple[str, int], asyncio.Future[bytes]] = {}
+        self.read_ahead_blocks = read_ahead_blocks
         self.on_fenced = on_fenced
         self.logs: dict[int, PartitionLog] = {}  # stream_id -> log
         self._pending_upload_bytes = 0
@@ -193,16 +201,27 @@ class StreamStore:
         out: list[memoryview | bytes] = []
         total = 0
         i = max(bisect_right([b.start_offset for b in blocks], offset) - 1, 0)
-        for entry in blocks[i:]:
-            view = memoryview(await self._block(r.object_key, entry))
+        for j in range(i, len(blocks)):
+            view = memoryview(await self._block(r.object_key, blocks[j]))
             for pos, base, size, last in batch_spans(view):
                 if last < offset:
                     continue
                 if base >= hw or ((out or not min_one) and total + size > max_bytes):
+                    self._read_ahead(r.object_key, blocks[j + 1 : j + 1 + self.read_ahead_blocks])
                     return out
                 out.append(view[pos : pos + size])
                 total += size
         return out
+
+    def _read_ahead(self, key: str, entries: list[IndexEntry]) -> None:
+        """A catch-up reader will want the next blocks: start fetching them now."""
+        for e in entries:
+            if (key, e.position) not in self._loading and self.block_cache.get(
+                key, e.position
+            ) is None:
+                fut = asyncio.ensure_future(self._load(key, e))
+                fut.add_done_callback(_ignore_failure)  # a real read retries and reports
+                self._loading[(key, e.position)] = fut
 
     def _read_cache(
         self, plog: PartitionLog, offset: int, max_bytes: int, hw: int, min_one: bool
@@ -240,10 +259,21 @@ class StreamStore:
 
     async def _block(self, key: str, e: IndexEntry) -> bytes:
         block = self.block_cache.get(key, e.position)
-        if block is None:
+        if block is not None:
+            return block
+        loading = self._loading.get((key, e.position))
+        if loading is None:  # one GET per block, however many readers want it
+            loading = asyncio.ensure_future(self._load(key, e))
+            self._loading[(key, e.position)] = loading
+        return await asyncio.shield(loading)
+
+    async def _load(self, key: str, e: IndexEntry) -> bytes:
+        try:
             block = await self.objects.get(key, e.position, e.position + e.size)
             self.block_cache.put(key, e.position, block)
-        return block
+            return block
+        finally:
+            self._loading.pop((key, e.position), None)
 
     async def offset_for_timestamp(self, plog: PartitionLog, ts: int) -> tuple[int, int] | None:
         """First (offset, timestamp) in offset order with timestamp >= ts, or None."""
