@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from .assignors import ASSIGNORS, Assignment, range_assign, uniform_assign
 from .errors import (
     FENCED_MEMBER_EPOCH,
+    INVALID_REQUEST,
     STALE_MEMBER_EPOCH,
     UNKNOWN_MEMBER_ID,
     UNSUPPORTED_ASSIGNOR,
@@ -63,6 +64,17 @@ class HeartbeatRequest:
     owned: Partitions | None
     client_id: str
     client_host: str
+
+
+def _flat(parts: Partitions) -> set[tuple[str, int]]:
+    return {(t, p) for t, ps in parts.items() for p in ps}
+
+
+def _nest(pairs: set[tuple[str, int]]) -> Partitions:
+    out: Partitions = {}
+    for t, p in pairs:
+        out.setdefault(t, set()).add(p)
+    return out
 
 
 class ConsumerGroup:
@@ -134,6 +146,8 @@ class ConsumerGroup:
         return member
 
     def _join(self, req: HeartbeatRequest) -> ConsumerMember:
+        if req.subscribed is None and not req.regex:
+            raise GroupError(INVALID_REQUEST, "a joining member must send its subscription")
         member_id = req.member_id or str(uuid.uuid4())  # v0: the broker names the member
         old = self.members.get(member_id)
         if old is not None and old.member_epoch != 0:
@@ -207,15 +221,20 @@ class ConsumerGroup:
         return held
 
     def _reconcile(self, member: ConsumerMember) -> None:
-        target = {t: set(p) for t, p in self.target.get(member.member_id, {}).items() if p}
+        """Move the member towards its target: first it must release what it may no longer
+        hold (its epoch stays until it reports them gone), then it moves to the target epoch
+        and receives every target partition no other member still holds (the rest follows
+        at the same epoch as their owners let go)."""
+        target = _flat(self.target.get(member.member_id, {}))
+        current = _flat(member.assigned)
+        keep = current & target
+        if (current | _flat(member.owned)) - target:
+            member.assigned = _nest(keep)
+            if _flat(member.owned) - target:
+                return  # revocation not confirmed yet
         held = self._held_by_others(member.member_id)
-        new: Partitions = {}
-        for t, parts in target.items():
-            keep = {p for p in parts if p in member.assigned.get(t, set()) or (t, p) not in held}
-            if keep:
-                new[t] = keep
-        member.assigned = new
-        if new == target and member.member_epoch != self.assignment_epoch:
+        member.assigned = _nest(keep | {tp for tp in target - keep if tp not in held})
+        if member.member_epoch != self.assignment_epoch:
             member.previous_epoch = member.member_epoch
             member.member_epoch = self.assignment_epoch
 

@@ -21,6 +21,7 @@ UNSUPPORTED_ASSIGNOR = ErrorCode.unsupported_assignor
 STALE_MEMBER_EPOCH = ErrorCode.stale_member_epoch
 OFFSET_METADATA_TOO_LARGE = ErrorCode.offset_metadata_too_large
 UNKNOWN_TOPIC_OR_PARTITION = ErrorCode.unknown_topic_or_partition
+INVALID_REQUEST = ErrorCode.invalid_request
 
 
 class GroupError(Exception):
