@@ -5,6 +5,7 @@ It never branches on mode: embedded or cloud is decided by what it is handed.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from dataclasses import dataclass, field
@@ -131,25 +132,31 @@ class Broker:
     def _on_fenced(self) -> None:
         self.fenced = True
 
-    def _load_topic(self, rec: TopicRecord) -> TopicState:
+    def _load_topic(self, rec: TopicRecord, new: bool = False) -> TopicState:
         assert self.store is not None
-        state = TopicState(rec, [self.store.add_partition(p) for p in rec.partitions])
+        state = TopicState(
+            rec, [self.store.add_partition(p, ranges=[] if new else None) for p in rec.partitions]
+        )
         self.topics[rec.name] = state
         self.topics_by_id[rec.topic_id] = state
         return state
 
     # -- topic lifecycle (raise InvalidTopic / InvalidConfig / TopicAlreadyExists) ---------
-    def create_topic(
+    # Metadata calls run in a worker thread: on DynamoDB each is a network round trip, and
+    # the event loop keeps serving everyone else meanwhile.
+    async def create_topic(
         self, name: str, partitions: int, configs: dict[str, str | None]
     ) -> TopicState:
         validate_topic_name(name)
         checked = validate_configs(configs)
-        rec = self.metadata.create_topic(name, partitions, checked, self.node_id)
+        rec = await asyncio.to_thread(
+            self.metadata.create_topic, name, partitions, checked, self.node_id
+        )
         log.info("created topic %s with %d partitions", name, partitions)
-        return self._load_topic(rec)
+        return self._load_topic(rec, new=True)
 
-    def delete_topic(self, name: str) -> TopicRecord:
-        rec = self.metadata.delete_topic(name)
+    async def delete_topic(self, name: str) -> TopicRecord:
+        rec = await asyncio.to_thread(self.metadata.delete_topic, name)
         state = self.topics.pop(name, None)
         if state is not None:
             self.topics_by_id.pop(state.topic_id, None)
@@ -160,12 +167,12 @@ class Broker:
         log.info("deleted topic %s", name)
         return rec
 
-    def add_partitions(self, name: str, total: int) -> TopicState:
-        rec = self.metadata.add_partitions(name, total, self.node_id)
+    async def add_partitions(self, name: str, total: int) -> TopicState:
+        rec = await asyncio.to_thread(self.metadata.add_partitions, name, total, self.node_id)
         assert self.store is not None
         state = self.topics[name]
         for p in rec.partitions[len(state.logs) :]:
-            state.logs.append(self.store.add_partition(p))
+            state.logs.append(self.store.add_partition(p, ranges=[]))
         state.record = rec
         log.info("topic %s now has %d partitions", name, total)
         return state

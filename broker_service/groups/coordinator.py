@@ -79,12 +79,12 @@ class GroupCoordinator:
             self.groups[group_id] = g
         return g
 
-    def remember(self, group: Group, protocol_type: str) -> None:
+    async def remember(self, group: Group, protocol_type: str) -> None:
         """Make the group durable (listed after a restart) the first time it is seen."""
         rec = GroupRecord(group.group_id, group.group_type, protocol_type)
         if self._known.get(group.group_id) != rec:
             self._known[group.group_id] = rec
-            self.metadata.save_group(rec)
+            await asyncio.to_thread(self.metadata.save_group, rec)
 
     def listing(self) -> list[tuple[str, str, str, str]]:
         """(group_id, protocol_type, state, type) for every live or remembered group."""

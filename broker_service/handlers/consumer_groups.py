@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from ..groups import errors as E
@@ -34,8 +35,11 @@ def _owned(broker: Broker, topic_partitions: Any) -> Partitions | None:
     return owned
 
 
-def heartbeat(broker: Broker, header: RequestHeader, frame: memoryview) -> Buffers:
-    req = decode(header, frame)
+def heartbeat(broker: Broker, header: RequestHeader, frame: memoryview) -> Awaitable[Buffers]:
+    return _heartbeat(broker, header, decode(header, frame))
+
+
+async def _heartbeat(broker: Broker, header: RequestHeader, req: Any) -> Buffers:
     cfg = broker.config
     try:
         if not req.group_id:
@@ -60,7 +64,7 @@ def heartbeat(broker: Broker, header: RequestHeader, frame: memoryview) -> Buffe
         )
         counts = {name: len(t.logs) for name, t in broker.topics.items()}
         member = group.heartbeat(hb, counts)
-        broker.groups.remember(group, "consumer")
+        await broker.groups.remember(group, "consumer")
     except E.GroupError as exc:
         return respond(
             header,

@@ -53,7 +53,7 @@ async def _join(broker: Broker, header: RequestHeader, req: Any) -> Buffers:
             protocols=[(p.name, bytes(p.metadata)) for p in req.protocols],
             require_known_member_id=v >= 4,
         )
-        broker.groups.remember(group, req.protocol_type)
+        await broker.groups.remember(group, req.protocol_type)
         result = await group.join(join)
     except E.GroupError as exc:
         result = {

@@ -9,7 +9,7 @@ from kio.schema.errors import ErrorCode
 from ..cluster.topic_config import InvalidTopic, validate_topic_name
 from ..metadata.base import TopicAlreadyExists
 from ..protocol.frames import RequestHeader
-from .base import NOT_REQUESTED_OPS, Buffers, decode, respond
+from .base import NOT_REQUESTED_OPS, Buffers, Result, decode, respond
 
 if TYPE_CHECKING:
     from ..broker import Broker, TopicState
@@ -43,35 +43,47 @@ def broker_entries(broker: Broker) -> list[dict[str, Any]]:
     return [{"node_id": broker.node_id, "host": host, "port": port, "rack": broker.config.rack}]
 
 
-def handle(broker: Broker, header: RequestHeader, frame: memoryview) -> Buffers:
+def handle(broker: Broker, header: RequestHeader, frame: memoryview) -> Result:
     req = decode(header, frame)
-    version = header.api_version
-    requested = req.topics
     allow_auto = broker.config.auto_create_topics and getattr(
         req, "allow_auto_topic_creation", True
     )
-    if requested is None or (version == 0 and not requested):
-        states = [broker.topics[n] for n in sorted(broker.topics)]
-        topics = [topic_entry(broker, s) for s in states]
+    missing = [
+        t.name
+        for t in req.topics or ()
+        if t.name and t.name not in broker.topics and _valid_name(t.name)
+    ]
+    if allow_auto and missing:
+        return _create_then_respond(broker, header, req, missing)
+    return _respond(broker, header, req)
+
+
+async def _create_then_respond(
+    broker: Broker, header: RequestHeader, req: Any, names: list[str]
+) -> Buffers:
+    for name in dict.fromkeys(names):
+        if name not in broker.topics:
+            try:
+                await broker.create_topic(name, broker.config.default_partitions, {})
+            except TopicAlreadyExists:
+                pass  # created meanwhile by another request
+    return _respond(broker, header, req)
+
+
+def _valid_name(name: str) -> bool:
+    try:
+        validate_topic_name(name)
+    except InvalidTopic:
+        return False
+    return True
+
+
+def _respond(broker: Broker, header: RequestHeader, req: Any) -> Buffers:
+    requested = req.topics
+    if requested is None or (header.api_version == 0 and not requested):
+        topics = [topic_entry(broker, broker.topics[n]) for n in sorted(broker.topics)]
     else:
-        topics = []
-        for t in requested:
-            name = t.name
-            if name is None and getattr(t, "topic_id", None) is not None:
-                state = broker.topics_by_id.get(t.topic_id)
-                if state is None:
-                    topics.append(
-                        {
-                            "error_code": ErrorCode.unknown_topic_id,
-                            "name": None,
-                            "topic_id": t.topic_id,
-                            "partitions": [],
-                        }
-                    )
-                else:
-                    topics.append(topic_entry(broker, state))
-                continue
-            topics.append(_by_name(broker, name or "", allow_auto))
+        topics = [_entry(broker, t) for t in requested]
     return respond(
         header,
         {
@@ -85,28 +97,28 @@ def handle(broker: Broker, header: RequestHeader, frame: memoryview) -> Buffers:
     )
 
 
-def _by_name(broker: Broker, name: str, allow_auto: bool) -> dict[str, Any]:
-    state = broker.topics.get(name)
+def _entry(broker: Broker, t: Any) -> dict[str, Any]:
+    if t.name is None and getattr(t, "topic_id", None) is not None:
+        state = broker.topics_by_id.get(t.topic_id)
+        if state is None:
+            return {
+                "error_code": ErrorCode.unknown_topic_id,
+                "name": None,
+                "topic_id": t.topic_id,
+                "partitions": [],
+            }
+        return topic_entry(broker, state)
+    state = broker.topics.get(t.name or "")
     if state is not None:
         return topic_entry(broker, state)
-    try:
-        validate_topic_name(name)
-    except InvalidTopic:
-        return {
-            "error_code": ErrorCode.invalid_topic_exception,
-            "name": name,
-            "partitions": [],
-            "topic_authorized_operations": NOT_REQUESTED_OPS,
-        }
-    if allow_auto:
-        try:
-            state = broker.create_topic(name, broker.config.default_partitions, {})
-        except TopicAlreadyExists:
-            state = broker.topics[name]
-        return topic_entry(broker, state)
+    code = (
+        ErrorCode.unknown_topic_or_partition
+        if _valid_name(t.name or "")
+        else ErrorCode.invalid_topic_exception
+    )
     return {
-        "error_code": ErrorCode.unknown_topic_or_partition,
-        "name": name,
+        "error_code": code,
+        "name": t.name,
         "partitions": [],
         "topic_authorized_operations": NOT_REQUESTED_OPS,
     }

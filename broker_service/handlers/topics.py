@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from kio.schema.errors import ErrorCode
@@ -22,16 +23,17 @@ if TYPE_CHECKING:
 MAX_PARTITIONS = 10_000
 
 
-def create_topics(broker: Broker, header: RequestHeader, frame: memoryview) -> Buffers:
-    req = decode(header, frame)
-    results = [
-        _create_one(broker, t, req.validate_only if header.api_version >= 1 else False)
-        for t in req.topics
-    ]
+def create_topics(broker: Broker, header: RequestHeader, frame: memoryview) -> Awaitable[Buffers]:
+    return _create_topics(broker, header, decode(header, frame))
+
+
+async def _create_topics(broker: Broker, header: RequestHeader, req: Any) -> Buffers:
+    validate_only = req.validate_only if header.api_version >= 1 else False
+    results = [await _create_one(broker, t, validate_only) for t in req.topics]
     return respond(header, {"throttle_time": 0, "topics": results})
 
 
-def _create_one(broker: Broker, t: Any, validate_only: bool) -> dict[str, Any]:
+async def _create_one(broker: Broker, t: Any, validate_only: bool) -> dict[str, Any]:
     name = t.name
     n = t.num_partitions if t.num_partitions != -1 else broker.config.default_partitions
     if t.assignments:
@@ -69,7 +71,7 @@ def _create_one(broker: Broker, t: Any, validate_only: bool) -> dict[str, Any]:
         return error(ErrorCode.invalid_config, str(exc))
     if not validate_only:
         try:
-            state = broker.create_topic(name, n, dict(checked))
+            state = await broker.create_topic(name, n, dict(checked))
         except TopicAlreadyExists:
             return error(ErrorCode.topic_already_exists, f"Topic '{name}' already exists.")
         topic_id = state.topic_id
@@ -96,8 +98,11 @@ def _create_one(broker: Broker, t: Any, validate_only: bool) -> dict[str, Any]:
     }
 
 
-def delete_topics(broker: Broker, header: RequestHeader, frame: memoryview) -> Buffers:
-    req = decode(header, frame)
+def delete_topics(broker: Broker, header: RequestHeader, frame: memoryview) -> Awaitable[Buffers]:
+    return _delete_topics(broker, header, decode(header, frame))
+
+
+async def _delete_topics(broker: Broker, header: RequestHeader, req: Any) -> Buffers:
     if header.api_version >= 6:
         wanted = [(t.name, t.topic_id) for t in req.topics]
     else:
@@ -118,7 +123,7 @@ def delete_topics(broker: Broker, header: RequestHeader, frame: memoryview) -> B
                 continue
             name = state.name
         try:
-            rec = broker.delete_topic(name or "")
+            rec = await broker.delete_topic(name or "")
         except UnknownTopic:
             results.append(
                 {
@@ -135,8 +140,13 @@ def delete_topics(broker: Broker, header: RequestHeader, frame: memoryview) -> B
     return respond(header, {"throttle_time": 0, "responses": results})
 
 
-def create_partitions(broker: Broker, header: RequestHeader, frame: memoryview) -> Buffers:
-    req = decode(header, frame)
+def create_partitions(
+    broker: Broker, header: RequestHeader, frame: memoryview
+) -> Awaitable[Buffers]:
+    return _create_partitions(broker, header, decode(header, frame))
+
+
+async def _create_partitions(broker: Broker, header: RequestHeader, req: Any) -> Buffers:
     results = []
     for t in req.topics:
         state = broker.topics.get(t.name)
@@ -163,6 +173,6 @@ def create_partitions(broker: Broker, header: RequestHeader, frame: memoryview) 
             )
             continue
         if not req.validate_only:
-            broker.add_partitions(t.name, t.count)
+            await broker.add_partitions(t.name, t.count)
         results.append({"name": t.name, "error_code": 0, "error_message": None})
     return respond(header, {"throttle_time": 0, "results": results})

@@ -98,11 +98,14 @@ class StreamStore:
         self.uploads = 0
 
     # -- lifecycle ---------------------------------------------------------------------
-    def add_partition(self, rec: PartitionRecord) -> PartitionLog:
+    def add_partition(
+        self, rec: PartitionRecord, ranges: list[StreamRange] | None = None
+    ) -> PartitionLog:
+        """Start serving a partition; ``ranges`` when known (a new partition has none)."""
         plog = PartitionLog(
             rec.topic, rec.partition, rec.stream_id, rec.leader_epoch, rec.log_start_offset
         )
-        plog.load_ranges(self.metadata.stream_ranges(rec.stream_id))
+        plog.load_ranges(self.metadata.stream_ranges(rec.stream_id) if ranges is None else ranges)
         self.logs[rec.stream_id] = plog
         return plog
 
