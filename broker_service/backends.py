@@ -65,5 +65,3 @@ def build_broker(config: BrokerConfig) -> Broker:
     objects = object_store_for(config)
     metadata = metadata_store_for(config)
     return Broker(config, metadata, objects, wal_for(config, objects, metadata))
-
-

@@ -108,6 +108,7 @@ class Broker:
         for rec in self.metadata.topics():
             self._load_topic(rec)
         self.wal.bind(cfg.node_id, self.me.epoch)
+        self.wal.on_fatal = self._on_wal_fatal
         entries = await self.wal.open()
         replayed = self.store.replay(entries)
         if replayed:
@@ -130,6 +131,10 @@ class Broker:
         self.metadata.close()
 
     def _on_fenced(self) -> None:
+        self.fenced = True
+
+    def _on_wal_fatal(self, exc: BaseException) -> None:
+        log.error("the WAL cannot make data durable any more (%s); this broker stops", exc)
         self.fenced = True
 
     def _load_topic(self, rec: TopicRecord, new: bool = False) -> TopicState:

@@ -48,12 +48,13 @@ def _serve(args: argparse.Namespace) -> int:
     except ImportError:
         pass
     try:
+        broker = build_broker(config)
         with asyncio.Runner(loop_factory=loop_factory) as runner:
-            runner.run(serve(build_broker(config)))
+            runner.run(serve(broker))
     except OSError as exc:
         logging.getLogger("broker_service").error("cannot start: %s", exc)
         return 1
-    return 0
+    return 3 if broker.fenced else 0  # fenced or WAL failure: let the supervisor know
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,6 +23,10 @@ class UnknownTopic(MetadataError):
     pass
 
 
+class ObjectAlreadyCommitted(MetadataError):
+    """The object key is committed already (a retried commit whose first answer was lost)."""
+
+
 class BrokerFenced(MetadataError):
     """A commit was refused because the broker's epoch is stale or it is not ACTIVE."""
 

@@ -43,6 +43,7 @@ from .base import (
     GroupRecord,
     MetadataError,
     MetadataStore,
+    ObjectAlreadyCommitted,
     PartitionRecord,
     StreamRange,
     TopicAlreadyExists,
@@ -679,7 +680,9 @@ class DynamoDbMetadataStore(MetadataStore):
                         f"broker {broker_id} epoch {broker_epoch} is fenced"
                     ) from None
                 if reasons[1:2] == ["ConditionalCheckFailed"]:
-                    raise MetadataError(f"object {object_key} is already committed") from None
+                    raise ObjectAlreadyCommitted(
+                        f"object {object_key} is already committed"
+                    ) from None
             raise
         if not inline:
             try:

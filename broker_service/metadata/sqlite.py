@@ -22,6 +22,7 @@ from .base import (
     CommittedOffset,
     GroupRecord,
     MetadataStore,
+    ObjectAlreadyCommitted,
     PartitionRecord,
     StreamRange,
     TopicAlreadyExists,
@@ -203,6 +204,8 @@ class SqliteMetadataStore(MetadataStore):
             ).fetchone()
             if row is None or row[0] != broker_epoch or row[1] != "ACTIVE":
                 raise BrokerFenced(f"broker {broker_id} epoch {broker_epoch} is fenced")
+            if db.execute("SELECT 1 FROM objects WHERE object_key=?", (object_key,)).fetchone():
+                raise ObjectAlreadyCommitted(object_key)
             db.execute(
                 "INSERT INTO objects VALUES(?,?,?,?,?,?)",
                 (object_key, object_size, "COMMITTED", broker_id, broker_epoch, _now_ms()),

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections import OrderedDict
 
-from ..metadata.base import MetadataStore, StreamRange
-from .objectstore.base import ObjectStore
+from ..metadata.base import BrokerFenced, MetadataStore, ObjectAlreadyCommitted, StreamRange
+from .objectstore.base import ObjectExists, ObjectStore
 from .stream_set_object import StreamSetObjectBuilder
 from .wal import Wal, WalEntry, WalError
 
@@ -89,23 +90,47 @@ class ObjectWal(Wal):
             batch, futures = self._pending, self._futures
             self._pending, self._futures, self._pending_bytes = [], [], 0
             try:
-                ranges = await self._flush(batch)
+                ranges = await self._flush_until_durable(batch)
             except BaseException as exc:
-                log.exception("object WAL flush failed; refusing further appends")
                 self._failed = exc
                 for f in futures:
                     if not f.done():
                         f.set_exception(WalError(str(exc)))
                 if isinstance(exc, asyncio.CancelledError):
                     raise
-                continue
+                log.error("object WAL stopped: %s", exc)
+                if self.on_fatal is not None:
+                    self.on_fatal(exc)
+                return
             self.flushes += 1
             for (stream_id, *_rest), f in zip(batch, futures, strict=True):
                 if not f.done():
                     f.set_result(ranges.get(stream_id))
 
-    async def _flush(
+    async def _flush_until_durable(
         self, batch: list[tuple[int, int, int, bytes | memoryview]]
+    ) -> dict[int, StreamRange]:
+        """Flush, retrying the same object (same key) until it is committed. Offsets are
+        already assigned, so later batches must wait behind this one; only fencing ends it."""
+        self._seq += 1
+        key = f"wal/{self.broker_id}-{self.broker_epoch}-{time.time_ns()}-{self._seq}.sso"
+        delay = 0.05
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await self._flush(key, batch, retry=attempt > 1)
+            except BrokerFenced:
+                raise
+            except Exception as exc:
+                log.warning(
+                    "object WAL flush of %s failed (attempt %d): %s; retrying", key, attempt, exc
+                )
+                await asyncio.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 5.0)
+
+    async def _flush(
+        self, key: str, batch: list[tuple[int, int, int, bytes | memoryview]], retry: bool
     ) -> dict[int, StreamRange]:
         started = time.monotonic()
         by_stream: OrderedDict[int, list[tuple[int, int, int, bytes | memoryview]]] = OrderedDict()
@@ -116,18 +141,25 @@ class ObjectWal(Wal):
             builder.add_stream(stream_id, items)
         parts = builder.build()
         size = sum(len(p) for p in parts)
-        self._seq += 1
-        key = f"wal/{self.broker_id}-{self.broker_epoch}-{time.time_ns()}-{self._seq}.sso"
-        await self.objects.put(key, parts)
+        try:
+            await self.objects.put(key, parts)
+        except ObjectExists:
+            if not retry:
+                raise
+            # our own earlier attempt landed; the key is unique to this broker epoch
         ranges = [
             StreamRange(
                 s.stream_id, s.start_offset, s.end_offset, key, s.position, s.size, s.max_timestamp
             )
             for s in builder.spans
         ]
-        await asyncio.to_thread(
-            self.metadata.commit_object, self.broker_id, self.broker_epoch, key, size, ranges
-        )
+        try:
+            await asyncio.to_thread(
+                self.metadata.commit_object, self.broker_id, self.broker_epoch, key, size, ranges
+            )
+        except ObjectAlreadyCommitted:
+            if not retry:
+                raise
         self.last_flush_ms = (time.monotonic() - started) * 1000
         return {r.stream_id: r for r in ranges}
 

@@ -17,6 +17,7 @@ import logging
 import os
 import struct
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,6 +49,9 @@ class Wal(ABC):
     # Whether acknowledged data still has to be uploaded to objects (file WAL) or is already
     # committed there by the WAL itself (object WAL).
     needs_upload = True
+    # Called when the WAL can no longer make anything durable (disk failure, or this broker
+    # was fenced): the broker must stop serving; a restart or another broker takes over.
+    on_fatal: Callable[[BaseException], None] | None = None
 
     def bind(self, broker_id: int, broker_epoch: int) -> None:
         """Learn this broker's identity once registered (a WAL that commits needs it)."""
@@ -176,6 +180,8 @@ class FileWal(Wal):
                 for f in futures:
                     if not f.done():
                         f.set_exception(WalError(str(exc)))
+                if self.on_fatal is not None:
+                    self.on_fatal(exc)
                 continue
             self.flushes += 1
             self._maybe_rotate()

@@ -4,6 +4,7 @@ timeouts and aborts are exercised over real HTTP and real sockets."""
 from __future__ import annotations
 
 import http.client
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -37,6 +38,9 @@ class FaultProxy:
         self.delay = delay  # every request waits this long (to observe concurrency)
         self.hang_seconds = hang_seconds
         self.faults: list[Fault] = []
+        self.chaos_rate = 0.0  # besides scripted faults: this share of requests gets one of
+        self.chaos_actions: tuple[str, ...] = ()  # these actions, drawn at random
+        self._random = random.Random(7)
         self.seen: list[tuple[str, str, int]] = []  # (method, path, status sent)
         self.started: list[str] = []  # methods of the requests received so far
         self.in_flight = 0
@@ -85,12 +89,19 @@ class FaultProxy:
     def methods(self, method: str) -> list[tuple[str, int]]:
         return [(path, status) for m, path, status in self.seen if m == method]
 
+    def chaos(self, rate: float, actions: tuple[str, ...], seed: int = 7) -> None:
+        """Fail a share ``rate`` of all requests with a random one of ``actions``."""
+        self.chaos_rate, self.chaos_actions = rate, actions
+        self._random = random.Random(seed)
+
     def _take_fault(self, method: str, path: str) -> str | None:
         with self._lock:
             for f in self.faults:
                 if f.times and f.method == method and f.match(path):
                     f.times -= 1
                     return f.action
+            if self.chaos_actions and self._random.random() < self.chaos_rate:
+                return self._random.choice(self.chaos_actions)
         return None
 
     def _handle(self, h: BaseHTTPRequestHandler) -> None:
