@@ -5,7 +5,18 @@ from pathlib import Path
 
 import pytest
 
+from tests import moto_server
 from tests.broker_process import BrokerProcess
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One moto server subprocess for the session, stopped by its PID at the end."""
+    proc, endpoint = moto_server.start(tmp_path_factory.mktemp("moto") / "moto.log")
+    try:
+        yield endpoint
+    finally:
+        moto_server.stop(proc)
 
 
 @pytest.fixture(scope="session")

@@ -4,71 +4,13 @@ from __future__ import annotations
 
 import functools
 import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 
 REGION = "us-east-1"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1):
-            return True
-    except urllib.error.HTTPError:
-        return True  # an HTTP answer, whatever its status
-    except OSError:
-        return False
-
-
-@pytest.fixture(scope="session")
-def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A moto server subprocess on 127.0.0.1, killed by its PID at the end of the session."""
-    exe = Path(sys.executable).parent / "moto_server"
-    if not exe.exists():
-        pytest.skip("moto_server is not installed (pip install 'moto[server]')")
-    log = tmp_path_factory.mktemp("moto") / "moto.log"
-    for _ in range(3):  # the free port may be taken between probe and bind
-        port = _free_port()
-        with open(log, "ab") as out:
-            proc = subprocess.Popen(
-                [str(exe), "-H", "127.0.0.1", "-p", str(port)],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        endpoint = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 20
-        while proc.poll() is None and time.monotonic() < deadline:
-            if _answers(endpoint + "/moto-api/"):
-                break
-            time.sleep(0.05)
-        if proc.poll() is None and _answers(endpoint + "/moto-api/"):
-            break
-        _stop(proc)
-    else:
-        pytest.fail(f"moto server did not start: {log.read_text()[-2000:]}")
-    try:
-        yield endpoint
-    finally:
-        _stop(proc)
 
 
 @pytest.fixture
@@ -86,16 +28,6 @@ def aws_env(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", moto_endpoint)
     return moto_endpoint
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 @functools.cache

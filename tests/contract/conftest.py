@@ -6,14 +6,6 @@ in-process mocks. Each test gets a fresh table (or SQLite file) of its own.
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -27,64 +19,10 @@ from broker_service.metadata.base import MetadataStore
 REGION = "us-east-1"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1):
-            return True
-    except urllib.error.HTTPError:
-        return True  # an HTTP answer, whatever its status
-    except OSError:
-        return False
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
 @pytest.fixture(scope="session")
-def dynamodb_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A moto server subprocess on 127.0.0.1 serving DynamoDB."""
-    pytest.importorskip("boto3")
-    exe = Path(sys.executable).parent / "moto_server"
-    if not exe.exists():
-        pytest.skip("moto_server is not installed (pip install 'moto[server]')")
-    log = tmp_path_factory.mktemp("moto") / "moto.log"
-    for _ in range(3):  # the free port may be taken between probe and bind
-        port = _free_port()
-        with open(log, "ab") as out:
-            proc = subprocess.Popen(
-                [str(exe), "-H", "127.0.0.1", "-p", str(port)],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        endpoint = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 20
-        while proc.poll() is None and time.monotonic() < deadline:
-            if _answers(endpoint + "/moto-api/"):
-                break
-            time.sleep(0.05)
-        if proc.poll() is None and _answers(endpoint + "/moto-api/"):
-            break
-        _stop(proc)
-    else:
-        pytest.fail(f"moto server did not start: {log.read_text()[-2000:]}")
-    try:
-        yield endpoint
-    finally:
-        _stop(proc)
+def dynamodb_endpoint(moto_endpoint: str) -> str:
+    """The session's moto server (tests/conftest.py), serving DynamoDB."""
+    return moto_endpoint
 
 
 def dynamodb_client(endpoint: str) -> Any:

@@ -4,14 +4,21 @@ over every compression codec, then every client reads what each other client wro
 
 Every check compares whole records in offset order, and the record batch headers the broker
 serves are read raw to see the codec, producer id and sequence numbers that really arrived.
+
+All of it runs twice: on the embedded default (local directory + SQLite + file WAL) and on
+S3 + DynamoDB served by a moto server over HTTP, with the object WAL.
 """
 
 from __future__ import annotations
 
 import math
+import uuid
+from collections.abc import Iterator
 
+import boto3
 import pytest
 
+from broker_service.metadata.dynamodb import DynamoDbMetadataStore
 from tests.broker_process import BrokerProcess
 from tests.integration.clients import (
     CLIENTS,
@@ -31,6 +38,33 @@ from tests.integration.clients import (
     now_ms,
     stored_batches,
 )
+from tests.moto_server import AWS_TEST_ENV, REGION
+
+
+@pytest.fixture(scope="module", params=["embedded", "s3-dynamodb"])
+def broker(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[BrokerProcess]:
+    """This module's broker, once per backend."""
+    data = tmp_path_factory.mktemp(f"clients-{request.param}") / "data"
+    if request.param == "embedded":
+        b = BrokerProcess(data)
+    else:
+        endpoint = request.getfixturevalue("moto_endpoint")
+        bucket, table = f"clients-{uuid.uuid4().hex[:8]}", f"clients-{uuid.uuid4().hex[:8]}"
+        session = boto3.session.Session(aws_access_key_id="testing",
+                                        aws_secret_access_key="testing", region_name=REGION)
+        session.client("s3", endpoint_url=endpoint).create_bucket(Bucket=bucket)
+        DynamoDbMetadataStore(
+            table, client=session.client("dynamodb", endpoint_url=endpoint)
+        ).create_table()
+        b = BrokerProcess(data, BROKER_STORAGE=f"s3://{bucket}/kafka",
+                          BROKER_METADATA=f"dynamodb://{table}", BROKER_WAL="object",
+                          AWS_ENDPOINT_URL=endpoint, **AWS_TEST_ENV)
+    b.start()
+    yield b
+    b.stop()
+
 
 RECORDS_PER_CLIENT = 100_000
 PER_CODEC = math.ceil(RECORDS_PER_CLIENT / len(CODECS))  # 20k x 5 codecs per client

@@ -1,0 +1,68 @@
+"""A real moto server (S3, DynamoDB, ... over HTTP) on 127.0.0.1 for the tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from tests.broker_process import free_port
+
+REGION = "us-east-1"
+# What a broker process needs to reach moto: dummy credentials, a region, no real AWS config.
+AWS_TEST_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_REGION": REGION,
+    "AWS_CONFIG_FILE": os.devnull,
+    "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1):
+            return True
+    except urllib.error.HTTPError:
+        return True  # an HTTP answer, whatever its status
+    except OSError:
+        return False
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def start(log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """Start moto server (installed by `make test` with the [test] extra); its endpoint."""
+    exe = Path(sys.executable).parent / "moto_server"
+    if not exe.exists():
+        raise RuntimeError("moto_server is missing: run `make test` (installs moto[server])")
+    for _ in range(3):  # the free port may be taken between probe and bind
+        port = free_port()
+        with open(log, "ab") as out:
+            proc = subprocess.Popen(
+                [str(exe), "-H", "127.0.0.1", "-p", str(port)],
+                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        endpoint = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 20
+        while proc.poll() is None and time.monotonic() < deadline:
+            if _answers(endpoint + "/moto-api/"):
+                return proc, endpoint
+            time.sleep(0.05)
+        stop(proc)
+    raise RuntimeError(f"moto server did not start: {log.read_text()[-2000:]}")
