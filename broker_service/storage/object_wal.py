@@ -22,7 +22,7 @@ from collections import OrderedDict
 from ..metadata.base import BrokerFenced, MetadataStore, ObjectAlreadyCommitted, StreamRange
 from .objectstore.base import ObjectExists, ObjectStore
 from .stream_set_object import StreamSetObjectBuilder
-from .wal import Wal, WalEntry, WalError
+from .wal import Pending, Wal, WalEntry
 
 log = logging.getLogger(__name__)
 
@@ -39,21 +39,13 @@ class ObjectWal(Wal):
         flush_bytes: int = 8 << 20,
         block_bytes: int = 1 << 20,
     ) -> None:
+        super().__init__(flush_interval_ms, flush_bytes)
         self.objects = objects
         self.metadata = metadata
-        self.flush_interval = flush_interval_ms / 1000.0
-        self.flush_bytes = flush_bytes
         self.block_bytes = block_bytes
         self.broker_id = -1
         self.broker_epoch = -1
-        self._pending: list[tuple[int, int, int, bytes | memoryview]] = []
-        self._futures: list[asyncio.Future[StreamRange | None]] = []
-        self._pending_bytes = 0
-        self._wakeup = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._failed: BaseException | None = None
         self._seq = 0
-        self.flushes = 0
         self.last_flush_ms = 0.0
 
     def bind(self, broker_id: int, broker_epoch: int) -> None:
@@ -61,55 +53,10 @@ class ObjectWal(Wal):
         self.broker_epoch = broker_epoch
 
     async def open(self) -> list[WalEntry]:
-        self._task = asyncio.get_running_loop().create_task(self._flusher())
+        self._start()
         return []  # every acknowledged batch is already a committed object
 
-    def append(
-        self, stream_id: int, base_offset: int, end_offset: int, data: bytes | memoryview
-    ) -> asyncio.Future[StreamRange | None]:
-        fut: asyncio.Future[StreamRange | None] = asyncio.get_running_loop().create_future()
-        if self._failed is not None:
-            fut.set_exception(WalError(f"object WAL failed earlier: {self._failed}"))
-            return fut
-        self._pending.append((stream_id, base_offset, end_offset, data))
-        self._futures.append(fut)
-        self._pending_bytes += len(data)
-        self._wakeup.set()
-        return fut
-
-    async def _flusher(self) -> None:
-        while True:
-            await self._wakeup.wait()
-            if self.flush_interval > 0 and self._pending_bytes < self.flush_bytes:
-                deadline = time.monotonic() + self.flush_interval
-                while self._pending_bytes < self.flush_bytes and time.monotonic() < deadline:
-                    await asyncio.sleep(min(0.002, self.flush_interval))
-            self._wakeup.clear()
-            if not self._pending:
-                continue
-            batch, futures = self._pending, self._futures
-            self._pending, self._futures, self._pending_bytes = [], [], 0
-            try:
-                ranges = await self._flush_until_durable(batch)
-            except BaseException as exc:
-                self._failed = exc
-                for f in futures:
-                    if not f.done():
-                        f.set_exception(WalError(str(exc)))
-                if isinstance(exc, asyncio.CancelledError):
-                    raise
-                log.error("object WAL stopped: %s", exc)
-                if self.on_fatal is not None:
-                    self.on_fatal(exc)
-                return
-            self.flushes += 1
-            for (stream_id, *_rest), f in zip(batch, futures, strict=True):
-                if not f.done():
-                    f.set_result(ranges.get(stream_id))
-
-    async def _flush_until_durable(
-        self, batch: list[tuple[int, int, int, bytes | memoryview]]
-    ) -> dict[int, StreamRange]:
+    async def _commit(self, batch: list[Pending]) -> dict[int, StreamRange]:
         """Flush, retrying the same object (same key) until it is committed. Offsets are
         already assigned, so later batches must wait behind this one; only fencing ends it."""
         self._seq += 1
@@ -129,9 +76,7 @@ class ObjectWal(Wal):
                 await asyncio.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 2, 5.0)
 
-    async def _flush(
-        self, key: str, batch: list[tuple[int, int, int, bytes | memoryview]], retry: bool
-    ) -> dict[int, StreamRange]:
+    async def _flush(self, key: str, batch: list[Pending], retry: bool) -> dict[int, StreamRange]:
         started = time.monotonic()
         by_stream: OrderedDict[int, list[tuple[int, int, int, bytes | memoryview]]] = OrderedDict()
         for stream_id, base, end, data in batch:
@@ -165,19 +110,6 @@ class ObjectWal(Wal):
 
     def trim(self, committed_ends: dict[int, int]) -> None:
         pass  # nothing local to trim
-
-    async def close(self) -> None:
-        if self._task is not None:
-            while (self._pending or self._futures) and self._failed is None:
-                self._wakeup.set()
-                await asyncio.sleep(0.001)
-                if not self._pending:
-                    break
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
 
 
 def _max_ts(data: bytes | memoryview) -> int:

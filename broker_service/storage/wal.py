@@ -16,6 +16,7 @@ import asyncio
 import logging
 import os
 import struct
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -45,13 +46,32 @@ class WalError(RuntimeError):
     pass
 
 
+Pending = tuple[int, int, int, bytes | memoryview]  # stream_id, base, end, batches
+
+
 class Wal(ABC):
+    """Group commit shared by every WAL: appends queue up while the previous commit runs;
+    one ``_commit`` makes the whole group durable, then its producers are answered.
+    ``flush_interval_ms`` lingers before a commit (bigger groups), ``flush_bytes`` cuts the
+    linger short. A failed commit is fatal: nothing after it may be acknowledged."""
+
     # Whether acknowledged data still has to be uploaded to objects (file WAL) or is already
     # committed there by the WAL itself (object WAL).
     needs_upload = True
     # Called when the WAL can no longer make anything durable (disk failure, or this broker
     # was fenced): the broker must stop serving; a restart or another broker takes over.
     on_fatal: Callable[[BaseException], None] | None = None
+
+    def __init__(self, flush_interval_ms: float, flush_bytes: int) -> None:
+        self.flush_interval = flush_interval_ms / 1000.0
+        self.flush_bytes = flush_bytes
+        self._pending: list[Pending] = []
+        self._futures: list[asyncio.Future[StreamRange | None]] = []
+        self._pending_bytes = 0
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._failed: BaseException | None = None
+        self.flushes = 0
 
     def bind(self, broker_id: int, broker_epoch: int) -> None:
         """Learn this broker's identity once registered (a WAL that commits needs it)."""
@@ -62,18 +82,72 @@ class Wal(ABC):
         """Open the log and return every durable entry left by a previous run, in order."""
 
     @abstractmethod
-    def append(
-        self, stream_id: int, base_offset: int, end_offset: int, data: bytes | memoryview
-    ) -> asyncio.Future[StreamRange | None]:
-        """Queue a batch; the future resolves when it is durable, with the committed range
-        that now holds it when the WAL commits objects itself, else None."""
+    async def _commit(self, batch: list[Pending]) -> dict[int, StreamRange]:
+        """Make the group durable; return the committed range per stream, if any."""
 
     @abstractmethod
     def trim(self, committed_ends: dict[int, int]) -> None:
         """Drop what is committed to the object store: stream_id -> end offset committed."""
 
-    @abstractmethod
-    async def close(self) -> None: ...
+    def _start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._flusher())
+
+    def append(
+        self, stream_id: int, base_offset: int, end_offset: int, data: bytes | memoryview
+    ) -> asyncio.Future[StreamRange | None]:
+        """Queue a batch; the future resolves when it is durable, with the committed range
+        that now holds it when the WAL commits objects itself, else None."""
+        fut: asyncio.Future[StreamRange | None] = asyncio.get_running_loop().create_future()
+        if self._failed is not None:
+            fut.set_exception(WalError(f"WAL failed earlier: {self._failed}"))
+            return fut
+        self._pending.append((stream_id, base_offset, end_offset, data))
+        self._futures.append(fut)
+        self._pending_bytes += len(data)
+        self._wakeup.set()
+        return fut
+
+    async def _flusher(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            if self.flush_interval > 0 and self._pending_bytes < self.flush_bytes:
+                deadline = time.monotonic() + self.flush_interval
+                while self._pending_bytes < self.flush_bytes and time.monotonic() < deadline:
+                    await asyncio.sleep(min(0.002, self.flush_interval))
+            self._wakeup.clear()
+            if not self._pending:
+                continue
+            batch, futures = self._pending, self._futures
+            self._pending, self._futures, self._pending_bytes = [], [], 0
+            try:
+                ranges = await self._commit(batch)
+            except BaseException as exc:  # nothing in this group is durable
+                self._failed = exc
+                for f in futures:
+                    if not f.done():
+                        f.set_exception(WalError(str(exc)))
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                log.error("WAL failed, refusing further appends: %s", exc)
+                if self.on_fatal is not None:
+                    self.on_fatal(exc)
+                return
+            self.flushes += 1
+            for (stream_id, *_rest), f in zip(batch, futures, strict=True):
+                if not f.done():
+                    f.set_result(ranges.get(stream_id))
+
+    async def close(self) -> None:
+        """Let the last group commit land, then stop."""
+        if self._task is not None:
+            while self._pending and self._failed is None and not self._task.done():
+                self._wakeup.set()
+                await asyncio.sleep(0.001)
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
 
 
 @dataclass
@@ -91,20 +165,12 @@ class FileWal(Wal):
         flush_bytes: int = 4 << 20,
         segment_bytes: int = 64 << 20,
     ) -> None:
+        super().__init__(flush_interval_ms, flush_bytes)
         self.dir = directory
-        self.flush_interval = flush_interval_ms / 1000.0
-        self.flush_bytes = flush_bytes
         self.segment_bytes = segment_bytes
         self._closed: list[_Segment] = []
         self._active: _Segment | None = None
         self._fd = -1
-        self._pending: list[tuple[int, int, int, bytes | memoryview]] = []
-        self._pending_futures: list[asyncio.Future[StreamRange | None]] = []
-        self._pending_bytes = 0
-        self._wakeup = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._failed: BaseException | None = None
-        self.flushes = 0
 
     # -- recovery ---------------------------------------------------------------------
     async def open(self) -> list[WalEntry]:
@@ -132,7 +198,7 @@ class FileWal(Wal):
             self._closed.append(seg)
         next_no = int(paths[-1].stem) + 1 if paths else 0
         self._open_segment(next_no)
-        self._task = asyncio.get_running_loop().create_task(self._flusher())
+        self._start()
         log.info(
             "WAL at %s: recovered %d entries from %d segments", self.dir, len(entries), len(paths)
         )
@@ -148,48 +214,13 @@ class FileWal(Wal):
         finally:
             os.close(dfd)
 
-    # -- append / group commit ---------------------------------------------------------
-    def append(
-        self, stream_id: int, base_offset: int, end_offset: int, data: bytes | memoryview
-    ) -> asyncio.Future[StreamRange | None]:
-        fut: asyncio.Future[StreamRange | None] = asyncio.get_running_loop().create_future()
-        if self._failed is not None:
-            fut.set_exception(WalError(f"WAL failed earlier: {self._failed}"))
-            return fut
-        self._pending.append((stream_id, base_offset, end_offset, data))
-        self._pending_futures.append(fut)
-        self._pending_bytes += len(data)
-        self._wakeup.set()
-        return fut
+    # -- group commit: write + fsync in a worker thread ----------------------------------
+    async def _commit(self, batch: list[Pending]) -> dict[int, StreamRange]:
+        await asyncio.to_thread(self._write, batch)
+        self._maybe_rotate()
+        return {}
 
-    async def _flusher(self) -> None:
-        while True:
-            await self._wakeup.wait()
-            if self.flush_interval > 0 and self._pending_bytes < self.flush_bytes:
-                await asyncio.sleep(self.flush_interval)
-            self._wakeup.clear()
-            if not self._pending:
-                continue
-            batch, futures = self._pending, self._pending_futures
-            self._pending, self._pending_futures, self._pending_bytes = [], [], 0
-            try:
-                await asyncio.to_thread(self._write, batch)
-            except BaseException as exc:  # disk full, I/O error: nothing here is durable
-                log.exception("WAL write failed; refusing further appends")
-                self._failed = exc
-                for f in futures:
-                    if not f.done():
-                        f.set_exception(WalError(str(exc)))
-                if self.on_fatal is not None:
-                    self.on_fatal(exc)
-                continue
-            self.flushes += 1
-            self._maybe_rotate()
-            for f in futures:
-                if not f.done():
-                    f.set_result(None)
-
-    def _write(self, batch: list[tuple[int, int, int, bytes | memoryview]]) -> None:
+    def _write(self, batch: list[Pending]) -> None:
         assert self._active is not None
         bufs: list[bytes | memoryview] = []
         total = 0
@@ -231,16 +262,7 @@ class FileWal(Wal):
         self._closed = keep
 
     async def close(self) -> None:
-        if self._task is not None:
-            # let the last group commit land before stopping
-            while self._pending and self._failed is None:
-                self._wakeup.set()
-                await asyncio.sleep(0.001)
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await super().close()
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
