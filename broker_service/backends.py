@@ -49,13 +49,13 @@ def wal_for(config: BrokerConfig, objects: ObjectStore, metadata: MetadataStore)
         return ObjectWal(
             objects,
             metadata,
-            flush_interval_ms=config.wal_flush_ms,
+            flush_interval_ms=config.effective_wal_flush_ms,
             flush_bytes=config.wal_flush_bytes,
             block_bytes=config.object_block_bytes,
         )
     return FileWal(
         config.data_dir / "wal" / f"broker-{config.node_id}",
-        flush_interval_ms=config.wal_flush_ms,
+        flush_interval_ms=config.effective_wal_flush_ms,
         flush_bytes=config.wal_flush_bytes,
         segment_bytes=config.wal_segment_bytes,
     )

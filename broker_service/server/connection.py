@@ -28,7 +28,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MAX_IN_FLIGHT = 64
+# Requests a connection may have in flight before we stop reading from it. Produce requests
+# wait for a WAL group commit, so a lingering WAL needs room for many pipelined requests.
+MAX_IN_FLIGHT = 1024
+MAX_IN_FLIGHT_BYTES = 64 << 20
 STAGING_BYTES = 256 * 1024  # frames larger than this get a buffer of their own
 
 
@@ -43,7 +46,8 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self._big: bytearray | None = None
         self._big_filled = 0
         self._transport: asyncio.Transport | None = None
-        self._queue: deque[tuple[int, int, int, asyncio.Future[Any] | list[Any]]] = deque()
+        self._queue: deque[tuple[int, int, int, asyncio.Future[Any] | list[Any], int]] = deque()
+        self._queued_bytes = 0  # request bytes held by requests not yet answered
         self._write_paused = False
         self._read_paused = False
         self.peer = "?"
@@ -59,7 +63,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._connections.discard(self)
-        for *_ids, item in self._queue:
+        for *_ids, item, _n in self._queue:
             if isinstance(item, asyncio.Future):
                 item.cancel()
         self._queue.clear()
@@ -132,7 +136,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
                     body = encode_response(
                         18, 0, {"error_code": UNSUPPORTED_VERSION, "api_keys": api_keys()}
                     )
-                    self._enqueue(correlation_id, 18, 0, [body])
+                    self._enqueue(correlation_id, 18, 0, [body], len(frame))
                     return True
                 raise ProtocolError(f"{api.name} v{version} is not supported")
             header = parse_request_header(frame)
@@ -149,15 +153,16 @@ class KafkaConnection(asyncio.BufferedProtocol):
         if result is None:
             return True
         if isinstance(result, list):
-            self._enqueue(correlation_id, api_key, version, result)
+            self._enqueue(correlation_id, api_key, version, result, len(frame))
         else:
             fut = asyncio.ensure_future(result)
             fut.add_done_callback(self._on_done)
-            self._enqueue(correlation_id, api_key, version, fut)
+            self._enqueue(correlation_id, api_key, version, fut, len(frame))
         return True
 
-    def _enqueue(self, cid: int, key: int, version: int, item: Any) -> None:
-        self._queue.append((cid, key, version, item))
+    def _enqueue(self, cid: int, key: int, version: int, item: Any, nbytes: int) -> None:
+        self._queue.append((cid, key, version, item, nbytes))
+        self._queued_bytes += nbytes
         self._drain()
         self._update_reading()
 
@@ -176,7 +181,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
         q = self._queue
         t = self._transport
         while q and t is not None:
-            cid, key, version, item = q[0]
+            cid, key, version, item, nbytes = q[0]
             if isinstance(item, asyncio.Future):
                 if not item.done():
                     return
@@ -184,6 +189,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
             else:
                 bufs = item
             q.popleft()
+            self._queued_bytes -= nbytes
             head = response_header(cid, key, version)
             size = len(head) + sum(len(b) for b in bufs)
             t.writelines([size_prefix(size), head, *bufs])
@@ -192,7 +198,11 @@ class KafkaConnection(asyncio.BufferedProtocol):
         t = self._transport
         if t is None:
             return
-        want_pause = self._write_paused or len(self._queue) >= MAX_IN_FLIGHT
+        want_pause = (
+            self._write_paused
+            or len(self._queue) >= MAX_IN_FLIGHT
+            or self._queued_bytes >= MAX_IN_FLIGHT_BYTES
+        )
         if want_pause and not self._read_paused:
             t.pause_reading()
             self._read_paused = True

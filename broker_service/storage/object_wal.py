@@ -35,11 +35,13 @@ class ObjectWal(Wal):
         objects: ObjectStore,
         metadata: MetadataStore,
         *,
-        flush_interval_ms: float = 0.0,
-        flush_bytes: int = 8 << 20,
+        flush_interval_ms: float = 50.0,
+        flush_bytes: int = 4 << 20,
         block_bytes: int = 1 << 20,
     ) -> None:
         super().__init__(flush_interval_ms, flush_bytes)
+        # keep objects below the S3 multipart threshold: one PUT per flush
+        self.max_group_bytes = max(2 * flush_bytes, block_bytes)
         self.objects = objects
         self.metadata = metadata
         self.block_bytes = block_bytes

@@ -61,6 +61,8 @@ class Wal(ABC):
     # Called when the WAL can no longer make anything durable (disk failure, or this broker
     # was fenced): the broker must stop serving; a restart or another broker takes over.
     on_fatal: Callable[[BaseException], None] | None = None
+    # Largest group one commit takes (None: all that is pending); the rest waits its turn.
+    max_group_bytes: int | None = None
 
     def __init__(self, flush_interval_ms: float, flush_bytes: int) -> None:
         self.flush_interval = flush_interval_ms / 1000.0
@@ -117,8 +119,7 @@ class Wal(ABC):
             self._wakeup.clear()
             if not self._pending:
                 continue
-            batch, futures = self._pending, self._futures
-            self._pending, self._futures, self._pending_bytes = [], [], 0
+            batch, futures = self._take_group()
             try:
                 ranges = await self._commit(batch)
             except BaseException as exc:  # nothing in this group is durable
@@ -136,6 +137,21 @@ class Wal(ABC):
             for (stream_id, *_rest), f in zip(batch, futures, strict=True):
                 if not f.done():
                     f.set_result(ranges.get(stream_id))
+
+    def _take_group(self) -> tuple[list[Pending], list[asyncio.Future[StreamRange | None]]]:
+        n, size = len(self._pending), self._pending_bytes
+        if self.max_group_bytes is not None and size > self.max_group_bytes:
+            n, size = 0, 0
+            for _, _, _, data in self._pending:  # at least one entry, then up to the cap
+                if n and size + len(data) > self.max_group_bytes:
+                    break
+                n, size = n + 1, size + len(data)
+        batch, futures = self._pending[:n], self._futures[:n]
+        del self._pending[:n], self._futures[:n]
+        self._pending_bytes -= size
+        if self._pending:
+            self._wakeup.set()
+        return batch, futures
 
     async def close(self) -> None:
         """Let the last group commit land, then stop."""

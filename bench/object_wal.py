@@ -1,0 +1,741 @@
+#!/usr/bin/env python3
+"""Latency vs. WAL flush interval for the object WAL (BROKER_WAL=object).
+
+For every flush interval (BROKER_WAL_FLUSH_MS), backend and round, this script starts a fresh
+broker of ours with the object WAL on a fresh data dir (rounds interleaved: round 1 of every
+configuration, then round 2, ...), sends 500 records of warm-up, and runs:
+
+1. latency: a steady load (2000 msg/s of 1 KiB for 5 s, linger.ms=0, acks=all), one record
+   at a time; latency is produce() -> acknowledgement (librdkafka's per-message latency);
+2. throughput: 50,000 x 1 KiB as fast as possible (linger.ms=5, batch.size=1000000,
+   acks=all) -> MB/s;
+
+and counts the WAL objects (one PUT + one metadata commit each) that each phase wrote.
+
+Backends: ``local`` (local-directory object store + SQLite, only BROKER_WAL=object set) and
+``s3`` (S3 + DynamoDB on a moto server that the script starts, a fresh one per broker: moto's
+TransactWriteItems gets slower as its table grows).
+moto's latencies are not S3's; see bench/README.md.
+
+    .venv/bin/python bench/object_wal.py            # full run: 5 flush values x 2 backends
+    .venv/bin/python bench/object_wal.py --quick    # smoke run: flush 0,250; 1 round
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import importlib.metadata
+import json
+import math
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import confluent_kafka
+import psutil
+from confluent_kafka import Producer
+from produce_consume import (
+    HOST,
+    MB,
+    PRODUCER_CONF,
+    REPO,
+    RESULTS_DIR,
+    VALUE_BYTES,
+    Aborted,
+    BenchError,
+    BrokerProcess,
+    Deadline,
+    client_cpu,
+    create_topic,
+    free_port,
+    host_busy_cpu,
+    on_signal,
+    produce_all,
+)
+
+BACKENDS = ("local", "s3")
+FLUSH_MS = (0, 10, 50, 100, 250)
+QUICK_FLUSH_MS = (0, 250)
+REGION = "us-east-1"
+BUCKET = "bench-object-wal"
+LATENCY_CONF: dict[str, Any] = {"acks": "all", "linger.ms": 0, "compression.type": "none"}
+WARMUP_RECORDS = 500
+
+
+# -- settings -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Settings:
+    flush_ms: list[float]
+    backends: list[str]
+    flush_bytes: int | None
+    rounds: int
+    rate: int
+    latency_seconds: float
+    latency_linger_ms: float
+    records: int
+    partitions: int
+    round_timeout: float
+    timeout: float
+    keep_data: bool
+
+
+# -- moto server --------------------------------------------------------------------------
+class MotoServer:
+    """A moto server subprocess on 127.0.0.1 (S3 + DynamoDB over HTTP), stopped by its PID."""
+
+    def __init__(self, log_path: Path) -> None:
+        self.log_path = log_path
+        self.port = 0
+        self.popen: subprocess.Popen[bytes] | None = None
+        self.proc: psutil.Process | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        assert self.popen is not None
+        return self.popen.pid
+
+    def start(self, deadline: Deadline) -> None:
+        exe = Path(sys.executable).parent / "moto_server"
+        if not exe.exists():
+            raise BenchError(f"{exe} not found: pip install 'moto[server]'")
+        for _ in range(3):  # the free port may be taken between probe and bind
+            self.port = free_port()
+            with open(self.log_path, "ab") as log:
+                self.popen = subprocess.Popen([str(exe), "-H", HOST, "-p", str(self.port)],
+                                              stdout=log, stderr=subprocess.STDOUT,
+                                              start_new_session=True)
+            self.proc = psutil.Process(self.popen.pid)
+            while self.popen.poll() is None and deadline.sooner(20).remaining() > 0:
+                if self._answers():
+                    return
+                time.sleep(0.05)
+            self.stop()
+        raise BenchError(f"moto server did not start; log tail:\n{self._log_tail()}")
+
+    def _answers(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.endpoint + "/moto-api/", timeout=1):
+                return True
+        except urllib.error.HTTPError:
+            return True  # an HTTP answer, whatever its status
+        except OSError:
+            return False
+
+    def cpu_seconds(self) -> float:
+        if self.proc is None:
+            return 0.0
+        with contextlib.suppress(psutil.Error):
+            t = self.proc.cpu_times()
+            return float(t.user + t.system)
+        return 0.0
+
+    def stop(self) -> None:
+        if self.popen is None or self.popen.poll() is not None:
+            return
+        os.kill(self.popen.pid, signal.SIGTERM)
+        try:
+            self.popen.wait(10)
+        except subprocess.TimeoutExpired:
+            os.kill(self.popen.pid, signal.SIGKILL)
+            self.popen.wait(10)
+
+    def _log_tail(self, lines: int = 15) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return "(no log)"
+
+
+def aws_env(endpoint: str) -> dict[str, str]:
+    """Dummy credentials and the moto endpoint; nothing from the user's AWS config."""
+    return {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+
+
+@contextlib.contextmanager
+def patched_environ(env: dict[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in (*env, "AWS_PROFILE", "AWS_SESSION_TOKEN")}
+    os.environ.pop("AWS_PROFILE", None)
+    os.environ.pop("AWS_SESSION_TOKEN", None)
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def s3_client(endpoint: str) -> Any:
+    return boto3.session.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION
+    ).client("s3", endpoint_url=endpoint)
+
+
+def prepare_aws(endpoint: str, table: str) -> None:
+    """Creates the bucket and the metadata table on the moto server."""
+    from broker_service.metadata.dynamodb import DynamoDbMetadataStore
+
+    s3_client(endpoint).create_bucket(Bucket=BUCKET)
+    with patched_environ(aws_env(endpoint)):
+        store = DynamoDbMetadataStore(table=table)
+        try:
+            store.create_table()
+        finally:
+            store.close()
+
+
+# -- the WAL objects ----------------------------------------------------------------------
+class ObjectCounter:
+    """Lists the WAL objects (key -> size) of one broker: files or an S3 prefix."""
+
+    def __init__(self, wal_dir: Path | None = None, endpoint: str | None = None,
+                 prefix: str | None = None) -> None:
+        self.wal_dir = wal_dir
+        self.endpoint = endpoint
+        self.prefix = prefix
+
+    def snapshot(self) -> dict[str, int]:
+        if self.wal_dir is not None:
+            if not self.wal_dir.exists():
+                return {}
+            return {p.name: p.stat().st_size for p in self.wal_dir.iterdir()
+                    if p.is_file() and not p.name.endswith(".tmp")}
+        assert self.endpoint is not None and self.prefix is not None
+        out: dict[str, int] = {}
+        pages = s3_client(self.endpoint).get_paginator("list_objects_v2")
+        for page in pages.paginate(Bucket=BUCKET, Prefix=self.prefix):
+            out.update((o["Key"], int(o["Size"])) for o in page.get("Contents", ()))
+        return out
+
+
+@dataclass
+class Objects:
+    count: int
+    bytes: int
+    per_s: float
+
+    @property
+    def avg_kb(self) -> float | None:
+        return self.bytes / self.count / 1024 if self.count else None
+
+
+def objects_between(before: dict[str, int], after: dict[str, int], seconds: float) -> Objects:
+    new = {k: v for k, v in after.items() if k not in before}
+    return Objects(count=len(new), bytes=sum(new.values()),
+                   per_s=len(new) / seconds if seconds > 0 else 0.0)
+
+
+# -- the loads ----------------------------------------------------------------------------
+def percentile(sorted_values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile (q in 0..1) of an already sorted list."""
+    if not sorted_values:
+        return None
+    return sorted_values[max(0, math.ceil(q * len(sorted_values)) - 1)]
+
+
+@dataclass
+class LatencyPhase:
+    sent: int
+    seconds: float  # first produce() to the last acknowledgement
+    send_rate: float  # achieved produce() rate
+    latencies_ms: list[float] = field(repr=False)  # librdkafka: produce() -> ack, per record
+    callback_ms: list[float] = field(repr=False)  # Python: produce() -> delivery callback
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    p999_ms: float | None = None
+    max_ms: float | None = None
+    callback_p50_ms: float | None = None
+    callback_p99_ms: float | None = None
+    objects: Objects | None = None
+    broker_cpu_s: float = 0.0
+    moto_cpu_s: float = 0.0
+    other_cpu_s: float = 0.0  # the rest of the host (not broker, moto or this script): noise
+
+
+def steady_load(bootstrap: str, topic: str, rate: int, seconds: float, linger_ms: float,
+                deadline: Deadline) -> LatencyPhase:
+    """Produces ``rate`` records/s for ``seconds``, one produce() per record, on a schedule."""
+    rd_ms: list[float] = []
+    cb_ms: list[float] = []
+    errors: list[str] = []
+
+    def on_delivery(t0: float, err: Any, msg: Any) -> None:
+        now = time.perf_counter()
+        if err is not None:
+            errors.append(str(err))
+            return
+        cb_ms.append((now - t0) * 1000)
+        latency = msg.latency()
+        if latency is not None:
+            rd_ms.append(latency * 1000)
+
+    producer = Producer({**LATENCY_CONF, "linger.ms": linger_ms, "bootstrap.servers": bootstrap,
+                         "client.id": "bench-latency"})
+    producer.list_topics(topic, timeout=max(1.0, min(10.0, deadline.remaining())))
+    n = int(rate * seconds)
+    value = os.urandom(VALUE_BYTES)
+    sent = 0
+    start = time.perf_counter()
+    while True:
+        due = min(n, int((time.perf_counter() - start) * rate) + 1)
+        while sent < due:
+            try:
+                producer.produce(topic, value, partition=0,
+                                 on_delivery=functools.partial(on_delivery, time.perf_counter()))
+            except BufferError:
+                break  # local queue full: poll below, retry on the next tick
+            sent += 1
+        if sent >= n:
+            break
+        producer.poll(0.001)  # serves delivery callbacks as they come; ~1 ms send ticks
+        deadline.check(f"steady load ({sent}/{n} records sent)")
+    sent_seconds = time.perf_counter() - start
+    left = producer.flush(max(0.1, deadline.remaining()))
+    elapsed = time.perf_counter() - start
+    if left:
+        raise BenchError(f"flush timed out with {left} of {n} records unacknowledged")
+    if errors:
+        raise BenchError(f"{len(errors)} delivery errors, e.g. {errors[0]}")
+    phase = LatencyPhase(sent=n, seconds=elapsed, send_rate=n / sent_seconds,
+                         latencies_ms=rd_ms, callback_ms=cb_ms)
+    fill_percentiles(phase)
+    return phase
+
+
+def fill_percentiles(phase: LatencyPhase) -> None:
+    rd, cb = sorted(phase.latencies_ms), sorted(phase.callback_ms)
+    phase.p50_ms, phase.p99_ms = percentile(rd, 0.50), percentile(rd, 0.99)
+    phase.p999_ms, phase.max_ms = percentile(rd, 0.999), (rd[-1] if rd else None)
+    phase.callback_p50_ms, phase.callback_p99_ms = percentile(cb, 0.50), percentile(cb, 0.99)
+
+
+@dataclass
+class ThroughputPhase:
+    records: int
+    seconds: float
+    mb_per_s: float
+    objects: Objects | None = None
+    broker_cpu_s: float = 0.0
+    moto_cpu_s: float = 0.0
+    other_cpu_s: float = 0.0
+
+
+# -- one broker per (backend, flush_ms) ---------------------------------------------------
+@dataclass
+class RoundResult:
+    backend: str
+    flush_ms: float
+    round: int
+    latency: LatencyPhase | None = None
+    throughput: ThroughputPhase | None = None
+    error: str | None = None
+
+
+@dataclass
+class Config:
+    backend: str
+    flush_ms: float
+    broker: BrokerProcess
+    counter: ObjectCounter
+    moto: MotoServer | None
+
+
+def make_config(backend: str, flush_ms: float, tag: str, settings: Settings, workdir: Path,
+                deadline: Deadline) -> Config:
+    data_dir = workdir / tag
+    env = {**os.environ, "PYTHONPATH": str(REPO), "BROKER_WAL": "object",
+           "BROKER_WAL_FLUSH_MS": f"{flush_ms:g}", "BROKER_LOG_LEVEL": "WARNING"}
+    if settings.flush_bytes is not None:
+        env["BROKER_WAL_FLUSH_BYTES"] = str(settings.flush_bytes)
+    moto = None
+    if backend == "s3":
+        moto = MotoServer(workdir / f"moto-{tag}.log")
+        table = f"bench-wal-{uuid.uuid4().hex[:8]}"
+        try:
+            moto.start(deadline)
+            prepare_aws(moto.endpoint, table)
+        except BaseException:
+            moto.stop()
+            raise
+        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
+            env.pop(name, None)
+        env.update(aws_env(moto.endpoint))
+        env["BROKER_STORAGE"] = f"s3://{BUCKET}/{tag}"
+        env["BROKER_METADATA"] = f"dynamodb://{table}"
+        counter = ObjectCounter(endpoint=moto.endpoint, prefix=f"{tag}/wal/")
+    else:
+        counter = ObjectCounter(wal_dir=data_dir / "objects" / "wal")
+    port = free_port()
+    argv = [sys.executable, "-m", "broker_service", "serve", "--host", HOST, "--port", str(port),
+            "--data-dir", str(data_dir)]
+    broker = BrokerProcess(f"ours-{tag}", argv, port, workdir / f"broker-{tag}.log", env)
+    return Config(backend, flush_ms, broker, counter, moto)
+
+
+def run_config_round(backend: str, flush_ms: float, round_no: int, settings: Settings,
+                     workdir: Path, deadline: Deadline, exits: dict[str, Any]) -> RoundResult:
+    """One round on a fresh broker (and, for s3, a fresh moto server: moto's
+    TransactWriteItems slows down as its table grows, so state must not carry over)."""
+    tag = f"{backend}-f{flush_ms:g}-r{round_no}"
+    cfg: Config | None = None
+    try:
+        cfg = make_config(backend, flush_ms, tag, settings, workdir, deadline.sooner(60))
+        cfg.broker.start(deadline.sooner(60))
+        lat_topic, tput_topic = f"lat-{uuid.uuid4().hex[:8]}", f"tput-{uuid.uuid4().hex[:8]}"
+        setup = deadline.sooner(60)
+        create_topic(cfg.broker.bootstrap, lat_topic, 1, setup)
+        create_topic(cfg.broker.bootstrap, tput_topic, settings.partitions, setup)
+        # warm-up: connections, code paths, the first objects; not measured
+        steady_load(cfg.broker.bootstrap, lat_topic, settings.rate,
+                    WARMUP_RECORDS / settings.rate, settings.latency_linger_ms, setup)
+        return run_round(cfg, round_no, lat_topic, tput_topic, settings,
+                         deadline.sooner(settings.round_timeout))
+    except Aborted:
+        raise
+    except Exception as exc:  # a broker that cannot start is a result, not a crash
+        return RoundResult(backend, flush_ms, round_no,
+                           error=f"{type(exc).__name__}: {exc}{broker_log(cfg)}")
+    finally:
+        if cfg is not None:
+            cfg.broker.stop()
+            exits[tag] = cfg.broker.exit_info
+            if cfg.moto is not None:
+                cfg.moto.stop()
+
+
+def broker_log(cfg: Config | None) -> str:
+    """The broker's log tail (it logs warnings and errors only), once it had a moment to die."""
+    if cfg is None or cfg.broker.popen is None:
+        return ""
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        cfg.broker.popen.wait(timeout=2)
+    state = "running" if cfg.broker.alive else f"exited with {cfg.broker.popen.returncode}"
+    tail = cfg.broker.log_tail()
+    return f"\n(broker {state}; log tail:)\n{tail}" if tail.strip() else f" (broker {state})"
+
+
+def run_round(cfg: Config, round_no: int, lat_topic: str, tput_topic: str, settings: Settings,
+              deadline: Deadline) -> RoundResult:
+    result = RoundResult(cfg.backend, cfg.flush_ms, round_no)
+    moto_cpu = cfg.moto.cpu_seconds if cfg.moto else (lambda: 0.0)
+
+    def cpu() -> tuple[float, float, float, float]:
+        return cfg.broker.cpu_seconds(), moto_cpu(), client_cpu(), host_busy_cpu()
+
+    def others(c0: tuple[float, float, float, float],
+               c1: tuple[float, float, float, float]) -> float:
+        broker, moto, me, host = (b - a for a, b in zip(c0, c1, strict=True))
+        return max(0.0, host - broker - moto - me)
+
+    try:
+        before, c0 = cfg.counter.snapshot(), cpu()
+        lat = steady_load(cfg.broker.bootstrap, lat_topic, settings.rate,
+                          settings.latency_seconds, settings.latency_linger_ms, deadline)
+        after, c1 = cfg.counter.snapshot(), cpu()
+        lat.objects = objects_between(before, after, lat.seconds)
+        lat.broker_cpu_s, lat.moto_cpu_s = c1[0] - c0[0], c1[1] - c0[1]
+        lat.other_cpu_s = others(c0, c1)
+        result.latency = lat
+
+        seconds = produce_all(cfg.broker.bootstrap, tput_topic, settings.partitions,
+                              settings.records, deadline)
+        done, c2 = cfg.counter.snapshot(), cpu()
+        result.throughput = ThroughputPhase(
+            records=settings.records, seconds=seconds,
+            mb_per_s=settings.records * VALUE_BYTES / MB / seconds,
+            objects=objects_between(after, done, seconds),
+            broker_cpu_s=c2[0] - c1[0], moto_cpu_s=c2[1] - c1[1], other_cpu_s=others(c1, c2))
+        cfg.broker.assert_alive("finishing the round")
+    except Aborted:
+        raise
+    except Exception as exc:  # a failed round is a result, not a crash
+        result.error = f"{type(exc).__name__}: {exc}{broker_log(cfg)}"
+    return result
+
+
+def describe(r: RoundResult) -> str:
+    head = f"[{r.backend:5} flush_ms={r.flush_ms:<4g} round {r.round}]"
+    if r.error:
+        return f"{head} FAILED: {r.error}"
+    parts = [head]
+    lat, tp = r.latency, r.throughput
+    if lat is not None and lat.objects is not None:
+        parts.append(f"latency p50 {fmt(lat.p50_ms)} p99 {fmt(lat.p99_ms)} p999 "
+                     f"{fmt(lat.p999_ms)} ms at {lat.send_rate:.0f} msg/s, "
+                     f"{lat.objects.count} objects ({lat.objects.per_s:.0f}/s, "
+                     f"{fmt(lat.objects.avg_kb)} KB)")
+    if tp is not None and tp.objects is not None:
+        parts.append(f"| throughput {tp.mb_per_s:.1f} MB/s ({tp.seconds:.2f}s), "
+                     f"{tp.objects.count} objects ({tp.objects.per_s:.0f}/s, "
+                     f"{fmt(tp.objects.avg_kb)} KB)")
+    if lat is not None and tp is not None:  # CPU seconds of the latency + throughput phases
+        parts.append(f"| cpu s broker {lat.broker_cpu_s:.1f}+{tp.broker_cpu_s:.1f} moto "
+                     f"{lat.moto_cpu_s:.1f}+{tp.moto_cpu_s:.1f} others "
+                     f"{lat.other_cpu_s:.1f}+{tp.other_cpu_s:.1f}")
+    return " ".join(parts)
+
+
+# -- summary ------------------------------------------------------------------------------
+@dataclass
+class Row:
+    backend: str
+    flush_ms: float
+    rounds_ok: int
+    p50_ms: float | None  # percentiles of all rounds' latency samples pooled
+    p99_ms: float | None
+    p999_ms: float | None
+    max_ms: float | None
+    callback_p50_ms: float | None
+    callback_p99_ms: float | None
+    latency_samples: int
+    latency_puts_per_s: float | None  # medians over rounds from here on
+    latency_avg_object_kb: float | None
+    mb_per_s: float | None
+    objects: float | None
+    puts_per_s: float | None
+    avg_object_kb: float | None
+
+
+def median(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+def summarize(results: list[RoundResult], settings: Settings) -> list[Row]:
+    rows = []
+    for backend in settings.backends:
+        for flush_ms in settings.flush_ms:
+            ok = [r for r in results if r.backend == backend and r.flush_ms == flush_ms
+                  and r.error is None and r.latency and r.throughput]
+            lats = [r.latency for r in ok if r.latency is not None]
+            tps = [r.throughput for r in ok if r.throughput is not None]
+            pooled = LatencyPhase(0, 0, 0, [x for p in lats for x in p.latencies_ms],
+                                  [x for p in lats for x in p.callback_ms])
+            fill_percentiles(pooled)
+            lat_objs = [p.objects for p in lats if p.objects is not None]
+            tp_objs = [p.objects for p in tps if p.objects is not None]
+            rows.append(Row(
+                backend=backend, flush_ms=flush_ms, rounds_ok=len(ok),
+                p50_ms=pooled.p50_ms, p99_ms=pooled.p99_ms, p999_ms=pooled.p999_ms,
+                max_ms=pooled.max_ms, callback_p50_ms=pooled.callback_p50_ms,
+                callback_p99_ms=pooled.callback_p99_ms,
+                latency_samples=len(pooled.latencies_ms),
+                latency_puts_per_s=median([o.per_s for o in lat_objs]),
+                latency_avg_object_kb=median([o.avg_kb for o in lat_objs]),
+                mb_per_s=median([p.mb_per_s for p in tps]),
+                objects=median([o.count for o in tp_objs]),
+                puts_per_s=median([o.per_s for o in tp_objs]),
+                avg_object_kb=median([o.avg_kb for o in tp_objs]),
+            ))
+    return rows
+
+
+def fmt(value: float | None, spec: str = ".1f") -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def print_table(rows: list[Row], settings: Settings) -> None:
+    cols = [("backend", 7), ("flush_ms", 8), ("p50 ms", 7), ("p99 ms", 7), ("p999 ms", 7),
+            ("lat PUT/s", 9), ("lat obj KB", 10), ("MB/s", 6), ("objects", 7),
+            ("PUT/s", 6), ("obj KB", 7)]
+    flush_bytes = settings.flush_bytes if settings.flush_bytes is not None else "default"
+    print(f"\nobject WAL, BROKER_WAL_FLUSH_BYTES={flush_bytes}; {settings.rounds} round(s) "
+          "per row.")
+    print(f"latency: {settings.rate} msg/s x {VALUE_BYTES} B for {settings.latency_seconds:g} s, "
+          f"linger.ms={settings.latency_linger_ms:g}, acks=all, 1 partition. p50/p99/p999: "
+          "produce() -> ack, all rounds' records pooled. lat PUT/s, lat obj KB: WAL objects "
+          "per second and their mean size in this phase (median of rounds).")
+    print(f"throughput: {settings.records} x {VALUE_BYTES} B, linger.ms=5, batch.size=1000000, "
+          f"acks=all, {settings.partitions} partition(s). MB/s, objects (written per run), "
+          "PUT/s, obj KB (mean object size): medians of rounds.")
+    print("  ".join(f"{name:>{w}}" for name, w in cols))
+    print("  ".join("-" * w for _, w in cols))
+    for r in rows:
+        cells = [r.backend, f"{r.flush_ms:g}", fmt(r.p50_ms), fmt(r.p99_ms), fmt(r.p999_ms),
+                 fmt(r.latency_puts_per_s, ".0f"), fmt(r.latency_avg_object_kb),
+                 fmt(r.mb_per_s), fmt(r.objects, ".0f"), fmt(r.puts_per_s, ".0f"),
+                 fmt(r.avg_object_kb, ".0f")]
+        print("  ".join(f"{c:>{w}}" for c, (_, w) in zip(cells, cols, strict=True)))
+    short = [f"{r.backend} {r.flush_ms:g}: {r.rounds_ok}" for r in rows
+             if r.rounds_ok < settings.rounds]
+    if short:
+        print("rounds that succeeded (others failed, see above): " + "; ".join(short))
+
+
+def environment() -> dict[str, Any]:
+    def run(argv: list[str]) -> str:
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            return subprocess.run(argv, capture_output=True, text=True, timeout=10,
+                                  cwd=REPO).stdout.strip()
+        return "?"
+
+    def version(dist: str) -> str:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            return importlib.metadata.version(dist)
+        return "?"
+
+    return {
+        "git_commit": run(["git", "rev-parse", "HEAD"]),
+        "git_dirty": bool(run(["git", "status", "--porcelain", "broker_service"])),
+        "confluent_kafka": str(confluent_kafka.version()),
+        "librdkafka": confluent_kafka.libversion()[0],
+        "moto": version("moto"),
+        "boto3": version("boto3"),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+    }
+
+
+def round_json(r: RoundResult, samples: bool) -> dict[str, Any]:
+    doc = asdict(r)
+    for phase in ("latency", "throughput"):
+        obj = getattr(r, phase)
+        if obj is not None and obj.objects is not None:
+            doc[phase]["objects"]["avg_kb"] = obj.objects.avg_kb
+    if doc["latency"] is not None and not samples:
+        doc["latency"].pop("latencies_ms")
+        doc["latency"].pop("callback_ms")
+    return doc
+
+
+def write_json(path: Path, settings: Settings, env: dict[str, Any], results: list[RoundResult],
+               rows: list[Row], exits: dict[str, Any], error: str | None,
+               samples: bool) -> None:
+    doc = {
+        "settings": {**asdict(settings), "value_bytes": VALUE_BYTES, "mb": MB,
+                     "latency_producer": LATENCY_CONF, "throughput_producer": PRODUCER_CONF,
+                     "warmup_records": WARMUP_RECORDS},
+        "environment": env,
+        "summary": [asdict(r) for r in rows],
+        "rounds": [round_json(r, samples) for r in results],
+        "broker_exits": exits,
+        "error": error,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+
+
+# -- main ---------------------------------------------------------------------------------
+def parse_args(argv: list[str] | None) -> tuple[Settings, bool]:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--flush-ms", default=None,
+                    help=f"comma-separated BROKER_WAL_FLUSH_MS values "
+                    f"({','.join(map(str, FLUSH_MS))}; --quick: "
+                    f"{','.join(map(str, QUICK_FLUSH_MS))})")
+    ap.add_argument("--backends", default=",".join(BACKENDS), help="local,s3 (both)")
+    ap.add_argument("--flush-bytes", type=int, default=None,
+                    help="BROKER_WAL_FLUSH_BYTES (default: the broker's, 4194304)")
+    ap.add_argument("--rounds", type=int, default=None, help="rounds per broker (3)")
+    ap.add_argument("--quick", action="store_true",
+                    help=f"1 round, flush_ms {','.join(map(str, QUICK_FLUSH_MS))}")
+    ap.add_argument("--rate", type=int, default=2000, help="latency phase: records/s (2000)")
+    ap.add_argument("--latency-seconds", type=float, default=5.0,
+                    help="latency phase: seconds of steady load (5)")
+    ap.add_argument("--latency-linger-ms", type=float, default=0.0,
+                    help="latency phase: the producer's linger.ms (0)")
+    ap.add_argument("--records", type=int, default=50_000,
+                    help="throughput phase: records per round (50000)")
+    ap.add_argument("--partitions", type=int, default=1,
+                    help="throughput phase: partitions of its topic (1)")
+    ap.add_argument("--round-timeout", type=float, default=180, help="seconds per round")
+    ap.add_argument("--timeout", type=float, default=1800, help="seconds for the whole run")
+    ap.add_argument("--keep-data", action="store_true", help="keep the temp dir (logs, data)")
+    ap.add_argument("--samples", action="store_true",
+                    help="also write every latency sample to the JSON")
+    a = ap.parse_args(argv)
+    backends = [b for b in a.backends.split(",") if b]
+    if not backends or any(b not in BACKENDS for b in backends):
+        ap.error(f"--backends must be a subset of {','.join(BACKENDS)}")
+    if a.flush_ms is not None:
+        flush_ms = [float(f) for f in a.flush_ms.split(",") if f]
+    else:
+        flush_ms = [float(f) for f in (QUICK_FLUSH_MS if a.quick else FLUSH_MS)]
+    if any(f < 0 for f in flush_ms):
+        ap.error("--flush-ms values must be >= 0")
+    settings = Settings(
+        flush_ms=flush_ms, backends=backends, flush_bytes=a.flush_bytes,
+        rounds=a.rounds or (1 if a.quick else 3), rate=a.rate,
+        latency_seconds=a.latency_seconds, latency_linger_ms=a.latency_linger_ms,
+        records=a.records, partitions=a.partitions,
+        round_timeout=a.round_timeout, timeout=a.timeout, keep_data=a.keep_data,
+    )
+    return settings, a.samples
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings, samples = parse_args(argv)
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGALRM, on_signal)  # last resort if a C call ignores its timeout
+    signal.alarm(int(settings.timeout) + 120)
+    deadline = Deadline(settings.timeout)
+    env = environment()
+    print(f"cpus={env['cpus']} librdkafka={env['librdkafka']} moto={env['moto']} "
+          f"commit={env['git_commit'][:12]}", flush=True)
+    workdir = Path(tempfile.mkdtemp(prefix="bench-object-wal-"))
+    results: list[RoundResult] = []
+    exits: dict[str, Any] = {}
+    error = None
+    try:
+        for round_no in range(1, settings.rounds + 1):  # interleaved: host drift hits all
+            for backend in settings.backends:
+                for flush_ms in settings.flush_ms:
+                    if deadline.remaining() <= 0:
+                        raise Aborted(f"overall timeout of {settings.timeout:.0f}s reached")
+                    r = run_config_round(backend, flush_ms, round_no, settings, workdir,
+                                         deadline, exits)
+                    results.append(r)
+                    print(describe(r), flush=True)
+    except (BenchError, Aborted, KeyboardInterrupt) as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        print(f"run aborted: {error}", file=sys.stderr)
+    finally:
+        signal.alarm(0)
+        if settings.keep_data:
+            print(f"kept logs and data in {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    rows = summarize(results, settings)
+    print_table(rows, settings)
+    out = RESULTS_DIR / f"object_wal-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    write_json(out, settings, env, results, rows, exits, error, samples)
+    print(f"\nresults: {out.relative_to(REPO)}")
+    unclean = {k: v for k, v in exits.items() if v.get("exit_code") not in (0, -15)}
+    if unclean:
+        print(f"brokers that did not exit cleanly: {unclean}")
+    failed = error is not None or any(r.error for r in results)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
