@@ -28,7 +28,27 @@ class ObjectAlreadyCommitted(MetadataError):
 
 
 class BrokerFenced(MetadataError):
-    """A commit was refused because the broker's epoch is stale or it is not ACTIVE."""
+    """Refused because the broker's epoch is stale or its state is FENCED (a fenced broker
+    must stop serving; it may re-register to get a new epoch)."""
+
+
+class UnknownBroker(MetadataError):
+    """No broker with that id ever registered."""
+
+
+class ConcurrentUpdate(MetadataError):
+    """A compare-and-set lost: the record no longer has the expected epoch / leader (someone
+    else fenced the broker or moved the partition first). Re-read and decide again."""
+
+
+# Broker states. ACTIVE: serving, eligible for new partitions. DRAINING: shutting down
+# gracefully; keeps its lease and may still commit (flush) while it hands its partitions over,
+# but gets no new ones. FENCED: declared dead by a recoverer; every commit / renewal with its
+# old epoch fails, and it must re-register (new epoch) to serve again.
+ACTIVE = "ACTIVE"
+DRAINING = "DRAINING"
+FENCED = "FENCED"
+SERVING_STATES = frozenset({ACTIVE, DRAINING})
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +126,64 @@ class MetadataStore(ABC):
     def brokers(self) -> list[BrokerRecord]: ...
 
     @abstractmethod
+    def renew_lease(self, broker_id: int, epoch: int, lease_ms: int) -> BrokerRecord:
+        """Set the broker's lease expiry to now + ``lease_ms``.
+
+        Only while its epoch is ``epoch`` and its state is ACTIVE or DRAINING; raises
+        ``BrokerFenced`` otherwise (stale epoch, FENCED, or never registered).
+        """
+
+    @abstractmethod
+    def fence_broker(self, broker_id: int, expected_epoch: int) -> BrokerRecord:
+        """Declare a broker dead: epoch + 1 and state FENCED, atomically, only if its epoch is
+        still ``expected_epoch``.
+
+        Of several recoverers racing on the same epoch exactly one succeeds; the others (and a
+        fence of a broker that re-registered meanwhile) get ``ConcurrentUpdate``. Unknown
+        brokers raise ``UnknownBroker``. Afterwards commits and renewals with the old epoch raise
+        ``BrokerFenced``.
+        """
+
+    @abstractmethod
+    def set_broker_state(self, broker_id: int, epoch: int, state: str) -> BrokerRecord:
+        """The broker itself switches between ACTIVE and DRAINING (graceful shutdown).
+
+        Conditional on ``epoch`` and a non-FENCED state (``BrokerFenced`` otherwise); any other
+        target state is a ``ValueError`` (fencing goes through ``fence_broker``).
+        """
+
+    @abstractmethod
+    def live_brokers(self, now_ms: int) -> list[BrokerRecord]:
+        """ACTIVE brokers whose lease expires after ``now_ms``, by id (a consistent read)."""
+
+    # -- partition leadership -----------------------------------------------------------
+    @abstractmethod
+    def move_partition(
+        self,
+        topic: str,
+        partition: int,
+        expected_leader: int,
+        expected_leader_epoch: int,
+        new_leader: int,
+    ) -> PartitionRecord:
+        """Compare-and-set leadership: leader = ``new_leader``, leader_epoch + 1, only if the
+        partition is still led by ``expected_leader`` at ``expected_leader_epoch``
+        (``ConcurrentUpdate`` otherwise; ``UnknownTopic`` for a missing topic/partition).
+
+        O(1): the stream id, its ranges and the log start offset are untouched (no data moves).
+        """
+
+    @abstractmethod
+    def partitions_led_by(self, broker_id: int) -> list[PartitionRecord]:
+        """Partitions whose leader is ``broker_id``, by (topic, partition)."""
+
+    @abstractmethod
+    def set_log_start_offset(self, topic: str, partition: int, offset: int) -> PartitionRecord:
+        """Raise the partition's log start offset to ``offset``; never lowers it (a smaller
+        value is a no-op). Returns the partition as stored. ``UnknownTopic`` if missing,
+        ``ValueError`` for a negative offset. The caller keeps it <= the high watermark."""
+
+    @abstractmethod
     def create_topic(
         self, name: str, num_partitions: int, configs: dict[str, str], leader_id: int
     ) -> TopicRecord: ...
@@ -133,7 +211,8 @@ class MetadataStore(ABC):
     ) -> None:
         """Atomically record an uploaded object and its stream ranges.
 
-        Conditional on the broker's epoch and ACTIVE state; raises ``BrokerFenced`` otherwise.
+        Conditional on the broker's epoch and its state being ACTIVE or DRAINING (a draining
+        broker still flushes what it acknowledged); raises ``BrokerFenced`` otherwise.
         """
 
     @abstractmethod

@@ -5,7 +5,9 @@ protocol and its failure modes are described in ``docs/DYNAMODB.md``. Same contr
 ``SqliteMetadataStore``:
 
 - an object commit is one ``TransactWriteItems`` whose first item is a ``ConditionCheck`` on
-  the broker item (``epoch == mine AND state == ACTIVE``), so a fenced broker never commits;
+  the broker item (``epoch == mine AND state IN (ACTIVE, DRAINING)``), so a fenced broker
+  never commits; fencing, lease renewal and partition moves are conditional single-item
+  writes (compare-and-set on the epoch / leader epoch);
 - the object item (with all its ranges packed into binary ``part`` items) is the source of
   truth; the per-stream range items that readers query are written in the same transaction
   when everything fits in 100 items, otherwise right after it behind a ``PENDING`` marker
@@ -28,6 +30,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -37,9 +40,13 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from .base import (
+    ACTIVE,
+    DRAINING,
+    FENCED,
     BrokerFenced,
     BrokerRecord,
     CommittedOffset,
+    ConcurrentUpdate,
     GroupRecord,
     MetadataError,
     MetadataStore,
@@ -48,6 +55,7 @@ from .base import (
     StreamRange,
     TopicAlreadyExists,
     TopicRecord,
+    UnknownBroker,
     UnknownTopic,
 )
 
@@ -64,8 +72,9 @@ _RANGE = struct.Struct("<qqqqqqI")
 RANGES_PER_PART = 7000  # 7000 * 52 B = 364 KB per part item, under the 400 KB item limit
 MAX_RANGES_PER_OBJECT = (MAX_TX_BYTES - 200_000) // _RANGE.size  # 73k; headroom for the rest
 
-ACTIVE = "ACTIVE"
-DELETING = "DELETING"
+DELETING = "DELETING"  # topic state while its deletion is in progress (topics use ACTIVE too)
+# Condition of every write a broker makes under its own epoch (commits, lease, state).
+_SERVING = "#e = :e AND (#s = :active OR #s = :draining)"
 
 _ser = TypeSerializer()
 _des = TypeDeserializer()
@@ -383,6 +392,88 @@ class DynamoDbMetadataStore(MetadataStore):
     def brokers(self) -> list[BrokerRecord]:
         return sorted((self._broker(a) for a in self._query("BROKERS")), key=lambda b: b.broker_id)
 
+    def _serving_update(
+        self, broker_id: int, epoch: int, expr: str, names: dict[str, str], values: dict[str, Any]
+    ) -> BrokerRecord:
+        """``UpdateItem`` of the broker item, conditional on ``epoch`` and a serving state."""
+        try:
+            attrs = self._update(
+                "BROKERS",
+                str(broker_id),
+                expr,
+                ConditionExpression=_SERVING,
+                ExpressionAttributeNames={"#e": "epoch", "#s": "state", **names},
+                ExpressionAttributeValues=_item(
+                    **{":e": epoch, ":active": ACTIVE, ":draining": DRAINING, **values}
+                ),
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as e:
+            if _error_code(e) != "ConditionalCheckFailedException":
+                raise
+            raise BrokerFenced(f"broker {broker_id} epoch {epoch} is fenced") from None
+        return self._broker(attrs)
+
+    def renew_lease(self, broker_id: int, epoch: int, lease_ms: int) -> BrokerRecord:
+        # Idempotent: a retry after a lost response meets the same condition.
+        return self._serving_update(
+            broker_id,
+            epoch,
+            "SET #lease = :lease",
+            {"#lease": "lease_expiry_ms"},
+            {":lease": _now_ms() + lease_ms},
+        )
+
+    def set_broker_state(self, broker_id: int, epoch: int, state: str) -> BrokerRecord:
+        if state not in (ACTIVE, DRAINING):
+            raise ValueError(f"a broker can only set itself {ACTIVE} or {DRAINING}, not {state}")
+        return self._serving_update(broker_id, epoch, "SET #s = :state", {}, {":state": state})
+
+    def fence_broker(self, broker_id: int, expected_epoch: int) -> BrokerRecord:
+        current = self._get("BROKERS", str(broker_id))
+        if current is None:
+            raise UnknownBroker(f"broker {broker_id}")
+        if current["epoch"] != expected_epoch:
+            raise ConcurrentUpdate(
+                f"broker {broker_id} is at epoch {current['epoch']} ({current['state']}), "
+                f"not {expected_epoch}"
+            )
+        # A one-action transaction rather than UpdateItem: botocore's ClientRequestToken makes
+        # a retry after a lost response succeed again instead of failing its own condition.
+        try:
+            self._retrying(
+                self._c.transact_write_items,
+                TransactItems=[
+                    {
+                        "Update": {
+                            "TableName": self.table,
+                            "Key": _key("BROKERS", str(broker_id)),
+                            "UpdateExpression": "SET #e = :next, #s = :fenced",
+                            "ConditionExpression": "#e = :expected",
+                            "ExpressionAttributeNames": {"#e": "epoch", "#s": "state"},
+                            "ExpressionAttributeValues": _item(
+                                **{
+                                    ":next": expected_epoch + 1,
+                                    ":fenced": FENCED,
+                                    ":expected": expected_epoch,
+                                }
+                            ),
+                        }
+                    }
+                ],
+            )
+        except ClientError as e:
+            if _cancel_reasons(e)[:1] != ["ConditionalCheckFailed"]:
+                raise
+            raise ConcurrentUpdate(
+                f"broker {broker_id} left epoch {expected_epoch} meanwhile"
+            ) from None
+        current.update(epoch=expected_epoch + 1, state=FENCED)
+        return self._broker(current)
+
+    def live_brokers(self, now_ms: int) -> list[BrokerRecord]:
+        return [b for b in self.brokers() if b.state == ACTIVE and b.lease_expiry_ms > now_ms]
+
     # -- topics --------------------------------------------------------------------------
     # Topic item (TOPICS, "<name>#"): identity, configs and the partition -> stream id map as
     # "segments" [first_partition, count, first_stream_id, leader_id], one per create /
@@ -569,6 +660,137 @@ class DynamoDbMetadataStore(MetadataStore):
             return None
         return self._record(t, parts)
 
+    # -- partition state -------------------------------------------------------------------
+    # Leader, leader epoch and log start offset of a partition default to the segment's
+    # leader, 0 and 0; the first change writes its partition item, and every change is a
+    # compare-and-set of the whole state: one transaction of a ConditionCheck on the topic
+    # item (same topic_id, ACTIVE) and a Put of the partition item conditional on the state
+    # read (or on there being no item for this stream yet). Two GetItems + one transaction,
+    # whatever the size of the topic or of its stream.
+    @staticmethod
+    def _stream_of(topic: dict[str, Any], partition: int) -> tuple[int, int] | None:
+        """(stream id, initial leader) of a partition per the topic's segments."""
+        for first_p, count, first_sid, leader in topic["segments"]:
+            if first_p <= partition < first_p + count:
+                return first_sid + partition - first_p, leader
+        return None
+
+    def _change_partition(
+        self,
+        name: str,
+        partition: int,
+        change: Callable[[PartitionRecord], PartitionRecord | None],
+    ) -> PartitionRecord:
+        """Read the partition, apply ``change`` (None: nothing to write) and write it back if
+        nothing changed in between; re-read and apply again when something did."""
+        for attempt in range(self._attempts):
+            if attempt:
+                _backoff(attempt)
+            topic = self._get("TOPICS", f"{name}#")
+            if topic is None or topic.get("state") != ACTIVE:
+                raise UnknownTopic(name)
+            where = self._stream_of(topic, partition)
+            if where is None:
+                raise UnknownTopic(f"{name}-{partition}")
+            sid, initial_leader = where
+            item = self._get("TOPICS", f"{name}#{partition}")
+            names = {"#sid": "stream_id"}
+            values: dict[str, Any] = {":sid": sid}
+            if item is not None and item.get("stream_id") == sid:
+                current = PartitionRecord(
+                    name, partition, sid,
+                    item["leader_id"], item["leader_epoch"], item["log_start_offset"],
+                )  # fmt: skip
+                cond = "#sid = :sid AND #l = :l AND #le = :le AND #lso = :lso"
+                names.update({"#l": "leader_id", "#le": "leader_epoch", "#lso": "log_start_offset"})
+                values.update(
+                    {
+                        ":l": current.leader_id,
+                        ":le": current.leader_epoch,
+                        ":lso": current.log_start_offset,
+                    }
+                )
+            else:  # no item yet, or one left by an earlier incarnation of the name
+                current = PartitionRecord(name, partition, sid, initial_leader, 0, 0)
+                cond = "attribute_not_exists(#sid) OR #sid <> :sid"
+            new = change(current)
+            if new is None or new == current:
+                return current
+            try:
+                self._retrying(
+                    self._c.transact_write_items,
+                    TransactItems=[
+                        {
+                            "ConditionCheck": {
+                                "TableName": self.table,
+                                "Key": _key("TOPICS", f"{name}#"),
+                                "ConditionExpression": "#tid = :tid AND #s = :active",
+                                "ExpressionAttributeNames": {"#tid": "topic_id", "#s": "state"},
+                                "ExpressionAttributeValues": _item(
+                                    **{":tid": topic["topic_id"], ":active": ACTIVE}
+                                ),
+                            }
+                        },
+                        {
+                            "Put": {
+                                "TableName": self.table,
+                                "Item": {
+                                    **_key("TOPICS", f"{name}#{partition}"),
+                                    **_item(
+                                        kind="partition",
+                                        name=name,
+                                        partition=partition,
+                                        stream_id=sid,
+                                        leader_id=new.leader_id,
+                                        leader_epoch=new.leader_epoch,
+                                        log_start_offset=new.log_start_offset,
+                                    ),
+                                },
+                                "ConditionExpression": cond,
+                                "ExpressionAttributeNames": names,
+                                "ExpressionAttributeValues": _item(**values),
+                            }
+                        },
+                    ],
+                )
+            except ClientError as e:
+                if "ConditionalCheckFailed" not in _cancel_reasons(e):
+                    raise
+                continue  # the topic or the partition changed since we read it: look again
+            return new
+        raise ConcurrentUpdate(f"{name}-{partition}: too much contention")
+
+    def move_partition(
+        self,
+        topic: str,
+        partition: int,
+        expected_leader: int,
+        expected_leader_epoch: int,
+        new_leader: int,
+    ) -> PartitionRecord:
+        def move(p: PartitionRecord) -> PartitionRecord:
+            if (p.leader_id, p.leader_epoch) != (expected_leader, expected_leader_epoch):
+                raise ConcurrentUpdate(
+                    f"{topic}-{partition} is led by {p.leader_id} at epoch {p.leader_epoch}, "
+                    f"not {expected_leader} at {expected_leader_epoch}"
+                )
+            return replace(p, leader_id=new_leader, leader_epoch=p.leader_epoch + 1)
+
+        return self._change_partition(topic, partition, move)
+
+    def partitions_led_by(self, broker_id: int) -> list[PartitionRecord]:
+        # One Query of the TOPICS partition (topic items + changed partitions); failover only.
+        return [p for t in self.topics() for p in t.partitions if p.leader_id == broker_id]
+
+    def set_log_start_offset(self, topic: str, partition: int, offset: int) -> PartitionRecord:
+        if offset < 0:
+            raise ValueError(f"negative log start offset {offset}")
+
+        def advance(p: PartitionRecord) -> PartitionRecord | None:
+            return replace(p, log_start_offset=offset) if offset > p.log_start_offset else None
+
+        return self._change_partition(topic, partition, advance)
+
     # -- objects and stream ranges -------------------------------------------------------
     def _range_put(self, r: StreamRange) -> Item:
         return {
@@ -616,9 +838,11 @@ class DynamoDbMetadataStore(MetadataStore):
             "ConditionCheck": {
                 "TableName": self.table,
                 "Key": _key("BROKERS", str(broker_id)),
-                "ConditionExpression": "#e = :e AND #s = :active",
+                "ConditionExpression": _SERVING,
                 "ExpressionAttributeNames": {"#e": "epoch", "#s": "state"},
-                "ExpressionAttributeValues": _item(**{":e": broker_epoch, ":active": ACTIVE}),
+                "ExpressionAttributeValues": _item(
+                    **{":e": broker_epoch, ":active": ACTIVE, ":draining": DRAINING}
+                ),
             }
         }
         obj: dict[str, Any] = dict(

@@ -17,9 +17,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .base import (
+    ACTIVE,
+    DRAINING,
+    FENCED,
+    SERVING_STATES,
     BrokerFenced,
     BrokerRecord,
     CommittedOffset,
+    ConcurrentUpdate,
     GroupRecord,
     MetadataStore,
     ObjectAlreadyCommitted,
@@ -27,6 +32,7 @@ from .base import (
     StreamRange,
     TopicAlreadyExists,
     TopicRecord,
+    UnknownBroker,
     UnknownTopic,
 )
 
@@ -112,22 +118,132 @@ class SqliteMetadataStore(MetadataStore):
             expiry = _now_ms() + lease_ms
             db.execute(
                 "INSERT OR REPLACE INTO brokers VALUES(?,?,?,?,?,?,?)",
-                (broker_id, host, port, rack, epoch, "ACTIVE", expiry),
+                (broker_id, host, port, rack, epoch, ACTIVE, expiry),
             )
-        return BrokerRecord(broker_id, host, port, rack, epoch, "ACTIVE", expiry)
+        return BrokerRecord(broker_id, host, port, rack, epoch, ACTIVE, expiry)
 
     def brokers(self) -> list[BrokerRecord]:
         with self._lock:
             rows = self._db.execute("SELECT * FROM brokers ORDER BY broker_id").fetchall()
         return [BrokerRecord(*r) for r in rows]
 
+    @staticmethod
+    def _broker(db: sqlite3.Connection, broker_id: int) -> BrokerRecord | None:
+        row = db.execute("SELECT * FROM brokers WHERE broker_id=?", (broker_id,)).fetchone()
+        return BrokerRecord(*row) if row else None
+
+    def _serving_broker(self, db: sqlite3.Connection, broker_id: int, epoch: int) -> BrokerRecord:
+        """The broker at ``epoch`` in a serving state, else ``BrokerFenced`` (inside a tx)."""
+        b = self._broker(db, broker_id)
+        if b is None or b.epoch != epoch or b.state not in SERVING_STATES:
+            raise BrokerFenced(f"broker {broker_id} epoch {epoch} is fenced")
+        return b
+
+    def renew_lease(self, broker_id: int, epoch: int, lease_ms: int) -> BrokerRecord:
+        with self._tx() as db:
+            self._serving_broker(db, broker_id, epoch)
+            db.execute(
+                "UPDATE brokers SET lease_expiry_ms=? WHERE broker_id=?",
+                (_now_ms() + lease_ms, broker_id),
+            )
+            b = self._broker(db, broker_id)
+        assert b is not None
+        return b
+
+    def fence_broker(self, broker_id: int, expected_epoch: int) -> BrokerRecord:
+        with self._tx() as db:
+            b = self._broker(db, broker_id)
+            if b is None:
+                raise UnknownBroker(f"broker {broker_id}")
+            if b.epoch != expected_epoch:
+                raise ConcurrentUpdate(
+                    f"broker {broker_id} is at epoch {b.epoch} ({b.state}), not {expected_epoch}"
+                )
+            db.execute(
+                "UPDATE brokers SET epoch=?, state=? WHERE broker_id=?",
+                (expected_epoch + 1, FENCED, broker_id),
+            )
+            fenced = self._broker(db, broker_id)
+        assert fenced is not None
+        return fenced
+
+    def set_broker_state(self, broker_id: int, epoch: int, state: str) -> BrokerRecord:
+        if state not in (ACTIVE, DRAINING):
+            raise ValueError(f"a broker can only set itself {ACTIVE} or {DRAINING}, not {state}")
+        with self._tx() as db:
+            self._serving_broker(db, broker_id, epoch)
+            db.execute("UPDATE brokers SET state=? WHERE broker_id=?", (state, broker_id))
+            b = self._broker(db, broker_id)
+        assert b is not None
+        return b
+
+    def live_brokers(self, now_ms: int) -> list[BrokerRecord]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM brokers WHERE state=? AND lease_expiry_ms>? ORDER BY broker_id",
+                (ACTIVE, now_ms),
+            ).fetchall()
+        return [BrokerRecord(*r) for r in rows]
+
+    _PARTITION_COLUMNS = "topic, partition, stream_id, leader_id, leader_epoch, log_start_offset"
+
     def _partitions(self, db: sqlite3.Connection, name: str) -> tuple[PartitionRecord, ...]:
         rows = db.execute(
-            "SELECT topic, partition, stream_id, leader_id, leader_epoch, log_start_offset "
-            "FROM partitions WHERE topic=? ORDER BY partition",
+            f"SELECT {self._PARTITION_COLUMNS} FROM partitions WHERE topic=? ORDER BY partition",
             (name,),
         ).fetchall()
         return tuple(PartitionRecord(*r) for r in rows)
+
+    def _partition(self, db: sqlite3.Connection, topic: str, partition: int) -> PartitionRecord:
+        row = db.execute(
+            f"SELECT {self._PARTITION_COLUMNS} FROM partitions WHERE topic=? AND partition=?",
+            (topic, partition),
+        ).fetchone()
+        if row is None:
+            raise UnknownTopic(f"{topic}-{partition}")
+        return PartitionRecord(*row)
+
+    def move_partition(
+        self,
+        topic: str,
+        partition: int,
+        expected_leader: int,
+        expected_leader_epoch: int,
+        new_leader: int,
+    ) -> PartitionRecord:
+        with self._tx() as db:
+            p = self._partition(db, topic, partition)
+            if (p.leader_id, p.leader_epoch) != (expected_leader, expected_leader_epoch):
+                raise ConcurrentUpdate(
+                    f"{topic}-{partition} is led by {p.leader_id} at epoch {p.leader_epoch}, "
+                    f"not {expected_leader} at {expected_leader_epoch}"
+                )
+            db.execute(
+                "UPDATE partitions SET leader_id=?, leader_epoch=? WHERE topic=? AND partition=?",
+                (new_leader, p.leader_epoch + 1, topic, partition),
+            )
+            return self._partition(db, topic, partition)
+
+    def partitions_led_by(self, broker_id: int) -> list[PartitionRecord]:
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {self._PARTITION_COLUMNS} FROM partitions WHERE leader_id=? "
+                "ORDER BY topic, partition",
+                (broker_id,),
+            ).fetchall()
+        return [PartitionRecord(*r) for r in rows]
+
+    def set_log_start_offset(self, topic: str, partition: int, offset: int) -> PartitionRecord:
+        if offset < 0:
+            raise ValueError(f"negative log start offset {offset}")
+        with self._tx() as db:
+            self._partition(db, topic, partition)
+            db.execute(
+                "UPDATE partitions SET log_start_offset=MAX(log_start_offset, ?) "
+                "WHERE topic=? AND partition=?",
+                (offset, topic, partition),
+            )
+            return self._partition(db, topic, partition)
 
     def _topic(self, db: sqlite3.Connection, name: str) -> TopicRecord | None:
         row = db.execute("SELECT topic_id, configs FROM topics WHERE name=?", (name,)).fetchone()
@@ -202,7 +318,7 @@ class SqliteMetadataStore(MetadataStore):
             row = db.execute(
                 "SELECT epoch, state FROM brokers WHERE broker_id=?", (broker_id,)
             ).fetchone()
-            if row is None or row[0] != broker_epoch or row[1] != "ACTIVE":
+            if row is None or row[0] != broker_epoch or row[1] not in SERVING_STATES:
                 raise BrokerFenced(f"broker {broker_id} epoch {broker_epoch} is fenced")
             if db.execute("SELECT 1 FROM objects WHERE object_key=?", (object_key,)).fetchone():
                 raise ObjectAlreadyCommitted(object_key)

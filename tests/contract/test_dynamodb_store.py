@@ -5,6 +5,7 @@ All against a real moto server over HTTP (see conftest.py).
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -14,8 +15,10 @@ import pytest
 
 from broker_service.metadata.base import (
     CommittedOffset,
+    ConcurrentUpdate,
     GroupRecord,
     MetadataError,
+    PartitionRecord,
     StreamRange,
     TopicAlreadyExists,
     UnknownTopic,
@@ -214,3 +217,64 @@ def test_a_deletion_that_crashed_half_way_is_finished_later(
     assert store.topic("t") == again
     with pytest.raises(TopicAlreadyExists):
         store.create_topic("t", 1, {}, 1)
+
+
+def test_partition_moves_and_log_start_offsets_are_constant_size(open_store: Any) -> None:
+    """Two GetItems and one two-action transaction, however big the topic or its stream."""
+    store = open_store()
+    me = store.register_broker(1, "h", 1, None, 60_000)
+    t = store.create_topic("wide", 1000, {}, 1)
+    store.add_partitions("wide", 1200, 2)
+    for i in range(3):  # other changed partitions and committed ranges do not matter
+        store.move_partition("wide", i, 1, 0, 3)
+    sid = t.partitions[500].stream_id
+    ranges = [StreamRange(sid, i * 10, i * 10 + 10, f"o{i}", 0, 10, 1) for i in range(20)]
+    for i, r in enumerate(ranges):
+        store.commit_object(1, me.epoch, f"o{i}", 10, [r])
+    calls: list[tuple[str, int]] = []
+
+    def count(params: dict[str, Any], model: Any, **_: Any) -> None:
+        calls.append((model.name, len(params.get("TransactItems", []))))
+
+    store._c.meta.events.register("provide-client-params.dynamodb.*", count)
+    moved = store.move_partition("wide", 500, 1, 0, 2)
+    assert calls == [("GetItem", 0), ("GetItem", 0), ("TransactWriteItems", 2)]
+    calls.clear()
+    store.move_partition("wide", 1100, 2, 0, 1)  # a partition of the second segment
+    store.set_log_start_offset("wide", 500, 30)
+    assert calls == [("GetItem", 0), ("GetItem", 0), ("TransactWriteItems", 2)] * 2
+    calls.clear()
+    assert store.set_log_start_offset("wide", 500, 20).log_start_offset == 30  # no write
+    assert calls == [("GetItem", 0), ("GetItem", 0)]
+    store._c.meta.events.unregister("provide-client-params.dynamodb.*", count)
+    assert store.stream_ranges(sid) == ranges
+    got = store.topic("wide")
+    assert got.partitions[500] == dataclasses.replace(moved, log_start_offset=30)
+    assert (got.partitions[1100].leader_id, got.partitions[1100].leader_epoch) == (1, 1)
+
+
+def test_a_leftover_partition_item_of_an_earlier_incarnation_is_overwritten(
+    open_store: Any, dynamodb_endpoint: str, table: str
+) -> None:
+    store = open_store()
+    t = store.create_topic("t", 1, {}, 1)
+    dynamodb_client(dynamodb_endpoint).put_item(  # e.g. written by a crashed older version
+        TableName=table,
+        Item={
+            "pk": {"S": "TOPICS"},
+            "sk": {"S": "t#0"},
+            "kind": {"S": "partition"},
+            "name": {"S": "t"},
+            "partition": {"N": "0"},
+            "stream_id": {"N": "999999"},
+            "leader_id": {"N": "4"},
+            "leader_epoch": {"N": "3"},
+            "log_start_offset": {"N": "100"},
+        },
+    )
+    assert store.topic("t") == t  # ignored by readers
+    with pytest.raises(ConcurrentUpdate):  # and by compare-and-set
+        store.move_partition("t", 0, 4, 3, 2)
+    moved = store.move_partition("t", 0, 1, 0, 2)
+    assert moved == PartitionRecord("t", 0, t.partitions[0].stream_id, 2, 1, 0)
+    assert store.topic("t").partitions == (moved,)
