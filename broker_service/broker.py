@@ -10,14 +10,15 @@ import logging
 import uuid
 from dataclasses import dataclass, field
 
+from .cluster.membership import Membership
 from .cluster.topic_config import TOPIC_CONFIG_DEFAULTS, validate_configs, validate_topic_name
 from .config import BrokerConfig
 from .groups.coordinator import GroupCoordinator
-from .metadata.base import BrokerRecord, MetadataStore, TopicRecord
+from .metadata.base import BrokerRecord, MetadataStore, PartitionRecord, TopicRecord
 from .storage.objectstore.base import ObjectStore
 from .storage.partition_log import PartitionLog
 from .storage.stream_store import StreamStore
-from .storage.wal import Wal
+from .storage.wal import Wal, read_wal_dir
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,9 @@ class Broker:
             consumer_session_timeout_ms=config.group_consumer_session_timeout_ms,
         )
         self.fenced = False
+        self.membership: Membership | None = None
+        self._refresh = asyncio.Event()
+        self._refresh_task: asyncio.Task[None] | None = None
 
     @property
     def node_id(self) -> int:
@@ -116,6 +120,16 @@ class Broker:
             await self.store.upload()
         self.store.start()
         self.groups.start()
+        self.membership = Membership(
+            self.metadata,
+            cfg.node_id,
+            self.me.epoch,
+            cfg.lease_ms,
+            on_fenced=self._on_fenced,
+            on_cluster_change=self._refresh.set,
+        )
+        self.membership.start()
+        self._refresh_task = asyncio.get_running_loop().create_task(self._refresh_loop())
         log.info(
             "broker %d (epoch %d) of cluster %s: %d topics",
             cfg.node_id,
@@ -125,6 +139,10 @@ class Broker:
         )
 
     async def stop(self) -> None:
+        if self._refresh_task is not None:
+            self._refresh_task.cancel()
+        if self.membership is not None:
+            self.membership.stop()
         self.groups.stop()
         if self.store is not None:
             await self.store.close()
@@ -132,6 +150,108 @@ class Broker:
 
     def _on_fenced(self) -> None:
         self.fenced = True
+
+    def may_acknowledge(self) -> bool:
+        """Only while this broker's lease is surely its own (see cluster/membership.py)."""
+        return not self.fenced and (self.membership is None or self.membership.lease_valid())
+
+    def live_brokers(self) -> list[BrokerRecord]:
+        live = self.membership.live if self.membership is not None else []
+        if self.me is not None and all(b.broker_id != self.node_id for b in live):
+            live = [*live, self.me]
+        return sorted(live, key=lambda b: b.broker_id)
+
+    # -- following the metadata store: topics and leaders changed by other brokers -------
+    async def _refresh_loop(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._refresh.wait(), 1.0)
+            except TimeoutError:
+                pass
+            self._refresh.clear()
+            try:
+                await self.sync_metadata()
+            except Exception:
+                log.exception("metadata refresh failed; will retry")
+
+    async def sync_metadata(self) -> None:
+        records = {t.name: t for t in await asyncio.to_thread(self.metadata.topics)}
+        for name in [n for n in self.topics if n not in records]:
+            self._forget_topic(name)
+        for name, rec in records.items():
+            state = self.topics.get(name)
+            if state is None or state.topic_id != rec.topic_id:
+                if state is not None:
+                    self._forget_topic(name)
+                self._load_topic(rec)
+                continue
+            assert self.store is not None
+            for p in rec.partitions[len(state.logs) :]:
+                state.logs.append(self.store.add_partition(p, ranges=[]))
+            state.record = rec
+            for p, plog in zip(rec.partitions, state.logs, strict=False):
+                if p.leader_id != plog.leader_id or p.leader_epoch != plog.leader_epoch:
+                    await self._leadership_changed(plog, p)
+
+    async def _leadership_changed(self, plog: PartitionLog, rec: PartitionRecord) -> None:
+        assert self.store is not None
+        previous = plog.leader_id
+        if rec.leader_id != self.node_id:
+            if previous == self.node_id:
+                log.info("%s-%d: now led by broker %d", plog.topic, plog.partition, rec.leader_id)
+            plog.leader_id, plog.leader_epoch = rec.leader_id, rec.leader_epoch
+            plog.cache.clear()
+            plog.cache_bases.clear()
+            plog.cache_bytes = 0
+            plog.wake()
+            return
+        ranges = await asyncio.to_thread(self.metadata.stream_ranges, plog.stream_id)
+        plog.cache.clear()
+        plog.cache_bases.clear()
+        plog.cache_bytes = 0
+        plog.log_start_offset = rec.log_start_offset
+        plog.load_ranges(ranges)
+        recovered = await self._recover_file_wal(plog, previous)
+        plog.leader_epoch = rec.leader_epoch
+        plog.leader_id = self.node_id
+        log.info(
+            "%s-%d: now led here (epoch %d) from offset %d%s",
+            plog.topic,
+            plog.partition,
+            rec.leader_epoch,
+            plog.next_offset,
+            f", {recovered} batches recovered from broker {previous}'s WAL" if recovered else "",
+        )
+
+    async def _recover_file_wal(self, plog: PartitionLog, previous: int) -> int:
+        """With a file WAL on a shared disk, the previous leader's acknowledged batches that
+        never reached an object are in its WAL: commit them before serving the partition."""
+        assert self.store is not None
+        if previous < 0 or previous == self.node_id or self.config.wal != "file":
+            return 0
+        wal_dir = self.config.data_dir / "wal" / f"broker-{previous}"
+        if not wal_dir.exists():
+            return 0
+        entries = [
+            e
+            for e in await asyncio.to_thread(read_wal_dir, wal_dir)
+            if e.stream_id == plog.stream_id
+        ]
+        plog.leader_id = self.node_id  # replay and upload only touch partitions led here
+        n = self.store.replay(entries)
+        if n:
+            await self.store.upload()
+        return n
+
+    def _forget_topic(self, name: str) -> None:
+        state = self.topics.pop(name, None)
+        if state is None:
+            return
+        self.topics_by_id.pop(state.topic_id, None)
+        assert self.store is not None
+        for plog in state.logs:
+            self.store.remove_partition(plog.stream_id)
+        self.groups.forget_topic(name)
 
     def _on_wal_fatal(self, exc: BaseException) -> None:
         log.error("the WAL cannot make data durable any more (%s); this broker stops", exc)
@@ -162,13 +282,7 @@ class Broker:
 
     async def delete_topic(self, name: str) -> TopicRecord:
         rec = await asyncio.to_thread(self.metadata.delete_topic, name)
-        state = self.topics.pop(name, None)
-        if state is not None:
-            self.topics_by_id.pop(state.topic_id, None)
-            assert self.store is not None
-            for plog in state.logs:
-                self.store.remove_partition(plog.stream_id)
-        self.groups.forget_topic(name)
+        self._forget_topic(name)
         log.info("deleted topic %s", name)
         return rec
 

@@ -60,7 +60,8 @@ class BrokerConfig(BaseSettings):
         2000, description="KIP-848 groups: heartbeat interval given to members"
     )
     lease_ms: int = Field(
-        10_000, description="lease recorded at registration (renewal: the cluster issue)"
+        6000, description="broker lease: renewed every third; a broker silent this long is "
+        "fenced and its partitions move"
     )
     log_level: str = Field("INFO", description="logging level")
 

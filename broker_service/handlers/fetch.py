@@ -67,6 +67,9 @@ async def _collect(
                     else ErrorCode.unknown_topic_or_partition
                 )
                 errors = True
+            elif plog.leader_id != broker.node_id:
+                res.error_code = ErrorCode.not_leader_or_follower
+                errors = True
             else:
                 logs.append(plog)
                 res.high_watermark = res.last_stable_offset = plog.high_watermark

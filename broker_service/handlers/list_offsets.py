@@ -27,11 +27,13 @@ async def _list_offsets(broker: Broker, header: RequestHeader, req: Any) -> Buff
         parts = []
         for p in t.partitions or ():
             plog = broker.partition(t.name, p.partition_index)
-            if plog is None:
+            if plog is None or plog.leader_id != broker.node_id:
                 parts.append(
                     {
                         "partition_index": p.partition_index,
-                        "error_code": ErrorCode.unknown_topic_or_partition,
+                        "error_code": ErrorCode.unknown_topic_or_partition
+                        if plog is None
+                        else ErrorCode.not_leader_or_follower,
                         "timestamp": -1,
                         "offset": -1,
                         "leader_epoch": -1,

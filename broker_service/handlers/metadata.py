@@ -16,7 +16,6 @@ if TYPE_CHECKING:
 
 
 def topic_entry(broker: Broker, state: TopicState) -> dict[str, Any]:
-    node = broker.node_id
     return {
         "error_code": 0,
         "name": state.name,
@@ -26,10 +25,10 @@ def topic_entry(broker: Broker, state: TopicState) -> dict[str, Any]:
             {
                 "error_code": 0,
                 "partition_index": p.partition,
-                "leader_id": node,
+                "leader_id": p.leader_id,
                 "leader_epoch": p.leader_epoch,
-                "replica_nodes": [node],
-                "isr_nodes": [node],
+                "replica_nodes": [p.leader_id],
+                "isr_nodes": [p.leader_id],
                 "offline_replicas": [],
             }
             for p in state.logs
@@ -39,8 +38,10 @@ def topic_entry(broker: Broker, state: TopicState) -> dict[str, Any]:
 
 
 def broker_entries(broker: Broker) -> list[dict[str, Any]]:
-    host, port = broker.config.advertised
-    return [{"node_id": broker.node_id, "host": host, "port": port, "rack": broker.config.rack}]
+    return [
+        {"node_id": b.broker_id, "host": b.host, "port": b.port, "rack": b.rack}
+        for b in broker.live_brokers()
+    ]
 
 
 def handle(broker: Broker, header: RequestHeader, frame: memoryview) -> Result:

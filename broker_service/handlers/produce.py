@@ -59,7 +59,7 @@ def handle(broker: Broker, header: RequestHeader, frame: memoryview) -> Result:
         return None
     if not pending:
         return [build_produce_response(version, topics)]
-    return _respond_when_durable(version, topics, pending)
+    return _respond_when_durable(broker, version, topics, pending)
 
 
 def _append(
@@ -70,7 +70,7 @@ def _append(
     if plog is None or broker.store is None:
         res.error_code = ErrorCode.unknown_topic_or_partition
         return res, None
-    if broker.fenced:
+    if plog.leader_id != broker.node_id or not broker.may_acknowledge():
         res.error_code = ErrorCode.not_leader_or_follower
         return res, None
     if p.records is None or len(p.records) == 0:
@@ -102,6 +102,7 @@ def _append(
 
 
 async def _respond_when_durable(
+    broker: Broker,
     version: int,
     topics: list[tuple[str, list[ProducePartitionResult]]],
     pending: list[tuple[ProducePartitionResult, asyncio.Future[Any]]],
@@ -113,5 +114,9 @@ async def _respond_when_durable(
             log.error("partition %d: batch not durable: %s", res.index, exc)
             res.error_code = ErrorCode.kafka_storage_error
             res.error_message = "write-ahead log failed"
+            res.base_offset = -1
+            continue
+        if not broker.may_acknowledge():  # lease lost meanwhile: another broker may lead now
+            res.error_code = ErrorCode.not_leader_or_follower
             res.base_offset = -1
     return [build_produce_response(version, topics)]

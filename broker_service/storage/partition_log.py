@@ -34,6 +34,7 @@ class PartitionLog:
     range_starts: list[int] = field(default_factory=list)
     waiters: set[asyncio.Future[None]] = field(default_factory=set)
     deleted: bool = False
+    leader_id: int = -1  # the broker serving this partition (this one, or where to go)
 
     def load_ranges(self, ranges: list[StreamRange]) -> None:
         self.ranges = list(ranges)

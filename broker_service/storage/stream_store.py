@@ -105,7 +105,11 @@ class StreamStore:
         plog = PartitionLog(
             rec.topic, rec.partition, rec.stream_id, rec.leader_epoch, rec.log_start_offset
         )
-        plog.load_ranges(self.metadata.stream_ranges(rec.stream_id) if ranges is None else ranges)
+        plog.leader_id = rec.leader_id
+        if rec.leader_id == self.broker_id:
+            plog.load_ranges(
+                self.metadata.stream_ranges(rec.stream_id) if ranges is None else ranges
+            )
         self.logs[rec.stream_id] = plog
         return plog
 
@@ -120,8 +124,8 @@ class StreamStore:
         replayed = 0
         for e in entries:
             plog = self.logs.get(e.stream_id)
-            if plog is None or e.end_offset <= plog.next_offset:
-                continue  # topic deleted, or already committed to an object
+            if plog is None or plog.leader_id != self.broker_id or e.end_offset <= plog.next_offset:
+                continue  # topic deleted, moved to another broker, or already committed
             if e.base_offset != plog.next_offset:
                 log.error(
                     "WAL gap in stream %d: expected offset %d, found %d",
@@ -377,7 +381,9 @@ class StreamStore:
                 plog.add_range(r)
                 self._pending_upload_bytes -= nbytes
             self.uploads += 1
-            self.wal.trim({s: p.committed_end for s, p in self.logs.items()})
+            self.wal.trim(
+                {s: p.committed_end for s, p in self.logs.items() if p.leader_id == self.broker_id}
+            )
             self._evict()
             log.debug("uploaded %s: %d bytes, %d streams", key, size, len(ranges))
             return size

@@ -195,22 +195,10 @@ class FileWal(Wal):
         paths = sorted(self.dir.glob("*.wal"))
         for path in paths:
             seg = _Segment(path)
-            data = path.read_bytes()
-            pos = 0
-            while pos + _REC.size <= len(data):
-                length, crc, stream_id, base, end_offset = _REC.unpack_from(data, pos)
-                end = pos + _PREFIX + length
-                if (
-                    length < _HEAD_SIZE
-                    or end > len(data)
-                    or crc32c(data[pos + _PREFIX : end]) != crc
-                ):
-                    log.warning("WAL %s: torn record at byte %d, ignoring the tail", path, pos)
-                    break
-                entries.append(WalEntry(stream_id, base, end_offset, data[pos + _REC.size : end]))
-                seg.ends[stream_id] = max(seg.ends.get(stream_id, 0), end_offset)
-                pos = end
-            seg.size = pos
+            seg_entries, seg.size = read_segment(path)
+            for e in seg_entries:
+                seg.ends[e.stream_id] = max(seg.ends.get(e.stream_id, 0), e.end_offset)
+            entries += seg_entries
             self._closed.append(seg)
         next_no = int(paths[-1].stem) + 1 if paths else 0
         self._open_segment(next_no)
@@ -282,6 +270,31 @@ class FileWal(Wal):
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+
+def read_segment(path: Path) -> tuple[list[WalEntry], int]:
+    """The durable entries of one segment file and the length they cover (a torn or corrupt
+    tail is where a crash interrupted a write: nothing after it was acknowledged)."""
+    data = path.read_bytes()
+    entries: list[WalEntry] = []
+    pos = 0
+    while pos + _REC.size <= len(data):
+        length, crc, stream_id, base, end_offset = _REC.unpack_from(data, pos)
+        end = pos + _PREFIX + length
+        if length < _HEAD_SIZE or end > len(data) or crc32c(data[pos + _PREFIX : end]) != crc:
+            log.warning("WAL %s: torn record at byte %d, ignoring the tail", path, pos)
+            break
+        entries.append(WalEntry(stream_id, base, end_offset, data[pos + _REC.size : end]))
+        pos = end
+    return entries, pos
+
+
+def read_wal_dir(directory: Path) -> list[WalEntry]:
+    """Every durable entry of a (possibly dead) broker's WAL directory, in order."""
+    out: list[WalEntry] = []
+    for path in sorted(directory.glob("*.wal")):
+        out += read_segment(path)[0]
+    return out
 
 
 def _skip(bufs: list[bytes | memoryview], n: int) -> list[bytes | memoryview]:

@@ -1,0 +1,95 @@
+"""Several broker processes on one shared embedded data directory form one cluster: SIGKILL a
+leader and its partitions move to live brokers (its file WAL is recovered from the shared
+disk first); clients follow and nothing acknowledged is lost."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from tests.broker_process import BrokerProcess
+
+LEASE_MS = "3000"
+
+
+def _cluster(data: Path, n: int, wal: str) -> list[BrokerProcess]:
+    return [
+        BrokerProcess(data, BROKER_NODE_ID=str(i + 1), BROKER_LEASE_MS=LEASE_MS, BROKER_WAL=wal,
+                      BROKER_UPLOAD_INTERVAL_MS="600000").start()
+        for i in range(n)
+    ]
+
+
+def _leaders(bootstrap: str, topic: str) -> dict[int, int]:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    md = admin.list_topics(topic, timeout=10)
+    return {p: m.leader for p, m in md.topics[topic].partitions.items()}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("wal", ["file", "object"])
+def test_sigkill_leader_fails_over_without_loss(tmp_path: Path, wal: str) -> None:
+    brokers = _cluster(tmp_path / "shared", 3, wal)
+    first, others = brokers[0], brokers[1:]
+    try:
+        admin = AdminClient({"bootstrap.servers": first.bootstrap})
+        for f in admin.create_topics([NewTopic("ha", 6, 1)]).values():
+            f.result(10)
+        assert set(_leaders(first.bootstrap, "ha").values()) == {1}
+        acked: dict[int, tuple[int, int]] = {}
+
+        def on_delivery(err: object, msg: object) -> None:
+            if err is None:
+                acked[int(msg.key())] = (msg.partition(), msg.offset())  # type: ignore[attr-defined]
+
+        bootstrap = ",".join(b.bootstrap for b in brokers)
+        p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5,
+                      "enable.idempotence": False, "message.timeout.ms": 60000})
+        for i in range(3000):
+            p.produce("ha", key=str(i).encode(), value=f"v{i}".encode(), partition=i % 6,
+                      on_delivery=on_delivery)
+        assert p.flush(30) == 0
+        assert len(acked) == 3000
+
+        first.kill()  # its acknowledged data is in its WAL only (uploads are far apart)
+        killed = time.monotonic()
+        survivor = others[0].bootstrap
+        deadline = killed + 30
+        leaders = _leaders(survivor, "ha")
+        while time.monotonic() < deadline:
+            leaders = _leaders(survivor, "ha")
+            if len(leaders) == 6 and set(leaders.values()) <= {2, 3}:
+                break
+            time.sleep(0.2)
+        moved = time.monotonic() - killed
+        assert len(leaders) == 6 and set(leaders.values()) <= {2, 3}, leaders
+        for i in range(3000, 4000):  # clients follow the new leaders
+            p.produce("ha", key=str(i).encode(), value=f"v{i}".encode(), partition=i % 6,
+                      on_delivery=on_delivery)
+        assert p.flush(60) == 0
+        served = time.monotonic() - killed
+        print(f"\n[{wal} WAL] partitions moved {moved:.1f}s and served {served:.1f}s after SIGKILL")
+        assert len(acked) == 4000
+
+        c = Consumer({"bootstrap.servers": survivor, "group.id": "ha-check",
+                      "enable.auto.commit": False})
+        c.assign([TopicPartition("ha", part, 0) for part in range(6)])
+        got: dict[int, tuple[int, int]] = {}
+        dups = 0
+        deadline = time.monotonic() + 60
+        while len(got) < 4000 and time.monotonic() < deadline:
+            for m in c.consume(1000, 0.5):
+                assert m.error() is None, m.error()
+                k = int(m.key())
+                dups += k in got
+                got[k] = (m.partition(), m.offset())
+        c.close()
+        assert dups == 0
+        assert got == acked, "every acknowledged record, at its acknowledged offset"
+    finally:
+        for b in brokers:
+            b.stop()
