@@ -85,6 +85,7 @@ class Broker:
         self.fenced = False
         self.membership: Membership | None = None
         self._refresh = asyncio.Event()
+        self._sync_lock = asyncio.Lock()
         self._refresh_task: asyncio.Task[None] | None = None
 
     @property
@@ -161,6 +162,11 @@ class Broker:
             live = [*live, self.me]
         return sorted(live, key=lambda b: b.broker_id)
 
+    def controller_id(self) -> int:
+        """No broker is special (every one runs the recovery check); clients still want a
+        controller id, so report the lowest live one, the same on every broker."""
+        return self.live_brokers()[0].broker_id
+
     # -- following the metadata store: topics and leaders changed by other brokers -------
     async def _refresh_loop(self) -> None:
         while True:
@@ -175,6 +181,10 @@ class Broker:
                 log.exception("metadata refresh failed; will retry")
 
     async def sync_metadata(self) -> None:
+        async with self._sync_lock:  # one reconciliation at a time: they edit shared state
+            await self._sync_metadata()
+
+    async def _sync_metadata(self) -> None:
         records = {t.name: t for t in await asyncio.to_thread(self.metadata.topics)}
         for name in [n for n in self.topics if n not in records]:
             self._forget_topic(name)

@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         help="file (default): fsync'd local file; object: a committed object per "
         "flush (no local state)",
     )
-    from .tools import groups_cli
+    from .tools import groups_cli, local_cluster
 
     g = sub.add_parser(
         "groups",
@@ -105,9 +105,12 @@ def main(argv: list[str] | None = None) -> int:
         description="List consumer groups and show committed offsets and lag per partition.",
     )
     groups_cli.add_arguments(g)
+    local_cluster.add_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "serve":
         return _serve(args)
     if args.command == "groups":
         return groups_cli.run(args)
+    if args.command == "cluster":
+        return local_cluster.run(args)
     return 2

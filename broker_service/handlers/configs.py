@@ -109,7 +109,6 @@ def describe_configs(broker: Broker, header: RequestHeader, frame: memoryview) -
 
 def describe_cluster(broker: Broker, header: RequestHeader, frame: memoryview) -> Buffers:
     decode(header, frame)
-    host, port = broker.config.advertised
     return respond(
         header,
         {
@@ -118,14 +117,10 @@ def describe_cluster(broker: Broker, header: RequestHeader, frame: memoryview) -
             "error_message": None,
             "endpoint_type": 1,
             "cluster_id": broker.cluster_id,
-            "controller_id": broker.node_id,
+            "controller_id": broker.controller_id(),
             "brokers": [
-                {
-                    "broker_id": broker.node_id,
-                    "host": host,
-                    "port": port,
-                    "rack": broker.config.rack,
-                }
+                {"broker_id": b.broker_id, "host": b.host, "port": b.port, "rack": b.rack}
+                for b in broker.live_brokers()
             ],
             "cluster_authorized_operations": NOT_REQUESTED_OPS,
         },

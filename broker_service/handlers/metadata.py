@@ -54,20 +54,25 @@ def handle(broker: Broker, header: RequestHeader, frame: memoryview) -> Result:
         for t in req.topics or ()
         if t.name and t.name not in broker.topics and _valid_name(t.name)
     ]
-    if allow_auto and missing:
-        return _create_then_respond(broker, header, req, missing)
+    if missing:
+        return _look_further(broker, header, req, missing, allow_auto)
     return _respond(broker, header, req)
 
 
-async def _create_then_respond(
-    broker: Broker, header: RequestHeader, req: Any, names: list[str]
+async def _look_further(
+    broker: Broker, header: RequestHeader, req: Any, names: list[str], allow_auto: bool
 ) -> Buffers:
+    """Topics unknown here may be another broker's new ones: re-read the metadata store,
+    then create what is still missing when allowed."""
+    await broker.sync_metadata()
+    if not allow_auto:
+        return _respond(broker, header, req)
     for name in dict.fromkeys(names):
         if name not in broker.topics:
             try:
                 await broker.create_topic(name, broker.config.default_partitions, {})
             except TopicAlreadyExists:
-                pass  # created meanwhile by another request
+                await broker.sync_metadata()  # created meanwhile, maybe by another broker
     return _respond(broker, header, req)
 
 
@@ -91,7 +96,7 @@ def _respond(broker: Broker, header: RequestHeader, req: Any) -> Buffers:
             "throttle_time": 0,
             "brokers": broker_entries(broker),
             "cluster_id": broker.cluster_id,
-            "controller_id": broker.node_id,
+            "controller_id": broker.controller_id(),
             "topics": topics,
             "cluster_authorized_operations": NOT_REQUESTED_OPS,
         },

@@ -93,3 +93,48 @@ def test_sigkill_leader_fails_over_without_loss(tmp_path: Path, wal: str) -> Non
     finally:
         for b in brokers:
             b.stop()
+
+
+def test_cluster_command_runs_brokers_that_see_each_other(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from tests.broker_process import REPO, free_port
+
+    port = free_port()  # and the next one, most likely free too on a quiet loopback
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "broker_service", "cluster", "--brokers", "2",
+         "--port", str(port), "--data-dir", str(tmp_path / "shared")],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        brokers: list[int] = []
+        while time.monotonic() < deadline:
+            try:
+                admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{port}"})
+                md = admin.list_topics(timeout=2)
+                brokers = sorted(md.brokers)
+                if brokers == [1, 2]:
+                    break
+            except Exception:
+                pass
+            time.sleep(0.3)
+        assert brokers == [1, 2]
+        # a topic created through broker 1 is served to clients that ask broker 2
+        p = Producer({"bootstrap.servers": f"127.0.0.1:{port}"})
+        p.produce("shared-topic", value=b"hello")
+        assert p.flush(15) == 0
+        c = Consumer({"bootstrap.servers": f"127.0.0.1:{port + 1}", "group.id": "x",
+                      "auto.offset.reset": "earliest", "enable.auto.commit": False})
+        c.assign([TopicPartition("shared-topic", 0, 0)])
+        msg = None
+        deadline = time.monotonic() + 15
+        while msg is None and time.monotonic() < deadline:
+            msg = c.poll(0.5)
+        c.close()
+        assert msg is not None and msg.value() == b"hello"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0
