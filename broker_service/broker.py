@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+import zlib
 from dataclasses import dataclass, field
 
 from .cluster.membership import Membership
@@ -162,6 +163,15 @@ class Broker:
             live = [*live, self.me]
         return sorted(live, key=lambda b: b.broker_id)
 
+    def coordinator_for(self, key: str) -> BrokerRecord:
+        """The broker coordinating a group or transactional id: a stable hash of the key
+        over the live brokers, so every broker gives the same answer."""
+        live = self.live_brokers()
+        return live[zlib.crc32(key.encode()) % len(live)]
+
+    def coordinates(self, key: str) -> bool:
+        return self.coordinator_for(key).broker_id == self.node_id
+
     def controller_id(self) -> int:
         """No broker is special (every one runs the recovery check); clients still want a
         controller id, so report the lowest live one, the same on every broker."""
@@ -185,6 +195,7 @@ class Broker:
             await self._sync_metadata()
 
     async def _sync_metadata(self) -> None:
+        self.groups.retain(self.coordinates)
         records = {t.name: t for t in await asyncio.to_thread(self.metadata.topics)}
         for name in [n for n in self.topics if n not in records]:
             self._forget_topic(name)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 from ..metadata.base import CommittedOffset, GroupRecord, MetadataStore
 from .classic import ClassicGroup
@@ -140,6 +141,14 @@ class GroupCoordinator:
         cache = self.committed(group_id)
         for tp in partitions:
             cache.pop(tp, None)
+
+    def retain(self, keep: Callable[[str], bool]) -> None:
+        """Drop groups (and cached offsets) another broker coordinates now; if they come
+        back, their offsets are read afresh from the metadata store."""
+        for gid in [g for g in self.groups if not keep(g)]:
+            self.groups.pop(gid).close()
+        for gid in [g for g in self._offsets if not keep(g)]:
+            del self._offsets[gid]
 
     def forget_topic(self, topic: str) -> None:
         for cache in self._offsets.values():

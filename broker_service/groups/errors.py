@@ -24,6 +24,11 @@ UNKNOWN_TOPIC_OR_PARTITION = ErrorCode.unknown_topic_or_partition
 INVALID_REQUEST = ErrorCode.invalid_request
 
 
+def require_coordinator(coordinates: bool) -> None:
+    if not coordinates:
+        raise GroupError(NOT_COORDINATOR)
+
+
 class GroupError(Exception):
     def __init__(self, code: ErrorCode, message: str | None = None) -> None:
         super().__init__(message or code.name)

@@ -44,6 +44,7 @@ async def _heartbeat(broker: Broker, header: RequestHeader, req: Any) -> Buffers
     try:
         if not req.group_id:
             raise E.GroupError(E.INVALID_GROUP_ID)
+        E.require_coordinator(broker.coordinates(req.group_id))
         group = broker.groups.consumer(req.group_id, create=req.member_epoch == 0)
         if group is None:
             raise E.GroupError(E.UNKNOWN_MEMBER_ID)
@@ -107,6 +108,18 @@ def describe(broker: Broker, header: RequestHeader, frame: memoryview) -> Buffer
     groups = []
     for gid in req.group_ids:
         g = broker.groups.groups.get(gid)
+        if not broker.coordinates(gid):
+            groups.append(
+                {
+                    "error_code": E.NOT_COORDINATOR,
+                    "error_message": None,
+                    "group_id": gid,
+                    "group_state": "",
+                    "members": [],
+                    "authorized_operations": NOT_REQUESTED_OPS,
+                }
+            )
+            continue
         if not isinstance(g, ConsumerGroup):
             groups.append(
                 {

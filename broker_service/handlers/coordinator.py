@@ -1,8 +1,6 @@
-"""FindCoordinator: this broker coordinates every group and transactional id for now.
-
-The groups and txn issues add the coordinators themselves; placement across brokers comes with
-the cluster issue. librdkafka also keys its LZ4 support on this API being advertised.
-"""
+"""FindCoordinator: a stable hash of the key over the live brokers (``Broker.coordinator_for``);
+group APIs sent to another broker answer NOT_COORDINATOR and clients ask again. librdkafka
+also keys its LZ4 support on this API being advertised."""
 
 from __future__ import annotations
 
@@ -17,15 +15,18 @@ if TYPE_CHECKING:
 
 def handle(broker: Broker, header: RequestHeader, frame: memoryview) -> Buffers:
     req = decode(header, frame)
-    host, port = broker.config.advertised
-    me: dict[str, Any] = {
-        "node_id": broker.node_id,
-        "host": host,
-        "port": port,
-        "error_code": 0,
-        "error_message": None,
-    }
+
+    def entry(key: str) -> dict[str, Any]:
+        b = broker.coordinator_for(key)
+        return {
+            "node_id": b.broker_id,
+            "host": b.host,
+            "port": b.port,
+            "error_code": 0,
+            "error_message": None,
+        }
+
     if header.api_version >= 4:
-        coordinators = [{"key": k, **me} for k in req.coordinator_keys]
+        coordinators = [{"key": k, **entry(k)} for k in req.coordinator_keys]
         return respond(header, {"throttle_time": 0, "coordinators": coordinators})
-    return respond(header, {"throttle_time": 0, **me})
+    return respond(header, {"throttle_time": 0, **entry(req.key)})

@@ -33,6 +33,7 @@ async def _join(broker: Broker, header: RequestHeader, req: Any) -> Buffers:
     try:
         if not req.group_id:
             raise E.GroupError(E.INVALID_GROUP_ID)
+        E.require_coordinator(broker.coordinates(req.group_id))
         if (
             not cfg.group_min_session_timeout_ms / 1000
             <= session
@@ -73,6 +74,7 @@ def sync_group(broker: Broker, header: RequestHeader, frame: memoryview) -> Awai
 
 async def _sync(broker: Broker, header: RequestHeader, req: Any) -> Buffers:
     try:
+        E.require_coordinator(broker.coordinates(req.group_id))
         group = broker.groups.classic(req.group_id, create=False)
         if group is None:
             raise E.GroupError(E.UNKNOWN_MEMBER_ID)
@@ -107,6 +109,7 @@ def heartbeat(broker: Broker, header: RequestHeader, frame: memoryview) -> Buffe
     req = decode(header, frame)
     code = E.NONE
     try:
+        E.require_coordinator(broker.coordinates(req.group_id))
         group = broker.groups.classic(req.group_id, create=False)
         if group is None:
             raise E.GroupError(E.UNKNOWN_MEMBER_ID)
@@ -122,6 +125,8 @@ def leave_group(broker: Broker, header: RequestHeader, frame: memoryview) -> Buf
         leaving = [(m.member_id, m.group_instance_id) for m in req.members]
     else:
         leaving = [(req.member_id, None)]
+    if not broker.coordinates(req.group_id):
+        return respond(header, {"throttle_time": 0, "error_code": E.NOT_COORDINATOR, "members": []})
     group = broker.groups.classic(req.group_id, create=False)
     results = []
     top = E.NONE
@@ -167,6 +172,15 @@ def _describe(broker: Broker, group_id: str) -> dict[str, Any]:
         "group_id": group_id,
         "authorized_operations": NOT_REQUESTED_OPS,
     }
+    if not broker.coordinates(group_id):
+        return {
+            **base,
+            "error_code": E.NOT_COORDINATOR,
+            "group_state": "",
+            "protocol_type": "",
+            "protocol_data": "",
+            "members": [],
+        }
     if g is None:
         known = broker.groups.exists(group_id)
         return {
@@ -224,6 +238,7 @@ def delete_groups(broker: Broker, header: RequestHeader, frame: memoryview) -> B
     for gid in req.groups_names:
         code = E.NONE
         try:
+            E.require_coordinator(broker.coordinates(gid))
             broker.groups.delete(gid)
         except E.GroupError as exc:
             code = exc.code

@@ -40,6 +40,7 @@ async def _commit(broker: Broker, header: RequestHeader, req: Any) -> Buffers:
     try:
         if not req.group_id:
             raise E.GroupError(E.INVALID_GROUP_ID)
+        E.require_coordinator(broker.coordinates(req.group_id))
         _validate_commit(broker, req)
     except E.GroupError as exc:
         group_error = exc.code
@@ -97,6 +98,8 @@ def offset_fetch(broker: Broker, header: RequestHeader, frame: memoryview) -> Bu
 def _fetch_group(
     broker: Broker, group_id: str, topics: Any, member_id: str | None, member_epoch: int
 ) -> dict[str, Any]:
+    if not broker.coordinates(group_id):
+        return {"group_id": group_id, "topics": [], "error_code": E.NOT_COORDINATOR}
     group = broker.groups.groups.get(group_id)
     if member_id is not None and isinstance(group, ConsumerGroup):
         m = group.members.get(member_id)
@@ -137,6 +140,8 @@ def _fetch_group(
 
 def offset_delete(broker: Broker, header: RequestHeader, frame: memoryview) -> Buffers:
     req = decode(header, frame)
+    if not broker.coordinates(req.group_id):
+        return respond(header, {"throttle_time": 0, "error_code": E.NOT_COORDINATOR, "topics": []})
     group = broker.groups.groups.get(req.group_id)
     if group is None and not broker.groups.exists(req.group_id):
         return respond(

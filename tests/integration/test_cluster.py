@@ -13,7 +13,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from tests.broker_process import BrokerProcess
 
-LEASE_MS = "3000"
+LEASE_MS = "4000"
 
 
 def _cluster(data: Path, n: int, wal: str) -> list[BrokerProcess]:
@@ -138,3 +138,36 @@ def test_cluster_command_runs_brokers_that_see_each_other(tmp_path: Path) -> Non
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) == 0
+
+
+def test_one_group_coordinator_whichever_broker_clients_ask(tmp_path: Path) -> None:
+    brokers = _cluster(tmp_path / "shared", 3, "file")
+    consumers: list[Consumer] = []
+    try:
+        admin = AdminClient({"bootstrap.servers": brokers[0].bootstrap})
+        for f in admin.create_topics([NewTopic("grouped", 6, 1)]).values():
+            f.result(10)
+        assigned: list[set[int]] = [set(), set()]
+        for i, b in enumerate(brokers[1:]):  # each consumer bootstraps from another broker
+            c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": "spread",
+                          "session.timeout.ms": 6000, "enable.auto.commit": False})
+
+            def on_assign(_c: Consumer, parts: list[TopicPartition], i: int = i) -> None:
+                assigned[i] = {p.partition for p in parts}
+
+            c.subscribe(["grouped"], on_assign=on_assign)
+            consumers.append(c)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            for c in consumers:
+                c.poll(0.2)
+            if assigned[0] and assigned[1] and assigned[0] | assigned[1] == set(range(6)):
+                break
+        assert assigned[0] and assigned[1], "both consumers joined the one group"
+        assert not assigned[0] & assigned[1]
+        assert assigned[0] | assigned[1] == set(range(6))
+    finally:
+        for c in consumers:
+            c.close()
+        for b in brokers:
+            b.stop()
