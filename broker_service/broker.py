@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 import zlib
 from dataclasses import dataclass, field
@@ -15,7 +16,13 @@ from .cluster.membership import Membership
 from .cluster.topic_config import TOPIC_CONFIG_DEFAULTS, validate_configs, validate_topic_name
 from .config import BrokerConfig
 from .groups.coordinator import GroupCoordinator
-from .metadata.base import BrokerRecord, MetadataStore, PartitionRecord, TopicRecord
+from .metadata.base import (
+    BrokerRecord,
+    MetadataStore,
+    PartitionRecord,
+    TopicRecord,
+    UnknownTopic,
+)
 from .storage.objectstore.base import ObjectStore
 from .storage.partition_log import PartitionLog
 from .storage.stream_store import StreamStore
@@ -39,6 +46,10 @@ class TopicState:
 
     def max_message_bytes(self, broker_default: int) -> int:
         return int(self.record.configs.get("max.message.bytes", broker_default))
+
+
+class NotLeader(Exception):
+    pass
 
 
 class ProducerIdAllocator:
@@ -172,6 +183,56 @@ class Broker:
     def coordinates(self, key: str) -> bool:
         return self.coordinator_for(key).broker_id == self.node_id
 
+    async def is_live(self, broker_id: int) -> bool:
+        """Whether a broker is live, asking the metadata store when our view lacks it."""
+        if any(b.broker_id == broker_id for b in self.live_brokers()):
+            return True
+        if self.membership is None:
+            return False
+        live = await asyncio.to_thread(self.metadata.live_brokers, int(time.time() * 1000))
+        self.membership.live = live
+        return any(b.broker_id == broker_id for b in live)
+
+    def request_refresh(self) -> None:
+        """A client reached us for a partition we think is elsewhere: re-read soon."""
+        self._refresh.set()
+
+    async def hand_over(self, topic: str, partition: int, target: int) -> None:
+        """Graceful move of a partition this broker leads: stop accepting, make everything
+        acknowledged committed, then hand over with leader_epoch + 1. No data is copied: the
+        new leader reads the committed ranges."""
+        plog = self.partition(topic, partition)
+        if plog is None:
+            raise UnknownTopic(f"{topic}-{partition}")
+        if plog.leader_id != self.node_id:
+            raise NotLeader(f"{topic}-{partition} is led by broker {plog.leader_id}")
+        if target == self.node_id:
+            return
+        if not await self.is_live(target):
+            raise ValueError(f"broker {target} is not a live broker")
+        assert self.store is not None
+        plog.moving = True
+        try:
+            deadline = asyncio.get_running_loop().time() + 10
+            while plog.high_watermark < plog.next_offset:  # in-flight batches become durable
+                if asyncio.get_running_loop().time() > deadline:
+                    raise TimeoutError("in-flight writes did not become durable")
+                await asyncio.sleep(0.001)
+            while plog.committed_end < plog.high_watermark:  # file WAL: upload what is left
+                if not await self.store.upload():
+                    raise RuntimeError("acknowledged data could not be committed")
+            rec = await asyncio.to_thread(
+                self.metadata.move_partition,
+                topic,
+                partition,
+                self.node_id,
+                plog.leader_epoch,
+                target,
+            )
+        finally:
+            plog.moving = False
+        await self._leadership_changed(plog, rec)
+
     def controller_id(self) -> int:
         """No broker is special (every one runs the recovery check); clients still want a
         controller id, so report the lowest live one, the same on every broker."""
@@ -181,7 +242,7 @@ class Broker:
     async def _refresh_loop(self) -> None:
         while True:
             try:
-                await asyncio.wait_for(self._refresh.wait(), 1.0)
+                await asyncio.wait_for(self._refresh.wait(), 0.5)
             except TimeoutError:
                 pass
             self._refresh.clear()

@@ -17,6 +17,7 @@ from . import (
     offsets,
     produce,
     producer_ids,
+    reassignment,
     topics,
 )
 from .base import Api
@@ -44,6 +45,8 @@ APIS: dict[int, Api] = {
         Api(32, "DescribeConfigs", 1, 4, configs.describe_configs),
         Api(37, "CreatePartitions", 0, 3, topics.create_partitions),
         Api(42, "DeleteGroups", 0, 2, groups.delete_groups),
+        Api(45, "AlterPartitionReassignments", 0, 0, reassignment.alter),
+        Api(46, "ListPartitionReassignments", 0, 0, reassignment.list_reassignments),
         Api(47, "OffsetDelete", 0, 0, offsets.offset_delete),
         Api(60, "DescribeCluster", 0, 1, configs.describe_cluster),
         Api(68, "ConsumerGroupHeartbeat", 0, 1, consumer_groups.heartbeat),

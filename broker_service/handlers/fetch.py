@@ -68,6 +68,7 @@ async def _collect(
                 )
                 errors = True
             elif plog.leader_id != broker.node_id:
+                broker.request_refresh()
                 res.error_code = ErrorCode.not_leader_or_follower
                 errors = True
             else:

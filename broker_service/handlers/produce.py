@@ -70,7 +70,9 @@ def _append(
     if plog is None or broker.store is None:
         res.error_code = ErrorCode.unknown_topic_or_partition
         return res, None
-    if plog.leader_id != broker.node_id or not broker.may_acknowledge():
+    if plog.leader_id != broker.node_id or plog.moving or not broker.may_acknowledge():
+        if plog.leader_id != broker.node_id:
+            broker.request_refresh()
         res.error_code = ErrorCode.not_leader_or_follower
         return res, None
     if p.records is None or len(p.records) == 0:

@@ -35,6 +35,7 @@ class PartitionLog:
     waiters: set[asyncio.Future[None]] = field(default_factory=set)
     deleted: bool = False
     leader_id: int = -1  # the broker serving this partition (this one, or where to go)
+    moving: bool = False  # a graceful hand-over is under way: accept nothing new
 
     def load_ranges(self, ranges: list[StreamRange]) -> None:
         self.ranges = list(ranges)
