@@ -224,3 +224,70 @@ def test_reassignment_while_producing_moves_no_data(tmp_path: Path, wal: str) ->
     finally:
         for b in brokers:
             b.stop()
+
+
+@pytest.mark.slow
+def test_zombie_leader_acknowledges_nothing_after_being_fenced(tmp_path: Path) -> None:
+    """SIGSTOP the leader until it is fenced and its partition moved, then SIGCONT it: what it
+    had in flight is not acknowledged, it stops serving, no offset is handed out twice."""
+    import signal
+
+    brokers = _cluster(tmp_path / "shared", 2, "file")
+    zombie, survivor = brokers
+    try:
+        admin = AdminClient({"bootstrap.servers": zombie.bootstrap})
+        for f in admin.create_topics([NewTopic("undead", 1, 1)]).values():
+            f.result(10)
+        acked: dict[int, int] = {}
+        failed: list[int] = []
+
+        def on_delivery(err: object, msg: object) -> None:
+            if err is None:
+                acked[int(msg.key())] = msg.offset()  # type: ignore[attr-defined]
+            else:
+                failed.append(int(msg.key()))  # type: ignore[attr-defined]
+
+        direct = Producer({"bootstrap.servers": zombie.bootstrap, "acks": "all",
+                           "enable.idempotence": False, "retries": 0,
+                           "message.timeout.ms": 30000, "linger.ms": 0})
+        for i in range(500):
+            direct.produce("undead", key=str(i).encode(), value=b"before", on_delivery=on_delivery)
+        assert direct.flush(20) == 0 and len(acked) == 500
+
+        assert zombie.proc is not None
+        zombie.proc.send_signal(signal.SIGSTOP)
+        for i in range(500, 600):  # in flight to a frozen leader
+            direct.produce("undead", key=str(i).encode(), value=b"frozen", on_delivery=on_delivery)
+        direct.poll(0.5)
+        deadline = time.monotonic() + 30
+        while _leaders(survivor.bootstrap, "undead") != {0: 2}:
+            assert time.monotonic() < deadline, "the frozen leader's partition never moved"
+            time.sleep(0.2)
+        later = Producer({"bootstrap.servers": survivor.bootstrap, "acks": "all",
+                          "enable.idempotence": False})
+        for i in range(600, 700):
+            later.produce("undead", key=str(i).encode(), value=b"after", on_delivery=on_delivery)
+        assert later.flush(30) == 0
+
+        zombie.proc.send_signal(signal.SIGCONT)
+        direct.flush(20)
+        assert zombie.proc.wait(20) == 3, "the fenced zombie stops (exit code 3)"
+        assert not any(500 <= k < 600 for k in acked), "the zombie acknowledged after its fence"
+
+        c = Consumer({"bootstrap.servers": survivor.bootstrap, "group.id": "undead",
+                      "enable.auto.commit": False})
+        c.assign([TopicPartition("undead", 0, 0)])
+        got: list[tuple[int, int]] = []
+        deadline = time.monotonic() + 20
+        while len(got) < 600 and time.monotonic() < deadline:
+            for m in c.consume(1000, 0.5):
+                assert m.error() is None, m.error()
+                got.append((m.offset(), int(m.key())))
+        c.close()
+        assert [o for o, _ in got] == list(range(len(got))), "no offset handed out twice"
+        assert {k for _, k in got} >= set(acked), "everything acknowledged is there"
+    finally:
+        for b in brokers:
+            if b.proc is not None and b.proc.poll() is None:
+                b.proc.send_signal(signal.SIGCONT)
+            b.stop()
