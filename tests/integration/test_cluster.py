@@ -103,10 +103,11 @@ def test_cluster_command_runs_brokers_that_see_each_other(tmp_path: Path) -> Non
     from tests.broker_process import REPO, free_port
 
     port = free_port()  # and the next one, most likely free too on a quiet loopback
+    log = open(tmp_path / "cluster.log", "wb")  # noqa: SIM115 - a file, never a full pipe
     proc = subprocess.Popen(
         [sys.executable, "-m", "broker_service", "cluster", "--brokers", "2",
          "--port", str(port), "--data-dir", str(tmp_path / "shared")],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
     )
     try:
         deadline = time.monotonic() + 20
@@ -138,6 +139,7 @@ def test_cluster_command_runs_brokers_that_see_each_other(tmp_path: Path) -> Non
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) == 0
+        log.close()
 
 
 def test_one_group_coordinator_whichever_broker_clients_ask(tmp_path: Path) -> None:
