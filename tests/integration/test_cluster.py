@@ -16,12 +16,31 @@ from tests.broker_process import BrokerProcess
 LEASE_MS = "4000"
 
 
-def _cluster(data: Path, n: int, wal: str) -> list[BrokerProcess]:
+def _cluster(data: Path, n: int, wal: str, **env: str) -> list[BrokerProcess]:
     return [
         BrokerProcess(data, BROKER_NODE_ID=str(i + 1), BROKER_LEASE_MS=LEASE_MS, BROKER_WAL=wal,
-                      BROKER_UPLOAD_INTERVAL_MS="600000").start()
+                      BROKER_UPLOAD_INTERVAL_MS="600000", **env).start()
         for i in range(n)
     ]
+
+
+def _cloud_env(endpoint: str) -> dict[str, str]:
+    """S3 + DynamoDB on moto server: a fresh bucket and table."""
+    import uuid
+
+    import boto3
+
+    from broker_service.metadata.dynamodb import DynamoDbMetadataStore
+    from tests.moto_server import AWS_TEST_ENV, REGION
+
+    bucket, table = f"ha-{uuid.uuid4().hex[:8]}", f"ha-{uuid.uuid4().hex[:8]}"
+    session = boto3.session.Session(aws_access_key_id="testing",
+                                    aws_secret_access_key="testing", region_name=REGION)
+    session.client("s3", endpoint_url=endpoint).create_bucket(Bucket=bucket)
+    DynamoDbMetadataStore(table, client=session.client("dynamodb", endpoint_url=endpoint)
+                          ).create_table()
+    return {"BROKER_STORAGE": f"s3://{bucket}/ha", "BROKER_METADATA": f"dynamodb://{table}",
+            "AWS_ENDPOINT_URL": endpoint, **AWS_TEST_ENV}
 
 
 def _leaders(bootstrap: str, topic: str) -> dict[int, int]:
@@ -31,9 +50,13 @@ def _leaders(bootstrap: str, topic: str) -> dict[int, int]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("wal", ["file", "object"])
-def test_sigkill_leader_fails_over_without_loss(tmp_path: Path, wal: str) -> None:
-    brokers = _cluster(tmp_path / "shared", 3, wal)
+@pytest.mark.parametrize(("backend", "wal"), [("embedded", "file"), ("embedded", "object"),
+                                              ("s3-dynamodb", "object")])
+def test_sigkill_leader_fails_over_without_loss(
+    tmp_path: Path, backend: str, wal: str, request: pytest.FixtureRequest
+) -> None:
+    env = _cloud_env(request.getfixturevalue("moto_endpoint")) if backend != "embedded" else {}
+    brokers = _cluster(tmp_path / "shared", 3, wal, **env)
     first, others = brokers[0], brokers[1:]
     try:
         admin = AdminClient({"bootstrap.servers": first.bootstrap})
@@ -72,7 +95,8 @@ def test_sigkill_leader_fails_over_without_loss(tmp_path: Path, wal: str) -> Non
                       on_delivery=on_delivery)
         assert p.flush(60) == 0
         served = time.monotonic() - killed
-        print(f"\n[{wal} WAL] partitions moved {moved:.1f}s and served {served:.1f}s after SIGKILL")
+        print(f"\n[{backend}, {wal} WAL] partitions moved {moved:.1f}s, served {served:.1f}s "
+              "after SIGKILL")
         assert len(acked) == 4000
 
         c = Consumer({"bootstrap.servers": survivor, "group.id": "ha-check",
