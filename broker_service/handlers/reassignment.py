@@ -80,7 +80,12 @@ async def _move_one(
             return ErrorCode.none, None
         if forwarded:  # never bounce a request between brokers
             return ErrorCode.not_leader_or_follower, f"led by broker {plog.leader_id}"
-        return await asyncio.to_thread(_forward, broker, plog.leader_id, topic, partition, target)
+        code, message = await asyncio.to_thread(
+            _forward, broker, plog.leader_id, topic, partition, target
+        )
+        if code == ErrorCode.none:
+            await broker.sync_metadata()  # the target is often us: serve it at once
+        return code, message
     except (NotLeader, ConcurrentUpdate) as exc:
         return ErrorCode.not_leader_or_follower, str(exc)
     except UnknownTopic:
