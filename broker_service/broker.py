@@ -183,15 +183,20 @@ class Broker:
     def coordinates(self, key: str) -> bool:
         return self.coordinator_for(key).broker_id == self.node_id
 
+    async def refresh_live(self) -> None:
+        """Re-read the live brokers from the metadata store (our view lags by up to lease/3)."""
+        if self.membership is not None:
+            live = await asyncio.to_thread(self.metadata.live_brokers, int(time.time() * 1000))
+            if [b.broker_id for b in live] != [b.broker_id for b in self.membership.live]:
+                self.membership.live = live
+                self.request_refresh()
+
     async def is_live(self, broker_id: int) -> bool:
         """Whether a broker is live, asking the metadata store when our view lacks it."""
         if any(b.broker_id == broker_id for b in self.live_brokers()):
             return True
-        if self.membership is None:
-            return False
-        live = await asyncio.to_thread(self.metadata.live_brokers, int(time.time() * 1000))
-        self.membership.live = live
-        return any(b.broker_id == broker_id for b in live)
+        await self.refresh_live()
+        return any(b.broker_id == broker_id for b in self.live_brokers())
 
     def request_refresh(self) -> None:
         """A client reached us for a partition we think is elsewhere: re-read soon."""

@@ -4,6 +4,7 @@ also keys its LZ4 support on this API being advertised."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from ..protocol.frames import RequestHeader
@@ -13,8 +14,12 @@ if TYPE_CHECKING:
     from ..broker import Broker
 
 
-def handle(broker: Broker, header: RequestHeader, frame: memoryview) -> Buffers:
-    req = decode(header, frame)
+def handle(broker: Broker, header: RequestHeader, frame: memoryview) -> Awaitable[Buffers]:
+    return _find(broker, header, decode(header, frame))
+
+
+async def _find(broker: Broker, header: RequestHeader, req: Any) -> Buffers:
+    await broker.refresh_live()  # every broker answers from the store's current view
 
     def entry(key: str) -> dict[str, Any]:
         b = broker.coordinator_for(key)

@@ -21,11 +21,17 @@ async def serve(broker: Broker, stop: asyncio.Event | None = None) -> None:
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):
             pass
-    await broker.start()
     connections: set[KafkaConnection] = set()
+    # Bind first: a broker that cannot listen must not register itself as live.
     server = await loop.create_server(
-        lambda: KafkaConnection(broker, connections), cfg.host, cfg.port, reuse_address=True
+        lambda: KafkaConnection(broker, connections),
+        cfg.host,
+        cfg.port,
+        reuse_address=True,
+        start_serving=False,
     )
+    await broker.start()
+    await server.start_serving()
     host, port = cfg.advertised
     log.info(
         "listening on %s:%d (advertised %s:%d); %s",

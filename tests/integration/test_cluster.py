@@ -121,12 +121,20 @@ def test_sigkill_leader_fails_over_without_loss(
 
 def test_cluster_command_runs_brokers_that_see_each_other(tmp_path: Path) -> None:
     import signal
+    import socket
     import subprocess
     import sys
 
     from tests.broker_process import REPO, free_port
 
-    port = free_port()  # and the next one, most likely free too on a quiet loopback
+    while True:  # two consecutive free ports for the two brokers
+        port = free_port()
+        try:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", port + 1))
+            break
+        except OSError:
+            continue
     log = open(tmp_path / "cluster.log", "wb")  # noqa: SIM115 - a file, never a full pipe
     proc = subprocess.Popen(
         [sys.executable, "-m", "broker_service", "cluster", "--brokers", "2",
@@ -173,6 +181,12 @@ def test_one_group_coordinator_whichever_broker_clients_ask(tmp_path: Path) -> N
         admin = AdminClient({"bootstrap.servers": brokers[0].bootstrap})
         for f in admin.create_topics([NewTopic("grouped", 6, 1)]).values():
             f.result(10)
+        for b in brokers:  # the cluster has formed: every broker sees all three
+            seen = time.monotonic() + 20
+            while sorted(AdminClient({"bootstrap.servers": b.bootstrap}).list_topics(
+                    timeout=5).brokers) != [1, 2, 3]:
+                assert time.monotonic() < seen, f"{b.bootstrap} never saw all brokers"
+                time.sleep(0.2)
         assigned: list[set[int]] = [set(), set()]
         for i, b in enumerate(brokers[1:]):  # each consumer bootstraps from another broker
             c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": "spread",
@@ -183,7 +197,7 @@ def test_one_group_coordinator_whichever_broker_clients_ask(tmp_path: Path) -> N
 
             c.subscribe(["grouped"], on_assign=on_assign)
             consumers.append(c)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 45
         while time.monotonic() < deadline:
             for c in consumers:
                 c.poll(0.2)
