@@ -25,10 +25,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import functools
 import importlib.metadata
 import json
-import math
 import os
 import platform
 import shutil
@@ -49,7 +47,6 @@ from typing import Any
 import boto3
 import confluent_kafka
 import psutil
-from confluent_kafka import Producer
 from produce_consume import (
     HOST,
     MB,
@@ -66,7 +63,9 @@ from produce_consume import (
     free_port,
     host_busy_cpu,
     on_signal,
+    percentile,
     produce_all,
+    steady_produce,
 )
 
 BACKENDS = ("local", "s3")
@@ -256,13 +255,6 @@ def objects_between(before: dict[str, int], after: dict[str, int], seconds: floa
 
 
 # -- the loads ----------------------------------------------------------------------------
-def percentile(sorted_values: list[float], q: float) -> float | None:
-    """Nearest-rank percentile (q in 0..1) of an already sorted list."""
-    if not sorted_values:
-        return None
-    return sorted_values[max(0, math.ceil(q * len(sorted_values)) - 1)]
-
-
 @dataclass
 class LatencyPhase:
     sent: int
@@ -285,49 +277,11 @@ class LatencyPhase:
 def steady_load(bootstrap: str, topic: str, rate: int, seconds: float, linger_ms: float,
                 deadline: Deadline) -> LatencyPhase:
     """Produces ``rate`` records/s for ``seconds``, one produce() per record, on a schedule."""
-    rd_ms: list[float] = []
-    cb_ms: list[float] = []
-    errors: list[str] = []
-
-    def on_delivery(t0: float, err: Any, msg: Any) -> None:
-        now = time.perf_counter()
-        if err is not None:
-            errors.append(str(err))
-            return
-        cb_ms.append((now - t0) * 1000)
-        latency = msg.latency()
-        if latency is not None:
-            rd_ms.append(latency * 1000)
-
-    producer = Producer({**LATENCY_CONF, "linger.ms": linger_ms, "bootstrap.servers": bootstrap,
-                         "client.id": "bench-latency"})
-    producer.list_topics(topic, timeout=max(1.0, min(10.0, deadline.remaining())))
-    n = int(rate * seconds)
-    value = os.urandom(VALUE_BYTES)
-    sent = 0
-    start = time.perf_counter()
-    while True:
-        due = min(n, int((time.perf_counter() - start) * rate) + 1)
-        while sent < due:
-            try:
-                producer.produce(topic, value, partition=0,
-                                 on_delivery=functools.partial(on_delivery, time.perf_counter()))
-            except BufferError:
-                break  # local queue full: poll below, retry on the next tick
-            sent += 1
-        if sent >= n:
-            break
-        producer.poll(0.001)  # serves delivery callbacks as they come; ~1 ms send ticks
-        deadline.check(f"steady load ({sent}/{n} records sent)")
-    sent_seconds = time.perf_counter() - start
-    left = producer.flush(max(0.1, deadline.remaining()))
-    elapsed = time.perf_counter() - start
-    if left:
-        raise BenchError(f"flush timed out with {left} of {n} records unacknowledged")
-    if errors:
-        raise BenchError(f"{len(errors)} delivery errors, e.g. {errors[0]}")
-    phase = LatencyPhase(sent=n, seconds=elapsed, send_rate=n / sent_seconds,
-                         latencies_ms=rd_ms, callback_ms=cb_ms)
+    load = steady_produce(bootstrap, topic, rate, seconds,
+                          {**LATENCY_CONF, "linger.ms": linger_ms}, deadline)
+    phase = LatencyPhase(sent=load.sent, seconds=load.seconds,
+                         send_rate=load.sent / load.sent_seconds,
+                         latencies_ms=load.rdkafka_ms, callback_ms=load.callback_ms)
     fill_percentiles(phase)
     return phase
 

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import importlib.util
 import json
+import math
 import os
 import platform
 import shlex
@@ -342,6 +344,71 @@ def produce_all(bootstrap: str, topic: str, partitions: int, records: int,
     if errors:
         raise BenchError(f"{len(errors)} delivery errors, e.g. {errors[0]}")
     return elapsed
+
+
+@dataclass
+class SteadyLoad:
+    """What a fixed-rate produce run saw: per-record latencies (ms) and timing."""
+
+    sent: int
+    sent_seconds: float  # first produce() to the last produce()
+    seconds: float  # first produce() to the last acknowledgement
+    callback_ms: list[float]  # Python: produce() -> delivery callback
+    rdkafka_ms: list[float]  # librdkafka's msg.latency()
+
+
+def percentile(sorted_values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile (q in 0..1) of an already sorted list."""
+    if not sorted_values:
+        return None
+    return sorted_values[max(0, math.ceil(q * len(sorted_values)) - 1)]
+
+
+def steady_produce(bootstrap: str, topic: str, rate: int, seconds: float,
+                   conf: dict[str, Any], deadline: Deadline) -> SteadyLoad:
+    """Produce ``rate`` records/s for ``seconds`` on a fixed schedule, one produce() per
+    record to partition 0, and time each acknowledgement. Raises BenchError on any loss."""
+    cb_ms: list[float] = []
+    rd_ms: list[float] = []
+    errors: list[str] = []
+
+    def on_delivery(t0: float, err: Any, msg: Any) -> None:
+        now = time.perf_counter()
+        if err is not None:
+            errors.append(str(err))
+            return
+        cb_ms.append((now - t0) * 1000)
+        lat = msg.latency()
+        if lat is not None:
+            rd_ms.append(lat * 1000)
+
+    producer = Producer({**conf, "bootstrap.servers": bootstrap, "client.id": "bench-latency"})
+    producer.list_topics(topic, timeout=max(1.0, min(10.0, deadline.remaining())))
+    n = max(1, int(rate * seconds))
+    value = os.urandom(VALUE_BYTES)
+    sent = 0
+    start = time.perf_counter()
+    while True:
+        due = min(n, int((time.perf_counter() - start) * rate) + 1)
+        while sent < due:
+            try:
+                producer.produce(topic, value, partition=0,
+                                 on_delivery=functools.partial(on_delivery, time.perf_counter()))
+            except BufferError:
+                break  # local queue full: poll below, retry on the next tick
+            sent += 1
+        if sent >= n:
+            break
+        producer.poll(0.001)  # serves delivery callbacks as they come; ~1 ms send ticks
+        deadline.check(f"steady load ({sent}/{n} records sent)")
+    sent_seconds = time.perf_counter() - start
+    left = producer.flush(max(0.1, deadline.remaining()))
+    elapsed = time.perf_counter() - start
+    if left:
+        raise BenchError(f"steady load: flush timed out with {left} of {n} unacknowledged")
+    if errors:
+        raise BenchError(f"steady load: {len(errors)} delivery errors, e.g. {errors[0]}")
+    return SteadyLoad(n, sent_seconds, elapsed, cb_ms, rd_ms)
 
 
 def watermark_note(consumer: Consumer, topic: str, partitions: int,

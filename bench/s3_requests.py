@@ -28,13 +28,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import functools
 import hashlib
 import http.client
 import importlib.metadata
 import ipaddress
 import json
-import math
 import os
 import platform
 import select
@@ -59,7 +57,7 @@ from typing import Any
 import boto3
 import confluent_kafka
 import psutil
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 from produce_consume import (
     CONSUMER_CONF,
     HOST,
@@ -76,8 +74,10 @@ from produce_consume import (
     default_tansu,
     free_port,
     on_signal,
+    percentile,
     produce_all,
     read_records,
+    steady_produce,
 )
 
 BROKERS = ("ours", "tansu", "ours-file")
@@ -616,13 +616,6 @@ def proxy_listeners(brokers: list[str]) -> dict[str, str]:
 
 
 # == the load ==============================================================================
-def percentile(sorted_values: list[float], q: float) -> float | None:
-    """Nearest-rank percentile (q in 0..1) of a sorted list."""
-    if not sorted_values:
-        return None
-    return sorted_values[max(0, math.ceil(q * len(sorted_values)) - 1)]
-
-
 @dataclass
 class Latency:
     sent: int
@@ -647,48 +640,10 @@ class Latency:
 def steady_load(bootstrap: str, topic: str, rate: int, seconds: float, linger_ms: float,
                 deadline: Deadline) -> Latency:
     """``rate`` records/s for ``seconds`` on a fixed schedule, one produce() per record."""
-    cb_ms: list[float] = []
-    rd_ms: list[float] = []
-    errors: list[str] = []
-
-    def on_delivery(t0: float, err: Any, msg: Any) -> None:
-        now = time.perf_counter()
-        if err is not None:
-            errors.append(str(err))
-            return
-        cb_ms.append((now - t0) * 1000)
-        lat = msg.latency()
-        if lat is not None:
-            rd_ms.append(lat * 1000)
-
-    producer = Producer({**PRODUCER_CONF, "linger.ms": linger_ms, "bootstrap.servers": bootstrap,
-                         "client.id": "bench-latency"})
-    producer.list_topics(topic, timeout=max(1.0, min(10.0, deadline.remaining())))
-    n = max(1, int(rate * seconds))
-    value = os.urandom(VALUE_BYTES)
-    sent = 0
-    start = time.perf_counter()
-    while True:
-        due = min(n, int((time.perf_counter() - start) * rate) + 1)
-        while sent < due:
-            try:
-                producer.produce(topic, value, partition=0,
-                                 on_delivery=functools.partial(on_delivery, time.perf_counter()))
-            except BufferError:
-                break
-            sent += 1
-        if sent >= n:
-            break
-        producer.poll(0.001)
-        deadline.check(f"steady load ({sent}/{n} records sent)")
-    sent_seconds = time.perf_counter() - start
-    left = producer.flush(max(0.1, deadline.remaining()))
-    elapsed = time.perf_counter() - start
-    if left:
-        raise BenchError(f"steady load: flush timed out with {left} of {n} unacknowledged")
-    if errors:
-        raise BenchError(f"steady load: {len(errors)} delivery errors, e.g. {errors[0]}")
-    lat = Latency(n, elapsed, n / sent_seconds, cb_ms, rd_ms)
+    load = steady_produce(bootstrap, topic, rate, seconds,
+                          {**PRODUCER_CONF, "linger.ms": linger_ms}, deadline)
+    lat = Latency(load.sent, load.seconds, load.sent / load.sent_seconds, load.callback_ms,
+                  load.rdkafka_ms)
     lat.fill()
     return lat
 
