@@ -27,6 +27,7 @@ from .storage.objectstore.base import ObjectStore
 from .storage.partition_log import PartitionLog
 from .storage.stream_store import StreamStore
 from .storage.wal import Wal, read_wal_dir
+from .txn.coordinator import TransactionCoordinator
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,7 @@ class Broker:
             initial_rebalance_delay_ms=config.group_initial_rebalance_delay_ms,
             consumer_session_timeout_ms=config.group_consumer_session_timeout_ms,
         )
+        self.txn = TransactionCoordinator(self)
         self.fenced = False
         self.membership: Membership | None = None
         self._refresh = asyncio.Event()
@@ -121,9 +123,14 @@ class Broker:
             upload_bytes=cfg.upload_bytes,
             block_bytes=cfg.object_block_bytes,
             on_fenced=self._on_fenced,
+            snapshot_interval_ms=cfg.producer_snapshot_interval_ms,
         )
         for rec in self.metadata.topics():
             self._load_topic(rec)
+        for state in self.topics.values():
+            for plog in state.logs:
+                if plog.leader_id == cfg.node_id:
+                    await self.store.load_producer_state(plog)
         self.wal.bind(cfg.node_id, self.me.epoch)
         self.wal.on_fatal = self._on_wal_fatal
         entries = await self.wal.open()
@@ -133,6 +140,7 @@ class Broker:
             await self.store.upload()
         self.store.start()
         self.groups.start()
+        self.txn.start()
         self.membership = Membership(
             self.metadata,
             cfg.node_id,
@@ -157,6 +165,7 @@ class Broker:
         if self.membership is not None:
             self.membership.stop()
         self.groups.stop()
+        self.txn.stop()
         if self.store is not None:
             await self.store.close()
         self.metadata.close()
@@ -226,6 +235,8 @@ class Broker:
             while plog.committed_end < plog.high_watermark:  # file WAL: upload what is left
                 if not await self.store.upload():
                     raise RuntimeError("acknowledged data could not be committed")
+            # the new leader starts from this snapshot: no batches to replay
+            await self.store.save_producer_snapshots(force=True, only=plog)
             rec = await asyncio.to_thread(
                 self.metadata.move_partition,
                 topic,
@@ -298,6 +309,7 @@ class Broker:
         plog.cache_bytes = 0
         plog.log_start_offset = rec.log_start_offset
         plog.load_ranges(ranges)
+        await self.store.load_producer_state(plog)
         recovered = await self._recover_file_wal(plog, previous)
         plog.leader_epoch = rec.leader_epoch
         plog.leader_id = self.node_id

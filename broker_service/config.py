@@ -60,8 +60,17 @@ class BrokerConfig(BaseSettings):
         2000, description="KIP-848 groups: heartbeat interval given to members"
     )
     lease_ms: int = Field(
-        6000, description="broker lease: renewed every third; a broker silent this long is "
-        "fenced and its partitions move"
+        6000,
+        description="broker lease: renewed every third; a broker silent this long is "
+        "fenced and its partitions move",
+    )
+    producer_snapshot_interval_ms: int = Field(
+        5000,
+        description="how often a partition's producer state (idempotence, transactions) "
+        "is snapshotted to the metadata store; a new leader replays the batches after it",
+    )
+    transaction_max_timeout_ms: int = Field(
+        900_000, description="largest transaction.timeout.ms a producer may ask for"
     )
     log_level: str = Field("INFO", description="logging level")
 

@@ -136,6 +136,11 @@ class GroupCoordinator:
             self._known[group_id] = rec
             await asyncio.to_thread(self.metadata.save_group, rec)
 
+    def invalidate_offsets(self, group_id: str) -> None:
+        """Another broker committed offsets for this group (a transaction it coordinates
+        ended): read them afresh from the metadata store next time."""
+        self._offsets.pop(group_id, None)
+
     def delete_offsets(self, group_id: str, partitions: list[tuple[str, int]]) -> None:
         self.metadata.delete_offsets(group_id, partitions)
         cache = self.committed(group_id)

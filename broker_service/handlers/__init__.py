@@ -16,9 +16,9 @@ from . import (
     metadata,
     offsets,
     produce,
-    producer_ids,
     reassignment,
     topics,
+    transactions,
 )
 from .base import Api
 
@@ -41,7 +41,12 @@ APIS: dict[int, Api] = {
         Api(18, "ApiVersions", 0, api_versions.MAX_VERSION, api_versions.handle),
         Api(19, "CreateTopics", 2, 7, topics.create_topics),
         Api(20, "DeleteTopics", 1, 6, topics.delete_topics),
-        Api(22, "InitProducerId", 0, 4, producer_ids.handle),
+        Api(22, "InitProducerId", 0, 4, transactions.init_producer_id),
+        Api(24, "AddPartitionsToTxn", 0, 3, transactions.add_partitions_to_txn),
+        Api(25, "AddOffsetsToTxn", 0, 3, transactions.add_offsets_to_txn),
+        Api(26, "EndTxn", 0, 3, transactions.end_txn),
+        Api(27, "WriteTxnMarkers", 1, 1, transactions.write_txn_markers),
+        Api(28, "TxnOffsetCommit", 0, 3, transactions.txn_offset_commit),
         Api(32, "DescribeConfigs", 1, 4, configs.describe_configs),
         Api(37, "CreatePartitions", 0, 3, topics.create_partitions),
         Api(42, "DeleteGroups", 0, 2, groups.delete_groups),

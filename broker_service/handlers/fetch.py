@@ -16,6 +16,7 @@ from ..storage.stream_store import OffsetOutOfRange
 from .base import Buffers, decode
 
 ZERO_UUID = uuid.UUID(int=0)
+READ_COMMITTED = 1
 
 if TYPE_CHECKING:
     from ..broker import Broker, TopicState
@@ -35,8 +36,11 @@ async def _fetch(broker: Broker, version: int, req: Any) -> Buffers:
         wanted.append((t, state, list(t.partitions or ())))
     max_bytes = req.max_bytes if version >= 3 else 2**31 - 1
     deadline = time.monotonic() + req.max_wait.total_seconds()
+    read_committed = req.isolation_level == READ_COMMITTED
     while True:
-        results, total, errors, logs = await _collect(broker, wanted, max_bytes, by_id)
+        results, total, errors, logs = await _collect(
+            broker, wanted, max_bytes, by_id, read_committed
+        )
         remaining = deadline - time.monotonic()
         if total >= req.min_bytes or errors or remaining <= 0 or not logs:
             return build_fetch_response(version, results)
@@ -48,6 +52,7 @@ async def _collect(
     wanted: list[tuple[Any, TopicState | None, list[Any]]],
     max_bytes: int,
     by_id: bool,
+    read_committed: bool,
 ) -> tuple[list[FetchTopicResult], int, bool, list[PartitionLog]]:
     store = broker.store
     assert store is not None
@@ -73,14 +78,21 @@ async def _collect(
                 errors = True
             else:
                 logs.append(plog)
-                res.high_watermark = res.last_stable_offset = plog.high_watermark
+                res.high_watermark = plog.high_watermark
+                res.last_stable_offset = lso = plog.last_stable_offset
                 res.log_start_offset = plog.log_start_offset
+                upto = lso if read_committed else None
                 limit = min(p.partition_max_bytes, max_bytes - total)
                 if limit > 0 or total == 0:
                     try:
                         res.records = await store.read(
-                            plog, p.fetch_offset, max(limit, 0), min_one=total == 0
+                            plog, p.fetch_offset, max(limit, 0), upto=upto, min_one=total == 0
                         )
+                        if read_committed and res.records and plog.producers.aborted:
+                            res.aborted = [
+                                (a.producer_id, a.first_offset)
+                                for a in plog.producers.aborted_between(p.fetch_offset, lso)
+                            ]
                     except OffsetOutOfRange:
                         res.error_code = ErrorCode.offset_out_of_range
                         errors = True

@@ -40,7 +40,8 @@ async def _list_offsets(broker: Broker, header: RequestHeader, req: Any) -> Buff
                     }
                 )
                 continue
-            offset, ts = await _lookup(broker, plog, p.timestamp)
+            committed = getattr(req, "isolation_level", 0) == 1
+            offset, ts = await _lookup(broker, plog, p.timestamp, committed)
             parts.append(
                 {
                     "partition_index": p.partition_index,
@@ -54,9 +55,11 @@ async def _list_offsets(broker: Broker, header: RequestHeader, req: Any) -> Buff
     return respond(header, {"throttle_time": 0, "topics": topics})
 
 
-async def _lookup(broker: Broker, plog: PartitionLog, ts: int) -> tuple[int, int]:
+async def _lookup(
+    broker: Broker, plog: PartitionLog, ts: int, read_committed: bool
+) -> tuple[int, int]:
     if ts == LATEST:
-        return plog.high_watermark, -1
+        return (plog.last_stable_offset if read_committed else plog.high_watermark), -1
     if ts == EARLIEST:
         return plog.log_start_offset, -1
     assert broker.store is not None

@@ -6,11 +6,13 @@ import time
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
+from kio.schema.errors import ErrorCode
+
 from ..groups import errors as E
 from ..groups.consumer import ConsumerGroup
 from ..metadata.base import CommittedOffset
 from ..protocol.frames import RequestHeader
-from .base import Buffers, decode, respond
+from .base import Buffers, Result, decode, respond
 
 if TYPE_CHECKING:
     from ..broker import Broker
@@ -75,8 +77,31 @@ async def _commit(broker: Broker, header: RequestHeader, req: Any) -> Buffers:
     return respond(header, {"throttle_time": 0, "topics": topics})
 
 
-def offset_fetch(broker: Broker, header: RequestHeader, frame: memoryview) -> Buffers:
+def offset_fetch(broker: Broker, header: RequestHeader, frame: memoryview) -> Result:
     req = decode(header, frame)
+    ids = [g.group_id for g in req.groups] if header.api_version >= 8 else [req.group_id]
+    if any(broker.txn.has_pending_offsets(g) for g in ids):
+        return _offset_fetch_after_txns(broker, header, req, ids)
+    return _offset_fetch(broker, header, req, {})
+
+
+async def _offset_fetch_after_txns(
+    broker: Broker, header: RequestHeader, req: Any, ids: list[str]
+) -> Buffers:
+    """Some of these groups have offsets inside transactions: those that ended are re-read;
+    those still open are UNSTABLE_OFFSET_COMMIT for a consumer asking for stable offsets."""
+    unstable = {g: await broker.txn.unstable_offsets(g) for g in ids}
+    if not getattr(req, "require_stable", False):
+        unstable = {}
+    return _offset_fetch(broker, header, req, unstable)
+
+
+def _offset_fetch(
+    broker: Broker,
+    header: RequestHeader,
+    req: Any,
+    unstable: dict[str, set[tuple[str, int]]],
+) -> Buffers:
     if header.api_version >= 8:
         groups = [
             _fetch_group(
@@ -85,18 +110,24 @@ def offset_fetch(broker: Broker, header: RequestHeader, frame: memoryview) -> Bu
                 g.topics,
                 getattr(g, "member_id", None),
                 getattr(g, "member_epoch", -1),
+                unstable.get(g.group_id, set()),
             )
             for g in req.groups
         ]
         return respond(header, {"throttle_time": 0, "groups": groups})
-    g = _fetch_group(broker, req.group_id, req.topics, None, -1)
+    g = _fetch_group(broker, req.group_id, req.topics, None, -1, unstable.get(req.group_id, set()))
     return respond(
         header, {"throttle_time": 0, "topics": g["topics"], "error_code": g["error_code"]}
     )
 
 
 def _fetch_group(
-    broker: Broker, group_id: str, topics: Any, member_id: str | None, member_epoch: int
+    broker: Broker,
+    group_id: str,
+    topics: Any,
+    member_id: str | None,
+    member_epoch: int,
+    unstable: set[tuple[str, int]],
 ) -> dict[str, Any]:
     if not broker.coordinates(group_id):
         return {"group_id": group_id, "topics": [], "error_code": E.NOT_COORDINATOR}
@@ -131,7 +162,7 @@ def _fetch_group(
                     "committed_offset": c.offset if c else -1,
                     "committed_leader_epoch": c.leader_epoch if c else -1,
                     "metadata": (c.metadata or "") if c else "",
-                    "error_code": 0,
+                    "error_code": ErrorCode.unstable_offset_commit if (name, p) in unstable else 0,
                 }
             )
         out.append({"name": name, "partitions": parts})

@@ -20,15 +20,18 @@ from ..protocol.produce import (
     parse_produce,
 )
 from ..protocol.record_batch import (
+    BatchHeader,
     InconsistentRecordBatch,
     InvalidRecordBatch,
     UnsupportedMagic,
     validate_batches,
 )
+from ..txn.producer_state import Outcome, Verdict
 from .base import Buffers, Result
 
 if TYPE_CHECKING:
     from ..broker import Broker, TopicState
+    from ..storage.partition_log import PartitionLog
 
 log = logging.getLogger(__name__)
 
@@ -98,9 +101,52 @@ def _append(
         res.error_code = ErrorCode.message_too_large
         res.error_message = f"record batch larger than max.message.bytes={limit}"
         return res, None
+    if batches[0][1].producer_id >= 0 or batches[0][1].is_control:
+        verdict = _check_producer(plog, batches)
+        if verdict.outcome is Outcome.REJECT:
+            res.error_code = verdict.error_code
+            res.error_message = verdict.message
+            return res, None
+        if verdict.duplicate is not None:  # a retry: answer with the original offsets
+            res.base_offset = verdict.duplicate.base_offset
+            res.log_start_offset = plog.log_start_offset
+            return res, asyncio.ensure_future(_durable(broker, plog, verdict.duplicate.last_offset))
     res.base_offset, fut = broker.store.append(plog, p.records, batches)
     res.log_start_offset = plog.log_start_offset
     return res, fut
+
+
+def _check_producer(plog: PartitionLog, batches: list[tuple[int, BatchHeader]]) -> Verdict:
+    """Idempotence and transaction checks (Kafka's rules, see txn/producer_state.py). A
+    request carries one batch per partition in practice; later batches of the same producer
+    in one request follow the first one's sequence."""
+    first = batches[0][1]
+    for _, h in batches:
+        if h.is_control:
+            return Verdict(
+                Outcome.REJECT,
+                ErrorCode.invalid_record,
+                "control batches are written by the transaction coordinator, not by clients",
+            )
+        if h.producer_id != first.producer_id or h.producer_epoch != first.producer_epoch:
+            return Verdict(Outcome.REJECT, ErrorCode.invalid_record, "batches of several producers")
+    return plog.producers.check(first)
+
+
+async def _durable(broker: Broker, plog: PartitionLog, last_offset: int) -> None:
+    """Wait until a duplicate's original batch is durable (it may still be in the WAL)."""
+    loop = asyncio.get_running_loop()
+    while plog.high_watermark <= last_offset:
+        if plog.deleted or plog.leader_id != broker.node_id:
+            raise RuntimeError("partition left this broker before the batch was durable")
+        fut: asyncio.Future[None] = loop.create_future()
+        plog.waiters.add(fut)
+        try:
+            await asyncio.wait_for(fut, 1.0)
+        except TimeoutError:
+            pass
+        finally:
+            plog.waiters.discard(fut)
 
 
 async def _respond_when_durable(

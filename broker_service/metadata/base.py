@@ -6,9 +6,10 @@ same interface.
 
 from __future__ import annotations
 
+import json
 import uuid
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 
 class MetadataError(Exception):
@@ -110,6 +111,60 @@ class GroupRecord:
     group_id: str
     group_type: str  # "classic" or "consumer" (KIP-848)
     protocol_type: str
+
+
+# Transaction states, as Kafka's transaction coordinator names them.
+TXN_EMPTY = "Empty"
+TXN_ONGOING = "Ongoing"
+TXN_PREPARE_COMMIT = "PrepareCommit"
+TXN_PREPARE_ABORT = "PrepareAbort"
+TXN_COMPLETE_COMMIT = "CompleteCommit"
+TXN_COMPLETE_ABORT = "CompleteAbort"
+
+
+@dataclass(frozen=True, slots=True)
+class TxnRecord:
+    """A transactional id's durable state. ``version`` is the compare-and-set token: every
+    save names the version it read, so two coordinators (one a zombie) cannot both win.
+    ``txn_seq`` counts transactions, so a pending offset commit knows which one it joined."""
+
+    transactional_id: str
+    producer_id: int
+    producer_epoch: int
+    timeout_ms: int
+    state: str = TXN_EMPTY
+    partitions: tuple[tuple[str, int], ...] = ()
+    groups: tuple[str, ...] = ()
+    # group -> offsets committed in this transaction (visible when it commits)
+    pending_offsets: tuple[tuple[str, tuple[CommittedOffset, ...]], ...] = ()
+    txn_seq: int = 0
+    start_ms: int = -1
+    update_ms: int = 0
+    version: int = 0
+
+    def to_json(self) -> str:
+        d = asdict(self)
+        d.pop("version")
+        return json.dumps(d, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str, version: int) -> TxnRecord:
+        d = json.loads(text)
+        return cls(
+            **{
+                **d,
+                "partitions": tuple((t, p) for t, p in d["partitions"]),
+                "groups": tuple(d["groups"]),
+                "pending_offsets": tuple(
+                    (g, tuple(CommittedOffset(**o) for o in offs))
+                    for g, offs in d["pending_offsets"]
+                ),
+                "version": version,
+            }
+        )
+
+    def with_(self, **changes: object) -> TxnRecord:
+        return replace(self, **changes)  # type: ignore[arg-type]
 
 
 class MetadataStore(ABC):
@@ -245,3 +300,24 @@ class MetadataStore(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
+
+    # -- transactions ----------------------------------------------------------------------
+    @abstractmethod
+    def transaction(self, transactional_id: str) -> TxnRecord | None: ...
+
+    @abstractmethod
+    def transactions(self) -> list[TxnRecord]: ...
+
+    @abstractmethod
+    def save_transaction(self, rec: TxnRecord) -> TxnRecord:
+        """Store ``rec`` if the stored version is still ``rec.version`` (0: must not exist);
+        return it with the new version. Raises ConcurrentUpdate otherwise."""
+
+    @abstractmethod
+    def producer_snapshot(self, stream_id: int) -> tuple[int, bytes] | None:
+        """The latest producer-state snapshot of a stream: (offset it covers up to, data)."""
+
+    @abstractmethod
+    def save_producer_snapshot(self, stream_id: int, offset: int, data: bytes) -> bool:
+        """Store a snapshot unless one covering a later offset is stored; True if stored.
+        Snapshots only describe committed data, so any broker's is valid for its offset."""

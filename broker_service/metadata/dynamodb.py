@@ -55,6 +55,7 @@ from .base import (
     StreamRange,
     TopicAlreadyExists,
     TopicRecord,
+    TxnRecord,
     UnknownBroker,
     UnknownTopic,
 )
@@ -1163,3 +1164,60 @@ class DynamoDbMetadataStore(MetadataStore):
     def close(self) -> None:
         if self._own_client:
             self._c.close()
+
+    # -- transactions ----------------------------------------------------------------------
+    # One item per transactional id (TXN, <id>): the record as JSON plus a version for CAS.
+    # One item per stream (SNAPSHOT, <stream id>): the producer-state snapshot (binary).
+    def transaction(self, transactional_id: str) -> TxnRecord | None:
+        a = self._get("TXN", transactional_id)
+        return TxnRecord.from_json(str(a["body"]), int(a["version"])) if a else None
+
+    def transactions(self) -> list[TxnRecord]:
+        return [TxnRecord.from_json(str(a["body"]), int(a["version"])) for a in self._query("TXN")]
+
+    def save_transaction(self, rec: TxnRecord) -> TxnRecord:
+        saved = rec.with_(version=rec.version + 1)
+        condition = "attribute_not_exists(pk)" if rec.version == 0 else "#v = :v"
+        extra: dict[str, Any] = {}
+        if rec.version:
+            extra = {
+                "ExpressionAttributeNames": {"#v": "version"},
+                "ExpressionAttributeValues": _item(**{":v": rec.version}),
+            }
+        try:
+            self._put(
+                {
+                    **_key("TXN", rec.transactional_id),
+                    **_item(kind="txn", version=saved.version, body=saved.to_json()),
+                },
+                condition,
+                **extra,
+            )
+        except ClientError as e:
+            if _error_code(e) == "ConditionalCheckFailedException":
+                raise ConcurrentUpdate(
+                    f"transaction {rec.transactional_id} changed meanwhile"
+                ) from None
+            raise
+        return saved
+
+    def producer_snapshot(self, stream_id: int) -> tuple[int, bytes] | None:
+        a = self._get("SNAPSHOT", str(stream_id))
+        return (int(a["offset"]), bytes(a["data"])) if a else None
+
+    def save_producer_snapshot(self, stream_id: int, offset: int, data: bytes) -> bool:
+        try:
+            self._put(
+                {
+                    **_key("SNAPSHOT", str(stream_id)),
+                    **_item(kind="producer-snapshot", offset=offset, data=data),
+                },
+                "attribute_not_exists(pk) OR #o <= :o",
+                ExpressionAttributeNames={"#o": "offset"},
+                ExpressionAttributeValues=_item(**{":o": offset}),
+            )
+        except ClientError as e:
+            if _error_code(e) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True

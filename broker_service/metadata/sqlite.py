@@ -32,6 +32,7 @@ from .base import (
     StreamRange,
     TopicAlreadyExists,
     TopicRecord,
+    TxnRecord,
     UnknownBroker,
     UnknownTopic,
 )
@@ -55,6 +56,10 @@ CREATE TABLE IF NOT EXISTS stream_ranges (
     object_key TEXT NOT NULL, position INTEGER NOT NULL, size INTEGER NOT NULL,
     max_timestamp INTEGER NOT NULL, PRIMARY KEY (stream_id, start_offset));
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS transactions (
+    transactional_id TEXT PRIMARY KEY, version INTEGER NOT NULL, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS producer_snapshots (
+    stream_id INTEGER PRIMARY KEY, offset INTEGER NOT NULL, data BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS groups (
     group_id TEXT PRIMARY KEY, group_type TEXT NOT NULL, protocol_type TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS group_offsets (
@@ -413,3 +418,52 @@ class SqliteMetadataStore(MetadataStore):
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    # -- transactions ----------------------------------------------------------------------
+    def transaction(self, transactional_id: str) -> TxnRecord | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT body, version FROM transactions WHERE transactional_id=?",
+                (transactional_id,),
+            ).fetchone()
+        return TxnRecord.from_json(row[0], row[1]) if row else None
+
+    def transactions(self) -> list[TxnRecord]:
+        with self._lock:
+            rows = self._db.execute("SELECT body, version FROM transactions").fetchall()
+        return [TxnRecord.from_json(b, v) for b, v in rows]
+
+    def save_transaction(self, rec: TxnRecord) -> TxnRecord:
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT version FROM transactions WHERE transactional_id=?",
+                (rec.transactional_id,),
+            ).fetchone()
+            if (row[0] if row else 0) != rec.version:
+                raise ConcurrentUpdate(f"transaction {rec.transactional_id} changed meanwhile")
+            saved = rec.with_(version=rec.version + 1)
+            db.execute(
+                "INSERT OR REPLACE INTO transactions VALUES(?,?,?)",
+                (rec.transactional_id, saved.version, saved.to_json()),
+            )
+        return saved
+
+    def producer_snapshot(self, stream_id: int) -> tuple[int, bytes] | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT offset, data FROM producer_snapshots WHERE stream_id=?", (stream_id,)
+            ).fetchone()
+        return (row[0], bytes(row[1])) if row else None
+
+    def save_producer_snapshot(self, stream_id: int, offset: int, data: bytes) -> bool:
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT offset FROM producer_snapshots WHERE stream_id=?", (stream_id,)
+            ).fetchone()
+            if row and row[0] > offset:
+                return False
+            db.execute(
+                "INSERT OR REPLACE INTO producer_snapshots VALUES(?,?,?)",
+                (stream_id, offset, data),
+            )
+        return True

@@ -18,6 +18,7 @@ class FetchPartitionResult:
     last_stable_offset: int = -1
     log_start_offset: int = -1
     records: list[memoryview | bytes] = field(default_factory=list)
+    aborted: list[tuple[int, int]] = field(default_factory=list)  # (producer id, first offset)
 
     @property
     def size(self) -> int:
@@ -52,7 +53,11 @@ def build_fetch_response(
             head += pack_i64(p.last_stable_offset)
             if version >= 5:
                 head += pack_i64(p.log_start_offset)
-            head += array_len(0, flexible)  # aborted_transactions (empty, not null)
+            head += array_len(len(p.aborted), flexible)  # aborted_transactions
+            for producer_id, first_offset in p.aborted:
+                head += pack_i64(producer_id) + pack_i64(first_offset)
+                if flexible:
+                    head += b"\x00"
             if version >= 11:
                 head += pack_i32(-1)  # preferred_read_replica
             size = p.size

@@ -7,6 +7,9 @@ from bisect import bisect_right
 from dataclasses import dataclass, field
 
 from ..metadata.base import StreamRange
+from ..protocol.control_batch import marker_type
+from ..protocol.record_batch import read_header
+from ..txn.producer_state import ProducerStateTable
 
 
 @dataclass(slots=True)
@@ -36,6 +39,12 @@ class PartitionLog:
     deleted: bool = False
     leader_id: int = -1  # the broker serving this partition (this one, or where to go)
     moving: bool = False  # a graceful hand-over is under way: accept nothing new
+    # Idempotence / transactions: the state after every appended batch, and the state at
+    # ``committed_end`` (what a snapshot may say: it only describes committed data).
+    producers: ProducerStateTable = field(default_factory=ProducerStateTable)
+    committed_producers: ProducerStateTable = field(default_factory=ProducerStateTable)
+    has_producers: bool = False  # some batch carried a producer id: track committed state
+    snapshot_offset: int = -1  # offset of the last snapshot saved or loaded (-1: none)
 
     def load_ranges(self, ranges: list[StreamRange]) -> None:
         self.ranges = list(ranges)
@@ -46,7 +55,31 @@ class PartitionLog:
     def add_range(self, r: StreamRange) -> None:
         self.ranges.append(r)
         self.range_starts.append(r.start_offset)
+        if self.has_producers:
+            self._commit_producer_state(self.committed_end, r.end_offset)
         self.committed_end = r.end_offset
+
+    def _commit_producer_state(self, start: int, end: int) -> None:
+        """Apply the batches in [start, end) (still cached: they were just committed) to the
+        committed producer state."""
+        if not self.cache or end <= start:
+            return
+        for i in range(self.cache_index(start), len(self.cache)):
+            b = self.cache[i]
+            if b.base_offset >= end:
+                break
+            if b.base_offset < start:
+                continue
+            h = read_header(b.data)
+            if h.producer_id >= 0:
+                marker = marker_type(h, b.data) if h.is_control else None
+                self.committed_producers.apply(h, b.base_offset, marker, h.max_timestamp)
+
+    @property
+    def last_stable_offset(self) -> int:
+        first = self.producers.first_unstable_offset()
+        hw = self.high_watermark
+        return hw if first is None else min(first, hw)
 
     def cache_append(self, batch: CachedBatch) -> None:
         self.cache.append(batch)

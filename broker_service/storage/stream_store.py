@@ -18,14 +18,17 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 from ..metadata.base import BrokerFenced, MetadataStore, PartitionRecord, StreamRange
+from ..protocol.control_batch import marker_type
 from ..protocol.record_batch import (
     BatchHeader,
     batch_spans,
     iter_headers,
+    read_header,
     set_base_offset,
     set_leader_epoch,
 )
 from ..protocol.records import record_timestamps
+from ..txn.producer_state import ProducerStateTable
 from .block_cache import BlockCache
 from .objectstore.base import ObjectStore
 from .partition_log import CachedBatch, PartitionLog
@@ -41,6 +44,10 @@ from .wal import Wal, WalEntry
 log = logging.getLogger(__name__)
 
 
+REPLAY_WITHOUT_SNAPSHOT = 8 << 20  # bytes of a partition's tail replayed when it has none
+PRODUCER_ID_EXPIRATION_MS = 86_400_000  # Kafka's producer.id.expiration.ms default
+
+
 class OffsetOutOfRange(Exception):
     pass
 
@@ -52,6 +59,14 @@ def _on_durable(plog: PartitionLog, end: int, fut: asyncio.Future[StreamRange | 
     if committed is not None and committed.end_offset > plog.committed_end:
         plog.add_range(committed)  # the WAL itself committed the object holding it
     plog.advance_high_watermark(end)
+
+
+def _apply_producer(plog: PartitionLog, h: BatchHeader, base: int, batch: memoryview) -> None:
+    if h.producer_id < 0:
+        return
+    plog.has_producers = True
+    marker = marker_type(h, batch) if h.is_control else None
+    plog.producers.apply(h, base, marker, h.max_timestamp)
 
 
 def _ignore_failure(fut: asyncio.Future[bytes]) -> None:
@@ -75,6 +90,7 @@ class StreamStore:
         block_bytes: int = 1 << 20,
         read_ahead_blocks: int = 4,
         on_fenced: Callable[[], None] | None = None,
+        snapshot_interval_ms: int = 5000,
     ) -> None:
         self.objects = object_store
         self.metadata = metadata
@@ -94,6 +110,8 @@ class StreamStore:
         self._pending_upload_bytes = 0
         self._upload_lock = asyncio.Lock()
         self._upload_task: asyncio.Task[None] | None = None
+        self._snapshot_task: asyncio.Task[None] | None = None
+        self.snapshot_interval = snapshot_interval_ms / 1000.0
         self._object_seq = 0
         self.uploads = 0
 
@@ -135,29 +153,33 @@ class StreamStore:
                 )
             data = memoryview(e.data)
             for pos, h in iter_headers(data):
+                view = data[pos : pos + h.size]
                 plog.cache_append(
-                    CachedBatch(
-                        h.base_offset, h.last_offset + 1, h.max_timestamp, data[pos : pos + h.size]
-                    )
+                    CachedBatch(h.base_offset, h.last_offset + 1, h.max_timestamp, view)
                 )
+                _apply_producer(plog, h, h.base_offset, view)
             plog.next_offset = plog.high_watermark = e.end_offset
             self._pending_upload_bytes += len(data)
             replayed += 1
         return replayed
 
     def start(self) -> None:
-        self._upload_task = asyncio.get_running_loop().create_task(self._upload_loop())
+        loop = asyncio.get_running_loop()
+        self._upload_task = loop.create_task(self._upload_loop())
+        self._snapshot_task = loop.create_task(self._snapshot_loop())
 
     async def close(self) -> None:
-        if self._upload_task is not None:
-            self._upload_task.cancel()
-            try:
-                await self._upload_task
-            except asyncio.CancelledError:
-                pass
+        for task in (self._upload_task, self._snapshot_task):
+            if task is not None:
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
         await self.wal.close()
         try:
             await self.upload()
+            await self.save_producer_snapshots()
         except Exception:  # the WAL still holds it; the next start uploads it
             log.exception("final upload failed; data stays in the WAL")
 
@@ -174,7 +196,10 @@ class StreamStore:
             set_base_offset(buf, pos, offset)
             set_leader_epoch(buf, pos, plog.leader_epoch)
             end = offset + h.last_offset_delta + 1
-            plog.cache_append(CachedBatch(offset, end, h.max_timestamp, view[pos : pos + h.size]))
+            batch = view[pos : pos + h.size]
+            plog.cache_append(CachedBatch(offset, end, h.max_timestamp, batch))
+            if h.producer_id >= 0:
+                _apply_producer(plog, h, offset, batch)
             offset = end
         plog.next_offset = offset
         if self.wal.needs_upload:
@@ -182,6 +207,73 @@ class StreamStore:
         fut = self.wal.append(plog.stream_id, base, offset, view)
         fut.add_done_callback(functools.partial(_on_durable, plog, offset))
         return base, fut
+
+    # -- producer state (idempotence, transactions) ---------------------------------------
+    async def load_producer_state(self, plog: PartitionLog) -> None:
+        """Rebuild a partition's producer state when it starts being led here: the latest
+        snapshot, then the committed batches after it. Without a snapshot only the last
+        ``REPLAY_WITHOUT_SNAPSHOT`` bytes are read (a partition gets one soon after its first
+        idempotent batch), so taking over a large partition stays O(1)."""
+        snap = await asyncio.to_thread(self.metadata.producer_snapshot, plog.stream_id)
+        if snap is not None and snap[0] <= plog.committed_end:
+            start, table = snap[0], ProducerStateTable.decode(snap[1])
+        else:
+            start, table = self._replay_start(plog), ProducerStateTable()
+        plog.committed_producers = table
+        offset = max(start, plog.log_start_offset)
+        while offset < plog.committed_end:
+            batches = await self.read(plog, offset, 8 << 20, upto=plog.committed_end)
+            if not batches:
+                break
+            for b in batches:
+                h = read_header(b)
+                if h.base_offset >= offset and h.producer_id >= 0:
+                    marker = marker_type(h, b) if h.is_control else None
+                    table.apply(h, h.base_offset, marker, h.max_timestamp)
+                offset = max(offset, h.last_offset + 1)
+        plog.has_producers = plog.has_producers or bool(table.producers)
+        plog.producers = ProducerStateTable.decode(table.encode())
+        plog.snapshot_offset = snap[0] if snap is not None else -1
+
+    def _replay_start(self, plog: PartitionLog) -> int:
+        budget = REPLAY_WITHOUT_SNAPSHOT
+        for r in reversed(plog.ranges):
+            budget -= r.size
+            if budget < 0:
+                return r.end_offset
+        return plog.log_start_offset
+
+    async def save_producer_snapshots(
+        self, force: bool = False, only: PartitionLog | None = None
+    ) -> int:
+        """Save the committed producer state of partitions whose state moved since their
+        last snapshot (``force``: even when it did not). Returns how many."""
+        saved = 0
+        now_ms = int(time.time() * 1000)
+        for plog in [only] if only is not None else list(self.logs.values()):
+            if plog.leader_id != self.broker_id or plog.deleted:
+                continue
+            if not plog.has_producers and plog.snapshot_offset >= 0:
+                continue
+            if plog.committed_end == plog.snapshot_offset and not force:
+                continue
+            end = plog.committed_end
+            plog.committed_producers.expire(
+                now_ms, PRODUCER_ID_EXPIRATION_MS, plog.log_start_offset
+            )
+            data = plog.committed_producers.encode()
+            await asyncio.to_thread(self.metadata.save_producer_snapshot, plog.stream_id, end, data)
+            plog.snapshot_offset = end
+            saved += 1
+        return saved
+
+    async def _snapshot_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.snapshot_interval)
+            try:
+                await self.save_producer_snapshots()
+            except Exception:
+                log.warning("saving producer snapshots failed; will retry", exc_info=True)
 
     # -- read path ---------------------------------------------------------------------
     async def read(

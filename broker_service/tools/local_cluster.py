@@ -25,12 +25,27 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, stop)
     for i in range(args.brokers):
         port = args.port + i
-        cmd = [sys.executable, "-m", "broker_service", "serve", "--host", args.host,
-               "--port", str(port), "--data-dir", str(args.data_dir), "--node-id", str(i + 1)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "broker_service",
+            "serve",
+            "--host",
+            args.host,
+            "--port",
+            str(port),
+            "--data-dir",
+            str(args.data_dir),
+            "--node-id",
+            str(i + 1),
+        ]
         procs.append(subprocess.Popen(cmd, env=os.environ.copy()))
         print(f"broker {i + 1}: {args.host}:{port} (pid {procs[-1].pid})", file=sys.stderr)
-    print(f"bootstrap: {','.join(f'{args.host}:{args.port + i}' for i in range(args.brokers))}"
-          f"; data in {args.data_dir.resolve()}; Ctrl-C stops all", file=sys.stderr)
+    print(
+        f"bootstrap: {','.join(f'{args.host}:{args.port + i}' for i in range(args.brokers))}"
+        f"; data in {args.data_dir.resolve()}; Ctrl-C stops all",
+        file=sys.stderr,
+    )
     try:
         while not stopping and any(p.poll() is None for p in procs):
             time.sleep(0.2)

@@ -1,4 +1,2 @@
-"""Producer ids, idempotence state, transactions: the txn issue.
-
-Today only InitProducerId for non-transactional producers exists (handlers/producer_ids.py).
-"""
+"""Idempotent producers and transactions: per-partition producer state and the transaction
+coordinator (state durable in the MetadataStore, markers written by partition leaders)."""
