@@ -281,7 +281,10 @@ class Broker:
             if state is None or state.topic_id != rec.topic_id:
                 if state is not None:
                     self._forget_topic(name)
-                self._load_topic(rec)
+                assert self.store is not None
+                for plog in self._load_topic(rec).logs:
+                    if plog.leader_id == self.node_id:  # moved here before we saw the topic
+                        await self.store.load_producer_state(plog)
                 continue
             assert self.store is not None
             for p in rec.partitions[len(state.logs) :]:

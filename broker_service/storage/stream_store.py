@@ -44,7 +44,6 @@ from .wal import Wal, WalEntry
 log = logging.getLogger(__name__)
 
 
-REPLAY_WITHOUT_SNAPSHOT = 8 << 20  # bytes of a partition's tail replayed when it has none
 PRODUCER_ID_EXPIRATION_MS = 86_400_000  # Kafka's producer.id.expiration.ms default
 
 
@@ -211,16 +210,19 @@ class StreamStore:
     # -- producer state (idempotence, transactions) ---------------------------------------
     async def load_producer_state(self, plog: PartitionLog) -> None:
         """Rebuild a partition's producer state when it starts being led here: the latest
-        snapshot, then the committed batches after it. Without a snapshot only the last
-        ``REPLAY_WITHOUT_SNAPSHOT`` bytes are read (a partition gets one soon after its first
-        idempotent batch), so taking over a large partition stays O(1)."""
+        snapshot, then the committed batches after it (at most a snapshot interval's worth).
+        A partition without a snapshot never had an idempotent or transactional batch
+        committed (one is saved right after the first): its state starts empty, and taking
+        it over reads nothing, however large it is."""
         snap = await asyncio.to_thread(self.metadata.producer_snapshot, plog.stream_id)
-        if snap is not None and snap[0] <= plog.committed_end:
-            start, table = snap[0], ProducerStateTable.decode(snap[1])
-        else:
-            start, table = self._replay_start(plog), ProducerStateTable()
+        plog.snapshot_offset = -1
+        if snap is None or snap[0] > plog.committed_end:
+            plog.committed_producers = ProducerStateTable()
+            plog.producers = ProducerStateTable()
+            return
+        table = ProducerStateTable.decode(snap[1])
         plog.committed_producers = table
-        offset = max(start, plog.log_start_offset)
+        offset = max(snap[0], plog.log_start_offset)
         while offset < plog.committed_end:
             batches = await self.read(plog, offset, 8 << 20, upto=plog.committed_end)
             if not batches:
@@ -231,17 +233,9 @@ class StreamStore:
                     marker = marker_type(h, b) if h.is_control else None
                     table.apply(h, h.base_offset, marker, h.max_timestamp)
                 offset = max(offset, h.last_offset + 1)
-        plog.has_producers = plog.has_producers or bool(table.producers)
+        plog.has_producers = True
         plog.producers = ProducerStateTable.decode(table.encode())
-        plog.snapshot_offset = snap[0] if snap is not None else -1
-
-    def _replay_start(self, plog: PartitionLog) -> int:
-        budget = REPLAY_WITHOUT_SNAPSHOT
-        for r in reversed(plog.ranges):
-            budget -= r.size
-            if budget < 0:
-                return r.end_offset
-        return plog.log_start_offset
+        plog.snapshot_offset = snap[0]
 
     async def save_producer_snapshots(
         self, force: bool = False, only: PartitionLog | None = None
@@ -251,12 +245,12 @@ class StreamStore:
         saved = 0
         now_ms = int(time.time() * 1000)
         for plog in [only] if only is not None else list(self.logs.values()):
-            if plog.leader_id != self.broker_id or plog.deleted:
-                continue
-            if not plog.has_producers and plog.snapshot_offset >= 0:
+            if plog.leader_id != self.broker_id or plog.deleted or not plog.has_producers:
                 continue
             if plog.committed_end == plog.snapshot_offset and not force:
                 continue
+            if not plog.committed_producers.producers and plog.snapshot_offset < 0:
+                continue  # nothing committed yet: no snapshot needed
             end = plog.committed_end
             plog.committed_producers.expire(
                 now_ms, PRODUCER_ID_EXPIRATION_MS, plog.log_start_offset
@@ -268,10 +262,22 @@ class StreamStore:
         return saved
 
     async def _snapshot_loop(self) -> None:
+        """Every interval, snapshot what changed; within 0.1 s, a partition's first one."""
+        last = time.monotonic()
         while True:
-            await asyncio.sleep(self.snapshot_interval)
+            await asyncio.sleep(0.1)
+            due = time.monotonic() - last >= self.snapshot_interval
             try:
-                await self.save_producer_snapshots()
+                if due:
+                    last = time.monotonic()
+                    await self.save_producer_snapshots()
+                else:
+                    for plog in [
+                        p
+                        for p in self.logs.values()
+                        if p.snapshot_offset < 0 and p.committed_producers.producers
+                    ]:
+                        await self.save_producer_snapshots(only=plog)
             except Exception:
                 log.warning("saving producer snapshots failed; will retry", exc_info=True)
 
