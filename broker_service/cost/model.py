@@ -98,11 +98,12 @@ class OursAssumptions(BaseModel):
         "ConditionCheck is counted as a write, which is conservative)",
     )
     ddb_idle_queries_per_s_per_broker: float = Field(
-        default=3.25,
+        default=4.2,
         ge=0,
         description="strongly consistent Query calls/s of a broker, whatever its load: "
-        "lease, membership and recovery checks, metadata refresh. Measured: 65 in 20 s "
-        "idle (bench/s3_requests.py --quick, 2026-11-25); bench/README.md: ~220 calls/min",
+        "lease, membership and recovery checks, metadata refresh. Measured idle with "
+        "bench/s3_requests.py --quick on 2026-11-25: 84 in 20 s at main e4fc8ac (65 before "
+        "the transactions commit; bench/README.md: ~220 calls/min)",
     )
     ddb_idle_updates_per_s_per_broker: float = Field(
         default=0.45,
@@ -117,6 +118,13 @@ class OursAssumptions(BaseModel):
         ge=0,
         description="consumer offsets committed per second, all groups (each a transactional "
         "put, plus one registry update per commit call, counted as one more item)",
+    )
+    producer_snapshot_interval_ms: float = Field(
+        default=_broker_defaults.producer_snapshot_interval_ms,
+        gt=0,
+        description="every partition with idempotent producers saves its producer state "
+        "(one PutItem, < 1 KB = 1 WRU) this often (BrokerConfig default); all partitions "
+        "are assumed to have such producers (the Java client's default)",
     )
     read_cache_hit_fraction: float = Field(
         default=0.9,
@@ -461,6 +469,13 @@ def price_ours(workload: Workload, prices: PriceTable, assumptions: Assumptions)
             a.offset_commit_items_per_s * SECONDS_PER_MONTH * a.ddb_wru_per_transact_item * 2,
             p.dynamodb_write_request_units,
             f"{a.offset_commit_items_per_s:g} offsets/s, transactional",
+        ),
+        _line(
+            "other",
+            "DynamoDB WRU: producer snapshots",
+            w.partitions * 1000 / a.producer_snapshot_interval_ms * SECONDS_PER_MONTH,
+            p.dynamodb_write_request_units,
+            f"{w.partitions} partitions x 1 PutItem / {a.producer_snapshot_interval_ms:g} ms",
         ),
         _line(
             "other",
