@@ -169,7 +169,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         "See docs/COST.md.",
     )
     c.add_argument("--write-mbps", type=float, default=80, help="produce MB/s (default 80)")
-    c.add_argument("--read-mbps", type=float, help="consume MB/s (default: --read-ratio x write)")
+    c.add_argument(
+        "--read-mbps",
+        type=float,
+        help="consume MB/s (default: --read-ratio x write; --sweep and --profile use the ratio)",
+    )
     c.add_argument(
         "--read-ratio",
         type=float,
