@@ -97,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         help="file (default): fsync'd local file; object: a committed object per "
         "flush (no local state)",
     )
+    from .cost import cli as cost_cli
     from .tools import groups_cli, local_cluster
 
     g = sub.add_parser(
@@ -106,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     groups_cli.add_arguments(g)
     local_cluster.add_parser(sub)
+    cost_cli.add_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "serve":
         return _serve(args)
@@ -113,4 +115,6 @@ def main(argv: list[str] | None = None) -> int:
         return groups_cli.run(args)
     if args.command == "cluster":
         return local_cluster.run(args)
+    if args.command == "cost":
+        return cost_cli.run(args)
     return 2

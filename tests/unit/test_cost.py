@@ -1,0 +1,232 @@
+"""The cost model (`python -m broker_service cost`): the CLI as a user runs it, numbers checked
+against hand calculations from the price file, and the model's shape (monotonic, linear in
+prices, every assumption printed)."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from broker_service.cost import Assumptions, Workload, load_prices, price_kafka, price_ours
+from broker_service.cost.model import (
+    CATEGORIES,
+    KafkaAssumptions,
+    OursAssumptions,
+    diurnal_profile,
+    wal_object_bytes,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+PRICE_FILE = REPO / "broker_service" / "cost" / "prices_us_east_1.json"
+HOURS = 730
+SECONDS = HOURS * 3600
+GIB = 2**30
+
+
+def run_cost(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "broker_service", "cost", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def cost_json(*args: str) -> dict[str, Any]:
+    return json.loads(run_cost(*args, "--json").stdout)
+
+
+def price(key: str) -> float:
+    """A price straight from the data file (USD per unit), not through the code."""
+    entry = json.loads(PRICE_FILE.read_text())["prices"][key]
+    return entry["usd"] / entry["per"]
+
+
+def line(estimate: dict[str, Any], item: str) -> dict[str, Any]:
+    matches = [x for x in estimate["lines"] if x["item"] == item]
+    assert len(matches) == 1, [x["item"] for x in estimate["lines"]]
+    return matches[0]
+
+
+def test_cli_prints_the_table_every_assumption_and_every_price() -> None:
+    out = run_cost(
+        "--write-mbps", "80", "--read-mbps", "160", "--retention-h", "72", "--region", "us-east-1"
+    ).stdout
+    for heading in (
+        "== this system",
+        "== Apache Kafka",
+        "== totals ==",
+        "== assumptions ==",
+        "== prices: us-east-1",
+    ):
+        assert heading in out
+    for name in OursAssumptions.model_fields:
+        assert f"ours.{name} " in out, name
+    for name in KafkaAssumptions.model_fields:
+        assert f"kafka.{name} " in out, name
+    prices = json.loads(PRICE_FILE.read_text())
+    for key, entry in prices["prices"].items():
+        assert key in out, key
+        assert entry["source"] in out, key
+    totals = out.split("== totals ==")[1].split("==")[0]
+    for row in ("storage", "compute", "network", "other", "total"):
+        assert f"\n{row} " in totals
+
+
+def test_single_workload_matches_hand_calculation() -> None:
+    doc = cost_json("--write-mbps", "80", "--read-mbps", "160", "--retention-h", "72")
+    ours, kafka = doc["ours"], doc["kafka"]
+    written_gib = 80e6 * SECONDS / GIB
+
+    # ours: brokers = max(3, ceil(80/40 + 160/160)) = 3 tasks of 2 vCPU / 8 GB all month
+    assert ours["sizing"]["brokers"] == 3
+    assert line(ours, "Fargate vCPU")["usd_month"] == pytest.approx(
+        3 * 2 * HOURS * price("fargate_vcpu_hour")
+    )
+    assert line(ours, "Fargate memory")["usd_month"] == pytest.approx(
+        3 * 8 * HOURS * price("fargate_gb_hour")
+    )
+    # 72 h retention + 1 h compaction grace of 80 MB/s, under 50 TB: first tier only
+    stored_gib = 80e6 * 73 * 3600 / GIB
+    assert line(ours, "S3 Standard storage (first 50 TB)")["usd_month"] == pytest.approx(
+        stored_gib * price("s3_standard_gb_month_first_50tb")
+    )
+    # 26.67 MB/s per broker x (50 ms linger + 80 ms commit) = 3.47 MB < 4 MiB: one WAL object
+    # per 130 ms cycle and broker
+    commits = 3 * (1 / 0.130) * SECONDS
+    assert line(ours, "S3 PUT: WAL objects")["quantity"] == pytest.approx(commits)
+    assert line(ours, "S3 PUT: WAL objects")["usd_month"] == pytest.approx(
+        commits * price("s3_put_requests")
+    )
+    # each commit: 3 fixed items + 96/3 range items, 2 WRU each (transactional)
+    assert line(ours, "DynamoDB WRU: WAL commits")["usd_month"] == pytest.approx(
+        commits * 2 * (3 + 32) * price("dynamodb_write_request_units")
+    )
+    # clients: 2/3 of produced and consumed bytes cross AZs, at $0.01 each way
+    assert line(ours, "cross-AZ: producers")["usd_month"] == pytest.approx(
+        written_gib * 2 / 3 * price("cross_az_gb")
+    )
+    assert line(ours, "cross-AZ: consumers")["usd_month"] == pytest.approx(
+        2 * written_gib * 2 / 3 * price("cross_az_gb")
+    )
+
+    # Kafka: out per cluster = 160 + 2 x 80 MB/s; r6i.xlarge baseline 1.5625 Gbps = 195.3 MB/s
+    # at 60 % -> ceil(320 / 117.2) = 3 brokers
+    assert kafka["sizing"]["brokers"] == 3
+    assert line(kafka, "EC2 r6i.xlarge brokers")["usd_month"] == pytest.approx(3 * HOURS * 0.252)
+    retained_gib = 80e6 * 72 * 3600 / GIB
+    assert line(kafka, "EBS gp3 capacity")["usd_month"] == pytest.approx(
+        retained_gib * 3 * 1.3 * price("ebs_gp3_gb_month")
+    )
+    assert line(kafka, "cross-AZ: replication")["usd_month"] == pytest.approx(
+        written_gib * 2 * price("cross_az_gb")
+    )
+
+    for estimate in (ours, kafka):
+        for category in CATEGORIES:
+            assert estimate["totals"][category] == pytest.approx(
+                sum(x["usd_month"] for x in estimate["lines"] if x["category"] == category)
+            )
+        assert estimate["totals"]["total"] == pytest.approx(
+            sum(estimate["totals"][c] for c in CATEGORIES)
+        )
+
+
+def test_wal_object_size_follows_the_flush_rules() -> None:
+    a = OursAssumptions()  # 50 ms linger, 4 MiB flush bytes, 8 MiB cap, 80 ms commit
+    assert wal_object_bytes(10, a) == pytest.approx(10e6 * 0.130)  # time-driven
+    assert wal_object_bytes(40, a) == pytest.approx(4 * 2**20)  # linger cut at 4 MiB
+    assert wal_object_bytes(80, a) == pytest.approx(80e6 * 0.080)  # arrived during a commit
+    assert wal_object_bytes(500, a) == pytest.approx(8 * 2**20)  # largest object
+
+
+def test_costs_never_fall_as_throughput_rises() -> None:
+    prices, assumptions = load_prices(), Assumptions()
+    previous: dict[str, dict[str, float]] | None = None
+    for write in range(10, 1510, 10):
+        w = Workload(write_mbps=write, read_mbps=2 * write, retention_h=72)
+        now = {
+            "ours": price_ours(w, prices, assumptions).totals,
+            "kafka": price_kafka(w, prices, assumptions).totals,
+        }
+        if previous is not None:
+            for system in now:
+                for key, value in now[system].items():
+                    assert value >= previous[system][key] - 1e-6, (system, key, write)
+        previous = now
+
+
+def test_sweep_cli_covers_80_to_1200_and_is_monotonic() -> None:
+    doc = cost_json("--sweep")
+    rows = doc["sweep"]
+    assert [r["write_mbps"] for r in rows] == [80, 160, 320, 640, 960, 1200]
+    assert all(r["read_mbps"] == 2 * r["write_mbps"] for r in rows)
+    for key in ("ours_total", "kafka_total", "ours_brokers", "kafka_brokers"):
+        values = [r[key] for r in rows]
+        assert values == sorted(values), key
+    text = run_cost("--sweep").stdout
+    assert "== assumptions ==" in text and "== prices: us-east-1" in text
+
+
+def test_prices_come_only_from_the_price_file(tmp_path: Path) -> None:
+    doubled = json.loads(PRICE_FILE.read_text())
+    for entry in doubled["prices"].values():
+        entry["usd"] *= 2
+    for inst in doubled["instances"].values():
+        inst["usd_per_hour"] *= 2
+    path = tmp_path / "prices_doubled.json"
+    path.write_text(json.dumps(doubled))
+    base = cost_json("--write-mbps", "300")
+    twice = cost_json("--write-mbps", "300", "--prices", str(path))
+    for system in ("ours", "kafka"):
+        assert twice[system]["totals"]["total"] == pytest.approx(
+            2 * base[system]["totals"]["total"]
+        )
+
+    missing = run_cost("--region", "eu-west-9", check=False)
+    assert missing.returncode == 2 and "no price file for region 'eu-west-9'" in missing.stderr
+
+
+def test_assumptions_can_be_overridden_and_are_validated() -> None:
+    doc = cost_json("--write-mbps", "80", "--set", "ours.target_write_mbps_per_broker=20")
+    assert doc["ours"]["sizing"]["brokers"] == math.ceil(80 / 20 + 160 / 160)
+    assert doc["assumptions"]["ours"]["target_write_mbps_per_broker"] == 20
+
+    zone = cost_json("--write-mbps", "80", "--zone-aware")
+    assert line(zone["ours"], "cross-AZ: producers")["usd_month"] == 0
+    assert line(zone["ours"], "cross-AZ: consumers")["usd_month"] == 0
+
+    for bad in ("ours.no_such_thing=1", "ours.read_cache_hit_fraction=2", "nonsense"):
+        proc = run_cost("--set", bad, check=False)
+        assert proc.returncode == 2, bad
+        assert proc.stderr.startswith("cost: "), proc.stderr
+
+
+def test_daily_profile_autoscales_ours_and_sizes_kafka_for_the_peak() -> None:
+    hourly = diurnal_profile(80, 1200)
+    assert min(hourly) == 80 and max(hourly) == pytest.approx(1200)
+    assert sum(hourly) / 24 == pytest.approx(640)
+    doc = cost_json("--profile", "80:1200")
+    prices, assumptions = load_prices(), Assumptions()
+    peak = Workload(write_mbps=1200, read_mbps=2400, retention_h=72)
+    low = Workload(write_mbps=80, read_mbps=160, retention_h=72)
+    assert doc["kafka"]["totals"]["compute"] == pytest.approx(
+        price_kafka(peak, prices, assumptions).totals["compute"]
+    )
+    ours_compute = doc["ours"]["totals"]["compute"]
+    assert price_ours(low, prices, assumptions).totals["compute"] < ours_compute
+    assert ours_compute < price_ours(peak, prices, assumptions).totals["compute"]
+    # bytes are the daily mean: 640 MB/s x 2/3 crossing AZs
+    assert line(doc["ours"], "cross-AZ: producers")["usd_month"] == pytest.approx(
+        640e6 * SECONDS / GIB * 2 / 3 * price("cross_az_gb")
+    )
