@@ -1,12 +1,15 @@
-"""CDK app entry: builds one tenant's stacks (`cdk deploy -c tenant=NAME`).
+"""CDK app entry: one isolated stack set per tenant.
 
-The stacks themselves (storage, Fargate brokers, control plane) are the CDK issue's work; until
-then this app synthesizes an empty assembly and says so, rather than pretending to deploy.
+    cdk deploy -c tenant=acme --all            # one tenant
+    cdk deploy -c tenants_file=tenants.toml --all  # every tenant of the file
+
+See docs/DEPLOY.md.
 """
 
 import aws_cdk as cdk
 
+from stacks.app import build
+
 app = cdk.App()
-tenant = app.node.try_get_context("tenant") or "default"
-print(f"tenant {tenant!r}: no stacks yet (the CDK stacks land with the CDK issue)")
+build(app)
 app.synth()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -31,13 +32,30 @@ def _serve(args: argparse.Namespace) -> int:
     }
     if args.no_auto_create_topics:
         overrides["auto_create_topics"] = False
+    from .cluster import ecs_identity
+
+    try:  # BROKER_ADVERTISED_HOST=ecs: this Fargate task's IP and AZ
+        ecs_identity.resolve_ecs_environment(os.environ)
+    except (ecs_identity.EcsIdentityError, OSError, ValueError) as exc:
+        print(f"cannot learn this ECS task's address: {exc}", file=sys.stderr)
+        return 1
+    auto_node_id = args.node_id is None and ecs_identity.wants_auto_node_id(os.environ)
+    if auto_node_id:
+        overrides["node_id"] = 0  # placeholder: allocated from the metadata store below
     config = BrokerConfig(**overrides)
     logging.basicConfig(
         level=config.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    from .backends import build_broker
+    from .backends import build_broker, metadata_store_for
+
+    if auto_node_id:
+        store = metadata_store_for(config)
+        try:
+            config = config.model_copy(update={"node_id": ecs_identity.allocate_node_id(store)})
+        finally:
+            store.close()
     from .server.listener import serve
 
     loop_factory = None

@@ -321,3 +321,8 @@ class MetadataStore(ABC):
     def save_producer_snapshot(self, stream_id: int, offset: int, data: bytes) -> bool:
         """Store a snapshot unless one covering a later offset is stored; True if stored.
         Snapshots only describe committed data, so any broker's is valid for its offset."""
+
+    @abstractmethod
+    def allocate_broker_id(self) -> int:
+        """A broker (node) id never handed out before in this cluster, >= 1 (for brokers
+        started with ``BROKER_NODE_ID=auto``, e.g. Fargate tasks)."""

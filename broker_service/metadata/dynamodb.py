@@ -1221,3 +1221,6 @@ class DynamoDbMetadataStore(MetadataStore):
                 return False
             raise
         return True
+
+    def allocate_broker_id(self) -> int:
+        return self._next("broker_id", 1) + 1

@@ -467,3 +467,7 @@ class SqliteMetadataStore(MetadataStore):
                 (stream_id, offset, data),
             )
         return True
+
+    def allocate_broker_id(self) -> int:
+        with self._tx() as db:
+            return self._next(db, "broker_id") + 1

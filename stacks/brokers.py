@@ -1,0 +1,392 @@
+"""One tenant's brokers: VPC, ECS cluster, Fargate service, bootstrap NLB, task role.
+
+Advertised listeners: each task has its own private IP (awsvpc). The broker starts with
+``BROKER_ADVERTISED_HOST=ecs`` and advertises that IP (see broker_service/cluster/ecs_identity.py),
+so a client bootstraps through the NLB on 9092 and then talks to every broker directly at
+``<task-ip>:9092``, as Kafka clients need. Clients therefore run in the VPC (or a peered /
+transit-attached network); the NLB alone is not enough for a client outside it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_elasticloadbalancingv2 as elbv2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_secretsmanager as secretsmanager
+from constructs import Construct
+
+from .nag import acknowledge, acknowledge_wildcards
+from .storage import StorageStack
+from .tenant import TenantSettings
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BROKER_CONTAINER = "broker"
+# What the task's health check runs: the broker answers TCP on its client port.
+HEALTH_CHECK_COMMAND = "import socket; socket.create_connection(('127.0.0.1', {port}), 2).close()"
+
+
+def set_retention(log_group: logs.LogGroup, days: int) -> None:
+    """Retention in days (any value CloudWatch accepts) without mapping it to the enum."""
+    cfn = log_group.node.default_child
+    assert isinstance(cfn, logs.CfnLogGroup)
+    cfn.retention_in_days = days
+
+
+class BrokerStack(cdk.Stack):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        tenant: TenantSettings,
+        storage: StorageStack,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.tenant = tenant
+        self.storage = storage
+        prefix = tenant.resource_prefix
+
+        self.vpc = self._vpc(tenant)
+        client_peers = [ec2.Peer.ipv4(self.vpc.vpc_cidr_block)] + [
+            ec2.Peer.ipv4(c) for c in tenant.client_cidrs
+        ]
+
+        # -- security groups: the client port from the VPC (and listed CIDRs), metrics and
+        # health checks from the VPC only; nothing else in.
+        self.nlb_security_group = ec2.SecurityGroup(
+            self,
+            "NlbSecurityGroup",
+            vpc=self.vpc,
+            allow_all_outbound=False,
+            description=f"{prefix} bootstrap NLB: Kafka clients in",
+        )
+        self.broker_security_group = ec2.SecurityGroup(
+            self,
+            "BrokerSecurityGroup",
+            vpc=self.vpc,
+            allow_all_outbound=True,
+            description=f"{prefix} brokers: Kafka clients and the NLB in; AWS APIs out",
+        )
+        for peer in client_peers:
+            self.nlb_security_group.add_ingress_rule(
+                peer, ec2.Port.tcp(tenant.broker_port), "Kafka clients (bootstrap)"
+            )
+            self.broker_security_group.add_ingress_rule(
+                peer, ec2.Port.tcp(tenant.broker_port), "Kafka clients (direct to brokers)"
+            )
+        self.broker_security_group.add_ingress_rule(
+            ec2.Peer.ipv4(self.vpc.vpc_cidr_block),
+            ec2.Port.tcp(tenant.metrics_port),
+            "Prometheus /metrics from the VPC",
+        )
+        self.broker_security_group.add_ingress_rule(
+            self.nlb_security_group, ec2.Port.tcp(tenant.broker_port), "NLB to brokers"
+        )
+        self.nlb_security_group.add_egress_rule(
+            self.broker_security_group, ec2.Port.tcp(tenant.broker_port), "NLB to brokers"
+        )
+
+        self.cluster = ecs.Cluster(
+            self,
+            "Cluster",
+            cluster_name=prefix,
+            vpc=self.vpc,
+            container_insights_v2=ecs.ContainerInsights.ENABLED,
+        )
+
+        self.log_group = logs.LogGroup(
+            self,
+            "BrokerLogs",
+            log_group_name=f"/kafka/{tenant.name}/brokers",
+            removal_policy=cdk.RemovalPolicy.DESTROY,
+        )
+        set_retention(self.log_group, tenant.log_retention_days)
+
+        self.task_role = iam.Role(
+            self,
+            "BrokerTaskRole",
+            assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
+            description=f"{prefix} broker tasks: its bucket prefix and its table only",
+        )
+        self._grant_storage(storage)
+
+        self.admin_secret = secretsmanager.Secret(
+            self,
+            "AdminSecret",
+            secret_name=f"{prefix}/admin",
+            description=f"{prefix}: bootstrap SCRAM admin (username, password)",
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                secret_string_template='{"username": "admin"}',
+                generate_string_key="password",
+                exclude_punctuation=True,
+                password_length=32,
+            ),
+        )
+        acknowledge(
+            self.admin_secret,
+            "AwsSolutions-SMG4",
+            "Bootstrap admin read by brokers at start-up only; rotating it "
+            "needs the SCRAM credential rotated in the metadata store too (manual).",
+        )
+
+        self.task_definition = ecs.FargateTaskDefinition(
+            self,
+            "BrokerTask",
+            family=f"{prefix}-broker",
+            cpu=tenant.broker_cpu,
+            memory_limit_mib=tenant.broker_memory_mib,
+            task_role=self.task_role,
+            runtime_platform=ecs.RuntimePlatform(
+                cpu_architecture=ecs.CpuArchitecture.X86_64,
+                operating_system_family=ecs.OperatingSystemFamily.LINUX,
+            ),
+        )
+        self.container = self.task_definition.add_container(
+            BROKER_CONTAINER,
+            image=ecs.ContainerImage.from_asset(str(REPO_ROOT), file="Dockerfile"),
+            essential=True,
+            environment=self.broker_environment(storage),
+            secrets=self._broker_secrets(),
+            logging=ecs.LogDrivers.aws_logs(stream_prefix="broker", log_group=self.log_group),
+            port_mappings=[
+                ecs.PortMapping(container_port=tenant.broker_port, name="kafka"),
+                ecs.PortMapping(container_port=tenant.metrics_port, name="metrics"),
+            ],
+            health_check=ecs.HealthCheck(
+                command=[
+                    "CMD",
+                    "python",
+                    "-c",
+                    HEALTH_CHECK_COMMAND.format(port=tenant.broker_port),
+                ],
+                interval=cdk.Duration.seconds(10),
+                timeout=cdk.Duration.seconds(5),
+                retries=3,
+                start_period=cdk.Duration.seconds(30),
+            ),
+            stop_timeout=cdk.Duration.seconds(30),  # graceful: flush, commit, hand over
+            ulimits=[ecs.Ulimit(name=ecs.UlimitName.NOFILE, soft_limit=65536, hard_limit=65536)],
+        )
+
+        self.service = ecs.FargateService(
+            self,
+            "Brokers",
+            service_name=f"{prefix}-brokers",
+            cluster=self.cluster,
+            task_definition=self.task_definition,
+            desired_count=tenant.initial_brokers,
+            min_healthy_percent=100,
+            max_healthy_percent=200,
+            circuit_breaker=ecs.DeploymentCircuitBreaker(rollback=True),
+            security_groups=[self.broker_security_group],
+            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
+            assign_public_ip=False,
+            availability_zone_rebalancing=ecs.AvailabilityZoneRebalancing.ENABLED,
+            health_check_grace_period=cdk.Duration.seconds(60),
+            propagate_tags=ecs.PropagatedTagSource.SERVICE,
+        )
+
+        self.nlb = elbv2.NetworkLoadBalancer(
+            self,
+            "Bootstrap",
+            load_balancer_name=prefix,
+            vpc=self.vpc,
+            internet_facing=tenant.internet_facing_nlb,
+            cross_zone_enabled=True,
+            security_groups=[self.nlb_security_group],
+        )
+        listener = self.nlb.add_listener("Kafka", port=tenant.broker_port)
+        self.target_group = listener.add_targets(
+            "Brokers",
+            port=tenant.broker_port,
+            protocol=elbv2.Protocol.TCP,
+            targets=[
+                self.service.load_balancer_target(
+                    container_name=BROKER_CONTAINER, container_port=tenant.broker_port
+                )
+            ],
+            deregistration_delay=cdk.Duration.seconds(30),
+            health_check=elbv2.HealthCheck(
+                protocol=elbv2.Protocol.TCP,
+                port=str(tenant.broker_port),
+                interval=cdk.Duration.seconds(10),
+                healthy_threshold_count=2,
+                unhealthy_threshold_count=2,
+            ),
+        )
+
+        self.bootstrap_address = f"{self.nlb.load_balancer_dns_name}:{tenant.broker_port}"
+        cdk.CfnOutput(self, "BootstrapAddress", value=self.bootstrap_address)
+        cdk.CfnOutput(self, "ClusterName", value=self.cluster.cluster_name)
+        cdk.CfnOutput(self, "ServiceName", value=self.service.service_name)
+        cdk.CfnOutput(self, "AdminSecretArn", value=self.admin_secret.secret_arn)
+        self._nag_suppressions()
+
+    # -- pieces ------------------------------------------------------------------------
+    def _vpc(self, tenant: TenantSettings) -> ec2.IVpc:
+        if tenant.vpc_id:
+            # Needs an account/region (CDK_DEFAULT_ACCOUNT) and caches the lookup in
+            # cdk.context.json.
+            return ec2.Vpc.from_lookup(self, "Vpc", vpc_id=tenant.vpc_id)
+        vpc = ec2.Vpc(
+            self,
+            "Vpc",
+            ip_addresses=ec2.IpAddresses.cidr(tenant.vpc_cidr),
+            max_azs=tenant.max_azs,
+            nat_gateways=1,  # image pulls, logs, secrets; data goes via the gateway endpoints
+            subnet_configuration=[
+                ec2.SubnetConfiguration(
+                    name="public", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=24
+                ),
+                ec2.SubnetConfiguration(
+                    name="brokers", subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS, cidr_mask=20
+                ),
+            ],
+            gateway_endpoints={
+                "S3": ec2.GatewayVpcEndpointOptions(service=ec2.GatewayVpcEndpointAwsService.S3),
+                "DynamoDB": ec2.GatewayVpcEndpointOptions(
+                    service=ec2.GatewayVpcEndpointAwsService.DYNAMODB
+                ),
+            },
+        )
+        flow_logs = logs.LogGroup(self, "FlowLogs", removal_policy=cdk.RemovalPolicy.DESTROY)
+        set_retention(flow_logs, tenant.log_retention_days)
+        vpc.add_flow_log(
+            "FlowLog",
+            destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_logs),
+            traffic_type=ec2.FlowLogTrafficType.REJECT,
+        )
+        return vpc
+
+    def broker_environment(self, storage: StorageStack) -> dict[str, str]:
+        """Plain (non-secret) settings of the broker container, read by BrokerConfig."""
+        t = self.tenant
+        protocol = "SASL_SSL" if t.tls_secret_arn else "SASL_PLAINTEXT"
+        env = {
+            "BROKER_STORAGE": storage.storage_uri,
+            "BROKER_METADATA": f"dynamodb://{storage.table.table_name}",
+            "BROKER_WAL": "object",  # no local state on Fargate
+            "BROKER_NODE_ID": "auto",
+            "BROKER_HOST": "0.0.0.0",
+            "BROKER_PORT": str(t.broker_port),
+            "BROKER_ADVERTISED_HOST": "ecs",
+            "BROKER_LISTENERS": f"{protocol}://0.0.0.0:{t.broker_port}",
+            "BROKER_ADVERTISED_LISTENERS": f"{protocol}://ecs:{t.broker_port}",
+            "BROKER_SUPER_USERS": "User:admin",
+            "BROKER_METRICS_NAMESPACE": t.metrics_namespace,
+            "BROKER_METRICS_PORT": str(t.metrics_port),
+            "BROKER_LOG_LEVEL": "INFO",
+        }
+        if storage.express_wal_bucket_name:
+            # Directory bucket for the WAL; read by the broker once it splits WAL storage.
+            env["BROKER_WAL_STORAGE"] = f"s3://{storage.express_wal_bucket_name}/wal"
+        return env
+
+    def _broker_secrets(self) -> dict[str, ecs.Secret]:
+        secrets = {
+            "BROKER_ADMIN_USER": ecs.Secret.from_secrets_manager(self.admin_secret, "username"),
+            "BROKER_ADMIN_PASSWORD": ecs.Secret.from_secrets_manager(self.admin_secret, "password"),
+        }
+        if self.tenant.tls_secret_arn:
+            tls = secretsmanager.Secret.from_secret_complete_arn(
+                self, "TlsSecret", self.tenant.tls_secret_arn
+            )
+            secrets["BROKER_TLS_CERT_PEM"] = ecs.Secret.from_secrets_manager(tls, "cert_pem")
+            secrets["BROKER_TLS_KEY_PEM"] = ecs.Secret.from_secrets_manager(tls, "key_pem")
+        return secrets
+
+    def _grant_storage(self, storage: StorageStack) -> None:
+        bucket, prefix = storage.bucket, self.tenant.storage_prefix
+        self.task_role.add_to_policy(
+            iam.PolicyStatement(
+                sid="ObjectsUnderItsPrefix",
+                actions=[
+                    "s3:GetObject",
+                    "s3:PutObject",
+                    "s3:DeleteObject",
+                    "s3:AbortMultipartUpload",
+                ],
+                resources=[storage.objects_arn],
+            )
+        )
+        self.task_role.add_to_policy(
+            iam.PolicyStatement(
+                sid="ListItsPrefix",
+                actions=["s3:ListBucket"],
+                resources=[bucket.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [f"{prefix}/*", prefix]}},
+            )
+        )
+        self.task_role.add_to_policy(
+            iam.PolicyStatement(
+                sid="ItsMetadataTable",
+                actions=[
+                    "dynamodb:GetItem",
+                    "dynamodb:PutItem",
+                    "dynamodb:UpdateItem",
+                    "dynamodb:DeleteItem",
+                    "dynamodb:ConditionCheckItem",
+                    "dynamodb:BatchWriteItem",
+                    "dynamodb:Query",
+                    "dynamodb:DescribeTable",
+                ],
+                resources=[storage.table.table_arn],
+            )
+        )
+        if storage.express_wal_bucket_name:
+            self.task_role.add_to_policy(
+                iam.PolicyStatement(
+                    sid="ExpressWalSession",
+                    actions=["s3express:CreateSession"],
+                    resources=[
+                        cdk.Stack.of(storage).format_arn(
+                            service="s3express",
+                            resource="bucket",
+                            resource_name=storage.express_wal_bucket_name,
+                        )
+                    ],
+                )
+            )
+
+    def _nag_suppressions(self) -> None:
+        acknowledge_wildcards(
+            self.task_role,
+            {
+                self.storage.objects_finding: "Object keys are created at run time: the "
+                "wildcard is limited to this tenant's bucket and key prefix."
+            },
+        )
+        acknowledge(
+            self.task_definition,
+            "AwsSolutions-ECS2",
+            "Only non-secret settings are plain environment variables; "
+            "the admin password and TLS key come from Secrets Manager.",
+        )
+        acknowledge_wildcards(
+            self.task_definition,
+            {
+                "Resource::*": "ecr:GetAuthorizationToken has no resource-level permissions "
+                "(AWS requires '*'); CDK adds it to the execution role to pull the image."
+            },
+        )
+        for sg in (self.nlb_security_group, self.broker_security_group):
+            acknowledge(
+                sg,
+                "AwsSolutions-EC23",
+                "Ingress only from the VPC's own CIDR (a token cdk-nag cannot read) and the "
+                "tenant's listed client CIDRs, never 0.0.0.0/0 unless listed explicitly.",
+            )
+        acknowledge(
+            self.nlb,
+            "AwsSolutions-ELB2",
+            "NLB access logs only record TLS listeners; this listener is "
+            "TCP pass-through (TLS, if any, ends at the broker). VPC flow logs "
+            "record rejected connections.",
+        )

@@ -1,0 +1,498 @@
+"""One tenant's control plane: the four functions, their triggers, alarms and the dashboard.
+
+| function   | triggers                                                              |
+|------------|-----------------------------------------------------------------------|
+| compaction | schedule, rate 5 min                                                  |
+| autoscaler | this tenant's throughput alarms change state; schedule, rate 1 min    |
+| balancer   | a broker task of this cluster is RUNNING; schedule, rate 5 min        |
+| recovery   | a broker task of this cluster STOPPED; schedule, rate 1 min           |
+
+Failed asynchronous invocations (after the retries) and events EventBridge could not deliver
+land in one encrypted SQS dead-letter queue, which has an alarm.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import aws_cdk as cdk
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from . import lambda_code
+from .brokers import BrokerStack, set_retention
+from .nag import acknowledge, acknowledge_wildcards, arn, finding_resource
+from .storage import StorageStack
+from .tenant import TenantSettings
+
+FUNCTION_NAMES = ("compaction", "autoscaler", "balancer", "recovery")
+SCHEDULES = {"compaction": 5, "autoscaler": 1, "balancer": 5, "recovery": 1}  # minutes
+RETRY_ATTEMPTS = 2
+MAX_EVENT_AGE = cdk.Duration.hours(1)
+TASKS_ARN = "arn:{partition}:ecs:{region}:{account}:task/{cluster}/*"
+OBJECTS_REASON = (
+    "Object keys are created at run time: the wildcard is limited to this tenant's bucket "
+    "and key prefix."
+)
+METRICS_REASON = "cloudwatch:GetMetricData has no resource-level permissions (AWS requires '*')."
+
+
+@dataclass(frozen=True)
+class BrokerMetric:
+    name: str
+    stat: str  # how to combine brokers' datapoints
+    dimensions: tuple[str, ...] = ("BrokerId",)
+
+
+class ControlPlaneStack(cdk.Stack):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        tenant: TenantSettings,
+        storage: StorageStack,
+        brokers: BrokerStack,
+        lambda_deps_dir: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.tenant = tenant
+        self.storage = storage
+        self.brokers = brokers
+        prefix = tenant.resource_prefix
+
+        self.dlq = sqs.Queue(
+            self,
+            "DeadLetters",
+            queue_name=f"{prefix}-control-dlq",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=cdk.Duration.days(14),
+        )
+        acknowledge(
+            self.dlq,
+            "AwsSolutions-SQS3",
+            "This queue is itself the dead-letter queue of the functions "
+            "and their EventBridge targets.",
+        )
+
+        self.layer = lambda_.LayerVersion(
+            self,
+            "Dependencies",
+            code=lambda_code.dependencies_code(lambda_deps_dir),
+            compatible_runtimes=[lambda_code.RUNTIME],
+            compatible_architectures=[lambda_.Architecture.X86_64],
+            description="powertools, pydantic, pydantic-settings, kio, crc32c, cramjam",
+        )
+        code = lambda_code.code_asset()
+        self.functions = {name: self._function(name, code) for name in FUNCTION_NAMES}
+        self._grant()
+
+        self.alarms = self._alarms()
+        self._rules()
+        self.dashboard = self._dashboard()
+        self.dashboard_url = (
+            f"https://{self.region}.console.aws.amazon.com/cloudwatch/home?region="
+            f"{self.region}#dashboards:name={self.dashboard.dashboard_name}"
+        )
+        cdk.CfnOutput(self, "DashboardUrl", value=self.dashboard_url)
+        cdk.CfnOutput(self, "DeadLetterQueueUrl", value=self.dlq.queue_url)
+
+    # -- functions -----------------------------------------------------------------------
+    def environment(self) -> dict[str, str]:
+        t, b = self.tenant, self.brokers
+        return {
+            "TENANT": t.name,
+            "METADATA_TABLE": self.storage.table.table_name,
+            "STORAGE_URI": self.storage.storage_uri,
+            "METRICS_NAMESPACE": t.metrics_namespace,
+            "ECS_CLUSTER": b.cluster.cluster_name,
+            "ECS_SERVICE": b.service.service_name,
+            "MIN_BROKERS": str(t.min_brokers),
+            "MAX_BROKERS": str(t.max_brokers),
+            "TARGET_MBPS_PER_BROKER": f"{t.target_mbps_per_broker:g}",
+        }
+
+    def _function(self, name: str, code: lambda_.Code) -> lambda_.Function:
+        t = self.tenant
+        function_name = f"{t.resource_prefix}-{name}"
+        log_group = logs.LogGroup(
+            self,
+            f"{name.title()}Logs",
+            log_group_name=f"/aws/lambda/{function_name}",
+            removal_policy=cdk.RemovalPolicy.DESTROY,
+        )
+        set_retention(log_group, t.log_retention_days)
+        # Own role, no managed policy: logs to its own log group only.
+        role = iam.Role(
+            self,
+            f"{name.title()}Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"{function_name}: least privilege for this function",
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="OwnLogGroup",
+                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                resources=[log_group.log_group_arn],
+            )
+        )
+        return lambda_.Function(
+            self,
+            name.title(),
+            function_name=function_name,
+            runtime=lambda_code.RUNTIME,
+            architecture=lambda_.Architecture.X86_64,
+            handler=f"functions.{name}.handler.handler",
+            code=code,
+            layers=[self.layer],
+            role=role,
+            log_group=log_group,
+            memory_size=t.function_memory_mib,
+            timeout=cdk.Duration.seconds(t.function_timeout_s),
+            environment={**self.environment(), "POWERTOOLS_SERVICE_NAME": name},
+            dead_letter_queue=self.dlq,
+            retry_attempts=RETRY_ATTEMPTS,
+            max_event_age=MAX_EVENT_AGE,
+            reserved_concurrent_executions=t.function_reserved_concurrency,
+            tracing=lambda_.Tracing.DISABLED,
+        )
+
+    def _grant(self) -> None:
+        table, bucket, prefix = self.storage.table, self.storage.bucket, self.tenant.storage_prefix
+        service = self.brokers.service
+        table_actions = [
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+            "dynamodb:DeleteItem",
+            "dynamodb:ConditionCheckItem",
+            "dynamodb:BatchWriteItem",
+            "dynamodb:Query",
+        ]
+        for fn in self.functions.values():
+            fn.add_to_role_policy(
+                iam.PolicyStatement(
+                    sid="ItsMetadataTable", actions=table_actions, resources=[table.table_arn]
+                )
+            )
+        # Objects: compaction merges and deletes; recovery may replay an orphaned WAL.
+        for name in ("compaction", "recovery"):
+            self.functions[name].add_to_role_policy(
+                iam.PolicyStatement(
+                    sid="ObjectsUnderItsPrefix",
+                    actions=[
+                        "s3:GetObject",
+                        "s3:PutObject",
+                        "s3:DeleteObject",
+                        "s3:AbortMultipartUpload",
+                    ],
+                    resources=[self.storage.objects_arn],
+                )
+            )
+            self.functions[name].add_to_role_policy(
+                iam.PolicyStatement(
+                    sid="ListItsPrefix",
+                    actions=["s3:ListBucket"],
+                    resources=[bucket.bucket_arn],
+                    conditions={"StringLike": {"s3:prefix": [f"{prefix}/*", prefix]}},
+                )
+            )
+        # Broker metrics: GetMetricData has no resource-level permissions.
+        for name in ("autoscaler", "balancer"):
+            self.functions[name].add_to_role_policy(
+                iam.PolicyStatement(
+                    sid="ReadBrokerMetrics",
+                    actions=["cloudwatch:GetMetricData"],
+                    resources=["*"],
+                )
+            )
+        self.functions["autoscaler"].add_to_role_policy(
+            iam.PolicyStatement(
+                sid="ScaleItsService",
+                actions=["ecs:UpdateService", "ecs:DescribeServices"],
+                resources=[service.service_arn],
+            )
+        )
+        cluster = self.brokers.cluster
+        self.functions["recovery"].add_to_role_policy(
+            iam.PolicyStatement(
+                sid="DescribeItsTasks",
+                actions=["ecs:DescribeTasks"],
+                resources=[arn(TASKS_ARN, cluster=self.tenant.resource_prefix)],
+            )
+        )
+        self.functions["recovery"].add_to_role_policy(
+            iam.PolicyStatement(
+                sid="ListItsTasks",
+                actions=["ecs:ListTasks"],
+                resources=["*"],
+                conditions={"ArnEquals": {"ecs:cluster": cluster.cluster_arn}},
+            )
+        )
+        objects = self.storage.objects_finding
+        tasks = finding_resource(TASKS_ARN, cluster=self.tenant.resource_prefix)
+        reasons = {
+            "compaction": {objects: OBJECTS_REASON},
+            "autoscaler": {"Resource::*": METRICS_REASON},
+            "balancer": {"Resource::*": METRICS_REASON},
+            "recovery": {
+                objects: OBJECTS_REASON,
+                "Resource::*": "ecs:ListTasks has no resource-level permissions (AWS requires "
+                "'*'); the statement is conditioned on this cluster (ecs:cluster).",
+                tasks: "Task ids are created at run time: limited to this cluster's tasks.",
+            },
+        }
+        for name, fn in self.functions.items():
+            assert fn.role is not None
+            acknowledge_wildcards(fn.role, reasons[name])
+
+    # -- triggers ------------------------------------------------------------------------
+    def _target(self, name: str) -> targets.LambdaFunction:
+        return targets.LambdaFunction(
+            self.functions[name],
+            dead_letter_queue=self.dlq,
+            retry_attempts=RETRY_ATTEMPTS,
+            max_event_age=MAX_EVENT_AGE,
+        )
+
+    def _task_state_rule(self, rule_id: str, status: str, name: str) -> events.Rule:
+        cluster, service = self.brokers.cluster, self.brokers.service
+        return events.Rule(
+            self,
+            rule_id,
+            description=f"{self.tenant.resource_prefix}: a broker task is {status}",
+            event_pattern=events.EventPattern(
+                source=["aws.ecs"],
+                detail_type=["ECS Task State Change"],
+                detail={
+                    "clusterArn": [cluster.cluster_arn],
+                    "group": [f"service:{service.service_name}"],
+                    "lastStatus": [status],
+                },
+            ),
+            targets=[self._target(name)],
+        )
+
+    def _rules(self) -> None:
+        for name, minutes in SCHEDULES.items():
+            events.Rule(
+                self,
+                f"{name.title()}Schedule",
+                description=f"{self.tenant.resource_prefix}: run {name} every {minutes} min",
+                schedule=events.Schedule.rate(cdk.Duration.minutes(minutes)),
+                targets=[self._target(name)],
+            )
+        throughput = [self.alarms["throughput-high"], self.alarms["throughput-low"]]
+        events.Rule(
+            self,
+            "AutoscalerAlarms",
+            description=f"{self.tenant.resource_prefix}: a throughput alarm changed state",
+            event_pattern=events.EventPattern(
+                source=["aws.cloudwatch"],
+                detail_type=["CloudWatch Alarm State Change"],
+                resources=[a.alarm_arn for a in throughput],
+            ),
+            targets=[self._target("autoscaler")],
+        )
+        self._task_state_rule("BrokerRunning", "RUNNING", "balancer")
+        self._task_state_rule("BrokerStopped", "STOPPED", "recovery")
+
+    # -- metrics, alarms, dashboard -------------------------------------------------------
+    def insights(self, stat: str, metric: str, dims: tuple[str, ...] = ("BrokerId",)) -> str:
+        """A Metrics Insights query over every broker (alarms cannot use SEARCH)."""
+        schema = ", ".join([f'"{self.tenant.metrics_namespace}"', *dims])
+        return f"SELECT {stat}({metric}) FROM SCHEMA({schema})"
+
+    def search(self, metric: str, stat: str, dims: tuple[str, ...] = ("BrokerId",)) -> str:
+        """A SEARCH expression: one line per broker (or topic, group) on the dashboard."""
+        schema = ",".join([self.tenant.metrics_namespace, *dims])
+        return f"SEARCH('{{{schema}}} MetricName=\"{metric}\"', '{stat}', 60)"
+
+    def _alarms(self) -> dict[str, cloudwatch.Alarm]:
+        t = self.tenant
+        prefix = t.resource_prefix
+        period = cdk.Duration.minutes(1)
+        # Cluster produce bytes per minute, against what the minimum cluster is sized for. The
+        # autoscaler itself reads per-broker metrics every minute; these alarms make it react
+        # at once to a surge or a drop.
+        produce_bytes = cloudwatch.MathExpression(
+            expression=self.insights("SUM", "BytesIn"), period=period, label="bytes in / min"
+        )
+        capacity_bytes_per_min = t.target_mbps_per_broker * t.min_brokers * 1e6 * 60
+        alarms = {
+            "throughput-high": cloudwatch.Alarm(
+                self,
+                "ThroughputHigh",
+                alarm_name=f"{prefix}-throughput-high",
+                alarm_description="produce rate above 80% of the minimum cluster's target: "
+                "the autoscaler considers adding brokers",
+                metric=produce_bytes,
+                threshold=0.8 * capacity_bytes_per_min,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                evaluation_periods=2,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            ),
+            "throughput-low": cloudwatch.Alarm(
+                self,
+                "ThroughputLow",
+                alarm_name=f"{prefix}-throughput-low",
+                alarm_description="produce rate below 30% of the minimum cluster's target: "
+                "the autoscaler considers removing brokers",
+                metric=produce_bytes,
+                threshold=0.3 * capacity_bytes_per_min,
+                comparison_operator=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+                evaluation_periods=10,
+                treat_missing_data=cloudwatch.TreatMissingData.BREACHING,
+            ),
+            "produce-latency": cloudwatch.Alarm(
+                self,
+                "ProduceLatencyHigh",
+                alarm_name=f"{prefix}-produce-latency-high",
+                alarm_description="slowest broker's produce latency (ms) too high",
+                metric=cloudwatch.MathExpression(
+                    expression=self.insights("MAX", "ProduceLatencyMs"),
+                    period=period,
+                    label="max produce latency ms",
+                ),
+                threshold=t.produce_latency_alarm_ms,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                evaluation_periods=3,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            ),
+            "consumer-lag": cloudwatch.Alarm(
+                self,
+                "ConsumerLagHigh",
+                alarm_name=f"{prefix}-consumer-lag-high",
+                alarm_description="a consumer group lags too far behind",
+                metric=cloudwatch.MathExpression(
+                    expression=self.insights("MAX", "ConsumerLag", ("Group", "Topic")),
+                    period=period,
+                    label="max consumer lag",
+                ),
+                threshold=t.consumer_lag_alarm,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                evaluation_periods=5,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            ),
+            "brokers-below-min": cloudwatch.Alarm(
+                self,
+                "BrokersBelowMin",
+                alarm_name=f"{prefix}-brokers-below-min",
+                alarm_description="fewer running broker tasks than min_brokers",
+                metric=self.running_tasks(),
+                threshold=t.min_brokers,
+                comparison_operator=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+                evaluation_periods=3,
+                treat_missing_data=cloudwatch.TreatMissingData.BREACHING,
+            ),
+            "dead-letters": cloudwatch.Alarm(
+                self,
+                "DeadLettersAlarm",
+                alarm_name=f"{prefix}-control-dead-letters",
+                alarm_description="a control-plane invocation failed after its retries",
+                metric=self.dlq.metric_approximate_number_of_messages_visible(
+                    period=period, statistic="Maximum"
+                ),
+                threshold=0,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                evaluation_periods=1,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            ),
+        }
+        return alarms
+
+    def running_tasks(self) -> cloudwatch.Metric:
+        return cloudwatch.Metric(
+            namespace="ECS/ContainerInsights",
+            metric_name="RunningTaskCount",
+            dimensions_map={
+                "ClusterName": self.brokers.cluster.cluster_name,
+                "ServiceName": self.brokers.service.service_name,
+            },
+            statistic="Average",
+            period=cdk.Duration.minutes(1),
+        )
+
+    def _graph(self, title: str, lines: list[tuple[str, str]], unit_label: str) -> Any:
+        return cloudwatch.GraphWidget(
+            title=title,
+            width=12,
+            left=[
+                cloudwatch.MathExpression(
+                    expression=expr, label=label, period=cdk.Duration.minutes(1), using_metrics={}
+                )
+                for expr, label in lines
+            ],
+            left_y_axis=cloudwatch.YAxisProps(label=unit_label, show_units=False),
+        )
+
+    def _dashboard(self) -> cloudwatch.Dashboard:
+        s = self.search
+        dashboard = cloudwatch.Dashboard(
+            self,
+            "Dashboard",
+            dashboard_name=f"{self.tenant.resource_prefix}",
+            default_interval=cdk.Duration.hours(3),
+        )
+        bucket_requests = [
+            cloudwatch.Metric(
+                namespace="AWS/S3",
+                metric_name=m,
+                dimensions_map={
+                    "BucketName": self.storage.bucket.bucket_name,
+                    "FilterId": "EntireBucket",
+                },
+                statistic="Sum",
+                period=cdk.Duration.minutes(1),
+            )
+            for m in ("PutRequests", "GetRequests")
+        ]
+        dashboard.add_widgets(
+            self._graph(
+                "Throughput (bytes/min per broker)",
+                [(s("BytesIn", "Sum"), ""), (s("BytesOut", "Sum"), "")],
+                "bytes",
+            ),
+            self._graph(
+                "Latency (ms, max per broker)",
+                [(s("ProduceLatencyMs", "Maximum"), ""), (s("FetchLatencyMs", "Maximum"), "")],
+                "ms",
+            ),
+        )
+        dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Brokers (running tasks)",
+                width=12,
+                left=[self.running_tasks()],
+            ),
+            self._graph(
+                "Consumer lag (per group and topic)",
+                [(s("ConsumerLag", "Maximum", ("Group", "Topic")), "")],
+                "records",
+            ),
+        )
+        dashboard.add_widgets(
+            self._graph(
+                "S3 requests by brokers (per min)",
+                [(s("S3PutRequests", "Sum"), ""), (s("S3GetRequests", "Sum"), "")],
+                "requests",
+            ),
+            cloudwatch.GraphWidget(
+                title="S3 requests on the bucket (per min)", width=12, left=bucket_requests
+            ),
+        )
+        dashboard.add_widgets(
+            cloudwatch.AlarmStatusWidget(
+                title="Alarms", width=24, alarms=list(self.alarms.values())
+            )
+        )
+        return dashboard

@@ -1,0 +1,117 @@
+"""One tenant's storage: the S3 bucket (objects and WAL), the DynamoDB metadata table and,
+optionally, an S3 Express One Zone directory bucket for the WAL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aws_cdk as cdk
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_s3express as s3express
+from constructs import Construct
+
+from .nag import acknowledge, arn, finding_resource
+from .tenant import TenantSettings
+
+BUCKET_NAME = "kafka-{tenant}-data-{account}-{region}"
+OBJECTS_ARN = "arn:{partition}:s3:::" + BUCKET_NAME + "/{prefix}/*"
+
+
+class StorageStack(cdk.Stack):
+    def __init__(
+        self, scope: Construct, construct_id: str, *, tenant: TenantSettings, **kwargs: Any
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.tenant = tenant
+        removal = cdk.RemovalPolicy.RETAIN if tenant.retain_data else cdk.RemovalPolicy.DESTROY
+
+        self.bucket = s3.Bucket(
+            self,
+            "Data",
+            # A fixed name (unique per account and region) so policies can name the tenant's
+            # key prefix exactly, in every stack, without cross-stack tokens.
+            bucket_name=arn(BUCKET_NAME, tenant=tenant.name),
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            versioned=False,  # objects are immutable and never overwritten (conditional PUTs)
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    id="abort-incomplete-multipart-uploads",
+                    abort_incomplete_multipart_upload_after=cdk.Duration.days(1),
+                )
+            ],
+            # Request metrics (GET/PUT counts, latency) feed the dashboard's S3 panel.
+            metrics=[s3.BucketMetrics(id="EntireBucket")],
+            removal_policy=removal,
+            auto_delete_objects=False,
+        )
+        acknowledge(
+            self.bucket,
+            "AwsSolutions-S1",
+            "Server access logs would log every WAL PUT and fetch GET (tens "
+            "per second per broker); request metrics on the bucket and the brokers' "
+            "S3PutRequests/S3GetRequests metrics are used instead.",
+        )
+
+        self.table = dynamodb.TableV2(
+            self,
+            "Metadata",
+            table_name=f"{tenant.resource_prefix}-metadata",
+            partition_key=dynamodb.Attribute(name="pk", type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name="sk", type=dynamodb.AttributeType.STRING),
+            billing=dynamodb.Billing.on_demand(),
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
+            deletion_protection=tenant.deletion_protection,
+            removal_policy=removal,
+        )
+
+        self.express_wal_bucket_name: str | None = None
+        if tenant.express_wal_az_id:
+            # Directory bucket names are fixed: <base>--<az-id>--x-s3.
+            name = f"{tenant.resource_prefix}-wal-{self.account}--{tenant.express_wal_az_id}--x-s3"
+            bucket = s3express.CfnDirectoryBucket(
+                self,
+                "ExpressWal",
+                bucket_name=name,
+                data_redundancy="SingleAvailabilityZone",
+                location_name=tenant.express_wal_az_id,
+                lifecycle_configuration=s3express.CfnDirectoryBucket.LifecycleConfigurationProperty(
+                    rules=[
+                        s3express.CfnDirectoryBucket.RuleProperty(
+                            id="abort-incomplete-multipart-uploads",
+                            status="Enabled",
+                            abort_incomplete_multipart_upload=s3express.CfnDirectoryBucket.AbortIncompleteMultipartUploadProperty(
+                                days_after_initiation=1
+                            ),
+                        )
+                    ]
+                ),
+            )
+            bucket.apply_removal_policy(removal)
+            self.express_wal_bucket_name = bucket.ref
+
+        cdk.CfnOutput(self, "BucketName", value=self.bucket.bucket_name)
+        cdk.CfnOutput(self, "TableName", value=self.table.table_name)
+        if self.express_wal_bucket_name:
+            cdk.CfnOutput(self, "ExpressWalBucketName", value=self.express_wal_bucket_name)
+
+    @property
+    def objects_arn(self) -> str:
+        """ARN of every object under the tenant's key prefix (for IAM policies)."""
+        return arn(OBJECTS_ARN, tenant=self.tenant.name, prefix=self.tenant.storage_prefix)
+
+    @property
+    def objects_finding(self) -> str:
+        """How cdk-nag names ``objects_arn`` in an AwsSolutions-IAM5 finding."""
+        return finding_resource(
+            OBJECTS_ARN, tenant=self.tenant.name, prefix=self.tenant.storage_prefix
+        )
+
+    @property
+    def storage_uri(self) -> str:
+        return f"s3://{self.bucket.bucket_name}/{self.tenant.storage_prefix}"

@@ -1,0 +1,132 @@
+"""One tenant's settings: its name and sizing knobs, each with a default.
+
+A tenant comes from the CDK context (`cdk deploy -c tenant=acme`, or `-c tenant=acme,globex`)
+and, optionally, a TOML tenants file (`-c tenants_file=tenants.toml`) that lists tenants and
+overrides knobs per tenant:
+
+    [tenants.acme]
+    min_brokers = 3
+    max_brokers = 12
+
+    [tenants.globex]
+    broker_cpu = 4096
+    broker_memory_mib = 16384
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+# Lower-case letters, digits and dashes: the name goes into stack names, table and cluster
+# names, log groups and the metrics namespace, so it must be valid in all of them.
+TENANT_NAME_PATTERN = r"^[a-z][a-z0-9-]{0,23}$"
+
+
+class TenantSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=TENANT_NAME_PATTERN)
+
+    # -- brokers (Fargate) ----------------------------------------------------------------
+    broker_cpu: int = Field(2048, description="task vCPU units (2048 = 2 vCPU)")
+    broker_memory_mib: int = Field(8192, description="task memory (8 GB)")
+    min_brokers: int = Field(3, ge=1, description="autoscaler lower bound (3: one per AZ)")
+    max_brokers: int = Field(12, ge=1, description="autoscaler upper bound")
+    desired_brokers: int | None = Field(
+        None, description="brokers at deploy time (default: min_brokers)"
+    )
+    target_mbps_per_broker: float = Field(
+        40.0, gt=0, description="produce MB/s one broker should carry (autoscaler target)"
+    )
+    broker_port: int = Field(9092, description="Kafka client port")
+    metrics_port: int = Field(9464, description="Prometheus /metrics port (VPC only)")
+
+    # -- network -------------------------------------------------------------------------
+    vpc_id: str | None = Field(None, description="deploy into this VPC (default: a new one)")
+    vpc_cidr: str = Field("10.80.0.0/16", description="CIDR of the new VPC")
+    max_azs: int = Field(3, ge=2, description="AZs of the new VPC")
+    client_cidrs: tuple[str, ...] = Field(
+        (), description="extra CIDRs allowed to the client port (default: the VPC's CIDR)"
+    )
+    internet_facing_nlb: bool = Field(False, description="public NLB (default: internal)")
+
+    # -- storage ------------------------------------------------------------------------
+    storage_prefix: str = Field("data", description="key prefix of the broker's objects")
+    deletion_protection: bool = Field(True, description="DynamoDB deletion protection")
+    retain_data: bool = Field(True, description="keep bucket and table on `cdk destroy`")
+    express_wal_az_id: str | None = Field(
+        None, description="create an S3 Express One Zone bucket for the WAL in this AZ id"
+    )
+
+    # -- security -------------------------------------------------------------------------
+    tls_secret_arn: str | None = Field(
+        None,
+        description="Secrets Manager secret with JSON keys cert_pem and key_pem: the listener "
+        "becomes SASL_SSL (default: SASL_PLAINTEXT, inside the VPC only)",
+    )
+
+    # -- control plane ------------------------------------------------------------------
+    function_memory_mib: int = Field(512)
+    function_timeout_s: int = Field(120)
+    function_reserved_concurrency: int | None = Field(
+        None, description="reserve Lambda concurrency for this tenant's functions"
+    )
+    consumer_lag_alarm: int = Field(100_000, description="alarm when a group lags this much")
+    produce_latency_alarm_ms: float = Field(500.0)
+
+    # -- logs ----------------------------------------------------------------------------
+    log_retention_days: int = Field(30)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> TenantSettings:
+        if self.max_brokers < self.min_brokers:
+            raise ValueError(f"max_brokers {self.max_brokers} < min_brokers {self.min_brokers}")
+        d = self.desired_brokers
+        if d is not None and not self.min_brokers <= d <= self.max_brokers:
+            raise ValueError(
+                f"desired_brokers {d} outside [{self.min_brokers}, {self.max_brokers}]"
+            )
+        return self
+
+    @property
+    def initial_brokers(self) -> int:
+        return self.desired_brokers if self.desired_brokers is not None else self.min_brokers
+
+    @property
+    def resource_prefix(self) -> str:
+        """Prefix of every physical name this tenant owns (table, cluster, functions...)."""
+        return f"kafka-{self.name}"
+
+    @property
+    def metrics_namespace(self) -> str:
+        return f"Kafka/{self.name}"
+
+    @property
+    def stack_prefix(self) -> str:
+        return f"Kafka-{self.name}"
+
+
+def load_tenants(context: dict[str, Any]) -> list[TenantSettings]:
+    """The tenants to build: ``tenant`` (one name or a comma-separated list) and/or every
+    tenant of ``tenants_file``; knobs from the file, then from ``-c <knob>=...`` when exactly
+    one tenant is built."""
+    file_tenants: dict[str, dict[str, Any]] = {}
+    if context.get("tenants_file"):
+        with Path(str(context["tenants_file"])).open("rb") as f:
+            file_tenants = dict(tomllib.load(f).get("tenants", {}))
+    names = [n.strip() for n in str(context.get("tenant") or "").split(",") if n.strip()]
+    if not names:
+        names = list(file_tenants) or ["default"]
+    knobs = set(TenantSettings.model_fields) - {"name"}
+    cli_knobs = {k: v for k, v in context.items() if k in knobs}
+    if cli_knobs and len(names) > 1:
+        raise ValueError("knobs on the command line apply to one tenant; use a tenants file")
+    tenants = []
+    for name in names:
+        settings = {**file_tenants.get(name, {}), **cli_knobs}
+        tenants.append(TenantSettings(name=name, **settings))
+    return tenants

@@ -1,0 +1,224 @@
+"""ControlPlaneStack: functions, triggers, dead letters, alarms, dashboard, IAM."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tests.stacks.conftest import Synth, only, resources
+
+STACK = "Kafka-acme-Control"
+CONTRACT_ENV = {
+    "TENANT",
+    "METADATA_TABLE",
+    "STORAGE_URI",
+    "METRICS_NAMESPACE",
+    "ECS_CLUSTER",
+    "ECS_SERVICE",
+    "MIN_BROKERS",
+    "MAX_BROKERS",
+    "TARGET_MBPS_PER_BROKER",
+    "POWERTOOLS_SERVICE_NAME",
+}
+
+
+def functions(tpl: dict[str, Any]) -> dict[str, tuple[str, dict[str, Any]]]:
+    """function short name -> (logical id, properties)."""
+    out = {}
+    for lid, r in resources(tpl, "AWS::Lambda::Function").items():
+        name = r["Properties"]["FunctionName"].removeprefix("kafka-acme-")
+        out[name] = (lid, r["Properties"])
+    return out
+
+
+def rules_targeting(tpl: dict[str, Any], function_lid: str) -> list[dict[str, Any]]:
+    return [
+        r["Properties"]
+        for r in resources(tpl, "AWS::Events::Rule").values()
+        if any(
+            t["Arn"] == {"Fn::GetAtt": [function_lid, "Arn"]} for t in r["Properties"]["Targets"]
+        )
+    ]
+
+
+def test_four_functions_with_the_contract_environment(synth: Synth) -> None:
+    tpl = synth.raw(STACK)
+    fns = functions(tpl)
+    assert set(fns) == {"compaction", "autoscaler", "balancer", "recovery"}
+    for name, (_, props) in fns.items():
+        assert props["Runtime"] == "python3.14"
+        assert props["Handler"] == f"functions.{name}.handler.handler"
+        assert len(props["Layers"]) == 1
+        env = props["Environment"]["Variables"]
+        assert set(env) == CONTRACT_ENV
+        assert env["TENANT"] == "acme" and env["METRICS_NAMESPACE"] == "Kafka/acme"
+        assert env["POWERTOOLS_SERVICE_NAME"] == name
+        assert (env["MIN_BROKERS"], env["MAX_BROKERS"]) == ("3", "12")
+        assert env["TARGET_MBPS_PER_BROKER"] == "40"
+        assert env["STORAGE_URI"]["Fn::Join"][1][-1] == "/data"
+        assert "DeadLetterConfig" in props
+    globex = {
+        r["Properties"]["FunctionName"]: r["Properties"]["Environment"]["Variables"]
+        for r in resources(synth.raw("Kafka-globex-Control"), "AWS::Lambda::Function").values()
+    }
+    assert globex["kafka-globex-autoscaler"]["MAX_BROKERS"] == "20"
+
+
+def test_async_invocations_retry_then_dead_letter(synth: Synth) -> None:
+    tpl = synth.raw(STACK)
+    queue_lid, queue = next(iter(resources(tpl, "AWS::SQS::Queue").items()))
+    assert queue["Properties"]["SqsManagedSseEnabled"] is True
+    configs = resources(tpl, "AWS::Lambda::EventInvokeConfig")
+    assert len(configs) == 4
+    for c in configs.values():
+        assert c["Properties"]["MaximumRetryAttempts"] == 2
+        assert c["Properties"]["MaximumEventAgeInSeconds"] == 3600
+    for _, props in functions(tpl).values():
+        assert props["DeadLetterConfig"]["TargetArn"] == {"Fn::GetAtt": [queue_lid, "Arn"]}
+
+
+def test_triggers(synth: Synth) -> None:
+    tpl = synth.raw(STACK)
+    fns = functions(tpl)
+    schedules = {
+        name: sorted(
+            r["ScheduleExpression"] for r in rules_targeting(tpl, lid) if "ScheduleExpression" in r
+        )
+        for name, (lid, _) in fns.items()
+    }
+    assert schedules == {
+        "compaction": ["rate(5 minutes)"],
+        "autoscaler": ["rate(1 minute)"],
+        "balancer": ["rate(5 minutes)"],
+        "recovery": ["rate(1 minute)"],
+    }
+    patterns = {
+        name: [r["EventPattern"] for r in rules_targeting(tpl, lid) if "EventPattern" in r]
+        for name, (lid, _) in fns.items()
+    }
+    assert patterns["compaction"] == []
+    (alarm_pattern,) = patterns["autoscaler"]
+    assert alarm_pattern["source"] == ["aws.cloudwatch"]
+    assert alarm_pattern["detail-type"] == ["CloudWatch Alarm State Change"]
+    alarm_lids = {
+        lid
+        for lid, a in resources(tpl, "AWS::CloudWatch::Alarm").items()
+        if a["Properties"]["AlarmName"].startswith("kafka-acme-throughput-")
+    }
+    assert {r["Fn::GetAtt"][0] for r in alarm_pattern["resources"]} == alarm_lids
+    assert len(alarm_lids) == 2
+    for name, status in (("balancer", "RUNNING"), ("recovery", "STOPPED")):
+        (p,) = patterns[name]
+        assert p["source"] == ["aws.ecs"] and p["detail-type"] == ["ECS Task State Change"]
+        assert p["detail"]["lastStatus"] == [status]
+        (cluster,) = p["detail"]["clusterArn"]
+        assert "Kafka-acme-Brokers" in json.dumps(cluster)  # this tenant's cluster only
+        assert p["detail"]["group"][0]["Fn::Join"][1][0] == "service:"
+
+
+def test_every_rule_target_retries_and_dead_letters(synth: Synth) -> None:
+    tpl = synth.raw(STACK)
+    queue_lid = next(iter(resources(tpl, "AWS::SQS::Queue")))
+    rules = resources(tpl, "AWS::Events::Rule")
+    assert len(rules) == 7  # 4 schedules + alarm changes + task RUNNING + task STOPPED
+    for r in rules.values():
+        (target,) = r["Properties"]["Targets"]
+        assert target["DeadLetterConfig"]["Arn"] == {"Fn::GetAtt": [queue_lid, "Arn"]}
+        assert target["RetryPolicy"] == {
+            "MaximumRetryAttempts": 2,
+            "MaximumEventAgeInSeconds": 3600,
+        }
+    permissions = resources(tpl, "AWS::Lambda::Permission")
+    assert len(permissions) == 7
+    assert all(p["Properties"]["Principal"] == "events.amazonaws.com" for p in permissions.values())
+
+
+def policy_of(tpl: dict[str, Any], role_prefix: str) -> dict[str, dict[str, Any]]:
+    (policy,) = [
+        p["Properties"]["PolicyDocument"]
+        for p in resources(tpl, "AWS::IAM::Policy").values()
+        if p["Properties"]["Roles"][0]["Ref"].startswith(role_prefix)
+    ]
+    return {s.get("Sid", ""): s for s in policy["Statement"]}
+
+
+def test_least_privilege_per_function(synth: Synth) -> None:
+    tpl = synth.raw(STACK)
+    autoscaler = policy_of(tpl, "AutoscalerRole")
+    scale = autoscaler["ScaleItsService"]
+    assert sorted(scale["Action"]) == ["ecs:DescribeServices", "ecs:UpdateService"]
+    assert "Fn::ImportValue" in scale["Resource"]  # this tenant's service ARN, nothing else
+    assert autoscaler["ReadBrokerMetrics"]["Action"] == "cloudwatch:GetMetricData"
+    assert "ObjectsUnderItsPrefix" not in autoscaler
+    compaction = policy_of(tpl, "CompactionRole")
+    assert "ObjectsUnderItsPrefix" in compaction and "ScaleItsService" not in compaction
+    assert "ReadBrokerMetrics" not in compaction
+    recovery = policy_of(tpl, "RecoveryRole")
+    assert recovery["ListItsTasks"]["Condition"]["ArnEquals"]["ecs:cluster"]
+    task_arn = recovery["DescribeItsTasks"]["Resource"]["Fn::Join"][1]
+    assert task_arn[-1] == ":task/kafka-acme/*"
+    balancer = policy_of(tpl, "BalancerRole")
+    assert "ScaleItsService" not in balancer and "ObjectsUnderItsPrefix" not in balancer
+    for role in ("CompactionRole", "AutoscalerRole", "BalancerRole", "RecoveryRole"):
+        roles = [r for lid, r in resources(tpl, "AWS::IAM::Role").items() if lid.startswith(role)]
+        assert "ManagedPolicyArns" not in roles[0]["Properties"]
+        assert "dynamodb:Scan" not in json.dumps(policy_of(tpl, role))
+
+
+def test_alarms_on_broker_metrics(synth: Synth) -> None:
+    tpl = synth.raw(STACK)
+    alarms = {
+        a["Properties"]["AlarmName"]: a["Properties"]
+        for a in resources(tpl, "AWS::CloudWatch::Alarm").values()
+    }
+    assert set(alarms) == {
+        "kafka-acme-throughput-high",
+        "kafka-acme-throughput-low",
+        "kafka-acme-produce-latency-high",
+        "kafka-acme-consumer-lag-high",
+        "kafka-acme-brokers-below-min",
+        "kafka-acme-control-dead-letters",
+    }
+    high = alarms["kafka-acme-throughput-high"]
+    (query,) = high["Metrics"]
+    assert query["Expression"] == 'SELECT SUM(BytesIn) FROM SCHEMA("Kafka/acme", BrokerId)'
+    assert high["Threshold"] == 0.8 * 40 * 3 * 1e6 * 60
+    lag = alarms["kafka-acme-consumer-lag-high"]["Metrics"][0]["Expression"]
+    assert lag == 'SELECT MAX(ConsumerLag) FROM SCHEMA("Kafka/acme", Group, Topic)'
+    below = alarms["kafka-acme-brokers-below-min"]
+    assert below["MetricName"] == "RunningTaskCount" and below["Threshold"] == 3
+
+
+def test_dashboard_shows_throughput_latency_brokers_lag_and_s3(synth: Synth) -> None:
+    tpl = synth.raw(STACK)
+    dash = only(tpl, "AWS::CloudWatch::Dashboard")
+    body = json.dumps(dash["DashboardBody"])
+    for metric in (
+        "BytesIn",
+        "BytesOut",
+        "ProduceLatencyMs",
+        "FetchLatencyMs",
+        "RunningTaskCount",
+        "ConsumerLag",
+        "S3PutRequests",
+        "S3GetRequests",
+        "PutRequests",
+        "GetRequests",
+    ):
+        assert metric in body, metric
+    assert "Kafka/acme" in body and "Kafka/globex" not in body
+    assert "DashboardUrl" in tpl["Outputs"]
+
+
+def test_code_asset_holds_only_the_packages(synth: Synth) -> None:
+    assets = json.loads((synth.outdir / f"{STACK}.assets.json").read_text())["files"]
+    dirs = [
+        synth.outdir / a["source"]["path"]
+        for a in assets.values()
+        if a["source"]["path"].startswith("asset.")
+    ]
+    names = sorted(sorted(p.name for p in d.iterdir()) for d in dirs)
+    code = [n for n in names if "broker_service" in n]
+    assert code, names
+    assert set(code[0]) <= {"broker_service", "functions"}
+    assert ["python"] in names  # the dependency layer
