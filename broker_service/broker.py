@@ -17,7 +17,9 @@ from .cluster.topic_config import TOPIC_CONFIG_DEFAULTS, validate_configs, valid
 from .config import BrokerConfig
 from .groups.coordinator import GroupCoordinator
 from .metadata.base import (
+    DRAINING,
     BrokerRecord,
+    ConcurrentUpdate,
     MetadataStore,
     PartitionRecord,
     TopicRecord,
@@ -249,6 +251,50 @@ class Broker:
             plog.moving = False
         await self._leadership_changed(plog, rec)
 
+    async def drain(self) -> int:
+        """Graceful shutdown in a cluster: become DRAINING (no new partitions, not a
+        coordinator any more) and hand every partition led here to the least-loaded live
+        broker, so clients move at once instead of waiting for the lease to expire. Returns
+        how many partitions moved; bounded by ``drain_timeout_ms``."""
+        if self.me is None or self.store is None:
+            return 0
+        now_ms = int(time.time() * 1000)
+        others = [
+            b.broker_id
+            for b in await asyncio.to_thread(self.metadata.live_brokers, now_ms)
+            if b.broker_id != self.node_id
+        ]
+        led = [p for s in self.topics.values() for p in s.logs if p.leader_id == self.node_id]
+        if not others:
+            return 0
+        await asyncio.to_thread(
+            self.metadata.set_broker_state, self.node_id, self.me.epoch, DRAINING
+        )
+        if self.membership is not None:
+            self.membership.live = [b for b in self.membership.live if b.broker_id in others]
+        load = dict.fromkeys(others, 0)
+        for s in self.topics.values():
+            for p in s.logs:
+                if p.leader_id in load:
+                    load[p.leader_id] += 1
+        moved = 0
+        deadline = time.monotonic() + self.config.drain_timeout_ms / 1000
+        log.info("draining: handing %d partitions to brokers %s", len(led), others)
+        for plog in led:
+            if time.monotonic() > deadline:
+                log.warning("drain timed out; %d partitions left to recovery", len(led) - moved)
+                break
+            target = min(others, key=lambda b: (load[b], b))
+            try:
+                await self.hand_over(plog.topic, plog.partition, target)
+            except Exception as exc:  # left to the lease-expiry recovery
+                log.warning("%s-%d: hand-over failed: %s", plog.topic, plog.partition, exc)
+                continue
+            load[target] += 1
+            moved += 1
+        log.info("drained: %d partitions handed over", moved)
+        return moved
+
     def controller_id(self) -> int:
         """No broker is special (every one runs the recovery check); clients still want a
         controller id, so report the lowest live one, the same on every broker."""
@@ -379,8 +425,46 @@ class Broker:
         rec = await asyncio.to_thread(
             self.metadata.create_topic, name, partitions, checked, self.node_id
         )
-        log.info("created topic %s with %d partitions", name, partitions)
+        rec = await self._spread_leaders(rec, 0)
+        log.info(
+            "created topic %s with %d partitions, led by brokers %s",
+            name,
+            partitions,
+            sorted({p.leader_id for p in rec.partitions}),
+        )
         return self._load_topic(rec, new=True)
+
+    async def _spread_leaders(self, rec: TopicRecord, first: int) -> TopicRecord:
+        """New partitions (from index ``first``) are created led by this broker; before
+        anyone serves them, hand them round-robin to the live brokers, starting here, so a
+        topic's load spreads over the cluster. They hold no data yet: nothing moves."""
+        now_ms = int(time.time() * 1000)
+        live = [b.broker_id for b in await asyncio.to_thread(self.metadata.live_brokers, now_ms)]
+        if len(live) < 2 or self.node_id not in live:
+            return rec
+        start = live.index(self.node_id)
+        order = live[start:] + live[:start]
+        moved = False
+        for p in rec.partitions[first:]:
+            target = order[(p.partition - first) % len(order)]
+            if target == self.node_id or p.leader_id != self.node_id:
+                continue
+            try:
+                await asyncio.to_thread(
+                    self.metadata.move_partition,
+                    rec.name,
+                    p.partition,
+                    self.node_id,
+                    p.leader_epoch,
+                    target,
+                )
+                moved = True
+            except ConcurrentUpdate:
+                continue
+        if not moved:
+            return rec
+        fresh = await asyncio.to_thread(self.metadata.topic, rec.name)
+        return fresh if fresh is not None else rec
 
     async def delete_topic(self, name: str) -> TopicRecord:
         rec = await asyncio.to_thread(self.metadata.delete_topic, name)
@@ -389,7 +473,9 @@ class Broker:
         return rec
 
     async def add_partitions(self, name: str, total: int) -> TopicState:
+        before = len(self.topics[name].logs) if name in self.topics else 0
         rec = await asyncio.to_thread(self.metadata.add_partitions, name, total, self.node_id)
+        rec = await self._spread_leaders(rec, before)
         assert self.store is not None
         state = self.topics[name]
         for p in rec.partitions[len(state.logs) :]:

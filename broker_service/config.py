@@ -72,6 +72,9 @@ class BrokerConfig(BaseSettings):
     transaction_max_timeout_ms: int = Field(
         900_000, description="largest transaction.timeout.ms a producer may ask for"
     )
+    drain_timeout_ms: int = Field(
+        20_000, description="on SIGTERM in a cluster: time to hand partitions to other brokers"
+    )
     log_level: str = Field("INFO", description="logging level")
 
     def describe_storage(self) -> str:

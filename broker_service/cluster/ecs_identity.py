@@ -72,9 +72,7 @@ def resolve_ecs_environment(
         env["BROKER_RACK"] = str(task["AvailabilityZone"])
     listeners = env.get("BROKER_ADVERTISED_LISTENERS")
     if listeners:
-        env["BROKER_ADVERTISED_LISTENERS"] = re.sub(
-            r"(?<=://)ecs(?=:\d+)", ip, listeners
-        )
+        env["BROKER_ADVERTISED_LISTENERS"] = re.sub(r"(?<=://)ecs(?=:\d+)", ip, listeners)
     log.info("ECS task: advertised host %s, rack %s", ip, env.get("BROKER_RACK"))
 
 

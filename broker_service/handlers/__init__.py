@@ -50,6 +50,7 @@ APIS: dict[int, Api] = {
         Api(32, "DescribeConfigs", 1, 4, configs.describe_configs),
         Api(37, "CreatePartitions", 0, 3, topics.create_partitions),
         Api(42, "DeleteGroups", 0, 2, groups.delete_groups),
+        Api(43, "ElectLeaders", 0, 2, reassignment.elect_leaders),
         Api(45, "AlterPartitionReassignments", 0, 0, reassignment.alter),
         Api(46, "ListPartitionReassignments", 0, 0, reassignment.list_reassignments),
         Api(47, "OffsetDelete", 0, 0, offsets.offset_delete),

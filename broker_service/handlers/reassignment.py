@@ -125,3 +125,64 @@ def list_reassignments(broker: Broker, header: RequestHeader, frame: memoryview)
     return respond(
         header, {"throttle_time": 0, "error_code": 0, "error_message": None, "topics": []}
     )
+
+
+def elect_leaders(broker: Broker, header: RequestHeader, frame: memoryview) -> Awaitable[Buffers]:
+    return _elect(broker, header, decode(header, frame))
+
+
+async def _elect(broker: Broker, header: RequestHeader, req: Any) -> Buffers:
+    """Each partition has one replica, its leader, so a preferred election is never needed
+    while the leader lives (ELECTION_NOT_NEEDED). An unclean election (type 1), or any
+    election for a partition whose leader is gone, runs the failure recovery for it now
+    instead of after the lease check: the partition moves to a live broker, no data copied."""
+    await broker.refresh_live()
+    if req.topic_partitions is None:
+        wanted = [(t, p.partition) for t, s in broker.topics.items() for p in s.logs]
+    else:
+        wanted = [(t.topic, p) for t in req.topic_partitions for p in t.partitions]
+    results: dict[str, list[dict[str, Any]]] = {}
+    live = [b.broker_id for b in broker.live_brokers()]
+    for topic, partition in wanted:
+        plog = broker.partition(topic, partition)
+        code, message = ErrorCode.none, None
+        if plog is None:
+            code = ErrorCode.unknown_topic_or_partition
+        elif plog.leader_id in live:
+            code = ErrorCode.election_not_needed
+        elif getattr(req, "election_type", 0) != 1 and header.api_version >= 1:
+            code = ErrorCode.preferred_leader_not_available
+            message = f"leader {plog.leader_id} is not live; ask for an unclean election"
+        else:
+            try:
+                await asyncio.to_thread(
+                    broker.metadata.move_partition,
+                    topic,
+                    partition,
+                    plog.leader_id,
+                    plog.leader_epoch,
+                    min(
+                        live,
+                        key=lambda b: (
+                            sum(p.leader_id == b for s in broker.topics.values() for p in s.logs),
+                            b,
+                        ),
+                    ),
+                )
+            except (ConcurrentUpdate, UnknownTopic) as exc:
+                code, message = ErrorCode.eligible_leaders_not_available, str(exc)
+        results.setdefault(topic, []).append(
+            {"partition_id": partition, "error_code": code, "error_message": message}
+        )
+    if any(r["error_code"] == 0 for rs in results.values() for r in rs):
+        await broker.sync_metadata()
+    return respond(
+        header,
+        {
+            "throttle_time": 0,
+            "error_code": 0,
+            "replica_election_results": [
+                {"topic": t, "partition_result": rs} for t, rs in results.items()
+            ],
+        },
+    )

@@ -44,6 +44,8 @@ async def serve(broker: Broker, stop: asyncio.Event | None = None) -> None:
     stopper = asyncio.ensure_future(stop.wait())
     while not stop.is_set() and not broker.fenced:
         await asyncio.wait([stopper], timeout=0.5)
+    if not broker.fenced:  # clients still connected follow their partitions elsewhere
+        await broker.drain()
     log.info("shutting down: closing listener, flushing WAL, uploading")
     server.close()
     for c in list(connections):

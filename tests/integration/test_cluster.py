@@ -55,8 +55,8 @@ def _leaders(bootstrap: str, topic: str) -> dict[int, int]:
 def test_sigkill_leader_fails_over_without_loss(
     tmp_path: Path, backend: str, wal: str, request: pytest.FixtureRequest
 ) -> None:
-    """A continuous idempotent acks=all producer and a group consumer while the broker
-    leading every partition (and perhaps coordinating the group) is SIGKILLed."""
+    """A continuous idempotent acks=all producer and a group consumer while a broker leading
+    a third of the partitions (and perhaps coordinating the group) is SIGKILLed."""
     import threading
 
     env = _cloud_env(request.getfixturevalue("moto_endpoint")) if backend != "embedded" else {}
@@ -87,7 +87,10 @@ def test_sigkill_leader_fails_over_without_loss(
         admin = AdminClient({"bootstrap.servers": first.bootstrap})
         for f in admin.create_topics([NewTopic("ha", 6, 1)]).values():
             f.result(10)
-        assert set(_leaders(first.bootstrap, "ha").values()) == {1}
+        spread = time.monotonic() + 10  # a new topic's partitions are spread over the brokers
+        while set(_leaders(first.bootstrap, "ha").values()) != {1, 2, 3}:
+            assert time.monotonic() < spread, _leaders(first.bootstrap, "ha")
+            time.sleep(0.2)
         reader.start()
         acked: dict[int, tuple[int, int]] = {}
         acked_at: dict[int, float] = {}
@@ -360,4 +363,54 @@ def test_zombie_leader_acknowledges_nothing_after_being_fenced(tmp_path: Path) -
         for b in brokers:
             if b.proc is not None and b.proc.poll() is None:
                 b.proc.send_signal(signal.SIGCONT)
+            b.stop()
+
+
+def test_sigterm_drains_partitions_to_the_others_at_once(tmp_path: Path) -> None:
+    """Graceful stop (ECS sends SIGTERM): the broker hands its partitions over before it
+    exits, far sooner than a lease expiry would move them; nothing acknowledged is lost."""
+    from confluent_kafka import ElectionType
+
+    brokers = [
+        BrokerProcess(tmp_path / "shared", BROKER_NODE_ID=str(i + 1), BROKER_LEASE_MS="30000",
+                      BROKER_WAL="file", BROKER_UPLOAD_INTERVAL_MS="600000").start()
+        for i in range(2)
+    ]
+    try:
+        admin = AdminClient({"bootstrap.servers": brokers[0].bootstrap})
+        for f in admin.create_topics([NewTopic("drained", 4, 1)]).values():
+            f.result(10)
+        deadline = time.monotonic() + 10
+        while set(_leaders(brokers[0].bootstrap, "drained").values()) != {1, 2}:
+            assert time.monotonic() < deadline, "a new topic's partitions spread over both"
+            time.sleep(0.2)
+        # leaders are alive: a preferred election has nothing to do
+        fut = admin.elect_leaders(ElectionType.PREFERRED,
+                                  [TopicPartition("drained", p) for p in range(4)])
+        results = fut.result(10)
+        assert all(e is not None and e.code() == 84 for e in results.values()), results
+        p = Producer({"bootstrap.servers": brokers[0].bootstrap, "enable.idempotence": True})
+        for i in range(400):
+            p.produce("drained", key=str(i).encode(), value=b"x", partition=i % 4)
+        assert p.flush(20) == 0
+        stopped = time.monotonic()
+        assert brokers[1].stop() == 0  # SIGTERM: drain, then exit
+        took = time.monotonic() - stopped
+        assert _leaders(brokers[0].bootstrap, "drained") == {0: 1, 1: 1, 2: 1, 3: 1}
+        print(f"\ndrained and stopped in {took:.2f}s (lease 30 s)")
+        assert took < 10
+        for i in range(400, 800):
+            p.produce("drained", key=str(i).encode(), value=b"x", partition=i % 4)
+        assert p.flush(20) == 0
+        c = Consumer({"bootstrap.servers": brokers[0].bootstrap, "group.id": "drain-check",
+                      "enable.auto.commit": False})
+        c.assign([TopicPartition("drained", part, 0) for part in range(4)])
+        keys: list[int] = []
+        end = time.monotonic() + 20
+        while len(keys) < 800 and time.monotonic() < end:
+            keys += [int(m.key()) for m in c.consume(500, 0.5) if m.error() is None]
+        c.close()
+        assert sorted(keys) == list(range(800))
+    finally:
+        for b in brokers:
             b.stop()
