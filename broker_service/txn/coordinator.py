@@ -47,6 +47,7 @@ WRITE_TXN_MARKERS = 27
 MAX_EPOCH = 32766  # Short.MaxValue - 1: the last epoch Kafka hands out before a new id
 MARKER_DEADLINE_S = 60.0
 STALE_PREPARE_MS = 5000  # a Prepare* this old has lost its coordinator: finish it
+FULL_SCAN_S = 15.0
 
 
 class TxnError(Exception):
@@ -73,6 +74,8 @@ class TransactionCoordinator:
         # group -> transactional id -> txn_seq of a transaction holding offsets for it
         self._pending_offsets: dict[str, dict[str, int]] = {}
         self._task: asyncio.Task[None] | None = None
+        # transactional id -> timeout deadline of its open transaction, for those opened here
+        self._deadlines: dict[str, int] = {}
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._expiry_loop())
@@ -91,7 +94,12 @@ class TransactionCoordinator:
         return await asyncio.to_thread(self.metadata.transaction, txn_id)
 
     async def _save(self, rec: TxnRecord) -> TxnRecord:
-        return await asyncio.to_thread(self.metadata.save_transaction, rec)
+        saved = await asyncio.to_thread(self.metadata.save_transaction, rec)
+        if saved.state == TXN_ONGOING:  # watched here for its timeout, no polling needed
+            self._deadlines[saved.transactional_id] = saved.start_ms + saved.timeout_ms
+        else:
+            self._deadlines.pop(saved.transactional_id, None)
+        return saved
 
     def _require_coordinator(self, txn_id: str) -> None:
         if not self.broker.coordinates(txn_id):
@@ -432,18 +440,36 @@ class TransactionCoordinator:
 
     # -- timeouts and orphaned transactions --------------------------------------------------
     async def _expiry_loop(self) -> None:
+        """Every second, the deadlines of transactions opened here (no store reads); every
+        ``FULL_SCAN_S``, every transaction in the store, for those whose coordinator died
+        (they moved here) and Prepare* states left half-done."""
+        last_scan = 0.0
         while True:
             await asyncio.sleep(1.0)
+            now_ms = _now_ms()
             try:
-                await self.expire(_now_ms())
+                if time.monotonic() - last_scan >= FULL_SCAN_S:
+                    last_scan = time.monotonic()
+                    await self.expire(now_ms)
+                else:
+                    due = [t for t, d in self._deadlines.items() if d < now_ms]
+                    if due:
+                        await self.expire(now_ms, due)
             except Exception:
                 log.warning("transaction expiry check failed; will retry", exc_info=True)
 
-    async def expire(self, now_ms: int) -> int:
+    async def expire(self, now_ms: int, only: list[str] | None = None) -> int:
         """Abort timed-out transactions and finish stale Prepare* ones that this broker
-        coordinates. Returns how many it acted on."""
+        coordinates (all, or the ids in ``only``). Returns how many it acted on."""
         acted = 0
-        for rec in await asyncio.to_thread(self.metadata.transactions):
+        if only is None:
+            records = await asyncio.to_thread(self.metadata.transactions)
+        else:
+            for txn_id in only:
+                self._deadlines.pop(txn_id, None)
+            loaded = [await self._load(t) for t in only]
+            records = [r for r in loaded if r is not None]
+        for rec in records:
             if not self.broker.coordinates(rec.transactional_id):
                 continue
             timed_out = rec.state == TXN_ONGOING and now_ms > rec.start_ms + rec.timeout_ms
