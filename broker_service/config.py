@@ -72,6 +72,11 @@ class BrokerConfig(BaseSettings):
     transaction_max_timeout_ms: int = Field(
         900_000, description="largest transaction.timeout.ms a producer may ask for"
     )
+    transaction_scan_ms: int = Field(
+        15_000,
+        description="how often a broker looks for transactions it now coordinates "
+        "that timed out or were left half-ended by a dead coordinator",
+    )
     drain_timeout_ms: int = Field(
         20_000, description="on SIGTERM in a cluster: time to hand partitions to other brokers"
     )

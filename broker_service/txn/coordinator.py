@@ -47,7 +47,6 @@ WRITE_TXN_MARKERS = 27
 MAX_EPOCH = 32766  # Short.MaxValue - 1: the last epoch Kafka hands out before a new id
 MARKER_DEADLINE_S = 60.0
 STALE_PREPARE_MS = 5000  # a Prepare* this old has lost its coordinator: finish it
-FULL_SCAN_S = 15.0
 
 
 class TxnError(Exception):
@@ -441,14 +440,14 @@ class TransactionCoordinator:
     # -- timeouts and orphaned transactions --------------------------------------------------
     async def _expiry_loop(self) -> None:
         """Every second, the deadlines of transactions opened here (no store reads); every
-        ``FULL_SCAN_S``, every transaction in the store, for those whose coordinator died
+        ``transaction_scan_ms``, every transaction in the store, for those whose coordinator died
         (they moved here) and Prepare* states left half-done."""
         last_scan = 0.0
         while True:
             await asyncio.sleep(1.0)
             now_ms = _now_ms()
             try:
-                if time.monotonic() - last_scan >= FULL_SCAN_S:
+                if time.monotonic() - last_scan >= self.broker.config.transaction_scan_ms / 1000:
                     last_scan = time.monotonic()
                     await self.expire(now_ms)
                 else:

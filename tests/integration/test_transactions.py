@@ -499,3 +499,40 @@ def test_producer_state_moves_with_a_reassigned_partition(tmp_path: Path) -> Non
     finally:
         for b in brokers:
             b.stop()
+
+
+def test_a_transaction_left_half_ended_by_a_dead_coordinator_is_finished(
+    tmp_path: Path,
+) -> None:
+    """The coordinator recorded PrepareCommit and died before writing markers: whoever
+    coordinates the id now finishes the commit from the durable record."""
+    from broker_service.metadata.base import TXN_ONGOING, TXN_PREPARE_COMMIT
+    from broker_service.metadata.sqlite import SqliteMetadataStore
+
+    b = BrokerProcess(tmp_path / "data", BROKER_TRANSACTION_SCAN_MS="500").start()
+    try:
+        topic = new_topic(b.bootstrap)
+        txn_id = f"orphan-{uuid.uuid4().hex[:6]}"
+        p = Producer({"bootstrap.servers": b.bootstrap, "transactional.id": txn_id,
+                      "transaction.timeout.ms": 600000})
+        p.init_transactions(15)
+        p.begin_transaction()
+        for i in range(5):
+            p.produce(topic, value=f"decided-{i}".encode(), partition=0)
+        p.flush(10)
+        assert consume_all(b.bootstrap, topic, "read_committed") == []
+        store = SqliteMetadataStore(tmp_path / "data" / "metadata.sqlite")
+        rec = store.transaction(txn_id)
+        assert rec is not None and rec.state == TXN_ONGOING
+        store.save_transaction(  # as if the coordinator decided, then died before markers
+            rec.with_(state=TXN_PREPARE_COMMIT, update_ms=int(time.time() * 1000) - 60_000)
+        )
+        deadline = time.monotonic() + 20
+        got: list[str] = []
+        while time.monotonic() < deadline and len(got) < 5:
+            got = consume_all(b.bootstrap, topic, "read_committed")
+        assert got == [f"decided-{i}" for i in range(5)]
+        assert store.transaction(txn_id).state == "CompleteCommit"  # type: ignore[union-attr]
+        store.close()
+    finally:
+        b.stop()
