@@ -13,6 +13,8 @@ from urllib.parse import urlparse
 from .broker import Broker
 from .config import BrokerConfig
 from .metadata.base import MetadataStore
+from .metrics import BrokerMetrics
+from .metrics.object_store import CountingObjectStore
 from .storage.objectstore.base import ObjectStore
 from .storage.wal import FileWal, Wal
 
@@ -62,6 +64,7 @@ def wal_for(config: BrokerConfig, objects: ObjectStore, metadata: MetadataStore)
 
 
 def build_broker(config: BrokerConfig) -> Broker:
-    objects = object_store_for(config)
+    metrics = BrokerMetrics(config.node_id)
+    objects = CountingObjectStore(object_store_for(config), metrics)
     metadata = metadata_store_for(config)
-    return Broker(config, metadata, objects, wal_for(config, objects, metadata))
+    return Broker(config, metadata, objects, wal_for(config, objects, metadata), metrics)

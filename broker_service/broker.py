@@ -11,6 +11,7 @@ import time
 import uuid
 import zlib
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .cluster.membership import Membership
 from .cluster.topic_config import TOPIC_CONFIG_DEFAULTS, validate_configs, validate_topic_name
@@ -25,11 +26,16 @@ from .metadata.base import (
     TopicRecord,
     UnknownTopic,
 )
+from .metrics import BrokerMetrics
 from .storage.objectstore.base import ObjectStore
 from .storage.partition_log import PartitionLog
 from .storage.stream_store import StreamStore
 from .storage.wal import Wal, read_wal_dir
 from .txn.coordinator import TransactionCoordinator
+
+if TYPE_CHECKING:
+    from .control.embedded import ControlLoops
+    from .metrics.service import MetricsService
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +87,10 @@ class Broker:
         metadata: MetadataStore,
         object_store: ObjectStore,
         wal: Wal,
+        metrics: BrokerMetrics | None = None,
     ) -> None:
         self.config = config
+        self.metrics = metrics or BrokerMetrics(config.node_id)
         self.metadata = metadata
         self.object_store = object_store
         self.wal = wal
@@ -100,6 +108,8 @@ class Broker:
         self.txn = TransactionCoordinator(self)
         self.fenced = False
         self.membership: Membership | None = None
+        self.metrics_service: MetricsService | None = None
+        self.control_loops: ControlLoops | None = None
         self._refresh = asyncio.Event()
         self._sync_lock = asyncio.Lock()
         self._refresh_task: asyncio.Task[None] | None = None
@@ -152,6 +162,13 @@ class Broker:
             on_cluster_change=self._refresh.set,
         )
         self.membership.start()
+        from .control.embedded import ControlLoops
+        from .metrics.service import MetricsService
+
+        self.metrics_service = MetricsService(self)
+        await self.metrics_service.start()
+        self.control_loops = ControlLoops(self)
+        self.control_loops.start()
         self._refresh_task = asyncio.get_running_loop().create_task(self._refresh_loop())
         log.info(
             "broker %d (epoch %d) of cluster %s: %d topics",
@@ -166,6 +183,10 @@ class Broker:
             self._refresh_task.cancel()
         if self.membership is not None:
             self.membership.stop()
+        if self.control_loops is not None:
+            self.control_loops.stop()
+        if self.metrics_service is not None:
+            await self.metrics_service.stop()
         self.groups.stop()
         self.txn.stop()
         if self.store is not None:

@@ -82,6 +82,32 @@ class BrokerConfig(BaseSettings):
     )
     log_level: str = Field("INFO", description="logging level")
 
+    # -- metrics and the embedded control loops (docs/CONTROL.md) ---------------------------
+    metrics_port: int = Field(9464, ge=0, description="Prometheus /metrics port (0: off)")
+    metrics_host: str | None = Field(None, description="/metrics listen address (default: host)")
+    metrics_emf: bool = Field(False, description="print CloudWatch EMF lines on stdout")
+    metrics_namespace: str | None = Field(
+        None, description="EMF namespace (default Kafka/local); setting it turns EMF on"
+    )
+    metrics_interval_s: float = Field(60.0, gt=0, description="EMF line / consumer lag interval")
+    task_arn: str | None = Field(
+        None, description="this broker's ECS task ARN (default: from the ECS task metadata "
+        "endpoint when running on ECS); recovery maps STOPPED tasks to brokers with it"
+    )
+    auto_balance: bool = Field(False, description="run the balancer on a timer (controller only)")
+    balance_interval_s: float = Field(60.0, gt=0, description="balancer timer")
+    balance_band: float = Field(0.10, gt=0, description="allowed deviation from the mean load")
+    balance_min_bytes_per_s: float = Field(
+        1 << 20, ge=0, description="cluster mean load below which the balancer does nothing"
+    )
+    balance_max_moves: int = Field(5, ge=1, description="partition moves per balancer run")
+    autoscaler_interval_s: float = Field(
+        0.0, ge=0, description="log the autoscaler's decision on a timer (0: off; no ECS here)"
+    )
+    autoscaler_target_mbps: float = Field(
+        50.0, gt=0, description="target MB/s (in + out) per broker for the autoscaler"
+    )
+
     def describe_storage(self) -> str:
         d = self.data_dir.resolve()
         objects = self.storage or f"{d / 'objects'}"
@@ -94,6 +120,13 @@ class BrokerConfig(BaseSettings):
         if self.wal_flush_ms is not None:
             return self.wal_flush_ms
         return 50.0 if self.wal == "object" else 0.0
+
+    @property
+    def emf_namespace(self) -> str | None:
+        """The EMF namespace when EMF is on (BROKER_METRICS_EMF or a namespace set)."""
+        if self.metrics_namespace:
+            return self.metrics_namespace
+        return "Kafka/local" if self.metrics_emf else None
 
     @property
     def advertised(self) -> tuple[str, int]:

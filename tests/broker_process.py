@@ -23,9 +23,15 @@ class BrokerProcess:
     def __init__(self, data_dir: Path, port: int | None = None, **env: str) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
-        self.env = env
+        # each broker's /metrics on a port of its own (the default 9464 would collide)
+        self.metrics_port = int(env.get("BROKER_METRICS_PORT") or free_port())
+        self.env = {**env, "BROKER_METRICS_PORT": str(self.metrics_port)}
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir.parent / f"broker-{self.port}.log"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     @property
     def bootstrap(self) -> str:

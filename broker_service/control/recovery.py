@@ -45,9 +45,33 @@ def recover(metadata: MetadataStore, now_ms: int, grace_ms: int = 0) -> Recovery
                 continue  # another recoverer won, or it re-registered meanwhile
             log.warning("broker %d (epoch %d): lease expired; fenced", b.broker_id, b.epoch)
             result.fenced.append(b.broker_id)
+    _move_off_fenced(metadata, now_ms, result)
+    return result
+
+
+def recover_broker(
+    metadata: MetadataStore, broker_id: int, epoch: int | None, now_ms: int, why: str
+) -> RecoveryResult:
+    """Fence one broker now (its task is known to be gone: no need to wait for its lease),
+    then move the partitions of fenced brokers to live ones. ``epoch``: fence only that
+    registration (None: whatever is current), so a late event never fences a successor."""
+    result = RecoveryResult()
+    b = next((b for b in metadata.brokers() if b.broker_id == broker_id), None)
+    if b is not None and b.state in (ACTIVE, DRAINING) and epoch in (None, b.epoch):
+        try:
+            metadata.fence_broker(b.broker_id, b.epoch)
+            log.warning("broker %d (epoch %d): %s; fenced", b.broker_id, b.epoch, why)
+            result.fenced.append(b.broker_id)
+        except ConcurrentUpdate:
+            pass  # someone else fenced it, or it re-registered meanwhile
+    _move_off_fenced(metadata, now_ms, result)
+    return result
+
+
+def _move_off_fenced(metadata: MetadataStore, now_ms: int, result: RecoveryResult) -> None:
     live = [b.broker_id for b in metadata.live_brokers(now_ms)]
     if not live:
-        return result
+        return
     dead = [b.broker_id for b in metadata.brokers() if b.state == FENCED]
     load = {bid: len(metadata.partitions_led_by(bid)) for bid in live} if dead else {}
     for bid in dead:
@@ -61,4 +85,25 @@ def recover(metadata: MetadataStore, now_ms: int, grace_ms: int = 0) -> Recovery
             result.moved.append((p.topic, p.partition, bid, target))
     if result.moved:
         log.warning("moved %d partitions off fenced brokers", len(result.moved))
-    return result
+
+
+def broker_for_task(
+    metadata: MetadataStore, task_arn: str, private_ips: list[str]
+) -> int | None:
+    """The broker an ECS task ran: by the task ARN it published at start (broker info),
+    else by its private IP (published, or advertised as its host). A broker that published
+    another task's ARN is a successor on the same id and is never matched."""
+    info = metadata.broker_info()
+    for bid, i in info.items():
+        if i.get("task_arn") == task_arn:
+            return bid
+    ips = set(private_ips)
+    if not ips:
+        return None
+    for b in metadata.brokers():
+        i = info.get(b.broker_id, {})
+        if i.get("task_arn") and i["task_arn"] != task_arn:
+            continue
+        if i.get("private_ip") in ips or b.host in ips:
+            return b.broker_id
+    return None

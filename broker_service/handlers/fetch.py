@@ -97,6 +97,7 @@ async def _collect(
                         res.error_code = ErrorCode.offset_out_of_range
                         errors = True
                     total += res.size
+                    broker.metrics.fetched(plog.topic, plog.partition, res.size)
             presults.append(res)
         name = state.name if state else getattr(t, "topic", "")
         topic_id = (t.topic_id if by_id else state.topic_id if state else None) or ZERO_UUID

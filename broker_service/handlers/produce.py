@@ -112,6 +112,7 @@ def _append(
             res.log_start_offset = plog.log_start_offset
             return res, asyncio.ensure_future(_durable(broker, plog, verdict.duplicate.last_offset))
     res.base_offset, fut = broker.store.append(plog, p.records, batches)
+    broker.metrics.produced(plog.topic, plog.partition, len(p.records))
     res.log_start_offset = plog.log_start_offset
     return res, fut
 

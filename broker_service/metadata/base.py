@@ -326,3 +326,14 @@ class MetadataStore(ABC):
     def allocate_broker_id(self) -> int:
         """A broker (node) id never handed out before in this cluster, >= 1 (for brokers
         started with ``BROKER_NODE_ID=auto``, e.g. Fargate tasks)."""
+
+    # -- broker info (control plane) ----------------------------------------------------
+    @abstractmethod
+    def set_broker_info(self, broker_id: int, epoch: int, info: dict[str, str]) -> None:
+        """Replace what a broker tells the control plane about itself (its ECS task ARN,
+        private IP, metrics URL). Conditional on ``epoch`` and a serving state
+        (``BrokerFenced`` otherwise), so a fenced broker cannot claim a task it lost."""
+
+    @abstractmethod
+    def broker_info(self) -> dict[int, dict[str, str]]:
+        """Every broker's info, by broker id (brokers that never set any are absent)."""

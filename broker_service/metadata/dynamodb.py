@@ -21,6 +21,7 @@ The endpoint comes from boto3's standard configuration (``AWS_ENDPOINT_URL_DYNAM
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import struct
@@ -1224,3 +1225,20 @@ class DynamoDbMetadataStore(MetadataStore):
 
     def allocate_broker_id(self) -> int:
         return self._next("broker_id", 1) + 1
+
+    # -- broker info: a JSON string on the broker's item (register_broker leaves it alone) --
+    def set_broker_info(self, broker_id: int, epoch: int, info: dict[str, str]) -> None:
+        self._serving_update(
+            broker_id,
+            epoch,
+            "SET #info = :info",
+            {"#info": "info"},
+            {":info": json.dumps(info, sort_keys=True)},
+        )
+
+    def broker_info(self) -> dict[int, dict[str, str]]:
+        return {
+            int(a["broker_id"]): json.loads(a["info"])
+            for a in self._query("BROKERS")
+            if a.get("info")
+        }

@@ -66,6 +66,7 @@ CREATE TABLE IF NOT EXISTS group_offsets (
     group_id TEXT NOT NULL, topic TEXT NOT NULL, partition INTEGER NOT NULL,
     offset INTEGER NOT NULL, leader_epoch INTEGER NOT NULL, metadata TEXT,
     commit_ms INTEGER NOT NULL, PRIMARY KEY (group_id, topic, partition));
+CREATE TABLE IF NOT EXISTS broker_info (broker_id INTEGER PRIMARY KEY, info TEXT NOT NULL);
 """
 
 
@@ -471,3 +472,16 @@ class SqliteMetadataStore(MetadataStore):
     def allocate_broker_id(self) -> int:
         with self._tx() as db:
             return self._next(db, "broker_id") + 1
+
+    def set_broker_info(self, broker_id: int, epoch: int, info: dict[str, str]) -> None:
+        with self._tx() as db:
+            self._serving_broker(db, broker_id, epoch)
+            db.execute(
+                "INSERT OR REPLACE INTO broker_info VALUES(?, ?)",
+                (broker_id, json.dumps(info, sort_keys=True)),
+            )
+
+    def broker_info(self) -> dict[int, dict[str, str]]:
+        with self._lock:
+            rows = self._db.execute("SELECT broker_id, info FROM broker_info").fetchall()
+        return {int(bid): json.loads(info) for bid, info in rows}

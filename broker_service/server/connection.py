@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -46,7 +47,10 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self._big: bytearray | None = None
         self._big_filled = 0
         self._transport: asyncio.Transport | None = None
-        self._queue: deque[tuple[int, int, int, asyncio.Future[Any] | list[Any], int]] = deque()
+        # (correlation id, api key, version, answer, request bytes, arrival perf_counter)
+        self._queue: deque[tuple[int, int, int, asyncio.Future[Any] | list[Any], int, float]] = (
+            deque()
+        )
         self._queued_bytes = 0  # request bytes held by requests not yet answered
         self._write_paused = False
         self._read_paused = False
@@ -63,7 +67,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._connections.discard(self)
-        for *_ids, item, _n in self._queue:
+        for _cid, _key, _v, item, _n, _t in self._queue:
             if isinstance(item, asyncio.Future):
                 item.cancel()
         self._queue.clear()
@@ -161,7 +165,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
         return True
 
     def _enqueue(self, cid: int, key: int, version: int, item: Any, nbytes: int) -> None:
-        self._queue.append((cid, key, version, item, nbytes))
+        self._queue.append((cid, key, version, item, nbytes, time.perf_counter()))
         self._queued_bytes += nbytes
         self._drain()
         self._update_reading()
@@ -181,7 +185,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
         q = self._queue
         t = self._transport
         while q and t is not None:
-            cid, key, version, item, nbytes = q[0]
+            cid, key, version, item, nbytes, started = q[0]
             if isinstance(item, asyncio.Future):
                 if not item.done():
                     return
@@ -190,6 +194,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
                 bufs = item
             q.popleft()
             self._queued_bytes -= nbytes
+            self.broker.metrics.answered(key, started)
             head = response_header(cid, key, version)
             size = len(head) + sum(len(b) for b in bufs)
             t.writelines([size_prefix(size), head, *bufs])
@@ -209,6 +214,10 @@ class KafkaConnection(asyncio.BufferedProtocol):
         elif not want_pause and self._read_paused:
             t.resume_reading()
             self._read_paused = False
+
+    def queued(self, api_key: int) -> int:
+        """Requests of this API waiting for their answer (produce / fetch queue depth)."""
+        return sum(1 for entry in self._queue if entry[1] == api_key)
 
     def close(self) -> None:
         if self._transport is not None:

@@ -22,6 +22,7 @@ async def serve(broker: Broker, stop: asyncio.Event | None = None) -> None:
         except (NotImplementedError, RuntimeError):
             pass
     connections: set[KafkaConnection] = set()
+    broker.metrics.queue_depth = lambda key: sum(c.queued(key) for c in list(connections))
     # Bind first: a broker that cannot listen must not register itself as live.
     server = await loop.create_server(
         lambda: KafkaConnection(broker, connections),

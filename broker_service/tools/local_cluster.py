@@ -39,7 +39,9 @@ def run(args: argparse.Namespace) -> int:
             "--node-id",
             str(i + 1),
         ]
-        procs.append(subprocess.Popen(cmd, env=os.environ.copy()))
+        env = os.environ.copy()
+        env["BROKER_METRICS_PORT"] = str(args.metrics_port + i if args.metrics_port else 0)
+        procs.append(subprocess.Popen(cmd, env=env))
         print(f"broker {i + 1}: {args.host}:{port} (pid {procs[-1].pid})", file=sys.stderr)
     print(
         f"bootstrap: {','.join(f'{args.host}:{args.port + i}' for i in range(args.brokers))}"
@@ -67,3 +69,5 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     c.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
     c.add_argument("--port", type=int, default=9092, help="first port (default 9092)")
     c.add_argument("--data-dir", type=Path, default=Path("data"), help="shared data directory")
+    c.add_argument("--metrics-port", type=int, default=9464,
+                   help="first Prometheus /metrics port (default 9464; 0: off)")

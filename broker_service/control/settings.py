@@ -1,0 +1,66 @@
+"""What a control function is told through its environment (the CDK stacks set these)."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlparse
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .autoscaler import MB, AutoscalerPolicy
+from .balancer import BalancerPolicy
+
+
+class ControlSettings(BaseSettings):
+    """Env vars without prefix: TENANT, METADATA_TABLE, STORAGE_URI, METRICS_NAMESPACE,
+    ECS_CLUSTER, ECS_SERVICE, MIN_BROKERS, MAX_BROKERS, TARGET_MBPS_PER_BROKER, ..."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    tenant: str = "default"
+    metadata_table: str = Field(description="DynamoDB table of the cluster's metadata")
+    storage_uri: str | None = Field(None, description="s3://bucket/prefix of the cluster's data")
+    metrics_namespace: str = Field("Kafka/local", description="the brokers' EMF namespace")
+    ecs_cluster: str | None = None
+    ecs_service: str | None = None
+    min_brokers: int = Field(1, ge=0)
+    max_brokers: int = Field(10, ge=1)
+    target_mbps_per_broker: float = Field(50.0, gt=0, description="MB/s in + out per broker")
+    powertools_service_name: str = "kafka-control"
+    # tuning with defaults (not set by the stacks)
+    scale_out_cooldown_s: float = 120.0
+    scale_in_cooldown_s: float = 600.0
+    autoscaler_window_s: float = 300.0
+    balance_band: float = 0.10
+    balance_min_mbps: float = Field(1.048576, description="mean MB/s below which load is ignored")
+    balance_max_moves: int = 5
+    balance_window_s: float = 300.0
+    lease_grace_ms: int = 1000
+
+    def autoscaler_policy(self) -> AutoscalerPolicy:
+        return AutoscalerPolicy(
+            target_bytes_per_s=self.target_mbps_per_broker * MB,
+            min_brokers=self.min_brokers,
+            max_brokers=self.max_brokers,
+            scale_out_cooldown_s=self.scale_out_cooldown_s,
+            scale_in_cooldown_s=self.scale_in_cooldown_s,
+            window_s=self.autoscaler_window_s,
+        )
+
+    def balancer_policy(self) -> BalancerPolicy:
+        return BalancerPolicy(
+            band=self.balance_band,
+            min_mean_bytes_per_s=self.balance_min_mbps * MB,
+            max_moves=self.balance_max_moves,
+            window_s=self.balance_window_s,
+        )
+
+    def metadata_store(self) -> Any:
+        from ..metadata.dynamodb import DynamoDbMetadataStore
+
+        return DynamoDbMetadataStore(table=self.metadata_table)
+
+    @property
+    def bucket(self) -> str | None:
+        return urlparse(self.storage_uri).netloc if self.storage_uri else None
