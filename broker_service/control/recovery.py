@@ -89,14 +89,16 @@ def _move_off_fenced(metadata: MetadataStore, now_ms: int, result: RecoveryResul
 
 def broker_for_task(
     metadata: MetadataStore, task_arn: str, private_ips: list[str]
-) -> int | None:
-    """The broker an ECS task ran: by the task ARN it published at start (broker info),
-    else by its private IP (published, or advertised as its host). A broker that published
-    another task's ARN is a successor on the same id and is never matched."""
+) -> tuple[int, int | None] | None:
+    """(broker id, epoch) an ECS task ran: by the task ARN the broker published at start
+    (broker info, with the epoch it registered), else by its private IP (published, or
+    advertised as its host; epoch unknown). A broker that published another task's ARN is
+    a successor on the same id and is never matched; a successor that has not published yet
+    has a newer epoch than the one recorded, and ``recover_broker`` leaves it alone."""
     info = metadata.broker_info()
     for bid, i in info.items():
         if i.get("task_arn") == task_arn:
-            return bid
+            return bid, int(i["epoch"]) if i.get("epoch") else None
     ips = set(private_ips)
     if not ips:
         return None
@@ -105,5 +107,5 @@ def broker_for_task(
         if i.get("task_arn") and i["task_arn"] != task_arn:
             continue
         if i.get("private_ip") in ips or b.host in ips:
-            return b.broker_id
+            return b.broker_id, None
     return None

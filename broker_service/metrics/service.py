@@ -57,6 +57,7 @@ class MetricsService:
             info["task_arn"] = self.broker.config.task_arn
         if self.metrics_url:
             info["metrics_url"] = self.metrics_url
+        info["epoch"] = str(me.epoch)  # recovery fences only the registration the task ran
         try:
             await asyncio.to_thread(self.broker.metadata.set_broker_info, me.broker_id,
                                     me.epoch, info)  # fmt: skip

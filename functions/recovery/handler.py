@@ -1,0 +1,57 @@
+"""Recovery Lambda: ECS Task State Change (lastStatus STOPPED) -> fence that task's broker at
+once (no waiting for its lease) and hand its partitions to live brokers; a schedule -> the
+lease-expiry sweep (control/recovery.py). Every step is a compare-and-set in the metadata
+store, so duplicate events and concurrent sweeps fence each broker once and move each
+partition once. The new leader commits what an orphaned file WAL still held on takeover.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.parser import parse
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from broker_service.control.events import EventBridgeEnvelope, TaskStateChangeEvent
+from broker_service.control.recovery import RecoveryResult, broker_for_task, recover, recover_broker
+from broker_service.control.settings import ControlSettings
+
+logger = Logger()
+metrics = Metrics()
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    settings = ControlSettings()
+    metrics.namespace = settings.metrics_namespace
+    metadata = settings.metadata_store()
+    now_ms = int(time.time() * 1000)
+    envelope = parse(event=event, model=EventBridgeEnvelope)
+    broker_id: int | None = None
+    if envelope.detail_type == "ECS Task State Change":
+        task = parse(event=event, model=TaskStateChangeEvent).detail
+        if task.last_status != "STOPPED":
+            logger.info("task %s is %s: nothing to recover", task.task_arn, task.last_status)
+            return {"fenced": [], "moved": [], "skipped": f"task {task.last_status}"}
+        found = broker_for_task(metadata, task.task_arn, task.private_ips())
+        if found is None:
+            logger.warning("stopped task %s (%s) ran no known broker; sweeping leases",
+                           task.task_arn, task.private_ips())  # fmt: skip
+            result: RecoveryResult = recover(metadata, now_ms, settings.lease_grace_ms)
+        else:
+            broker_id, epoch = found
+            why = f"its task {task.task_arn} stopped ({task.stopped_reason or task.stop_code})"
+            result = recover_broker(metadata, broker_id, epoch, now_ms, why)
+    else:
+        result = recover(metadata, now_ms, settings.lease_grace_ms)
+    logger.info("recovery", extra={"trigger": envelope.detail_type, "broker": broker_id,
+                                   "fenced": result.fenced, "moved": result.moved})  # fmt: skip
+    metrics.add_dimension(name="Tenant", value=settings.tenant)
+    metrics.add_metric(name="BrokersFenced", unit=MetricUnit.Count, value=len(result.fenced))
+    metrics.add_metric(name="PartitionsRecovered", unit=MetricUnit.Count, value=len(result.moved))
+    return {"broker": broker_id, "fenced": result.fenced,
+            "moved": [list(m) for m in result.moved]}  # fmt: skip

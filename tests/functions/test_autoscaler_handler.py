@@ -1,0 +1,123 @@
+"""The autoscaler Lambda end to end against moto server's ECS, CloudWatch and DynamoDB:
+broker metrics in CloudWatch -> decision -> ECS UpdateService (and, on scale-in, the drained
+broker's task stopped). Only Lambda's runtime is missing: the handler is called directly."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from broker_service.metadata.base import ACTIVE, DRAINING
+from broker_service.metadata.dynamodb import DynamoDbMetadataStore
+
+from .conftest import ControlEnv, event
+
+
+def _ecs_service(env: ControlEnv, monkeypatch: pytest.MonkeyPatch, desired: int,
+                 tasks: int = 0) -> list[str]:  # fmt: skip
+    """A cluster, a broker service of ``desired`` tasks, and ``tasks`` running tasks (on one
+    registered EC2 container instance: moto's Fargate RunTask path is broken)."""
+    ecs, ec2 = env.client("ecs"), env.client("ec2")
+    cluster = f"kafka-{env.table}"
+    ecs.create_cluster(clusterName=cluster)
+    ecs.register_task_definition(
+        family="broker", containerDefinitions=[{"name": "broker", "image": "b", "memory": 512}]
+    )
+    ecs.create_service(cluster=cluster, serviceName="brokers", taskDefinition="broker",
+                       desiredCount=desired)  # fmt: skip
+    arns: list[str] = []
+    if tasks:
+        inst = ec2.run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1)["Instances"][0]
+        ecs.register_container_instance(
+            cluster=cluster, instanceIdentityDocument=json.dumps({"instanceId": inst["InstanceId"]})
+        )
+        arns = [t["taskArn"] for t in ecs.run_task(cluster=cluster, taskDefinition="broker",
+                                                    count=tasks)["tasks"]]  # fmt: skip
+    monkeypatch.setenv("ECS_CLUSTER", cluster)
+    monkeypatch.setenv("ECS_SERVICE", "brokers")
+    return arns
+
+
+def _put_load(env: ControlEnv, per_broker_mb: dict[int, float], window_s: int = 60) -> None:
+    """What the brokers' EMF lines become in CloudWatch: per-interval byte counts. (Each test
+    uses broker ids of its own: moto's GetMetricData ignores the namespace of a query that
+    has dimensions, so tests sharing the server would see each other's brokers.)"""
+    now = datetime.now(UTC)
+    env.client("cloudwatch").put_metric_data(
+        Namespace=env.namespace,
+        MetricData=[
+            {"MetricName": name, "Dimensions": [{"Name": "BrokerId", "Value": str(bid)}],
+             "Value": mb * 1e6 * window_s / 2, "Unit": "Bytes",
+             "Timestamp": now - timedelta(seconds=20)}
+            for bid, mb in per_broker_mb.items() for name in ("BytesIn", "BytesOut")
+        ],
+    )  # fmt: skip
+
+
+def _desired(env: ControlEnv) -> int:
+    svc = env.client("ecs").describe_services(cluster=f"kafka-{env.table}",
+                                              services=["brokers"])["services"][0]  # fmt: skip
+    return int(svc["desiredCount"])
+
+
+@pytest.fixture
+def sizing(monkeypatch: pytest.MonkeyPatch) -> None:
+    for k, v in {"MIN_BROKERS": "1", "MAX_BROKERS": "4", "TARGET_MBPS_PER_BROKER": "10",
+                 "AUTOSCALER_WINDOW_S": "60"}.items():  # fmt: skip
+        monkeypatch.setenv(k, v)
+
+
+def test_alarm_scales_out_once_even_if_delivered_twice(
+    control_env: ControlEnv, monkeypatch: pytest.MonkeyPatch, sizing: None,
+    invoke: Callable[[str, dict[str, Any]], Any],
+) -> None:  # fmt: skip
+    _ecs_service(control_env, monkeypatch, desired=1)
+    _put_load(control_env, {101: 25.0})  # 25 MB/s on one broker, 10 MB/s target: 3 brokers
+    alarm = event("alarm_state_change.json")
+    out = invoke("autoscaler", alarm)
+    assert (out["action"], out["current"], out["desired"]) == ("scale_out", 1, 3), out
+    assert _desired(control_env) == 3
+    again = invoke("autoscaler", alarm)  # EventBridge delivers at least once
+    assert (again["action"], again["current"], again["desired"]) == ("hold", 3, 3), again
+    _put_load(control_env, {102: 10.0, 103: 10.0})  # load grows further right away
+    later = invoke("autoscaler", event("scheduled.json"))
+    assert later["action"] == "hold" and "cooldown" in later["reason"], later
+    assert _desired(control_env) == 3
+
+
+def test_schedule_within_target_holds(
+    control_env: ControlEnv, monkeypatch: pytest.MonkeyPatch, sizing: None,
+    invoke: Callable[[str, dict[str, Any]], Any],
+) -> None:  # fmt: skip
+    _ecs_service(control_env, monkeypatch, desired=2)
+    _put_load(control_env, {201: 8.0, 202: 9.0})
+    out = invoke("autoscaler", event("scheduled.json"))
+    assert out["action"] == "hold" and out["desired"] == 2, out
+    assert _desired(control_env) == 2
+
+
+def test_scale_in_drains_the_broker_and_stops_its_task(
+    control_env: ControlEnv, monkeypatch: pytest.MonkeyPatch, sizing: None,
+    invoke: Callable[[str, dict[str, Any]], Any],
+) -> None:  # fmt: skip
+    tasks = _ecs_service(control_env, monkeypatch, desired=3, tasks=3)
+    meta = DynamoDbMetadataStore(control_env.table, client=control_env.client("dynamodb"))
+    for bid, arn in enumerate(tasks, start=301):
+        b = meta.register_broker(bid, f"10.0.0.{bid}", 9092, None, 60_000)
+        meta.set_broker_info(bid, b.epoch, {"task_arn": arn, "epoch": str(b.epoch)})
+    _put_load(control_env, {301: 2.0, 302: 2.0, 303: 1.0})  # 5 MB/s: one broker would do
+    out = invoke("autoscaler", event("scheduled.json"))
+    assert (out["action"], out["desired"], out["drained"]) == ("scale_in", 2, [303]), out
+    assert out["stopped_tasks"] == [tasks[2]]
+    assert _desired(control_env) == 2
+    states = {b.broker_id: b.state for b in meta.brokers()}
+    assert states == {301: ACTIVE, 302: ACTIVE, 303: DRAINING}
+    stopped = control_env.client("ecs").describe_tasks(cluster=f"kafka-{control_env.table}",
+                                                        tasks=[tasks[2]])["tasks"][0]  # fmt: skip
+    assert stopped["lastStatus"] == "STOPPED"
+    again = invoke("autoscaler", event("scheduled.json"))  # cooldown: no second broker goes
+    assert again["action"] == "hold", again
