@@ -33,6 +33,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         task = parse(event=event, model=TaskStateChangeEvent).detail
         if task.last_status != "RUNNING":
             logger.info("task %s is %s: nothing to balance", task.task_arn, task.last_status)
+            metrics.add_metric(name="PartitionMoves", unit=MetricUnit.Count, value=0)
             return {"moves": [], "skipped": f"task {task.last_status}"}
         logger.info("broker task %s is RUNNING: balancing onto it", task.task_arn)
     result = balance(

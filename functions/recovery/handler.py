@@ -32,22 +32,21 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     now_ms = int(time.time() * 1000)
     envelope = parse(event=event, model=EventBridgeEnvelope)
     broker_id: int | None = None
-    if envelope.detail_type == "ECS Task State Change":
+    result = RecoveryResult()
+    if envelope.detail_type != "ECS Task State Change":
+        result = recover(metadata, now_ms, settings.lease_grace_ms)  # the lease sweep
+    else:
         task = parse(event=event, model=TaskStateChangeEvent).detail
         if task.last_status != "STOPPED":
             logger.info("task %s is %s: nothing to recover", task.task_arn, task.last_status)
-            return {"fenced": [], "moved": [], "skipped": f"task {task.last_status}"}
-        found = broker_for_task(metadata, task.task_arn, task.private_ips())
-        if found is None:
+        elif (found := broker_for_task(metadata, task.task_arn, task.private_ips())) is None:
             logger.warning("stopped task %s (%s) ran no known broker; sweeping leases",
                            task.task_arn, task.private_ips())  # fmt: skip
-            result: RecoveryResult = recover(metadata, now_ms, settings.lease_grace_ms)
+            result = recover(metadata, now_ms, settings.lease_grace_ms)
         else:
             broker_id, epoch = found
             why = f"its task {task.task_arn} stopped ({task.stopped_reason or task.stop_code})"
             result = recover_broker(metadata, broker_id, epoch, now_ms, why)
-    else:
-        result = recover(metadata, now_ms, settings.lease_grace_ms)
     logger.info("recovery", extra={"trigger": envelope.detail_type, "broker": broker_id,
                                    "fenced": result.fenced, "moved": result.moved})  # fmt: skip
     metrics.add_dimension(name="Tenant", value=settings.tenant)
