@@ -153,7 +153,7 @@ def balance(
     plan = plan_moves(leaders, partition_load, sorted(addresses), policy)
     result = BalanceResult(plan)
     log.info(
-        "balancer: %s mode, mean %.0f B/s, loads %s, %d moves (%s)",
+        "balancer: %s mode, mean %.0f B/s, loads %s, %d moves planned (then: %s)",
         plan.mode, plan.mean, {b: round(v) for b, v in plan.before.items()}, len(plan.moves),
         plan.reason,
     )  # fmt: skip

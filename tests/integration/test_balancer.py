@@ -38,7 +38,8 @@ def _bytes_in(brokers: list[BrokerProcess]) -> list[float]:
 def test_skewed_cluster_ends_within_the_band_without_loss(tmp_path: Path) -> None:
     env = {"BROKER_LEASE_MS": "4000", "BROKER_AUTO_BALANCE": "true",
            "BROKER_BALANCE_INTERVAL_S": "3", "BROKER_BALANCE_MIN_BYTES_PER_S": "10000",
-           "BROKER_UPLOAD_INTERVAL_MS": "1000"}  # fmt: skip
+           "BROKER_UPLOAD_INTERVAL_MS": "1000", "BROKER_AUTOSCALER_INTERVAL_S": "2",
+           "BROKER_AUTOSCALER_TARGET_MBPS": "0.5"}  # fmt: skip
     brokers = [BrokerProcess(tmp_path / "shared", BROKER_NODE_ID=str(i + 1), **env).start()
                for i in range(3)]  # fmt: skip
     stop = threading.Event()
@@ -94,6 +95,9 @@ def test_skewed_cluster_ends_within_the_band_without_loss(tmp_path: Path) -> Non
               f"{[round(r) for r in rates]} (mean {mean:.0f})")
         assert mean > 100_000, "the load is real"
         assert all(abs(r - mean) <= 0.10 * mean for r in rates), rates
+        log = brokers[0].log()  # the controller explains itself
+        assert "balancer: skewed-" in log and "autoscaler (log only" in log, log
+        assert "autoscaler (log only" not in brokers[1].log(), "only the controller acts"
     finally:
         stop.set()
         if "producer" in locals():
