@@ -160,10 +160,12 @@ class ScrapedMetricsSource:
         endpoints: Callable[[], dict[int, str]],
         fetch: Callable[[str], str] = http_get,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.endpoints = endpoints
         self.fetch = fetch
         self.sleep = sleep
+        self.clock = clock
         self._previous: _Sample | None = None
 
     @classmethod
@@ -190,7 +192,7 @@ class ScrapedMetricsSource:
             brokers[bid] = b
             for (topic, p), v in parts.items():
                 partitions[(bid, topic, p)] = v
-        return _Sample(time.monotonic(), brokers, partitions)
+        return _Sample(self.clock(), brokers, partitions)
 
     def cluster_load(self, window_s: float) -> ClusterLoad | None:
         if self._previous is None:
@@ -208,7 +210,8 @@ class ScrapedMetricsSource:
 
         load = ClusterLoad(dt)
         for bid, v in after.brokers.items():
-            load.brokers[bid] = rate(v, before.brokers.get(bid) if bid in before.brokers else v)
+            prev = before.brokers.get(bid)  # none: a broker new since the last scrape
+            load.brokers[bid] = rate(v, prev) if prev is not None else Load()
         for (bid, topic, p), v in after.partitions.items():
             prev = before.partitions.get((bid, topic, p))
             if prev is None and bid not in before.brokers:
