@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..metadata.base import ACTIVE, DRAINING, BrokerFenced, MetadataStore
+from .balancer import safe_reassign
 from .metrics_source import MetricsSource
 from .reassignment import ReassignmentResult, reassign
 
@@ -192,7 +193,7 @@ def _drain(
         result.drained.append(b.broker_id)
         for p in metadata.partitions_led_by(b.broker_id):
             target = min(load, key=lambda x: (load[x], x))
-            r = reassign_fn(f"{b.host}:{b.port}", p.topic, p.partition, target)
+            r = safe_reassign(reassign_fn, f"{b.host}:{b.port}", p.topic, p.partition, target)
             result.moves.append(r)
             if not r.ok:
                 metadata.set_broker_state(b.broker_id, b.epoch, ACTIVE)  # try again next time

@@ -136,6 +136,18 @@ class BalanceResult:
 Reassign = Callable[[str, str, int, int], ReassignmentResult]
 
 
+def safe_reassign(
+    reassign_fn: Reassign, bootstrap: str, topic: str, partition: int, target: int
+) -> ReassignmentResult:
+    """A move whose broker cannot be reached is a failed move, not a failed run."""
+    try:
+        return reassign_fn(bootstrap, topic, partition, target)
+    except (OSError, TimeoutError) as exc:
+        log.warning("cannot reach broker at %s to move %s-%d: %s", bootstrap, topic, partition,
+                    exc)  # fmt: skip
+        return ReassignmentResult(topic, partition, target, -1, f"unreachable: {exc}", 0.0)
+
+
 def balance(
     metadata: MetadataStore,
     source: MetricsSource,
@@ -158,7 +170,7 @@ def balance(
         plan.reason,
     )  # fmt: skip
     for m in plan.moves:
-        r = reassign_fn(addresses[m.source], m.topic, m.partition, m.target)
+        r = safe_reassign(reassign_fn, addresses[m.source], m.topic, m.partition, m.target)
         (result.done if r.ok else result.failed).append(r)
         log.info("balancer: %s-%d %d -> %d (%.0f B/s): %s", m.topic, m.partition, m.source,
                  m.target, m.bytes_per_s, "done" if r.ok else f"error {r.error_code}")  # fmt: skip

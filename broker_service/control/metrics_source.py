@@ -53,64 +53,81 @@ class MetricsSource(Protocol):
 
 # -- CloudWatch -------------------------------------------------------------------------------
 class CloudWatchMetricsSource:
-    """Sums of the brokers' EMF metrics (per-interval deltas) over the window, divided by it."""
+    """Sums of the brokers' EMF metrics (per-interval deltas) over the window, divided by it.
 
-    def __init__(self, namespace: str, client: Any = None) -> None:
+    The dimension values to ask for (broker ids, topic partitions) come from the caller,
+    normally the metadata store (``for_cluster``): one ``GetMetricData`` query per metric and
+    dimension set, no ``ListMetrics`` (so brokers and partitions long gone cost nothing)."""
+
+    def __init__(
+        self,
+        namespace: str,
+        dimensions: Callable[[], tuple[list[int], list[tuple[str, int]]]],
+        client: Any = None,
+    ) -> None:
         import boto3
 
         self.namespace = namespace
+        self.dimensions = dimensions
         self.client = client or boto3.client("cloudwatch")
 
-    def _sums(
-        self, metric: str, keys: tuple[str, ...], window_s: int
-    ) -> dict[tuple[str, ...], float]:
-        combos: list[list[dict[str, str]]] = []
-        for page in self.client.get_paginator("list_metrics").paginate(
-            Namespace=self.namespace, MetricName=metric
-        ):
-            for m in page["Metrics"]:
-                dims = m.get("Dimensions", [])
-                if sorted(d["Name"] for d in dims) == sorted(keys):
-                    combos.append(dims)
+    @classmethod
+    def for_cluster(
+        cls, namespace: str, metadata: Any, client: Any = None
+    ) -> CloudWatchMetricsSource:
+        def dimensions() -> tuple[list[int], list[tuple[str, int]]]:
+            brokers = [b.broker_id for b in metadata.brokers()]
+            parts = [(p.topic, p.partition) for t in metadata.topics() for p in t.partitions]
+            return brokers, parts
+
+        return cls(namespace, dimensions, client)
+
+    def _sums(self, queries: list[tuple[str, dict[str, str]]], window_s: int) -> list[float]:
+        """Sum over the window of each (metric, dimensions) query, in order."""
         end = datetime.now(UTC)
         start = end - timedelta(seconds=window_s)
-        out: dict[tuple[str, ...], float] = {}
-        for i in range(0, len(combos), 500):  # GetMetricData takes 500 queries per call
-            chunk = combos[i : i + 500]
-            queries = [
+        sums = [0.0] * len(queries)
+        for i in range(0, len(queries), 500):  # GetMetricData takes 500 queries per call
+            chunk = queries[i : i + 500]
+            request = [
                 {
-                    "Id": f"m{j}",
+                    "Id": f"m{i + j}",
                     "MetricStat": {
-                        "Metric": {"Namespace": self.namespace, "MetricName": metric,
-                                   "Dimensions": dims},  # fmt: skip
+                        "Metric": {
+                            "Namespace": self.namespace,
+                            "MetricName": metric,
+                            "Dimensions": [{"Name": k, "Value": v} for k, v in dims.items()],
+                        },
                         "Period": window_s,
                         "Stat": "Sum",
                     },
                     "ReturnData": True,
                 }
-                for j, dims in enumerate(chunk)
+                for j, (metric, dims) in enumerate(chunk)
             ]
-            resp = self.client.get_metric_data(
-                MetricDataQueries=queries, StartTime=start, EndTime=end
-            )
-            for r in resp["MetricDataResults"]:
-                dims = {d["Name"]: d["Value"] for d in chunk[int(r["Id"][1:])]}
-                key = tuple(dims[k] for k in keys)
-                out[key] = out.get(key, 0.0) + float(sum(r.get("Values", [])))
-        return out
+            kwargs: dict[str, Any] = {"MetricDataQueries": request, "StartTime": start,
+                                      "EndTime": end}  # fmt: skip
+            while True:
+                resp = self.client.get_metric_data(**kwargs)
+                for r in resp["MetricDataResults"]:
+                    sums[int(r["Id"][1:])] += float(sum(r.get("Values", [])))
+                if not resp.get("NextToken"):
+                    break
+                kwargs["NextToken"] = resp["NextToken"]
+        return sums
 
     def cluster_load(self, window_s: float) -> ClusterLoad:
         w = max(60, int(window_s) // 60 * 60)  # CloudWatch periods are multiples of 60 s
+        brokers, partitions = self.dimensions()
+        queries = [(m, {"BrokerId": str(b)}) for b in brokers for m in ("BytesIn", "BytesOut")]
+        queries += [(m, {"Topic": t, "Partition": str(p)})
+                    for t, p in partitions for m in ("PartitionBytesIn", "PartitionBytesOut")]
+        sums = iter(self._sums(queries, w))
         load = ClusterLoad(float(w))
-        bytes_in = self._sums("BytesIn", ("BrokerId",), w)
-        bytes_out = self._sums("BytesOut", ("BrokerId",), w)
-        for (bid,) in bytes_in.keys() | bytes_out.keys():
-            load.brokers[int(bid)] = Load(bytes_in.get((bid,), 0) / w, bytes_out.get((bid,), 0) / w)
-        p_in = self._sums("PartitionBytesIn", ("Topic", "Partition"), w)
-        p_out = self._sums("PartitionBytesOut", ("Topic", "Partition"), w)
-        for topic, part in p_in.keys() | p_out.keys():
-            k = (topic, part)
-            load.partitions[(topic, int(part))] = Load(p_in.get(k, 0) / w, p_out.get(k, 0) / w)
+        for b in brokers:
+            load.brokers[b] = Load(next(sums) / w, next(sums) / w)
+        for tp in partitions:
+            load.partitions[tp] = Load(next(sums) / w, next(sums) / w)
         return load
 
 

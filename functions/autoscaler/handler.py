@@ -36,10 +36,11 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         logger.info("alarm %s is %s: %s", alarm.alarm_name, alarm.state.value, alarm.state.reason)
     if not settings.ecs_cluster or not settings.ecs_service:
         raise ValueError("ECS_CLUSTER and ECS_SERVICE must be set")
+    metadata = settings.metadata_store()
     result = autoscale(
         EcsService(settings.ecs_cluster, settings.ecs_service),
-        settings.metadata_store(),
-        CloudWatchMetricsSource(settings.metrics_namespace),
+        metadata,
+        CloudWatchMetricsSource.for_cluster(settings.metrics_namespace, metadata),
         settings.autoscaler_policy(),
         int(time.time() * 1000),
     )

@@ -36,9 +36,10 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             metrics.add_metric(name="PartitionMoves", unit=MetricUnit.Count, value=0)
             return {"moves": [], "skipped": f"task {task.last_status}"}
         logger.info("broker task %s is RUNNING: balancing onto it", task.task_arn)
+    metadata = settings.metadata_store()
     result = balance(
-        settings.metadata_store(),
-        CloudWatchMetricsSource(settings.metrics_namespace),
+        metadata,
+        CloudWatchMetricsSource.for_cluster(settings.metrics_namespace, metadata),
         settings.balancer_policy(),
         int(time.time() * 1000),
     )

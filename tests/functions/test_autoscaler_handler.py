@@ -58,6 +58,14 @@ def _put_load(env: ControlEnv, per_broker_mb: dict[int, float], window_s: int = 
     )  # fmt: skip
 
 
+def _register(env: ControlEnv, *broker_ids: int) -> DynamoDbMetadataStore:
+    """Brokers in the metadata store: the autoscaler asks CloudWatch about these."""
+    meta = DynamoDbMetadataStore(env.table, client=env.client("dynamodb"))
+    for bid in broker_ids:
+        meta.register_broker(bid, f"10.0.0.{bid % 250}", 9092, None, 600_000)
+    return meta
+
+
 def _desired(env: ControlEnv) -> int:
     svc = env.client("ecs").describe_services(cluster=f"kafka-{env.table}",
                                               services=["brokers"])["services"][0]  # fmt: skip
@@ -76,6 +84,7 @@ def test_alarm_scales_out_once_even_if_delivered_twice(
     invoke: Callable[[str, dict[str, Any]], Any],
 ) -> None:  # fmt: skip
     _ecs_service(control_env, monkeypatch, desired=1)
+    _register(control_env, 101, 102, 103)
     _put_load(control_env, {101: 25.0})  # 25 MB/s on one broker, 10 MB/s target: 3 brokers
     alarm = event("alarm_state_change.json")
     out = invoke("autoscaler", alarm)
@@ -94,6 +103,7 @@ def test_schedule_within_target_holds(
     invoke: Callable[[str, dict[str, Any]], Any],
 ) -> None:  # fmt: skip
     _ecs_service(control_env, monkeypatch, desired=2)
+    _register(control_env, 201, 202)
     _put_load(control_env, {201: 8.0, 202: 9.0})
     out = invoke("autoscaler", event("scheduled.json"))
     assert out["action"] == "hold" and out["desired"] == 2, out
