@@ -222,6 +222,22 @@ class ControlPlaneStack(cdk.Stack):
                 resources=[service.service_arn],
             )
         )
+        # Scale-in drains the chosen brokers and stops exactly their tasks; the time of the
+        # last scaling action is a tag on the service (the cooldown outlives an invocation).
+        self.functions["autoscaler"].add_to_role_policy(
+            iam.PolicyStatement(
+                sid="StopItsDrainedTasks",
+                actions=["ecs:StopTask"],
+                resources=[arn(TASKS_ARN, cluster=self.tenant.resource_prefix)],
+            )
+        )
+        self.functions["autoscaler"].add_to_role_policy(
+            iam.PolicyStatement(
+                sid="CooldownTagOnItsService",
+                actions=["ecs:TagResource", "ecs:ListTagsForResource"],
+                resources=[service.service_arn],
+            )
+        )
         cluster = self.brokers.cluster
         self.functions["recovery"].add_to_role_policy(
             iam.PolicyStatement(
@@ -242,7 +258,10 @@ class ControlPlaneStack(cdk.Stack):
         tasks = finding_resource(TASKS_ARN, cluster=self.tenant.resource_prefix)
         reasons = {
             "compaction": {objects: OBJECTS_REASON},
-            "autoscaler": {"Resource::*": METRICS_REASON},
+            "autoscaler": {
+                "Resource::*": METRICS_REASON,
+                tasks: "Task ids are created at run time: limited to this cluster's tasks.",
+            },
             "balancer": {"Resource::*": METRICS_REASON},
             "recovery": {
                 objects: OBJECTS_REASON,

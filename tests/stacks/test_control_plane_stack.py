@@ -149,6 +149,12 @@ def test_least_privilege_per_function(synth: Synth) -> None:
     assert sorted(scale["Action"]) == ["ecs:DescribeServices", "ecs:UpdateService"]
     assert "Fn::ImportValue" in scale["Resource"]  # this tenant's service ARN, nothing else
     assert autoscaler["ReadBrokerMetrics"]["Action"] == "cloudwatch:GetMetricData"
+    assert autoscaler["StopItsDrainedTasks"]["Action"] == "ecs:StopTask"
+    stop_arn = autoscaler["StopItsDrainedTasks"]["Resource"]["Fn::Join"][1]
+    assert stop_arn[-1] == ":task/kafka-acme/*"  # this tenant's tasks only
+    tag = autoscaler["CooldownTagOnItsService"]
+    assert sorted(tag["Action"]) == ["ecs:ListTagsForResource", "ecs:TagResource"]
+    assert "Fn::ImportValue" in tag["Resource"]
     assert "ObjectsUnderItsPrefix" not in autoscaler
     compaction = policy_of(tpl, "CompactionRole")
     assert "ObjectsUnderItsPrefix" in compaction and "ScaleItsService" not in compaction
