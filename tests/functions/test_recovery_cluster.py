@@ -41,13 +41,16 @@ def test_sigkilled_broker_recovered_by_the_ecs_event_without_loss(
            "AWS_ENDPOINT_URL": control_env.endpoint, **AWS_TEST_ENV, "BROKER_LEASE_MS": "60000",
            "BROKER_WAL": wal, "BROKER_UPLOAD_INTERVAL_MS": "600000"}  # fmt: skip
     brokers = [BrokerProcess(tmp_path / "shared", BROKER_NODE_ID=str(i),
-                             BROKER_TASK_ARN=TASK.format(i), **env).start()
+                             BROKER_TASK_ARN=TASK.format(i), **env)
                for i in (1, 2, 3)]  # fmt: skip
     dead, survivor = brokers[0], brokers[1]
     try:
+        dead.start()  # alone while the topic is created: it leads all 6 partitions
         admin = AdminClient({"bootstrap.servers": dead.bootstrap})
         for f in admin.create_topics([NewTopic("rec", 6, 1)]).values():
             f.result(15)
+        for b in brokers[1:]:
+            b.start()
         assert set(_leaders(dead.bootstrap, "rec").values()) == {1}
         acked: dict[int, tuple[int, int]] = {}
 

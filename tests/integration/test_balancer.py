@@ -40,16 +40,21 @@ def test_skewed_cluster_ends_within_the_band_without_loss(tmp_path: Path) -> Non
            "BROKER_BALANCE_INTERVAL_S": "3", "BROKER_BALANCE_MIN_BYTES_PER_S": "10000",
            "BROKER_UPLOAD_INTERVAL_MS": "1000", "BROKER_AUTOSCALER_INTERVAL_S": "2",
            "BROKER_AUTOSCALER_TARGET_MBPS": "0.5"}  # fmt: skip
-    brokers = [BrokerProcess(tmp_path / "shared", BROKER_NODE_ID=str(i + 1), **env).start()
+    # The topic is created while broker 1 is alone (new topics are spread over the live
+    # brokers), then brokers 2 and 3 join: a scale-out that left them empty.
+    brokers = [BrokerProcess(tmp_path / "shared", BROKER_NODE_ID=str(i + 1), **env)
                for i in range(3)]  # fmt: skip
     stop = threading.Event()
     acked: dict[int, tuple[int, int]] = {}
     errors: list[str] = []
     try:
+        brokers[0].start()
         first = brokers[0].bootstrap
         admin = AdminClient({"bootstrap.servers": first})
         for f in admin.create_topics([NewTopic("skewed", PARTITIONS, 1)]).values():
             f.result(10)
+        for b in brokers[1:]:
+            b.start()
         assert set(_leaders(first, "skewed").values()) == {1}, "skewed: all on broker 1"
         bootstrap = ",".join(b.bootstrap for b in brokers)
 
