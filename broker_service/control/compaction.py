@@ -344,6 +344,16 @@ class _Run:
         active segment); drop tombstones older than delete.retention.ms."""
         if len(ranges) < 2:
             return
+        total = sum(r.size for r in ranges)
+        if self.result.bytes_read + total > self.config.max_bytes_per_run:
+            # the key map needs the whole partition in one run
+            log.warning(
+                "%s-%d: %d bytes exceed this run's byte budget; not compacted",
+                topic.name,
+                p.partition,
+                total,
+            )
+            return
         cleanable, head = ranges[:-1], ranges[-1]
         delete_retention = int(effective(topic.configs, "delete.retention.ms"))
         horizon = self.now_ms() - delete_retention

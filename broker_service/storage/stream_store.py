@@ -416,6 +416,16 @@ class StreamStore:
 
     async def offset_for_timestamp(self, plog: PartitionLog, ts: int) -> tuple[int, int] | None:
         """First (offset, timestamp) in offset order with timestamp >= ts, or None."""
+        try:
+            return await self._offset_for_timestamp(plog, ts)
+        except ObjectNotFound:
+            if not await self.refresh_ranges(plog):  # compaction replaced the object
+                raise
+            return await self._offset_for_timestamp(plog, ts)
+
+    async def _offset_for_timestamp(
+        self, plog: PartitionLog, ts: int
+    ) -> tuple[int, int] | None:
         candidates: list[tuple[BatchHeader, memoryview]] = []
         for r in plog.ranges:
             if r.max_timestamp < ts or r.end_offset <= plog.log_start_offset:

@@ -376,3 +376,24 @@ def test_orphans_are_deleted_after_the_grace_period_and_committed_objects_never(
     assert result.orphans_deleted == 1 and result.objects_deleted == 0
     assert set(committed) <= set(_objects(data))
     assert all_batches(small_broker.port, topic) == before
+
+
+def test_an_embedded_broker_compacts_on_its_own_timer(tmp_path: Path) -> None:
+    broker = BrokerProcess(
+        tmp_path / "data",
+        **{**SMALL_OBJECTS_ENV, "BROKER_COMPACTION_INTERVAL_MS": "300"},
+        COMPACTION_REPLACED_GRACE_MS="0",
+        COMPACTION_TARGET_OBJECT_BYTES=str(1 << 20),
+    ).start()
+    try:
+        topic = _topic("timer")
+        create_topic(broker.bootstrap, topic)
+        produce_rounds(broker.bootstrap, topic, rounds=15, per_round=20)
+        before = all_batches(broker.port, topic)
+        deadline = time.monotonic() + 20
+        while len(_objects(broker.data_dir)) > 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert len(_objects(broker.data_dir)) <= 2
+        assert all_batches(broker.port, topic) == before
+    finally:
+        broker.stop()
