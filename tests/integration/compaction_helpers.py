@@ -22,9 +22,11 @@ SMALL_OBJECTS_ENV = {
 }
 
 
-def create_topic(bootstrap: str, topic: str, configs: dict[str, str] | None = None) -> None:
+def create_topic(
+    bootstrap: str, topic: str, configs: dict[str, str] | None = None, partitions: int = 1
+) -> None:
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    fut = admin.create_topics([NewTopic(topic, 1, 1, config=configs or {})])[topic]
+    fut = admin.create_topics([NewTopic(topic, partitions, 1, config=configs or {})])[topic]
     fut.result(15)
 
 

@@ -397,3 +397,34 @@ def test_an_embedded_broker_compacts_on_its_own_timer(tmp_path: Path) -> None:
         assert all_batches(broker.port, topic) == before
     finally:
         broker.stop()
+
+
+def _consume_all(bootstrap: str, topic: str, partitions: int, n: int) -> list[tuple]:  # type: ignore[type-arg]
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "all",
+                  "enable.auto.commit": False})
+    c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    got = []
+    deadline = time.monotonic() + 30
+    while len(got) < n and time.monotonic() < deadline:
+        for m in c.consume(500, 0.5):
+            assert m.error() is None, m.error()
+            got.append((m.partition(), m.offset(), m.key(), m.value(), m.timestamp()))
+    c.close()
+    return sorted(got)
+
+
+def test_objects_shared_by_partitions_go_once_every_partition_moved_out(
+    small_broker: BrokerProcess,
+) -> None:
+    data = small_broker.data_dir
+    topic = _topic("shared")
+    create_topic(small_broker.bootstrap, topic, partitions=3)
+    produce_rounds(small_broker.bootstrap, topic, rounds=15, per_round=30)
+    before = _consume_all(small_broker.bootstrap, topic, 3, 450)
+    assert len(before) == 450 and len({p for p, *_ in before}) == 3
+    objects_before = _objects(data)
+    result = _run(data, target_object_bytes=1 << 20)
+    assert result.swaps >= 3
+    assert result.objects_deleted == len(objects_before)
+    assert len(_objects(data)) == result.swaps
+    assert _consume_all(small_broker.bootstrap, topic, 3, 450) == before
