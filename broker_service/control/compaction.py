@@ -42,6 +42,7 @@ from ..metadata.base import (
     TopicRecord,
     UnknownTopic,
 )
+from ..protocol.control_batch import ABORT, marker_type
 from ..protocol.record_batch import BatchHeader, iter_headers
 from ..protocol.record_filter import StoredRecord, rebuild_batch, records_of
 from ..storage.objectstore.base import ObjectStore
@@ -363,16 +364,19 @@ class _Run:
         for r in [*cleanable, head]:
             data = await self._read(r)
             view = memoryview(data)
-            batches = [(h, bytes(view[pos : pos + h.size])) for pos, h in iter_headers(view)]
-            stored[r.start_offset] = batches
-            for h, raw in batches:
-                if h.producer_id >= 0:
-                    last_batch_of_producer[h.producer_id] = h.base_offset
-                if h.is_control:
-                    continue
-                for rec in await asyncio.to_thread(records_of, h, raw):
-                    if rec.key is not None:
-                        latest[rec.key] = rec.offset
+            stored[r.start_offset] = [
+                (h, bytes(view[pos : pos + h.size])) for pos, h in iter_headers(view)
+            ]
+        everything = [b for r in [*cleanable, head] for b in stored[r.start_offset]]
+        aborted, open_txn = _transaction_outcomes(everything)
+        for h, raw in everything:
+            if h.producer_id >= 0:
+                last_batch_of_producer[h.producer_id] = h.base_offset
+            if h.is_control or h.base_offset in aborted or h.base_offset in open_txn:
+                continue  # aborted or undecided records never supersede anything
+            for rec in await asyncio.to_thread(records_of, h, raw):
+                if rec.key is not None:
+                    latest[rec.key] = rec.offset
         keep_last = set(last_batch_of_producer.values())
         runs = self._merge_runs(cleanable) or []
         merged = {r.start_offset for run in runs for r in run}
@@ -384,9 +388,15 @@ class _Run:
             removed = 0
             for r in run:
                 for h, raw in stored[r.start_offset]:
-                    batch, n = await asyncio.to_thread(
-                        _filter_batch, h, raw, latest, horizon, h.base_offset in keep_last
-                    )
+                    batch: bytes | None
+                    if h.base_offset in open_txn:
+                        batch, n = raw, 0  # its transaction is undecided: not cleanable yet
+                    elif h.base_offset in aborted:
+                        batch, n = _drop_aborted(h, raw, h.base_offset in keep_last)
+                    else:
+                        batch, n = await asyncio.to_thread(
+                            _filter_batch, h, raw, latest, horizon, h.base_offset in keep_last
+                        )
                     removed += n
                     if batch is not None:
                         out.append((h.base_offset, h.last_offset + 1, h.max_timestamp, batch))
@@ -443,6 +453,34 @@ class _Run:
             await self.objects.delete(k)
             log.info("deleted orphan object %s (written, never committed)", k)
         self.result.orphans_deleted += len(orphans)
+
+
+def _transaction_outcomes(
+    batches: Sequence[tuple[BatchHeader, bytes]],
+) -> tuple[set[int], set[int]]:
+    """Base offsets of transactional data batches whose transaction was aborted, and of
+    those whose transaction has no marker yet (in offset order, per producer id)."""
+    pending: dict[int, list[int]] = {}
+    aborted: set[int] = set()
+    for h, raw in batches:
+        if not h.is_transactional:
+            continue
+        if h.is_control:
+            marker = marker_type(h, raw)
+            done = pending.pop(h.producer_id, [])
+            if marker == ABORT:
+                aborted.update(done)
+        else:
+            pending.setdefault(h.producer_id, []).append(h.base_offset)
+    return aborted, {b for bases in pending.values() for b in bases}
+
+
+def _drop_aborted(h: BatchHeader, raw: bytes, producer_last: bool) -> tuple[bytes | None, int]:
+    """Records of aborted transactions go (as in Kafka's cleaner); a producer's last batch
+    stays as an empty batch."""
+    if producer_last:
+        return (rebuild_batch(h, raw, []) if h.record_count else raw), h.record_count
+    return None, h.record_count
 
 
 def _filter_batch(

@@ -428,3 +428,54 @@ def test_objects_shared_by_partitions_go_once_every_partition_moved_out(
     assert result.objects_deleted == len(objects_before)
     assert len(_objects(data)) == result.swaps
     assert _consume_all(small_broker.bootstrap, topic, 3, 450) == before
+
+
+def test_compaction_drops_aborted_records_and_keeps_markers(small_broker: BrokerProcess) -> None:
+    """A transactional producer on a compacted topic: an aborted value never supersedes the
+    committed one, aborted records go, transaction markers stay."""
+    from confluent_kafka import Producer
+
+    data = small_broker.data_dir
+    topic = _topic("txn-table")
+    create_topic(small_broker.bootstrap, topic, {"cleanup.policy": "compact"})
+    p = Producer({"bootstrap.servers": small_broker.bootstrap,
+                  "transactional.id": f"tx-{uuid.uuid4().hex[:6]}"})
+    p.init_transactions(15)
+    for outcome, value in (("commit", b"v1"), ("abort", b"v2"), ("commit", b"c1")):
+        p.begin_transaction()
+        key = b"C" if value == b"c1" else b"A"
+        p.produce(topic, key=key, value=value)
+        if outcome == "abort":
+            p.produce(topic, key=b"B", value=b"aborted")
+        p.flush(15)
+        if outcome == "commit":
+            p.commit_transaction(15)
+        else:
+            p.abort_transaction(15)
+        time.sleep(0.06)  # each in its own object
+    p.flush(15)
+    produce_rounds(small_broker.bootstrap, topic, rounds=1, per_round=1,
+                   record=lambda n: (b"head", b"h"))
+    hw = list_offset(small_broker.port, topic, -1)
+    _wait_committed(data, topic, hw)
+    before = all_batches(small_broker.port, topic)
+    markers_before = [b[:8] for b in before if int.from_bytes(b[21:23], "big") & 0x20]
+    assert len(markers_before) == 3
+
+    result = _run(data, target_object_bytes=1 << 20)
+    assert result.records_removed >= 2  # the aborted A=v2 and B
+    after = all_batches(small_broker.port, topic)
+    assert [b[:8] for b in after if int.from_bytes(b[21:23], "big") & 0x20] == markers_before
+    recs = _records(after)
+    assert not any(k == b"B" for _, k, _ in recs)
+    c = Consumer({"bootstrap.servers": small_broker.bootstrap, "group.id": "txn",
+                  "enable.auto.commit": False, "isolation.level": "read_committed"})
+    c.assign([TopicPartition(topic, 0, 0)])
+    table: dict[bytes, bytes] = {}
+    deadline = time.monotonic() + 20
+    while b"head" not in table and time.monotonic() < deadline:
+        for m in c.consume(100, 0.5):
+            assert m.error() is None, m.error()
+            table[m.key()] = m.value()
+    c.close()
+    assert table == {b"A": b"v1", b"C": b"c1", b"head": b"h"}
