@@ -74,6 +74,10 @@ class CompactionConfig(BaseSettings):
     lease_ms: int = Field(
         default=900_000, description="compactor lease; must exceed time_budget_s plus one swap"
     )
+    max_compacted_partition_bytes: int = Field(
+        default=256 << 20,
+        description="cleanup.policy=compact partitions are cleaned in memory; larger ones wait",
+    )
     replaced_grace_ms: int = Field(
         default=600_000, description="keep replaced objects this long (readers may still hold them)"
     )
@@ -346,10 +350,14 @@ class _Run:
         if len(ranges) < 2:
             return
         total = sum(r.size for r in ranges)
-        if self.result.bytes_read + total > self.config.max_bytes_per_run:
-            # the key map needs the whole partition in one run
+        if (
+            self.result.bytes_read + total > self.config.max_bytes_per_run
+            or total > self.config.max_compacted_partition_bytes
+        ):
+            # the key map needs the whole partition in one run, in memory
             log.warning(
-                "%s-%d: %d bytes exceed this run's byte budget; not compacted",
+                "%s-%d: %d bytes exceed this run's byte budget or "
+                "COMPACTION_MAX_COMPACTED_PARTITION_BYTES; not compacted",
                 topic.name,
                 p.partition,
                 total,

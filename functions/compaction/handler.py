@@ -4,8 +4,9 @@
 Environment (a pydantic-settings model): ``TENANT``, ``METADATA_TABLE``, ``STORAGE_URI``
 (``s3://bucket/prefix``), ``METRICS_NAMESPACE``, ``POWERTOOLS_SERVICE_NAME``; compaction knobs
 are ``COMPACTION_*`` (see ``CompactionConfig``). The run's time budget is the invocation's
-remaining time minus a margin, so a run always ends (and releases its lease) before Lambda's
-15-minute limit; what it did not reach, the next scheduled run does.
+remaining time minus a margin, and its lease lasts no longer than the invocation can, so a
+run ends (and releases its lease) before the function's timeout, and a killed one blocks the
+next scheduled runs only until its lease runs out; what it did not reach, the next run does.
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ class CompactionEvent(EventBridgeModel):
     detail: CompactionDetail  # type: ignore[assignment]
 
 
-SAFETY_MARGIN_S = 60.0  # leave this much of the invocation for the last swap and the release
+# leave this much of the invocation (at most a quarter of it) for the last swap and the release
+SAFETY_MARGIN_S = 60.0
 
 logger = Logger()
 metrics = Metrics()
@@ -56,8 +58,13 @@ metrics = Metrics()
 
 def run(event: CompactionEvent, remaining_s: float, settings: FunctionSettings) -> CompactionResult:
     config = CompactionConfig()
-    budget = max(1.0, min(config.time_budget_s, remaining_s - SAFETY_MARGIN_S))
-    updates: dict[str, Any] = {"time_budget_s": event.detail.time_budget_s or budget}
+    margin = min(SAFETY_MARGIN_S, remaining_s / 4)
+    budget = max(1.0, min(config.time_budget_s, remaining_s - margin))
+    updates: dict[str, Any] = {
+        "time_budget_s": event.detail.time_budget_s or budget,
+        # a killed invocation's lease must not block the next scheduled runs for long
+        "lease_ms": min(config.lease_ms, int(remaining_s * 1000) + 5_000),
+    }
     if event.detail.max_bytes_per_run:
         updates["max_bytes_per_run"] = event.detail.max_bytes_per_run
     config = config.model_copy(update=updates)
