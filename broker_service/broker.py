@@ -363,7 +363,9 @@ class Broker:
                 return
             try:
                 result = await compact(
-                    self.metadata, self.object_store, CompactionConfig(),
+                    self.metadata,
+                    self.object_store,
+                    CompactionConfig(),
                     owner=f"broker-{self.node_id}",
                 )
                 if result.skipped is None:
@@ -381,8 +383,9 @@ class Broker:
                     try:
                         await self.store.refresh_ranges(plog)
                     except Exception:
-                        log.exception("refreshing the ranges of %s-%d failed", plog.topic,
-                                      plog.partition)
+                        log.exception(
+                            "refreshing the ranges of %s-%d failed", plog.topic, plog.partition
+                        )
 
     async def delete_records(self, plog: PartitionLog, offset: int) -> int:
         """DeleteRecords: raise the log start offset (durably, in metadata) to ``offset``

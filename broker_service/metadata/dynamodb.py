@@ -1228,25 +1228,37 @@ class DynamoDbMetadataStore(MetadataStore):
 
     # -- compaction and retention ----------------------------------------------------------
     def acquire_compactor_lease(self, owner: str, lease_ms: int, now_ms: int) -> CompactorLease:
-        try:
-            a = self._update(
-                "CLUSTER",
-                "COMPACTOR",
-                "SET #k = :kind, #o = :o, #x = :x ADD #e :one",
-                ConditionExpression="attribute_not_exists(pk) OR #x <= :now",
-                ExpressionAttributeNames={"#k": "kind", "#o": "owner", "#x": "expiry_ms",
-                                          "#e": "epoch"},
-                ExpressionAttributeValues=_item(
-                    **{":kind": "compactor", ":o": owner, ":x": now_ms + lease_ms,
-                       ":now": now_ms, ":one": 1}
-                ),
-                ReturnValues="ALL_NEW",
+        # Read, then a compare-and-set on the epoch read (a one-action transaction, like
+        # fence_broker: a retry after a lost response does not fail its own condition).
+        current = self._get("CLUSTER", "COMPACTOR")
+        if current is not None and int(current["expiry_ms"]) > now_ms:
+            raise ConcurrentUpdate(
+                f"compactor lease held by {current['owner']} (epoch {current['epoch']})"
             )
+        seen = int(current["epoch"]) if current is not None else 0
+        lease = CompactorLease(seen + 1, owner, now_ms + lease_ms)
+        put: dict[str, Any] = {
+            "TableName": self.table,
+            "Item": {
+                **_key("CLUSTER", "COMPACTOR"),
+                **_item(
+                    kind="compactor", epoch=lease.epoch, owner=owner, expiry_ms=lease.expiry_ms
+                ),
+            },
+        }
+        if current is None:
+            put["ConditionExpression"] = "attribute_not_exists(pk)"
+        else:
+            put["ConditionExpression"] = "#e = :seen"
+            put["ExpressionAttributeNames"] = {"#e": "epoch"}
+            put["ExpressionAttributeValues"] = _item(**{":seen": seen})
+        try:
+            self._retrying(self._c.transact_write_items, TransactItems=[{"Put": put}])
         except ClientError as e:
-            if _error_code(e) == "ConditionalCheckFailedException":
-                raise ConcurrentUpdate("the compactor lease is held by another run") from None
-            raise
-        return CompactorLease(int(a["epoch"]), str(a["owner"]), int(a["expiry_ms"]))
+            if _cancel_reasons(e)[:1] != ["ConditionalCheckFailed"]:
+                raise
+            raise ConcurrentUpdate("another run took the compactor lease first") from None
+        return lease
 
     def release_compactor_lease(self, epoch: int) -> None:
         try:
@@ -1291,7 +1303,10 @@ class DynamoDbMetadataStore(MetadataStore):
             cond = {
                 "ConditionExpression": "#k = :k AND #end = :end AND #pos = :pos AND #sz = :sz",
                 "ExpressionAttributeNames": {
-                    "#k": "object_key", "#end": "end_offset", "#pos": "position", "#sz": "size"
+                    "#k": "object_key",
+                    "#end": "end_offset",
+                    "#pos": "position",
+                    "#sz": "size",
                 },
                 "ExpressionAttributeValues": _item(
                     **{":k": r.object_key, ":end": r.end_offset, ":pos": r.position, ":sz": r.size}

@@ -528,8 +528,15 @@ class SqliteMetadataStore(MetadataStore):
             db.executemany(
                 "INSERT INTO stream_ranges VALUES(?,?,?,?,?,?,?)",
                 [
-                    (stream_id, r.start_offset, r.end_offset, r.object_key, r.position, r.size,
-                     r.max_timestamp)
+                    (
+                        stream_id,
+                        r.start_offset,
+                        r.end_offset,
+                        r.object_key,
+                        r.position,
+                        r.size,
+                        r.max_timestamp,
+                    )
                     for r in new
                 ],
             )

@@ -423,9 +423,7 @@ class StreamStore:
                 raise
             return await self._offset_for_timestamp(plog, ts)
 
-    async def _offset_for_timestamp(
-        self, plog: PartitionLog, ts: int
-    ) -> tuple[int, int] | None:
+    async def _offset_for_timestamp(self, plog: PartitionLog, ts: int) -> tuple[int, int] | None:
         candidates: list[tuple[BatchHeader, memoryview]] = []
         for r in plog.ranges:
             if r.max_timestamp < ts or r.end_offset <= plog.log_start_offset:
