@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 import uuid
 import zlib
@@ -113,6 +114,7 @@ class Broker:
         self._refresh = asyncio.Event()
         self._sync_lock = asyncio.Lock()
         self._refresh_task: asyncio.Task[None] | None = None
+        self._background: list[asyncio.Task[None]] = []
 
     @property
     def node_id(self) -> int:
@@ -170,6 +172,11 @@ class Broker:
         self.control_loops = ControlLoops(self)
         self.control_loops.start()
         self._refresh_task = asyncio.get_running_loop().create_task(self._refresh_loop())
+        loop = asyncio.get_running_loop()
+        if cfg.compaction_interval_ms:
+            self._background.append(loop.create_task(self._compaction_loop()))
+        if cfg.ranges_refresh_ms:
+            self._background.append(loop.create_task(self._ranges_refresh_loop()))
         log.info(
             "broker %d (epoch %d) of cluster %s: %d topics",
             cfg.node_id,
@@ -181,6 +188,8 @@ class Broker:
     async def stop(self) -> None:
         if self._refresh_task is not None:
             self._refresh_task.cancel()
+        for task in self._background:
+            task.cancel()
         if self.membership is not None:
             self.membership.stop()
         if self.control_loops is not None:
@@ -360,6 +369,55 @@ class Broker:
             for p, plog in zip(rec.partitions, state.logs, strict=False):
                 if p.leader_id != plog.leader_id or p.leader_epoch != plog.leader_epoch:
                     await self._leadership_changed(plog, p)
+                elif p.log_start_offset > plog.log_start_offset:
+                    # retention (the compactor) or DeleteRecords on another broker moved it
+                    plog.log_start_offset = min(p.log_start_offset, plog.high_watermark)
+
+    # -- compaction: the same function the compaction Lambda calls --------------------------
+    async def _compaction_loop(self) -> None:
+        from .control.compaction import CompactionConfig, compact
+
+        interval = self.config.compaction_interval_ms / 1000
+        while True:
+            await asyncio.sleep(interval * random.uniform(0.8, 1.2))  # brokers drift apart
+            if self.fenced:
+                return
+            try:
+                result = await compact(
+                    self.metadata,
+                    self.object_store,
+                    CompactionConfig(),
+                    owner=f"broker-{self.node_id}",
+                )
+                if result.skipped is None:
+                    log.info("compaction: %s", result)
+            except Exception:
+                log.exception("compaction run failed; the next run resumes")
+
+    async def _ranges_refresh_loop(self) -> None:
+        interval = self.config.ranges_refresh_ms / 1000
+        while True:
+            await asyncio.sleep(interval)
+            assert self.store is not None
+            for plog in list(self.store.logs.values()):
+                if plog.leader_id == self.node_id and not plog.deleted:
+                    try:
+                        await self.store.refresh_ranges(plog)
+                    except Exception:
+                        log.exception(
+                            "refreshing the ranges of %s-%d failed", plog.topic, plog.partition
+                        )
+
+    async def delete_records(self, plog: PartitionLog, offset: int) -> int:
+        """DeleteRecords: raise the log start offset (durably, in metadata) to ``offset``
+        (-1: the high watermark); returns the new low watermark. The compactor drops the
+        ranges below it and deletes their objects after the grace period."""
+        target = plog.high_watermark if offset == -1 else offset
+        rec = await asyncio.to_thread(
+            self.metadata.set_log_start_offset, plog.topic, plog.partition, target
+        )
+        plog.log_start_offset = max(plog.log_start_offset, rec.log_start_offset)
+        return plog.log_start_offset
 
     async def _leadership_changed(self, plog: PartitionLog, rec: PartitionRecord) -> None:
         assert self.store is not None

@@ -80,6 +80,19 @@ class BrokerConfig(BaseSettings):
     drain_timeout_ms: int = Field(
         20_000, description="on SIGTERM in a cluster: time to hand partitions to other brokers"
     )
+    compaction_interval_ms: int = Field(
+        300_000,
+        ge=0,
+        description="run compaction/retention (control/compaction.py) this "
+        "often; 0 disables it. Every broker tries; the compactor lease lets one run at a time "
+        "(knobs: COMPACTION_* env vars)",
+    )
+    ranges_refresh_ms: int = Field(
+        60_000,
+        ge=0,
+        description="re-read led partitions' ranges this often (compaction "
+        "swaps objects behind the leader's back); 0: only when an object is gone",
+    )
     log_level: str = Field("INFO", description="logging level")
 
     # -- metrics and the embedded control loops (docs/CONTROL.md) ---------------------------

@@ -176,6 +176,7 @@ class ControlPlaneStack(cdk.Stack):
             "dynamodb:DeleteItem",
             "dynamodb:ConditionCheckItem",
             "dynamodb:BatchWriteItem",
+            "dynamodb:BatchGetItem",  # compaction: which unreferenced objects were committed
             "dynamodb:Query",
         ]
         for fn in self.functions.values():

@@ -105,6 +105,15 @@ class CommittedOffset:
 
 
 @dataclass(frozen=True, slots=True)
+class CompactorLease:
+    """Who compacts now: one run at a time, fenced by ``epoch`` (bumped by every acquire)."""
+
+    epoch: int
+    owner: str
+    expiry_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class GroupRecord:
     """What outlives a coordinator: a group's identity; members re-join after a move."""
 
@@ -337,3 +346,53 @@ class MetadataStore(ABC):
     @abstractmethod
     def broker_info(self) -> dict[int, dict[str, str]]:
         """Every broker's info, by broker id (brokers that never set any are absent)."""
+    # -- compaction and retention (control/compaction.py) ---------------------------------
+    @abstractmethod
+    def acquire_compactor_lease(self, owner: str, lease_ms: int, now_ms: int) -> CompactorLease:
+        """Take the compactor lease with a new epoch if it is free or expired at ``now_ms``;
+        ``ConcurrentUpdate`` if another run holds it. Every acquire bumps the epoch, so a run
+        that outlived its lease is fenced even when the same owner takes it again."""
+
+    @abstractmethod
+    def release_compactor_lease(self, epoch: int) -> None:
+        """End the lease early (only if ``epoch`` still holds it; otherwise a no-op)."""
+
+    @abstractmethod
+    def replace_stream_ranges(
+        self,
+        compactor_epoch: int,
+        stream_id: int,
+        old: list[StreamRange],
+        new: list[StreamRange],
+        object_key: str | None,
+        object_size: int,
+        now_ms: int,
+    ) -> None:
+        """Compare-and-set swap of one stream's ranges: ``old`` (exactly as stored) become
+        ``new`` (stored in the new object ``object_key``, recorded as committed), atomically.
+        ``new`` empty and ``object_key`` None drops ``old`` (retention). The objects ``old``
+        named are marked released at ``now_ms`` (their grace period restarts).
+
+        ``ConcurrentUpdate`` (nothing written) if the compactor lease is no longer
+        ``compactor_epoch`` or expired at ``now_ms``, or any old range is gone or changed."""
+
+    @abstractmethod
+    def committed_objects(self, keys: list[str]) -> set[str]:
+        """Which of ``keys`` have a committed object record."""
+
+    @abstractmethod
+    def released_objects(self) -> dict[str, int]:
+        """Objects marked released (no longer referenced, or about to be): key -> since ms."""
+
+    @abstractmethod
+    def mark_released(self, keys: list[str], now_ms: int) -> None:
+        """Mark objects released at ``now_ms`` unless already marked (keeps the older mark)."""
+
+    @abstractmethod
+    def unmark_released(self, keys: list[str]) -> None:
+        """Drop release marks (an object found referenced again)."""
+
+    @abstractmethod
+    def forget_objects(self, keys: list[str]) -> None:
+        """Delete object records and release marks (the objects themselves are deleted from
+        the object store afterwards; an object left behind is an orphan and swept later)."""

@@ -30,7 +30,7 @@ from ..protocol.record_batch import (
 from ..protocol.records import record_timestamps
 from ..txn.producer_state import ProducerStateTable
 from .block_cache import BlockCache
-from .objectstore.base import ObjectStore
+from .objectstore.base import ObjectNotFound, ObjectStore
 from .partition_log import CachedBatch, PartitionLog
 from .stream_set_object import (
     FOOTER_SIZE,
@@ -297,11 +297,30 @@ class StreamStore:
             raise OffsetOutOfRange(offset)
         if offset >= hw:
             return []
-        if offset >= plog.cache_start():
-            return self._read_cache(plog, offset, max_bytes, hw, min_one)
-        r = plog.range_for(offset)
-        if r is None:
-            raise OffsetOutOfRange(offset)
+        while offset < hw:
+            if offset >= plog.cache_start():
+                return self._read_cache(plog, offset, max_bytes, hw, min_one)
+            r = plog.range_for(offset)
+            if r is None:
+                raise OffsetOutOfRange(offset)
+            try:
+                out = await self._read_range(r, offset, max_bytes, hw, min_one)
+            except ObjectNotFound:
+                # compaction replaced the object and its grace period ended: re-read the
+                # ranges from metadata (once) and read the replacement
+                if not await self.refresh_ranges(plog):
+                    raise
+                continue
+            if out:
+                return out
+            # nothing at or after offset in this range (a compacted topic's removed
+            # records): the next batch is in the next range
+            offset = r.end_offset
+        return []
+
+    async def _read_range(
+        self, r: StreamRange, offset: int, max_bytes: int, hw: int, min_one: bool
+    ) -> list[memoryview | bytes]:
         blocks = await self._stream_blocks(r)
         out: list[memoryview | bytes] = []
         total = 0
@@ -317,6 +336,21 @@ class StreamStore:
                 out.append(view[pos : pos + size])
                 total += size
         return out
+
+    async def refresh_ranges(self, plog: PartitionLog) -> bool:
+        """Re-read a led partition's committed ranges (compaction swaps objects and
+        retention drops ranges behind the leader's back). Ranges this broker committed after
+        the read stay. Returns whether anything changed."""
+        fetched = await asyncio.to_thread(self.metadata.stream_ranges, plog.stream_id)
+        if plog.leader_id != self.broker_id:
+            return False
+        end = fetched[-1].end_offset if fetched else -1
+        merged = fetched + [r for r in plog.ranges if r.start_offset >= end]
+        if merged == plog.ranges:
+            return False
+        plog.ranges = merged
+        plog.range_starts = [r.start_offset for r in merged]
+        return True
 
     def _read_ahead(self, key: str, entries: list[IndexEntry]) -> None:
         """A catch-up reader will want the next blocks: start fetching them now."""
@@ -382,6 +416,14 @@ class StreamStore:
 
     async def offset_for_timestamp(self, plog: PartitionLog, ts: int) -> tuple[int, int] | None:
         """First (offset, timestamp) in offset order with timestamp >= ts, or None."""
+        try:
+            return await self._offset_for_timestamp(plog, ts)
+        except ObjectNotFound:
+            if not await self.refresh_ranges(plog):  # compaction replaced the object
+                raise
+            return await self._offset_for_timestamp(plog, ts)
+
+    async def _offset_for_timestamp(self, plog: PartitionLog, ts: int) -> tuple[int, int] | None:
         candidates: list[tuple[BatchHeader, memoryview]] = []
         for r in plog.ranges:
             if r.max_timestamp < ts or r.end_offset <= plog.log_start_offset:

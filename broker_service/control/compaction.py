@@ -1,0 +1,537 @@
+"""Compaction and retention: what the compaction Lambda calls and embedded brokers run on a
+timer (``BROKER_COMPACTION_INTERVAL_MS``).
+
+One run, under the compactor lease (a fenced identity in the metadata store):
+
+1. **Retention** (``cleanup.policy`` with ``delete``): ``retention.ms`` and
+   ``retention.bytes`` raise the partition's log start offset to a range boundary
+   (DeleteRecords raises it directly); ranges wholly below the log start offset are dropped.
+2. **Merge**: runs of small ranges of one stream (from WAL / stream-set objects shared by many
+   partitions) are copied, batch bytes unchanged, into one per-stream object of about
+   ``target_object_bytes``. Compacted topics (``cleanup.policy=compact``) are rewritten keeping
+   the latest record per key (tombstones go after ``delete.retention.ms``).
+3. **Swap**: each new object is committed with ``replace_stream_ranges``, a compare-and-set on
+   the exact old ranges and on the lease epoch: a concurrent writer or compactor makes it fail
+   and the stream is skipped (retried next run). Offsets never change.
+4. **Delete**: objects no range refers to any more are marked released and deleted from the
+   object store only after ``replaced_grace_ms`` (readers may still hold them); objects that
+   were written but never committed are deleted once older than ``orphan_grace_ms``.
+
+Work is bounded by ``time_budget_s`` and ``max_bytes_per_run``; everything lives in the
+metadata store, so the next run resumes where this one stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ..cluster.topic_config import effective
+from ..metadata.base import (
+    ConcurrentUpdate,
+    MetadataError,
+    MetadataStore,
+    PartitionRecord,
+    StreamRange,
+    TopicRecord,
+    UnknownTopic,
+)
+from ..protocol.control_batch import ABORT, marker_type
+from ..protocol.record_batch import BatchHeader, iter_headers
+from ..protocol.record_filter import StoredRecord, rebuild_batch, records_of
+from ..storage.objectstore.base import ObjectStore
+from ..storage.stream_set_object import StreamSetObjectBuilder
+
+log = logging.getLogger(__name__)
+
+# A swap is one DynamoDB transaction: lease check + one action per old range + two per old
+# object + the new object, its part and its range must fit 100 actions.
+MAX_SWAP_RANGES = 30
+
+
+class CompactionConfig(BaseSettings):
+    """Knobs of a compaction run (env ``COMPACTION_*``; the same for the Lambda and the
+    embedded timer)."""
+
+    model_config = SettingsConfigDict(env_prefix="COMPACTION_", extra="ignore")
+
+    target_object_bytes: int = Field(
+        default=64 << 20, description="size of the per-stream objects compaction writes"
+    )
+    block_bytes: int = Field(default=1 << 20, description="block size inside written objects")
+    time_budget_s: float = Field(
+        default=600.0, description="stop starting new work after this long (Lambda: 15 min max)"
+    )
+    max_bytes_per_run: int = Field(
+        default=4 << 30, description="stop after reading this many bytes"
+    )
+    lease_ms: int = Field(
+        default=900_000, description="compactor lease; must exceed time_budget_s plus one swap"
+    )
+    max_compacted_partition_bytes: int = Field(
+        default=256 << 20,
+        description="cleanup.policy=compact partitions are cleaned in memory; larger ones wait",
+    )
+    replaced_grace_ms: int = Field(
+        default=600_000, description="keep replaced objects this long (readers may still hold them)"
+    )
+    orphan_grace_ms: int = Field(
+        default=3_600_000, description="delete never-committed objects older than this"
+    )
+
+
+@dataclass
+class CompactionResult:
+    lease_epoch: int = -1
+    skipped: str | None = None  # why nothing ran (another run holds the lease)
+    streams: int = 0
+    swaps: int = 0
+    ranges_merged: int = 0
+    bytes_read: int = 0
+    bytes_written: int = 0
+    records_removed: int = 0  # compacted topics: superseded records and expired tombstones
+    retention_moves: list[tuple[str, int, int]] = field(default_factory=list)  # topic, p, lso
+    ranges_dropped: int = 0
+    conflicts: int = 0  # swaps refused by the compare-and-set (retried next run)
+    objects_released: int = 0
+    objects_deleted: int = 0
+    orphans_deleted: int = 0
+    budget_exhausted: bool = False
+    seconds: float = 0.0
+
+
+def object_created_ms(key: str) -> int | None:
+    """When an object was written, from its key (``<a>-<b>-<time_ns>-<seq>.sso``, the form
+    every writer uses); None for a key of another form (never treated as an orphan)."""
+    name = key.rsplit("/", 1)[-1]
+    parts = name.split("-")
+    if len(parts) != 4 or not name.endswith(".sso"):
+        return None
+    try:
+        return int(parts[2]) // 1_000_000
+    except ValueError:
+        return None
+
+
+class _Run:
+    def __init__(
+        self,
+        metadata: MetadataStore,
+        objects: ObjectStore,
+        config: CompactionConfig,
+        owner: str,
+        now_ms: int | None,
+    ) -> None:
+        self.metadata = metadata
+        self.objects = objects
+        self.config = config
+        self.owner = owner
+        self.fixed_now = now_ms
+        self.result = CompactionResult()
+        self.started = time.monotonic()
+        self.lease_deadline = 0.0
+        self.epoch = -1
+        self._seq = 0
+
+    def now_ms(self) -> int:
+        if self.fixed_now is not None:
+            return self.fixed_now + int((time.monotonic() - self.started) * 1000)
+        return int(time.time() * 1000)
+
+    def out_of_budget(self) -> bool:
+        c = self.config
+        if (
+            time.monotonic() - self.started > c.time_budget_s
+            or self.result.bytes_read >= c.max_bytes_per_run
+        ):
+            self.result.budget_exhausted = True
+        return self.result.budget_exhausted
+
+    def lease_valid(self) -> bool:
+        return time.monotonic() < self.lease_deadline
+
+    async def _md(self, fn, *args):  # type: ignore[no-untyped-def]
+        return await asyncio.to_thread(fn, *args)
+
+    # -- the run ---------------------------------------------------------------------------
+    async def run(self) -> CompactionResult:
+        try:
+            lease = await self._md(
+                self.metadata.acquire_compactor_lease,
+                self.owner,
+                self.config.lease_ms,
+                self.now_ms(),
+            )
+        except ConcurrentUpdate as exc:
+            self.result.skipped = str(exc)
+            log.info("compaction skipped: %s", exc)
+            return self.result
+        # our own clock bounds the lease (minus a margin for the clocks of other runs)
+        self.lease_deadline = self.started + self.config.lease_ms / 1000 * 0.9
+        self.epoch = self.result.lease_epoch = lease.epoch
+        try:
+            finish = getattr(self.metadata, "finish_pending_commits", None)
+            if finish is not None:  # DynamoDB: index interrupted commits before touching ranges
+                await self._md(finish)
+            listed = await self.objects.list()
+            topics = await self._md(self.metadata.topics)
+            for topic in topics:
+                for p in topic.partitions:
+                    if self.out_of_budget() or not self.lease_valid():
+                        break
+                    try:
+                        await self._partition(topic, p)
+                    except ConcurrentUpdate as exc:
+                        self.result.conflicts += 1
+                        log.info("%s-%d: %s; retried next run", topic.name, p.partition, exc)
+                    except UnknownTopic:
+                        continue
+            if self.lease_valid():
+                await self._collect_garbage(listed)
+        finally:
+            try:
+                await self._md(self.metadata.release_compactor_lease, self.epoch)
+            except MetadataError:
+                log.exception("could not release the compactor lease (it expires anyway)")
+        self.result.seconds = time.monotonic() - self.started
+        return self.result
+
+    async def _partition(self, topic: TopicRecord, p: PartitionRecord) -> None:
+        ranges: list[StreamRange] = await self._md(self.metadata.stream_ranges, p.stream_id)
+        self.result.streams += 1
+        lso = await self._retention(topic, p, ranges)
+        below = [r for r in ranges if r.end_offset <= lso]
+        for chunk in _chunks(below, MAX_SWAP_RANGES):
+            await self._md(
+                self.metadata.replace_stream_ranges,
+                self.epoch,
+                p.stream_id,
+                list(chunk),
+                [],
+                None,
+                0,
+                self.now_ms(),
+            )
+            self.result.ranges_dropped += len(chunk)
+        ranges = [r for r in ranges if r.end_offset > lso]
+        policy = effective(topic.configs, "cleanup.policy").split(",")
+        if "compact" in policy:
+            await self._compact_keys(topic, p, ranges)
+        else:
+            for run in self._merge_runs(ranges):
+                if self.out_of_budget() or not self.lease_valid():
+                    return
+                await self._rewrite(p.stream_id, run, None)
+
+    async def _retention(
+        self, topic: TopicRecord, p: PartitionRecord, ranges: list[StreamRange]
+    ) -> int:
+        """Raise the log start offset per retention.ms / retention.bytes; return it."""
+        lso = p.log_start_offset
+        if "delete" not in effective(topic.configs, "cleanup.policy").split(","):
+            return lso
+        live = [r for r in ranges if r.end_offset > lso]
+        new = lso
+        retention_ms = int(effective(topic.configs, "retention.ms"))
+        if retention_ms >= 0:
+            cutoff = self.now_ms() - retention_ms
+            for r in live:
+                if r.max_timestamp >= cutoff:
+                    break
+                new = max(new, r.end_offset)
+        retention_bytes = int(effective(topic.configs, "retention.bytes"))
+        if retention_bytes >= 0:
+            total = sum(r.size for r in live)
+            for r in live:  # like Kafka: drop oldest while what is left still exceeds it
+                if total - r.size < retention_bytes:
+                    break
+                total -= r.size
+                new = max(new, r.end_offset)
+        if new > lso:
+            rec = await self._md(self.metadata.set_log_start_offset, topic.name, p.partition, new)
+            self.result.retention_moves.append((topic.name, p.partition, rec.log_start_offset))
+            log.info("%s-%d: retention moved the log start to %d", topic.name, p.partition, new)
+            return int(rec.log_start_offset)
+        return lso
+
+    def _merge_runs(self, ranges: Sequence[StreamRange]) -> list[list[StreamRange]]:
+        """Consecutive small ranges grouped up to the target size (two or more each)."""
+        target = self.config.target_object_bytes
+        runs: list[list[StreamRange]] = []
+        run: list[StreamRange] = []
+        size = 0
+        for r in ranges:
+            contiguous = not run or run[-1].end_offset == r.start_offset
+            full = size + r.size > target or len(run) >= MAX_SWAP_RANGES
+            if r.size >= target // 2 or not contiguous or full:
+                if len(run) > 1:
+                    runs.append(run)
+                run, size = [], 0
+                if r.size >= target // 2:
+                    continue
+            run.append(r)
+            size += r.size
+        if len(run) > 1:
+            runs.append(run)
+        return runs
+
+    async def _read(self, r: StreamRange) -> bytes:
+        data = await self.objects.get(r.object_key, r.position, r.position + r.size)
+        self.result.bytes_read += len(data)
+        return data
+
+    async def _rewrite(
+        self,
+        stream_id: int,
+        run: list[StreamRange],
+        batches: list[tuple[int, int, int, bytes]] | None,
+    ) -> None:
+        """Write ``run``'s batches (as stored, or ``batches`` when filtered) as one object
+        and swap it in."""
+        if batches is None:
+            batches = []
+            for r in run:
+                data = await self._read(r)
+                view = memoryview(data)
+                batches += [
+                    (h.base_offset, h.last_offset + 1, h.max_timestamp, bytes(view[p : p + h.size]))
+                    for p, h in iter_headers(view)
+                ]
+        if not batches:
+            return
+        builder = StreamSetObjectBuilder(self.config.block_bytes)
+        builder.add_stream(stream_id, batches)
+        parts = builder.build()
+        size = sum(len(x) for x in parts)
+        self._seq += 1
+        key = f"so/{stream_id}/{self.epoch}-{stream_id}-{time.time_ns()}-{self._seq}.sso"
+        await self.objects.put(key, parts)
+        span = builder.spans[0]
+        new = StreamRange(
+            stream_id,
+            run[0].start_offset,  # coverage stays exactly the old ranges' (offsets never move)
+            run[-1].end_offset,
+            key,
+            span.position,
+            span.size,
+            span.max_timestamp,
+        )
+        try:
+            await self._md(
+                self.metadata.replace_stream_ranges,
+                self.epoch,
+                stream_id,
+                run,
+                [new],
+                key,
+                size,
+                self.now_ms(),
+            )
+        except ConcurrentUpdate:
+            # never committed: an orphan now, deleted at once (no reader can know its key)
+            await self.objects.delete(key)
+            raise
+        self.result.swaps += 1
+        self.result.ranges_merged += len(run)
+        self.result.bytes_written += size
+
+    # -- cleanup.policy=compact -----------------------------------------------------------
+    async def _compact_keys(
+        self, topic: TopicRecord, p: PartitionRecord, ranges: list[StreamRange]
+    ) -> None:
+        """Keep the latest record per key below the newest range (left alone, like Kafka's
+        active segment); drop tombstones older than delete.retention.ms."""
+        if len(ranges) < 2:
+            return
+        total = sum(r.size for r in ranges)
+        if (
+            self.result.bytes_read + total > self.config.max_bytes_per_run
+            or total > self.config.max_compacted_partition_bytes
+        ):
+            # the key map needs the whole partition in one run, in memory
+            log.warning(
+                "%s-%d: %d bytes exceed this run's byte budget or "
+                "COMPACTION_MAX_COMPACTED_PARTITION_BYTES; not compacted",
+                topic.name,
+                p.partition,
+                total,
+            )
+            return
+        cleanable, head = ranges[:-1], ranges[-1]
+        delete_retention = int(effective(topic.configs, "delete.retention.ms"))
+        horizon = self.now_ms() - delete_retention
+        stored: dict[int, list[tuple[BatchHeader, bytes]]] = {}
+        latest: dict[bytes, int] = {}
+        last_batch_of_producer: dict[int, int] = {}  # producer id -> base offset
+        for r in [*cleanable, head]:
+            data = await self._read(r)
+            view = memoryview(data)
+            stored[r.start_offset] = [
+                (h, bytes(view[pos : pos + h.size])) for pos, h in iter_headers(view)
+            ]
+        everything = [b for r in [*cleanable, head] for b in stored[r.start_offset]]
+        aborted, open_txn = _transaction_outcomes(everything)
+        for h, raw in everything:
+            if h.producer_id >= 0:
+                last_batch_of_producer[h.producer_id] = h.base_offset
+            if h.is_control or h.base_offset in aborted or h.base_offset in open_txn:
+                continue  # aborted or undecided records never supersede anything
+            for rec in await asyncio.to_thread(records_of, h, raw):
+                if rec.key is not None:
+                    latest[rec.key] = rec.offset
+        keep_last = set(last_batch_of_producer.values())
+        runs = self._merge_runs(cleanable) or []
+        merged = {r.start_offset for run in runs for r in run}
+        runs += [[r] for r in cleanable if r.start_offset not in merged]
+        for run in sorted(runs, key=lambda x: x[0].start_offset):
+            if not self.lease_valid():
+                return
+            out: list[tuple[int, int, int, bytes]] = []
+            removed = 0
+            for r in run:
+                for h, raw in stored[r.start_offset]:
+                    batch: bytes | None
+                    if h.base_offset in open_txn:
+                        batch, n = raw, 0  # its transaction is undecided: not cleanable yet
+                    elif h.base_offset in aborted:
+                        batch, n = _drop_aborted(h, raw, h.base_offset in keep_last)
+                    else:
+                        batch, n = await asyncio.to_thread(
+                            _filter_batch, h, raw, latest, horizon, h.base_offset in keep_last
+                        )
+                    removed += n
+                    if batch is not None:
+                        out.append((h.base_offset, h.last_offset + 1, h.max_timestamp, batch))
+            if removed == 0 and len(run) == 1:
+                continue  # already clean and already alone: nothing to gain
+            if not out:  # everything in it is superseded: keep its last batch (offsets stay)
+                h, raw = stored[run[-1].start_offset][-1]
+                out = [(h.base_offset, h.last_offset + 1, h.max_timestamp, raw)]
+            await self._rewrite(p.stream_id, run, out)
+            self.result.records_removed += removed
+
+    # -- deleting objects ----------------------------------------------------------------
+    async def _collect_garbage(self, listed: list[str]) -> None:
+        live: set[str] = set()
+        for topic in await self._md(self.metadata.topics):
+            for p in topic.partitions:
+                live.update(
+                    r.object_key for r in await self._md(self.metadata.stream_ranges, p.stream_id)
+                )
+        now = self.now_ms()
+        released = await self._md(self.metadata.released_objects)
+        unreferenced = [k for k in listed if k not in live]
+        committed = await self._md(self.metadata.committed_objects, unreferenced)
+        relive = [k for k in released if k in live]
+        if relive:  # committed after an earlier run looked: not garbage
+            await self._md(self.metadata.unmark_released, relive)
+        fresh = [k for k in unreferenced if k in committed and k not in released]
+        if fresh:
+            await self._md(self.metadata.mark_released, fresh, now)
+            self.result.objects_released += len(fresh)
+        listed_set = set(listed)
+        doomed = [
+            k
+            for k, since in released.items()
+            if k not in live and now - since >= self.config.replaced_grace_ms
+        ]
+        orphans = [
+            k
+            for k in unreferenced
+            if k not in committed
+            and (created := object_created_ms(k)) is not None
+            and now - created >= self.config.orphan_grace_ms
+        ]
+        if not self.lease_valid():
+            return
+        if doomed:
+            # metadata first: a crash before the object delete leaves an orphan, swept later
+            await self._md(self.metadata.forget_objects, doomed)
+            for k in doomed:
+                if k in listed_set:
+                    await self.objects.delete(k)
+            self.result.objects_deleted += sum(1 for k in doomed if k in listed_set)
+        for k in orphans:
+            await self.objects.delete(k)
+            log.info("deleted orphan object %s (written, never committed)", k)
+        self.result.orphans_deleted += len(orphans)
+
+
+def _transaction_outcomes(
+    batches: Sequence[tuple[BatchHeader, bytes]],
+) -> tuple[set[int], set[int]]:
+    """Base offsets of transactional data batches whose transaction was aborted, and of
+    those whose transaction has no marker yet (in offset order, per producer id)."""
+    pending: dict[int, list[int]] = {}
+    aborted: set[int] = set()
+    for h, raw in batches:
+        if not h.is_transactional:
+            continue
+        if h.is_control:
+            marker = marker_type(h, raw)
+            done = pending.pop(h.producer_id, [])
+            if marker == ABORT:
+                aborted.update(done)
+        else:
+            pending.setdefault(h.producer_id, []).append(h.base_offset)
+    return aborted, {b for bases in pending.values() for b in bases}
+
+
+def _drop_aborted(h: BatchHeader, raw: bytes, producer_last: bool) -> tuple[bytes | None, int]:
+    """Records of aborted transactions go (as in Kafka's cleaner); a producer's last batch
+    stays as an empty batch."""
+    if producer_last:
+        return (rebuild_batch(h, raw, []) if h.record_count else raw), h.record_count
+    return None, h.record_count
+
+
+def _filter_batch(
+    h: BatchHeader,
+    raw: bytes,
+    latest: dict[bytes, int],
+    horizon_ms: int,
+    producer_last: bool,
+) -> tuple[bytes | None, int]:
+    """(the batch to keep or None, records removed). Control batches stay as they are; a
+    producer's last batch is kept even when emptied (its sequence state)."""
+    if h.is_control:
+        return raw, 0
+    records = records_of(h, raw)
+    kept: list[StoredRecord] = [
+        rec
+        for rec in records
+        if rec.key is None  # keyless records cannot be compacted; Kafka refuses them
+        or (
+            latest.get(rec.key) == rec.offset
+            and not (rec.is_tombstone and rec.timestamp < horizon_ms)
+        )
+    ]
+    removed = len(records) - len(kept)
+    if removed == 0:
+        return raw, 0
+    if not kept and not producer_last:
+        return None, removed
+    return rebuild_batch(h, raw, kept), removed
+
+
+def _chunks(seq: Sequence[StreamRange], n: int) -> list[list[StreamRange]]:
+    return [list(seq[i : i + n]) for i in range(0, len(seq), n)]
+
+
+async def compact(
+    metadata: MetadataStore,
+    objects: ObjectStore,
+    config: CompactionConfig | None = None,
+    *,
+    owner: str = "compactor",
+    now_ms: int | None = None,
+) -> CompactionResult:
+    """One compaction run (see the module docstring). Safe to call concurrently from any
+    number of processes: one holds the lease, the others return ``skipped``."""
+    return await _Run(metadata, objects, config or CompactionConfig(), owner, now_ms).run()

@@ -1,0 +1,119 @@
+"""Metadata operations of compaction and retention, on every backend (SQLite, DynamoDB on
+moto): the compactor lease, the compare-and-set range swap, release marks."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from broker_service.metadata.base import ConcurrentUpdate, MetadataStore, StreamRange
+
+from .conftest import Backend
+
+NOW = 1_800_000_000_000
+
+
+def _range(sid: int, start: int, end: int, key: str, pos: int = 0) -> StreamRange:
+    return StreamRange(sid, start, end, key, pos, (end - start) * 10, 1_000 + end)
+
+
+def _stream_with_objects(store: MetadataStore) -> tuple[int, list[StreamRange]]:
+    """Topic with one partition whose stream has ranges in three broker objects."""
+    sid = store.create_topic("t", 1, {}, 1).partitions[0].stream_id
+    b = store.register_broker(1, "h", 9092, None, 60_000)
+    ranges = []
+    for i, key in enumerate(["wal/a", "wal/b", "wal/c"]):
+        r = _range(sid, i * 10, i * 10 + 10, key)
+        store.commit_object(1, b.epoch, key, 100, [r])
+        ranges.append(r)
+    return sid, ranges
+
+
+def test_compactor_lease_one_holder_at_a_time_and_epochs_grow(store: MetadataStore) -> None:
+    first = store.acquire_compactor_lease("a", 1000, NOW)
+    assert (first.owner, first.expiry_ms) == ("a", NOW + 1000)
+    with pytest.raises(ConcurrentUpdate):
+        store.acquire_compactor_lease("b", 1000, NOW + 999)
+    second = store.acquire_compactor_lease("b", 1000, NOW + 1000)  # expired: taken over
+    assert second.epoch == first.epoch + 1
+    store.release_compactor_lease(first.epoch)  # stale release: no effect
+    with pytest.raises(ConcurrentUpdate):
+        store.acquire_compactor_lease("c", 1000, NOW + 1001)
+    store.release_compactor_lease(second.epoch)
+    assert store.acquire_compactor_lease("a", 1000, NOW + 1001).epoch == second.epoch + 1
+
+
+def test_racing_acquirers_get_one_lease(backend: Backend) -> None:
+    stores = [backend.store() for _ in range(6)]
+    won: list[int] = []
+    lost: list[int] = []
+    barrier = threading.Barrier(len(stores))
+
+    def race(i: int) -> None:
+        barrier.wait()
+        try:
+            stores[i].acquire_compactor_lease(f"r{i}", 60_000, NOW)
+            won.append(i)
+        except ConcurrentUpdate:
+            lost.append(i)
+
+    threads = [threading.Thread(target=race, args=(i,)) for i in range(len(stores))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(won) == 1 and len(lost) == len(stores) - 1
+
+
+def test_swap_replaces_ranges_atomically_and_marks_old_objects(store: MetadataStore) -> None:
+    sid, ranges = _stream_with_objects(store)
+    lease = store.acquire_compactor_lease("c", 60_000, NOW)
+    merged = StreamRange(sid, 0, 20, "so/merged", 0, 200, ranges[1].max_timestamp)
+    store.replace_stream_ranges(lease.epoch, sid, ranges[:2], [merged], "so/merged", 218, NOW)
+    assert store.stream_ranges(sid) == [merged, ranges[2]]
+    assert store.committed_objects(["so/merged", "wal/a", "wal/zzz"]) == {"so/merged", "wal/a"}
+    assert store.released_objects() == {"wal/a": NOW, "wal/b": NOW}
+
+    # the same swap again: the old ranges are gone, nothing changes
+    with pytest.raises(ConcurrentUpdate):
+        store.replace_stream_ranges(
+            lease.epoch, sid, ranges[:2], [merged], "so/other", 218, NOW + 1
+        )
+    assert store.stream_ranges(sid) == [merged, ranges[2]]
+    assert "so/other" not in store.committed_objects(["so/other"])
+
+    # a range that changed (another object now) is refused as well
+    changed = StreamRange(sid, 20, 30, "wal/elsewhere", 0, 100, 1030)
+    with pytest.raises(ConcurrentUpdate):
+        store.replace_stream_ranges(lease.epoch, sid, [changed], [], None, 0, NOW)
+
+    # retention: drop ranges, no new object
+    store.replace_stream_ranges(lease.epoch, sid, [merged], [], None, 0, NOW + 5)
+    assert store.stream_ranges(sid) == [ranges[2]]
+    assert store.released_objects()["so/merged"] == NOW + 5
+
+
+def test_swap_is_fenced_by_the_lease(store: MetadataStore) -> None:
+    sid, ranges = _stream_with_objects(store)
+    old = store.acquire_compactor_lease("old", 1000, NOW)
+    new = store.acquire_compactor_lease("new", 60_000, NOW + 2000)  # old one expired
+    with pytest.raises(ConcurrentUpdate):  # the overrunning run is fenced
+        store.replace_stream_ranges(old.epoch, sid, ranges[:1], [], None, 0, NOW + 500)
+    with pytest.raises(ConcurrentUpdate):  # and a lease past its expiry is refused too
+        store.replace_stream_ranges(new.epoch, sid, ranges[:1], [], None, 0, NOW + 70_000)
+    assert store.stream_ranges(sid) == ranges
+    assert store.released_objects() == {}
+    store.replace_stream_ranges(new.epoch, sid, ranges[:1], [], None, 0, NOW + 2001)
+    assert store.stream_ranges(sid) == ranges[1:]
+
+
+def test_release_marks(store: MetadataStore) -> None:
+    _sid, _ranges = _stream_with_objects(store)
+    store.mark_released(["wal/a", "wal/b"], NOW)
+    store.mark_released(["wal/a", "wal/c"], NOW + 10)  # keeps the older mark
+    assert store.released_objects() == {"wal/a": NOW, "wal/b": NOW, "wal/c": NOW + 10}
+    store.unmark_released(["wal/c"])
+    store.forget_objects(["wal/a"])
+    assert store.released_objects() == {"wal/b": NOW}
+    assert store.committed_objects(["wal/a", "wal/b", "wal/c"]) == {"wal/b", "wal/c"}
