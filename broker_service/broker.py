@@ -113,6 +113,7 @@ class Broker:
         self.control_loops: ControlLoops | None = None
         self._refresh = asyncio.Event()
         self._sync_lock = asyncio.Lock()
+        self._last_catch_up = 0.0
         self._refresh_task: asyncio.Task[None] | None = None
         self._background: list[asyncio.Task[None]] = []
 
@@ -238,6 +239,16 @@ class Broker:
             return True
         await self.refresh_live()
         return any(b.broker_id == broker_id for b in self.live_brokers())
+
+    async def learn_unknown_topics(self) -> None:
+        """A client names a topic this broker has not loaded yet (created through another
+        broker less than a refresh ago): re-read the metadata store now rather than answer
+        UNKNOWN_TOPIC_OR_PARTITION. At most every 100 ms, so bogus names cannot storm it."""
+        now = time.monotonic()
+        if now - self._last_catch_up < 0.1:
+            return
+        self._last_catch_up = now
+        await self.sync_metadata()
 
     def request_refresh(self) -> None:
         """A client reached us for a partition we think is elsewhere: re-read soon."""

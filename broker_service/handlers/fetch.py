@@ -31,6 +31,11 @@ def handle(broker: Broker, header: RequestHeader, frame: memoryview) -> Awaitabl
 async def _fetch(broker: Broker, version: int, req: Any) -> Buffers:
     by_id = version >= 13
     wanted: list[tuple[Any, TopicState | None, list[Any]]] = []
+    if any(
+        (t.topic_id not in broker.topics_by_id) if by_id else (t.topic not in broker.topics)
+        for t in req.topics or ()
+    ):
+        await broker.learn_unknown_topics()
     for t in req.topics or ():
         state = broker.topics_by_id.get(t.topic_id) if by_id else broker.topics.get(t.topic)
         wanted.append((t, state, list(t.partitions or ())))

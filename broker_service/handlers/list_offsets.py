@@ -23,6 +23,8 @@ def handle(broker: Broker, header: RequestHeader, frame: memoryview) -> Awaitabl
 
 async def _list_offsets(broker: Broker, header: RequestHeader, req: Any) -> Buffers:
     topics = []
+    if any(t.name not in broker.topics for t in req.topics or ()):
+        await broker.learn_unknown_topics()
     for t in req.topics or ():
         parts = []
         for p in t.partitions or ():

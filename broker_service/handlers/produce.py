@@ -71,6 +71,7 @@ def _append(
     res = ProducePartitionResult(p.index)
     plog = state.logs[p.index] if state is not None and 0 <= p.index < len(state.logs) else None
     if plog is None or broker.store is None:
+        broker.request_refresh()  # perhaps created through another broker a moment ago
         res.error_code = ErrorCode.unknown_topic_or_partition
         return res, None
     if plog.leader_id != broker.node_id or plog.moving or not broker.may_acknowledge():
