@@ -113,7 +113,7 @@ class Broker:
         self.control_loops: ControlLoops | None = None
         self._refresh = asyncio.Event()
         self._sync_lock = asyncio.Lock()
-        self._last_catch_up = 0.0
+        self._last_sync_started = 0.0
         self._refresh_task: asyncio.Task[None] | None = None
         self._background: list[asyncio.Task[None]] = []
 
@@ -242,13 +242,14 @@ class Broker:
 
     async def learn_unknown_topics(self) -> None:
         """A client names a topic this broker has not loaded yet (created through another
-        broker less than a refresh ago): re-read the metadata store now rather than answer
-        UNKNOWN_TOPIC_OR_PARTITION. At most every 100 ms, so bogus names cannot storm it."""
-        now = time.monotonic()
-        if now - self._last_catch_up < 0.1:
-            return
-        self._last_catch_up = now
-        await self.sync_metadata()
+        broker less than a refresh ago): wait for a re-read of the metadata store that began
+        after the request arrived, rather than answer UNKNOWN_TOPIC_OR_PARTITION. Requests
+        arriving together share one re-read, so bogus names cannot storm the store."""
+        asked = time.monotonic()
+        async with self._sync_lock:
+            if self._last_sync_started >= asked:
+                return
+            await self._sync_metadata()
 
     def request_refresh(self) -> None:
         """A client reached us for a partition we think is elsewhere: re-read soon."""
@@ -359,6 +360,7 @@ class Broker:
             await self._sync_metadata()
 
     async def _sync_metadata(self) -> None:
+        self._last_sync_started = time.monotonic()
         self.groups.retain(self.coordinates)
         records = {t.name: t for t in await asyncio.to_thread(self.metadata.topics)}
         for name in [n for n in self.topics if n not in records]:
