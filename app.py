@@ -2,14 +2,15 @@
 
     cdk deploy -c tenant=acme --all            # one tenant
     cdk deploy -c tenants_file=tenants.toml --all  # every tenant of the file
+    cdklocal deploy -c flavour=local -c tenant=acme --all  # LocalStack (docs/LOCALSTACK.md)
 
 See docs/DEPLOY.md.
 """
 
 import aws_cdk as cdk
 
-from stacks.app import build
+from stacks.app import build_flavour
 
 app = cdk.App()
-build(app)
+build_flavour(app)
 app.synth()

@@ -11,6 +11,7 @@ from cdk_nag import AwsSolutionsChecks
 
 from .brokers import BrokerStack
 from .control_plane import ControlPlaneStack
+from .local import LocalStack
 from .storage import StorageStack
 from .tenant import TenantSettings, load_tenants
 
@@ -54,6 +55,35 @@ def build(app: cdk.App, context: dict[str, Any] | None = None) -> list[TenantSta
     built = [add_tenant(app, t, ctx.get("lambda_deps_dir")) for t in load_tenants(ctx)]
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app, verbose=True))
     return built
+
+
+def build_local(app: cdk.App, context: dict[str, Any] | None = None) -> list[LocalStack]:
+    """The local flavour (LocalStack without Docker): one ``Kafka-<tenant>-Local`` stack per
+    tenant, see stacks/local.py."""
+    ctx = context if context is not None else _context(app)
+    env = environment()
+    built = []
+    for tenant in load_tenants(ctx):
+        stack = LocalStack(app, f"{tenant.stack_prefix}-Local", tenant=tenant, env=env)
+        cdk.Tags.of(stack).add("kafka:tenant", tenant.name)
+        built.append(stack)
+    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app, verbose=True))
+    return built
+
+
+FLAVOURS = ("aws", "local")
+
+
+def build_flavour(app: cdk.App) -> None:
+    """``-c flavour=aws`` (default: storage, Fargate brokers, control plane) or
+    ``-c flavour=local`` (what LocalStack community runs: see docs/LOCALSTACK.md)."""
+    flavour = app.node.try_get_context("flavour") or "aws"
+    if flavour == "aws":
+        build(app)
+    elif flavour == "local":
+        build_local(app)
+    else:
+        raise ValueError(f"unknown flavour {flavour!r}: one of {', '.join(FLAVOURS)}")
 
 
 def _context(app: cdk.App) -> dict[str, Any]:

@@ -18,6 +18,40 @@ BUCKET_NAME = "kafka-{tenant}-data-{account}-{region}"
 OBJECTS_ARN = "arn:{partition}:s3:::" + BUCKET_NAME + "/{prefix}/*"
 
 
+def data_bucket(scope: Construct, tenant: TenantSettings, removal: cdk.RemovalPolicy) -> s3.Bucket:
+    """The tenant's data bucket (objects and object WAL); the same in AWS and in LocalStack."""
+    bucket = s3.Bucket(
+        scope,
+        "Data",
+        # A fixed name (unique per account and region) so policies can name the tenant's
+        # key prefix exactly, in every stack, without cross-stack tokens.
+        bucket_name=arn(BUCKET_NAME, tenant=tenant.name),
+        encryption=s3.BucketEncryption.S3_MANAGED,
+        block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+        enforce_ssl=True,
+        versioned=False,  # objects are immutable and never overwritten (conditional PUTs)
+        object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+        lifecycle_rules=[
+            s3.LifecycleRule(
+                id="abort-incomplete-multipart-uploads",
+                abort_incomplete_multipart_upload_after=cdk.Duration.days(1),
+            )
+        ],
+        # Request metrics (GET/PUT counts, latency) feed the dashboard's S3 panel.
+        metrics=[s3.BucketMetrics(id="EntireBucket")],
+        removal_policy=removal,
+        auto_delete_objects=False,
+    )
+    acknowledge(
+        bucket,
+        "AwsSolutions-S1",
+        "Server access logs would log every WAL PUT and fetch GET (tens "
+        "per second per broker); request metrics on the bucket and the brokers' "
+        "S3PutRequests/S3GetRequests metrics are used instead.",
+    )
+    return bucket
+
+
 class StorageStack(cdk.Stack):
     def __init__(
         self, scope: Construct, construct_id: str, *, tenant: TenantSettings, **kwargs: Any
@@ -26,35 +60,7 @@ class StorageStack(cdk.Stack):
         self.tenant = tenant
         removal = cdk.RemovalPolicy.RETAIN if tenant.retain_data else cdk.RemovalPolicy.DESTROY
 
-        self.bucket = s3.Bucket(
-            self,
-            "Data",
-            # A fixed name (unique per account and region) so policies can name the tenant's
-            # key prefix exactly, in every stack, without cross-stack tokens.
-            bucket_name=arn(BUCKET_NAME, tenant=tenant.name),
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
-            versioned=False,  # objects are immutable and never overwritten (conditional PUTs)
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            lifecycle_rules=[
-                s3.LifecycleRule(
-                    id="abort-incomplete-multipart-uploads",
-                    abort_incomplete_multipart_upload_after=cdk.Duration.days(1),
-                )
-            ],
-            # Request metrics (GET/PUT counts, latency) feed the dashboard's S3 panel.
-            metrics=[s3.BucketMetrics(id="EntireBucket")],
-            removal_policy=removal,
-            auto_delete_objects=False,
-        )
-        acknowledge(
-            self.bucket,
-            "AwsSolutions-S1",
-            "Server access logs would log every WAL PUT and fetch GET (tens "
-            "per second per broker); request metrics on the bucket and the brokers' "
-            "S3PutRequests/S3GetRequests metrics are used instead.",
-        )
+        self.bucket = data_bucket(self, tenant, removal)
 
         self.table = dynamodb.TableV2(
             self,

@@ -1,0 +1,151 @@
+"""The local flavour of a tenant (``cdklocal deploy -c flavour=local``): what LocalStack
+community runs on a laptop without Docker.
+
+One stack, ``Kafka-<tenant>-Local``:
+
+- the tenant's data bucket, exactly as in AWS (``storage.data_bucket``);
+- the control plane's dead-letter queue, and a queue ``kafka-<tenant>-control-events`` that
+  receives what the control functions receive in AWS (here: the throughput alarms' state
+  changes), because Lambda needs Docker;
+- the EventBridge rule that routes this tenant's throughput alarm state changes (to the
+  autoscaler in AWS, to that queue here);
+- the throughput and produce-latency alarms, as plain metric alarms on the cluster-wide
+  series (no dimensions) that ``broker_service.tools.localstack_bridge`` publishes. The AWS
+  alarms use Metrics Insights queries over every broker, which LocalStack does not evaluate
+  (it evaluates simple metric alarms only). The period is 10 s with one evaluation period so
+  an alarm changes state seconds after the traffic that crosses it.
+
+Left out, and why: the DynamoDB table (LocalStack on the host would download Java and
+DynamoDB Local at run time: brokers use SQLite or moto server's DynamoDB), the ECS cluster,
+service and NLB (ECS is not in the community edition: brokers run as local processes), the
+Lambda functions (need Docker), the dashboard and the ECS task-state rules. See
+docs/LOCALSTACK.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aws_cdk as cdk
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from .nag import acknowledge
+from .storage import data_bucket
+from .tenant import TenantSettings
+
+LOCAL_ALARM_PERIOD = cdk.Duration.seconds(10)
+ALARM_STATE_CHANGE = "CloudWatch Alarm State Change"
+
+
+class LocalStack(cdk.Stack):
+    def __init__(
+        self, scope: Construct, construct_id: str, *, tenant: TenantSettings, **kwargs: Any
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.tenant = tenant
+        prefix = tenant.resource_prefix
+        removal = cdk.RemovalPolicy.RETAIN if tenant.retain_data else cdk.RemovalPolicy.DESTROY
+        self.bucket = data_bucket(self, tenant, removal)
+
+        self.dlq = sqs.Queue(
+            self,
+            "DeadLetters",
+            queue_name=f"{prefix}-control-dlq",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=cdk.Duration.days(14),
+        )
+        acknowledge(
+            self.dlq,
+            "AwsSolutions-SQS3",
+            "This queue is itself the dead-letter queue of the control-events rule target.",
+        )
+        self.control_events = sqs.Queue(
+            self,
+            "ControlEvents",
+            queue_name=f"{prefix}-control-events",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            dead_letter_queue=sqs.DeadLetterQueue(queue=self.dlq, max_receive_count=5),
+        )
+
+        self.alarms = self._alarms()
+        throughput = [self.alarms["throughput-high"], self.alarms["throughput-low"]]
+        self.rule = events.Rule(
+            self,
+            "ThroughputAlarms",
+            rule_name=f"{prefix}-throughput-alarms",
+            description=f"{prefix}: a throughput alarm changed state (autoscaler's trigger)",
+            event_pattern=events.EventPattern(
+                source=["aws.cloudwatch"],
+                detail_type=[ALARM_STATE_CHANGE],
+                resources=[a.alarm_arn for a in throughput],
+            ),
+            targets=[
+                targets.SqsQueue(self.control_events, dead_letter_queue=self.dlq, retry_attempts=2)
+            ],
+        )
+
+        cdk.CfnOutput(self, "BucketName", value=self.bucket.bucket_name)
+        cdk.CfnOutput(
+            self, "StorageUri", value=f"s3://{self.bucket.bucket_name}/{tenant.storage_prefix}"
+        )
+        cdk.CfnOutput(self, "MetricsNamespace", value=tenant.metrics_namespace)
+        cdk.CfnOutput(self, "ControlEventsQueueUrl", value=self.control_events.queue_url)
+        cdk.CfnOutput(self, "DeadLetterQueueUrl", value=self.dlq.queue_url)
+        for key, alarm in self.alarms.items():
+            cdk.CfnOutput(self, f"Alarm{key.title().replace('-', '')}", value=alarm.alarm_name)
+
+    def _metric(self, name: str, statistic: str) -> cloudwatch.Metric:
+        """The cluster-wide series (no dimensions) of a broker metric."""
+        return cloudwatch.Metric(
+            namespace=self.tenant.metrics_namespace,
+            metric_name=name,
+            statistic=statistic,
+            period=LOCAL_ALARM_PERIOD,
+        )
+
+    def _alarms(self) -> dict[str, cloudwatch.Alarm]:
+        t, prefix = self.tenant, self.tenant.resource_prefix
+        # The AWS thresholds (control_plane.py), scaled from a minute to the local period.
+        capacity = t.target_mbps_per_broker * t.min_brokers * 1e6 * LOCAL_ALARM_PERIOD.to_seconds()
+        bytes_in = self._metric("BytesIn", "Sum")
+        return {
+            "throughput-high": cloudwatch.Alarm(
+                self,
+                "ThroughputHigh",
+                alarm_name=f"{prefix}-throughput-high",
+                alarm_description="produce rate above 80% of the minimum cluster's target",
+                metric=bytes_in,
+                threshold=0.8 * capacity,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                evaluation_periods=1,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            ),
+            "throughput-low": cloudwatch.Alarm(
+                self,
+                "ThroughputLow",
+                alarm_name=f"{prefix}-throughput-low",
+                alarm_description="produce rate below 30% of the minimum cluster's target",
+                metric=bytes_in,
+                threshold=0.3 * capacity,
+                comparison_operator=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+                evaluation_periods=1,
+                treat_missing_data=cloudwatch.TreatMissingData.BREACHING,
+            ),
+            "produce-latency": cloudwatch.Alarm(
+                self,
+                "ProduceLatencyHigh",
+                alarm_name=f"{prefix}-produce-latency-high",
+                alarm_description="produce latency (ms) too high",
+                metric=self._metric("ProduceLatencyMs", "Maximum"),
+                threshold=t.produce_latency_alarm_ms,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                evaluation_periods=1,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            ),
+        }
