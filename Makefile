@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := PYTHONWARNINGS=ignore $(PY) -m pip -q --disable-pip-version-check
 
-.PHONY: run test test-fast lint bench install install-test kcat clean
+.PHONY: run test test-fast lint bench install install-test kcat localstack-env clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +31,16 @@ kcat:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq kcat >/dev/null; }
 
-test: install-test kcat
+# LocalStack on the host (localstack/.venv, Python 3.13, bounded by LOCALSTACK_INSTALL_TIMEOUT)
+# and the pinned CDK CLI + cdklocal (node_modules) for tests/localstack.
+localstack-env: node_modules/.installed
+	localstack/host.sh install
+
+node_modules/.installed: package.json package-lock.json
+	timeout 600 npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+test: install-test kcat localstack-env
 	$(PY) -m pytest
 
 test-fast: install-test kcat
@@ -45,4 +54,4 @@ bench: install-test
 	$(PY) bench/produce_consume.py
 
 clean:
-	rm -rf $(VENV) data .pytest_cache
+	rm -rf $(VENV) data .pytest_cache localstack/.venv localstack/.state
