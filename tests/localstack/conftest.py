@@ -14,7 +14,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,8 +65,14 @@ class LocalStackHost:
         ).client(service, endpoint_url=endpoint_url or self.endpoint)  # type: ignore[call-overload]
 
 
+def _without_aws(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment without the caller's AWS settings (profile, keys, endpoints): nothing
+    here may reach a real account."""
+    return {k: v for k, v in environ.items() if not k.startswith("AWS_")}
+
+
 def _host_env(port: int, state_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env = _without_aws(os.environ)
     env.update(LOCALSTACK_PORT=str(port), LOCALSTACK_STATE_DIR=str(state_dir))
     env.update(LOCALSTACK_INSTALL_TIMEOUT=str(INSTALL_TIMEOUT_S))
     env.update(LOCALSTACK_START_TIMEOUT=str(START_TIMEOUT_S))
@@ -138,7 +144,7 @@ def deployed_tenant(
     localstack_host: LocalStackHost, tmp_path_factory: pytest.TempPathFactory
 ) -> DeployedTenant:
     """`cdklocal bootstrap` and `cdklocal deploy -c flavour=local` of one tenant."""
-    env = {**os.environ, **localstack_host.aws_env}
+    env = {**_without_aws(os.environ), **localstack_host.aws_env}
     out = tmp_path_factory.mktemp("cdk")
     context = ["-c", "flavour=local", "-c", f"tenant={TENANT}"]
     for knob, value in TENANT_KNOBS.items():
@@ -166,3 +172,12 @@ def deployed_tenant(
     localstack_host.timings["cdklocal_deploy_s"] = time.monotonic() - t0
     outputs = json.loads(outputs_file.read_text())[f"Kafka-{TENANT}-Local"]
     return DeployedTenant(TENANT, outputs, log)
+
+
+@pytest.fixture(autouse=True)
+def _no_caller_aws_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Broker processes inherit os.environ: drop the caller's AWS settings (a profile would
+    point at a real account, or at a file the tests replace with /dev/null)."""
+    for name in list(os.environ):
+        if name.startswith("AWS_"):
+            monkeypatch.delenv(name)

@@ -40,7 +40,13 @@ from tests.integration.clients import (
     kafka_python_consume,
     make_records,
 )
-from tests.localstack.conftest import ACCOUNT, REGION, DeployedTenant, LocalStackHost
+from tests.localstack.conftest import (
+    ACCOUNT,
+    REGION,
+    DeployedTenant,
+    LocalStackHost,
+    _without_aws,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]  # first test may install LocalStack
 
@@ -134,7 +140,7 @@ def test_brokers_on_localstack_s3_serve_clients_and_restart_without_loss(
 
     topic = f"local-{metadata}"
     records = make_records("confluent", "lz4", N_RECORDS)
-    first = BrokerProcess(tmp_path / "first", **env).start()
+    first = BrokerProcess(tmp_path / "first", None, **env).start()
     try:
         confluent_produce(first.bootstrap, topic, records, "lz4")  # acks=all, every one acked
     finally:
@@ -144,7 +150,7 @@ def test_brokers_on_localstack_s3_serve_clients_and_restart_without_loss(
     assert local == [], f"the broker kept local state: {local}"
     shutil.rmtree(tmp_path / "first", ignore_errors=True)  # its disk is gone with it
 
-    second = BrokerProcess(tmp_path / "second", **env).start()
+    second = BrokerProcess(tmp_path / "second", None, **env).start()
     try:
         assert_records(kafka_python_consume(second.bootstrap, topic, N_RECORDS), records)
     finally:
@@ -160,7 +166,7 @@ def bridge(
     broker_log = tmp_path / "broker.log"
     bridge_log = tmp_path / "bridge.log"
     env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
+        **_without_aws(os.environ),
         **localstack_host.aws_env,
         "PYTHONPATH": str(REPO),
     }
@@ -203,6 +209,7 @@ def test_broker_metrics_reach_cloudwatch_and_the_alarm_event_reaches_sqs(
     bucket = deployed_tenant.outputs["BucketName"]
     broker = BrokerProcess(
         tmp_path / "broker",
+        None,
         **localstack_host.aws_env,
         BROKER_STORAGE=f"s3://{bucket}/data/metrics-{uuid.uuid4().hex[:8]}",
         BROKER_METRICS_NAMESPACE=f"Kafka/{t}",  # EMF lines on stdout, as on ECS
