@@ -32,8 +32,12 @@ ENDPOINT="http://127.0.0.1:$PORT"
 find_python() {
   if [[ -n "${LOCALSTACK_PYTHON:-}" ]]; then echo "$LOCALSTACK_PYTHON"; return; fi
   local candidate
-  for candidate in python3.13 "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.13*/bin/python3.13; do
-    if command -v "$candidate" >/dev/null 2>&1; then command -v "$candidate"; return; fi
+  # Run each candidate: a pyenv shim exists on PATH even when 3.13 is not the active version.
+  for candidate in "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.13*/bin/python3.13 python3.13; do
+    if "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' 2>/dev/null; then
+      command -v "$candidate"
+      return
+    fi
   done
   echo "no Python 3.13 found: LocalStack needs it (3.11 fails with a SyntaxError)." >&2
   echo "Install one (e.g. 'pyenv install 3.13') or set LOCALSTACK_PYTHON." >&2
@@ -41,8 +45,10 @@ find_python() {
 }
 
 install() {
-  local stamp="$VENV/.installed"
-  if [[ -f "$stamp" && "$stamp" -nt "$HERE/requirements.txt" ]]; then
+  # The stamp holds the requirements' checksum (a checkout changes mtimes, not contents).
+  local stamp="$VENV/.installed" wanted
+  wanted="$(sha256sum "$HERE/requirements.txt" | cut -d' ' -f1)"
+  if [[ -f "$stamp" && "$(cat "$stamp")" == "$wanted" ]]; then
     return 0
   fi
   local python log start
@@ -58,7 +64,7 @@ install() {
     echo "LocalStack install failed or took more than ${INSTALL_TIMEOUT}s" >&2
     exit 1
   fi
-  touch "$stamp"
+  echo "$wanted" >"$stamp"
   echo "LocalStack installed in $(( $(date +%s) - start ))s"
 }
 
