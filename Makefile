@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := PYTHONWARNINGS=ignore $(PY) -m pip -q --disable-pip-version-check
 
-.PHONY: run test test-fast lint bench install install-test kcat localstack-env clean
+.PHONY: run test test-fast lint bench bench-quick install install-test kcat localstack-env clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -50,8 +50,12 @@ lint: install-test
 	$(VENV)/bin/ruff check broker_service tests bench
 	$(VENV)/bin/mypy
 
+# the benchmark suite (bench/suite.py): every scenario, tables, JSON and plots in bench/results/
 bench: install-test
-	$(PY) bench/produce_consume.py
+	$(PY) bench/suite.py
+
+bench-quick: install-test
+	$(PY) bench/suite.py --quick
 
 clean:
 	rm -rf $(VENV) data .pytest_cache localstack/.venv localstack/.state

@@ -58,6 +58,7 @@ from produce_consume import (
     BenchError,
     BrokerProcess,
     Deadline,
+    add_run_options,
     client_cpu,
     create_topic,
     free_port,
@@ -92,6 +93,7 @@ class Settings:
     round_timeout: float
     timeout: float
     keep_data: bool
+    out: Path | None = None
 
 
 # -- moto server --------------------------------------------------------------------------
@@ -588,6 +590,7 @@ def write_json(path: Path, settings: Settings, env: dict[str, Any], results: lis
                samples: bool) -> None:
     doc = {
         "settings": {**asdict(settings), "value_bytes": VALUE_BYTES, "mb": MB,
+                     "out": str(settings.out) if settings.out else None,
                      "latency_producer": LATENCY_CONF, "throughput_producer": PRODUCER_CONF,
                      "warmup_records": WARMUP_RECORDS},
         "environment": env,
@@ -623,10 +626,9 @@ def parse_args(argv: list[str] | None) -> tuple[Settings, bool]:
     ap.add_argument("--partitions", type=int, default=1,
                     help="throughput phase: partitions of its topic (1)")
     ap.add_argument("--round-timeout", type=float, default=180, help="seconds per round")
-    ap.add_argument("--timeout", type=float, default=1800, help="seconds for the whole run")
-    ap.add_argument("--keep-data", action="store_true", help="keep the temp dir (logs, data)")
     ap.add_argument("--samples", action="store_true",
                     help="also write every latency sample to the JSON")
+    add_run_options(ap, "object_wal", 1800)
     a = ap.parse_args(argv)
     backends = [b for b in a.backends.split(",") if b]
     if not backends or any(b not in BACKENDS for b in backends):
@@ -642,7 +644,7 @@ def parse_args(argv: list[str] | None) -> tuple[Settings, bool]:
         rounds=a.rounds or (1 if a.quick else 3), rate=a.rate,
         latency_seconds=a.latency_seconds, latency_linger_ms=a.latency_linger_ms,
         records=a.records, partitions=a.partitions,
-        round_timeout=a.round_timeout, timeout=a.timeout, keep_data=a.keep_data,
+        round_timeout=a.round_timeout, timeout=a.timeout, keep_data=a.keep_data, out=a.out,
     )
     return settings, a.samples
 
@@ -681,9 +683,9 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
     rows = summarize(results, settings)
     print_table(rows, settings)
-    out = RESULTS_DIR / f"object_wal-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out = settings.out or RESULTS_DIR / f"object_wal-{time.strftime('%Y%m%d-%H%M%S')}.json"
     write_json(out, settings, env, results, rows, exits, error, samples)
-    print(f"\nresults: {out.relative_to(REPO)}")
+    print(f"\nresults: {out}")
     unclean = {k: v for k, v in exits.items() if v.get("exit_code") not in (0, -15)}
     if unclean:
         print(f"brokers that did not exit cleanly: {unclean}")

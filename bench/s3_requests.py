@@ -70,6 +70,7 @@ from produce_consume import (
     BenchError,
     BrokerProcess,
     Deadline,
+    add_run_options,
     create_topic,
     default_tansu,
     free_port,
@@ -686,6 +687,7 @@ class Settings:
     keep_data: bool
     tansu_bin: Path
     ours_env: dict[str, str]
+    out: Path | None = None
 
 
 @dataclass
@@ -905,6 +907,8 @@ def summarize(results: list[RoundResult], settings: Settings) -> list[Row]:
             med(lambda r: r.latency.p50_ms if r.latency else None)),
         Row(f"ack latency p99 ms @{settings.rate}/s",
             med(lambda r: r.latency.p99_ms if r.latency else None)),
+        Row(f"ack latency p999 ms @{settings.rate}/s",
+            med(lambda r: r.latency.p999_ms if r.latency else None)),
         Row("consume MB/s (warm)", med(lambda r: r.consume_mb_s)),
     ]
     if settings.cold:
@@ -1008,6 +1012,7 @@ def write_json(path: Path, settings: Settings, env: dict[str, Any], results: lis
                error: str | None) -> None:
     doc = {
         "settings": {**asdict(settings), "tansu_bin": str(settings.tansu_bin),
+                     "out": str(settings.out) if settings.out else None,
                      "value_bytes": VALUE_BYTES, "producer": PRODUCER_CONF,
                      "consumer": CONSUMER_CONF, "mb": MB, "gib": GIB,
                      "automq_put_per_gb": AUTOMQ_PUT_PER_GB},
@@ -1043,9 +1048,8 @@ def parse_args(argv: list[str] | None) -> Settings:
     ap.add_argument("--ours-env", action="append", default=[], metavar="BROKER_X=V",
                     help="extra environment for our brokers, e.g. BROKER_WAL_FLUSH_MS=10")
     ap.add_argument("--round-timeout", type=float, default=300, help="seconds per round")
-    ap.add_argument("--timeout", type=float, default=2400, help="seconds for the whole run")
-    ap.add_argument("--keep-data", action="store_true", help="keep the temp dir (logs)")
     ap.add_argument("--tansu-bin", type=Path, default=None)
+    add_run_options(ap, "s3_requests", 2400)
     a = ap.parse_args(argv)
     brokers = [b for b in a.brokers.split(",") if b]
     if not brokers or any(b not in BROKERS for b in brokers):
@@ -1060,7 +1064,7 @@ def parse_args(argv: list[str] | None) -> Settings:
         rate=a.rate, latency_seconds=a.latency_seconds, latency_linger_ms=a.latency_linger_ms,
         quiet=a.quiet, settle_max=a.settle_max, cold=not a.no_cold, idle=a.idle,
         round_timeout=a.round_timeout, timeout=a.timeout, keep_data=a.keep_data,
-        tansu_bin=tansu_bin, ours_env=ours_env)
+        tansu_bin=tansu_bin, ours_env=ours_env, out=a.out)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1119,10 +1123,10 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
     rows = summarize(results, settings)
     print_table(rows, settings)
-    out = RESULTS_DIR / f"s3_requests-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out = settings.out or RESULTS_DIR / f"s3_requests-{time.strftime('%Y%m%d-%H%M%S')}.json"
     env["repo_broker_service_sha256_end"] = tree_hash()
     write_json(out, settings, env, results, rows, totals, exits, error)
-    print(f"\nresults: {out.relative_to(REPO)}")
+    print(f"\nresults: {out}")
     if env["repo_broker_service_sha256_end"] != env.get("broker_service_tree_sha256"):
         print(f"note: broker_service/ in the repo changed during the run; our brokers ran "
               f"the copy taken at the start (tree {env['broker_service_tree_sha256']})")

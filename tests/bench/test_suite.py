@@ -1,0 +1,69 @@
+"""The benchmark suite (bench/suite.py) must keep working: every scenario script accepts the
+arguments the suite gives it, and one real, cheap scenario runs end to end through the suite
+(real brokers started by the script, stopped by PID) into tables, JSON and PNG plots."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BENCH = REPO / "bench"
+
+
+@pytest.fixture(scope="module")
+def suite() -> Iterator[ModuleType]:
+    sys.path.insert(0, str(BENCH))  # the scripts import each other as top-level modules
+    try:
+        yield importlib.import_module("suite")
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+@pytest.mark.parametrize("quick", [False, True], ids=["full", "quick"])
+def test_every_scenario_script_accepts_the_suites_arguments(suite: ModuleType,
+                                                            quick: bool) -> None:
+    for scenario in suite.SCENARIOS:
+        if not scenario.available():
+            continue
+        module = importlib.import_module(scenario.script.removesuffix(".py"))
+        args = [*(scenario.quick if quick else scenario.full), "--out", "/tmp/x.json",
+                "--timeout", "60"]
+        parsed = module.parse_args(args)  # argparse exits (SystemExit) on a bad argument
+        settings = parsed[0] if isinstance(parsed, tuple) else parsed
+        assert str(settings.out) == "/tmp/x.json", scenario.name
+
+
+def test_dry_run_lists_every_scenario_and_runs_nothing(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, str(BENCH / "suite.py"), "--dry-run", "--quick",
+                           "--results-dir", str(tmp_path)], capture_output=True, text=True,
+                          timeout=60, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    for name in ("embedded", "s3", "wal", "reassign", "failover", "scaleout"):
+        assert name in done.stdout
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow  # about 12 s: two brokers, fills, four moves
+def test_quick_reassign_scenario_runs_through_the_suite(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, str(BENCH / "suite.py"), "--quick", "--only",
+                           "reassign", "--results-dir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    (run_dir,) = tmp_path.iterdir()
+    report = json.loads((run_dir / "suite.json").read_text())
+    (outcome,) = report["scenarios"]
+    assert outcome["exit_code"] == 0 and not outcome["timed_out"]
+    sizes = sorted(r["mb"] for r in report["reassign"])
+    assert [round(mb) for mb in sizes] == [5, 20]
+    assert all(r["ok"] == r["moves"] > 0 for r in report["reassign"])
+    assert all(0 < r["reassign_median_s"] < 15 for r in report["reassign"])
+    assert (run_dir / "reassign_vs_size.png").stat().st_size > 1000
+    assert "reassignment vs. partition size" in (run_dir / "suite.md").read_text()
