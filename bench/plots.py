@@ -24,19 +24,20 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
-def _bars(ax: Any, labels: list[str], series: dict[str, list[float]]) -> None:
+def _bars(ax: Any, labels: list[str], series: dict[str, list[float]],
+          legend: str = "best") -> None:
     width = 0.8 / max(1, len(series))
     for i, (name, values) in enumerate(series.items()):
         xs = [x + (i - (len(series) - 1) / 2) * width for x in range(len(labels))]
         ax.bar(xs, values, width, label=name, color=COLORS.get(name))
     ax.set_xticks(range(len(labels)), labels, fontsize=8)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc=legend)
 
 
 def short_metric(metric: str) -> str:
     """'ack latency p99 ms @2000/s' -> 'p99'; 'produce MB/s, 4 partition(s)' -> 'produce 4p'."""
-    text = re.sub(r"ack latency | ms @\d+/s| MB/s|,", "", metric)
-    return text.replace(" partition(s)", "p").strip()
+    text = re.sub(r"ack latency | ms @\d+/s| MB/s|,| restarted", "", metric)
+    return text.replace(" partition(s)", "p").replace(" (", "\n(").strip()
 
 
 def plot_vs_tansu(report: dict[str, Any], out: Path, unit: str, name: str,
@@ -104,7 +105,8 @@ def plot_failover(report: dict[str, Any], out: Path) -> Path | None:
              ("all served", "served_median_s")]
     labels = [f"{r['wal']} WAL, lease {r['lease_ms'] or 6000} ms" for r in rows]
     series = {step: [r[key] or 0 for r in rows] for step, key in steps}
-    _bars(ax, labels, series)
+    _bars(ax, labels, series, legend="upper left")
+    ax.set_ylim(top=max(max(v) for v in series.values()) * 1.4)
     ax.set_ylabel("seconds after SIGKILL (median)")
     lost = sum(r["lost"] for r in rows)
     ax.set_title(f"failover: SIGKILL the leader of 6 partitions; records lost: {lost}",

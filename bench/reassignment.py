@@ -139,7 +139,9 @@ def fmt(value: float | None, spec: str = ".0f", scale: float = 1.0) -> str:
 def broker_env(node_id: int, wal: str, lease_ms: int | None,
                extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BROKER_")}
-    env.update(PYTHONPATH=str(REPO), BROKER_NODE_ID=str(node_id), BROKER_WAL=wal, **(extra or {}))
+    # each broker its own /metrics port: brokers sharing a host cannot all have the default
+    env.update(PYTHONPATH=str(REPO), BROKER_NODE_ID=str(node_id), BROKER_WAL=wal,
+               BROKER_METRICS_PORT=str(free_port()), **(extra or {}))
     if lease_ms is not None:
         env["BROKER_LEASE_MS"] = str(lease_ms)
     return env

@@ -83,6 +83,7 @@ class Settings:
     wal: str
     rounds: int
     move_timeout: float
+    balance_interval_s: float
     after_seconds: float
     broker_env: dict[str, str]
     timeout: float
@@ -230,7 +231,8 @@ def run_round(round_no: int, settings: Settings, workdir: Path, deadline: Deadli
     r = Round(settings.mode, round_no, n, n // 2)
     extra = dict(settings.broker_env)
     if settings.mode == "balancer":
-        extra["BROKER_AUTO_BALANCE"] = "true"
+        extra.setdefault("BROKER_AUTO_BALANCE", "true")
+        extra.setdefault("BROKER_BALANCE_INTERVAL_S", f"{settings.balance_interval_s:g}")
     tag = f"scale-out-{settings.mode}-r{round_no}"
     cluster = Cluster(workdir, tag, 2, settings.wal, None, extra)
     topic = f"scale-{uuid.uuid4().hex[:6]}"
@@ -328,7 +330,8 @@ def summary(rounds: list[Round], settings: Settings) -> dict[str, Any]:
 
 
 def print_summary(s: dict[str, Any], settings: Settings) -> None:
-    how = ("the embedded balancer (BROKER_AUTO_BALANCE=true)" if s["mode"] == "balancer" else
+    how = (f"the embedded balancer (BROKER_AUTO_BALANCE=true, BROKER_BALANCE_INTERVAL_S="
+           f"{settings.balance_interval_s:g})" if s["mode"] == "balancer" else
            "reassign() of every second partition (no balancer: the script moves the share)")
     print(f"\nScale-out: 1 -> 2 brokers under {settings.rate} msg/s x {VALUE_BYTES} B on "
           f"{settings.partitions} partitions ({settings.fill_mb:g} MB already in objects), "
@@ -353,6 +356,9 @@ def parse_args(argv: list[str] | None) -> Settings:
     ap.add_argument("--rounds", type=int, default=None, help="(2; --quick: 1)")
     ap.add_argument("--move-timeout", type=float, default=90,
                     help="seconds for broker 2 to lead its share (90)")
+    ap.add_argument("--balance-interval", type=float, default=5.0,
+                    help="balancer mode: BROKER_BALANCE_INTERVAL_S (5; the broker's default "
+                    "is 60, so a new broker waits up to that long for its first move)")
     ap.add_argument("--after", type=float, default=2.0,
                     help="seconds of load after the move, before the checks (2)")
     ap.add_argument("--broker-env", action="append", default=[], metavar="BROKER_X=V",
@@ -364,7 +370,8 @@ def parse_args(argv: list[str] | None) -> Settings:
         mode=mode, partitions=a.partitions or (4 if a.quick else 8),
         fill_mb=a.fill_mb if a.fill_mb is not None else (20 if a.quick else 100),
         rate=a.rate, wal=a.wal, rounds=a.rounds or (1 if a.quick else 2),
-        move_timeout=a.move_timeout, after_seconds=a.after,
+        move_timeout=a.move_timeout, balance_interval_s=a.balance_interval,
+        after_seconds=a.after,
         broker_env=dict(kv.split("=", 1) for kv in a.broker_env), timeout=a.timeout,
         keep_data=a.keep_data, out=a.out)
 
