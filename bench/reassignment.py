@@ -166,10 +166,21 @@ class Cluster:
         self.exits: dict[str, Any] = {}
 
     def start(self, deadline: Deadline, count: int | None = None) -> None:
-        """Starts the first ``count`` brokers (all by default), broker 1 first: it creates
-        the metadata store."""
+        """Starts the first ``count`` brokers (all by default) that are not running yet,
+        broker 1 first: it creates the metadata store."""
         for b in self.brokers[:count]:
-            b.start(deadline.sooner(60))
+            if b.popen is None:
+                b.start(deadline.sooner(60))
+
+    def start_alone_with_topic(self, topic: str, partitions: int, deadline: Deadline) -> None:
+        """Broker 1 alone creates ``topic`` (so it leads every partition: a new topic is
+        spread over the live brokers), then the others start and see broker 1 lead."""
+        self.start(deadline, count=1)
+        create_topic(self.broker(1).bootstrap, topic, partitions, deadline)
+        self.start(deadline)
+        wait_leaders(self.brokers, topic,
+                     lambda m: len(m) == partitions and set(m.values()) == {1},
+                     deadline.sooner(20), "waiting for every broker to see broker 1 lead")
 
     def broker(self, node_id: int) -> BrokerProcess:
         return self.brokers[node_id - 1]
@@ -424,12 +435,9 @@ def run_reassign(wal: str, settings: Settings, workdir: Path, deadline: Deadline
     topic = f"reassign-{wal}-{uuid.uuid4().hex[:6]}"
     parts = {size_label(mb): p for p, mb in enumerate(settings.sizes_mb)}
     try:
-        cluster.start(deadline)
+        cluster.start_alone_with_topic(topic, len(parts), deadline)
         print(f"[reassign {wal}] brokers {[b.pid for b in cluster.brokers]} on "
               f"{cluster.bootstrap()}", flush=True)
-        create_topic(cluster.broker(1).bootstrap, topic, len(parts), deadline)
-        wait_leaders(cluster.brokers, topic, lambda m: m == {p: 1 for p in parts.values()},
-                     deadline.sooner(20), "waiting for broker 1 to lead every partition")
         for label, target_mb in zip(parts, settings.sizes_mb, strict=True):
             f = fill(cluster.broker(1).bootstrap, topic, parts[label], target_mb,
                      settings.fill_budget, deadline, label)
@@ -607,11 +615,7 @@ def run_failover(wal: str, lease_ms: int | None, round_no: int, settings: Settin
     n_parts = FAILOVER_PARTITIONS
     producer: Producer | None = None
     try:
-        cluster.start(deadline)
-        create_topic(cluster.broker(1).bootstrap, topic, n_parts, deadline)
-        wait_leaders(cluster.brokers, topic,
-                     lambda m: len(m) == n_parts and set(m.values()) == {1},
-                     deadline.sooner(20), "waiting for every broker to see broker 1 lead")
+        cluster.start_alone_with_topic(topic, n_parts, deadline)
         acked: dict[int, tuple[int, int]] = {}  # key -> (partition, offset)
         ack_time: dict[int, float] = {}
         failed: list[str] = []
