@@ -131,9 +131,23 @@ def plot_s3_requests(report: dict[str, Any], out: Path) -> Path | None:
     return _save(fig, out / "s3_requests.png")
 
 
+def plot_compaction(report: dict[str, Any], out: Path) -> Path | None:
+    rows = [r for r in report.get("compaction") or [] if r["metric"] in
+            ("objects in the bucket", "GET/GiB read (cold)")
+            and r["before"] is not None and r["after"] is not None]
+    if not rows:
+        return None
+    fig, ax = plt.subplots(figsize=FIGSIZE)
+    _bars(ax, [r["metric"] for r in rows], {"before": [r["before"] for r in rows],
+                                            "after": [r["after"] for r in rows]})
+    ax.set_yscale("log")
+    ax.set_title("compaction: objects and cold-read GETs per GiB", fontsize=10)
+    return _save(fig, out / "compaction.png")
+
+
 def plot_all(report: dict[str, Any], out: Path) -> list[Path]:
     made = [plot_vs_tansu(report, out, "MB/s", "throughput_vs_tansu.png", "MB/s"),
             plot_vs_tansu(report, out, " ms ", "latency_vs_tansu.png", "produce -> ack, ms"),
             plot_wal(report, out), plot_reassign(report, out), plot_failover(report, out),
-            plot_s3_requests(report, out)]
+            plot_s3_requests(report, out), plot_compaction(report, out)]
     return [p for p in made if p is not None]

@@ -51,9 +51,19 @@ class Scenario:
     quick_budget_s: float
     needs: str | None = None  # a module path that must exist (a part that lands later)
 
+    def missing(self) -> str | None:
+        """Why this scenario cannot run in this tree (None: it can)."""
+        script = BENCH / self.script
+        if self.needs is not None and not (REPO / self.needs).exists():
+            return f"{self.needs} is not in this tree"
+        if not script.exists():
+            return f"bench/{self.script} is not in this tree"
+        if "add_run_options" not in script.read_text():
+            return f"bench/{self.script} does not take the suite's --out/--timeout options"
+        return None
+
     def available(self) -> bool:
-        return (BENCH / self.script).exists() and (self.needs is None
-                                                   or (REPO / self.needs).exists())
+        return self.missing() is None
 
 
 # The full profile keeps the whole suite under ~10 minutes on 2 vCPUs; each script's own
@@ -91,6 +101,10 @@ SCENARIOS: list[Scenario] = [
              "add a broker under load: time until it leads its share, bytes copied",
              ["--partitions", "8", "--fill-mb", "100", "--rounds", "2"],
              ["--partitions", "4", "--fill-mb", "10", "--rounds", "1"], 150, 45),
+    Scenario("compaction", "compaction.py",
+             "objects and cold-read S3 requests per GiB, before and after compaction",
+             ["--seconds", "8"], ["--seconds", "3"], 150, 60,
+             needs="broker_service/control/compaction.py"),
 ]
 NAMES = [s.name for s in SCENARIOS]
 
@@ -117,8 +131,8 @@ def run_scenario(s: Scenario, quick: bool, run_dir: Path, end: float) -> Outcome
     out = run_dir / f"{s.name}.json"
     budget = min(s.quick_budget_s if quick else s.budget_s, max(0.0, end - time.monotonic()))
     o = Outcome(s.name, command(s, quick, out), budget)
-    if not s.available():
-        o.skipped = f"{s.needs or s.script} is not in this tree"
+    o.skipped = s.missing()
+    if o.skipped is not None:
         return o
     if budget < 10:
         o.skipped = "the suite's --timeout was used up"
@@ -228,6 +242,26 @@ def s3_request_rows(doc: dict[str, Any] | None) -> list[dict[str, Any]]:
             for r in doc["summary"] if "/GiB" in r["metric"] or "/min" in r["metric"]]
 
 
+def compaction_rows(doc: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Before and after compaction: the bucket's objects and a cold read's requests."""
+    if not doc:
+        return []
+    before, after = doc.get("cold_read_before", {}), doc.get("cold_read_after", {})
+    mb = 1e6
+    return [
+        {"metric": "objects in the bucket", "before": doc.get("objects_before"),
+         "after": doc.get("objects_after")},
+        {"metric": "MB in the bucket", "before": (doc.get("bytes_before") or 0) / mb,
+         "after": (doc.get("bytes_after") or 0) / mb},
+        {"metric": "GET/GiB read (cold)", "before": before.get("GET_per_GiB"),
+         "after": after.get("GET_per_GiB")},
+        {"metric": "PUT/GiB read (cold)", "before": before.get("PUT_per_GiB"),
+         "after": after.get("PUT_per_GiB")},
+        {"metric": "cold read seconds", "before": before.get("seconds"),
+         "after": after.get("seconds")},
+    ]
+
+
 def build_report(outcomes: list[Outcome], quick: bool) -> Report:
     docs = {o.name: load(o.json_path) for o in outcomes}
     scale = docs.get("scaleout")
@@ -241,8 +275,11 @@ def build_report(outcomes: list[Outcome], quick: bool) -> Report:
         "failover": failover_rows(docs.get("failover")),
         "scaleout": scale["summary"] if scale else None,
         "s3_requests": s3_request_rows(docs.get("s3")),
-        "compaction_note": "after compaction: not measured (broker_service/control/"
-                           "compaction.py is not in this tree)",
+        "compaction": compaction_rows(docs.get("compaction")),
+        "compaction_note": None if docs.get("compaction") else
+        "after compaction: not measured ("
+        + (next((o.skipped or "it failed" for o in outcomes if o.name == "compaction"),
+                "not run") + ")"),
     }
 
 
@@ -342,6 +379,13 @@ def tables(report: Report) -> list[Table]:
                   for r in report["s3_requests"]]
         t.notes = [report["compaction_note"]] if report.get("compaction_note") else []
         out.append(t)
+    if report.get("compaction"):
+        t = Table("compaction: the object WAL's objects and a cold read, before and after",
+                  ["metric", "before", "after", "after/before"])
+        t.rows = [[r["metric"], num(r["before"]), num(r["after"]),
+                   num(r["after"] / r["before"], ".2f") + "x" if r["before"] and
+                   r["after"] is not None else "n/a"] for r in report["compaction"]]
+        out.append(t)
     return out
 
 
@@ -419,7 +463,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.dry_run:
         for name in a.chosen:
             s = by_name[name]
-            state = "ready" if s.available() else f"skipped: {s.needs or s.script} missing"
+            state = "ready" if s.available() else f"skipped: {s.missing()}"
             budget = s.quick_budget_s if a.quick else s.budget_s
             out = a.results_dir / "suite-DRYRUN" / f"{name}.json"
             argv = [str(Path(x).relative_to(REPO)) if x.startswith(str(REPO)) else x
