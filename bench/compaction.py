@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -39,8 +40,10 @@ from produce_consume import (
     VALUE_BYTES,
     BrokerProcess,
     Deadline,
+    add_run_options,
     create_topic,
     free_port,
+    on_signal,
 )
 from s3_requests import (
     GIB,
@@ -83,13 +86,19 @@ def bucket_objects(admin: MotoAdmin, bucket: str, prefix: str) -> tuple[int, int
     return count, size
 
 
-def main() -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rate", type=int, default=2000)
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--partitions", type=int, default=4)
-    args = ap.parse_args()
-    deadline = Deadline(300)
+    add_run_options(ap, "compaction", 300)  # --timeout, --keep-data, --out (bench/suite.py)
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, on_signal)  # a stop by the suite still stops moto/broker
+    deadline = Deadline(args.timeout)
     work = Path(tempfile.mkdtemp(prefix="bench-compaction-"))
     moto = MotoServer(work / "moto.log")
     moto.start(deadline)
@@ -178,8 +187,9 @@ def main() -> int:
             "cold_read_before": read_before, "cold_read_after": read_after,
             "compaction_runs": runs,
         }
-        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-        (RESULTS_DIR / "compaction.json").write_text(json.dumps(out, indent=2) + "\n")
+        path = args.out or RESULTS_DIR / "compaction.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(out, indent=2) + "\n")
         print(json.dumps(out, indent=2))
         print(f"\nobjects {objects_before[0]} -> {objects_after[0]}, "
               f"bytes {objects_before[1]} -> {objects_after[1]}; cold read GET/GiB "

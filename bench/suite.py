@@ -273,7 +273,9 @@ def build_report(outcomes: list[Outcome], quick: bool) -> Report:
         "wal": wal_rows(docs.get("wal")),
         "reassign": reassign_rows(docs.get("reassign")),
         "failover": failover_rows(docs.get("failover")),
-        "scaleout": scale["summary"] if scale else None,
+        "scaleout": {**scale["summary"], "rate": scale["settings"]["rate"],
+                     "balance_interval_s": scale["settings"].get("balance_interval_s")}
+        if scale else None,
         "s3_requests": s3_request_rows(docs.get("s3")),
         "compaction": compaction_rows(docs.get("compaction")),
         "compaction_note": None if docs.get("compaction") else
@@ -359,9 +361,10 @@ def tables(report: Report) -> list[Table]:
         out.append(t)
     s = report["scaleout"]
     if s:
-        how = ("embedded balancer (BROKER_AUTO_BALANCE=true)" if s["mode"] == "balancer" else
-               "reassign() of half the partitions (balancer not in this tree)")
-        t = Table(f"scale-out: 1 -> 2 brokers under load, moved by the {how}",
+        how = (f"embedded balancer (BROKER_AUTO_BALANCE=true, BROKER_BALANCE_INTERVAL_S="
+               f"{s['balance_interval_s']:g})" if s["mode"] == "balancer" else
+               "script: reassign() of half the partitions (no balancer in this tree)")
+        t = Table(f"scale-out: 1 -> 2 brokers under {s['rate']} msg/s, moved by the {how}",
                   ["partitions", "moved to new broker", "rounds ok", "moved med s",
                    "moved max s", "bytes copied", "acked", "lost"])
         t.rows = [[str(s["partitions"]), str(s["share"]), f"{s['ok']}/{s['rounds']}",
