@@ -28,6 +28,7 @@ from .metadata.base import (
     UnknownTopic,
 )
 from .metrics import BrokerMetrics
+from .security.manager import SecurityManager
 from .storage.objectstore.base import ObjectStore
 from .storage.partition_log import PartitionLog
 from .storage.stream_store import StreamStore
@@ -107,6 +108,7 @@ class Broker:
             consumer_session_timeout_ms=config.group_consumer_session_timeout_ms,
         )
         self.txn = TransactionCoordinator(self)
+        self.security = SecurityManager(config, metadata)
         self.fenced = False
         self.membership: Membership | None = None
         self.metrics_service: MetricsService | None = None
@@ -126,6 +128,7 @@ class Broker:
         host, port = cfg.advertised
         self.cluster_id = self.metadata.cluster_id()
         self.me = self.metadata.register_broker(cfg.node_id, host, port, cfg.rack, cfg.lease_ms)
+        await self.security.start(cfg.node_id)
         self.store = StreamStore(
             self.object_store,
             self.metadata,
@@ -197,6 +200,7 @@ class Broker:
             self.control_loops.stop()
         if self.metrics_service is not None:
             await self.metrics_service.stop()
+        self.security.stop()
         self.groups.stop()
         self.txn.stop()
         if self.store is not None:
@@ -362,6 +366,8 @@ class Broker:
     async def _sync_metadata(self) -> None:
         self._last_sync_started = time.monotonic()
         self.groups.retain(self.coordinates)
+        if any(b.broker_id not in self.security.endpoints for b in self.live_brokers()):
+            await self.security.refresh_endpoints()  # a new broker: learn its listeners
         records = {t.name: t for t in await asyncio.to_thread(self.metadata.topics)}
         for name in [n for n in self.topics if n not in records]:
             self._forget_topic(name)

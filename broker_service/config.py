@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .security.listeners import Listener, build_listeners
 
 
 class BrokerConfig(BaseSettings):
@@ -120,6 +122,44 @@ class BrokerConfig(BaseSettings):
     autoscaler_target_mbps: float = Field(
         50.0, gt=0, description="target MB/s (in + out) per broker for the autoscaler"
     )
+    # -- security (docs/SECURITY.md) -------------------------------------------------------
+    listeners: str | None = Field(
+        None,
+        description="NAME://host:port,... with NAME one of PLAINTEXT, SSL, SASL_PLAINTEXT, "
+        "SASL_SSL (default: one PLAINTEXT listener on host:port)",
+    )
+    advertised_listeners: str | None = Field(
+        None, description="what clients are told per listener (same format; by name or position)"
+    )
+    sasl_mechanisms: str = Field(
+        "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512", description="SASL mechanisms offered"
+    )
+    tls_cert_file: Path | None = Field(None, description="server certificate chain (PEM file)")
+    tls_key_file: Path | None = Field(None, description="server private key (PEM file)")
+    tls_cert_pem: str | None = Field(
+        None, description="server certificate chain as PEM text (e.g. from Secrets Manager)"
+    )
+    tls_key_pem: str | None = Field(None, description="server private key as PEM text")
+    tls_client_ca_file: Path | None = Field(
+        None, description="CA bundle; when set, SSL listeners require client certificates"
+    )
+    admin_user: str | None = Field(None, description="bootstrap SCRAM user created if absent")
+    admin_password: SecretStr | None = Field(None, description="its password (never logged)")
+    super_users: str = Field("", description="principals allowed everything, e.g. User:admin")
+    authorizer: Literal["none", "acl"] = Field(
+        "none", description="none: allow all; acl: Kafka ACLs from the metadata store"
+    )
+    allow_everyone_if_no_acl_found: bool = Field(
+        False, description="acl authorizer: allow a resource that has no ACL at all"
+    )
+    sasl_session_lifetime_ms: int = Field(
+        0, ge=0, description="KIP-368: clients re-authenticate within this (0: never)"
+    )
+    security_refresh_ms: int = Field(
+        1000, ge=50, description="how often ACLs and quotas are re-read from the metadata store"
+    )
+    quota_window_ms: int = Field(1000, ge=10, description="quota sample window")
+    quota_window_samples: int = Field(11, ge=2, description="quota samples kept")
 
     def describe_storage(self) -> str:
         d = self.data_dir.resolve()
@@ -143,4 +183,24 @@ class BrokerConfig(BaseSettings):
 
     @property
     def advertised(self) -> tuple[str, int]:
-        return (self.advertised_host or self.host, self.advertised_port or self.port)
+        """The endpoint registered in the metadata store: the first PLAINTEXT listener's (what
+        brokers use to reach each other), else the first listener's."""
+        listeners = self.listener_list()
+        primary = next((lst for lst in listeners if lst.name == "PLAINTEXT"), listeners[0])
+        return (primary.advertised_host, primary.advertised_port)
+
+    def listener_list(self) -> list[Listener]:
+        return build_listeners(
+            self.listeners,
+            self.advertised_listeners,
+            self.host,
+            self.port,
+            self.advertised_host,
+            self.advertised_port,
+        )
+
+    def super_user_set(self) -> frozenset[str]:
+        return frozenset(s.strip() for s in self.super_users.split(",") if s.strip())
+
+    def sasl_mechanism_list(self) -> list[str]:
+        return [m.strip().upper() for m in self.sasl_mechanisms.split(",") if m.strip()]

@@ -7,6 +7,13 @@ from typing import TYPE_CHECKING, Any
 from kio.schema.errors import ErrorCode
 
 from ..protocol.frames import RequestHeader
+from ..security import acl
+from .access import (
+    CLUSTER_AUTHORIZATION_FAILED,
+    TOPIC_AUTHORIZATION_FAILED,
+    allowed,
+    broker_endpoint_fields,
+)
 from .base import NOT_REQUESTED_OPS, Buffers, decode, respond
 
 if TYPE_CHECKING:
@@ -47,6 +54,16 @@ def describe_configs(broker: Broker, header: RequestHeader, frame: memoryview) -
             "resource_name": res.resource_name,
             "error_message": None,
         }
+        rtype, name = (
+            (acl.TOPIC, res.resource_name) if res.resource_type == TOPIC else
+            (acl.CLUSTER, acl.CLUSTER_NAME)
+        )  # fmt: skip
+        if not allowed(broker, header, acl.DESCRIBE_CONFIGS, rtype, name):
+            code = (
+                TOPIC_AUTHORIZATION_FAILED if rtype == acl.TOPIC else CLUSTER_AUTHORIZATION_FAILED
+            )
+            results.append({**base, "error_code": code, "configs": []})
+            continue
         if res.resource_type == TOPIC:
             state = broker.topics.get(res.resource_name)
             if state is None:
@@ -119,7 +136,11 @@ def describe_cluster(broker: Broker, header: RequestHeader, frame: memoryview) -
             "cluster_id": broker.cluster_id,
             "controller_id": broker.controller_id(),
             "brokers": [
-                {"broker_id": b.broker_id, "host": b.host, "port": b.port, "rack": b.rack}
+                {
+                    "broker_id": b.broker_id,
+                    "rack": b.rack,
+                    **broker_endpoint_fields(broker, header, b),
+                }
                 for b in broker.live_brokers()
             ],
             "cluster_authorized_operations": NOT_REQUESTED_OPS,

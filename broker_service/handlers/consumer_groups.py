@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 from ..groups import errors as E
 from ..groups.consumer import ConsumerGroup, ConsumerMember, HeartbeatRequest, Partitions
 from ..protocol.frames import RequestHeader
+from ..security.acl import DESCRIBE, READ
+from .access import GROUP_AUTHORIZATION_FAILED, allowed_group, require_group
 from .base import NOT_REQUESTED_OPS, Buffers, decode, respond
 
 if TYPE_CHECKING:
@@ -44,6 +46,7 @@ async def _heartbeat(broker: Broker, header: RequestHeader, req: Any) -> Buffers
     try:
         if not req.group_id:
             raise E.GroupError(E.INVALID_GROUP_ID)
+        require_group(broker, header, READ, req.group_id)
         E.require_coordinator(broker.coordinates(req.group_id))
         group = broker.groups.consumer(req.group_id, create=req.member_epoch == 0)
         if group is None:
@@ -108,6 +111,18 @@ def describe(broker: Broker, header: RequestHeader, frame: memoryview) -> Buffer
     groups = []
     for gid in req.group_ids:
         g = broker.groups.groups.get(gid)
+        if not allowed_group(broker, header, DESCRIBE, gid):
+            groups.append(
+                {
+                    "error_code": GROUP_AUTHORIZATION_FAILED,
+                    "error_message": None,
+                    "group_id": gid,
+                    "group_state": "",
+                    "members": [],
+                    "authorized_operations": NOT_REQUESTED_OPS,
+                }
+            )
+            continue
         if not broker.coordinates(gid):
             groups.append(
                 {

@@ -8,6 +8,13 @@ from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from ..protocol.frames import RequestHeader
+from ..security import acl
+from .access import (
+    GROUP_AUTHORIZATION_FAILED,
+    TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+    allowed,
+    endpoint,
+)
 from .base import Buffers, decode, respond
 
 if TYPE_CHECKING:
@@ -21,12 +28,20 @@ def handle(broker: Broker, header: RequestHeader, frame: memoryview) -> Awaitabl
 async def _find(broker: Broker, header: RequestHeader, req: Any) -> Buffers:
     await broker.refresh_live()  # every broker answers from the store's current view
 
+    txn = (req.key_type if header.api_version >= 1 else 0) == 1
+
     def entry(key: str) -> dict[str, Any]:
+        rtype = acl.TRANSACTIONAL_ID if txn else acl.GROUP
+        if not allowed(broker, header, acl.DESCRIBE, rtype, key):
+            code = TRANSACTIONAL_ID_AUTHORIZATION_FAILED if txn else GROUP_AUTHORIZATION_FAILED
+            return {"node_id": -1, "host": "", "port": -1, "error_code": code,
+                    "error_message": None}  # fmt: skip
         b = broker.coordinator_for(key)
+        host, port = endpoint(broker, header, b)
         return {
             "node_id": b.broker_id,
-            "host": b.host,
-            "port": b.port,
+            "host": host,
+            "port": port,
             "error_code": 0,
             "error_message": None,
         }

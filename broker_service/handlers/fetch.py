@@ -12,7 +12,9 @@ from kio.schema.errors import ErrorCode
 
 from ..protocol.fetch import FetchPartitionResult, FetchTopicResult, build_fetch_response
 from ..protocol.frames import RequestHeader
+from ..security.acl import READ
 from ..storage.stream_store import OffsetOutOfRange
+from .access import TOPIC_AUTHORIZATION_FAILED, allowed_topic
 from .base import Buffers, decode
 
 ZERO_UUID = uuid.UUID(int=0)
@@ -25,12 +27,14 @@ if TYPE_CHECKING:
 
 def handle(broker: Broker, header: RequestHeader, frame: memoryview) -> Awaitable[Buffers]:
     # Decode now, so a malformed request closes the connection before any work is queued.
-    return _fetch(broker, header.api_version, decode(header, frame))
+    return _fetch(broker, header, decode(header, frame))
 
 
-async def _fetch(broker: Broker, version: int, req: Any) -> Buffers:
+async def _fetch(broker: Broker, header: RequestHeader, req: Any) -> Buffers:
+    version = header.api_version
     by_id = version >= 13
     wanted: list[tuple[Any, TopicState | None, list[Any]]] = []
+    denied: list[FetchTopicResult] = []
     if any(
         (t.topic_id not in broker.topics_by_id) if by_id else (t.topic not in broker.topics)
         for t in req.topics or ()
@@ -38,6 +42,10 @@ async def _fetch(broker: Broker, version: int, req: Any) -> Buffers:
         await broker.learn_unknown_topics()
     for t in req.topics or ():
         state = broker.topics_by_id.get(t.topic_id) if by_id else broker.topics.get(t.topic)
+        name = state.name if state is not None else getattr(t, "topic", "") or ""
+        if (state is not None or not by_id) and not allowed_topic(broker, header, READ, name):
+            denied.append(_denied(t, name, by_id))
+            continue
         wanted.append((t, state, list(t.partitions or ())))
     max_bytes = req.max_bytes if version >= 3 else 2**31 - 1
     deadline = time.monotonic() + req.max_wait.total_seconds()
@@ -47,9 +55,18 @@ async def _fetch(broker: Broker, version: int, req: Any) -> Buffers:
             broker, wanted, max_bytes, by_id, read_committed
         )
         remaining = deadline - time.monotonic()
-        if total >= req.min_bytes or errors or remaining <= 0 or not logs:
-            return build_fetch_response(version, results)
+        if total >= req.min_bytes or errors or remaining <= 0 or not logs or denied:
+            return build_fetch_response(version, results + denied)
         await _wait_for_data(logs, remaining)
+
+
+def _denied(t: Any, name: str, by_id: bool) -> FetchTopicResult:
+    parts = []
+    for p in t.partitions or ():
+        res = FetchPartitionResult(p.partition)
+        res.error_code = TOPIC_AUTHORIZATION_FAILED
+        parts.append(res)
+    return FetchTopicResult(name, t.topic_id if by_id else ZERO_UUID, parts)
 
 
 async def _collect(

@@ -11,6 +11,8 @@ from ..groups.classic import JoinRequest
 from ..groups.consumer import ConsumerGroup
 from ..groups.consumer_protocol import encode_assignment, encode_subscription
 from ..protocol.frames import RequestHeader
+from ..security.acl import DELETE, DESCRIBE, READ
+from .access import GROUP_AUTHORIZATION_FAILED, allowed_group, require_group
 from .base import NOT_REQUESTED_OPS, Buffers, decode, respond
 
 if TYPE_CHECKING:
@@ -33,6 +35,7 @@ async def _join(broker: Broker, header: RequestHeader, req: Any) -> Buffers:
     try:
         if not req.group_id:
             raise E.GroupError(E.INVALID_GROUP_ID)
+        require_group(broker, header, READ, req.group_id)
         E.require_coordinator(broker.coordinates(req.group_id))
         if (
             not cfg.group_min_session_timeout_ms / 1000
@@ -74,6 +77,7 @@ def sync_group(broker: Broker, header: RequestHeader, frame: memoryview) -> Awai
 
 async def _sync(broker: Broker, header: RequestHeader, req: Any) -> Buffers:
     try:
+        require_group(broker, header, READ, req.group_id)
         E.require_coordinator(broker.coordinates(req.group_id))
         group = broker.groups.classic(req.group_id, create=False)
         if group is None:
@@ -109,6 +113,7 @@ def heartbeat(broker: Broker, header: RequestHeader, frame: memoryview) -> Buffe
     req = decode(header, frame)
     code = E.NONE
     try:
+        require_group(broker, header, READ, req.group_id)
         E.require_coordinator(broker.coordinates(req.group_id))
         group = broker.groups.classic(req.group_id, create=False)
         if group is None:
@@ -125,6 +130,10 @@ def leave_group(broker: Broker, header: RequestHeader, frame: memoryview) -> Buf
         leaving = [(m.member_id, m.group_instance_id) for m in req.members]
     else:
         leaving = [(req.member_id, None)]
+    if not allowed_group(broker, header, READ, req.group_id):
+        return respond(
+            header, {"throttle_time": 0, "error_code": GROUP_AUTHORIZATION_FAILED, "members": []}
+        )
     if not broker.coordinates(req.group_id):
         return respond(header, {"throttle_time": 0, "error_code": E.NOT_COORDINATOR, "members": []})
     group = broker.groups.classic(req.group_id, create=False)
@@ -153,7 +162,9 @@ def list_groups(broker: Broker, header: RequestHeader, frame: memoryview) -> Buf
     groups = [
         {"group_id": gid, "protocol_type": ptype, "group_state": state, "group_type": gtype}
         for gid, ptype, state, gtype in broker.groups.listing()
-        if (not states or state.lower() in states) and (not types or gtype in types)
+        if allowed_group(broker, header, DESCRIBE, gid)
+        and (not states or state.lower() in states)
+        and (not types or gtype in types)
     ]
     return respond(header, {"throttle_time": 0, "error_code": 0, "groups": groups})
 
@@ -161,7 +172,24 @@ def list_groups(broker: Broker, header: RequestHeader, frame: memoryview) -> Buf
 def describe_groups(broker: Broker, header: RequestHeader, frame: memoryview) -> Buffers:
     req = decode(header, frame)
     return respond(
-        header, {"throttle_time": 0, "groups": [_describe(broker, gid) for gid in req.groups]}
+        header,
+        {
+            "throttle_time": 0,
+            "groups": [
+                _describe(broker, gid)
+                if allowed_group(broker, header, DESCRIBE, gid)
+                else {
+                    "error_code": GROUP_AUTHORIZATION_FAILED,
+                    "group_id": gid,
+                    "group_state": "",
+                    "protocol_type": "",
+                    "protocol_data": "",
+                    "members": [],
+                    "authorized_operations": NOT_REQUESTED_OPS,
+                }
+                for gid in req.groups
+            ],
+        },
     )
 
 
@@ -238,6 +266,7 @@ def delete_groups(broker: Broker, header: RequestHeader, frame: memoryview) -> B
     for gid in req.groups_names:
         code = E.NONE
         try:
+            require_group(broker, header, DELETE, gid)
             E.require_coordinator(broker.coordinates(gid))
             broker.groups.delete(gid)
         except E.GroupError as exc:

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 from kio.schema.errors import ErrorCode
 
 from ..protocol.frames import RequestHeader
+from ..security.acl import DESCRIBE
+from .access import TOPIC_AUTHORIZATION_FAILED, allowed_topic
 from .base import Buffers, decode, respond
 
 if TYPE_CHECKING:
@@ -27,13 +29,16 @@ async def _list_offsets(broker: Broker, header: RequestHeader, req: Any) -> Buff
         await broker.learn_unknown_topics()
     for t in req.topics or ():
         parts = []
+        may_describe = allowed_topic(broker, header, DESCRIBE, t.name)
         for p in t.partitions or ():
             plog = broker.partition(t.name, p.partition_index)
-            if plog is None or plog.leader_id != broker.node_id:
+            if not may_describe or plog is None or plog.leader_id != broker.node_id:
                 parts.append(
                     {
                         "partition_index": p.partition_index,
-                        "error_code": ErrorCode.unknown_topic_or_partition
+                        "error_code": TOPIC_AUTHORIZATION_FAILED
+                        if not may_describe
+                        else ErrorCode.unknown_topic_or_partition
                         if plog is None
                         else ErrorCode.not_leader_or_follower,
                         "timestamp": -1,

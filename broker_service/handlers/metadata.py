@@ -9,6 +9,14 @@ from kio.schema.errors import ErrorCode
 from ..cluster.topic_config import InvalidTopic, validate_topic_name
 from ..metadata.base import TopicAlreadyExists
 from ..protocol.frames import RequestHeader
+from ..security import acl
+from .access import (
+    TOPIC_AUTHORIZATION_FAILED,
+    allowed_topic,
+    authorized_operations,
+    endpoint,
+    may_create_topic,
+)
 from .base import NOT_REQUESTED_OPS, Buffers, Result, decode, respond
 
 if TYPE_CHECKING:
@@ -37,11 +45,12 @@ def topic_entry(broker: Broker, state: TopicState) -> dict[str, Any]:
     }
 
 
-def broker_entries(broker: Broker) -> list[dict[str, Any]]:
-    return [
-        {"node_id": b.broker_id, "host": b.host, "port": b.port, "rack": b.rack}
-        for b in broker.live_brokers()
-    ]
+def broker_entries(broker: Broker, header: RequestHeader) -> list[dict[str, Any]]:
+    out = []
+    for b in broker.live_brokers():
+        host, port = endpoint(broker, header, b)  # on the listener the client came in on
+        out.append({"node_id": b.broker_id, "host": host, "port": port, "rack": b.rack})
+    return out
 
 
 def handle(broker: Broker, header: RequestHeader, frame: memoryview) -> Result:
@@ -52,7 +61,10 @@ def handle(broker: Broker, header: RequestHeader, frame: memoryview) -> Result:
     missing = [
         t.name
         for t in req.topics or ()
-        if t.name and t.name not in broker.topics and _valid_name(t.name)
+        if t.name
+        and t.name not in broker.topics
+        and _valid_name(t.name)
+        and allowed_topic(broker, header, acl.DESCRIBE, t.name)
     ]
     if missing:
         return _look_further(broker, header, req, missing, allow_auto)
@@ -68,7 +80,7 @@ async def _look_further(
     if not allow_auto:
         return _respond(broker, header, req)
     for name in dict.fromkeys(names):
-        if name not in broker.topics:
+        if name not in broker.topics and may_create_topic(broker, header, name):
             try:
                 await broker.create_topic(name, broker.config.default_partitions, {})
             except TopicAlreadyExists:
@@ -87,23 +99,51 @@ def _valid_name(name: str) -> bool:
 def _respond(broker: Broker, header: RequestHeader, req: Any) -> Buffers:
     requested = req.topics
     if requested is None or (header.api_version == 0 and not requested):
-        topics = [topic_entry(broker, broker.topics[n]) for n in sorted(broker.topics)]
+        # all topics: those the client may not describe are left out, as Kafka does
+        topics = [
+            topic_entry(broker, broker.topics[n])
+            for n in sorted(broker.topics)
+            if allowed_topic(broker, header, acl.DESCRIBE, n)
+        ]
     else:
-        topics = [_entry(broker, t) for t in requested]
+        topics = [_entry(broker, header, t) for t in requested]
+    if getattr(req, "include_topic_authorized_operations", False):
+        for t in topics:
+            if t.get("error_code") == 0:
+                t["topic_authorized_operations"] = authorized_operations(
+                    broker, header, acl.TOPIC, t["name"], True
+                )
     return respond(
         header,
         {
             "throttle_time": 0,
-            "brokers": broker_entries(broker),
+            "brokers": broker_entries(broker, header),
             "cluster_id": broker.cluster_id,
             "controller_id": broker.controller_id(),
             "topics": topics,
-            "cluster_authorized_operations": NOT_REQUESTED_OPS,
+            "cluster_authorized_operations": authorized_operations(
+                broker,
+                header,
+                acl.CLUSTER,
+                acl.CLUSTER_NAME,
+                bool(getattr(req, "include_cluster_authorized_operations", False)),
+            ),
         },
     )
 
 
-def _entry(broker: Broker, t: Any) -> dict[str, Any]:
+def _denied(name: str | None, topic_id: Any = None) -> dict[str, Any]:
+    return {
+        "error_code": TOPIC_AUTHORIZATION_FAILED,
+        "name": name,
+        "topic_id": topic_id,
+        "is_internal": False,
+        "partitions": [],
+        "topic_authorized_operations": NOT_REQUESTED_OPS,
+    }
+
+
+def _entry(broker: Broker, header: RequestHeader, t: Any) -> dict[str, Any]:
     if t.name is None and getattr(t, "topic_id", None) is not None:
         state = broker.topics_by_id.get(t.topic_id)
         if state is None:
@@ -113,7 +153,11 @@ def _entry(broker: Broker, t: Any) -> dict[str, Any]:
                 "topic_id": t.topic_id,
                 "partitions": [],
             }
+        if not allowed_topic(broker, header, acl.DESCRIBE, state.name):
+            return _denied(None, t.topic_id)
         return topic_entry(broker, state)
+    if not allowed_topic(broker, header, acl.DESCRIBE, t.name or ""):
+        return _denied(t.name)
     state = broker.topics.get(t.name or "")
     if state is not None:
         return topic_entry(broker, state)

@@ -12,6 +12,14 @@ from ..groups import errors as E
 from ..groups.consumer import ConsumerGroup
 from ..metadata.base import CommittedOffset
 from ..protocol.frames import RequestHeader
+from ..security.acl import DELETE, DESCRIBE, READ
+from .access import (
+    GROUP_AUTHORIZATION_FAILED,
+    TOPIC_AUTHORIZATION_FAILED,
+    allowed_group,
+    allowed_topic,
+    require_group,
+)
 from .base import Buffers, Result, decode, respond
 
 if TYPE_CHECKING:
@@ -42,6 +50,7 @@ async def _commit(broker: Broker, header: RequestHeader, req: Any) -> Buffers:
     try:
         if not req.group_id:
             raise E.GroupError(E.INVALID_GROUP_ID)
+        require_group(broker, header, READ, req.group_id)
         E.require_coordinator(broker.coordinates(req.group_id))
         _validate_commit(broker, req)
     except E.GroupError as exc:
@@ -51,9 +60,10 @@ async def _commit(broker: Broker, header: RequestHeader, req: Any) -> Buffers:
     topics = []
     for t in req.topics:
         state = broker.topics.get(t.name)
+        may_read = group_error != E.NONE or allowed_topic(broker, header, READ, t.name)
         parts = []
         for p in t.partitions:
-            code = group_error
+            code = group_error if may_read else TOPIC_AUTHORIZATION_FAILED
             if code == E.NONE:
                 meta = p.committed_metadata
                 if state is None or not 0 <= p.partition_index < len(state.logs):
@@ -106,6 +116,7 @@ def _offset_fetch(
         groups = [
             _fetch_group(
                 broker,
+                header,
                 g.group_id,
                 g.topics,
                 getattr(g, "member_id", None),
@@ -115,7 +126,9 @@ def _offset_fetch(
             for g in req.groups
         ]
         return respond(header, {"throttle_time": 0, "groups": groups})
-    g = _fetch_group(broker, req.group_id, req.topics, None, -1, unstable.get(req.group_id, set()))
+    g = _fetch_group(
+        broker, header, req.group_id, req.topics, None, -1, unstable.get(req.group_id, set())
+    )
     return respond(
         header, {"throttle_time": 0, "topics": g["topics"], "error_code": g["error_code"]}
     )
@@ -123,12 +136,15 @@ def _offset_fetch(
 
 def _fetch_group(
     broker: Broker,
+    header: RequestHeader,
     group_id: str,
     topics: Any,
     member_id: str | None,
     member_epoch: int,
     unstable: set[tuple[str, int]],
 ) -> dict[str, Any]:
+    if not allowed_group(broker, header, DESCRIBE, group_id):
+        return {"group_id": group_id, "topics": [], "error_code": GROUP_AUTHORIZATION_FAILED}
     if not broker.coordinates(group_id):
         return {"group_id": group_id, "topics": [], "error_code": E.NOT_COORDINATOR}
     group = broker.groups.groups.get(group_id)
@@ -147,6 +163,8 @@ def _fetch_group(
     if topics is None:  # all committed offsets of the group
         by_topic: dict[str, list[int]] = {}
         for topic, partition in sorted(committed):
+            if not allowed_topic(broker, header, DESCRIBE, topic):
+                continue  # topics the client may not describe are left out
             by_topic.setdefault(topic, []).append(partition)
         wanted = list(by_topic.items())
     else:
@@ -154,15 +172,20 @@ def _fetch_group(
     out = []
     for name, partitions in wanted:
         parts = []
+        may_describe = allowed_topic(broker, header, DESCRIBE, name)
         for p in partitions:
-            c = committed.get((name, p))
+            c = committed.get((name, p)) if may_describe else None
             parts.append(
                 {
                     "partition_index": p,
                     "committed_offset": c.offset if c else -1,
                     "committed_leader_epoch": c.leader_epoch if c else -1,
                     "metadata": (c.metadata or "") if c else "",
-                    "error_code": ErrorCode.unstable_offset_commit if (name, p) in unstable else 0,
+                    "error_code": TOPIC_AUTHORIZATION_FAILED
+                    if not may_describe
+                    else ErrorCode.unstable_offset_commit
+                    if (name, p) in unstable
+                    else 0,
                 }
             )
         out.append({"name": name, "partitions": parts})
@@ -171,6 +194,10 @@ def _fetch_group(
 
 def offset_delete(broker: Broker, header: RequestHeader, frame: memoryview) -> Buffers:
     req = decode(header, frame)
+    if not allowed_group(broker, header, DELETE, req.group_id):
+        return respond(
+            header, {"throttle_time": 0, "error_code": GROUP_AUTHORIZATION_FAILED, "topics": []}
+        )
     if not broker.coordinates(req.group_id):
         return respond(header, {"throttle_time": 0, "error_code": E.NOT_COORDINATOR, "topics": []})
     group = broker.groups.groups.get(req.group_id)

@@ -26,7 +26,9 @@ from ..protocol.record_batch import (
     UnsupportedMagic,
     validate_batches,
 )
+from ..security.acl import WRITE
 from ..txn.producer_state import Outcome, Verdict
+from .access import TOPIC_AUTHORIZATION_FAILED, allowed_topic, refuse_produce
 from .base import Buffers, Result
 
 if TYPE_CHECKING:
@@ -40,17 +42,19 @@ def handle(broker: Broker, header: RequestHeader, frame: memoryview) -> Result:
     version = header.api_version
     req = parse_produce(frame, header.body_offset, version)
     topics: list[tuple[str, list[ProducePartitionResult]]] = []
-    if req.acks not in (-1, 0, 1):
+    refused = refuse_produce(broker, header, req.acks, req.transactional_id)
+    if refused is not None:
         for t in req.topics:
-            results = [
-                ProducePartitionResult(p.index, ErrorCode.invalid_required_acks)
-                for p in t.partitions
-            ]
+            results = [ProducePartitionResult(p.index, refused) for p in t.partitions]
             topics.append((t.name, results))
-        return [build_produce_response(version, topics)]
+        return [build_produce_response(version, topics, header.throttle_ms)]
     pending: list[tuple[ProducePartitionResult, asyncio.Future[Any]]] = []
     for t in req.topics:
         state = broker.topics.get(t.name)
+        if not allowed_topic(broker, header, WRITE, t.name):
+            denied = TOPIC_AUTHORIZATION_FAILED
+            topics.append((t.name, [ProducePartitionResult(p.index, denied) for p in t.partitions]))
+            continue
         results = []
         for p in t.partitions:
             res, fut = _append(broker, state, p)
@@ -61,8 +65,8 @@ def handle(broker: Broker, header: RequestHeader, frame: memoryview) -> Result:
     if req.acks == 0:
         return None
     if not pending:
-        return [build_produce_response(version, topics)]
-    return _respond_when_durable(broker, version, topics, pending)
+        return [build_produce_response(version, topics, header.throttle_ms)]
+    return _respond_when_durable(broker, version, topics, pending, header.throttle_ms)
 
 
 def _append(
@@ -156,6 +160,7 @@ async def _respond_when_durable(
     version: int,
     topics: list[tuple[str, list[ProducePartitionResult]]],
     pending: list[tuple[ProducePartitionResult, asyncio.Future[Any]]],
+    throttle_ms: int = 0,
 ) -> Buffers:
     for res, fut in pending:
         try:
@@ -169,4 +174,4 @@ async def _respond_when_durable(
         if not broker.may_acknowledge():  # lease lost meanwhile: another broker may lead now
             res.error_code = ErrorCode.not_leader_or_follower
             res.base_offset = -1
-    return [build_produce_response(version, topics)]
+    return [build_produce_response(version, topics, throttle_ms)]

@@ -15,6 +15,8 @@ from ..cluster.topic_config import (
 )
 from ..metadata.base import TopicAlreadyExists, UnknownTopic
 from ..protocol.frames import RequestHeader
+from ..security import acl
+from .access import TOPIC_AUTHORIZATION_FAILED, allowed_topic, may_create_topic
 from .base import Buffers, decode, respond
 
 if TYPE_CHECKING:
@@ -29,7 +31,19 @@ def create_topics(broker: Broker, header: RequestHeader, frame: memoryview) -> A
 
 async def _create_topics(broker: Broker, header: RequestHeader, req: Any) -> Buffers:
     validate_only = req.validate_only if header.api_version >= 1 else False
-    results = [await _create_one(broker, t, validate_only) for t in req.topics]
+    results = [
+        await _create_one(broker, t, validate_only)
+        if may_create_topic(broker, header, t.name)
+        else {
+            "name": t.name,
+            "num_partitions": -1,
+            "replication_factor": -1,
+            "error_code": TOPIC_AUTHORIZATION_FAILED,
+            "error_message": "Authorization failed.",
+            "topic_config_error_code": TOPIC_AUTHORIZATION_FAILED,
+        }
+        for t in req.topics
+    ]
     return respond(header, {"throttle_time": 0, "topics": results})
 
 
@@ -122,6 +136,16 @@ async def _delete_topics(broker: Broker, header: RequestHeader, req: Any) -> Buf
                 )
                 continue
             name = state.name
+        if not allowed_topic(broker, header, acl.DELETE, name or ""):
+            results.append(
+                {
+                    "name": name,
+                    "topic_id": topic_id,
+                    "error_code": TOPIC_AUTHORIZATION_FAILED,
+                    "error_message": "Authorization failed.",
+                }
+            )
+            continue
         try:
             rec = await broker.delete_topic(name or "")
         except UnknownTopic:
@@ -150,6 +174,15 @@ async def _create_partitions(broker: Broker, header: RequestHeader, req: Any) ->
     results = []
     for t in req.topics:
         state = broker.topics.get(t.name)
+        if not allowed_topic(broker, header, acl.ALTER, t.name):
+            results.append(
+                {
+                    "name": t.name,
+                    "error_code": TOPIC_AUTHORIZATION_FAILED,
+                    "error_message": "Authorization failed.",
+                }
+            )
+            continue
         if state is None:
             results.append(
                 {

@@ -15,7 +15,19 @@ from kio.schema.errors import ErrorCode
 
 from ..metadata.base import CommittedOffset
 from ..protocol.frames import RequestHeader
+from ..security import acl
 from ..txn.coordinator import ProducerIdAndEpoch, TxnError
+from .access import (
+    CLUSTER_AUTHORIZATION_FAILED,
+    GROUP_AUTHORIZATION_FAILED,
+    TOPIC_AUTHORIZATION_FAILED,
+    TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+    allowed,
+    allowed_any_topic,
+    allowed_cluster,
+    allowed_group,
+    allowed_topic,
+)
 from .base import Buffers, decode, respond
 
 if TYPE_CHECKING:
@@ -28,7 +40,29 @@ def init_producer_id(
     return _init_producer_id(broker, header, decode(header, frame))
 
 
+def _may_write_txn(broker: Broker, header: RequestHeader, transactional_id: str) -> bool:
+    return allowed(broker, header, acl.WRITE, acl.TRANSACTIONAL_ID, transactional_id)
+
+
+def _init_refusal(broker: Broker, header: RequestHeader, req: Any) -> ErrorCode | None:
+    if req.transactional_id is not None:
+        if not _may_write_txn(broker, header, req.transactional_id):
+            return TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+    elif not (
+        allowed_cluster(broker, header, acl.IDEMPOTENT_WRITE)
+        or allowed_any_topic(broker, header, acl.WRITE)
+    ):
+        return CLUSTER_AUTHORIZATION_FAILED  # idempotence: Kafka's KIP-679 rule
+    return None
+
+
 async def _init_producer_id(broker: Broker, header: RequestHeader, req: Any) -> Buffers:
+    refused = _init_refusal(broker, header, req)
+    if refused is not None:
+        return respond(
+            header,
+            {"throttle_time": 0, "error_code": refused, "producer_id": -1, "producer_epoch": -1},
+        )
     current = None
     if header.api_version >= 3 and req.producer_id >= 0:
         current = ProducerIdAndEpoch(req.producer_id, req.producer_epoch)
@@ -62,12 +96,22 @@ def add_partitions_to_txn(
 
 async def _add_partitions(broker: Broker, header: RequestHeader, req: Any) -> Buffers:
     wanted = [(t.name, p) for t in req.v3_and_below_topics for p in t.partitions]
-    codes = await broker.txn.add_partitions(
-        req.v3_and_below_transactional_id,
-        req.v3_and_below_producer_id,
-        req.v3_and_below_producer_epoch,
-        wanted,
-    )
+    codes: dict[tuple[str, int], int]
+    if not _may_write_txn(broker, header, req.v3_and_below_transactional_id):
+        codes = {tp: TRANSACTIONAL_ID_AUTHORIZATION_FAILED for tp in wanted}
+    elif denied := {t for t, _ in wanted if not allowed_topic(broker, header, acl.WRITE, t)}:
+        # as Kafka: the refused topics say why, the others were not attempted
+        codes = {
+            (t, p): TOPIC_AUTHORIZATION_FAILED if t in denied else ErrorCode.operation_not_attempted
+            for t, p in wanted
+        }
+    else:
+        codes = await broker.txn.add_partitions(
+            req.v3_and_below_transactional_id,
+            req.v3_and_below_producer_id,
+            req.v3_and_below_producer_epoch,
+            wanted,
+        )
     by_topic: dict[str, list[dict[str, int]]] = {}
     for (topic, partition), code in codes.items():
         by_topic.setdefault(topic, []).append(
@@ -84,9 +128,15 @@ def add_offsets_to_txn(
 
 
 async def _add_offsets(broker: Broker, header: RequestHeader, req: Any) -> Buffers:
-    code = await broker.txn.add_offsets(
-        req.transactional_id, req.producer_id, req.producer_epoch, req.group_id
-    )
+    code: int
+    if not _may_write_txn(broker, header, req.transactional_id):
+        code = TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+    elif not allowed_group(broker, header, acl.READ, req.group_id):
+        code = GROUP_AUTHORIZATION_FAILED
+    else:
+        code = await broker.txn.add_offsets(
+            req.transactional_id, req.producer_id, req.producer_epoch, req.group_id
+        )
     return respond(header, {"throttle_time": 0, "error_code": code})
 
 
@@ -95,9 +145,13 @@ def end_txn(broker: Broker, header: RequestHeader, frame: memoryview) -> Awaitab
 
 
 async def _end_txn(broker: Broker, header: RequestHeader, req: Any) -> Buffers:
-    code = await broker.txn.end_txn(
-        req.transactional_id, req.producer_id, req.producer_epoch, req.committed
-    )
+    code: int
+    if not _may_write_txn(broker, header, req.transactional_id):
+        code = TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+    else:
+        code = await broker.txn.end_txn(
+            req.transactional_id, req.producer_id, req.producer_epoch, req.committed
+        )
     return respond(header, {"throttle_time": 0, "error_code": code})
 
 
@@ -125,7 +179,13 @@ async def _txn_offset_commit(broker: Broker, header: RequestHeader, req: Any) ->
         (o.topic, o.partition) for o in offsets if broker.partition(o.topic, o.partition) is None
     }
     code = ErrorCode.unknown_topic_or_partition if unknown else 0
-    if not unknown:
+    if not _may_write_txn(broker, header, req.transactional_id):
+        code = TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+    elif not allowed_group(broker, header, acl.READ, req.group_id):
+        code = GROUP_AUTHORIZATION_FAILED
+    elif any(not allowed_topic(broker, header, acl.READ, t.name) for t in req.topics):
+        code = TOPIC_AUTHORIZATION_FAILED
+    elif not unknown:
         code = await broker.txn.txn_offset_commit(
             req.transactional_id, req.group_id, req.producer_id, req.producer_epoch, offsets
         )

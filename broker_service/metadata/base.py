@@ -174,6 +174,34 @@ class TxnRecord:
 
     def with_(self, **changes: object) -> TxnRecord:
         return replace(self, **changes)  # type: ignore[arg-type]
+@dataclass(frozen=True, slots=True)
+class ScramCredential:
+    """A salted, iterated SCRAM credential (RFC 5802): never the password itself."""
+
+    mechanism: str  # "SCRAM-SHA-256" or "SCRAM-SHA-512"
+    salt: bytes
+    stored_key: bytes
+    server_key: bytes
+    iterations: int
+
+
+@dataclass(frozen=True, slots=True)
+class AclBinding:
+    """One Kafka ACL, with Kafka's numeric codes (resource type, pattern type, operation,
+    permission type: see security/acl.py)."""
+
+    resource_type: int
+    resource_name: str
+    pattern_type: int
+    principal: str
+    host: str
+    operation: int
+    permission_type: int
+
+
+# A client-quota entity: ((entity_type, name or None for the default), ...) sorted by type,
+# e.g. (("client-id", None), ("user", "alice")).
+QuotaEntity = tuple[tuple[str, str | None], ...]
 
 
 class MetadataStore(ABC):
@@ -396,3 +424,45 @@ class MetadataStore(ABC):
     def forget_objects(self, keys: list[str]) -> None:
         """Delete object records and release marks (the objects themselves are deleted from
         the object store afterwards; an object left behind is an orphan and swept later)."""
+    # -- security: SCRAM credentials, ACLs, client quotas, listener endpoints ------------
+    @abstractmethod
+    def put_scram_credential(self, user: str, credential: ScramCredential) -> None:
+        """Create or replace ``user``'s credential for ``credential.mechanism``."""
+
+    @abstractmethod
+    def delete_scram_credential(self, user: str, mechanism: str) -> bool:
+        """Remove it; False if there was none."""
+
+    @abstractmethod
+    def scram_credentials(self, user: str | None = None) -> list[tuple[str, ScramCredential]]:
+        """(user, credential) pairs, of one user or of all, by user then mechanism."""
+
+    @abstractmethod
+    def create_acls(self, acls: list[AclBinding]) -> None:
+        """Store ACLs (storing one that exists already is a no-op)."""
+
+    @abstractmethod
+    def delete_acls(self, acls: list[AclBinding]) -> None:
+        """Remove exactly these ACLs (absent ones are ignored)."""
+
+    @abstractmethod
+    def acls(self) -> list[AclBinding]:
+        """Every stored ACL."""
+
+    @abstractmethod
+    def alter_client_quota(
+        self, entity: QuotaEntity, set_values: dict[str, float], remove: list[str]
+    ) -> None:
+        """Set and remove quota values of one entity (an entity left with none is gone)."""
+
+    @abstractmethod
+    def client_quotas(self) -> list[tuple[QuotaEntity, dict[str, float]]]:
+        """Every entity with at least one quota value."""
+
+    @abstractmethod
+    def save_broker_endpoints(self, broker_id: int, endpoints: dict[str, tuple[str, int]]) -> None:
+        """The advertised endpoint of each of the broker's listeners (by listener name)."""
+
+    @abstractmethod
+    def broker_endpoints(self) -> dict[int, dict[str, tuple[str, int]]]:
+        """broker id -> listener name -> (host, port), for every broker that saved some."""

@@ -21,6 +21,7 @@ from .base import (
     DRAINING,
     FENCED,
     SERVING_STATES,
+    AclBinding,
     BrokerFenced,
     BrokerRecord,
     CommittedOffset,
@@ -30,6 +31,8 @@ from .base import (
     MetadataStore,
     ObjectAlreadyCommitted,
     PartitionRecord,
+    QuotaEntity,
+    ScramCredential,
     StreamRange,
     TopicAlreadyExists,
     TopicRecord,
@@ -73,6 +76,20 @@ CREATE TABLE IF NOT EXISTS compactor (
     expiry_ms INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS released_objects (
     object_key TEXT PRIMARY KEY, released_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS scram_credentials (
+    user TEXT NOT NULL, mechanism TEXT NOT NULL, salt BLOB NOT NULL, stored_key BLOB NOT NULL,
+    server_key BLOB NOT NULL, iterations INTEGER NOT NULL, PRIMARY KEY (user, mechanism));
+CREATE TABLE IF NOT EXISTS acls (
+    resource_type INTEGER NOT NULL, resource_name TEXT NOT NULL, pattern_type INTEGER NOT NULL,
+    principal TEXT NOT NULL, host TEXT NOT NULL, operation INTEGER NOT NULL,
+    permission_type INTEGER NOT NULL, PRIMARY KEY (resource_type, resource_name, pattern_type,
+    principal, host, operation, permission_type));
+CREATE TABLE IF NOT EXISTS client_quotas (
+    entity TEXT NOT NULL, quota_key TEXT NOT NULL, value REAL NOT NULL,
+    PRIMARY KEY (entity, quota_key));
+CREATE TABLE IF NOT EXISTS broker_endpoints (
+    broker_id INTEGER NOT NULL, listener TEXT NOT NULL, host TEXT NOT NULL, port INTEGER NOT NULL,
+    PRIMARY KEY (broker_id, listener));
 """
 
 
@@ -590,3 +607,101 @@ class SqliteMetadataStore(MetadataStore):
         with self._tx() as db:
             db.executemany("DELETE FROM released_objects WHERE object_key=?", [(k,) for k in keys])
             db.executemany("DELETE FROM objects WHERE object_key=?", [(k,) for k in keys])
+    # -- security ------------------------------------------------------------------------
+    def put_scram_credential(self, user: str, credential: ScramCredential) -> None:
+        c = credential
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO scram_credentials VALUES(?,?,?,?,?,?)",
+                (user, c.mechanism, c.salt, c.stored_key, c.server_key, c.iterations),
+            )
+
+    def delete_scram_credential(self, user: str, mechanism: str) -> bool:
+        with self._tx() as db:
+            cur = db.execute(
+                "DELETE FROM scram_credentials WHERE user=? AND mechanism=?", (user, mechanism)
+            )
+            return cur.rowcount > 0
+
+    def scram_credentials(self, user: str | None = None) -> list[tuple[str, ScramCredential]]:
+        query = "SELECT * FROM scram_credentials"
+        args: tuple[str, ...] = ()
+        if user is not None:
+            query += " WHERE user=?"
+            args = (user,)
+        with self._lock:
+            rows = self._db.execute(query + " ORDER BY user, mechanism", args).fetchall()
+        return [(r[0], ScramCredential(r[1], bytes(r[2]), bytes(r[3]), bytes(r[4]), r[5]))
+                for r in rows]  # fmt: skip
+
+    def create_acls(self, acls: list[AclBinding]) -> None:
+        with self._tx() as db:
+            db.executemany(
+                "INSERT OR IGNORE INTO acls VALUES(?,?,?,?,?,?,?)",
+                [_acl_row(a) for a in acls],
+            )
+
+    def delete_acls(self, acls: list[AclBinding]) -> None:
+        with self._tx() as db:
+            db.executemany(
+                "DELETE FROM acls WHERE resource_type=? AND resource_name=? AND pattern_type=? "
+                "AND principal=? AND host=? AND operation=? AND permission_type=?",
+                [_acl_row(a) for a in acls],
+            )
+
+    def acls(self) -> list[AclBinding]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM acls ORDER BY 1, 2, 3, 4, 5, 6, 7").fetchall()
+        return [AclBinding(*r) for r in rows]
+
+    def alter_client_quota(
+        self, entity: QuotaEntity, set_values: dict[str, float], remove: list[str]
+    ) -> None:
+        key = json.dumps([list(e) for e in sorted(entity)])
+        with self._tx() as db:
+            db.executemany(
+                "DELETE FROM client_quotas WHERE entity=? AND quota_key=?",
+                [(key, k) for k in remove],
+            )
+            db.executemany(
+                "INSERT OR REPLACE INTO client_quotas VALUES(?,?,?)",
+                [(key, k, float(v)) for k, v in set_values.items()],
+            )
+
+    def client_quotas(self) -> list[tuple[QuotaEntity, dict[str, float]]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT entity, quota_key, value FROM client_quotas ORDER BY entity, quota_key"
+            ).fetchall()
+        out: dict[str, dict[str, float]] = {}
+        for entity, k, v in rows:
+            out.setdefault(entity, {})[k] = float(v)
+        return [(tuple((t, n) for t, n in json.loads(e)), vals) for e, vals in out.items()]
+
+    def save_broker_endpoints(self, broker_id: int, endpoints: dict[str, tuple[str, int]]) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM broker_endpoints WHERE broker_id=?", (broker_id,))
+            db.executemany(
+                "INSERT INTO broker_endpoints VALUES(?,?,?,?)",
+                [(broker_id, name, h, p) for name, (h, p) in endpoints.items()],
+            )
+
+    def broker_endpoints(self) -> dict[int, dict[str, tuple[str, int]]]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM broker_endpoints").fetchall()
+        out: dict[int, dict[str, tuple[str, int]]] = {}
+        for broker_id, name, h, p in rows:
+            out.setdefault(broker_id, {})[name] = (h, p)
+        return out
+
+
+def _acl_row(a: AclBinding) -> tuple[int, str, int, str, str, int, int]:
+    return (
+        a.resource_type,
+        a.resource_name,
+        a.pattern_type,
+        a.principal,
+        a.host,
+        a.operation,
+        a.permission_type,
+    )

@@ -8,6 +8,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
 from kio.index import UnknownAPIKey, UnknownEntity, load_request_schema
 
@@ -27,6 +28,8 @@ class RequestHeader:
     body_offset: int
     flexible: bool
     client_host: str = ""  # filled in by the server (the peer's address), not on the wire
+    session: Any = None  # the server's per-connection security session (security/sasl.py)
+    throttle_ms: int = 0  # quota throttle the response reports (set by the server)
 
 
 @cache

@@ -10,11 +10,14 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
-from ..handlers import APIS
+from ..handlers import APIS, access, sasl
 from ..handlers.api_versions import UNSUPPORTED_VERSION, api_keys
+from ..handlers.base import Buffers, Result
 from ..protocol.codec import encode_response
+from ..protocol.fetch import build_fetch_response
 from ..protocol.frames import (
     API_VERSIONS_KEY,
     parse_request_header,
@@ -23,6 +26,10 @@ from ..protocol.frames import (
     size_prefix,
 )
 from ..protocol.primitives import ProtocolError
+from ..security.listeners import Listener
+from ..security.quotas import CONSUMER_BYTE_RATE, PRODUCER_BYTE_RATE
+from ..security.sasl import SecuritySession
+from ..security.tls import principal_from_peercert
 
 if TYPE_CHECKING:
     from ..broker import Broker
@@ -34,11 +41,19 @@ log = logging.getLogger(__name__)
 MAX_IN_FLIGHT = 1024
 MAX_IN_FLIGHT_BYTES = 64 << 20
 STAGING_BYTES = 256 * 1024  # frames larger than this get a buffer of their own
+RAW_TOKEN = -1  # queue key of a bare SASL token answer (no response header)
+PRODUCE, FETCH = 0, 1
 
 
 class KafkaConnection(asyncio.BufferedProtocol):
-    def __init__(self, broker: Broker, connections: set[KafkaConnection]) -> None:
+    def __init__(
+        self, broker: Broker, connections: set[KafkaConnection], listener: Listener | None = None
+    ) -> None:
         self.broker = broker
+        self.listener = listener or broker.security.listeners[0]
+        self.session = SecuritySession(self.listener)
+        self._muted = False  # quota throttling: reads stop for throttle_time_ms
+        self._mute_handle: asyncio.TimerHandle | None = None
         self.max_frame = broker.config.socket_request_max_bytes
         self._connections = connections
         self._staging = bytearray(STAGING_BYTES)
@@ -63,6 +78,12 @@ class KafkaConnection(asyncio.BufferedProtocol):
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
         self.peer_host = f"/{peer[0]}" if peer else ""
+        self.session = SecuritySession(self.listener, client_host=peer[0] if peer else "")
+        if self.listener.tls and not self.listener.sasl:  # SSL: the client certificate's DN
+            ssl_object = transport.get_extra_info("ssl_object")
+            subject = principal_from_peercert(ssl_object.getpeercert()) if ssl_object else None
+            if subject:
+                self.session.principal = subject
         self._connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -72,6 +93,8 @@ class KafkaConnection(asyncio.BufferedProtocol):
                 item.cancel()
         self._queue.clear()
         self._transport = None
+        if self._mute_handle is not None:
+            self._mute_handle.cancel()
 
     def pause_writing(self) -> None:
         self._write_paused = True
@@ -130,8 +153,19 @@ class KafkaConnection(asyncio.BufferedProtocol):
 
     # -- dispatch -----------------------------------------------------------------------
     def _dispatch(self, frame: memoryview) -> bool:
+        session = self.session
+        if session.raw_tokens:  # after SaslHandshake v0: a bare SASL token, no header
+            fut = asyncio.ensure_future(sasl.raw_token(self.broker, session, bytes(frame)))
+            fut.add_done_callback(self._on_done)
+            self._enqueue(0, RAW_TOKEN, 0, fut, len(frame))
+            return True
         try:
             api_key, version, correlation_id = peek_ids(frame)
+            refusal = session.gate(api_key)
+            if refusal is not None:
+                log.warning("%s: %s; closing the connection", self.peer, refusal)
+                self.close()
+                return False
             api = APIS.get(api_key)
             if api is None:
                 raise ProtocolError(f"unknown API key {api_key}")
@@ -145,7 +179,20 @@ class KafkaConnection(asyncio.BufferedProtocol):
                 raise ProtocolError(f"{api.name} v{version} is not supported")
             header = parse_request_header(frame)
             header.client_host = self.peer_host
-            result = api.handler(self.broker, header, frame)
+            header.session = session
+            quotas = self.broker.security.quotas
+            if api_key == PRODUCE and quotas.active:
+                header.throttle_ms = quotas.record(
+                    PRODUCER_BYTE_RATE, self._user(), header.client_id or "", len(frame),
+                    time.monotonic(),
+                )  # fmt: skip
+                if header.throttle_ms:
+                    self._mute(header.throttle_ms)
+            result: Result = access.refuse_whole_request(self.broker, header)
+            if result is None:
+                result = api.handler(self.broker, header, frame)
+                if api_key == FETCH and quotas.active and result is not None:
+                    result = self._throttle_fetch(header, result)
         except ProtocolError as exc:
             log.warning("%s: bad request (%s); closing the connection", self.peer, exc)
             self.close()
@@ -194,10 +241,16 @@ class KafkaConnection(asyncio.BufferedProtocol):
                 bufs = item
             q.popleft()
             self._queued_bytes -= nbytes
-            self.broker.metrics.answered(key, started)
-            head = response_header(cid, key, version)
-            size = len(head) + sum(len(b) for b in bufs)
-            t.writelines([size_prefix(size), head, *bufs])
+            if key == RAW_TOKEN:
+                if bufs:
+                    t.writelines([size_prefix(sum(len(b) for b in bufs)), *bufs])
+            else:
+                self.broker.metrics.answered(key, started)
+                head = response_header(cid, key, version)
+                size = len(head) + sum(len(b) for b in bufs)
+                t.writelines([size_prefix(size), head, *bufs])
+        if not q and t is not None and self.session.close_after_response:
+            self.close()  # e.g. failed authentication: Kafka answers, then closes
 
     def _update_reading(self) -> None:
         t = self._transport
@@ -205,6 +258,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
             return
         want_pause = (
             self._write_paused
+            or self._muted
             or len(self._queue) >= MAX_IN_FLIGHT
             or self._queued_bytes >= MAX_IN_FLIGHT_BYTES
         )
@@ -218,6 +272,38 @@ class KafkaConnection(asyncio.BufferedProtocol):
     def queued(self, api_key: int) -> int:
         """Requests of this API waiting for their answer (produce / fetch queue depth)."""
         return sum(1 for entry in self._queue if entry[1] == api_key)
+
+    # -- quotas -------------------------------------------------------------------------
+    def _user(self) -> str:
+        return self.session.principal.partition(":")[2]
+
+    def _mute(self, ms: int) -> None:
+        """Kafka's channel muting: read nothing more from this client for ``ms``."""
+        if self._mute_handle is not None:
+            self._mute_handle.cancel()
+        self._muted = True
+        self._update_reading()
+        self._mute_handle = asyncio.get_running_loop().call_later(ms / 1000, self._unmute)
+
+    def _unmute(self) -> None:
+        self._muted = False
+        self._mute_handle = None
+        self._update_reading()
+
+    async def _throttle_fetch(
+        self, header: Any, result: Buffers | Awaitable[Buffers]
+    ) -> Buffers:
+        bufs = result if isinstance(result, list) else await result
+        nbytes = sum(len(b) for b in bufs)
+        throttle = self.broker.security.quotas.record(
+            CONSUMER_BYTE_RATE, self._user(), header.client_id or "", nbytes, time.monotonic()
+        )
+        if not throttle:
+            return bufs
+        # Over the quota: as Kafka, an empty response carrying the throttle time, and the
+        # channel muted for that long (the client fetches the same offsets again later).
+        self._mute(throttle)
+        return build_fetch_response(header.api_version, [], throttle_ms=throttle)
 
     def close(self) -> None:
         if self._transport is not None:

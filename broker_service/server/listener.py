@@ -1,4 +1,5 @@
-"""The TCP listener: accepts connections and runs the broker until told to stop."""
+"""The TCP listeners: one per configured listener (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL),
+accepting connections and running the broker until told to stop."""
 
 from __future__ import annotations
 
@@ -23,34 +24,45 @@ async def serve(broker: Broker, stop: asyncio.Event | None = None) -> None:
             pass
     connections: set[KafkaConnection] = set()
     broker.metrics.queue_depth = lambda key: sum(c.queued(key) for c in list(connections))
+    security = broker.security
+    ssl_context = security.ssl_context()
+    servers = []
     # Bind first: a broker that cannot listen must not register itself as live.
-    server = await loop.create_server(
-        lambda: KafkaConnection(broker, connections),
-        cfg.host,
-        cfg.port,
-        reuse_address=True,
-        start_serving=False,
-    )
+    for listener in security.listeners:
+        servers.append(
+            await loop.create_server(
+                lambda lst=listener: KafkaConnection(broker, connections, lst),  # type: ignore[misc]
+                listener.host,
+                listener.port,
+                reuse_address=True,
+                start_serving=False,
+                ssl=ssl_context if listener.tls else None,
+            )
+        )
     await broker.start()
-    await server.start_serving()
-    host, port = cfg.advertised
-    log.info(
-        "listening on %s:%d (advertised %s:%d); %s",
-        cfg.host,
-        cfg.port,
-        host,
-        port,
-        cfg.describe_storage(),
-    )
+    for server in servers:
+        await server.start_serving()
+    for listener in security.listeners:
+        log.info(
+            "listening on %s://%s:%d (advertised %s:%d)",
+            listener.name,
+            listener.host,
+            listener.port,
+            listener.advertised_host,
+            listener.advertised_port,
+        )
+    log.info("%s; authorizer %s", cfg.describe_storage(), cfg.authorizer)
     stopper = asyncio.ensure_future(stop.wait())
     while not stop.is_set() and not broker.fenced:
         await asyncio.wait([stopper], timeout=0.5)
     if not broker.fenced:  # clients still connected follow their partitions elsewhere
         await broker.drain()
-    log.info("shutting down: closing listener, flushing WAL, uploading")
-    server.close()
+    log.info("shutting down: closing listeners, flushing WAL, uploading")
+    for server in servers:
+        server.close()
     for c in list(connections):
         c.close()
-    await server.wait_closed()
+    for server in servers:
+        await server.wait_closed()
     await broker.stop()
     log.info("stopped cleanly")

@@ -1,0 +1,101 @@
+"""The broker's security state: listeners, TLS context, SASL mechanisms, the ACL authorizer,
+client quotas and every broker's per-listener endpoints, kept in step with the metadata store.
+
+ACLs and quotas are re-read every ``security_refresh_ms`` (changes made through this broker
+apply at once); SCRAM credentials are read at each authentication.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+
+from ..config import BrokerConfig
+from ..metadata.base import BrokerRecord, MetadataStore, ScramCredential
+from .acl import Authorizer
+from .listeners import Listener
+from .quotas import QuotaManager
+from .sasl import MECHANISMS
+from .scram import HASHES, credential_from_password
+from .tls import server_context
+
+log = logging.getLogger(__name__)
+
+
+class SecurityManager:
+    def __init__(self, config: BrokerConfig, metadata: MetadataStore) -> None:
+        self.config = config
+        self.metadata = metadata
+        self.listeners: list[Listener] = config.listener_list()
+        unknown = [m for m in config.sasl_mechanism_list() if m not in MECHANISMS]
+        if unknown:
+            raise ValueError(f"unsupported SASL mechanisms {unknown}; supported: {MECHANISMS}")
+        self.mechanisms = config.sasl_mechanism_list()
+        self.authorizer = Authorizer(
+            config.authorizer == "acl",
+            config.super_user_set(),
+            config.allow_everyone_if_no_acl_found,
+        )
+        self.quotas = QuotaManager(config.quota_window_ms, config.quota_window_samples)
+        self.endpoints: dict[int, dict[str, tuple[str, int]]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if not any(lst.tls for lst in self.listeners):
+            return None
+        c = self.config
+        return server_context(
+            c.tls_cert_file, c.tls_key_file, c.tls_cert_pem, c.tls_key_pem, c.tls_client_ca_file
+        )
+
+    async def start(self, node_id: int) -> None:
+        await asyncio.to_thread(self._bootstrap, node_id)
+        await self.refresh()
+        self._task = asyncio.get_running_loop().create_task(self._refresh_loop())
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    def _bootstrap(self, node_id: int) -> None:
+        mine = {lst.name: (lst.advertised_host, lst.advertised_port) for lst in self.listeners}
+        self.metadata.save_broker_endpoints(node_id, mine)
+        self.endpoints[node_id] = mine
+        user, password = self.config.admin_user, self.config.admin_password
+        if user and password is not None:
+            have = {c.mechanism for _, c in self.metadata.scram_credentials(user)}
+            for mechanism in HASHES:
+                if mechanism not in have:
+                    self.metadata.put_scram_credential(
+                        user, credential_from_password(mechanism, password.get_secret_value())
+                    )
+                    log.info("created %s credential of bootstrap user %s", mechanism, user)
+
+    async def refresh(self) -> None:
+        if self.authorizer.enabled:
+            self.authorizer.set_acls(await asyncio.to_thread(self.metadata.acls))
+        self.quotas.set_quotas(await asyncio.to_thread(self.metadata.client_quotas))
+
+    async def refresh_endpoints(self) -> None:
+        self.endpoints = await asyncio.to_thread(self.metadata.broker_endpoints)
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.security_refresh_ms / 1000)
+            try:
+                await self.refresh()
+            except Exception:
+                log.warning("could not re-read ACLs and quotas; will retry", exc_info=True)
+
+    async def credentials(self, user: str) -> list[ScramCredential]:
+        return [c for _, c in await asyncio.to_thread(self.metadata.scram_credentials, user)]
+
+    def endpoint(self, b: BrokerRecord, listener: str | None) -> tuple[str, int]:
+        """Where a client on ``listener`` reaches broker ``b``: that broker's endpoint of
+        the same listener; its registered endpoint if it has none saved."""
+        if listener is not None:
+            found = self.endpoints.get(b.broker_id, {}).get(listener)
+            if found is not None:
+                return found
+        return b.host, b.port
