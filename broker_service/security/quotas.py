@@ -122,6 +122,29 @@ class QuotaManager:
         self._resolved[cache_key] = found
         return found
 
+    def record_fetch(self, user: str, client_id: str, nbytes: int, now: float) -> tuple[int, bool]:
+        """(throttle ms, whether to deliver the data). A consumer within its quota gets its
+        data and the throttle it earned by it; one already over its quota gets an empty
+        response (its bytes are not counted, as Kafka's ``unrecordQuotaSensor``), so every
+        consumer keeps making progress at about its quota."""
+        found = self._resolve(CONSUMER_BYTE_RATE, user, client_id) if self._configured else None
+        if found is None:
+            return 0, True
+        entity, bound = found
+        sensor = self._sensor(CONSUMER_BYTE_RATE, entity)
+        if sensor.rate(now) > bound:
+            over = sensor.rate(now)
+            return int(
+                min((over - bound) / bound * sensor.span(now) * 1000, self.max_throttle_ms)
+            ), False
+        return self.record(CONSUMER_BYTE_RATE, user, client_id, nbytes, now), True
+
+    def _sensor(self, key: str, entity: QuotaEntity) -> RateSensor:
+        sensor = self._sensors.get((key, entity))
+        if sensor is None:
+            sensor = self._sensors[(key, entity)] = RateSensor(self.window_s, self.samples)
+        return sensor
+
     def record(self, key: str, user: str, client_id: str, nbytes: int, now: float) -> int:
         """Record ``nbytes`` against the quota of (user, client id); the throttle time in
         ms (0 when within the quota or when no quota applies)."""
@@ -131,9 +154,7 @@ class QuotaManager:
         if found is None:
             return 0
         entity, bound = found
-        sensor = self._sensors.get((key, entity))
-        if sensor is None:
-            sensor = self._sensors[(key, entity)] = RateSensor(self.window_s, self.samples)
+        sensor = self._sensor(key, entity)
         sensor.record(nbytes, now)
         rate = sensor.rate(now)
         if rate <= bound:

@@ -27,7 +27,7 @@ from ..protocol.frames import (
 )
 from ..protocol.primitives import ProtocolError
 from ..security.listeners import Listener
-from ..security.quotas import CONSUMER_BYTE_RATE, PRODUCER_BYTE_RATE
+from ..security.quotas import PRODUCER_BYTE_RATE
 from ..security.sasl import SecuritySession
 from ..security.tls import principal_from_peercert
 
@@ -295,16 +295,25 @@ class KafkaConnection(asyncio.BufferedProtocol):
     ) -> Buffers:
         bufs = result if isinstance(result, list) else await result
         nbytes = sum(len(b) for b in bufs)
-        throttle = self.broker.security.quotas.record(
-            CONSUMER_BYTE_RATE, self._user(), header.client_id or "", nbytes, time.monotonic()
+        throttle, deliver = self.broker.security.quotas.record_fetch(
+            self._user(), header.client_id or "", nbytes, time.monotonic()
         )
         if not throttle:
             return bufs
-        # Over the quota: as Kafka, an empty response carrying the throttle time, and the
-        # channel muted for that long (the client fetches the same offsets again later).
+        # Over the quota: the channel is muted for the throttle time, as Kafka does; a client
+        # already over it gets an empty response (it fetches the same offsets again later).
         self._mute(throttle)
+        if deliver:
+            return _with_fetch_throttle(bufs, throttle)
         return build_fetch_response(header.api_version, [], throttle_ms=throttle)
 
     def close(self) -> None:
         if self._transport is not None:
             self._transport.close()
+
+
+def _with_fetch_throttle(bufs: Buffers, throttle_ms: int) -> Buffers:
+    """A Fetch response body with its throttle_time_ms (its first field, v1+) set."""
+    first = bytearray(bufs[0])
+    first[0:4] = throttle_ms.to_bytes(4, "big", signed=True)
+    return [bytes(first), *bufs[1:]]

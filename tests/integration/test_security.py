@@ -1,0 +1,441 @@
+"""Security end to end: real clients over SASL_SSL (SCRAM-SHA-512 and PLAIN, a test CA made
+here), refused credentials and protocols with Kafka's error codes, per-listener advertised
+endpoints, ACL enforcement (prefixed, deny over allow, restart) and the SCRAM/ACL admin APIs
+through confluent-kafka's AdminClient."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.helpers import create_ssl_context
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka.admin import (
+    AclBinding,
+    AclBindingFilter,
+    AclOperation,
+    AclPermissionType,
+    AdminClient,
+    ResourcePatternType,
+    ResourceType,
+    ScramCredentialInfo,
+    ScramMechanism,
+    UserScramCredentialUpsertion,
+)
+from kafka import KafkaConsumer, KafkaProducer
+
+from tests import kafka_wire as w
+from tests.integration.security_support import (
+    ADMIN,
+    ADMIN_PASSWORD,
+    SecureBroker,
+    SecureWire,
+    Tls,
+    confluent_config,
+    make_tls,
+    start_secure_broker,
+)
+
+pytestmark = pytest.mark.timeout(180)
+
+ALICE, ALICE_PASSWORD = "alice", "alice-pw"
+ALICE_PW = ALICE_PASSWORD.encode()
+TOPIC_AUTHORIZATION_FAILED = 29
+SASL_AUTHENTICATION_FAILED = 58
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> Tls:
+    return make_tls(tmp_path_factory.mktemp("ca"))
+
+
+@pytest.fixture(scope="module")
+def secure(tmp_path_factory: pytest.TempPathFactory, tls: Tls) -> Iterator[SecureBroker]:
+    sb = start_secure_broker(tmp_path_factory.mktemp("secure") / "data", tls)
+    try:
+        admin = AdminClient(confluent_config(sb, "SCRAM-SHA-512", ADMIN, ADMIN_PASSWORD))
+        upserts = [
+            UserScramCredentialUpsertion(
+                ALICE, ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 4096), ALICE_PW
+            ),
+            UserScramCredentialUpsertion(
+                ALICE, ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 8192), ALICE_PW
+            ),
+        ]
+        for fut in admin.alter_user_scram_credentials(upserts).values():
+            fut.result(timeout=30)
+        yield sb
+    finally:
+        sb.broker.stop()
+
+
+def _admin(sb: SecureBroker) -> AdminClient:
+    return AdminClient(confluent_config(sb, "SCRAM-SHA-512", ADMIN, ADMIN_PASSWORD))
+
+
+def _create_topic(sb: SecureBroker, name: str) -> None:
+    from confluent_kafka.admin import NewTopic
+
+    admin = _admin(sb)  # referenced until the futures resolve
+    for fut in admin.create_topics([NewTopic(name, 1)]).values():
+        fut.result(timeout=30)
+
+
+# -- real clients over SASL_SSL ----------------------------------------------------------------
+
+
+def _confluent_round_trip(sb: SecureBroker, mechanism: str, topic: str) -> list[bytes]:
+    conf = confluent_config(sb, mechanism, ADMIN, ADMIN_PASSWORD)
+    p = Producer(conf)
+    for i in range(5):
+        p.produce(topic, f"v{i}".encode())
+    assert p.flush(30) == 0
+    c = Consumer({**conf, "group.id": f"g-{topic}", "auto.offset.reset": "earliest"})
+    c.subscribe([topic])
+    got: list[bytes] = []
+    deadline = time.monotonic() + 30
+    while len(got) < 5 and time.monotonic() < deadline:
+        m = c.poll(0.5)
+        if m is not None and m.error() is None:
+            got.append(m.value())
+    c.close()
+    return got
+
+
+def _kafka_python_round_trip(sb: SecureBroker, mechanism: str, topic: str) -> list[bytes]:
+    common = dict(
+        bootstrap_servers=sb.bootstrap("SASL_SSL"),
+        security_protocol="SASL_SSL",
+        sasl_mechanism=mechanism,
+        sasl_plain_username=ADMIN,
+        sasl_plain_password=ADMIN_PASSWORD,
+        ssl_cafile=str(sb.tls.ca_file),
+    )
+    p = KafkaProducer(**common)
+    for i in range(5):
+        p.send(topic, f"v{i}".encode()).get(timeout=30)
+    p.close()
+    c = KafkaConsumer(topic, auto_offset_reset="earliest", consumer_timeout_ms=10000, **common)
+    got = [m.value for m in c][:5]
+    c.close()
+    return got
+
+
+def _aiokafka_round_trip(sb: SecureBroker, mechanism: str, topic: str) -> list[bytes]:
+    async def run() -> list[bytes]:
+        common = dict(
+            bootstrap_servers=sb.bootstrap("SASL_SSL"),
+            security_protocol="SASL_SSL",
+            ssl_context=create_ssl_context(cafile=str(sb.tls.ca_file)),
+            sasl_mechanism=mechanism,
+            sasl_plain_username=ADMIN,
+            sasl_plain_password=ADMIN_PASSWORD,
+        )
+        p = AIOKafkaProducer(**common)
+        await p.start()
+        try:
+            for i in range(5):
+                await p.send_and_wait(topic, f"v{i}".encode())
+        finally:
+            await p.stop()
+        c = AIOKafkaConsumer(topic, auto_offset_reset="earliest", **common)
+        await c.start()
+        got: list[bytes] = []
+        try:
+            while len(got) < 5:
+                m = await asyncio.wait_for(c.getone(), 20)
+                got.append(m.value)
+        finally:
+            await c.stop()
+        return got
+
+    return asyncio.run(run())
+
+
+ROUND_TRIPS = {
+    "confluent": _confluent_round_trip,
+    "kafka-python": _kafka_python_round_trip,
+    "aiokafka": _aiokafka_round_trip,
+}
+
+
+@pytest.mark.parametrize("mechanism", ["SCRAM-SHA-512", "PLAIN"])
+@pytest.mark.parametrize("client", list(ROUND_TRIPS))
+def test_clients_produce_and_consume_over_sasl_ssl(
+    secure: SecureBroker, client: str, mechanism: str
+) -> None:
+    topic = f"sec-{client}-{mechanism.lower()}-{uuid.uuid4().hex[:6]}"
+    _create_topic(secure, topic)
+    got = ROUND_TRIPS[client](secure, mechanism, topic)
+    assert got == [f"v{i}".encode() for i in range(5)]
+
+
+def test_scram_sha_256_user_created_through_admin_api(secure: SecureBroker) -> None:
+    with SecureWire(secure.ports["SASL_SSL"], secure.tls.client_context()) as c:
+        resp = c.scram("SCRAM-SHA-256", ALICE, ALICE_PASSWORD)
+        assert int(resp.error_code) == 0, resp
+    admin = _admin(secure)
+    desc = admin.describe_user_scram_credentials([ALICE])
+    info = desc[ALICE].result(timeout=30)
+    assert sorted((i.mechanism.name, i.iterations) for i in info.scram_credential_infos) == [
+        ("SCRAM_SHA_256", 8192),
+        ("SCRAM_SHA_512", 4096),
+    ]
+
+
+# -- refusals ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("mechanism", "user", "password", "message"),
+    [
+        ("PLAIN", ADMIN, "wrong", "Authentication failed: Invalid username or password"),
+        ("PLAIN", "nobody", "pw", "Authentication failed: Invalid username or password"),
+        ("SCRAM-SHA-512", ADMIN, "wrong", "invalid credentials with SASL mechanism SCRAM-SHA-512"),
+        ("SCRAM-SHA-512", "nobody", "pw", "invalid credentials with SASL mechanism SCRAM-SHA-512"),
+    ],
+)
+def test_wrong_password_and_unknown_user_are_refused(
+    secure: SecureBroker, mechanism: str, user: str, password: str, message: str
+) -> None:
+    with SecureWire(secure.ports["SASL_SSL"], secure.tls.client_context()) as c:
+        if mechanism == "PLAIN":
+            resp = c.plain(user, password)
+        else:
+            resp = c.scram(mechanism, user, password)
+        assert int(resp.error_code) == SASL_AUTHENTICATION_FAILED
+        assert message in resp.error_message
+        assert c.closed_by_peer(), "Kafka closes the connection after a failed authentication"
+
+
+def test_confluent_client_reports_authentication_failure(secure: SecureBroker) -> None:
+    errors: list[KafkaError] = []
+    conf = confluent_config(secure, "SCRAM-SHA-512", ADMIN, "wrong")
+    p = Producer({**conf, "error_cb": errors.append})
+    deadline = time.monotonic() + 20
+    while not errors and time.monotonic() < deadline:
+        p.poll(0.2)
+    assert errors and errors[0].code() == KafkaError._AUTHENTICATION, errors
+
+
+def test_plain_tcp_to_sasl_listeners_is_refused(secure: SecureBroker) -> None:
+    # Kafka requests before authentication: ApiVersions is answered, anything else closes.
+    with SecureWire(secure.ports["SASL_PLAINTEXT"]) as c:
+        assert int(c.call(w.api_versions_request(3)).error_code) == 0
+        c.send(w.frame_of(w.metadata_request(12), c.next_cid()))
+        assert c.closed_by_peer()
+    # Plain TCP to the TLS listener: the TLS handshake fails, the connection is closed.
+    with SecureWire(secure.ports["SASL_SSL"]) as c:
+        c.send(w.frame_of(w.api_versions_request(0), 1))
+        assert c.recv_frame() is None
+    # An unknown mechanism: UNSUPPORTED_SASL_MECHANISM with the enabled list, then closed.
+    with SecureWire(secure.ports["SASL_PLAINTEXT"]) as c:
+        hs = c.handshake("GSSAPI")
+        assert int(hs.error_code) == 33
+        assert list(hs.mechanisms) == ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+        assert c.closed_by_peer()
+    # SASL on a listener without SASL: ILLEGAL_SASL_STATE, as Kafka answers.
+    with SecureWire(secure.ports["PLAINTEXT"]) as c:
+        assert int(c.handshake("PLAIN").error_code) == 34
+
+
+def test_sasl_handshake_v0_with_bare_tokens(secure: SecureBroker) -> None:
+    with SecureWire(secure.ports["SASL_PLAINTEXT"]) as c:
+        assert int(c.handshake("PLAIN", version=0).error_code) == 0
+        token = b"\x00" + ADMIN.encode() + b"\x00" + ADMIN_PASSWORD.encode()
+        c.send(len(token).to_bytes(4, "big") + token)
+        assert c.recv_frame() == b""  # PLAIN: an empty server token
+        md = c.call(w.metadata_request(12))
+        assert [int(b.port) for b in md.brokers] == [secure.ports["SASL_PLAINTEXT"]]
+
+
+# -- listeners -----------------------------------------------------------------------------------
+
+
+def test_metadata_advertises_the_listener_of_the_connection(secure: SecureBroker) -> None:
+    for listener in ("PLAINTEXT", "SSL"):
+        ctx = secure.tls.client_context() if listener == "SSL" else None
+        with SecureWire(secure.ports[listener], ctx) as c:
+            md = c.call(w.metadata_request(12))
+            assert [int(b.port) for b in md.brokers] == [secure.ports[listener]]
+    for listener in ("SASL_PLAINTEXT", "SASL_SSL"):
+        ctx = secure.tls.client_context() if listener == "SASL_SSL" else None
+        with SecureWire(secure.ports[listener], ctx) as c:
+            assert int(c.plain(ADMIN, ADMIN_PASSWORD).error_code) == 0
+            md = c.call(w.metadata_request(12))
+            assert [int(b.port) for b in md.brokers] == [secure.ports[listener]]
+    conf = confluent_config(secure, "PLAIN", ADMIN, ADMIN_PASSWORD)
+    brokers = AdminClient(conf).list_topics(timeout=20).brokers
+    assert [b.port for b in brokers.values()] == [secure.ports["SASL_SSL"]]
+
+
+def test_nothing_leaks_to_unauthenticated_listeners(secure: SecureBroker) -> None:
+    topic = f"private-{uuid.uuid4().hex[:6]}"
+    _create_topic(secure, topic)
+    for listener in ("PLAINTEXT", "SSL"):  # User:ANONYMOUS, no ACL grants it anything
+        ctx = secure.tls.client_context() if listener == "SSL" else None
+        with SecureWire(secure.ports[listener], ctx) as c:
+            md = c.call(w.metadata_request(12))
+            assert topic not in [t.name for t in md.topics]
+            one = c.call(w.metadata_request(12, [topic]))
+            assert int(one.topics[0].error_code) == TOPIC_AUTHORIZATION_FAILED
+            fetched = c.call(w.fetch_request(11, topic, 0, 0, max_wait_ms=10))
+            assert int(fetched.responses[0].partitions[0].error_code) == TOPIC_AUTHORIZATION_FAILED
+            produced = c.call(w.produce_request(9, {topic: {0: w.build_batch([b"x"])}}))
+            assert int(produced.responses[0].partition_responses[0].error_code) == 29
+
+
+# -- ACLs ----------------------------------------------------------------------------------------
+
+
+def _fetch_error(sb: SecureBroker, user: str, password: str, topic: str) -> int:
+    with SecureWire(sb.ports["SASL_PLAINTEXT"]) as c:
+        assert int(c.plain(user, password).error_code) == 0
+        resp = c.call(w.fetch_request(11, topic, 0, 0, max_wait_ms=10))
+        return int(resp.responses[0].partitions[0].error_code)
+
+
+def _wait_for(check: object, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.1)
+
+
+def test_acls_prefixed_and_deny_over_allow(secure: SecureBroker) -> None:
+    run = uuid.uuid4().hex[:6]
+    open_topic, secret_topic = f"acl{run}-open", f"acl{run}-secret"
+    _create_topic(secure, open_topic)
+    _create_topic(secure, secret_topic)
+    assert _fetch_error(secure, ALICE, ALICE_PASSWORD, open_topic) == TOPIC_AUTHORIZATION_FAILED
+
+    admin = _admin(secure)
+    allow_prefixed = AclBinding(
+        ResourceType.TOPIC, f"acl{run}-", ResourcePatternType.PREFIXED,
+        f"User:{ALICE}", "*", AclOperation.READ, AclPermissionType.ALLOW,
+    )  # fmt: skip
+    deny_secret = AclBinding(
+        ResourceType.TOPIC, secret_topic, ResourcePatternType.LITERAL,
+        f"User:{ALICE}", "*", AclOperation.READ, AclPermissionType.DENY,
+    )  # fmt: skip
+    for fut in admin.create_acls([allow_prefixed, deny_secret]).values():
+        fut.result(timeout=30)
+    assert _fetch_error(secure, ALICE, ALICE_PASSWORD, open_topic) == 0
+    assert _fetch_error(secure, ALICE, ALICE_PASSWORD, secret_topic) == TOPIC_AUTHORIZATION_FAILED
+
+    described = admin.describe_acls(
+        AclBindingFilter(
+            ResourceType.TOPIC,
+            secret_topic,
+            ResourcePatternType.MATCH,
+            None,
+            None,
+            AclOperation.ANY,
+            AclPermissionType.ANY,
+        )  # fmt: skip
+    ).result(timeout=30)
+    assert set(described) == {allow_prefixed, deny_secret}
+
+    # a consumer of alice's sees Kafka's error for the denied topic
+    conf = {
+        **confluent_config(secure, "SCRAM-SHA-256", ALICE, ALICE_PASSWORD),
+        "group.id": f"alice-{run}",
+    }
+    # alice may not use the group either (no GROUP ACL): Kafka's error code, not a hang
+    c = Consumer(conf)
+    c.subscribe([secret_topic])
+    seen: list[int] = []
+    deadline = time.monotonic() + 20
+    while not seen and time.monotonic() < deadline:
+        m = c.poll(0.5)
+        if m is not None and m.error() is not None:
+            seen.append(m.error().code())
+    c.close()
+    assert seen and seen[0] in (
+        KafkaError.TOPIC_AUTHORIZATION_FAILED,
+        KafkaError.GROUP_AUTHORIZATION_FAILED,
+    ), seen
+
+    deleted = admin.delete_acls([AclBindingFilter(
+        ResourceType.TOPIC, secret_topic, ResourcePatternType.LITERAL,
+        None, None, AclOperation.ANY, AclPermissionType.ANY,
+    )])  # fmt: skip
+    for fut in deleted.values():
+        assert fut.result(timeout=30) == [deny_secret]
+    assert _fetch_error(secure, ALICE, ALICE_PASSWORD, secret_topic) == 0
+
+
+def test_acls_survive_restart(tmp_path: Path, tls: Tls) -> None:
+    sb = start_secure_broker(tmp_path / "data", tls)
+    try:
+        admin = _admin(sb)
+        for fut in admin.alter_user_scram_credentials([
+            UserScramCredentialUpsertion(
+                ALICE, ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 4096), ALICE_PW
+            )
+        ]).values():  # fmt: skip
+            fut.result(timeout=30)
+        _create_topic(sb, "kept")
+        binding = AclBinding(
+            ResourceType.TOPIC, "kept", ResourcePatternType.LITERAL,
+            f"User:{ALICE}", "*", AclOperation.READ, AclPermissionType.ALLOW,
+        )  # fmt: skip
+        for fut in admin.create_acls([binding]).values():
+            fut.result(timeout=30)
+        assert _fetch_error(sb, ALICE, ALICE_PASSWORD, "kept") == 0
+        sb.broker.stop()
+        sb.broker.start()
+        assert _fetch_error(sb, ALICE, ALICE_PASSWORD, "kept") == 0
+        with SecureWire(sb.ports["SASL_PLAINTEXT"]) as c:  # and no one else's
+            assert int(c.plain(ADMIN, ADMIN_PASSWORD).error_code) == 0
+        admin = _admin(sb)
+        listed = admin.describe_acls(
+            AclBindingFilter(
+                ResourceType.ANY,
+                None,
+                ResourcePatternType.ANY,
+                None,
+                None,
+                AclOperation.ANY,
+                AclPermissionType.ANY,
+            )  # fmt: skip
+        ).result(timeout=30)
+        assert listed == [binding]
+    finally:
+        sb.broker.stop()
+
+
+def test_acl_apis_answer_security_disabled_without_authorizer(fresh_broker: object) -> None:
+    """The default broker (no authorizer) allows everything and says so to ACL requests,
+    as Kafka does: SECURITY_DISABLED."""
+    from kio.index import load_request_schema
+
+    from tests.broker_process import BrokerProcess
+
+    assert isinstance(fresh_broker, BrokerProcess)
+    with w.WireClient(fresh_broker.port) as c:
+        described = c.call(
+            load_request_schema(29, 3)(
+                resource_type_filter=1,
+                resource_name_filter=None,
+                pattern_type_filter=1,
+                principal_filter=None,
+                host_filter=None,
+                operation=1,
+                permission_type=1,
+            )  # fmt: skip
+        )
+        assert int(described.error_code) == 54
+    admin = AdminClient({"bootstrap.servers": fresh_broker.bootstrap})
+    binding = AclBinding(
+        ResourceType.TOPIC, "t", ResourcePatternType.LITERAL,
+        "User:alice", "*", AclOperation.READ, AclPermissionType.ALLOW,
+    )  # fmt: skip
+    with pytest.raises(KafkaException) as err:
+        admin.create_acls([binding])[binding].result(timeout=30)
+    assert err.value.args[0].code() == KafkaError.SECURITY_DISABLED
