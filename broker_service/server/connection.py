@@ -126,7 +126,8 @@ class KafkaConnection(asyncio.BufferedProtocol):
         while self._end - self._start >= 4:
             pos = self._start
             size = int.from_bytes(staging[pos : pos + 4], "big", signed=True)
-            if size < 8 or size > self.max_frame:
+            # bare SASL tokens (after SaslHandshake v0) may be shorter than a request header
+            if size < (0 if self.session.raw_tokens else 8) or size > self.max_frame:
                 log.warning(
                     "%s: frame size %d outside [8, %d]; closing", self.peer, size, self.max_frame
                 )

@@ -439,3 +439,34 @@ def test_acl_apis_answer_security_disabled_without_authorizer(fresh_broker: obje
     with pytest.raises(KafkaException) as err:
         admin.create_acls([binding])[binding].result(timeout=30)
     assert err.value.args[0].code() == KafkaError.SECURITY_DISABLED
+
+
+def test_clients_reauthenticate_when_the_session_expires(tmp_path: Path, tls: Tls) -> None:
+    """KIP-368: the broker gives a 2 s session lifetime; librdkafka re-authenticates on the
+    same connection and keeps producing; a raw client that does not is disconnected."""
+    sb = start_secure_broker(tmp_path / "data", tls, BROKER_SASL_SESSION_LIFETIME_MS="2000")
+    try:
+        _create_topic(sb, "reauth")
+        p = Producer(confluent_config(sb, "SCRAM-SHA-512", ADMIN, ADMIN_PASSWORD))
+        delivered: list[int] = []
+        end = time.monotonic() + 6
+        i = 0
+        while time.monotonic() < end:
+            p.produce("reauth", str(i).encode(), on_delivery=lambda e, m: delivered.append(
+                -1 if e else int(m.value())))  # fmt: skip
+            i += 1
+            p.poll(0.2)
+        assert p.flush(30) == 0
+        assert sorted(delivered) == list(range(i))
+        auths = sb.broker.log().count(f"authenticated User:{ADMIN} with SCRAM-SHA-512")
+        assert auths >= 3, sb.broker.log()  # first authentication + at least two renewals
+
+        with SecureWire(sb.ports["SASL_PLAINTEXT"]) as c:
+            resp = c.plain(ADMIN, ADMIN_PASSWORD)
+            assert int(resp.error_code) == 0
+            assert int(resp.session_lifetime.total_seconds() * 1000) == 2000
+            time.sleep(2.2)
+            c.send(w.frame_of(w.metadata_request(12), c.next_cid()))
+            assert c.recv_frame() is None  # expired: closed instead of answered
+    finally:
+        sb.broker.stop()
