@@ -84,6 +84,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
             subject = principal_from_peercert(ssl_object.getpeercert()) if ssl_object else None
             if subject:
                 self.session.principal = subject
+            log.debug("%s: TLS client certificate principal %s", self.peer, subject)
         self._connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -470,3 +470,49 @@ def test_clients_reauthenticate_when_the_session_expires(tmp_path: Path, tls: Tl
             assert c.recv_frame() is None  # expired: closed instead of answered
     finally:
         sb.broker.stop()
+
+
+def test_ssl_client_certificate_is_the_principal(tmp_path: Path) -> None:
+    """With BROKER_TLS_CLIENT_CA_FILE the SSL listener requires a client certificate and the
+    principal is its subject (RFC 2253 order, Kafka's default); no certificate, no entry."""
+    import ssl
+
+    import trustme
+    from cryptography import x509
+
+    ca = trustme.CA()
+    server = ca.issue_cert("127.0.0.1")
+    client = ca.issue_cert("alice@example.com", common_name="alice-client")
+    subject = x509.load_pem_x509_certificate(client.cert_chain_pems[0].bytes()).subject
+    principal = "User:" + subject.rfc4514_string()
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    tls = Tls(
+        ca_file,
+        "".join(b.bytes().decode() for b in server.cert_chain_pems),
+        server.private_key_pem.bytes().decode(),
+    )
+    sb = start_secure_broker(
+        tmp_path / "data",
+        tls,
+        BROKER_TLS_CLIENT_CA_FILE=str(ca_file),
+        BROKER_SUPER_USERS=principal,  # only the certificate's subject may do anything
+    )
+    try:
+        with_cert = tls.client_context()
+        client.configure_cert(with_cert)
+        with SecureWire(sb.ports["SSL"], with_cert) as c:
+            created = c.call(w.create_topics_request(7, ["by-cert"]))  # a super user may
+            assert int(created.topics[0].error_code) == 0, created
+            md = c.call(w.metadata_request(12, ["by-cert"]))
+            assert int(md.topics[0].error_code) == 0, md.topics[0]
+        other = trustme.CA().issue_cert("mallory", common_name="alice-client")
+        for configure in (None, other.configure_cert):
+            ctx = tls.client_context()
+            if configure:
+                configure(ctx)
+            with pytest.raises((ssl.SSLError, ConnectionError, AssertionError)):
+                with SecureWire(sb.ports["SSL"], ctx) as c:
+                    c.call(w.metadata_request(12, ["by-cert"]))
+    finally:
+        sb.broker.stop()
