@@ -366,7 +366,7 @@ class Broker:
     async def _sync_metadata(self) -> None:
         self._last_sync_started = time.monotonic()
         self.groups.retain(self.coordinates)
-        if any(b.broker_id not in self.security.endpoints for b in self.live_brokers()):
+        if not all(self.security.knows(b) for b in self.live_brokers()):
             await self.security.refresh_endpoints()  # a new broker: learn its listeners
         records = {t.name: t for t in await asyncio.to_thread(self.metadata.topics)}
         for name in [n for n in self.topics if n not in records]:

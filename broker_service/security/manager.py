@@ -91,11 +91,16 @@ class SecurityManager:
     async def credentials(self, user: str) -> list[ScramCredential]:
         return [c for _, c in await asyncio.to_thread(self.metadata.scram_credentials, user)]
 
+    def knows(self, b: BrokerRecord) -> bool:
+        """Whether our copy of ``b``'s listeners is current: it must contain the endpoint
+        the broker registered (a broker that restarted elsewhere registers a new one)."""
+        return (b.host, b.port) in self.endpoints.get(b.broker_id, {}).values()
+
     def endpoint(self, b: BrokerRecord, listener: str | None) -> tuple[str, int]:
         """Where a client on ``listener`` reaches broker ``b``: that broker's endpoint of
-        the same listener; its registered endpoint if it has none saved."""
-        if listener is not None:
-            found = self.endpoints.get(b.broker_id, {}).get(listener)
+        the same listener; its registered endpoint if it has none saved (or ours is stale)."""
+        if listener is not None and self.knows(b):
+            found = self.endpoints[b.broker_id].get(listener)
             if found is not None:
                 return found
         return b.host, b.port
