@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL = "PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"
 PROTOCOLS = (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL)
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")
 
 
 class ListenerConfigError(ValueError):
@@ -58,8 +59,9 @@ def build_listeners(
     advertised_port: int | None,
 ) -> list[Listener]:
     """The listeners to open. Advertised endpoints match by name, else by position; a
-    listener without one advertises its own address (``advertised_host``/``_port`` for
-    the default single PLAINTEXT listener)."""
+    listener without one advertises its own address, or ``advertised_host`` with its port
+    when it binds a wildcard address (``advertised_host``/``_port`` for the default single
+    PLAINTEXT listener)."""
     if not listeners:
         return [Listener(PLAINTEXT, host, port, advertised_host or host, advertised_port or port)]
     bound = parse_endpoints(listeners)
@@ -73,6 +75,8 @@ def build_listeners(
             ah, ap = by_name[name]
         elif adv and i < len(adv) and adv[i][0] not in {n for n, _, _ in bound}:
             ah, ap = adv[i][1], adv[i][2]
+        elif h in WILDCARD_HOSTS and advertised_host:
+            ah, ap = advertised_host, p  # e.g. BROKER_ADVERTISED_HOST=ecs: the task's address
         else:
             ah, ap = h, p
         out.append(Listener(name, h, p, ah, ap))

@@ -49,6 +49,15 @@ def test_advertised_listeners_match_by_name_then_position() -> None:
     assert got[1].tls and got[1].sasl and not got[0].tls
 
 
+def test_wildcard_listeners_advertise_the_advertised_host() -> None:
+    got = build_listeners("PLAINTEXT://0.0.0.0:9092,SASL_SSL://10.0.0.5:9094", None,
+                          "x", 1, "10.1.2.3", None)  # fmt: skip
+    assert [(g.advertised_host, g.advertised_port) for g in got] == [
+        ("10.1.2.3", 9092),
+        ("10.0.0.5", 9094),
+    ]
+
+
 @pytest.mark.parametrize(
     "spec", ["PLAINTEXT:9092", "FOO://h:1", "SSL://h:x", "SSL://h:1,SSL://h:2", ""]
 )
