@@ -10,6 +10,7 @@ muted for that long.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -132,11 +133,9 @@ class QuotaManager:
             return 0, True
         entity, bound = found
         sensor = self._sensor(CONSUMER_BYTE_RATE, entity)
-        if sensor.rate(now) > bound:
-            over = sensor.rate(now)
-            return int(
-                min((over - bound) / bound * sensor.span(now) * 1000, self.max_throttle_ms)
-            ), False
+        rate = sensor.rate(now)
+        if rate > bound:
+            return self._throttle_ms(rate, bound, sensor.span(now)), False
         return self.record(CONSUMER_BYTE_RATE, user, client_id, nbytes, now), True
 
     def _sensor(self, key: str, entity: QuotaEntity) -> RateSensor:
@@ -159,5 +158,8 @@ class QuotaManager:
         rate = sensor.rate(now)
         if rate <= bound:
             return 0
-        throttle = (rate - bound) / bound * sensor.span(now) * 1000
-        return int(min(throttle, self.max_throttle_ms))
+        return self._throttle_ms(rate, bound, sensor.span(now))
+
+    def _throttle_ms(self, rate: float, bound: float, span_s: float) -> int:
+        """Kafka's ``(rate - bound) / bound * window``, rounded up (over is never 0 ms)."""
+        return min(math.ceil((rate - bound) / bound * span_s * 1000), self.max_throttle_ms)

@@ -155,3 +155,35 @@ def test_throttled_producer_does_not_slow_another_client(quota_broker: BrokerPro
     assert slow_throttle > 0
     assert total / slow_s < 2 * PRODUCER_QUOTA  # held near its quota (after a first burst)
     assert total / fast_s > 10 * PRODUCER_QUOTA  # the other client runs at full speed meanwhile
+
+
+def test_consumer_over_fetch_quota_is_throttled(quota_broker: BrokerProcess) -> None:
+    """consumer_byte_rate: responses carry throttle_time_ms, a consumer already over its
+    quota gets empty answers until its rate is back under it, and it still gets everything."""
+    from tests.integration.security_support import SecureWire
+
+    fetch_quota = 100_000
+    with SecureWire(quota_broker.port) as admin:
+        admin.call(w.create_topics_request(7, ["quota-fetch"]))
+        for _ in range(6):
+            _produce(admin, "quota-fetch", "loader", w.batch_of_size(100_000))
+        alter_quota(admin, "slowc", "consumer_byte_rate", fetch_quota)
+    with SecureWire(quota_broker.port) as c:
+        offset, received, throttled, empty = 0, 0, 0, 0
+        start = time.monotonic()
+        while offset < 6 and time.monotonic() - start < 30:
+            resp = c.call_as(
+                w.fetch_request(11, "quota-fetch", 0, offset, max_bytes=100_000), "slowc"
+            )
+            throttled += resp.throttle_time.total_seconds() > 0
+            records = resp.responses[0].partitions[0].records if resp.responses else None
+            if not records:
+                empty += 1
+                continue
+            received += len(records)
+            offset += 1  # one record per batch
+        took = time.monotonic() - start
+    print(f"fetched {received} B in {took:.1f} s; {throttled} throttled, {empty} empty answers")
+    assert offset == 6
+    assert throttled > 0 and empty > 0
+    assert received / took < 2.5 * fetch_quota
