@@ -6,6 +6,7 @@ through confluent-kafka's AdminClient."""
 from __future__ import annotations
 
 import asyncio
+import datetime
 import time
 import uuid
 from collections.abc import Iterator
@@ -516,3 +517,44 @@ def test_ssl_client_certificate_is_the_principal(tmp_path: Path) -> None:
                     c.call(w.metadata_request(12, ["by-cert"]))
     finally:
         sb.broker.stop()
+
+
+def test_transactional_and_idempotent_producers_need_their_acls(secure: SecureBroker) -> None:
+    """InitProducerId: a transactional id needs Write on it (TRANSACTIONAL_ID_AUTHORIZATION_
+    FAILED), an idempotent producer IdempotentWrite on the cluster or Write on some topic
+    (CLUSTER_AUTHORIZATION_FAILED), as Kafka answers."""
+    from kio.index import load_request_schema
+
+    def init(c: SecureWire, txn_id: str | None) -> int:
+        req = load_request_schema(22, 4)(
+            transactional_id=txn_id,
+            transaction_timeout=datetime.timedelta(seconds=60),
+            producer_id=-1,
+            producer_epoch=-1,
+        )
+        return int(c.call(req).error_code)
+
+    run = uuid.uuid4().hex[:6]
+    bob = f"bob{run}"
+    admin = _admin(secure)
+    upsert = UserScramCredentialUpsertion(
+        bob, ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 4096), b"bob-pw"
+    )
+    for fut in admin.alter_user_scram_credentials([upsert]).values():
+        fut.result(timeout=30)
+    with SecureWire(secure.ports["SASL_PLAINTEXT"]) as c:
+        assert int(c.plain(bob, "bob-pw").error_code) == 0
+        assert init(c, f"txn-{run}") == 53
+        assert init(c, None) == 31
+    grants = [
+        AclBinding(ResourceType.TRANSACTIONAL_ID, f"txn-{run}", ResourcePatternType.LITERAL,
+                   f"User:{bob}", "*", AclOperation.WRITE, AclPermissionType.ALLOW),
+        AclBinding(ResourceType.TOPIC, f"bobs-{run}", ResourcePatternType.PREFIXED,
+                   f"User:{bob}", "*", AclOperation.WRITE, AclPermissionType.ALLOW),
+    ]  # fmt: skip
+    for fut in admin.create_acls(grants).values():
+        fut.result(timeout=30)
+    with SecureWire(secure.ports["SASL_PLAINTEXT"]) as c:
+        assert int(c.plain(bob, "bob-pw").error_code) == 0
+        assert init(c, f"txn-{run}") == 0
+        assert init(c, None) == 0  # Write on some topic is enough for idempotence
