@@ -13,6 +13,7 @@ import ssl
 
 from ..config import BrokerConfig
 from ..metadata.base import BrokerRecord, MetadataStore, ScramCredential
+from ..tools.kafka_client import ClientSecurity, set_default_security
 from .acl import Authorizer
 from .listeners import Listener
 from .quotas import QuotaManager
@@ -49,7 +50,37 @@ class SecurityManager:
             c.tls_cert_file, c.tls_key_file, c.tls_cert_pem, c.tls_key_pem, c.tls_client_ca_file
         )
 
+    def inter_broker_security(self) -> ClientSecurity | None:
+        """How this broker reaches the others (reassignment forwarding, transaction markers):
+        their registered endpoint is the first PLAINTEXT listener, else the first listener,
+        with the bootstrap admin's credentials (SCRAM-SHA-512, whose server proof the client
+        checks; TLS without certificate verification, as the certificate names the service,
+        not each task's address)."""
+        primary = next((lst for lst in self.listeners if lst.name == "PLAINTEXT"), None)
+        primary = primary or self.listeners[0]
+        if primary.name == "PLAINTEXT":
+            return None
+        ctx = None
+        if primary.tls:
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        c = self.config
+        if primary.sasl and not (c.admin_user and c.admin_password is not None):
+            log.warning(
+                "no PLAINTEXT listener and no BROKER_ADMIN_USER/_PASSWORD: requests between "
+                "brokers (reassignment forwarding, transaction markers) cannot authenticate"
+            )
+        return ClientSecurity(
+            primary.name,
+            c.admin_user,
+            c.admin_password.get_secret_value() if c.admin_password is not None else None,
+            "SCRAM-SHA-512",
+            ctx,
+        )
+
     async def start(self, node_id: int) -> None:
+        set_default_security(self.inter_broker_security())
         await asyncio.to_thread(self._bootstrap, node_id)
         await self.refresh()
         self._task = asyncio.get_running_loop().create_task(self._refresh_loop())

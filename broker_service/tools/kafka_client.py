@@ -12,6 +12,7 @@ DescribeGroups, OffsetFetch and ListOffsets, with retries on retriable coordinat
 from __future__ import annotations
 
 import socket
+import ssl
 import struct
 import time
 from collections.abc import Callable, Iterable
@@ -143,6 +144,27 @@ def _response_reader(api_key: int, version: int) -> Callable[[ByteReader], Any]:
     return entity_reader(load_response_schema(api_key, version))
 
 
+@dataclass(frozen=True)
+class ClientSecurity:
+    """How to reach a secured listener: TLS and/or SASL (SCRAM or PLAIN)."""
+
+    protocol: str = "PLAINTEXT"  # PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL
+    username: str | None = None
+    password: str | None = None
+    mechanism: str = "SCRAM-SHA-512"
+    ssl_context: ssl.SSLContext | None = None
+
+
+_default_security: ClientSecurity | None = None
+
+
+def set_default_security(security: ClientSecurity | None) -> None:
+    """What every Connection of this process uses unless given its own: a broker sets this
+    to reach the other brokers' registered (possibly SASL / TLS) listener."""
+    global _default_security
+    _default_security = security
+
+
 class Connection:
     """A blocking connection to one broker that knows which API versions it speaks."""
 
@@ -153,7 +175,9 @@ class Connection:
         *,
         client_id: str = DEFAULT_CLIENT_ID,
         timeout: float = 5.0,
+        security: ClientSecurity | None = None,
     ) -> None:
+        sec = security or _default_security or ClientSecurity()
         self.host = host
         self.port = port
         self.client_id = client_id
@@ -168,10 +192,49 @@ class Connection:
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.versions: dict[int, tuple[int, int]] = {}
         try:
+            if sec.protocol in ("SSL", "SASL_SSL"):
+                ctx = sec.ssl_context or ssl.create_default_context()
+                self._sock = ctx.wrap_socket(self._sock, server_hostname=host)
             self.versions = self._negotiate()
+            if sec.protocol in ("SASL_PLAINTEXT", "SASL_SSL"):
+                self._authenticate(sec)
+        except ssl.SSLError as exc:
+            self.close()
+            raise BrokerUnreachable(f"TLS with {self.address} failed: {exc}") from None
         except BaseException:
             self.close()
             raise
+
+    def _authenticate(self, sec: ClientSecurity) -> None:
+        """SaslHandshake v1 + SaslAuthenticate v1: SCRAM (the server's proof is checked) or
+        PLAIN."""
+        if not sec.username or sec.password is None:
+            raise KafkaClientError(f"{self.address} needs SASL credentials")
+        handshake: Any = load_request_schema(17, 1)
+        hs = self.send(handshake(mechanism=sec.mechanism))
+        if hs.error_code != ErrorCode.none:
+            raise KafkaApiError(hs.error_code, f"SaslHandshake with {self.address}")
+        auth: Any = load_request_schema(36, 1)
+
+        def step(token: bytes) -> bytes:
+            resp = self.send(auth(auth_bytes=token))
+            if resp.error_code != ErrorCode.none:
+                raise KafkaApiError(
+                    resp.error_code, f"SaslAuthenticate with {self.address}", resp.error_message
+                )
+            return bytes(resp.auth_bytes)
+
+        if sec.mechanism == "PLAIN":
+            step(b"\x00" + sec.username.encode() + b"\x00" + sec.password.encode())
+            return
+        from scramp import ScramClient, ScramException
+
+        client = ScramClient([sec.mechanism], sec.username, sec.password)
+        try:
+            client.set_server_first(step(client.get_client_first().encode()).decode())
+            client.set_server_final(step(client.get_client_final().encode()).decode())
+        except ScramException as exc:
+            raise KafkaClientError(f"SCRAM with {self.address} failed: {exc}") from None
 
     @property
     def address(self) -> str:

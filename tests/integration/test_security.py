@@ -31,6 +31,7 @@ from confluent_kafka.admin import (
 from kafka import KafkaConsumer, KafkaProducer
 
 from tests import kafka_wire as w
+from tests.broker_process import BrokerProcess
 from tests.integration.security_support import (
     ADMIN,
     ADMIN_PASSWORD,
@@ -558,3 +559,63 @@ def test_transactional_and_idempotent_producers_need_their_acls(secure: SecureBr
         assert int(c.plain(bob, "bob-pw").error_code) == 0
         assert init(c, f"txn-{run}") == 0
         assert init(c, None) == 0  # Write on some topic is enough for idempotence
+
+
+def test_brokers_reach_each_other_through_a_sasl_only_listener(tmp_path: Path) -> None:
+    """With SASL listeners only (the CDK deployment), a broker forwards a reassignment to
+    the partition's leader over the leader's registered SASL listener, authenticating as the
+    bootstrap admin with SCRAM-SHA-512."""
+    from tests.broker_process import free_port
+
+    ports = [free_port(), free_port()]
+    brokers = [
+        BrokerProcess(
+            tmp_path / "shared",
+            port=port,
+            BROKER_NODE_ID=str(i + 1),
+            BROKER_LISTENERS=f"SASL_PLAINTEXT://127.0.0.1:{port}",
+            BROKER_ADMIN_USER=ADMIN,
+            BROKER_ADMIN_PASSWORD=ADMIN_PASSWORD,
+            BROKER_SUPER_USERS=f"User:{ADMIN}",
+            BROKER_AUTHORIZER="acl",
+        ).start()
+        for i, port in enumerate(ports)
+    ]
+    try:
+        with SecureWire(ports[0]) as c:
+            assert int(c.scram("SCRAM-SHA-512", ADMIN, ADMIN_PASSWORD).error_code) == 0
+            deadline = time.monotonic() + 20
+            while len(c.call(w.metadata_request(12)).brokers) < 2:
+                assert time.monotonic() < deadline, "the two brokers never saw each other"
+                time.sleep(0.2)
+            assert (
+                int(
+                    c.call(w.create_topics_request(7, ["moved"], partitions=2)).topics[0].error_code
+                )
+                == 0
+            )
+            leaders = {}
+            while set(leaders.values()) != {1, 2}:
+                assert time.monotonic() < deadline, leaders
+                md = c.call(w.metadata_request(12, ["moved"]))
+                leaders = {
+                    int(p.partition_index): int(p.leader_id) for p in md.topics[0].partitions
+                }
+                time.sleep(0.2)
+            theirs = next(p for p, leader in leaders.items() if leader == 2)
+            m = w.schema_module(45, 0)
+            req = m.AlterPartitionReassignmentsRequest(
+                timeout=datetime.timedelta(seconds=15),
+                topics=(m.ReassignableTopic(name="moved", partitions=(
+                    m.ReassignablePartition(partition_index=theirs, replicas=(1,)),)),),
+            )  # fmt: skip
+            resp = c.call(req)
+            part = resp.responses[0].partitions[0]
+            assert int(part.error_code) == 0, part  # forwarded to broker 2 over SASL
+            md = c.call(w.metadata_request(12, ["moved"]))
+            assert int(md.topics[0].partitions[theirs].leader_id) == 1
+        # broker 2 authenticated broker 1's forwarded request (no client talked to it)
+        assert f"authenticated User:{ADMIN} with SCRAM-SHA-512" in brokers[1].log()
+    finally:
+        for b in brokers:
+            b.stop()
