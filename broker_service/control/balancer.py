@@ -139,10 +139,13 @@ Reassign = Callable[[str, str, int, int], ReassignmentResult]
 def safe_reassign(
     reassign_fn: Reassign, bootstrap: str, topic: str, partition: int, target: int
 ) -> ReassignmentResult:
-    """A move whose broker cannot be reached is a failed move, not a failed run."""
+    """A move whose broker cannot be reached (or refuses this client: authentication, TLS)
+    is a failed move, not a failed run."""
+    from ..tools.kafka_client import KafkaClientError
+
     try:
         return reassign_fn(bootstrap, topic, partition, target)
-    except (OSError, TimeoutError) as exc:
+    except (OSError, TimeoutError, KafkaClientError) as exc:
         log.warning("cannot reach broker at %s to move %s-%d: %s", bootstrap, topic, partition,
                     exc)  # fmt: skip
         return ReassignmentResult(topic, partition, target, -1, f"unreachable: {exc}", 0.0)

@@ -7,10 +7,20 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from kio.index import load_request_schema
 
 from ..protocol.codec import shape
+
+if TYPE_CHECKING:
+    from ..tools.kafka_client import ClientSecurity
+
+UNAUTHENTICATED_HINT = (
+    "a SASL listener closes connections that have not authenticated: give reassign() a "
+    "ClientSecurity (the control functions read KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_MECHANISM "
+    "and ADMIN_SECRET_ARN)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,13 +38,21 @@ class ReassignmentResult:
 
 
 def reassign(
-    bootstrap: str, topic: str, partition: int, target: int, timeout_s: float = 15.0
+    bootstrap: str,
+    topic: str,
+    partition: int,
+    target: int,
+    timeout_s: float = 15.0,
+    security: ClientSecurity | None = None,
 ) -> ReassignmentResult:
-    from ..tools.kafka_client import Connection, parse_address
+    """``security``: how to reach a TLS / SASL listener; None keeps the process default
+    (``kafka_client.set_default_security``, PLAINTEXT unless a broker set it)."""
+    from ..tools.kafka_client import Connection, KafkaClientError, parse_address
 
     host, port = parse_address(bootstrap.split(",")[0])
     started = time.monotonic()
-    conn = Connection(host, port, client_id="reassignment", timeout=timeout_s)
+    conn = Connection(host, port, client_id="reassignment", timeout=timeout_s, security=security)
+    sasl = security is not None and security.protocol.startswith("SASL_")
     try:
         body = {
             "timeout": int(timeout_s * 1000),
@@ -45,7 +63,13 @@ def reassign(
                 }
             ],
         }
-        resp = conn.send(shape(load_request_schema(45, 0), body))
+        try:
+            resp = conn.send(shape(load_request_schema(45, 0), body))
+        except KafkaClientError as exc:
+            if sasl or "closed the connection" not in str(exc):
+                raise
+            context = f"AlterPartitionReassignments for {topic}-{partition}"
+            raise KafkaClientError(f"{context}: {exc} ({UNAUTHENTICATED_HINT})") from None
     finally:
         conn.close()
     p = resp.responses[0].partitions[0]

@@ -17,6 +17,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from broker_service.control.autoscaler import EcsService, autoscale
 from broker_service.control.events import AlarmStateChangeEvent, EventBridgeEnvelope
+from broker_service.control.kafka_access import secured_reassign
 from broker_service.control.metrics_source import CloudWatchMetricsSource
 from broker_service.control.settings import ControlSettings
 
@@ -43,6 +44,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         CloudWatchMetricsSource.for_cluster(settings.metrics_namespace, metadata),
         settings.autoscaler_policy(),
         int(time.time() * 1000),
+        reassign_fn=secured_reassign(),  # SASL / TLS per KAFKA_SECURITY_PROTOCOL
     )
     d = result.decision
     logger.info("decision", extra={"action": d.action, "current": d.current,

@@ -16,6 +16,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from broker_service.control.balancer import balance
 from broker_service.control.events import EventBridgeEnvelope, TaskStateChangeEvent
+from broker_service.control.kafka_access import secured_reassign
 from broker_service.control.metrics_source import CloudWatchMetricsSource
 from broker_service.control.settings import ControlSettings
 
@@ -42,6 +43,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         CloudWatchMetricsSource.for_cluster(settings.metrics_namespace, metadata),
         settings.balancer_policy(),
         int(time.time() * 1000),
+        reassign_fn=secured_reassign(),  # SASL / TLS per KAFKA_SECURITY_PROTOCOL
     )
     plan = result.plan
     logger.info("balance", extra={"mode": plan.mode, "mean_bytes_per_s": plan.mean,
