@@ -268,7 +268,7 @@ class BrokerStack(cdk.Stack):
     def broker_environment(self, storage: StorageStack) -> dict[str, str]:
         """Plain (non-secret) settings of the broker container, read by BrokerConfig."""
         t = self.tenant
-        protocol = "SASL_SSL" if t.tls_secret_arn else "SASL_PLAINTEXT"
+        protocol = t.listener_protocol
         env = {
             "BROKER_STORAGE": storage.storage_uri,
             "BROKER_METADATA": f"dynamodb://{storage.table.table_name}",

@@ -9,6 +9,11 @@
 
 Failed asynchronous invocations (after the retries) and events EventBridge could not deliver
 land in one encrypted SQS dead-letter queue, which has an alarm.
+
+The balancer and the autoscaler move partitions with Kafka's AlterPartitionReassignments, so
+they run in the brokers' VPC (private subnets) with a security group of their own that the
+brokers' group lets in on the client port, and they read the admin secret to authenticate to
+the SASL listener (control/kafka_access.py). Compaction and recovery need AWS APIs only.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any
 
 import aws_cdk as cdk
 from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
@@ -33,6 +39,23 @@ from .storage import StorageStack
 from .tenant import TenantSettings
 
 FUNCTION_NAMES = ("compaction", "autoscaler", "balancer", "recovery")
+KAFKA_CLIENTS = ("autoscaler", "balancer")  # talk Kafka to the brokers: in the VPC
+# What Lambda needs to attach a function to a VPC (the actions of AWS's
+# AWSLambdaVPCAccessExecutionRole); EC2 gives these no resource-level permissions Lambda can
+# use: the ENIs are created by the Lambda service before any id exists.
+VPC_ACCESS_ACTIONS = [
+    "ec2:CreateNetworkInterface",
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DescribeSubnets",
+    "ec2:DeleteNetworkInterface",
+    "ec2:AssignPrivateIpAddresses",
+    "ec2:UnassignPrivateIpAddresses",
+]
+VPC_ACCESS_REASON = (
+    "Lambda's VPC attachment (ec2:CreateNetworkInterface, DescribeNetworkInterfaces, "
+    "DescribeSubnets, DeleteNetworkInterface, Assign/UnassignPrivateIpAddresses) requires "
+    "'*' (AWS documents no narrower resource for the execution role)."
+)
 SCHEDULES = {"compaction": 5, "autoscaler": 1, "balancer": 5, "recovery": 1}  # minutes
 RETRY_ATTEMPTS = 2
 MAX_EVENT_AGE = cdk.Duration.hours(1)
@@ -90,9 +113,10 @@ class ControlPlaneStack(cdk.Stack):
             code=lambda_code.dependencies_code(lambda_deps_dir),
             compatible_runtimes=[lambda_code.RUNTIME],
             compatible_architectures=[lambda_.Architecture.X86_64],
-            description="powertools, pydantic, pydantic-settings, kio, crc32c, cramjam",
+            description="powertools, pydantic, pydantic-settings, kio, crc32c, cramjam, scramp",
         )
         code = lambda_code.code_asset()
+        self.kafka_client_security_group = self._kafka_client_security_group()
         self.functions = {name: self._function(name, code) for name in FUNCTION_NAMES}
         self._grant()
 
@@ -121,6 +145,38 @@ class ControlPlaneStack(cdk.Stack):
             "TARGET_MBPS_PER_BROKER": f"{t.target_mbps_per_broker:g}",
         }
 
+    def kafka_environment(self) -> dict[str, str]:
+        """How the Kafka-speaking functions reach the listener (control/kafka_access.py)."""
+        t = self.tenant
+        env = {
+            "KAFKA_SECURITY_PROTOCOL": t.listener_protocol,
+            "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+            "ADMIN_SECRET_ARN": self.brokers.admin_secret.secret_arn,
+        }
+        if t.tls_secret_arn:
+            env["KAFKA_TLS_SECRET_ARN"] = t.tls_secret_arn
+        return env
+
+    def _kafka_client_security_group(self) -> ec2.SecurityGroup:
+        """The balancer's and autoscaler's group: no ingress; out to the brokers' client port
+        and HTTPS (AWS APIs through the NAT gateway or the gateway endpoints)."""
+        b, port = self.brokers, self.tenant.broker_port
+        sg = ec2.SecurityGroup(
+            self,
+            "KafkaClientFunctions",
+            vpc=b.vpc,
+            allow_all_outbound=False,
+            description=f"{self.tenant.resource_prefix} balancer and autoscaler: "
+            "Kafka to the brokers, HTTPS to AWS APIs",
+        )
+        sg.add_egress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "AWS APIs (HTTPS)")
+        # Egress on this group and, in this stack (the brokers stack must not depend on this
+        # one), the brokers' ingress from this group on the client port only.
+        sg.connections.allow_to(
+            b.broker_security_group, ec2.Port.tcp(port), "balancer/autoscaler to brokers (Kafka)"
+        )
+        return sg
+
     def _function(self, name: str, code: lambda_.Code) -> lambda_.Function:
         t = self.tenant
         function_name = f"{t.resource_prefix}-{name}"
@@ -145,6 +201,13 @@ class ControlPlaneStack(cdk.Stack):
                 resources=[log_group.log_group_arn],
             )
         )
+        in_vpc = name in KAFKA_CLIENTS
+        if in_vpc:
+            role.add_to_policy(
+                iam.PolicyStatement(
+                    sid="VpcNetworkInterfaces", actions=VPC_ACCESS_ACTIONS, resources=["*"]
+                )
+            )
         return lambda_.Function(
             self,
             name.title(),
@@ -158,7 +221,18 @@ class ControlPlaneStack(cdk.Stack):
             log_group=log_group,
             memory_size=t.function_memory_mib,
             timeout=cdk.Duration.seconds(t.function_timeout_s),
-            environment={**self.environment(), "POWERTOOLS_SERVICE_NAME": name},
+            environment={
+                **self.environment(),
+                **(self.kafka_environment() if in_vpc else {}),
+                "POWERTOOLS_SERVICE_NAME": name,
+            },
+            vpc=self.brokers.vpc if in_vpc else None,
+            vpc_subnets=(
+                ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)
+                if in_vpc
+                else None
+            ),
+            security_groups=[self.kafka_client_security_group] if in_vpc else None,
             dead_letter_queue=self.dlq,
             retry_attempts=RETRY_ATTEMPTS,
             max_event_age=MAX_EVENT_AGE,
@@ -205,6 +279,19 @@ class ControlPlaneStack(cdk.Stack):
                     actions=["s3:ListBucket"],
                     resources=[bucket.bucket_arn],
                     conditions={"StringLike": {"s3:prefix": [f"{prefix}/*", prefix]}},
+                )
+            )
+        # The admin's credentials (and the brokers' certificate, to verify it) for the SASL
+        # listener: exactly these secrets.
+        secret_arns = [self.brokers.admin_secret.secret_arn]
+        if self.tenant.tls_secret_arn:
+            secret_arns.append(self.tenant.tls_secret_arn)
+        for name in KAFKA_CLIENTS:
+            self.functions[name].add_to_role_policy(
+                iam.PolicyStatement(
+                    sid="ReadBrokerAdminSecret",
+                    actions=["secretsmanager:GetSecretValue"],
+                    resources=secret_arns,
                 )
             )
         # Broker metrics: GetMetricData has no resource-level permissions.
@@ -260,10 +347,10 @@ class ControlPlaneStack(cdk.Stack):
         reasons = {
             "compaction": {objects: OBJECTS_REASON},
             "autoscaler": {
-                "Resource::*": METRICS_REASON,
+                "Resource::*": f"{METRICS_REASON} {VPC_ACCESS_REASON}",
                 tasks: "Task ids are created at run time: limited to this cluster's tasks.",
             },
-            "balancer": {"Resource::*": METRICS_REASON},
+            "balancer": {"Resource::*": f"{METRICS_REASON} {VPC_ACCESS_REASON}"},
             "recovery": {
                 objects: OBJECTS_REASON,
                 "Resource::*": "ecs:ListTasks has no resource-level permissions (AWS requires "

@@ -3,8 +3,8 @@
 - Code: one asset with the repo's ``broker_service/`` and ``functions/`` packages; a handler is
   ``functions.<name>.handler.handler``.
 - Dependencies: one layer with what ``broker_service`` and the handlers import beyond the Lambda
-  runtime (which has boto3): Powertools, pydantic, pydantic-settings and the compiled kio,
-  crc32c and cramjam. The layer is built by ``pip install --platform manylinux_2_28_x86_64
+  runtime (which has boto3): Powertools, pydantic, pydantic-settings, scramp (SCRAM client)
+  and the compiled kio, crc32c and cramjam. The layer is built by ``pip install --platform manylinux_2_28_x86_64
   --only-binary=:all:`` on the deploying machine (any OS: pip fetches Linux wheels), cached in
   ``.cdk-cache/`` so later synths are offline. If pip cannot run, CDK falls back to the same
   pip command in the SAM build image (needs Docker). ``-c lambda_deps_dir=DIR`` uses a
@@ -40,6 +40,7 @@ LAYER_REQUIREMENTS = (
     "kio>=0.6.5",
     "crc32c>=2.4",
     "cramjam>=2.8",
+    "scramp>=1.4",  # SCRAM client: balancer / autoscaler authenticate to the SASL listener
 )
 
 # Everything in the repo except the two packages the functions import.

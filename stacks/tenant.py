@@ -102,6 +102,11 @@ class TenantSettings(BaseModel):
         return f"kafka-{self.name}"
 
     @property
+    def listener_protocol(self) -> str:
+        """The brokers' only listener: SASL over TLS when a certificate is given."""
+        return "SASL_SSL" if self.tls_secret_arn else "SASL_PLAINTEXT"
+
+    @property
     def metrics_namespace(self) -> str:
         return f"Kafka/{self.name}"
 

@@ -17,6 +17,14 @@ ALLOWED_WILDCARDS = {
         "ecr:GetAuthorizationToken",  # no resource-level permissions
         "cloudwatch:GetMetricData",  # no resource-level permissions
         "ecs:ListTasks",  # no resource-level permissions; conditioned on the cluster
+        # Lambda's VPC attachment (balancer and autoscaler reach the brokers' private IPs):
+        # the actions of AWSLambdaVPCAccessExecutionRole, which AWS documents on '*'.
+        "ec2:CreateNetworkInterface",
+        "ec2:DescribeNetworkInterfaces",
+        "ec2:DescribeSubnets",
+        "ec2:DeleteNetworkInterface",
+        "ec2:AssignPrivateIpAddresses",
+        "ec2:UnassignPrivateIpAddresses",
     },
 }
 
@@ -78,6 +86,8 @@ def test_no_wildcard_resource_unless_aws_requires_it(synth: Synth) -> None:
             for r in rs:
                 if r == "*":
                     assert set(actions) <= ALLOWED_WILDCARDS["*"], (name, st)
+                    if any(a.startswith("ec2:") for a in actions):
+                        assert name.endswith("-Control") and st["Sid"] == "VpcNetworkInterfaces"
                 elif json.dumps(r).endswith('*"]]}') or json.dumps(r).endswith('*"'):
                     # A key prefix (bucket/PREFIX/*), a cluster's tasks (task/CLUSTER/*) or
                     # log streams of one log group: never a whole service.

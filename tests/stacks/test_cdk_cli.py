@@ -73,6 +73,7 @@ def test_pip_builds_the_lambda_layer_for_linux(tmp_path: Path) -> None:
         "kio",
         "crc32c",
         "cramjam",
+        "scramp",  # the SCRAM client of the balancer / autoscaler
     ):
         assert (layer / package).is_dir() or list(layer.glob(f"{package}*")), package
     tag = f"cpython-{lambda_code.RUNTIME_VERSION.replace('.', '')}-x86_64-linux-gnu.so"

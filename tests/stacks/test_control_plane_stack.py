@@ -20,6 +20,9 @@ CONTRACT_ENV = {
     "TARGET_MBPS_PER_BROKER",
     "POWERTOOLS_SERVICE_NAME",
 }
+# The balancer and the autoscaler talk Kafka to the brokers (control/kafka_access.py).
+KAFKA_ENV = {"KAFKA_SECURITY_PROTOCOL", "KAFKA_SASL_MECHANISM", "ADMIN_SECRET_ARN"}
+KAFKA_CLIENTS = ("autoscaler", "balancer")
 
 
 def functions(tpl: dict[str, Any]) -> dict[str, tuple[str, dict[str, Any]]]:
@@ -50,7 +53,7 @@ def test_four_functions_with_the_contract_environment(synth: Synth) -> None:
         assert props["Handler"] == f"functions.{name}.handler.handler"
         assert len(props["Layers"]) == 1
         env = props["Environment"]["Variables"]
-        assert set(env) == CONTRACT_ENV
+        assert set(env) == CONTRACT_ENV | (KAFKA_ENV if name in KAFKA_CLIENTS else set())
         assert env["TENANT"] == "acme" and env["METRICS_NAMESPACE"] == "Kafka/acme"
         assert env["POWERTOOLS_SERVICE_NAME"] == name
         assert (env["MIN_BROKERS"], env["MAX_BROKERS"]) == ("3", "12")
@@ -228,3 +231,91 @@ def test_code_asset_holds_only_the_packages(synth: Synth) -> None:
     assert code, names
     assert set(code[0]) <= {"broker_service", "functions"}
     assert ["python"] in names  # the dependency layer
+
+
+def test_kafka_speaking_functions_run_in_the_brokers_vpc(synth: Synth) -> None:
+    tpl = synth.raw(STACK)
+    fns = functions(tpl)
+    (sg_lid,) = resources(tpl, "AWS::EC2::SecurityGroup")
+    private_subnets = [
+        {"Fn::ImportValue": f"Kafka-acme-Brokers:ExportsOutputRefVpcbrokersSubnet{i}Subnet{h}"}
+        for i, h in ((1, "C65F53150EE2117D"), (2, "505D5F58AD5FFF60"))
+    ]
+    for name in KAFKA_CLIENTS:
+        vpc = fns[name][1]["VpcConfig"]
+        assert vpc["SecurityGroupIds"] == [{"Fn::GetAtt": [sg_lid, "GroupId"]}]
+        # the brokers' private subnets (the "brokers" subnet group), never the public ones
+        assert vpc["SubnetIds"] == private_subnets
+    for name in ("compaction", "recovery"):  # AWS APIs only: outside the VPC
+        assert "VpcConfig" not in fns[name][1]
+
+
+def test_brokers_let_the_functions_in_on_the_client_port_only(synth: Synth) -> None:
+    tpl = synth.raw(STACK)
+    (sg_lid, sg) = next(iter(resources(tpl, "AWS::EC2::SecurityGroup").items()))
+    this_group = {"Fn::GetAtt": [sg_lid, "GroupId"]}
+    assert "SecurityGroupIngress" not in sg["Properties"]  # nothing reaches the functions
+    assert sg["Properties"]["SecurityGroupEgress"] == [
+        {"CidrIp": "0.0.0.0/0", "Description": "AWS APIs (HTTPS)", "FromPort": 443,
+         "IpProtocol": "tcp", "ToPort": 443}
+    ]  # fmt: skip
+    ingress = [r["Properties"] for r in resources(tpl, "AWS::EC2::SecurityGroupIngress").values()]
+    (rule,) = ingress  # the one rule this stack adds anywhere
+    assert rule["SourceSecurityGroupId"] == this_group
+    assert "BrokerSecurityGroup" in json.dumps(rule["GroupId"])
+    assert (rule["IpProtocol"], rule["FromPort"], rule["ToPort"]) == ("tcp", 9092, 9092)
+    (egress,) = [r["Properties"] for r in resources(tpl, "AWS::EC2::SecurityGroupEgress").values()]
+    assert egress["GroupId"] == this_group
+    assert egress["DestinationSecurityGroupId"] == rule["GroupId"]
+    assert (egress["FromPort"], egress["ToPort"]) == (9092, 9092)
+
+
+def test_kafka_listener_settings_and_the_one_admin_secret(synth: Synth) -> None:
+    tpl = synth.raw(STACK)
+    admin_secret = {
+        "Fn::ImportValue": "Kafka-acme-Brokers:ExportsOutputRefAdminSecretB94527509D99E776"
+    }
+    for name in KAFKA_CLIENTS:
+        env = functions(tpl)[name][1]["Environment"]["Variables"]
+        assert env["KAFKA_SECURITY_PROTOCOL"] == "SASL_PLAINTEXT"  # as the brokers listen
+        assert env["KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
+        assert env["ADMIN_SECRET_ARN"] == admin_secret
+        statements = policy_of(tpl, f"{name.title()}Role")
+        read = statements["ReadBrokerAdminSecret"]
+        assert read["Action"] == "secretsmanager:GetSecretValue"
+        assert read["Resource"] == admin_secret  # exactly the admin secret
+        eni = statements["VpcNetworkInterfaces"]
+        assert eni["Resource"] == "*"
+        assert "ec2:CreateNetworkInterface" in eni["Action"]
+    for name in ("compaction", "recovery"):
+        statements = policy_of(tpl, f"{name.title()}Role")
+        assert "ReadBrokerAdminSecret" not in statements
+        assert "VpcNetworkInterfaces" not in statements
+        assert "secretsmanager" not in json.dumps(statements)
+    # The admin secret is the one the broker task reads BROKER_ADMIN_PASSWORD from.
+    brokers = synth.raw("Kafka-acme-Brokers")
+    exported = brokers["Outputs"]["ExportsOutputRefAdminSecretB94527509D99E776"]["Value"]
+    (task,) = resources(brokers, "AWS::ECS::TaskDefinition").values()
+    secrets = task["Properties"]["ContainerDefinitions"][0]["Secrets"]
+    password = next(s for s in secrets if s["Name"] == "BROKER_ADMIN_PASSWORD")
+    assert json.dumps(exported) in json.dumps(password["ValueFrom"])
+
+
+def test_tls_tenant_functions_speak_sasl_ssl_and_read_its_certificate(synth: Synth) -> None:
+    tpl = synth.raw("Kafka-globex-Control")
+    tls_arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:globex-tls-AbCdEf"
+    checked = 0
+    for lid, r in resources(tpl, "AWS::Lambda::Function").items():
+        env = r["Properties"]["Environment"]["Variables"]
+        if not lid.startswith(("Autoscaler", "Balancer")):
+            assert "KAFKA_SECURITY_PROTOCOL" not in env
+            continue
+        assert env["KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+        assert env["KAFKA_TLS_SECRET_ARN"] == tls_arn
+        role = lid.removesuffix(lid[-8:]) + "Role"
+        read = policy_of(tpl, role)["ReadBrokerAdminSecret"]
+        admin, tls = read["Resource"]
+        assert "Kafka-globex-Brokers:ExportsOutputRefAdminSecret" in admin["Fn::ImportValue"]
+        assert tls == tls_arn
+        checked += 1
+    assert checked == 2
