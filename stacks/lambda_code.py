@@ -4,11 +4,12 @@
   ``functions.<name>.handler.handler``.
 - Dependencies: one layer with what ``broker_service`` and the handlers import beyond the Lambda
   runtime (which has boto3): Powertools, pydantic, pydantic-settings, scramp (SCRAM client)
-  and the compiled kio, crc32c and cramjam. The layer is built by ``pip install --platform manylinux_2_28_x86_64
-  --only-binary=:all:`` on the deploying machine (any OS: pip fetches Linux wheels), cached in
-  ``.cdk-cache/`` so later synths are offline. If pip cannot run, CDK falls back to the same
-  pip command in the SAM build image (needs Docker). ``-c lambda_deps_dir=DIR`` uses a
-  prebuilt layer directory instead (a ``python/`` folder inside).
+  and the compiled kio, crc32c and cramjam. The layer is built by ``pip install --platform
+  manylinux_2_28_x86_64 --only-binary=:all:`` on the deploying machine (any OS: pip fetches
+  Linux wheels), cached in ``.cdk-cache/`` so later synths are offline. If pip cannot run, CDK
+  falls back to the same pip command in the SAM build image (needs Docker).
+  ``-c lambda_deps_dir=DIR`` uses a prebuilt layer directory instead (a ``python/`` folder
+  inside).
 """
 
 from __future__ import annotations
