@@ -76,21 +76,35 @@ def decide(inp: ScalingInput, policy: AutoscalerPolicy) -> ScalingDecision:
     if needed > cur:
         if since < policy.scale_out_cooldown_s:
             cooldown = f"{since:.0f}/{policy.scale_out_cooldown_s:.0f} s"
-            return ScalingDecision(cur, cur, "hold", f"needs {needed} but in scale-out cooldown "
-                                   f"({cooldown}); {per_broker}")
+            return ScalingDecision(
+                cur,
+                cur,
+                "hold",
+                f"needs {needed} but in scale-out cooldown ({cooldown}); {per_broker}",
+            )
         return ScalingDecision(cur, needed, "scale_out", f"{per_broker}: needs {needed}")
     fits = min(hi, max(lo, math.ceil(load / (target * (1 - policy.scale_in_headroom)))))
     if fits < cur:
         desired = max(fits, cur - policy.max_scale_in_step)
         if since < policy.scale_in_cooldown_s:
-            return ScalingDecision(cur, cur, "hold", f"could shrink to {desired} but in scale-in "
-                                   f"cooldown ({since:.0f}/{policy.scale_in_cooldown_s:.0f} s)")
+            return ScalingDecision(
+                cur,
+                cur,
+                "hold",
+                f"could shrink to {desired} but in scale-in "
+                f"cooldown ({since:.0f}/{policy.scale_in_cooldown_s:.0f} s)",
+            )
         return ScalingDecision(cur, desired, "scale_in",
                                f"{per_broker}: {fits} would do with "
                                f"{policy.scale_in_headroom:.0%} headroom")  # fmt: skip
     if needed < cur:
-        return ScalingDecision(cur, cur, "hold", f"{per_broker}: {needed} would be enough but "
-                               f"not with {policy.scale_in_headroom:.0%} headroom (hysteresis)")
+        return ScalingDecision(
+            cur,
+            cur,
+            "hold",
+            f"{per_broker}: {needed} would be enough but "
+            f"not with {policy.scale_in_headroom:.0%} headroom (hysteresis)",
+        )
     return ScalingDecision(cur, cur, "hold", f"{per_broker}: within target")
 
 
@@ -131,8 +145,9 @@ class EcsService:
     def set_desired(self, arn: str, count: int, now_s: float) -> None:
         self.client.update_service(cluster=self.cluster, service=self.service,
                                    desiredCount=count)  # fmt: skip
-        self.client.tag_resource(resourceArn=arn,
-                                 tags=[{"key": LAST_SCALE_TAG, "value": f"{now_s:.0f}"}])
+        self.client.tag_resource(
+            resourceArn=arn, tags=[{"key": LAST_SCALE_TAG, "value": f"{now_s:.0f}"}]
+        )
 
     def stop_task(self, task_arn: str, reason: str) -> None:
         self.client.stop_task(cluster=self.cluster, task=task_arn, reason=reason)

@@ -120,8 +120,11 @@ class CloudWatchMetricsSource:
         w = max(60, int(window_s) // 60 * 60)  # CloudWatch periods are multiples of 60 s
         brokers, partitions = self.dimensions()
         queries = [(m, {"BrokerId": str(b)}) for b in brokers for m in ("BytesIn", "BytesOut")]
-        queries += [(m, {"Topic": t, "Partition": str(p)})
-                    for t, p in partitions for m in ("PartitionBytesIn", "PartitionBytesOut")]
+        queries += [
+            (m, {"Topic": t, "Partition": str(p)})
+            for t, p in partitions
+            for m in ("PartitionBytesIn", "PartitionBytesOut")
+        ]
         sums = iter(self._sums(queries, w))
         load = ClusterLoad(float(w))
         for b in brokers:
