@@ -29,12 +29,17 @@ from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
-from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from . import lambda_code
+from .alarms import (
+    alarm_state_changes,
+    control_dead_letter_queue,
+    threshold_alarm,
+    throughput_alarms,
+)
 from .brokers import BrokerStack, set_retention
-from .nag import acknowledge, acknowledge_wildcards, arn, finding_resource
+from .nag import acknowledge_wildcards, arn, finding_resource
 from .storage import StorageStack
 from .tenant import TenantSettings
 
@@ -92,19 +97,8 @@ class ControlPlaneStack(cdk.Stack):
         self.brokers = brokers
         prefix = tenant.resource_prefix
 
-        self.dlq = sqs.Queue(
-            self,
-            "DeadLetters",
-            queue_name=f"{prefix}-control-dlq",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=cdk.Duration.days(14),
-        )
-        acknowledge(
-            self.dlq,
-            "AwsSolutions-SQS3",
-            "This queue is itself the dead-letter queue of the functions "
-            "and their EventBridge targets.",
+        self.dlq = control_dead_letter_queue(
+            self, prefix, "the functions and their EventBridge targets"
         )
 
         self.layer = lambda_.LayerVersion(
@@ -403,11 +397,7 @@ class ControlPlaneStack(cdk.Stack):
             self,
             "AutoscalerAlarms",
             description=f"{self.tenant.resource_prefix}: a throughput alarm changed state",
-            event_pattern=events.EventPattern(
-                source=["aws.cloudwatch"],
-                detail_type=["CloudWatch Alarm State Change"],
-                resources=[a.alarm_arn for a in throughput],
-            ),
+            event_pattern=alarm_state_changes(throughput),
             targets=[self._target("autoscaler")],
         )
         self._task_state_rule("BrokerRunning", "RUNNING", "balancer")
@@ -435,86 +425,80 @@ class ControlPlaneStack(cdk.Stack):
             expression=self.insights("SUM", "BytesIn"), period=period, label="bytes in / min"
         )
         capacity_bytes_per_min = t.target_mbps_per_broker * t.min_brokers * 1e6 * 60
-        alarms = {
-            "throughput-high": cloudwatch.Alarm(
-                self,
-                "ThroughputHigh",
-                alarm_name=f"{prefix}-throughput-high",
-                alarm_description="produce rate above 80% of the minimum cluster's target: "
-                "the autoscaler considers adding brokers",
-                metric=produce_bytes,
-                threshold=0.8 * capacity_bytes_per_min,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-                evaluation_periods=2,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-            ),
-            "throughput-low": cloudwatch.Alarm(
-                self,
-                "ThroughputLow",
-                alarm_name=f"{prefix}-throughput-low",
-                alarm_description="produce rate below 30% of the minimum cluster's target: "
-                "the autoscaler considers removing brokers",
-                metric=produce_bytes,
-                threshold=0.3 * capacity_bytes_per_min,
-                comparison_operator=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
-                evaluation_periods=10,
-                treat_missing_data=cloudwatch.TreatMissingData.BREACHING,
-            ),
-            "produce-latency": cloudwatch.Alarm(
-                self,
+        alarms = throughput_alarms(
+            self,
+            prefix,
+            produce_bytes,
+            capacity_bytes_per_min,
+            why="the autoscaler considers",
+            high_periods=2,
+            low_periods=10,
+        )
+        # key, construct id, alarm name (after the prefix), description, metric, threshold,
+        # above (else below) the threshold, evaluation periods
+        others: list[tuple[str, str, str, str, cloudwatch.IMetric, float, bool, int]] = [
+            (
+                "produce-latency",
                 "ProduceLatencyHigh",
-                alarm_name=f"{prefix}-produce-latency-high",
-                alarm_description="slowest broker's produce latency (ms) too high",
-                metric=cloudwatch.MathExpression(
+                "produce-latency-high",
+                "slowest broker's produce latency (ms) too high",
+                cloudwatch.MathExpression(
                     expression=self.insights("MAX", "ProduceLatencyMs"),
                     period=period,
                     label="max produce latency ms",
                 ),
-                threshold=t.produce_latency_alarm_ms,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-                evaluation_periods=3,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                t.produce_latency_alarm_ms,
+                True,
+                3,
             ),
-            "consumer-lag": cloudwatch.Alarm(
-                self,
+            (
+                "consumer-lag",
                 "ConsumerLagHigh",
-                alarm_name=f"{prefix}-consumer-lag-high",
-                alarm_description="a consumer group lags too far behind",
-                metric=cloudwatch.MathExpression(
+                "consumer-lag-high",
+                "a consumer group lags too far behind",
+                cloudwatch.MathExpression(
                     expression=self.insights("MAX", "ConsumerLag", ("Group", "Topic")),
                     period=period,
                     label="max consumer lag",
                 ),
-                threshold=t.consumer_lag_alarm,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-                evaluation_periods=5,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                t.consumer_lag_alarm,
+                True,
+                5,
             ),
-            "brokers-below-min": cloudwatch.Alarm(
-                self,
+            (
+                "brokers-below-min",
                 "BrokersBelowMin",
-                alarm_name=f"{prefix}-brokers-below-min",
-                alarm_description="fewer running broker tasks than min_brokers",
-                metric=self.running_tasks(),
-                threshold=t.min_brokers,
-                comparison_operator=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
-                evaluation_periods=3,
-                treat_missing_data=cloudwatch.TreatMissingData.BREACHING,
+                "brokers-below-min",
+                "fewer running broker tasks than min_brokers",
+                self.running_tasks(),
+                t.min_brokers,
+                False,
+                3,
             ),
-            "dead-letters": cloudwatch.Alarm(
-                self,
+            (
+                "dead-letters",
                 "DeadLettersAlarm",
-                alarm_name=f"{prefix}-control-dead-letters",
-                alarm_description="a control-plane invocation failed after its retries",
-                metric=self.dlq.metric_approximate_number_of_messages_visible(
+                "control-dead-letters",
+                "a control-plane invocation failed after its retries",
+                self.dlq.metric_approximate_number_of_messages_visible(
                     period=period, statistic="Maximum"
                 ),
-                threshold=0,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-                evaluation_periods=1,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                0,
+                True,
+                1,
             ),
-        }
+        ]
+        for key, construct_id, name, description, metric, threshold, above, periods in others:
+            alarms[key] = threshold_alarm(
+                self,
+                construct_id,
+                name=f"{prefix}-{name}",
+                description=description,
+                metric=metric,
+                threshold=threshold,
+                above=above,
+                evaluation_periods=periods,
+            )
         return alarms
 
     def running_tasks(self) -> cloudwatch.Metric:

@@ -33,12 +33,16 @@ from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from .nag import acknowledge
+from .alarms import (
+    alarm_state_changes,
+    control_dead_letter_queue,
+    threshold_alarm,
+    throughput_alarms,
+)
 from .storage import data_bucket
 from .tenant import TenantSettings
 
 LOCAL_ALARM_PERIOD = cdk.Duration.seconds(10)
-ALARM_STATE_CHANGE = "CloudWatch Alarm State Change"
 
 
 class LocalStack(cdk.Stack):
@@ -51,19 +55,7 @@ class LocalStack(cdk.Stack):
         removal = cdk.RemovalPolicy.RETAIN if tenant.retain_data else cdk.RemovalPolicy.DESTROY
         self.bucket = data_bucket(self, tenant, removal)
 
-        self.dlq = sqs.Queue(
-            self,
-            "DeadLetters",
-            queue_name=f"{prefix}-control-dlq",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=cdk.Duration.days(14),
-        )
-        acknowledge(
-            self.dlq,
-            "AwsSolutions-SQS3",
-            "This queue is itself the dead-letter queue of the control-events rule target.",
-        )
+        self.dlq = control_dead_letter_queue(self, prefix, "the control-events rule target")
         self.control_events = sqs.Queue(
             self,
             "ControlEvents",
@@ -80,11 +72,7 @@ class LocalStack(cdk.Stack):
             "ThroughputAlarms",
             rule_name=f"{prefix}-throughput-alarms",
             description=f"{prefix}: a throughput alarm changed state (autoscaler's trigger)",
-            event_pattern=events.EventPattern(
-                source=["aws.cloudwatch"],
-                detail_type=[ALARM_STATE_CHANGE],
-                resources=[a.alarm_arn for a in throughput],
-            ),
+            event_pattern=alarm_state_changes(throughput),
             targets=[
                 targets.SqsQueue(self.control_events, dead_letter_queue=self.dlq, retry_attempts=2)
             ],
@@ -113,39 +101,22 @@ class LocalStack(cdk.Stack):
         t, prefix = self.tenant, self.tenant.resource_prefix
         # The AWS thresholds (control_plane.py), scaled from a minute to the local period.
         capacity = t.target_mbps_per_broker * t.min_brokers * 1e6 * LOCAL_ALARM_PERIOD.to_seconds()
-        bytes_in = self._metric("BytesIn", "Sum")
-        return {
-            "throughput-high": cloudwatch.Alarm(
-                self,
-                "ThroughputHigh",
-                alarm_name=f"{prefix}-throughput-high",
-                alarm_description="produce rate above 80% of the minimum cluster's target",
-                metric=bytes_in,
-                threshold=0.8 * capacity,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-                evaluation_periods=1,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-            ),
-            "throughput-low": cloudwatch.Alarm(
-                self,
-                "ThroughputLow",
-                alarm_name=f"{prefix}-throughput-low",
-                alarm_description="produce rate below 30% of the minimum cluster's target",
-                metric=bytes_in,
-                threshold=0.3 * capacity,
-                comparison_operator=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
-                evaluation_periods=1,
-                treat_missing_data=cloudwatch.TreatMissingData.BREACHING,
-            ),
-            "produce-latency": cloudwatch.Alarm(
-                self,
-                "ProduceLatencyHigh",
-                alarm_name=f"{prefix}-produce-latency-high",
-                alarm_description="produce latency (ms) too high",
-                metric=self._metric("ProduceLatencyMs", "Maximum"),
-                threshold=t.produce_latency_alarm_ms,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-                evaluation_periods=1,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-            ),
-        }
+        alarms = throughput_alarms(
+            self,
+            prefix,
+            self._metric("BytesIn", "Sum"),
+            capacity,
+            high_periods=1,
+            low_periods=1,
+        )
+        alarms["produce-latency"] = threshold_alarm(
+            self,
+            "ProduceLatencyHigh",
+            name=f"{prefix}-produce-latency-high",
+            description="produce latency (ms) too high",
+            metric=self._metric("ProduceLatencyMs", "Maximum"),
+            threshold=t.produce_latency_alarm_ms,
+            above=True,
+            evaluation_periods=1,
+        )
+        return alarms
