@@ -25,28 +25,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.metadata
 import json
 import os
-import platform
-import shutil
-import signal
-import statistics
 import subprocess
 import sys
-import tempfile
 import time
-import urllib.error
-import urllib.request
 import uuid
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import boto3
-import confluent_kafka
-import psutil
 from produce_consume import (
     HOST,
     MB,
@@ -55,19 +44,23 @@ from produce_consume import (
     RESULTS_DIR,
     VALUE_BYTES,
     Aborted,
-    BenchError,
     BrokerProcess,
     Deadline,
     add_run_options,
+    bench_environment,
+    bench_run,
     client_cpu,
     create_topic,
+    fmt,
     free_port,
     host_busy_cpu,
-    on_signal,
+    median,
     percentile,
+    print_unclean_exits,
     produce_all,
     steady_produce,
 )
+from s3_requests import MotoAdmin, MotoServer, aws_env
 
 BACKENDS = ("local", "s3")
 FLUSH_MS = (0, 10, 50, 100, 250)
@@ -96,123 +89,10 @@ class Settings:
     out: Path | None = None
 
 
-# -- moto server --------------------------------------------------------------------------
-class MotoServer:
-    """A moto server subprocess on 127.0.0.1 (S3 + DynamoDB over HTTP), stopped by its PID."""
-
-    def __init__(self, log_path: Path) -> None:
-        self.log_path = log_path
-        self.port = 0
-        self.popen: subprocess.Popen[bytes] | None = None
-        self.proc: psutil.Process | None = None
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://{HOST}:{self.port}"
-
-    @property
-    def pid(self) -> int:
-        assert self.popen is not None
-        return self.popen.pid
-
-    def start(self, deadline: Deadline) -> None:
-        exe = Path(sys.executable).parent / "moto_server"
-        if not exe.exists():
-            raise BenchError(f"{exe} not found: pip install 'moto[server]'")
-        for _ in range(3):  # the free port may be taken between probe and bind
-            self.port = free_port()
-            with open(self.log_path, "ab") as log:
-                self.popen = subprocess.Popen([str(exe), "-H", HOST, "-p", str(self.port)],
-                                              stdout=log, stderr=subprocess.STDOUT,
-                                              start_new_session=True)
-            self.proc = psutil.Process(self.popen.pid)
-            while self.popen.poll() is None and deadline.sooner(20).remaining() > 0:
-                if self._answers():
-                    return
-                time.sleep(0.05)
-            self.stop()
-        raise BenchError(f"moto server did not start; log tail:\n{self._log_tail()}")
-
-    def _answers(self) -> bool:
-        try:
-            with urllib.request.urlopen(self.endpoint + "/moto-api/", timeout=1):
-                return True
-        except urllib.error.HTTPError:
-            return True  # an HTTP answer, whatever its status
-        except OSError:
-            return False
-
-    def cpu_seconds(self) -> float:
-        if self.proc is None:
-            return 0.0
-        with contextlib.suppress(psutil.Error):
-            t = self.proc.cpu_times()
-            return float(t.user + t.system)
-        return 0.0
-
-    def stop(self) -> None:
-        if self.popen is None or self.popen.poll() is not None:
-            return
-        os.kill(self.popen.pid, signal.SIGTERM)
-        try:
-            self.popen.wait(10)
-        except subprocess.TimeoutExpired:
-            os.kill(self.popen.pid, signal.SIGKILL)
-            self.popen.wait(10)
-
-    def _log_tail(self, lines: int = 15) -> str:
-        with contextlib.suppress(OSError):
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        return "(no log)"
-
-
-def aws_env(endpoint: str) -> dict[str, str]:
-    """Dummy credentials and the moto endpoint; nothing from the user's AWS config."""
-    return {
-        "AWS_ENDPOINT_URL": endpoint,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_REGION": REGION,
-        "AWS_CONFIG_FILE": os.devnull,
-        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-        "AWS_EC2_METADATA_DISABLED": "true",
-    }
-
-
-@contextlib.contextmanager
-def patched_environ(env: dict[str, str]) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in (*env, "AWS_PROFILE", "AWS_SESSION_TOKEN")}
-    os.environ.pop("AWS_PROFILE", None)
-    os.environ.pop("AWS_SESSION_TOKEN", None)
-    os.environ.update(env)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 def s3_client(endpoint: str) -> Any:
     return boto3.session.Session(
         aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION
     ).client("s3", endpoint_url=endpoint)
-
-
-def prepare_aws(endpoint: str, table: str) -> None:
-    """Creates the bucket and the metadata table on the moto server."""
-    from broker_service.metadata.dynamodb import DynamoDbMetadataStore
-
-    s3_client(endpoint).create_bucket(Bucket=BUCKET)
-    with patched_environ(aws_env(endpoint)):
-        store = DynamoDbMetadataStore(table=table)
-        try:
-            store.create_table()
-        finally:
-            store.close()
 
 
 # -- the WAL objects ----------------------------------------------------------------------
@@ -339,13 +219,15 @@ def make_config(backend: str, flush_ms: float, tag: str, settings: Settings, wor
         table = f"bench-wal-{uuid.uuid4().hex[:8]}"
         try:
             moto.start(deadline)
-            prepare_aws(moto.endpoint, table)
+            admin = MotoAdmin(moto)
+            admin.bucket(BUCKET)
+            admin.table(table)
         except BaseException:
             moto.stop()
             raise
         for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
             env.pop(name, None)
-        env.update(aws_env(moto.endpoint))
+        env.update(aws_env(), AWS_ENDPOINT_URL=moto.endpoint)
         env["BROKER_STORAGE"] = f"s3://{BUCKET}/{tag}"
         env["BROKER_METADATA"] = f"dynamodb://{table}"
         counter = ObjectCounter(endpoint=moto.endpoint, prefix=f"{tag}/wal/")
@@ -482,11 +364,6 @@ class Row:
     avg_object_kb: float | None
 
 
-def median(values: list[float | None]) -> float | None:
-    present = [v for v in values if v is not None]
-    return statistics.median(present) if present else None
-
-
 def summarize(results: list[RoundResult], settings: Settings) -> list[Row]:
     rows = []
     for backend in settings.backends:
@@ -514,10 +391,6 @@ def summarize(results: list[RoundResult], settings: Settings) -> list[Row]:
                 avg_object_kb=median([o.avg_kb for o in tp_objs]),
             ))
     return rows
-
-
-def fmt(value: float | None, spec: str = ".1f") -> str:
-    return "n/a" if value is None else format(value, spec)
 
 
 def print_table(rows: list[Row], settings: Settings) -> None:
@@ -549,28 +422,7 @@ def print_table(rows: list[Row], settings: Settings) -> None:
 
 
 def environment() -> dict[str, Any]:
-    def run(argv: list[str]) -> str:
-        with contextlib.suppress(OSError, subprocess.SubprocessError):
-            return subprocess.run(argv, capture_output=True, text=True, timeout=10,
-                                  cwd=REPO).stdout.strip()
-        return "?"
-
-    def version(dist: str) -> str:
-        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-            return importlib.metadata.version(dist)
-        return "?"
-
-    return {
-        "git_commit": run(["git", "rev-parse", "HEAD"]),
-        "git_dirty": bool(run(["git", "status", "--porcelain", "broker_service"])),
-        "confluent_kafka": str(confluent_kafka.version()),
-        "librdkafka": confluent_kafka.libversion()[0],
-        "moto": version("moto"),
-        "boto3": version("boto3"),
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
-        "platform": platform.platform(),
-    }
+    return bench_environment(dists=("moto", "boto3"))
 
 
 def round_json(r: RoundResult, samples: bool) -> dict[str, Any]:
@@ -651,44 +503,28 @@ def parse_args(argv: list[str] | None) -> tuple[Settings, bool]:
 
 def main(argv: list[str] | None = None) -> int:
     settings, samples = parse_args(argv)
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGALRM, on_signal)  # last resort if a C call ignores its timeout
-    signal.alarm(int(settings.timeout) + 120)
-    deadline = Deadline(settings.timeout)
     env = environment()
     print(f"cpus={env['cpus']} librdkafka={env['librdkafka']} moto={env['moto']} "
           f"commit={env['git_commit'][:12]}", flush=True)
-    workdir = Path(tempfile.mkdtemp(prefix="bench-object-wal-"))
     results: list[RoundResult] = []
     exits: dict[str, Any] = {}
-    error = None
-    try:
+    with bench_run("bench-object-wal-", settings.timeout, settings.keep_data) as run:
         for round_no in range(1, settings.rounds + 1):  # interleaved: host drift hits all
             for backend in settings.backends:
                 for flush_ms in settings.flush_ms:
-                    if deadline.remaining() <= 0:
+                    if run.deadline.remaining() <= 0:
                         raise Aborted(f"overall timeout of {settings.timeout:.0f}s reached")
-                    r = run_config_round(backend, flush_ms, round_no, settings, workdir,
-                                         deadline, exits)
+                    r = run_config_round(backend, flush_ms, round_no, settings, run.workdir,
+                                         run.deadline, exits)
                     results.append(r)
                     print(describe(r), flush=True)
-    except (BenchError, Aborted, KeyboardInterrupt) as exc:
-        error = f"{type(exc).__name__}: {exc}"
-        print(f"run aborted: {error}", file=sys.stderr)
-    finally:
-        signal.alarm(0)
-        if settings.keep_data:
-            print(f"kept logs and data in {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+    error = run.error
     rows = summarize(results, settings)
     print_table(rows, settings)
     out = settings.out or RESULTS_DIR / f"object_wal-{time.strftime('%Y%m%d-%H%M%S')}.json"
     write_json(out, settings, env, results, rows, exits, error, samples)
     print(f"\nresults: {out}")
-    unclean = {k: v for k, v in exits.items() if v.get("exit_code") not in (0, -15)}
-    if unclean:
-        print(f"brokers that did not exit cleanly: {unclean}")
+    print_unclean_exits(exits)
     failed = error is not None or any(r.error for r in results)
     return 1 if failed else 0
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import importlib.metadata
 import importlib.util
 import json
 import math
@@ -32,7 +33,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -777,12 +778,14 @@ def summarize_latency(results: list[RoundResult], settings: Settings) -> list[La
     return rows
 
 
-def median(values: list[float]) -> float | None:
-    return statistics.median(values) if values else None
+def median(values: Iterable[float | None]) -> float | None:
+    """The median of the values that are there (a failed round has None), None if none are."""
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
 
 
-def fmt(value: float | None, spec: str = ".1f") -> str:
-    return "n/a" if value is None else format(value, spec)
+def fmt(value: float | None, spec: str = ".1f", scale: float = 1.0) -> str:
+    return "n/a" if value is None else format(value * scale, spec)
 
 
 def print_table(rows: list[Row], settings: Settings) -> None:
@@ -830,23 +833,42 @@ def round_json(r: RoundResult) -> dict[str, Any]:
     return doc
 
 
-def environment(settings: Settings) -> dict[str, Any]:
-    def run(argv: list[str]) -> str:
-        with contextlib.suppress(OSError, subprocess.SubprocessError):
-            return subprocess.run(argv, capture_output=True, text=True, timeout=10,
-                                  cwd=REPO).stdout.strip()
-        return "?"
+def command_output(argv: list[str]) -> str:
+    """A command's output (run in the repo), "?" if it cannot run: recording the environment
+    must not fail a run."""
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        return subprocess.run(argv, capture_output=True, text=True, timeout=10,
+                              cwd=REPO).stdout.strip()
+    return "?"
 
+
+def dist_version(dist: str) -> str:
+    with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+        return importlib.metadata.version(dist)
+    return "?"
+
+
+def bench_environment(code: dict[str, Any] | None = None,
+                      dists: tuple[str, ...] = ()) -> dict[str, Any]:
+    """What every bench records about the code and the host: ``code`` (more about the code and
+    the brokers compared) follows the git state, ``dists`` (client libraries' versions) follow
+    librdkafka."""
     return {
-        "git_commit": run(["git", "rev-parse", "HEAD"]),
-        "git_dirty": bool(run(["git", "status", "--porcelain", "broker_service"])),
-        "tansu_version": run([str(settings.tansu_bin), "--version"]),
+        "git_commit": command_output(["git", "rev-parse", "HEAD"]),
+        "git_dirty": bool(command_output(["git", "status", "--porcelain", "broker_service"])),
+        **(code or {}),
         "confluent_kafka": str(confluent_kafka.version()),
         "librdkafka": confluent_kafka.libversion()[0],
+        **{dist: dist_version(dist) for dist in dists},
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
         "platform": platform.platform(),
     }
+
+
+def environment(settings: Settings) -> dict[str, Any]:
+    return bench_environment({"tansu_version": command_output([str(settings.tansu_bin),
+                                                                "--version"])})
 
 
 def write_json(path: Path, settings: Settings, env: dict[str, Any], results: list[RoundResult],
@@ -961,6 +983,13 @@ def bench_run(prefix: str, timeout: float, keep_data: bool) -> Iterator[Run]:
             shutil.rmtree(run.workdir, ignore_errors=True)
 
 
+def print_unclean_exits(exits: dict[str, Any], clean: tuple[int | None, ...] = (0, -15)) -> None:
+    """Name the brokers whose exit code is not ``clean`` (0, or -15: stopped by our SIGTERM)."""
+    unclean = {k: v for k, v in exits.items() if v.get("exit_code") not in clean}
+    if unclean:
+        print(f"brokers that did not exit cleanly: {unclean}")
+
+
 def main(argv: list[str] | None = None) -> int:
     settings = parse_args(argv)
     env = environment(settings)
@@ -979,9 +1008,7 @@ def main(argv: list[str] | None = None) -> int:
     out = settings.out or RESULTS_DIR / f"produce_consume-{time.strftime('%Y%m%d-%H%M%S')}.json"
     write_json(out, settings, env, results, rows, latency_rows, exits, error)
     print(f"\nresults: {out}")
-    unclean = {k: v for k, v in exits.items() if v.get("exit_code") not in (0, -15)}
-    if unclean:
-        print(f"brokers that did not exit cleanly: {unclean}")
+    print_unclean_exits(exits)
     failed = error is not None or any(r.error for r in results)
     return 1 if failed else 0
 

@@ -29,16 +29,11 @@ import datetime as dt
 import json
 import logging
 import os
-import platform
 import random
 import re
-import shutil
 import signal
 import sqlite3
-import statistics
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -46,7 +41,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import confluent_kafka
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from produce_consume import (
@@ -61,8 +55,11 @@ from produce_consume import (
     BrokerProcess,
     Deadline,
     add_run_options,
+    bench_environment,
+    bench_run,
+    fmt,
     free_port,
-    on_signal,
+    median,
 )
 
 from broker_service.control.reassignment import reassign
@@ -125,14 +122,6 @@ class Settings:
 
 def size_label(mb: float) -> str:
     return f"{mb:g}MB"
-
-
-def median(values: list[float]) -> float | None:
-    return statistics.median(values) if values else None
-
-
-def fmt(value: float | None, spec: str = ".0f", scale: float = 1.0) -> str:
-    return "n/a" if value is None else format(value * scale, spec)
 
 
 # -- a cluster of broker processes on one data dir ----------------------------------------
@@ -858,7 +847,7 @@ def print_reassign(rows: list[dict[str, Any]], runs: list[ReassignRun],
             ("no-move write ms", 16), ("reassign med ms", 15), ("reassign max ms", 15),
             ("write ok med ms", 15), ("write ok max ms", 15), ("target led med ms", 17),
             ("target led max ms", 17)]
-    cells = [[r["wal"], r["partition"], fmt(r["mb"]), fmt(r["ranges"]),
+    cells = [[r["wal"], r["partition"], fmt(r["mb"], ".0f"), fmt(r["ranges"], ".0f"),
               f"{r['ok']}/{r['moves']}", fmt(r["baseline_write_median_s"], ".0f", 1000),
               fmt(r["reassign_median_s"], ".0f", 1000), fmt(r["reassign_max_s"], ".0f", 1000),
               fmt(r["write_median_s"], ".0f", 1000), fmt(r["write_max_s"], ".0f", 1000),
@@ -894,24 +883,6 @@ def print_failover(rows: list[dict[str, Any]], settings: Settings) -> None:
           "it (log); led = last partition taken over (log);\n  metadata = broker 2 reports "
           "live leaders for all; served = that and an acks=all write to every partition "
           "acknowledged; lost = acknowledged but not read back")
-
-
-def environment() -> dict[str, Any]:
-    def run(argv: list[str]) -> str:
-        with contextlib.suppress(OSError, subprocess.SubprocessError):
-            return subprocess.run(argv, capture_output=True, text=True, timeout=10,
-                                  cwd=REPO).stdout.strip()
-        return "?"
-
-    return {
-        "git_commit": run(["git", "rev-parse", "HEAD"]),
-        "git_dirty": bool(run(["git", "status", "--porcelain", "broker_service"])),
-        "confluent_kafka": str(confluent_kafka.version()),
-        "librdkafka": confluent_kafka.libversion()[0],
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
-        "platform": platform.platform(),
-    }
 
 
 # -- main ---------------------------------------------------------------------------------
@@ -983,23 +954,17 @@ def write_json(path: Path, doc: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     settings = parse_args(argv)
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGALRM, on_signal)  # last resort if a C call ignores its timeout
-    signal.alarm(int(settings.timeout) + 120)
-    deadline = Deadline(settings.timeout)
-    env = environment()
+    env = bench_environment()
     print(f"cpus={env['cpus']} librdkafka={env['librdkafka']} commit={env['git_commit'][:12]}",
           flush=True)
-    workdir = Path(tempfile.mkdtemp(prefix="bench-reassignment-"))
     started = time.monotonic()
     runs: list[ReassignRun] = []
     failovers: list[Failover] = []
     exits: dict[str, Any] = {}
-    error = None
-    try:
+    with bench_run("bench-reassignment-", settings.timeout, settings.keep_data) as bench:
         if "reassign" in settings.parts:
             for wal in settings.wals:
-                runs.append(run_reassign(wal, settings, workdir, deadline, exits))
+                runs.append(run_reassign(wal, settings, bench.workdir, bench.deadline, exits))
                 if runs[-1].error:
                     print(f"[reassign {wal}] FAILED: {runs[-1].error}\n{runs[-1].log_excerpt}",
                           flush=True)
@@ -1007,10 +972,10 @@ def main(argv: list[str] | None = None) -> int:
             for round_no in range(1, settings.failover_rounds + 1):  # interleaved
                 for wal in settings.failover_wals:
                     for lease in settings.leases:
-                        if deadline.remaining() <= 0:
+                        if bench.deadline.remaining() <= 0:
                             raise Aborted(f"overall timeout of {settings.timeout:.0f}s reached")
-                        r = run_failover(wal, lease, round_no, settings, workdir, deadline,
-                                         exits)
+                        r = run_failover(wal, lease, round_no, settings, bench.workdir,
+                                         bench.deadline, exits)
                         failovers.append(r)
                         print(f"[failover {wal} lease={lease or 'default'} round {round_no}] "
                               + (f"FAILED: {r.error}\n{r.log_excerpt}" if r.error else
@@ -1021,15 +986,7 @@ def main(argv: list[str] | None = None) -> int:
                                  f"before / {r.acked_total} in all, lost {r.lost_total}, "
                                  f"dups {r.duplicates}, WAL batches recovered "
                                  f"{r.wal_batches_recovered}"), flush=True)
-    except (BenchError, Aborted, KeyboardInterrupt) as exc:
-        error = f"{type(exc).__name__}: {exc}"
-        print(f"run aborted: {error}", file=sys.stderr)
-    finally:
-        signal.alarm(0)
-        if settings.keep_data:
-            print(f"kept logs and data in {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+    error = bench.error
     r_rows = reassign_rows(runs)
     f_rows = failover_rows(failovers)
     if runs:

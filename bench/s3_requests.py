@@ -30,18 +30,14 @@ import argparse
 import contextlib
 import hashlib
 import http.client
-import importlib.metadata
 import ipaddress
 import json
 import os
-import platform
 import select
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.error
@@ -55,7 +51,6 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-import confluent_kafka
 import psutil
 from confluent_kafka import Consumer, TopicPartition
 from produce_consume import (
@@ -71,11 +66,16 @@ from produce_consume import (
     BrokerProcess,
     Deadline,
     add_run_options,
+    bench_environment,
+    bench_run,
+    command_output,
     create_topic,
     default_tansu,
+    fmt,
     free_port,
-    on_signal,
+    median,
     percentile,
+    print_unclean_exits,
     produce_all,
     read_records,
     steady_produce,
@@ -856,15 +856,6 @@ def describe(r: RoundResult, payload: int) -> str:
 
 
 # == summary ===============================================================================
-def median(values: list[float | None]) -> float | None:
-    present = [v for v in values if v is not None]
-    return statistics.median(present) if present else None
-
-
-def fmt(value: float | None, spec: str = ".1f") -> str:
-    return "n/a" if value is None else format(value, spec)
-
-
 @dataclass
 class Row:
     metric: str
@@ -980,31 +971,12 @@ def snapshot_code(workdir: Path) -> Path:
 
 
 def environment(settings: Settings) -> dict[str, Any]:
-    def run(argv: list[str]) -> str:
-        with contextlib.suppress(OSError, subprocess.SubprocessError):
-            return subprocess.run(argv, capture_output=True, text=True, timeout=10,
-                                  cwd=REPO).stdout.strip()
-        return "?"
-
-    def version(dist: str) -> str:
-        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-            return importlib.metadata.version(dist)
-        return "?"
-
-    return {
-        "git_commit": run(["git", "rev-parse", "HEAD"]),
-        "git_dirty": bool(run(["git", "status", "--porcelain", "broker_service"])),
-        "broker_service_dirty": run(["git", "status", "--porcelain", "broker_service"]),
-        "broker_service_tree_sha256": tree_hash(),
-        "tansu_version": run([str(settings.tansu_bin), "--version"]),
-        "confluent_kafka": str(confluent_kafka.version()),
-        "librdkafka": confluent_kafka.libversion()[0],
-        "moto": version("moto"),
-        "boto3": version("boto3"),
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
-        "platform": platform.platform(),
-    }
+    return bench_environment(
+        {"broker_service_dirty": command_output(["git", "status", "--porcelain",
+                                                 "broker_service"]),
+         "broker_service_tree_sha256": tree_hash(),
+         "tansu_version": command_output([str(settings.tansu_bin), "--version"])},
+        dists=("moto", "boto3"))
 
 
 def write_json(path: Path, settings: Settings, env: dict[str, Any], results: list[RoundResult],
@@ -1069,58 +1041,47 @@ def parse_args(argv: list[str] | None) -> Settings:
 
 def main(argv: list[str] | None = None) -> int:
     settings = parse_args(argv)
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGALRM, on_signal)  # last resort if a C call ignores its timeout
-    signal.alarm(int(settings.timeout) + 120)
-    deadline = Deadline(settings.timeout)
     env = environment(settings)
     print(f"cpus={env['cpus']} librdkafka={env['librdkafka']} {env['tansu_version']} "
           f"moto={env['moto']} commit={env['git_commit'][:12]}", flush=True)
-    workdir = Path(tempfile.mkdtemp(prefix="bench-s3-requests-"))
-    moto = MotoServer(workdir / "moto.log")
     proxy: CountingProxy | None = None
     targets: list[Target] = []
     results: list[RoundResult] = []
     exits: dict[str, Any] = {}
     totals: dict[str, Any] = {}
-    error = None
-    try:
-        code = snapshot_code(workdir)
-        env["broker_service_tree_sha256"] = tree_hash(code)  # the code our brokers ran
-        moto.start(deadline)
-        admin = MotoAdmin(moto)
-        admin.bucket(OURS_BUCKET)
-        proxy = CountingProxy(moto.port, proxy_listeners(settings.brokers),
-                              workdir / "proxy.log")
-        proxy.start(deadline)
-        print(f"moto pid {moto.popen and moto.popen.pid} on {moto.endpoint}; proxy pid "
-              f"{proxy.popen and proxy.popen.pid} ports {proxy.ports}", flush=True)
-        targets = [make_target(name, workdir, proxy, moto, admin, settings, code)
-                   for name in settings.brokers]
-        for round_no in range(1, settings.rounds + 1):
+    with bench_run("bench-s3-requests-", settings.timeout, settings.keep_data) as bench:
+        workdir, deadline = bench.workdir, bench.deadline
+        moto = MotoServer(workdir / "moto.log")
+        try:
+            code = snapshot_code(workdir)
+            env["broker_service_tree_sha256"] = tree_hash(code)  # the code our brokers ran
+            moto.start(deadline)
+            admin = MotoAdmin(moto)
+            admin.bucket(OURS_BUCKET)
+            proxy = CountingProxy(moto.port, proxy_listeners(settings.brokers),
+                                  workdir / "proxy.log")
+            proxy.start(deadline)
+            print(f"moto pid {moto.popen and moto.popen.pid} on {moto.endpoint}; proxy pid "
+                  f"{proxy.popen and proxy.popen.pid} ports {proxy.ports}", flush=True)
+            targets = [make_target(name, workdir, proxy, moto, admin, settings, code)
+                       for name in settings.brokers]
+            for round_no in range(1, settings.rounds + 1):
+                for t in targets:
+                    if deadline.remaining() <= 0:
+                        raise Aborted(f"overall timeout of {settings.timeout:.0f}s reached")
+                    r = run_round(t, round_no, settings, proxy, moto,
+                                  deadline.sooner(settings.round_timeout))
+                    results.append(r)
+                    print(describe(r, settings.records * VALUE_BYTES), flush=True)
+        finally:  # before bench_run removes the work dir
             for t in targets:
-                if deadline.remaining() <= 0:
-                    raise Aborted(f"overall timeout of {settings.timeout:.0f}s reached")
-                r = run_round(t, round_no, settings, proxy, moto,
-                              deadline.sooner(settings.round_timeout))
-                results.append(r)
-                print(describe(r, settings.records * VALUE_BYTES), flush=True)
-    except (BenchError, Aborted, KeyboardInterrupt) as exc:
-        error = f"{type(exc).__name__}: {exc}"
-        print(f"run aborted: {error}", file=sys.stderr)
-    finally:
-        signal.alarm(0)
-        for t in targets:
-            exits[t.name] = {**t.stop(), "starts": t.starts}
-        if proxy is not None:
-            with contextlib.suppress(Exception):
-                totals = proxy.counts()
-            proxy.stop()
-        moto.stop()
-        if settings.keep_data:
-            print(f"kept logs and data in {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+                exits[t.name] = {**t.stop(), "starts": t.starts}
+            if proxy is not None:
+                with contextlib.suppress(Exception):
+                    totals = proxy.counts()
+                proxy.stop()
+            moto.stop()
+    error = bench.error
     rows = summarize(results, settings)
     print_table(rows, settings)
     out = settings.out or RESULTS_DIR / f"s3_requests-{time.strftime('%Y%m%d-%H%M%S')}.json"
@@ -1130,9 +1091,7 @@ def main(argv: list[str] | None = None) -> int:
     if env["repo_broker_service_sha256_end"] != env.get("broker_service_tree_sha256"):
         print(f"note: broker_service/ in the repo changed during the run; our brokers ran "
               f"the copy taken at the start (tree {env['broker_service_tree_sha256']})")
-    unclean = {k: v for k, v in exits.items() if v.get("exit_code") not in (0, -15, None)}
-    if unclean:
-        print(f"brokers that did not exit cleanly: {unclean}")
+    print_unclean_exits(exits, clean=(0, -15, None))
     failed = error is not None or any(r.error for r in results)
     return 1 if failed else 0
 

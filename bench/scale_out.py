@@ -49,7 +49,9 @@ from produce_consume import (
     BenchError,
     Deadline,
     add_run_options,
+    bench_environment,
     bench_run,
+    fmt,
 )
 from reassignment import (
     FILL_CONF,
@@ -57,9 +59,7 @@ from reassignment import (
     LossCheck,
     check_no_loss,
     create_topic,
-    environment,
     fill,
-    fmt,
     wait_leaders,
 )
 
@@ -380,7 +380,7 @@ def parse_args(argv: list[str] | None) -> Settings:
 
 def main(argv: list[str] | None = None) -> int:
     settings = parse_args(argv)
-    env = environment()
+    env = bench_environment()
     env["balancer_available"] = balancer_available()
     print(f"scale-out mode={settings.mode} (balancer on this tree: {env['balancer_available']}) "
           f"commit={env['git_commit'][:12]}", flush=True)
