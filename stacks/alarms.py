@@ -87,27 +87,21 @@ def throughput_alarms(
     """The autoscaler's trigger: produce bytes per period above 80% / below 30% of what the
     minimum cluster is sized for (``capacity_bytes`` in one period). ``why`` ends the
     descriptions (what the autoscaler does about it)."""
-    return {
-        "throughput-high": threshold_alarm(
+    alarms: dict[str, cloudwatch.Alarm] = {}
+    # (level, side of the threshold, share of capacity, what the autoscaler considers, periods)
+    for level, side, share, action, periods in (
+        ("high", "above", 0.8, "adding", high_periods),
+        ("low", "below", 0.3, "removing", low_periods),
+    ):
+        alarms[f"throughput-{level}"] = threshold_alarm(
             scope,
-            "ThroughputHigh",
-            name=f"{prefix}-throughput-high",
-            description="produce rate above 80% of the minimum cluster's target"
-            + (f": {why} adding brokers" if why else ""),
+            f"Throughput{level.title()}",
+            name=f"{prefix}-throughput-{level}",
+            description=f"produce rate {side} {share:.0%} of the minimum cluster's target"
+            + (f": {why} {action} brokers" if why else ""),
             metric=produce_bytes,
-            threshold=0.8 * capacity_bytes,
-            above=True,
-            evaluation_periods=high_periods,
-        ),
-        "throughput-low": threshold_alarm(
-            scope,
-            "ThroughputLow",
-            name=f"{prefix}-throughput-low",
-            description="produce rate below 30% of the minimum cluster's target"
-            + (f": {why} removing brokers" if why else ""),
-            metric=produce_bytes,
-            threshold=0.3 * capacity_bytes,
-            above=False,
-            evaluation_periods=low_periods,
-        ),
-    }
+            threshold=share * capacity_bytes,
+            above=side == "above",
+            evaluation_periods=periods,
+        )
+    return alarms
