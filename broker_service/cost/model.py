@@ -334,6 +334,33 @@ def _s3_storage_lines(gib: float, prices: PriceTable, basis: str) -> list[LineIt
     return lines
 
 
+def _cross_az_client_lines(
+    written_gib: float,
+    read_gib: float,
+    a: OursAssumptions | KafkaAssumptions,
+    prices: PriceTable,
+    read_note: str = "",
+) -> list[LineItem]:
+    """Producers' and consumers' bytes that cross an AZ to reach their broker (both systems)."""
+    p = prices.prices
+    return [
+        _line(
+            "network",
+            "cross-AZ: producers",
+            written_gib * a.cross_az_produce_fraction,
+            p.cross_az_gb,
+            f"{a.cross_az_produce_fraction:.2f} of written bytes",
+        ),
+        _line(
+            "network",
+            "cross-AZ: consumers",
+            read_gib * a.cross_az_consume_fraction,
+            p.cross_az_gb,
+            f"{a.cross_az_consume_fraction:.2f} of read bytes{read_note}",
+        ),
+    ]
+
+
 def price_ours(workload: Workload, prices: PriceTable, assumptions: Assumptions) -> Estimate:
     a, p = assumptions.ours, prices.prices
     w = workload
@@ -498,20 +525,7 @@ def price_ours(workload: Workload, prices: PriceTable, assumptions: Assumptions)
             p.cloudwatch_alarm_month,
             "autoscaler alarms",
         ),
-        _line(
-            "network",
-            "cross-AZ: producers",
-            written_gib * a.cross_az_produce_fraction,
-            p.cross_az_gb,
-            f"{a.cross_az_produce_fraction:.2f} of written bytes",
-        ),
-        _line(
-            "network",
-            "cross-AZ: consumers",
-            read_gib * a.cross_az_consume_fraction,
-            p.cross_az_gb,
-            f"{a.cross_az_consume_fraction:.2f} of read bytes; S3 traffic is free in-region",
-        ),
+        *_cross_az_client_lines(written_gib, read_gib, a, prices, "; S3 traffic is free in-region"),
         _line("network", "NLB hours", HOURS_PER_MONTH, p.nlb_hour, "one NLB (bootstrap)"),
         _line(
             "network",
@@ -601,20 +615,7 @@ def price_kafka(workload: Workload, prices: PriceTable, assumptions: Assumptions
             p.cross_az_gb,
             f"{a.replication_factor - 1} followers in other AZs",
         ),
-        _line(
-            "network",
-            "cross-AZ: producers",
-            written_gib * a.cross_az_produce_fraction,
-            p.cross_az_gb,
-            f"{a.cross_az_produce_fraction:.2f} of written bytes",
-        ),
-        _line(
-            "network",
-            "cross-AZ: consumers",
-            read_gib * a.cross_az_consume_fraction,
-            p.cross_az_gb,
-            f"{a.cross_az_consume_fraction:.2f} of read bytes",
-        ),
+        *_cross_az_client_lines(written_gib, read_gib, a, prices),
     ]
     sizing: dict[str, float | int | str] = {
         "brokers": brokers,
