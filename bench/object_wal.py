@@ -56,6 +56,7 @@ from produce_consume import (
     host_busy_cpu,
     median,
     percentile,
+    print_columns,
     print_unclean_exits,
     produce_all,
     steady_produce,
@@ -407,14 +408,11 @@ def print_table(rows: list[Row], settings: Settings) -> None:
     print(f"throughput: {settings.records} x {VALUE_BYTES} B, linger.ms=5, batch.size=1000000, "
           f"acks=all, {settings.partitions} partition(s). MB/s, objects (written per run), "
           "PUT/s, obj KB (mean object size): medians of rounds.")
-    print("  ".join(f"{name:>{w}}" for name, w in cols))
-    print("  ".join("-" * w for _, w in cols))
-    for r in rows:
-        cells = [r.backend, f"{r.flush_ms:g}", fmt(r.p50_ms), fmt(r.p99_ms), fmt(r.p999_ms),
-                 fmt(r.latency_puts_per_s, ".0f"), fmt(r.latency_avg_object_kb),
-                 fmt(r.mb_per_s), fmt(r.objects, ".0f"), fmt(r.puts_per_s, ".0f"),
-                 fmt(r.avg_object_kb, ".0f")]
-        print("  ".join(f"{c:>{w}}" for c, (_, w) in zip(cells, cols, strict=True)))
+    print_columns(cols, [
+        [r.backend, f"{r.flush_ms:g}", fmt(r.p50_ms), fmt(r.p99_ms), fmt(r.p999_ms),
+         fmt(r.latency_puts_per_s, ".0f"), fmt(r.latency_avg_object_kb), fmt(r.mb_per_s),
+         fmt(r.objects, ".0f"), fmt(r.puts_per_s, ".0f"), fmt(r.avg_object_kb, ".0f")]
+        for r in rows])
     short = [f"{r.backend} {r.flush_ms:g}: {r.rounds_ok}" for r in rows
              if r.rounds_ok < settings.rounds]
     if short:

@@ -788,6 +788,20 @@ def fmt(value: float | None, spec: str = ".1f", scale: float = 1.0) -> str:
     return "n/a" if value is None else format(value * scale, spec)
 
 
+def print_columns(cols: list[tuple[str, int]], rows: list[list[str]],
+                  left_first: bool = False) -> None:
+    """A text table: a header of ``cols`` (name, width), a rule, then ``rows``, every column
+    right-aligned (the first left-aligned with ``left_first``)."""
+    def line(cells: list[str]) -> str:
+        return "  ".join(f"{c:<{w}}" if left_first and i == 0 else f"{c:>{w}}"
+                         for i, (c, (_, w)) in enumerate(zip(cells, cols, strict=True)))
+
+    print(line([name for name, _ in cols]))
+    print("  ".join("-" * w for _, w in cols))
+    for cells in rows:
+        print(line(cells))
+
+
 def print_table(rows: list[Row], settings: Settings) -> None:
     cols = [("scenario", 10), ("direction", 9), ("ours/tansu", 10), ("ours MB/s", 9),
             ("tansu MB/s", 10), ("ours CPU s", 10), ("tansu CPU s", 11),
@@ -795,15 +809,12 @@ def print_table(rows: list[Row], settings: Settings) -> None:
     print(f"\n{settings.records} x {VALUE_BYTES} B records, acks=all, linger.ms=5, "
           f"batch.size=1000000, no compression; median of {settings.rounds} round(s); "
           f"CPU = broker user+sys s per phase (median), RSS = peak over rounds")
-    print("  ".join(f"{name:>{w}}" for name, w in cols))
-    print("  ".join("-" * w for _, w in cols))
-    for r in rows:
-        cells = [f"{r.partitions} part", r.direction,
-                 "n/a" if r.ratio is None else f"{r.ratio:.2f}x",
-                 fmt(r.mb_per_s.get("ours")), fmt(r.mb_per_s.get("tansu")),
-                 fmt(r.cpu_s.get("ours"), ".2f"), fmt(r.cpu_s.get("tansu"), ".2f"),
-                 fmt(r.peak_rss_mb.get("ours"), ".0f"), fmt(r.peak_rss_mb.get("tansu"), ".0f")]
-        print("  ".join(f"{c:>{w}}" for c, (_, w) in zip(cells, cols, strict=True)))
+    print_columns(cols, [
+        [f"{r.partitions} part", r.direction, "n/a" if r.ratio is None else f"{r.ratio:.2f}x",
+         fmt(r.mb_per_s.get("ours")), fmt(r.mb_per_s.get("tansu")),
+         fmt(r.cpu_s.get("ours"), ".2f"), fmt(r.cpu_s.get("tansu"), ".2f"),
+         fmt(r.peak_rss_mb.get("ours"), ".0f"), fmt(r.peak_rss_mb.get("tansu"), ".0f")]
+        for r in rows])
     short = [f"{r.partitions}p {r.direction}: {r.rounds_ok}" for r in rows
              if any(n < settings.rounds for n in r.rounds_ok.values())]
     if short:
@@ -818,12 +829,8 @@ def print_latency_table(rows: list[LatencyRow], settings: Settings) -> None:
           f"delivery callback; median over the rounds of every scenario of each round's "
           f"percentile (ms); rounds ok: {rows[0].rounds_ok}")
     cols = [("pct", 5), ("ours/tansu", 10), ("ours ms", 9), ("tansu ms", 9)]
-    print("  ".join(f"{name:>{w}}" for name, w in cols))
-    print("  ".join("-" * w for _, w in cols))
-    for r in rows:
-        cells = [r.percentile, "n/a" if r.ratio is None else f"{r.ratio:.2f}x",
-                 fmt(r.ms.get("ours")), fmt(r.ms.get("tansu"))]
-        print("  ".join(f"{c:>{w}}" for c, (_, w) in zip(cells, cols, strict=True)))
+    print_columns(cols, [[r.percentile, "n/a" if r.ratio is None else f"{r.ratio:.2f}x",
+                          fmt(r.ms.get("ours")), fmt(r.ms.get("tansu"))] for r in rows])
 
 
 def round_json(r: RoundResult) -> dict[str, Any]:

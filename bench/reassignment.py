@@ -60,6 +60,7 @@ from produce_consume import (
     fmt,
     free_port,
     median,
+    print_columns,
 )
 
 from broker_service.control.reassignment import reassign
@@ -835,10 +836,7 @@ def failover_rows(results: list[Failover]) -> list[dict[str, Any]]:
 
 def print_table(title: str, cols: list[tuple[str, int]], cells: list[list[str]]) -> None:
     print(f"\n{title}")
-    print("  ".join(f"{name:>{w}}" for name, w in cols))
-    print("  ".join("-" * w for _, w in cols))
-    for row in cells:
-        print("  ".join(f"{c:>{w}}" for c, (_, w) in zip(row, cols, strict=True)))
+    print_columns(cols, cells)
 
 
 def print_reassign(rows: list[dict[str, Any]], runs: list[ReassignRun],

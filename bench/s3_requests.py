@@ -75,6 +75,7 @@ from produce_consume import (
     free_port,
     median,
     percentile,
+    print_columns,
     print_unclean_exits,
     produce_all,
     read_records,
@@ -943,14 +944,10 @@ def print_table(rows: list[Row], settings: Settings) -> None:
           "restart. ours = object WAL on S3+DynamoDB, ours-file = file WAL + S3 uploads, "
           "tansu = Tansu s3://. AutoMQ = the cited 31.25 PUT/GB. 'idle' = requests of an idle "
           f"broker over {settings.idle:g} s at the end of each round.")
-    print("  ".join(f"{name:>{w}}" if i else f"{name:<{w}}" for i, (name, w) in enumerate(cols)))
-    print("  ".join("-" * w for _, w in cols))
-    for r in rows:
-        cells = [r.metric, "n/a" if r.ratio is None else f"{r.ratio:.2f}x",
-                 *[fmt(r.values.get(b), r.spec) for b in brokers],
-                 "" if r.automq is None else f"{r.automq:g}"]
-        print("  ".join(f"{c:>{w}}" if i else f"{c:<{w}}"
-                        for i, (c, (_, w)) in enumerate(zip(cells, cols, strict=True))))
+    print_columns(cols, [[r.metric, "n/a" if r.ratio is None else f"{r.ratio:.2f}x",
+                          *[fmt(r.values.get(b), r.spec) for b in brokers],
+                          "" if r.automq is None else f"{r.automq:g}"] for r in rows],
+                  left_first=True)
 
 
 def tree_hash(root: Path = REPO) -> str:
