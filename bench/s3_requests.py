@@ -68,9 +68,9 @@ from produce_consume import (
     add_run_options,
     bench_environment,
     bench_run,
+    brokers_and_tansu,
     command_output,
     create_topic,
-    default_tansu,
     fmt,
     free_port,
     median,
@@ -1020,12 +1020,7 @@ def parse_args(argv: list[str] | None) -> Settings:
     ap.add_argument("--tansu-bin", type=Path, default=None)
     add_run_options(ap, "s3_requests", 2400)
     a = ap.parse_args(argv)
-    brokers = [b for b in a.brokers.split(",") if b]
-    if not brokers or any(b not in BROKERS for b in brokers):
-        ap.error(f"--brokers must be a subset of {','.join(BROKERS)}")
-    tansu_bin = a.tansu_bin or default_tansu()
-    if "tansu" in brokers and not os.access(tansu_bin, os.X_OK):
-        ap.error(f"no Tansu binary at {tansu_bin}")
+    brokers, tansu_bin = brokers_and_tansu(ap, a.brokers, BROKERS, a.tansu_bin)
     ours_env = dict(kv.split("=", 1) for kv in a.ours_env)
     return Settings(
         records=a.records or (20_000 if a.quick else 100_000),
