@@ -29,7 +29,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -41,7 +40,6 @@ from produce_consume import (
     MB,
     PRODUCER_CONF,
     REPO,
-    RESULTS_DIR,
     VALUE_BYTES,
     Aborted,
     BrokerProcess,
@@ -59,6 +57,7 @@ from produce_consume import (
     print_columns,
     print_unclean_exits,
     produce_all,
+    results_path,
     steady_produce,
 )
 from s3_requests import MotoAdmin, MotoServer, aws_env
@@ -519,7 +518,7 @@ def main(argv: list[str] | None = None) -> int:
     error = run.error
     rows = summarize(results, settings)
     print_table(rows, settings)
-    out = settings.out or RESULTS_DIR / f"object_wal-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out = results_path(settings.out, "object_wal")
     write_json(out, settings, env, results, rows, exits, error, samples)
     print(f"\nresults: {out}")
     print_unclean_exits(exits)

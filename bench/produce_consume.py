@@ -998,6 +998,11 @@ def bench_run(prefix: str, timeout: float, keep_data: bool) -> Iterator[Run]:
             shutil.rmtree(run.workdir, ignore_errors=True)
 
 
+def results_path(out: Path | None, script: str) -> Path:
+    """``--out``, or bench/results/<script>-<local time>.json."""
+    return out or RESULTS_DIR / f"{script}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+
+
 def print_unclean_exits(exits: dict[str, Any], clean: tuple[int | None, ...] = (0, -15)) -> None:
     """Name the brokers whose exit code is not ``clean`` (0, or -15: stopped by our SIGTERM)."""
     unclean = {k: v for k, v in exits.items() if v.get("exit_code") not in clean}
@@ -1020,7 +1025,7 @@ def main(argv: list[str] | None = None) -> int:
     latency_rows = summarize_latency(results, settings)
     print_table(rows, settings)
     print_latency_table(latency_rows, settings)
-    out = settings.out or RESULTS_DIR / f"produce_consume-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out = results_path(settings.out, "produce_consume")
     write_json(out, settings, env, results, rows, latency_rows, exits, error)
     print(f"\nresults: {out}")
     print_unclean_exits(exits)

@@ -48,7 +48,6 @@ from produce_consume import (
     MB,
     PRODUCER_CONF,
     REPO,
-    RESULTS_DIR,
     VALUE_BYTES,
     Aborted,
     BenchError,
@@ -61,6 +60,7 @@ from produce_consume import (
     free_port,
     median,
     print_columns,
+    results_path,
 )
 
 from broker_service.control.reassignment import reassign
@@ -992,7 +992,7 @@ def main(argv: list[str] | None = None) -> int:
     if failovers:
         print_failover(f_rows, settings)
     elapsed = time.monotonic() - started
-    out = settings.out or RESULTS_DIR / f"reassignment-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out = results_path(settings.out, "reassignment")
     write_json(out, {
         "settings": {**asdict(settings), "value_bytes": VALUE_BYTES, "mb": MB,
                      "producer": without_logger(FILL_CONF),

@@ -59,7 +59,6 @@ from produce_consume import (
     MB,
     PRODUCER_CONF,
     REPO,
-    RESULTS_DIR,
     VALUE_BYTES,
     Aborted,
     BenchError,
@@ -79,6 +78,7 @@ from produce_consume import (
     print_unclean_exits,
     produce_all,
     read_records,
+    results_path,
     steady_produce,
 )
 
@@ -1076,7 +1076,7 @@ def main(argv: list[str] | None = None) -> int:
     error = bench.error
     rows = summarize(results, settings)
     print_table(rows, settings)
-    out = settings.out or RESULTS_DIR / f"s3_requests-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out = results_path(settings.out, "s3_requests")
     env["repo_broker_service_sha256_end"] = tree_hash()
     write_json(out, settings, env, results, rows, totals, exits, error)
     print(f"\nresults: {out}")

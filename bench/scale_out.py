@@ -43,7 +43,6 @@ from typing import Any
 
 from confluent_kafka import Producer
 from produce_consume import (
-    RESULTS_DIR,
     VALUE_BYTES,
     Aborted,
     BenchError,
@@ -52,6 +51,7 @@ from produce_consume import (
     bench_environment,
     bench_run,
     fmt,
+    results_path,
 )
 from reassignment import (
     FILL_CONF,
@@ -394,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
     error = run.error
     s = summary(rounds, settings)
     print_summary(s, settings)
-    out = settings.out or RESULTS_DIR / f"scale_out-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out = results_path(settings.out, "scale_out")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"settings": {**asdict(settings), "out": str(out)},
                                "environment": env, "summary": s,
