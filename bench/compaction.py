@@ -44,6 +44,7 @@ from produce_consume import (
     create_topic,
     free_port,
     on_signal,
+    save_json,
 )
 from s3_requests import (
     GIB,
@@ -188,8 +189,7 @@ def main(argv: list[str] | None = None) -> int:
             "compaction_runs": runs,
         }
         path = args.out or RESULTS_DIR / "compaction.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(out, indent=2) + "\n")
+        save_json(path, out)
         print(json.dumps(out, indent=2))
         print(f"\nobjects {objects_before[0]} -> {objects_after[0]}, "
               f"bytes {objects_before[1]} -> {objects_after[1]}; cold read GET/GiB "

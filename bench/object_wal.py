@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import subprocess
 import sys
@@ -58,6 +57,7 @@ from produce_consume import (
     print_unclean_exits,
     produce_all,
     results_path,
+    save_json,
     steady_produce,
 )
 from s3_requests import MotoAdmin, MotoServer, aws_env
@@ -448,8 +448,7 @@ def write_json(path: Path, settings: Settings, env: dict[str, Any], results: lis
         "broker_exits": exits,
         "error": error,
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc, indent=2) + "\n")
+    save_json(path, doc)
 
 
 # -- main ---------------------------------------------------------------------------------

@@ -895,8 +895,7 @@ def write_json(path: Path, settings: Settings, env: dict[str, Any], results: lis
         "broker_exits": exits,
         "error": error,
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc, indent=2) + "\n")
+    save_json(path, doc)
 
 
 # -- main ---------------------------------------------------------------------------------
@@ -996,6 +995,11 @@ def bench_run(prefix: str, timeout: float, keep_data: bool) -> Iterator[Run]:
             print(f"kept logs and data in {run.workdir}")
         else:
             shutil.rmtree(run.workdir, ignore_errors=True)
+
+
+def save_json(path: Path, doc: dict[str, Any], default: Callable[[Any], Any] | None = None) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=2, default=default) + "\n")
 
 
 def results_path(out: Path | None, script: str) -> Path:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import json
 import logging
 import os
 import random
@@ -61,6 +60,7 @@ from produce_consume import (
     median,
     print_columns,
     results_path,
+    save_json,
 )
 
 from broker_service.control.reassignment import reassign
@@ -945,11 +945,6 @@ def without_logger(conf: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in conf.items() if k != "logger"}
 
 
-def write_json(path: Path, doc: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc, indent=2, default=str) + "\n")
-
-
 def main(argv: list[str] | None = None) -> int:
     settings = parse_args(argv)
     env = bench_environment()
@@ -993,7 +988,7 @@ def main(argv: list[str] | None = None) -> int:
         print_failover(f_rows, settings)
     elapsed = time.monotonic() - started
     out = results_path(settings.out, "reassignment")
-    write_json(out, {
+    save_json(out, {
         "settings": {**asdict(settings), "value_bytes": VALUE_BYTES, "mb": MB,
                      "producer": without_logger(FILL_CONF),
                      "failover_producer": without_logger(FAILOVER_PRODUCER_CONF),
@@ -1009,7 +1004,7 @@ def main(argv: list[str] | None = None) -> int:
         "client_log": CLIENT_LOG.lines[-500:],
         "elapsed_s": elapsed,
         "error": error,
-    })
+    }, default=str)
     print(f"\nresults: {out} ({elapsed:.0f}s in all)")
     failed = (error is not None or any(r.error for r in runs)
               or any(m.error for r in runs for m in r.moves) or any(f.error for f in failovers)

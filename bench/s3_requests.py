@@ -79,6 +79,7 @@ from produce_consume import (
     produce_all,
     read_records,
     results_path,
+    save_json,
     steady_produce,
 )
 
@@ -992,8 +993,7 @@ def write_json(path: Path, settings: Settings, env: dict[str, Any], results: lis
         "exits": exits,
         "error": error,
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc, indent=2) + "\n")
+    save_json(path, doc)
 
 
 # == main ==================================================================================
