@@ -104,7 +104,17 @@ class SqliteMetadataStore(MetadataStore):
             str(path), isolation_level=None, check_same_thread=False, timeout=30
         )
         self._lock = threading.RLock()
-        self._db.execute("PRAGMA journal_mode=WAL")
+        # Brokers of a local cluster open a new file at the same moment: switching it to WAL
+        # mode needs a lock SQLite's busy timeout does not wait for, so wait here.
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(SCHEMA)
 
