@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
 
         from broker_service.control.compaction import CompactionConfig, compact
         from broker_service.metadata.dynamodb import DynamoDbMetadataStore
-        from broker_service.storage.objectstore.s3 import S3ObjectStore
+        from broker_service.stream.objectstore.s3 import S3ObjectStore
 
         for k, v in aws_env().items():
             os.environ.setdefault(k, v)

@@ -63,8 +63,8 @@ from produce_consume import (
     save_json,
 )
 
+from broker_service.control.kafka_client import KafkaClient
 from broker_service.control.reassignment import reassign
-from broker_service.tools.kafka_client import KafkaClient
 
 WALS = ("file", "object")
 PARTS = ("reassign", "failover")

@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from .config import BrokerConfig
+from broker_service.config import BrokerConfig
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -32,7 +32,7 @@ def _serve(args: argparse.Namespace) -> int:
     }
     if args.no_auto_create_topics:
         overrides["auto_create_topics"] = False
-    from .cluster import ecs_identity
+    from broker_service.cluster import ecs_identity
 
     try:  # BROKER_ADVERTISED_HOST=ecs: this Fargate task's IP and AZ
         ecs_identity.resolve_ecs_environment(os.environ)
@@ -48,7 +48,7 @@ def _serve(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    from .backends import build_broker, metadata_store_for
+    from broker_service.runtime.backends import build_broker, metadata_store_for
 
     if auto_node_id:
         store = metadata_store_for(config)
@@ -56,7 +56,7 @@ def _serve(args: argparse.Namespace) -> int:
             config = config.model_copy(update={"node_id": ecs_identity.allocate_node_id(store)})
         finally:
             store.close()
-    from .server.listener import serve
+    from broker_service.runtime.server import serve
 
     loop_factory = None
     try:
@@ -115,8 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         help="file (default): fsync'd local file; object: a committed object per "
         "flush (no local state)",
     )
-    from .cost import cli as cost_cli
-    from .tools import groups_cli, local_cluster
+    from broker_service.ops import groups_cli, local_cluster
+    from broker_service.ops.cost import cli as cost_cli
 
     g = sub.add_parser(
         "groups",

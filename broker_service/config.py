@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .security.listeners import Listener, build_listeners
+from broker_service.security.listeners import Listener, build_listeners
 
 
 class BrokerConfig(BaseSettings):
@@ -106,8 +106,9 @@ class BrokerConfig(BaseSettings):
     )
     metrics_interval_s: float = Field(60.0, gt=0, description="EMF line / consumer lag interval")
     task_arn: str | None = Field(
-        None, description="this broker's ECS task ARN (default: from the ECS task metadata "
-        "endpoint when running on ECS); recovery maps STOPPED tasks to brokers with it"
+        None,
+        description="this broker's ECS task ARN (default: from the ECS task metadata "
+        "endpoint when running on ECS); recovery maps STOPPED tasks to brokers with it",
     )
     auto_balance: bool = Field(False, description="run the balancer on a timer (controller only)")
     balance_interval_s: float = Field(60.0, gt=0, description="balancer timer")

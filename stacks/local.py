@@ -10,7 +10,7 @@ One stack, ``Kafka-<tenant>-Local``:
 - the EventBridge rule that routes this tenant's throughput alarm state changes (to the
   autoscaler in AWS, to that queue here);
 - the throughput and produce-latency alarms, as plain metric alarms on the cluster-wide
-  series (no dimensions) that ``broker_service.tools.localstack_bridge`` publishes. The AWS
+  series (no dimensions) that ``broker_service.ops.localstack_bridge`` publishes. The AWS
   alarms use Metrics Insights queries over every broker, which LocalStack does not evaluate
   (it evaluates simple metric alarms only). The period is 10 s with one evaluation period so
   an alarm changes state seconds after the traffic that crosses it.

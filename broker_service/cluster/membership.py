@@ -13,8 +13,8 @@ import logging
 import time
 from collections.abc import Callable
 
-from ..control.recovery import recover
-from ..metadata.base import BrokerFenced, BrokerRecord, MetadataStore
+from broker_service.control.recovery import recover
+from broker_service.metadata.base import BrokerFenced, BrokerRecord, MetadataStore
 
 log = logging.getLogger(__name__)
 

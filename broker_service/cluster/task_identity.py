@@ -7,7 +7,12 @@ from __future__ import annotations
 import logging
 import os
 
-from .ecs_identity import METADATA_URI_ENV, EcsIdentityError, fetch_task_metadata, task_private_ip
+from broker_service.cluster.ecs_identity import (
+    METADATA_URI_ENV,
+    EcsIdentityError,
+    fetch_task_metadata,
+    task_private_ip,
+)
 
 log = logging.getLogger(__name__)
 

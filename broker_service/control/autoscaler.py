@@ -20,10 +20,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..metadata.base import ACTIVE, DRAINING, BrokerFenced, MetadataStore
-from .balancer import safe_reassign
-from .metrics_source import MetricsSource
-from .reassignment import ReassignmentResult, reassign
+from broker_service.control.balancer import safe_reassign
+from broker_service.control.metrics_source import MetricsSource
+from broker_service.control.reassignment import ReassignmentResult, reassign
+from broker_service.metadata.base import ACTIVE, DRAINING, BrokerFenced, MetadataStore
 
 log = logging.getLogger(__name__)
 

@@ -14,9 +14,9 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..metadata.base import MetadataStore
-from .metrics_source import MetricsSource
-from .reassignment import ReassignmentResult, reassign
+from broker_service.control.metrics_source import MetricsSource
+from broker_service.control.reassignment import ReassignmentResult, reassign
+from broker_service.metadata.base import MetadataStore
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +141,7 @@ def safe_reassign(
 ) -> ReassignmentResult:
     """A move whose broker cannot be reached (or refuses this client: authentication, TLS)
     is a failed move, not a failed run."""
-    from ..tools.kafka_client import KafkaClientError
+    from broker_service.control.kafka_client import KafkaClientError
 
     try:
         return reassign_fn(bootstrap, topic, partition, target)

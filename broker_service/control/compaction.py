@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ..cluster.topic_config import effective
-from ..metadata.base import (
+from broker_service.kafka.topic_config import effective
+from broker_service.metadata.base import (
     ConcurrentUpdate,
     MetadataError,
     MetadataStore,
@@ -42,11 +42,11 @@ from ..metadata.base import (
     TopicRecord,
     UnknownTopic,
 )
-from ..protocol.control_batch import ABORT, marker_type
-from ..protocol.record_batch import BatchHeader, iter_headers
-from ..protocol.record_filter import StoredRecord, rebuild_batch, records_of
-from ..storage.objectstore.base import ObjectStore
-from ..storage.stream_set_object import StreamSetObjectBuilder
+from broker_service.protocol.control_batch import ABORT, marker_type
+from broker_service.protocol.record_batch import BatchHeader, iter_headers
+from broker_service.protocol.record_filter import StoredRecord, rebuild_batch, records_of
+from broker_service.stream.object_format import StreamSetObjectBuilder
+from broker_service.stream.objectstore.base import ObjectStore
 
 log = logging.getLogger(__name__)
 

@@ -21,9 +21,9 @@ from typing import Any, Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ..tools.kafka_client import ClientSecurity
-from .balancer import Reassign
-from .reassignment import reassign
+from broker_service.control.balancer import Reassign
+from broker_service.control.kafka_client import ClientSecurity
+from broker_service.control.reassignment import reassign
 
 log = logging.getLogger(__name__)
 

@@ -149,7 +149,12 @@ def parse_scrape(text: str) -> tuple[Rates, dict[tuple[str, int], Rates]]:
     """(bytes in, bytes out) of the broker and of each partition from one /metrics page."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    from ..metrics.prometheus import BYTES_IN, BYTES_OUT, PARTITION_BYTES_IN, PARTITION_BYTES_OUT
+    from broker_service.metrics.prometheus import (
+        BYTES_IN,
+        BYTES_OUT,
+        PARTITION_BYTES_IN,
+        PARTITION_BYTES_OUT,
+    )
 
     broker = [0.0, 0.0]
     parts: dict[tuple[str, int], list[float]] = {}

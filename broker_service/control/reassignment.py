@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING
 
 from kio.index import load_request_schema
 
-from ..protocol.codec import shape
+from broker_service.protocol.codec import shape
 
 if TYPE_CHECKING:
-    from ..tools.kafka_client import ClientSecurity
+    from broker_service.control.kafka_client import ClientSecurity
 
 UNAUTHENTICATED_HINT = (
     "a SASL listener closes connections that have not authenticated: give reassign() a "
@@ -47,7 +47,7 @@ def reassign(
 ) -> ReassignmentResult:
     """``security``: how to reach a TLS / SASL listener; None keeps the process default
     (``kafka_client.set_default_security``, PLAINTEXT unless a broker set it)."""
-    from ..tools.kafka_client import Connection, KafkaClientError, parse_address
+    from broker_service.control.kafka_client import Connection, KafkaClientError, parse_address
 
     host, port = parse_address(bootstrap.split(",")[0])
     started = time.monotonic()

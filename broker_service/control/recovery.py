@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from ..metadata.base import (
+from broker_service.metadata.base import (
     ACTIVE,
     DRAINING,
     FENCED,

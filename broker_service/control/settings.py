@@ -8,8 +8,8 @@ from urllib.parse import urlparse
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .autoscaler import MB, AutoscalerPolicy
-from .balancer import BalancerPolicy
+from broker_service.control.autoscaler import MB, AutoscalerPolicy
+from broker_service.control.balancer import BalancerPolicy
 
 
 class ControlSettings(BaseSettings):
@@ -57,7 +57,7 @@ class ControlSettings(BaseSettings):
         )
 
     def metadata_store(self) -> Any:
-        from ..metadata.dynamodb import DynamoDbMetadataStore
+        from broker_service.metadata.dynamodb import DynamoDbMetadataStore
 
         return DynamoDbMetadataStore(table=self.metadata_table)
 

@@ -174,6 +174,8 @@ class TxnRecord:
 
     def with_(self, **changes: object) -> TxnRecord:
         return replace(self, **changes)  # type: ignore[arg-type]
+
+
 @dataclass(frozen=True, slots=True)
 class ScramCredential:
     """A salted, iterated SCRAM credential (RFC 5802): never the password itself."""
@@ -374,6 +376,7 @@ class MetadataStore(ABC):
     @abstractmethod
     def broker_info(self) -> dict[int, dict[str, str]]:
         """Every broker's info, by broker id (brokers that never set any are absent)."""
+
     # -- compaction and retention (control/compaction.py) ---------------------------------
     @abstractmethod
     def acquire_compactor_lease(self, owner: str, lease_ms: int, now_ms: int) -> CompactorLease:
@@ -424,6 +427,7 @@ class MetadataStore(ABC):
     def forget_objects(self, keys: list[str]) -> None:
         """Delete object records and release marks (the objects themselves are deleted from
         the object store afterwards; an object left behind is an orphan and swept later)."""
+
     # -- security: SCRAM credentials, ACLs, client quotas, listener endpoints ------------
     @abstractmethod
     def put_scram_credential(self, user: str, credential: ScramCredential) -> None:

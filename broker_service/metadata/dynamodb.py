@@ -40,7 +40,7 @@ from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from .base import (
+from broker_service.metadata.base import (
     ACTIVE,
     DRAINING,
     FENCED,
@@ -1246,6 +1246,7 @@ class DynamoDbMetadataStore(MetadataStore):
             for a in self._query("BROKERS")
             if a.get("info")
         }
+
     # -- compaction and retention ----------------------------------------------------------
     def acquire_compactor_lease(self, owner: str, lease_ms: int, now_ms: int) -> CompactorLease:
         # Read, then a compare-and-set on the epoch read (a one-action transaction, like
@@ -1465,6 +1466,7 @@ class DynamoDbMetadataStore(MetadataStore):
             ]
             doomed.append(_key("RELEASED", k))
         self._batch_delete(doomed)
+
     # -- security ------------------------------------------------------------------------
     # SCRAM credentials (SCRAM, "<user>#<mechanism>"), ACLs (ACLS, the binding as JSON),
     # client quotas (QUOTAS, the entity as JSON) and listener endpoints (ENDPOINTS, <id>).

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .base import (
+from broker_service.metadata.base import (
     ACTIVE,
     DRAINING,
     FENCED,
@@ -518,6 +518,7 @@ class SqliteMetadataStore(MetadataStore):
         with self._lock:
             rows = self._db.execute("SELECT broker_id, info FROM broker_info").fetchall()
         return {int(bid): json.loads(info) for bid, info in rows}
+
     # -- compaction and retention ----------------------------------------------------------
     def acquire_compactor_lease(self, owner: str, lease_ms: int, now_ms: int) -> CompactorLease:
         with self._tx() as db:
@@ -617,6 +618,7 @@ class SqliteMetadataStore(MetadataStore):
         with self._tx() as db:
             db.executemany("DELETE FROM released_objects WHERE object_key=?", [(k,) for k in keys])
             db.executemany("DELETE FROM objects WHERE object_key=?", [(k,) for k in keys])
+
     # -- security ------------------------------------------------------------------------
     def put_scram_credential(self, user: str, credential: ScramCredential) -> None:
         c = credential

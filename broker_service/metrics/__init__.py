@@ -2,6 +2,6 @@
 CloudWatch embedded metric format (EMF) lines on stdout. Names are the contract of the control
 functions (docs/CONTROL.md): BytesIn, BytesOut, ProduceRequests, ... per BrokerId."""
 
-from .counters import BrokerMetrics
+from broker_service.metrics.counters import BrokerMetrics
 
 __all__ = ["BrokerMetrics"]

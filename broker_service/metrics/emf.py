@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from .counters import BrokerMetrics, LatencyStats
+from broker_service.metrics.counters import BrokerMetrics, LatencyStats
 
 BYTES, COUNT, MS = "Bytes", "Count", "Milliseconds"
 
@@ -86,7 +86,8 @@ class EmfEmitter:
                     "FetchRequests": (m.fetch.count - last.fetch_count, COUNT),
                     # mean over the interval (EMF carries no histogram)
                     "ProduceLatencyMs": (
-                        _mean_ms(m.produce, last.produce_count, last.produce_sum), MS
+                        _mean_ms(m.produce, last.produce_count, last.produce_sum),
+                        MS,
                     ),
                     "FetchLatencyMs": (_mean_ms(m.fetch, last.fetch_count, last.fetch_sum), MS),
                     "ProduceQueueDepth": (m.queue_depth(0), COUNT),
@@ -128,5 +129,6 @@ class EmfEmitter:
         return docs
 
     def lines(self, timestamp_ms: int) -> str:
-        return "".join(json.dumps(d, separators=(",", ":")) + "\n" for d in self.documents(
-            timestamp_ms))
+        return "".join(
+            json.dumps(d, separators=(",", ":")) + "\n" for d in self.documents(timestamp_ms)
+        )

@@ -15,7 +15,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from .counters import LATENCY_BUCKETS_MS, BrokerMetrics, LatencyStats
+from broker_service.metrics.counters import LATENCY_BUCKETS_MS, BrokerMetrics, LatencyStats
 
 # Names the local metrics source (control/metrics_source.py) reads back.
 BYTES_IN = "kafka_broker_bytes_in"

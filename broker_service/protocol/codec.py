@@ -20,8 +20,8 @@ from kio.schema.errors import ErrorCode
 from kio.serial import entity_writer
 from kio.serial._introspect import EntityField, EntityTupleField, classify_field, is_optional
 
-from .primitives import ByteReader
-from .schema_reader import entity_reader
+from broker_service.protocol.primitives import ByteReader
+from broker_service.protocol.schema_reader import entity_reader
 
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 _ZERO: dict[str, Any] = {

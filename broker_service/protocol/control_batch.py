@@ -11,8 +11,13 @@ import struct
 
 from crc32c import crc32c
 
-from .primitives import ByteReader
-from .record_batch import CONTROL_FLAG, HEADER_SIZE, TRANSACTIONAL_FLAG, BatchHeader
+from broker_service.protocol.primitives import ByteReader
+from broker_service.protocol.record_batch import (
+    CONTROL_FLAG,
+    HEADER_SIZE,
+    TRANSACTIONAL_FLAG,
+    BatchHeader,
+)
 
 ABORT = 0
 COMMIT = 1

@@ -7,7 +7,14 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 
-from .primitives import array_len, bytes_len, pack_i16, pack_i32, pack_i64, string
+from broker_service.protocol.primitives import (
+    array_len,
+    bytes_len,
+    pack_i16,
+    pack_i32,
+    pack_i64,
+    string,
+)
 
 
 @dataclass(slots=True)

@@ -12,7 +12,7 @@ from typing import Any
 
 from kio.index import UnknownAPIKey, UnknownEntity, load_request_schema
 
-from .primitives import ByteReader, ProtocolError
+from broker_service.protocol.primitives import ByteReader, ProtocolError
 
 _HDR = struct.Struct(">hhi")
 _SIZE = struct.Struct(">i")

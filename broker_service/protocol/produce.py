@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .primitives import (
+from broker_service.protocol.primitives import (
     ByteReader,
     array_len,
     pack_i16,

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 from crc32c import crc32c
 
-from .primitives import ByteReader
-from .record_batch import HEADER_SIZE, LOG_OVERHEAD, BatchHeader
-from .records import decompress
+from broker_service.protocol.primitives import ByteReader
+from broker_service.protocol.record_batch import HEADER_SIZE, LOG_OVERHEAD, BatchHeader
+from broker_service.protocol.records import decompress
 
 _I32 = struct.Struct(">i")
 _U32 = struct.Struct(">I")

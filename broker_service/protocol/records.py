@@ -7,8 +7,8 @@ from __future__ import annotations
 import gzip
 import struct
 
-from .primitives import ByteReader
-from .record_batch import HEADER_SIZE, BatchHeader
+from broker_service.protocol.primitives import ByteReader
+from broker_service.protocol.record_batch import HEADER_SIZE, BatchHeader
 
 _XERIAL_MAGIC = b"\x82SNAPPY\x00"
 

@@ -20,7 +20,7 @@ from kio.schema.errors import ErrorCode
 from kio.serial._implicit_defaults import get_tagged_field_default
 from kio.serial._introspect import EntityField, EntityTupleField, classify_field, is_optional
 
-from .primitives import ByteReader, ProtocolError
+from broker_service.protocol.primitives import ByteReader, ProtocolError
 
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 Read = Callable[[ByteReader], Any]

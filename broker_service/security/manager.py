@@ -11,15 +11,15 @@ import asyncio
 import logging
 import ssl
 
-from ..config import BrokerConfig
-from ..metadata.base import BrokerRecord, MetadataStore, ScramCredential
-from ..tools.kafka_client import ClientSecurity, set_default_security
-from .acl import Authorizer
-from .listeners import Listener
-from .quotas import QuotaManager
-from .sasl import MECHANISMS
-from .scram import HASHES, credential_from_password
-from .tls import server_context
+from broker_service.config import BrokerConfig
+from broker_service.control.kafka_client import ClientSecurity, set_default_security
+from broker_service.metadata.base import BrokerRecord, MetadataStore, ScramCredential
+from broker_service.security.acl import Authorizer
+from broker_service.security.listeners import Listener
+from broker_service.security.quotas import QuotaManager
+from broker_service.security.sasl import MECHANISMS
+from broker_service.security.scram import HASHES, credential_from_password
+from broker_service.security.tls import server_context
 
 log = logging.getLogger(__name__)
 

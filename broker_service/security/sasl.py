@@ -10,9 +10,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from ..metadata.base import ScramCredential
-from .listeners import Listener
-from .scram import HASHES, ScramError, ScramServerExchange, verify_password
+from broker_service.metadata.base import ScramCredential
+from broker_service.security.listeners import Listener
+from broker_service.security.scram import HASHES, ScramError, ScramServerExchange, verify_password
 
 PLAIN = "PLAIN"
 MECHANISMS = (PLAIN, *HASHES)
@@ -66,7 +66,7 @@ class SaslAuthenticator:
             if self._scram is None:
                 return parse_plain(token)[1]
             if self._scram_step == 0:
-                from .scram import client_first_username
+                from broker_service.security.scram import client_first_username
 
                 return client_first_username(token.decode())
         except (SaslFailed, ScramError, UnicodeDecodeError):

@@ -25,7 +25,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from broker_service.control.compaction import CompactionConfig, CompactionResult, compact
 from broker_service.metadata.dynamodb import DynamoDbMetadataStore
-from broker_service.storage.objectstore.s3 import S3ObjectStore
+from broker_service.stream.objectstore.s3 import S3ObjectStore
 
 
 class FunctionSettings(BaseSettings):

@@ -11,9 +11,9 @@ from typing import Any, TypeVar
 
 import pytest
 
-from broker_service.storage.objectstore.base import Buffer, ObjectNotFound, ObjectStore
-from broker_service.storage.objectstore.fs import FsObjectStore
-from broker_service.storage.objectstore.s3 import S3ObjectStore
+from broker_service.stream.objectstore.base import Buffer, ObjectNotFound, ObjectStore
+from broker_service.stream.objectstore.fs import FsObjectStore
+from broker_service.stream.objectstore.s3 import S3ObjectStore
 
 T = TypeVar("T")
 

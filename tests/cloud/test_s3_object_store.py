@@ -13,19 +13,19 @@ from typing import Any, TypeVar
 import pytest
 from botocore.exceptions import ClientError
 
-from broker_service.storage.objectstore.base import ObjectExists, ObjectNotFound
-from broker_service.storage.objectstore.s3 import (
+from broker_service.stream.object_format import (
+    FOOTER_SIZE,
+    StreamSetObjectBuilder,
+    parse_footer,
+    parse_index,
+)
+from broker_service.stream.objectstore.base import ObjectExists, ObjectNotFound
+from broker_service.stream.objectstore.s3 import (
     TOKEN_METADATA,
     BufferListReader,
     MiB,
     S3ObjectStore,
     slice_buffers,
-)
-from broker_service.storage.stream_set_object import (
-    FOOTER_SIZE,
-    StreamSetObjectBuilder,
-    parse_footer,
-    parse_index,
 )
 
 from .conftest import s3_client

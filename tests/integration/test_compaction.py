@@ -19,7 +19,7 @@ from broker_service.control.compaction import CompactionConfig, CompactionResult
 from broker_service.metadata.sqlite import SqliteMetadataStore
 from broker_service.protocol.record_batch import iter_headers
 from broker_service.protocol.record_filter import records_of
-from broker_service.storage.objectstore.fs import FsObjectStore
+from broker_service.stream.objectstore.fs import FsObjectStore
 from tests.broker_process import BrokerProcess
 from tests.integration.compaction_helpers import (
     SMALL_OBJECTS_ENV,

@@ -19,13 +19,13 @@ import pytest
 from broker_service.control import kafka_access
 from broker_service.control.balancer import safe_reassign
 from broker_service.control.kafka_access import KafkaAccessSettings, cold_start_security
-from broker_service.control.reassignment import reassign
-from broker_service.tools.kafka_client import (
+from broker_service.control.kafka_client import (
     BrokerUnreachable,
     ClientSecurity,
     Connection,
     KafkaClientError,
 )
+from broker_service.control.reassignment import reassign
 from tests import kafka_wire as w
 from tests.broker_process import BrokerProcess, free_port
 from tests.integration.security_support import (

@@ -28,7 +28,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
-from broker_service.handlers import APIS
+from broker_service.api import APIS
 from broker_service.protocol import codec, frames
 from broker_service.protocol.primitives import ProtocolError
 from broker_service.protocol.produce import parse_produce

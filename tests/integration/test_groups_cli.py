@@ -28,7 +28,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from broker_service.tools.groups_cli import (
+from broker_service.ops.groups_cli import (
     PartitionRow,
     decode_consumer_assignment,
     format_offsets_table,

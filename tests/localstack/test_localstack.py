@@ -8,7 +8,7 @@
    Metadata: the embedded SQLite file (the default local flow) or moto server's DynamoDB (the
    stateless flow; LocalStack's own DynamoDB downloads Java at run time, see docs/LOCALSTACK.md).
 3. Broker metrics (EMF lines on the broker's stdout) reach LocalStack's CloudWatch through
-   broker_service.tools.localstack_bridge; the deployed throughput alarm fires, and its state
+   broker_service.ops.localstack_bridge; the deployed throughput alarm fires, and its state
    change event goes through the deployed EventBridge rule to the control-events SQS queue.
 
 Everything runs as real processes over HTTP / TCP on 127.0.0.1; every process is stopped by
@@ -161,7 +161,7 @@ def test_brokers_on_localstack_s3_serve_clients_and_restart_without_loss(
 def bridge(
     localstack_host: LocalStackHost, deployed_tenant: DeployedTenant, tmp_path: Path
 ) -> Iterator[tuple[Path, Path]]:
-    """broker_service.tools.localstack_bridge following a broker log that does not exist yet;
+    """broker_service.ops.localstack_bridge following a broker log that does not exist yet;
     yields (broker log path, bridge log path); stopped by its PID."""
     broker_log = tmp_path / "broker.log"
     bridge_log = tmp_path / "bridge.log"
@@ -170,7 +170,7 @@ def bridge(
         **localstack_host.aws_env,
         "PYTHONPATH": str(REPO),
     }
-    cmd = [sys.executable, "-m", "broker_service.tools.localstack_bridge", "--follow",
+    cmd = [sys.executable, "-m", "broker_service.ops.localstack_bridge", "--follow",
            str(broker_log), "--alarm-prefix", f"kafka-{deployed_tenant.name}-",
            "--alarm-poll-s", "0.5"]  # fmt: skip
     with bridge_log.open("ab") as out:

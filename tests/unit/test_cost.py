@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from broker_service.cost import Assumptions, Workload, load_prices, price_kafka, price_ours
-from broker_service.cost.model import (
+from broker_service.ops.cost import Assumptions, Workload, load_prices, price_kafka, price_ours
+from broker_service.ops.cost.model import (
     CATEGORIES,
     KafkaAssumptions,
     OursAssumptions,
@@ -23,7 +23,7 @@ from broker_service.cost.model import (
 )
 
 REPO = Path(__file__).resolve().parents[2]
-PRICE_FILE = REPO / "broker_service" / "cost" / "prices_us_east_1.json"
+PRICE_FILE = REPO / "broker_service" / "ops" / "cost" / "prices_us_east_1.json"
 HOURS = 730
 SECONDS = HOURS * 3600
 GIB = 2**30

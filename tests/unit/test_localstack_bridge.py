@@ -9,7 +9,7 @@ import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
-from broker_service.tools.localstack_bridge import (
+from broker_service.ops.localstack_bridge import (
     ALARM_STATE_CHANGE,
     alarm_state_change_event,
     emf_document,
@@ -42,7 +42,8 @@ BROKER_LINE = json.dumps(
 
 
 def test_log_lines_and_plain_json_are_not_emf() -> None:
-    assert emf_document("2026-11-25 20:33:31,564 INFO broker_service.broker: broker 1") is None
+    line = "2026-11-25 20:33:31,564 INFO broker_service.runtime.broker: broker 1"
+    assert emf_document(line) is None
     assert emf_document('{"level": "info", "msg": "not a metric"}') is None
     assert emf_document('{"_aws": ') is None
     assert emf_document(BROKER_LINE + "\n") is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from broker_service.kafka.producer_state import INT32_MAX, Outcome, ProducerStateTable
 from broker_service.protocol.control_batch import ABORT, COMMIT, build_marker, marker_type
 from broker_service.protocol.record_batch import (
     CONTROL_FLAG,
@@ -9,7 +10,6 @@ from broker_service.protocol.record_batch import (
     read_header,
     validate_batches,
 )
-from broker_service.txn.producer_state import INT32_MAX, Outcome, ProducerStateTable
 from tests import kafka_wire as w
 
 

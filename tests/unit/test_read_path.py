@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from broker_service.kafka.log_store import StreamStore
 from broker_service.metadata.base import PartitionRecord
 from broker_service.metadata.sqlite import SqliteMetadataStore
 from broker_service.protocol.record_batch import validate_batches
-from broker_service.storage.objectstore.fs import FsObjectStore
-from broker_service.storage.stream_store import StreamStore
-from broker_service.storage.wal import FileWal
+from broker_service.stream.objectstore.fs import FsObjectStore
+from broker_service.stream.wal import FileWal
 from tests.kafka_wire import build_batch
 
 

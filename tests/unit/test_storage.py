@@ -9,9 +9,9 @@ import pytest
 
 from broker_service.metadata.base import BrokerFenced, StreamRange
 from broker_service.metadata.sqlite import SqliteMetadataStore
-from broker_service.storage.block_cache import BlockCache
-from broker_service.storage.stream_set_object import StreamSetObjectBuilder, parse_object
-from broker_service.storage.wal import FileWal
+from broker_service.stream.block_cache import BlockCache
+from broker_service.stream.object_format import StreamSetObjectBuilder, parse_object
+from broker_service.stream.wal import FileWal
 
 
 def test_wal_recovers_durable_entries_and_drops_a_torn_tail(tmp_path: Path) -> None:

@@ -1,0 +1,44 @@
+"""What a handler is: (broker, request header, frame) -> response body buffers.
+
+A handler returns the buffers at once, an awaitable of them (produce waiting for the WAL,
+fetch long-polling), or None when no response is sent (acks=0).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from broker_service.protocol.codec import decode_request, encode_response
+from broker_service.protocol.frames import RequestHeader
+
+if TYPE_CHECKING:
+    from broker_service.runtime.broker import Broker
+
+Buffers = list[memoryview | bytes]
+Result = Buffers | Awaitable[Buffers] | None
+Handler = Callable[["Broker", RequestHeader, memoryview], Result]
+
+NOT_REQUESTED_OPS = -(2**31)  # authorized_operations when the client did not ask
+
+
+@dataclass(frozen=True, slots=True)
+class Api:
+    key: int
+    name: str
+    min_version: int
+    max_version: int
+    handler: Handler
+    # Lowest version told to clients in ApiVersions, when lower than what is served: old
+    # librdkafka (e.g. Debian's kcat) only compresses with gzip/snappy/lz4 when Produce v0-v2
+    # are advertised; like Apache Kafka 4.0 (KAFKA-18659) we advertise and refuse them.
+    advertised_min: int | None = None
+
+
+def decode(header: RequestHeader, frame: memoryview) -> Any:
+    return decode_request(header.api_key, header.api_version, frame, header.body_offset)
+
+
+def respond(header: RequestHeader, data: dict[str, Any]) -> Buffers:
+    return [encode_response(header.api_key, header.api_version, data)]

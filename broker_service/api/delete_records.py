@@ -1,0 +1,53 @@
+"""DeleteRecords (v0-2): move partitions' log start offsets forward (``kafka-delete-records``,
+``AdminClient.delete_records``). The leader records the new log start offset in the metadata
+store; the compactor drops the ranges below it and deletes their objects after its grace
+period, like Kafka deleting whole segments below the log start offset."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any
+
+from kio.schema.errors import ErrorCode
+
+from broker_service.api.base import Buffers, decode, respond
+from broker_service.kafka.topic_config import effective
+from broker_service.metadata.base import MetadataError
+from broker_service.protocol.frames import RequestHeader
+
+if TYPE_CHECKING:
+    from broker_service.runtime.broker import Broker
+
+
+def handle(broker: Broker, header: RequestHeader, frame: memoryview) -> Awaitable[Buffers]:
+    return _delete_records(broker, header, decode(header, frame))
+
+
+async def _delete_records(broker: Broker, header: RequestHeader, req: Any) -> Buffers:
+    topics = []
+    for t in req.topics or ():
+        parts = []
+        for p in t.partitions or ():
+            code, low = await _delete_one(broker, t.name, p.partition_index, p.offset)
+            parts.append(
+                {"partition_index": p.partition_index, "low_watermark": low, "error_code": code}
+            )
+        topics.append({"name": t.name, "partitions": parts})
+    return respond(header, {"throttle_time": 0, "topics": topics})
+
+
+async def _delete_one(broker: Broker, topic: str, index: int, offset: int) -> tuple[ErrorCode, int]:
+    plog = broker.partition(topic, index)
+    if plog is None:
+        return ErrorCode.unknown_topic_or_partition, -1
+    if plog.leader_id != broker.node_id or not broker.may_acknowledge():
+        return ErrorCode.not_leader_or_follower, -1
+    state = broker.topics[topic]
+    if "delete" not in effective(state.record.configs, "cleanup.policy").split(","):
+        return ErrorCode.policy_violation, -1  # as Kafka: compact-only topics refuse it
+    if offset != -1 and not 0 <= offset <= plog.high_watermark:
+        return ErrorCode.offset_out_of_range, -1
+    try:
+        return ErrorCode.none, await broker.delete_records(plog, offset)
+    except MetadataError:
+        return ErrorCode.unknown_server_error, -1

@@ -1,0 +1,145 @@
+"""Fetch: read from the log cache or objects, long-poll until min_bytes or max_wait."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any
+
+from kio.schema.errors import ErrorCode
+
+from broker_service.api.access import TOPIC_AUTHORIZATION_FAILED, allowed_topic
+from broker_service.api.base import Buffers, decode
+from broker_service.kafka.log_store import OffsetOutOfRange
+from broker_service.protocol.fetch import (
+    FetchPartitionResult,
+    FetchTopicResult,
+    build_fetch_response,
+)
+from broker_service.protocol.frames import RequestHeader
+from broker_service.security.acl import READ
+
+ZERO_UUID = uuid.UUID(int=0)
+READ_COMMITTED = 1
+
+if TYPE_CHECKING:
+    from broker_service.kafka.partition import PartitionLog
+    from broker_service.runtime.broker import Broker, TopicState
+
+
+def handle(broker: Broker, header: RequestHeader, frame: memoryview) -> Awaitable[Buffers]:
+    # Decode now, so a malformed request closes the connection before any work is queued.
+    return _fetch(broker, header, decode(header, frame))
+
+
+async def _fetch(broker: Broker, header: RequestHeader, req: Any) -> Buffers:
+    version = header.api_version
+    by_id = version >= 13
+    wanted: list[tuple[Any, TopicState | None, list[Any]]] = []
+    denied: list[FetchTopicResult] = []
+    if any(
+        (t.topic_id not in broker.topics_by_id) if by_id else (t.topic not in broker.topics)
+        for t in req.topics or ()
+    ):
+        await broker.learn_unknown_topics()
+    for t in req.topics or ():
+        state = broker.topics_by_id.get(t.topic_id) if by_id else broker.topics.get(t.topic)
+        name = state.name if state is not None else getattr(t, "topic", "") or ""
+        if (state is not None or not by_id) and not allowed_topic(broker, header, READ, name):
+            denied.append(_denied(t, name, by_id))
+            continue
+        wanted.append((t, state, list(t.partitions or ())))
+    max_bytes = req.max_bytes if version >= 3 else 2**31 - 1
+    deadline = time.monotonic() + req.max_wait.total_seconds()
+    read_committed = req.isolation_level == READ_COMMITTED
+    while True:
+        results, total, errors, logs = await _collect(
+            broker, wanted, max_bytes, by_id, read_committed
+        )
+        remaining = deadline - time.monotonic()
+        if total >= req.min_bytes or errors or remaining <= 0 or not logs or denied:
+            return build_fetch_response(version, results + denied)
+        await _wait_for_data(logs, remaining)
+
+
+def _denied(t: Any, name: str, by_id: bool) -> FetchTopicResult:
+    parts = []
+    for p in t.partitions or ():
+        res = FetchPartitionResult(p.partition)
+        res.error_code = TOPIC_AUTHORIZATION_FAILED
+        parts.append(res)
+    return FetchTopicResult(name, t.topic_id if by_id else ZERO_UUID, parts)
+
+
+async def _collect(
+    broker: Broker,
+    wanted: list[tuple[Any, TopicState | None, list[Any]]],
+    max_bytes: int,
+    by_id: bool,
+    read_committed: bool,
+) -> tuple[list[FetchTopicResult], int, bool, list[PartitionLog]]:
+    store = broker.store
+    assert store is not None
+    results: list[FetchTopicResult] = []
+    total = 0
+    errors = False
+    logs: list[PartitionLog] = []
+    for t, state, parts in wanted:
+        presults = []
+        for p in parts:
+            res = FetchPartitionResult(p.partition)
+            plog = state.logs[p.partition] if state and 0 <= p.partition < len(state.logs) else None
+            if plog is None or plog.deleted:
+                res.error_code = (
+                    ErrorCode.unknown_topic_id
+                    if by_id and state is None
+                    else ErrorCode.unknown_topic_or_partition
+                )
+                errors = True
+            elif plog.leader_id != broker.node_id:
+                broker.request_refresh()
+                res.error_code = ErrorCode.not_leader_or_follower
+                errors = True
+            else:
+                logs.append(plog)
+                res.high_watermark = plog.high_watermark
+                res.last_stable_offset = lso = plog.last_stable_offset
+                res.log_start_offset = plog.log_start_offset
+                upto = lso if read_committed else None
+                limit = min(p.partition_max_bytes, max_bytes - total)
+                if limit > 0 or total == 0:
+                    try:
+                        res.records = await store.read(
+                            plog, p.fetch_offset, max(limit, 0), upto=upto, min_one=total == 0
+                        )
+                        if read_committed and res.records and plog.producers.aborted:
+                            res.aborted = [
+                                (a.producer_id, a.first_offset)
+                                for a in plog.producers.aborted_between(p.fetch_offset, lso)
+                            ]
+                    except OffsetOutOfRange:
+                        res.error_code = ErrorCode.offset_out_of_range
+                        errors = True
+                    total += res.size
+                    broker.metrics.fetched(plog.topic, plog.partition, res.size)
+            presults.append(res)
+        name = state.name if state else getattr(t, "topic", "")
+        topic_id = (t.topic_id if by_id else state.topic_id if state else None) or ZERO_UUID
+        results.append(FetchTopicResult(name, topic_id, presults))
+    return results, total, errors, logs
+
+
+async def _wait_for_data(logs: list[PartitionLog], timeout: float) -> None:
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[None] = loop.create_future()
+    for plog in logs:
+        plog.waiters.add(fut)
+    try:
+        await asyncio.wait_for(fut, timeout)
+    except TimeoutError:
+        pass
+    finally:
+        for plog in logs:
+            plog.waiters.discard(fut)

@@ -1,0 +1,86 @@
+"""ListOffsets: earliest, latest, max timestamp, and first offset at/after a timestamp."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any
+
+from kio.schema.errors import ErrorCode
+
+from broker_service.api.access import TOPIC_AUTHORIZATION_FAILED, allowed_topic
+from broker_service.api.base import Buffers, decode, respond
+from broker_service.protocol.frames import RequestHeader
+from broker_service.security.acl import DESCRIBE
+
+if TYPE_CHECKING:
+    from broker_service.kafka.partition import PartitionLog
+    from broker_service.runtime.broker import Broker
+
+LATEST, EARLIEST, MAX_TIMESTAMP = -1, -2, -3
+
+
+def handle(broker: Broker, header: RequestHeader, frame: memoryview) -> Awaitable[Buffers]:
+    return _list_offsets(broker, header, decode(header, frame))
+
+
+async def _list_offsets(broker: Broker, header: RequestHeader, req: Any) -> Buffers:
+    topics = []
+    if any(t.name not in broker.topics for t in req.topics or ()):
+        await broker.learn_unknown_topics()
+    for t in req.topics or ():
+        parts = []
+        may_describe = allowed_topic(broker, header, DESCRIBE, t.name)
+        for p in t.partitions or ():
+            plog = broker.partition(t.name, p.partition_index)
+            if not may_describe or plog is None or plog.leader_id != broker.node_id:
+                parts.append(
+                    {
+                        "partition_index": p.partition_index,
+                        "error_code": TOPIC_AUTHORIZATION_FAILED
+                        if not may_describe
+                        else ErrorCode.unknown_topic_or_partition
+                        if plog is None
+                        else ErrorCode.not_leader_or_follower,
+                        "timestamp": -1,
+                        "offset": -1,
+                        "leader_epoch": -1,
+                    }
+                )
+                continue
+            committed = getattr(req, "isolation_level", 0) == 1
+            offset, ts = await _lookup(broker, plog, p.timestamp, committed)
+            parts.append(
+                {
+                    "partition_index": p.partition_index,
+                    "error_code": 0,
+                    "timestamp": ts,
+                    "offset": offset,
+                    "leader_epoch": plog.leader_epoch,
+                }
+            )
+        topics.append({"name": t.name, "partitions": parts})
+    return respond(header, {"throttle_time": 0, "topics": topics})
+
+
+async def _lookup(
+    broker: Broker, plog: PartitionLog, ts: int, read_committed: bool
+) -> tuple[int, int]:
+    if ts == LATEST:
+        return (plog.last_stable_offset if read_committed else plog.high_watermark), -1
+    if ts == EARLIEST:
+        return plog.log_start_offset, -1
+    assert broker.store is not None
+    if ts == MAX_TIMESTAMP:
+        found = await _max_timestamp(broker, plog)
+        return found if found else (-1, -1)
+    found = await broker.store.offset_for_timestamp(plog, ts)
+    return found if found is not None else (-1, -1)
+
+
+async def _max_timestamp(broker: Broker, plog: PartitionLog) -> tuple[int, int] | None:
+    """Offset of the first record carrying the partition's largest timestamp (KIP-734)."""
+    assert broker.store is not None
+    stamps = [r.max_timestamp for r in plog.ranges] + [b.max_timestamp for b in plog.cache]
+    if not stamps:
+        return None
+    return await broker.store.offset_for_timestamp(plog, max(stamps))

@@ -1,0 +1,174 @@
+"""Metadata: brokers, topics and partition leaders; auto-creates topics when allowed."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from kio.schema.errors import ErrorCode
+
+from broker_service.api.access import (
+    TOPIC_AUTHORIZATION_FAILED,
+    allowed_topic,
+    authorized_operations,
+    endpoint,
+    may_create_topic,
+)
+from broker_service.api.base import NOT_REQUESTED_OPS, Buffers, Result, decode, respond
+from broker_service.kafka.topic_config import InvalidTopic, validate_topic_name
+from broker_service.metadata.base import TopicAlreadyExists
+from broker_service.protocol.frames import RequestHeader
+from broker_service.security import acl
+
+if TYPE_CHECKING:
+    from broker_service.runtime.broker import Broker, TopicState
+
+
+def topic_entry(broker: Broker, state: TopicState) -> dict[str, Any]:
+    return {
+        "error_code": 0,
+        "name": state.name,
+        "topic_id": state.topic_id,
+        "is_internal": False,
+        "partitions": [
+            {
+                "error_code": 0,
+                "partition_index": p.partition,
+                "leader_id": p.leader_id,
+                "leader_epoch": p.leader_epoch,
+                "replica_nodes": [p.leader_id],
+                "isr_nodes": [p.leader_id],
+                "offline_replicas": [],
+            }
+            for p in state.logs
+        ],
+        "topic_authorized_operations": NOT_REQUESTED_OPS,
+    }
+
+
+def broker_entries(broker: Broker, header: RequestHeader) -> list[dict[str, Any]]:
+    out = []
+    for b in broker.live_brokers():
+        host, port = endpoint(broker, header, b)  # on the listener the client came in on
+        out.append({"node_id": b.broker_id, "host": host, "port": port, "rack": b.rack})
+    return out
+
+
+def handle(broker: Broker, header: RequestHeader, frame: memoryview) -> Result:
+    req = decode(header, frame)
+    allow_auto = broker.config.auto_create_topics and getattr(
+        req, "allow_auto_topic_creation", True
+    )
+    missing = [
+        t.name
+        for t in req.topics or ()
+        if t.name
+        and t.name not in broker.topics
+        and _valid_name(t.name)
+        and allowed_topic(broker, header, acl.DESCRIBE, t.name)
+    ]
+    if missing:
+        return _look_further(broker, header, req, missing, allow_auto)
+    return _respond(broker, header, req)
+
+
+async def _look_further(
+    broker: Broker, header: RequestHeader, req: Any, names: list[str], allow_auto: bool
+) -> Buffers:
+    """Topics unknown here may be another broker's new ones: re-read the metadata store,
+    then create what is still missing when allowed."""
+    await broker.sync_metadata()
+    if not allow_auto:
+        return _respond(broker, header, req)
+    for name in dict.fromkeys(names):
+        if name not in broker.topics and may_create_topic(broker, header, name):
+            try:
+                await broker.create_topic(name, broker.config.default_partitions, {})
+            except TopicAlreadyExists:
+                await broker.sync_metadata()  # created meanwhile, maybe by another broker
+    return _respond(broker, header, req)
+
+
+def _valid_name(name: str) -> bool:
+    try:
+        validate_topic_name(name)
+    except InvalidTopic:
+        return False
+    return True
+
+
+def _respond(broker: Broker, header: RequestHeader, req: Any) -> Buffers:
+    requested = req.topics
+    if requested is None or (header.api_version == 0 and not requested):
+        # all topics: those the client may not describe are left out, as Kafka does
+        topics = [
+            topic_entry(broker, broker.topics[n])
+            for n in sorted(broker.topics)
+            if allowed_topic(broker, header, acl.DESCRIBE, n)
+        ]
+    else:
+        topics = [_entry(broker, header, t) for t in requested]
+    if getattr(req, "include_topic_authorized_operations", False):
+        for t in topics:
+            if t.get("error_code") == 0:
+                t["topic_authorized_operations"] = authorized_operations(
+                    broker, header, acl.TOPIC, t["name"], True
+                )
+    return respond(
+        header,
+        {
+            "throttle_time": 0,
+            "brokers": broker_entries(broker, header),
+            "cluster_id": broker.cluster_id,
+            "controller_id": broker.controller_id(),
+            "topics": topics,
+            "cluster_authorized_operations": authorized_operations(
+                broker,
+                header,
+                acl.CLUSTER,
+                acl.CLUSTER_NAME,
+                bool(getattr(req, "include_cluster_authorized_operations", False)),
+            ),
+        },
+    )
+
+
+def _denied(name: str | None, topic_id: Any = None) -> dict[str, Any]:
+    return {
+        "error_code": TOPIC_AUTHORIZATION_FAILED,
+        "name": name,
+        "topic_id": topic_id,
+        "is_internal": False,
+        "partitions": [],
+        "topic_authorized_operations": NOT_REQUESTED_OPS,
+    }
+
+
+def _entry(broker: Broker, header: RequestHeader, t: Any) -> dict[str, Any]:
+    if t.name is None and getattr(t, "topic_id", None) is not None:
+        state = broker.topics_by_id.get(t.topic_id)
+        if state is None:
+            return {
+                "error_code": ErrorCode.unknown_topic_id,
+                "name": None,
+                "topic_id": t.topic_id,
+                "partitions": [],
+            }
+        if not allowed_topic(broker, header, acl.DESCRIBE, state.name):
+            return _denied(None, t.topic_id)
+        return topic_entry(broker, state)
+    if not allowed_topic(broker, header, acl.DESCRIBE, t.name or ""):
+        return _denied(t.name)
+    state = broker.topics.get(t.name or "")
+    if state is not None:
+        return topic_entry(broker, state)
+    code = (
+        ErrorCode.unknown_topic_or_partition
+        if _valid_name(t.name or "")
+        else ErrorCode.invalid_topic_exception
+    )
+    return {
+        "error_code": code,
+        "name": t.name,
+        "partitions": [],
+        "topic_authorized_operations": NOT_REQUESTED_OPS,
+    }

@@ -1,0 +1,725 @@
+"""The cost model: a steady workload priced on this system and on Apache Kafka, per month.
+
+Pure functions over (Workload, Assumptions, PriceTable). Every number that is not a price
+or part of the workload is a field of ``Assumptions`` with a description saying where it
+comes from (a measurement in ``bench/``, a default of ``BrokerConfig``, or a stated guess), so
+the printed table can show all of them and ``--set`` can change any of them.
+
+Units: traffic in MB/s (10^6 bytes, as Kafka tools and bench/ report it); AWS bills "GB",
+which is 2^30 bytes, so storage and transfer are counted in GiB; a month is 730 hours.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from broker_service.config import BrokerConfig
+from broker_service.ops.cost.prices import Price, PriceTable
+
+HOURS_PER_MONTH = 730.0
+SECONDS_PER_MONTH = HOURS_PER_MONTH * 3600
+MB = 1_000_000
+GIB = 1 << 30
+TIB = 1 << 40
+
+Category = Literal["storage", "compute", "network", "other"]
+CATEGORIES: tuple[Category, ...] = ("storage", "compute", "network", "other")
+
+# the broker's own defaults (not the environment): the model prices the shipped config
+_broker_defaults = BrokerConfig.model_construct(wal="object")
+
+
+class Workload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    write_mbps: float = Field(gt=0, description="produced payload, MB/s")
+    read_mbps: float = Field(ge=0, description="consumed payload, MB/s (all groups together)")
+    retention_h: float = Field(gt=0, description="time retention of every topic, hours")
+    partitions: int = Field(default=96, ge=1, description="partitions of all topics together")
+
+
+class OursAssumptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    min_brokers: int = Field(default=3, ge=1, description="autoscaler floor (one broker per AZ)")
+    task_vcpu: float = Field(
+        default=2, gt=0, description="Fargate task size, vCPU (stacks default)"
+    )
+    task_memory_gb: float = Field(
+        default=8, gt=0, description="Fargate task size, GB (stacks default)"
+    )
+    target_write_mbps_per_broker: float = Field(
+        default=40,
+        gt=0,
+        description="produce MB/s one 2-vCPU broker is sized for. Measured on this 2-vCPU "
+        "host: 74.6 MB/s (object WAL, moto S3 and client on the same CPUs; bench/README.md); "
+        "~55% of that, for headroom. To be replaced by the Fargate benchmark",
+    )
+    target_read_mbps_per_broker: float = Field(
+        default=160,
+        gt=0,
+        description="consume MB/s one broker is sized for. Measured warm (log cache): "
+        "455 MB/s on this host; ~35% of that, as part of reads miss the cache",
+    )
+    wal_flush_ms: float = Field(
+        default=_broker_defaults.effective_wal_flush_ms,
+        ge=0,
+        description="object WAL group-commit linger (BrokerConfig default for wal=object)",
+    )
+    wal_flush_bytes: float = Field(
+        default=_broker_defaults.wal_flush_bytes,
+        gt=0,
+        description="pending bytes that cut the linger short (BrokerConfig default)",
+    )
+    wal_max_object_bytes: float = Field(
+        default=2 * _broker_defaults.wal_flush_bytes,
+        gt=0,
+        description="largest WAL object, 2 x flush bytes (ObjectWal.max_group_bytes)",
+    )
+    wal_commit_ms: float = Field(
+        default=80,
+        ge=0,
+        description="one WAL commit on AWS: S3 PUT of a few MB + DynamoDB TransactWriteItems "
+        "(a guess for AWS; on moto it is ~40 ms of CPU). A flush cycle = linger + commit",
+    )
+    ddb_items_per_commit_fixed: int = Field(
+        default=3,
+        ge=0,
+        description="items in a WAL commit besides one range item per partition: broker "
+        "ConditionCheck + object + part (docs/DYNAMODB.md)",
+    )
+    ddb_wru_per_transact_item: float = Field(
+        default=2,
+        ge=0,
+        description="WRU per item of TransactWriteItems (2 per KB; items are < 1 KB; the "
+        "ConditionCheck is counted as a write, which is conservative)",
+    )
+    ddb_idle_queries_per_s_per_broker: float = Field(
+        default=4.2,
+        ge=0,
+        description="strongly consistent Query calls/s of a broker, whatever its load: "
+        "lease, membership and recovery checks, metadata refresh. Measured idle with "
+        "bench/s3_requests.py --quick on 2026-11-25: 84 in 20 s at main e4fc8ac (65 before "
+        "the transactions commit; bench/README.md: ~220 calls/min)",
+    )
+    ddb_idle_updates_per_s_per_broker: float = Field(
+        default=0.45,
+        ge=0,
+        description="UpdateItem calls/s of a broker (lease renewal). Measured: 9 in 20 s",
+    )
+    ddb_rru_per_query: float = Field(
+        default=1, ge=0, description="RRU per Query (responses measured at ~650 bytes, < 4 KB)"
+    )
+    offset_commit_items_per_s: float = Field(
+        default=10,
+        ge=0,
+        description="consumer offsets committed per second, all groups (each a transactional "
+        "put, plus one registry update per commit call, counted as one more item)",
+    )
+    producer_snapshot_interval_ms: float = Field(
+        default=_broker_defaults.producer_snapshot_interval_ms,
+        gt=0,
+        description="every partition with idempotent producers saves its producer state "
+        "(one PutItem, < 1 KB = 1 WRU) this often (BrokerConfig default); all partitions "
+        "are assumed to have such producers (the Java client's default)",
+    )
+    read_cache_hit_fraction: float = Field(
+        default=0.9,
+        ge=0,
+        le=1,
+        description="share of consumed bytes served from the broker's log cache (tailing "
+        "consumers); the rest is read from S3 (catch-up, restarts, moved partitions)",
+    )
+    s3_gets_per_gib_read: float = Field(
+        default=1400,
+        ge=0,
+        description="ranged GETs per GiB read from S3. Measured cold: 1395-1468/GiB "
+        "(bench/README.md, bench/s3_requests.py --quick)",
+    )
+    compaction_output_object_mib: float = Field(
+        default=64,
+        gt=0,
+        description="stream objects written by compaction (one PUT each); every byte is "
+        "rewritten once and each WAL object is read with one GET",
+    )
+    compaction_mbps_per_lambda: float = Field(
+        default=100, gt=0, description="MB/s one compaction Lambda merges (a guess)"
+    )
+    compaction_lambda_memory_mb: float = Field(
+        default=2048, gt=0, description="compaction Lambda memory"
+    )
+    compaction_grace_h: float = Field(
+        default=1, ge=0, description="hours merged-away objects stay before deletion (readers)"
+    )
+    control_lambda_invocations_per_hour: float = Field(
+        default=60 + 12 + 60,
+        ge=0,
+        description="autoscaler 1/min + balancer 1/5 min + recovery 1/min",
+    )
+    compaction_runs_per_hour: float = Field(
+        default=12,
+        ge=0,
+        description="compaction every 5 min, fanned out to one Lambda per "
+        "compaction_mbps_per_lambda of produce traffic",
+    )
+    scheduled_lambda_seconds: float = Field(
+        default=2, ge=0, description="duration of an autoscaler/balancer/recovery run (a guess)"
+    )
+    scheduled_lambda_memory_mb: float = Field(
+        default=256, gt=0, description="memory of those Lambdas"
+    )
+    cross_az_produce_fraction: float = Field(
+        default=2 / 3,
+        ge=0,
+        le=1,
+        description="share of produced bytes sent to a leader in another AZ. Today a "
+        "partition's leader is wherever it is: 2/3 with 3 AZs. 0 with zone-aware leaders "
+        "(--zone-aware: not implemented yet)",
+    )
+    cross_az_consume_fraction: float = Field(
+        default=2 / 3,
+        ge=0,
+        le=1,
+        description="share of consumed bytes fetched from a broker in another AZ (2/3 "
+        "today; 0 if any broker in the client's AZ served the fetch, --zone-aware)",
+    )
+    nlb_processed_gb_per_hour: float = Field(
+        default=0.1,
+        ge=0,
+        description="bytes through the NLB: bootstrap Metadata only, clients then connect "
+        "to brokers directly; 1 NLCU = 1 GB/hour",
+    )
+    cloudwatch_metrics_per_broker: int = Field(
+        default=10,
+        ge=0,
+        description="custom metrics each broker publishes (EMF, per-broker dimension)",
+    )
+    cloudwatch_alarms: int = Field(default=4, ge=0, description="alarms driving the autoscaler")
+
+
+class KafkaAssumptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    instance_type: str = Field(default="r6i.xlarge", description="broker instance type")
+    min_brokers: int = Field(default=3, ge=1, description="smallest cluster")
+    brokers_multiple_of: int = Field(
+        default=3, ge=1, description="brokers per AZ kept equal (3 AZs)"
+    )
+    target_utilization: float = Field(
+        default=0.6,
+        gt=0,
+        le=1,
+        description="share of the instance's baseline network and EBS bandwidth planned "
+        "for (headroom for a broker failure, catch-up reads and reassignment traffic)",
+    )
+    replication_factor: int = Field(default=3, ge=1, description="replicas of every partition")
+    disk_headroom_fraction: float = Field(
+        default=0.3, ge=0, description="EBS provisioned above retained bytes x replicas"
+    )
+    gp3_included_mbps: float = Field(
+        default=125, ge=0, description="gp3 throughput included per volume"
+    )
+    controller_instance_type: str = Field(default="m5.large", description="KRaft controller nodes")
+    controllers: int = Field(default=3, ge=0, description="KRaft controller quorum size")
+    cross_az_produce_fraction: float = Field(
+        default=2 / 3, ge=0, le=1, description="produced bytes sent to a leader in another AZ"
+    )
+    cross_az_consume_fraction: float = Field(
+        default=2 / 3,
+        ge=0,
+        le=1,
+        description="consumed bytes fetched across AZs (0 with KIP-392 fetch-from-follower)",
+    )
+
+
+class Assumptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ours: OursAssumptions = OursAssumptions()
+    kafka: KafkaAssumptions = KafkaAssumptions()
+
+
+class LineItem(BaseModel):
+    category: Category
+    item: str
+    quantity: float
+    unit: str
+    unit_price_usd: float
+    price_per: float
+    usd_month: float
+    basis: str
+
+
+class Estimate(BaseModel):
+    system: str
+    sizing: dict[str, float | int | str]
+    lines: list[LineItem]
+
+    @property
+    def totals(self) -> dict[str, float]:
+        out: dict[str, float] = {c: 0.0 for c in CATEGORIES}
+        for line in self.lines:
+            out[line.category] += line.usd_month
+        out["total"] = sum(out[c] for c in CATEGORIES)
+        return out
+
+
+def _line(category: Category, item: str, quantity: float, price: Price, basis: str) -> LineItem:
+    return LineItem(
+        category=category,
+        item=item,
+        quantity=quantity,
+        unit=price.unit,
+        unit_price_usd=price.usd,
+        price_per=price.per,
+        usd_month=price.cost(quantity),
+        basis=basis,
+    )
+
+
+def _gib_per_month(mbps: float) -> float:
+    return mbps * MB * SECONDS_PER_MONTH / GIB
+
+
+def retained_gib(workload: Workload) -> float:
+    return workload.write_mbps * MB * workload.retention_h * 3600 / GIB
+
+
+# -- this system --------------------------------------------------------------------------
+
+
+def brokers_needed(write_mbps: float, read_mbps: float, a: OursAssumptions) -> int:
+    """The autoscaler's sizing: enough brokers for writes and reads at their targets.
+
+    A broker's load is write/target_write + read/target_read (writes cost far more CPU per
+    byte than cache reads); brokers = max(floor, ceil(load))."""
+    load = write_mbps / a.target_write_mbps_per_broker + read_mbps / a.target_read_mbps_per_broker
+    return max(a.min_brokers, math.ceil(load - 1e-9))
+
+
+def wal_object_bytes(broker_write_mbps: float, a: OursAssumptions) -> float:
+    """Mean WAL object size at a steady per-broker produce rate.
+
+    A flush cycle is linger + commit. Below ``wal_flush_bytes`` per cycle the flush is
+    time-driven (one object per cycle, smaller at lower rates); above it the linger is cut
+    at ``wal_flush_bytes`` (or whatever arrived during the commit), capped at the largest
+    object the WAL builds."""
+    rate = broker_write_mbps * MB
+    cycle_s = (a.wal_flush_ms + a.wal_commit_ms) / 1000
+    if rate * cycle_s < a.wal_flush_bytes:
+        size = rate * cycle_s
+    else:
+        size = max(a.wal_flush_bytes, rate * a.wal_commit_ms / 1000)
+    return min(size, a.wal_max_object_bytes)
+
+
+def _s3_storage_lines(gib: float, prices: PriceTable, basis: str) -> list[LineItem]:
+    """S3 Standard's volume tiers: 50 TB, next 450 TB, the rest."""
+    p = prices.prices
+    tiers = [
+        (p.s3_standard_gb_month_first_50tb, 50 * 1024.0, "first 50 TB"),
+        (p.s3_standard_gb_month_next_450tb, 450 * 1024.0, "next 450 TB"),
+        (p.s3_standard_gb_month_over_500tb, math.inf, "over 500 TB"),
+    ]
+    lines, left = [], gib
+    for price, size, label in tiers:
+        amount = min(left, size)
+        if amount <= 0:
+            break
+        lines.append(_line("storage", f"S3 Standard storage ({label})", amount, price, basis))
+        left -= amount
+    return lines
+
+
+def _cross_az_client_lines(
+    written_gib: float,
+    read_gib: float,
+    a: OursAssumptions | KafkaAssumptions,
+    prices: PriceTable,
+    read_note: str = "",
+) -> list[LineItem]:
+    """Producers' and consumers' bytes that cross an AZ to reach their broker (both systems)."""
+    p = prices.prices
+    return [
+        _line(
+            "network",
+            "cross-AZ: producers",
+            written_gib * a.cross_az_produce_fraction,
+            p.cross_az_gb,
+            f"{a.cross_az_produce_fraction:.2f} of written bytes",
+        ),
+        _line(
+            "network",
+            "cross-AZ: consumers",
+            read_gib * a.cross_az_consume_fraction,
+            p.cross_az_gb,
+            f"{a.cross_az_consume_fraction:.2f} of read bytes{read_note}",
+        ),
+    ]
+
+
+def price_ours(workload: Workload, prices: PriceTable, assumptions: Assumptions) -> Estimate:
+    a, p = assumptions.ours, prices.prices
+    w = workload
+    brokers = brokers_needed(w.write_mbps, w.read_mbps, a)
+    broker_write = w.write_mbps / brokers
+    object_bytes = wal_object_bytes(broker_write, a)
+    flushes_per_s = broker_write * MB / object_bytes  # per broker
+    wal_objects_per_gib = GIB / object_bytes
+    # every partition has data in every flush of its leader; leaders spread over the
+    # brokers, so a flush commits partitions / brokers range items on average
+    ranges_per_object = w.partitions / brokers
+    written_gib = _gib_per_month(w.write_mbps)
+    read_gib = _gib_per_month(w.read_mbps)
+    s3_read_gib = read_gib * (1 - a.read_cache_hit_fraction)
+    commits = brokers * flushes_per_s * SECONDS_PER_MONTH
+    wru_per_commit = a.ddb_wru_per_transact_item * (
+        a.ddb_items_per_commit_fixed + ranges_per_object
+    )
+    compaction_puts_per_gib = 1024 / a.compaction_output_object_mib
+    # compaction's metadata swap (transactional): delete each WAL object's range items, its
+    # object + part items, write each stream object's object + part + range items
+    compaction_items_per_gib = (
+        wal_objects_per_gib * (ranges_per_object + 2) + compaction_puts_per_gib * 3
+    )
+    compaction_gb_s_per_gib = (
+        GIB / (a.compaction_mbps_per_lambda * MB) * a.compaction_lambda_memory_mb / 1024
+    )
+    stored_gib = retained_gib(w) + w.write_mbps * MB * a.compaction_grace_h * 3600 / GIB
+    task_hours = brokers * HOURS_PER_MONTH
+    scheduled = a.control_lambda_invocations_per_hour * HOURS_PER_MONTH
+    compaction_fanout = max(1, math.ceil(w.write_mbps / a.compaction_mbps_per_lambda - 1e-9))
+    compaction_invocations = compaction_fanout * a.compaction_runs_per_hour * HOURS_PER_MONTH
+
+    lines: list[LineItem] = [
+        _line(
+            "compute",
+            "Fargate vCPU",
+            task_hours * a.task_vcpu,
+            p.fargate_vcpu_hour,
+            f"{brokers} tasks x {a.task_vcpu:g} vCPU x 730 h",
+        ),
+        _line(
+            "compute",
+            "Fargate memory",
+            task_hours * a.task_memory_gb,
+            p.fargate_gb_hour,
+            f"{brokers} tasks x {a.task_memory_gb:g} GB x 730 h",
+        ),
+        _line(
+            "compute",
+            "Lambda invocations",
+            scheduled + compaction_invocations,
+            p.lambda_requests,
+            f"{scheduled:,.0f} control-plane + {compaction_invocations:,.0f} "
+            f"compaction ({compaction_fanout} per run)",
+        ),
+        _line(
+            "compute",
+            "Lambda duration (control plane)",
+            scheduled * a.scheduled_lambda_seconds * a.scheduled_lambda_memory_mb / 1024,
+            p.lambda_gb_second,
+            f"{scheduled:,.0f} runs x {a.scheduled_lambda_seconds:g} s x "
+            f"{a.scheduled_lambda_memory_mb:g} MB",
+        ),
+        _line(
+            "compute",
+            "Lambda duration (compaction)",
+            written_gib * compaction_gb_s_per_gib,
+            p.lambda_gb_second,
+            f"{written_gib:,.0f} GiB written x {compaction_gb_s_per_gib:.1f} GB-s/GiB",
+        ),
+        *_s3_storage_lines(
+            stored_gib,
+            prices,
+            f"{w.write_mbps:g} MB/s x ({w.retention_h:g} h retention + "
+            f"{a.compaction_grace_h:g} h compaction grace)",
+        ),
+        _line(
+            "other",
+            "S3 PUT: WAL objects",
+            commits,
+            p.s3_put_requests,
+            f"{brokers} brokers x {flushes_per_s:.2f} flushes/s "
+            f"({object_bytes / MB:.2f} MB objects, {wal_objects_per_gib:.0f}/GiB)",
+        ),
+        _line(
+            "other",
+            "S3 PUT: compaction output",
+            written_gib * compaction_puts_per_gib,
+            p.s3_put_requests,
+            f"{compaction_puts_per_gib:g}/GiB written",
+        ),
+        _line(
+            "other",
+            "S3 GET: compaction input",
+            written_gib * wal_objects_per_gib,
+            p.s3_get_requests,
+            "one GET per WAL object",
+        ),
+        _line(
+            "other",
+            "S3 GET: reads that miss the cache",
+            s3_read_gib * a.s3_gets_per_gib_read,
+            p.s3_get_requests,
+            f"{(1 - a.read_cache_hit_fraction):.0%} of {read_gib:,.0f} GiB read x "
+            f"{a.s3_gets_per_gib_read:g}/GiB",
+        ),
+        _line(
+            "other",
+            "DynamoDB WRU: WAL commits",
+            commits * wru_per_commit,
+            p.dynamodb_write_request_units,
+            f"{commits:,.0f} commits x {wru_per_commit:.1f} WRU "
+            f"({a.ddb_items_per_commit_fixed} + {ranges_per_object:.1f} range items)",
+        ),
+        _line(
+            "other",
+            "DynamoDB WRU: compaction swaps",
+            written_gib * compaction_items_per_gib * a.ddb_wru_per_transact_item,
+            p.dynamodb_write_request_units,
+            f"{compaction_items_per_gib:.0f} items/GiB",
+        ),
+        _line(
+            "other",
+            "DynamoDB WRU: leases",
+            brokers * a.ddb_idle_updates_per_s_per_broker * SECONDS_PER_MONTH,
+            p.dynamodb_write_request_units,
+            f"{brokers} x {a.ddb_idle_updates_per_s_per_broker:g} UpdateItem/s",
+        ),
+        _line(
+            "other",
+            "DynamoDB WRU: offset commits",
+            a.offset_commit_items_per_s * SECONDS_PER_MONTH * a.ddb_wru_per_transact_item * 2,
+            p.dynamodb_write_request_units,
+            f"{a.offset_commit_items_per_s:g} offsets/s, transactional",
+        ),
+        _line(
+            "other",
+            "DynamoDB WRU: producer snapshots",
+            w.partitions * 1000 / a.producer_snapshot_interval_ms * SECONDS_PER_MONTH,
+            p.dynamodb_write_request_units,
+            f"{w.partitions} partitions x 1 PutItem / {a.producer_snapshot_interval_ms:g} ms",
+        ),
+        _line(
+            "other",
+            "DynamoDB RRU: broker checks",
+            brokers * a.ddb_idle_queries_per_s_per_broker * a.ddb_rru_per_query * SECONDS_PER_MONTH,
+            p.dynamodb_read_request_units,
+            f"{brokers} x {a.ddb_idle_queries_per_s_per_broker:g} Query/s",
+        ),
+        _line(
+            "other",
+            "CloudWatch metrics",
+            brokers * a.cloudwatch_metrics_per_broker,
+            p.cloudwatch_metric_month,
+            f"{brokers} x {a.cloudwatch_metrics_per_broker}",
+        ),
+        _line(
+            "other",
+            "CloudWatch alarms",
+            a.cloudwatch_alarms,
+            p.cloudwatch_alarm_month,
+            "autoscaler alarms",
+        ),
+        *_cross_az_client_lines(written_gib, read_gib, a, prices, "; S3 traffic is free in-region"),
+        _line("network", "NLB hours", HOURS_PER_MONTH, p.nlb_hour, "one NLB (bootstrap)"),
+        _line(
+            "network",
+            "NLB NLCU",
+            a.nlb_processed_gb_per_hour * HOURS_PER_MONTH,
+            p.nlb_nlcu_hour,
+            f"{a.nlb_processed_gb_per_hour:g} GB/h processed",
+        ),
+    ]
+    sizing: dict[str, float | int | str] = {
+        "brokers": brokers,
+        "write MB/s per broker": round(broker_write, 2),
+        "read MB/s per broker": round(w.read_mbps / brokers, 2),
+        "WAL object MB": round(object_bytes / MB, 3),
+        "WAL flushes/s per broker": round(flushes_per_s, 2),
+        "S3 PUT per GiB written (WAL)": round(wal_objects_per_gib, 1),
+        "range items per WAL commit": round(ranges_per_object, 2),
+        "stored GiB": round(stored_gib, 1),
+        "written GiB/month": round(written_gib, 1),
+    }
+    return Estimate(system="ours", sizing=sizing, lines=lines)
+
+
+# -- Apache Kafka on EC2 + EBS ------------------------------------------------------------
+
+
+def kafka_brokers_needed(workload: Workload, a: KafkaAssumptions, prices: PriceTable) -> int:
+    """Brokers for the network and EBS bandwidth at the target utilization.
+
+    Per cluster: in = producers + replication ((RF-1) x write); out = consumers +
+    replication; EBS writes = RF x write. Each broker contributes its instance's baseline
+    (network counted per direction, which favours Kafka) x target utilization."""
+    inst = prices.instance(a.instance_type)
+    w, r, rf = workload.write_mbps, workload.read_mbps, a.replication_factor
+    net = inst.network_baseline_mbps * a.target_utilization
+    ebs = inst.ebs_baseline_mbps * a.target_utilization
+    need = max(rf * w / net, (r + (rf - 1) * w) / net, rf * w / ebs)
+    brokers = max(a.min_brokers, math.ceil(need - 1e-9))
+    return math.ceil(brokers / a.brokers_multiple_of) * a.brokers_multiple_of
+
+
+def price_kafka(workload: Workload, prices: PriceTable, assumptions: Assumptions) -> Estimate:
+    a, p = assumptions.kafka, prices.prices
+    w = workload
+    inst = prices.instance(a.instance_type)
+    brokers = kafka_brokers_needed(w, a, prices)
+    ctrl = prices.instance(a.controller_instance_type)
+    written_gib = _gib_per_month(w.write_mbps)
+    read_gib = _gib_per_month(w.read_mbps)
+    disk_gib = retained_gib(w) * a.replication_factor * (1 + a.disk_headroom_fraction)
+    broker_disk_mbps = a.replication_factor * w.write_mbps / brokers
+    extra_mbps = max(0.0, broker_disk_mbps - a.gp3_included_mbps) * brokers
+    lines = [
+        _line(
+            "compute",
+            f"EC2 {a.instance_type} brokers",
+            brokers * HOURS_PER_MONTH,
+            _instance_price(inst.usd_per_hour, inst.source, a.instance_type),
+            f"{brokers} x 730 h",
+        ),
+        _line(
+            "compute",
+            f"EC2 {a.controller_instance_type} controllers",
+            a.controllers * HOURS_PER_MONTH,
+            _instance_price(ctrl.usd_per_hour, ctrl.source, a.controller_instance_type),
+            f"{a.controllers} x 730 h (KRaft)",
+        ),
+        _line(
+            "storage",
+            "EBS gp3 capacity",
+            disk_gib,
+            p.ebs_gp3_gb_month,
+            f"{retained_gib(w):,.0f} GiB retained x {a.replication_factor} replicas x "
+            f"{1 + a.disk_headroom_fraction:g} headroom",
+        ),
+        _line(
+            "storage",
+            "EBS gp3 throughput above included",
+            extra_mbps,
+            p.ebs_gp3_mbps_month,
+            f"{broker_disk_mbps:.0f} MB/s written per broker vs {a.gp3_included_mbps:g} included",
+        ),
+        _line(
+            "network",
+            "cross-AZ: replication",
+            written_gib * (a.replication_factor - 1),
+            p.cross_az_gb,
+            f"{a.replication_factor - 1} followers in other AZs",
+        ),
+        *_cross_az_client_lines(written_gib, read_gib, a, prices),
+    ]
+    sizing: dict[str, float | int | str] = {
+        "brokers": brokers,
+        "instance": a.instance_type,
+        "network MB/s in per broker": round(a.replication_factor * w.write_mbps / brokers, 1),
+        "network MB/s out per broker": round(
+            (w.read_mbps + (a.replication_factor - 1) * w.write_mbps) / brokers, 1
+        ),
+        "baseline network MB/s": round(inst.network_baseline_mbps, 1),
+        "EBS MB/s per broker": round(broker_disk_mbps, 1),
+        "EBS GiB provisioned": round(disk_gib, 1),
+    }
+    return Estimate(system="kafka", sizing=sizing, lines=lines)
+
+
+def _instance_price(usd_per_hour: float, source: str, name: str) -> Price:
+    return Price(usd=usd_per_hour, per=1, unit=f"{name} instance-hour", source=source)
+
+
+# -- a load that varies over the day ------------------------------------------------------
+
+
+def diurnal_profile(min_write_mbps: float, max_write_mbps: float, hours: int = 24) -> list[float]:
+    """Hourly produce rates of a day: a cosine from the minimum (hour 0) to the maximum
+    (hour 12) and back; the mean is (min + max) / 2."""
+    span = max_write_mbps - min_write_mbps
+    return [
+        min_write_mbps + span * (1 - math.cos(2 * math.pi * h / hours)) / 2 for h in range(hours)
+    ]
+
+
+def _average(estimates: list[Estimate], system: str) -> Estimate:
+    """Mean of per-hour monthly estimates, line by line (same items in the same order)."""
+    n = len(estimates)
+    merged: dict[str, LineItem] = {}
+    # the hour with the most lines (e.g. every S3 tier) fixes the order
+    for e in sorted(estimates, key=lambda e: -len(e.lines)):
+        for line in e.lines:
+            have = merged.get(line.item)
+            if have is None:
+                merged[line.item] = line.model_copy(
+                    update={
+                        "quantity": line.quantity / n,
+                        "usd_month": line.usd_month / n,
+                        "basis": "mean over the day's hours",
+                    }
+                )
+            else:
+                have.quantity += line.quantity / n
+                have.usd_month += line.usd_month / n
+    return Estimate(system=system, sizing={}, lines=list(merged.values()))
+
+
+def price_profile(
+    hourly_write_mbps: list[float],
+    read_ratio: float,
+    retention_h: float,
+    partitions: int,
+    prices: PriceTable,
+    assumptions: Assumptions,
+) -> tuple[Estimate, Estimate]:
+    """One month of days shaped like ``hourly_write_mbps``.
+
+    This system follows the load: each hour is priced with the brokers the autoscaler sizes
+    for that hour. Kafka cannot move data fast enough to follow a daily curve, so its brokers
+    (and their per-broker EBS throughput) are sized for the peak hour, while its storage and
+    network follow the bytes like ours. Retention spans whole days, so stored bytes are the
+    daily mean x retention for both."""
+    loads = [
+        Workload(
+            write_mbps=w, read_mbps=w * read_ratio, retention_h=retention_h, partitions=partitions
+        )
+        for w in hourly_write_mbps
+    ]
+    ours_hours = [price_ours(w, prices, assumptions) for w in loads]
+    ours = _average(ours_hours, "ours")
+    peak = max(loads, key=lambda w: w.write_mbps)
+    kafka_peak = price_kafka(peak, prices, assumptions)
+    kafka_mean = _average([price_kafka(w, prices, assumptions) for w in loads], "kafka")
+    peak_items = {
+        line.item: line
+        for line in kafka_peak.lines
+        if line.category == "compute" or "throughput" in line.item
+    }
+    kafka_lines = [
+        peak_items[line.item].model_copy(
+            update={"basis": "sized for the peak hour: " + peak_items[line.item].basis}
+        )
+        if line.item in peak_items
+        else line
+        for line in kafka_mean.lines
+    ]
+    brokers = [int(e.sizing["brokers"]) for e in ours_hours]
+    ours.sizing = {
+        "write MB/s min/mean/max": f"{min(hourly_write_mbps):g}/"
+        f"{sum(hourly_write_mbps) / len(hourly_write_mbps):.0f}/{max(hourly_write_mbps):g}",
+        "brokers min/mean/max": f"{min(brokers)}/{sum(brokers) / len(brokers):.1f}/{max(brokers)}",
+    }
+    kafka = Estimate(
+        system="kafka",
+        sizing={
+            "brokers": kafka_peak.sizing["brokers"],
+            "instance": assumptions.kafka.instance_type,
+        },
+        lines=kafka_lines,
+    )
+    return ours, kafka

@@ -1,0 +1,109 @@
+"""The broker's metrics outputs: the Prometheus server, the EMF line on a timer, consumer lag
+refreshed on the same timer, and the broker info the control plane reads (metrics URL, ECS
+task ARN). Started and stopped by the broker."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+from broker_service.metrics.counters import BrokerMetrics
+from broker_service.metrics.emf import EmfEmitter
+
+if TYPE_CHECKING:
+    from broker_service.runtime.broker import Broker
+
+log = logging.getLogger(__name__)
+
+
+class MetricsService:
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self.metrics: BrokerMetrics = broker.metrics
+        self.metrics_url: str | None = None
+        self._server: Any = None
+        self._task: asyncio.Task[None] | None = None
+        ns = broker.config.emf_namespace
+        self._emf = EmfEmitter(self.metrics, ns) if ns else None
+
+    async def start(self) -> None:
+        cfg = self.broker.config
+        if cfg.metrics_port:
+            from broker_service.metrics.prometheus import start_http_server
+
+            host = cfg.metrics_host or cfg.host
+            try:
+                self._server = start_http_server(self.metrics, host, cfg.metrics_port)
+            except OSError as exc:  # metrics are not worth refusing to serve Kafka for
+                log.warning("no /metrics: cannot listen on %s:%d (%s)", host, cfg.metrics_port, exc)
+            else:
+                self.metrics_url = f"http://{cfg.advertised[0]}:{cfg.metrics_port}/metrics"
+                log.info("Prometheus metrics on http://%s:%d/metrics", host, cfg.metrics_port)
+        await self.publish_info()
+        self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def publish_info(self) -> None:
+        """Tell the control plane where this broker's metrics are and which task it is."""
+        from broker_service.cluster.task_identity import ecs_task_identity
+
+        me = self.broker.me
+        if me is None:
+            return
+        info = await asyncio.to_thread(ecs_task_identity)
+        if self.broker.config.task_arn:
+            info["task_arn"] = self.broker.config.task_arn
+        if self.metrics_url:
+            info["metrics_url"] = self.metrics_url
+        info["epoch"] = str(me.epoch)  # recovery fences only the registration the task ran
+        try:
+            await asyncio.to_thread(self.broker.metadata.set_broker_info, me.broker_id,
+                                    me.epoch, info)  # fmt: skip
+        except Exception:
+            log.exception("could not publish broker info %s", info)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        if self._emf is not None:  # the last partial interval
+            self._emit()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    async def _loop(self) -> None:
+        interval = self.broker.config.metrics_interval_s
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                self.metrics.consumer_lag = await self.consumer_lag()
+            except Exception:
+                log.exception("consumer lag refresh failed; will retry")
+            if self._emf is not None:
+                self._emit()
+
+    def _emit(self) -> None:
+        assert self._emf is not None
+        sys.stdout.write(self._emf.lines(int(time.time() * 1000)))
+        sys.stdout.flush()
+
+    async def consumer_lag(self) -> dict[tuple[str, str], int]:
+        """(group, topic) -> high watermark minus committed offset, summed over the topic's
+        partitions this broker leads (each broker reports its own; CloudWatch sums them)."""
+        metadata = self.broker.metadata
+
+        def committed() -> list[tuple[str, list[Any]]]:
+            return [(g.group_id, metadata.committed_offsets(g.group_id))
+                    for g in metadata.groups()]  # fmt: skip
+
+        lag: dict[tuple[str, str], int] = {}
+        for group, offsets in await asyncio.to_thread(committed):
+            for o in offsets:
+                plog = self.broker.partition(o.topic, o.partition)
+                if plog is None or plog.leader_id != self.broker.node_id or o.offset < 0:
+                    continue
+                key = (group, o.topic)
+                lag[key] = lag.get(key, 0) + max(0, plog.high_watermark - o.offset)
+        return lag

@@ -1,1 +1,0 @@
-"""Operator tools that talk to a running broker over the Kafka protocol (``groups`` CLI)."""
