@@ -1,7 +1,13 @@
 """What a handler is: (broker, request header, frame) -> response body buffers.
 
-A handler returns the buffers at once, an awaitable of them (produce waiting for the WAL,
-fetch long-polling), or None when no response is sent (acks=0).
+Requests of one connection take effect in the order they were sent (Kafka's guarantee), so
+what a handler returns says when its effects are done:
+- the buffers, or None when no response is sent (acks=0): done, answered at once;
+- ``Later(awaitable)``: done (offsets assigned, state changed), but the answer waits, e.g. for
+  durability (produce) or for data (a fetch long-poll); the next request may start meanwhile;
+- an awaitable (a coroutine): the effects are still under way (an offset commit writing the
+  metadata store); the connection starts nothing else until it finishes, and its result is
+  one of the above.
 """
 
 from __future__ import annotations
@@ -17,7 +23,18 @@ if TYPE_CHECKING:
     from broker_service.runtime.broker import Broker
 
 Buffers = list[memoryview | bytes]
-Result = Buffers | Awaitable[Buffers] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Later:
+    """Effects done; the response comes when ``response`` resolves. Cancelling ``response``
+    (the client went away) must undo nothing: it only observes."""
+
+    response: Awaitable[Buffers]
+
+
+Outcome = Buffers | Later | None
+Result = Outcome | Awaitable[Outcome]
 Handler = Callable[["Broker", RequestHeader, memoryview], Result]
 
 NOT_REQUESTED_OPS = -(2**31)  # authorized_operations when the client did not ask

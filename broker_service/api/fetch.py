@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from kio.schema.errors import ErrorCode
 
 from broker_service.api.access import TOPIC_AUTHORIZATION_FAILED, allowed_topic
-from broker_service.api.base import Buffers, decode
+from broker_service.api.base import Buffers, Later, decode
 from broker_service.kafka.log_store import OffsetOutOfRange
 from broker_service.protocol.fetch import (
     FetchPartitionResult,
@@ -29,9 +28,10 @@ if TYPE_CHECKING:
     from broker_service.runtime.broker import Broker, TopicState
 
 
-def handle(broker: Broker, header: RequestHeader, frame: memoryview) -> Awaitable[Buffers]:
+def handle(broker: Broker, header: RequestHeader, frame: memoryview) -> Later:
     # Decode now, so a malformed request closes the connection before any work is queued.
-    return _fetch(broker, header, decode(header, frame))
+    # A fetch changes nothing: the requests after it start while it long-polls.
+    return Later(_fetch(broker, header, decode(header, frame)))
 
 
 async def _fetch(broker: Broker, header: RequestHeader, req: Any) -> Buffers:
@@ -54,12 +54,12 @@ async def _fetch(broker: Broker, header: RequestHeader, req: Any) -> Buffers:
     max_bytes = req.max_bytes if version >= 3 else 2**31 - 1
     deadline = time.monotonic() + req.max_wait.total_seconds()
     read_committed = req.isolation_level == READ_COMMITTED
+    collector = _Collector(broker, wanted, max_bytes, by_id, read_committed)
     while True:
-        results, total, errors, logs = await _collect(
-            broker, wanted, max_bytes, by_id, read_committed
-        )
+        results, total, errors, logs = await collector.collect()
         remaining = deadline - time.monotonic()
         if total >= req.min_bytes or errors or remaining <= 0 or not logs or denied:
+            collector.count_sent(results)  # what the response carries, once
             return build_fetch_response(version, results + denied)
         await _wait_for_data(logs, remaining)
 
@@ -73,62 +73,113 @@ def _denied(t: Any, name: str, by_id: bool) -> FetchTopicResult:
     return FetchTopicResult(name, t.topic_id if by_id else ZERO_UUID, parts)
 
 
-async def _collect(
-    broker: Broker,
-    wanted: list[tuple[Any, TopicState | None, list[Any]]],
-    max_bytes: int,
-    by_id: bool,
-    read_committed: bool,
-) -> tuple[list[FetchTopicResult], int, bool, list[PartitionLog]]:
-    store = broker.store
-    assert store is not None
-    results: list[FetchTopicResult] = []
-    total = 0
-    errors = False
-    logs: list[PartitionLog] = []
-    for t, state, parts in wanted:
-        presults = []
-        for p in parts:
-            res = FetchPartitionResult(p.partition)
-            plog = state.logs[p.partition] if state and 0 <= p.partition < len(state.logs) else None
-            if plog is None or plog.deleted:
-                res.error_code = (
-                    ErrorCode.unknown_topic_id
-                    if by_id and state is None
-                    else ErrorCode.unknown_topic_or_partition
+class _Collector:
+    """Reads a fetch's partitions; on a long poll's wake-up it reads again only the partitions
+    whose visible end moved (the others' answers cannot have changed)."""
+
+    def __init__(
+        self,
+        broker: Broker,
+        wanted: list[tuple[Any, TopicState | None, list[Any]]],
+        max_bytes: int,
+        by_id: bool,
+        read_committed: bool,
+    ) -> None:
+        self.broker = broker
+        self.wanted = wanted
+        self.max_bytes = max_bytes
+        self.by_id = by_id
+        self.read_committed = read_committed
+        # (topic index, partition index) -> (visible end it was read at, its result)
+        self._seen: dict[tuple[int, int], tuple[int, FetchPartitionResult]] = {}
+
+    async def collect(self) -> tuple[list[FetchTopicResult], int, bool, list[PartitionLog]]:
+        broker = self.broker
+        store = broker.store
+        assert store is not None
+        results: list[FetchTopicResult] = []
+        total = 0
+        errors = False
+        logs: list[PartitionLog] = []
+        for ti, (t, state, parts) in enumerate(self.wanted):
+            presults = []
+            for pi, p in enumerate(parts):
+                plog = (
+                    state.logs[p.partition]
+                    if state and 0 <= p.partition < len(state.logs)
+                    else None
                 )
-                errors = True
-            elif plog.leader_id != broker.node_id:
-                broker.request_refresh()
-                res.error_code = ErrorCode.not_leader_or_follower
-                errors = True
-            else:
-                logs.append(plog)
-                res.high_watermark = plog.high_watermark
-                res.last_stable_offset = lso = plog.last_stable_offset
-                res.log_start_offset = plog.log_start_offset
-                upto = lso if read_committed else None
-                limit = min(p.partition_max_bytes, max_bytes - total)
-                if limit > 0 or total == 0:
-                    try:
-                        res.records = await store.read(
-                            plog, p.fetch_offset, max(limit, 0), upto=upto, min_one=total == 0
-                        )
-                        if read_committed and res.records and plog.producers.aborted:
-                            res.aborted = [
-                                (a.producer_id, a.first_offset)
-                                for a in plog.producers.aborted_between(p.fetch_offset, lso)
-                            ]
-                    except OffsetOutOfRange:
-                        res.error_code = ErrorCode.offset_out_of_range
-                        errors = True
+                res = FetchPartitionResult(p.partition)
+                if plog is None or plog.deleted:
+                    res.error_code = (
+                        ErrorCode.unknown_topic_id
+                        if self.by_id and state is None
+                        else ErrorCode.unknown_topic_or_partition
+                    )
+                    errors = True
+                elif plog.leader_id != broker.node_id:
+                    broker.request_refresh()
+                    res.error_code = ErrorCode.not_leader_or_follower
+                    errors = True
+                else:
+                    logs.append(plog)
+                    lso = plog.last_stable_offset
+                    visible = lso if self.read_committed else plog.high_watermark
+                    seen = self._seen.get((ti, pi))
+                    if seen is not None and seen[0] == visible and not seen[1].records:
+                        res = seen[1]  # nothing new to read since the last pass
+                    else:
+                        res.high_watermark = plog.high_watermark
+                        res.last_stable_offset = lso
+                        res.log_start_offset = plog.log_start_offset
+                        limit = min(p.partition_max_bytes, self.max_bytes - total)
+                        if limit > 0 or total == 0:
+                            errors |= await self._read(store, plog, p, res, limit, total, lso)
+                        self._seen[(ti, pi)] = (visible, res)
                     total += res.size
-                    broker.metrics.fetched(plog.topic, plog.partition, res.size)
-            presults.append(res)
-        name = state.name if state else getattr(t, "topic", "")
-        topic_id = (t.topic_id if by_id else state.topic_id if state else None) or ZERO_UUID
-        results.append(FetchTopicResult(name, topic_id, presults))
-    return results, total, errors, logs
+                presults.append(res)
+            name = state.name if state else getattr(t, "topic", "")
+            topic_id = (
+                t.topic_id if self.by_id else state.topic_id if state else None
+            ) or ZERO_UUID
+            results.append(FetchTopicResult(name, topic_id, presults))
+        return results, total, errors, logs
+
+    async def _read(
+        self,
+        store: Any,
+        plog: PartitionLog,
+        p: Any,
+        res: FetchPartitionResult,
+        limit: int,
+        total: int,
+        lso: int,
+    ) -> bool:
+        """Read one partition into ``res``; True when it ended in an error."""
+        try:
+            res.records = await store.read(
+                plog,
+                p.fetch_offset,
+                max(limit, 0),
+                upto=lso if self.read_committed else None,
+                min_one=total == 0,
+            )
+        except OffsetOutOfRange:
+            res.error_code = ErrorCode.offset_out_of_range
+            return True
+        if self.read_committed and res.records and plog.producers.aborted:
+            res.aborted = [
+                (a.producer_id, a.first_offset)
+                for a in plog.producers.aborted_between(p.fetch_offset, lso)
+            ]
+        return False
+
+    def count_sent(self, results: list[FetchTopicResult]) -> None:
+        metrics = self.broker.metrics
+        for t in results:
+            for res in t.partitions:
+                if res.records:
+                    metrics.fetched(t.name, res.index, res.size)
 
 
 async def _wait_for_data(logs: list[PartitionLog], timeout: float) -> None:

@@ -260,7 +260,7 @@ def _describe(broker: Broker, group_id: str) -> dict[str, Any]:
     }
 
 
-def delete_groups(broker: Broker, header: RequestHeader, frame: memoryview) -> Buffers:
+async def delete_groups(broker: Broker, header: RequestHeader, frame: memoryview) -> Buffers:
     req = decode(header, frame)
     results = []
     for gid in req.groups_names:
@@ -268,7 +268,7 @@ def delete_groups(broker: Broker, header: RequestHeader, frame: memoryview) -> B
         try:
             require_group(broker, header, DELETE, gid)
             E.require_coordinator(broker.coordinates(gid))
-            broker.groups.delete(gid)
+            await broker.groups.delete(gid)
         except E.GroupError as exc:
             code = exc.code
         results.append({"group_id": gid, "error_code": code})

@@ -90,17 +90,21 @@ async def _commit(broker: Broker, header: RequestHeader, req: Any) -> Buffers:
 def offset_fetch(broker: Broker, header: RequestHeader, frame: memoryview) -> Result:
     req = decode(header, frame)
     ids = [g.group_id for g in req.groups] if header.api_version >= 8 else [req.group_id]
-    if any(broker.txn.has_pending_offsets(g) for g in ids):
-        return _offset_fetch_after_txns(broker, header, req, ids)
+    if any(broker.txn.has_pending_offsets(g) for g in ids) or not all(
+        broker.groups.cached(g) for g in ids if broker.coordinates(g)
+    ):
+        return _offset_fetch_after_loading(broker, header, req, ids)
     return _offset_fetch(broker, header, req, {})
 
 
-async def _offset_fetch_after_txns(
+async def _offset_fetch_after_loading(
     broker: Broker, header: RequestHeader, req: Any, ids: list[str]
 ) -> Buffers:
-    """Some of these groups have offsets inside transactions: those that ended are re-read;
-    those still open are UNSTABLE_OFFSET_COMMIT for a consumer asking for stable offsets."""
+    """Some groups' offsets are not cached here yet (read them off the event loop), or some
+    are inside transactions: those that ended are re-read; those still open are
+    UNSTABLE_OFFSET_COMMIT for a consumer asking for stable offsets."""
     unstable = {g: await broker.txn.unstable_offsets(g) for g in ids}
+    await broker.groups.load([g for g in ids if broker.coordinates(g)])
     if not getattr(req, "require_stable", False):
         unstable = {}
     return _offset_fetch(broker, header, req, unstable)
@@ -192,7 +196,7 @@ def _fetch_group(
     return {"group_id": group_id, "topics": out, "error_code": 0}
 
 
-def offset_delete(broker: Broker, header: RequestHeader, frame: memoryview) -> Buffers:
+async def offset_delete(broker: Broker, header: RequestHeader, frame: memoryview) -> Buffers:
     req = decode(header, frame)
     if not allowed_group(broker, header, DELETE, req.group_id):
         return respond(
@@ -220,5 +224,5 @@ def offset_delete(broker: Broker, header: RequestHeader, frame: memoryview) -> B
                 deleting.append((t.name, p.partition_index))
             parts.append({"partition_index": p.partition_index, "error_code": code})
         topics.append({"name": t.name, "partitions": parts})
-    broker.groups.delete_offsets(req.group_id, deleting)
+    await broker.groups.delete_offsets(req.group_id, deleting)
     return respond(header, {"throttle_time": 0, "error_code": 0, "topics": topics})

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import time
 from typing import TYPE_CHECKING, Any
 
 from kio.schema.errors import ErrorCode
 
 from broker_service.api.access import TOPIC_AUTHORIZATION_FAILED, allowed_topic, refuse_produce
-from broker_service.api.base import Buffers, Result
+from broker_service.api.base import Buffers, Later, Result
+from broker_service.kafka.partition import NotDurable
 from broker_service.kafka.producer_state import Outcome, Verdict
 from broker_service.protocol.frames import RequestHeader
 from broker_service.protocol.produce import (
@@ -30,6 +33,7 @@ from broker_service.protocol.record_batch import (
     validate_batches,
 )
 from broker_service.security.acl import WRITE
+from broker_service.stream.wal import WalTimeout
 
 if TYPE_CHECKING:
     from broker_service.kafka.partition import PartitionLog
@@ -41,13 +45,32 @@ log = logging.getLogger(__name__)
 def handle(broker: Broker, header: RequestHeader, frame: memoryview) -> Result:
     version = header.api_version
     req = parse_produce(frame, header.body_offset, version)
-    topics: list[tuple[str, list[ProducePartitionResult]]] = []
     refused = refuse_produce(broker, header, req.acks, req.transactional_id)
     if refused is not None:
-        for t in req.topics:
-            results = [ProducePartitionResult(p.index, refused) for p in t.partitions]
-            topics.append((t.name, results))
+        topics = [
+            (t.name, [ProducePartitionResult(p.index, refused) for p in t.partitions])
+            for t in req.topics
+        ]
         return [build_produce_response(version, topics, header.throttle_ms)]
+    if any(t.name not in broker.topics for t in req.topics):
+        return _produce_after_learning(broker, header, req)  # effects wait for the re-read
+    return _produce(broker, header, req)
+
+
+async def _produce_after_learning(broker: Broker, header: RequestHeader, req: Any) -> Any:
+    """A topic unknown here may have been created through another broker a moment ago."""
+    await broker.learn_unknown_topics()
+    return _produce(broker, header, req)
+
+
+def _produce(broker: Broker, header: RequestHeader, req: Any) -> Buffers | Later | None:
+    """Append every partition's batches now (the effects, in request order); the answer
+    waits for durability. The request's timeout bounds that wait: a batch not durable in
+    time is never committed afterwards (the WAL refuses it) and is answered
+    REQUEST_TIMED_OUT, so a producer's retry cannot duplicate it."""
+    version = header.api_version
+    deadline = time.monotonic() + max(req.timeout_ms, 0) / 1000 if req.acks != 0 else math.inf
+    topics: list[tuple[str, list[ProducePartitionResult]]] = []
     pending: list[tuple[ProducePartitionResult, asyncio.Future[Any]]] = []
     for t in req.topics:
         state = broker.topics.get(t.name)
@@ -57,20 +80,27 @@ def handle(broker: Broker, header: RequestHeader, frame: memoryview) -> Result:
             continue
         results = []
         for p in t.partitions:
-            res, fut = _append(broker, state, p)
+            res, fut = _append(broker, state, p, deadline)
             results.append(res)
             if fut is not None:
                 pending.append((res, fut))
         topics.append((t.name, results))
     if req.acks == 0:
+        for _, fut in pending:  # nobody waits: the partition completes them all the same
+            fut.add_done_callback(_ignore)
         return None
     if not pending:
         return [build_produce_response(version, topics, header.throttle_ms)]
-    return _respond_when_durable(broker, version, topics, pending, header.throttle_ms)
+    return Later(_respond_when_durable(broker, version, topics, pending, header.throttle_ms))
+
+
+def _ignore(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled():
+        fut.exception()
 
 
 def _append(
-    broker: Broker, state: TopicState | None, p: ProducePartition
+    broker: Broker, state: TopicState | None, p: ProducePartition, deadline: float
 ) -> tuple[ProducePartitionResult, asyncio.Future[Any] | None]:
     res = ProducePartitionResult(p.index)
     plog = state.logs[p.index] if state is not None and 0 <= p.index < len(state.logs) else None
@@ -106,6 +136,10 @@ def _append(
         res.error_code = ErrorCode.message_too_large
         res.error_message = f"record batch larger than max.message.bytes={limit}"
         return res, None
+    if not broker.store.wal.healthy:
+        res.error_code = ErrorCode.kafka_storage_error
+        res.error_message = "the write-ahead log cannot accept writes"
+        return res, None
     if batches[0][1].producer_id >= 0 or batches[0][1].is_control:
         verdict = _check_producer(plog, batches)
         if verdict.outcome is Outcome.REJECT:
@@ -115,15 +149,15 @@ def _append(
         if verdict.duplicate is not None:  # a retry: answer with the original offsets
             res.base_offset = verdict.duplicate.base_offset
             res.log_start_offset = plog.log_start_offset
-            return res, asyncio.ensure_future(_durable(broker, plog, verdict.duplicate.last_offset))
-    res.base_offset, fut = broker.store.append(plog, p.records, batches)
+            return res, plog.wait_durable(verdict.duplicate.last_offset + 1)
+    res.base_offset, fut = broker.store.append(plog, p.records, batches, deadline)
     broker.metrics.produced(plog.topic, plog.partition, len(p.records))
     res.log_start_offset = plog.log_start_offset
     return res, fut
 
 
 def _check_producer(plog: PartitionLog, batches: list[tuple[int, BatchHeader]]) -> Verdict:
-    """Idempotence and transaction checks (Kafka's rules, see txn/producer_state.py). A
+    """Idempotence and transaction checks (Kafka's rules, see kafka/producer_state.py). A
     request carries one batch per partition in practice; later batches of the same producer
     in one request follow the first one's sequence."""
     first = batches[0][1]
@@ -139,22 +173,6 @@ def _check_producer(plog: PartitionLog, batches: list[tuple[int, BatchHeader]]) 
     return plog.producers.check(first)
 
 
-async def _durable(broker: Broker, plog: PartitionLog, last_offset: int) -> None:
-    """Wait until a duplicate's original batch is durable (it may still be in the WAL)."""
-    loop = asyncio.get_running_loop()
-    while plog.high_watermark <= last_offset:
-        if plog.deleted or plog.leader_id != broker.node_id:
-            raise RuntimeError("partition left this broker before the batch was durable")
-        fut: asyncio.Future[None] = loop.create_future()
-        plog.waiters.add(fut)
-        try:
-            await asyncio.wait_for(fut, 1.0)
-        except TimeoutError:
-            pass
-        finally:
-            plog.waiters.discard(fut)
-
-
 async def _respond_when_durable(
     broker: Broker,
     version: int,
@@ -165,11 +183,16 @@ async def _respond_when_durable(
     for res, fut in pending:
         try:
             await fut
-        except Exception as exc:
-            log.error("partition %d: batch not durable: %s", res.index, exc)
-            res.error_code = ErrorCode.kafka_storage_error
-            res.error_message = "write-ahead log failed"
+        except NotDurable as exc:
             res.base_offset = -1
+            if isinstance(exc.cause, WalTimeout):
+                res.error_code = ErrorCode.request_timed_out
+            elif exc.cause is None:  # leadership moved before it was durable
+                res.error_code = ErrorCode.not_leader_or_follower
+            else:
+                log.warning("partition %d: batch not durable: %s", res.index, exc)
+                res.error_code = ErrorCode.kafka_storage_error
+                res.error_message = str(exc)
             continue
         if not broker.may_acknowledge():  # lease lost meanwhile: another broker may lead now
             res.error_code = ErrorCode.not_leader_or_follower

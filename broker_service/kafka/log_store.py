@@ -10,8 +10,8 @@ Read: recent offsets from the log cache, older ones from objects through the blo
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
+import math
 import time
 from bisect import bisect_right
 from collections import OrderedDict
@@ -26,20 +26,19 @@ from broker_service.protocol.record_batch import (
     batch_spans,
     iter_headers,
     read_header,
-    set_base_offset,
-    set_leader_epoch,
 )
 from broker_service.protocol.records import record_timestamps
 from broker_service.stream.block_cache import BlockCache
 from broker_service.stream.object_format import (
     FOOTER_SIZE,
     IndexEntry,
-    StreamSetObjectBuilder,
     parse_footer,
     parse_index,
 )
+from broker_service.stream.object_writer import Batches, ObjectWriter, WrittenObject
 from broker_service.stream.objectstore.base import ObjectNotFound, ObjectStore
-from broker_service.stream.wal import Wal, WalEntry
+from broker_service.stream.wal import Wal, WalEntry, WalRecord
+from broker_service.stream.wal.base import Done
 
 log = logging.getLogger(__name__)
 
@@ -49,23 +48,6 @@ PRODUCER_ID_EXPIRATION_MS = 86_400_000  # Kafka's producer.id.expiration.ms defa
 
 class OffsetOutOfRange(Exception):
     pass
-
-
-def _on_durable(plog: PartitionLog, end: int, fut: asyncio.Future[StreamRange | None]) -> None:
-    if fut.cancelled() or fut.exception() is not None:
-        return
-    committed = fut.result()
-    if committed is not None and committed.end_offset > plog.committed_end:
-        plog.add_range(committed)  # the WAL itself committed the object holding it
-    plog.advance_high_watermark(end)
-
-
-def _apply_producer(plog: PartitionLog, h: BatchHeader, base: int, batch: memoryview) -> None:
-    if h.producer_id < 0:
-        return
-    plog.has_producers = True
-    marker = marker_type(h, batch) if h.is_control else None
-    plog.producers.apply(h, base, marker, h.max_timestamp)
 
 
 def _ignore_failure(fut: asyncio.Future[bytes]) -> None:
@@ -101,6 +83,7 @@ class StreamStore:
         self.upload_interval = upload_interval_ms / 1000.0
         self.upload_bytes = upload_bytes
         self.block_bytes = block_bytes
+        self.writer = ObjectWriter(object_store, block_bytes)
         self._indexes: OrderedDict[str, dict[int, list[IndexEntry]]] = OrderedDict()
         self._loading: dict[tuple[str, int], asyncio.Future[bytes]] = {}
         self.read_ahead_blocks = read_ahead_blocks
@@ -134,7 +117,7 @@ class StreamStore:
         plog = self.logs.pop(stream_id, None)
         if plog is not None:
             plog.deleted = True
-            plog.wake()
+            plog.abandon(f"{plog.topic}-{plog.partition} was deleted")
 
     def replay(self, entries: list[WalEntry]) -> int:
         """Put durable WAL entries not yet in objects back in the log; return how many."""
@@ -153,10 +136,13 @@ class StreamStore:
             data = memoryview(e.data)
             for pos, h in iter_headers(data):
                 view = data[pos : pos + h.size]
-                plog.cache_append(
-                    CachedBatch(h.base_offset, h.last_offset + 1, h.max_timestamp, view)
-                )
-                _apply_producer(plog, h, h.base_offset, view)
+                cached = CachedBatch(h.base_offset, h.last_offset + 1, h.max_timestamp, view)
+                if h.producer_id >= 0:
+                    cached.header = h
+                    cached.marker = marker_type(h, view) if h.is_control else None
+                    plog.has_producers = True
+                    plog.producers.apply(h, h.base_offset, cached.marker, h.max_timestamp)
+                plog.cache_append(cached)
             plog.next_offset = plog.high_watermark = e.end_offset
             self._pending_upload_bytes += len(data)
             replayed += 1
@@ -184,28 +170,35 @@ class StreamStore:
 
     # -- write path --------------------------------------------------------------------
     def append(
-        self, plog: PartitionLog, view: memoryview, batches: list[tuple[int, BatchHeader]]
-    ) -> tuple[int, asyncio.Future[StreamRange | None]]:
-        """Assign offsets in place (``view`` is writable and ours to keep) and queue the
-        batches for durability. Returns (base offset, future resolved when durable)."""
+        self,
+        plog: PartitionLog,
+        view: memoryview,
+        batches: list[tuple[int, BatchHeader]],
+        deadline: float = math.inf,
+    ) -> tuple[int, asyncio.Future[None]]:
+        """Assign offsets in place (``view`` is writable and ours to keep) and hand the
+        batches to the WAL, whose report completes them in the partition whatever the
+        client does. Returns (base offset, an observer resolved once they are durable)."""
         base = plog.next_offset
-        buf = view
-        offset = base
-        for pos, h in batches:
-            set_base_offset(buf, pos, offset)
-            set_leader_epoch(buf, pos, plog.leader_epoch)
-            end = offset + h.last_offset_delta + 1
-            batch = view[pos : pos + h.size]
-            plog.cache_append(CachedBatch(offset, end, h.max_timestamp, batch))
-            if h.producer_id >= 0:
-                _apply_producer(plog, h, offset, batch)
-            offset = end
-        plog.next_offset = offset
+        end = plog.append(view, batches, int(time.time() * 1000))
         if self.wal.needs_upload:
             self._pending_upload_bytes += len(view)
-        fut = self.wal.append(plog.stream_id, base, offset, view)
-        fut.add_done_callback(functools.partial(_on_durable, plog, offset))
-        return base, fut
+        max_ts = max(h.max_timestamp for _, h in batches)
+        self.wal.append(
+            WalRecord(plog.stream_id, base, end, view, max_ts, self._wal_done(plog), deadline)
+        )
+        return base, plog.wait_durable(end)
+
+    def _wal_done(self, plog: PartitionLog) -> Done:
+        def done(rec: WalRecord, committed: StreamRange | None, exc: BaseException | None) -> None:
+            if exc is None:
+                plog.durable(rec.end_offset, committed)
+                return
+            if self.wal.needs_upload and rec.base_offset < plog.next_offset:
+                self._pending_upload_bytes -= len(rec.data)
+            plog.failed(rec.base_offset, exc)
+
+        return done
 
     # -- producer state (idempotence, transactions) ---------------------------------------
     async def load_producer_state(self, plog: PartitionLog) -> None:
@@ -472,21 +465,28 @@ class StreamStore:
         """Upload durable, uncommitted data as one StreamSetObject of about ``upload_bytes``
         (the rest waits for the next round). Returns the object's size."""
         async with self._upload_lock:
-            builder = StreamSetObjectBuilder(self.block_bytes)
+            streams: list[tuple[int, Batches]] = []
             taken: list[tuple[PartitionLog, int]] = []
+            size = 0
             for plog in list(self.logs.values()):
-                if builder.size >= self.upload_bytes:
+                if size >= self.upload_bytes:
                     break
                 start, hw = plog.committed_end, plog.high_watermark
-                if hw <= start or not plog.cache:
+                if hw <= start or not plog.cache or plog.leader_id != self.broker_id:
                     continue
                 batches: list[tuple[int, int, int, memoryview]] = []
+                nbytes = 0
                 for b in plog.cache[plog.cache_index(start) :]:
-                    if b.base_offset >= hw or (batches and builder.size >= self.upload_bytes):
+                    if b.base_offset >= hw or (batches and size + nbytes >= self.upload_bytes):
                         break
-                    batches.append((b.base_offset, b.end_offset, b.max_timestamp, b.data))
-                builder.add_stream(plog.stream_id, batches)
-                taken.append((plog, sum(len(x[3]) for x in batches)))
+                    if b.base_offset >= start:
+                        batches.append((b.base_offset, b.end_offset, b.max_timestamp, b.data))
+                        nbytes += len(b.data)
+                if not batches:
+                    continue
+                streams.append((plog.stream_id, batches))
+                taken.append((plog, nbytes))
+                size += nbytes
             if not taken:  # recount: bytes of deleted topics never get uploaded
                 self._pending_upload_bytes = sum(
                     len(b.data)
@@ -495,28 +495,12 @@ class StreamStore:
                     if b.base_offset >= p.committed_end
                 )
                 return 0
-            parts = builder.build()
-            size = sum(len(p) for p in parts)
             self._object_seq += 1
             key = (
                 f"sso/{self.broker_id}-{self.broker_epoch}-{time.time_ns()}-{self._object_seq}.sso"
             )
-            await self.objects.put(key, parts)
-            ranges = [
-                StreamRange(
-                    s.stream_id,
-                    s.start_offset,
-                    s.end_offset,
-                    key,
-                    s.position,
-                    s.size,
-                    s.max_timestamp,
-                )
-                for s in builder.spans
-            ]
-            await asyncio.to_thread(
-                self.metadata.commit_object, self.broker_id, self.broker_epoch, key, size, ranges
-            )
+            written = await self.writer.write(key, streams, self._commit_upload)
+            ranges = written.ranges
             for r, (plog, nbytes) in zip(ranges, taken, strict=True):
                 plog.add_range(r)
                 self._pending_upload_bytes -= nbytes
@@ -525,8 +509,13 @@ class StreamStore:
                 {s: p.committed_end for s, p in self.logs.items() if p.leader_id == self.broker_id}
             )
             self._evict()
-            log.debug("uploaded %s: %d bytes, %d streams", key, size, len(ranges))
-            return size
+            log.debug("uploaded %s: %d bytes, %d streams", key, written.size, len(ranges))
+            return written.size
+
+    async def _commit_upload(self, w: WrittenObject) -> None:
+        await asyncio.to_thread(
+            self.metadata.commit_object, self.broker_id, self.broker_epoch, w.key, w.size, w.ranges
+        )
 
     def _evict(self) -> None:
         total = sum(p.cache_bytes for p in self.logs.values())

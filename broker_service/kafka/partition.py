@@ -1,4 +1,12 @@
-"""In-memory state of one partition led by this broker: offsets, log cache, object index."""
+"""One partition led (or known) by this broker: offsets, log cache, object index, producer
+state, and the completion of its appends.
+
+The partition owns what happens to a batch once it has offsets, whatever the client does:
+``append`` assigns offsets and records the batch; the WAL then reports it ``durable`` (the
+high watermark moves, waiting answers resolve) or ``failed`` (the partition truncates back to
+the last durable offset and everything after it is refused). Answers only observe this through
+``wait_durable``: a client that goes away cancels its observer, never the completion.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +17,17 @@ from dataclasses import dataclass, field
 from broker_service.kafka.producer_state import ProducerStateTable
 from broker_service.metadata.base import StreamRange
 from broker_service.protocol.control_batch import marker_type
-from broker_service.protocol.record_batch import read_header
+from broker_service.protocol.record_batch import BatchHeader, set_base_offset, set_leader_epoch
+
+
+class NotDurable(Exception):
+    """The batch did not become durable: the partition truncated it (WAL failure, timeout, or
+    leadership moved); the client retries. ``cause`` says why (a WalError, or None when
+    leadership moved)."""
+
+    def __init__(self, message: str, cause: BaseException | None = None) -> None:
+        super().__init__(message)
+        self.cause = cause
 
 
 @dataclass(slots=True)
@@ -18,6 +36,10 @@ class CachedBatch:
     end_offset: int  # exclusive
     max_timestamp: int
     data: memoryview
+    # idempotent/transactional batches: what committing them applies to the committed
+    # producer state (kept from the append, so nothing is parsed twice)
+    header: BatchHeader | None = None
+    marker: int | None = None
 
 
 @dataclass(eq=False)
@@ -35,7 +57,7 @@ class PartitionLog:
     cache_bytes: int = 0
     ranges: list[StreamRange] = field(default_factory=list)
     range_starts: list[int] = field(default_factory=list)
-    waiters: set[asyncio.Future[None]] = field(default_factory=set)
+    waiters: set[asyncio.Future[None]] = field(default_factory=set)  # fetch long polls
     deleted: bool = False
     leader_id: int = -1  # the broker serving this partition (this one, or where to go)
     moving: bool = False  # a graceful hand-over is under way: accept nothing new
@@ -45,7 +67,110 @@ class PartitionLog:
     committed_producers: ProducerStateTable = field(default_factory=ProducerStateTable)
     has_producers: bool = False  # some batch carried a producer id: track committed state
     snapshot_offset: int = -1  # offset of the last snapshot saved or loaded (-1: none)
+    # answers waiting for an offset to become durable: (end offset, future)
+    _durable_waiters: list[tuple[int, asyncio.Future[None]]] = field(default_factory=list)
 
+    # -- the write path ------------------------------------------------------------------
+    def append(self, view: memoryview, batches: list[tuple[int, BatchHeader]], now_ms: int) -> int:
+        """Give the batches offsets (rewritten in place: ``view`` is ours to keep), put them
+        in the log cache and the producer state. Returns the end offset; the caller hands
+        them to the WAL, which reports ``durable`` or ``failed``."""
+        offset = self.next_offset
+        for pos, h in batches:
+            set_base_offset(view, pos, offset)
+            set_leader_epoch(view, pos, self.leader_epoch)
+            end = offset + h.last_offset_delta + 1
+            batch = view[pos : pos + h.size]
+            cached = CachedBatch(offset, end, h.max_timestamp, batch)
+            if h.producer_id >= 0:
+                cached.header = h
+                cached.marker = marker_type(h, batch) if h.is_control else None
+                self.has_producers = True
+                self.producers.apply(h, offset, cached.marker, now_ms)
+            self.cache_append(cached)
+            offset = end
+        self.next_offset = offset
+        return offset
+
+    def durable(self, end: int, committed: StreamRange | None) -> None:
+        """The WAL made everything below ``end`` durable (and, object WAL, committed it)."""
+        if committed is not None and committed.end_offset > self.committed_end:
+            self.add_range(committed)
+        if end > self.high_watermark:
+            self.high_watermark = end
+            self.wake()
+            self._resolve_durable()
+
+    def failed(self, base: int, exc: BaseException) -> None:
+        """Batches from ``base`` did not become durable: truncate to there (offsets after it
+        were never acknowledged) and refuse every answer waiting beyond it."""
+        if base < self.next_offset:
+            self.truncate_to(max(base, self.high_watermark))
+        self._fail_waiters_after(self.next_offset, exc)
+
+    def truncate_to(self, offset: int) -> None:
+        """Forget appended, not yet durable batches from ``offset`` on; the producer state is
+        rebuilt from the committed state and the durable batches after it."""
+        assert offset >= self.high_watermark, "durable data is never truncated"
+        keep = bisect_right(self.cache_bases, offset - 1) if offset > 0 else 0
+        while keep > 0 and self.cache[keep - 1].end_offset > offset:
+            keep -= 1  # a batch straddling the cut goes too (offsets are batch boundaries)
+        for b in self.cache[keep:]:
+            self.cache_bytes -= len(b.data)
+        del self.cache[keep:]
+        del self.cache_bases[keep:]
+        self.next_offset = offset
+        if self.has_producers:
+            table = ProducerStateTable.decode(self.committed_producers.encode())
+            for b in self.cache:
+                if b.base_offset >= self.committed_end and b.header is not None:
+                    table.apply(b.header, b.base_offset, b.marker)
+            self.producers = table
+
+    def wait_durable(self, end: int) -> asyncio.Future[None]:
+        """A future resolved once everything below ``end`` is durable, failed with NotDurable
+        if it is truncated first. Cancelling it (the client left) changes nothing else."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if end <= self.high_watermark:
+            fut.set_result(None)
+        elif end > self.next_offset:
+            fut.set_exception(NotDurable(f"offset {end} was never appended"))
+        else:
+            self._durable_waiters.append((end, fut))
+        return fut
+
+    def in_flight(self) -> bool:
+        return self.next_offset > self.high_watermark
+
+    def _resolve_durable(self) -> None:
+        hw = self.high_watermark
+        keep = []
+        for end, fut in self._durable_waiters:
+            if end <= hw:
+                if not fut.done():
+                    fut.set_result(None)
+            else:
+                keep.append((end, fut))
+        self._durable_waiters = keep
+
+    def _fail_waiters_after(self, offset: int, exc: BaseException) -> None:
+        keep = []
+        for end, fut in self._durable_waiters:
+            if end > offset:
+                if not fut.done():
+                    cause = exc.cause if isinstance(exc, NotDurable) else exc
+                    fut.set_exception(NotDurable(str(exc), cause))
+            else:
+                keep.append((end, fut))
+        self._durable_waiters = keep
+
+    def abandon(self, why: str) -> None:
+        """Leadership left (or the partition was deleted): nothing in flight will be
+        answered here; waiting answers are refused so their clients retry elsewhere."""
+        self._fail_waiters_after(-1, NotDurable(why))
+        self.wake()
+
+    # -- the object index --------------------------------------------------------------------
     def load_ranges(self, ranges: list[StreamRange]) -> None:
         self.ranges = list(ranges)
         self.range_starts = [r.start_offset for r in ranges]
@@ -68,13 +193,17 @@ class PartitionLog:
             b = self.cache[i]
             if b.base_offset >= end:
                 break
-            if b.base_offset < start:
-                continue
-            h = read_header(b.data)
-            if h.producer_id >= 0:
-                marker = marker_type(h, b.data) if h.is_control else None
-                self.committed_producers.apply(h, b.base_offset, marker, h.max_timestamp)
+            if b.base_offset >= start and b.header is not None:
+                self.committed_producers.apply(b.header, b.base_offset, b.marker)
 
+    def range_for(self, offset: int) -> StreamRange | None:
+        i = bisect_right(self.range_starts, offset) - 1
+        if i < 0:
+            return self.ranges[0] if self.ranges else None
+        r = self.ranges[i]
+        return r if offset < r.end_offset else None
+
+    # -- the log cache ---------------------------------------------------------------------
     @property
     def last_stable_offset(self) -> int:
         first = self.producers.first_unstable_offset()
@@ -86,19 +215,17 @@ class PartitionLog:
         self.cache_bases.append(batch.base_offset)
         self.cache_bytes += len(batch.data)
 
+    def clear_cache(self) -> None:
+        self.cache.clear()
+        self.cache_bases.clear()
+        self.cache_bytes = 0
+
     def cache_start(self) -> int:
         return self.cache_bases[0] if self.cache_bases else self.next_offset
 
     def cache_index(self, offset: int) -> int:
         """Index of the cached batch holding ``offset`` (offset >= cache_start())."""
         return max(bisect_right(self.cache_bases, offset) - 1, 0)
-
-    def range_for(self, offset: int) -> StreamRange | None:
-        i = bisect_right(self.range_starts, offset) - 1
-        if i < 0:
-            return self.ranges[0] if self.ranges else None
-        r = self.ranges[i]
-        return r if offset < r.end_offset else None
 
     def evict_uploaded(self, max_bytes: int) -> int:
         """Drop cached batches already in objects, oldest first, down to ``max_bytes``."""
@@ -116,11 +243,6 @@ class PartitionLog:
             del self.cache_bases[:n]
             self.cache_bytes -= freed
         return freed
-
-    def advance_high_watermark(self, end: int) -> None:
-        if end > self.high_watermark:
-            self.high_watermark = end
-            self.wake()
 
     def wake(self) -> None:
         if self.waiters:

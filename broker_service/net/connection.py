@@ -1,7 +1,15 @@
-"""One client connection: framing, in-order responses, backpressure.
+"""One client connection: bytes in through the framer, requests through the pipeline one at a
+time in arrival order, responses out in request order.
 
-Requests are dispatched as they arrive (so pipelined produce requests share one WAL group
-commit) but responses leave in request order, as Kafka requires.
+Ordering (Kafka's guarantee, DESIGN.md invariant 6): a request starts only when the one before
+it has finished taking effect. A handler that returns ``Later`` has finished its effects
+(offsets assigned, state changed) and only its answer waits (durability, a long poll), so the
+next request starts at once: pipelined produce requests share one WAL group commit, and
+responses still leave in order. A handler whose effects are under way (an awaitable) holds the
+next request back until they are done.
+
+A closed connection drops the requests it has not started and the answers nobody will read;
+effects already under way finish (a batch handed to the WAL completes whatever the client does).
 """
 
 from __future__ import annotations
@@ -11,68 +19,61 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
-from broker_service.api import APIS, access, sasl
-from broker_service.api.api_versions import UNSUPPORTED_VERSION, api_keys
-from broker_service.api.base import Buffers, Result
-from broker_service.protocol.codec import encode_response
-from broker_service.protocol.fetch import build_fetch_response
-from broker_service.protocol.frames import (
-    API_VERSIONS_KEY,
-    parse_request_header,
-    peek_ids,
-    response_header,
-    size_prefix,
-)
-from broker_service.protocol.primitives import ProtocolError
-from broker_service.security.listeners import Listener
-from broker_service.security.quotas import PRODUCER_BYTE_RATE
+from broker_service.api.base import Buffers, Later, Outcome, Result
+from broker_service.config.listeners import Listener
+from broker_service.net.framer import FrameError, Framer
+from broker_service.net.pipeline import RAW_TOKEN, Close, route
+from broker_service.protocol.frames import response_header, size_prefix
 from broker_service.security.sasl import SecuritySession
 from broker_service.security.tls import principal_from_peercert
 
-if TYPE_CHECKING:
-    from broker_service.runtime.broker import Broker
-
 log = logging.getLogger(__name__)
 
-# Requests a connection may have in flight before we stop reading from it. Produce requests
-# wait for a WAL group commit, so a lingering WAL needs room for many pipelined requests.
+# Requests a connection may hold (not started + unanswered) before we stop reading from it.
+# Produce requests wait for a WAL group commit, so a lingering WAL needs room for many.
 MAX_IN_FLIGHT = 1024
 MAX_IN_FLIGHT_BYTES = 64 << 20
-STAGING_BYTES = 256 * 1024  # frames larger than this get a buffer of their own
-RAW_TOKEN = -1  # queue key of a bare SASL token answer (no response header)
-PRODUCE, FETCH = 0, 1
+SASL_MAX_RECEIVE = 512 * 1024  # Kafka's sasl.server.max.receive.size: frames before auth
+
+
+@dataclass(slots=True, eq=False)
+class _Answer:
+    """One request's place in the response order."""
+
+    correlation_id: int
+    api_key: int
+    api_version: int
+    nbytes: int  # request bytes held until answered
+    started: float
+    ready: bool = False
+    buffers: Buffers | None = None  # None once ready: nothing to send (acks=0)
+    waiting: asyncio.Future[Any] | None = None
 
 
 class KafkaConnection(asyncio.BufferedProtocol):
-    def __init__(
-        self, broker: Broker, connections: set[KafkaConnection], listener: Listener | None = None
-    ) -> None:
+    def __init__(self, broker: Any, connections: set[KafkaConnection], listener: Listener) -> None:
         self.broker = broker
-        self.listener = listener or broker.security.listeners[0]
-        self.session = SecuritySession(self.listener)
+        self.listener = listener
+        self.session = SecuritySession(listener)
+        self._connections = connections
+        self._max_request = broker.config.socket_request_max_bytes
+        self._framer = Framer(self._frame_limit())
+        self._inbox: deque[memoryview] = deque()  # received, not started
+        self._answers: deque[_Answer] = deque()  # started, not yet written
+        self._held_bytes = 0
+        self._busy = False  # a request's effects are under way
+        self._transport: asyncio.Transport | None = None
         self._muted = False  # quota throttling: reads stop for throttle_time_ms
         self._mute_handle: asyncio.TimerHandle | None = None
-        self.max_frame = broker.config.socket_request_max_bytes
-        self._connections = connections
-        self._staging = bytearray(STAGING_BYTES)
-        self._start = 0  # unparsed bytes are staging[_start:_end]
-        self._end = 0
-        self._big: bytearray | None = None
-        self._big_filled = 0
-        self._transport: asyncio.Transport | None = None
-        # (correlation id, api key, version, answer, request bytes, arrival perf_counter)
-        self._queue: deque[tuple[int, int, int, asyncio.Future[Any] | list[Any], int, float]] = (
-            deque()
-        )
-        self._queued_bytes = 0  # request bytes held by requests not yet answered
         self._write_paused = False
         self._read_paused = False
         self.peer = "?"
         self.peer_host = ""
 
-    # -- asyncio.BufferedProtocol ---------------------------------------------------------------
+    # -- asyncio.BufferedProtocol ------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
         peer = transport.get_extra_info("peername")
@@ -85,15 +86,17 @@ class KafkaConnection(asyncio.BufferedProtocol):
             if subject:
                 self.session.principal = subject
             log.debug("%s: TLS client certificate principal %s", self.peer, subject)
+        self._framer.max_frame = self._frame_limit()
         self._connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._connections.discard(self)
-        for _cid, _key, _v, item, _n, _t in self._queue:
-            if isinstance(item, asyncio.Future):
-                item.cancel()
-        self._queue.clear()
         self._transport = None
+        self._inbox.clear()
+        for answer in self._answers:  # only observers: effects never depend on them
+            if answer.waiting is not None and not self._busy_with(answer):
+                answer.waiting.cancel()
+        self._answers.clear()
         if self._mute_handle is not None:
             self._mute_handle.cancel()
 
@@ -105,164 +108,133 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self._write_paused = False
         self._update_reading()
 
-    # -- reading (BufferedProtocol: the kernel writes straight into our buffers) ----------
     def get_buffer(self, sizehint: int) -> memoryview:
-        if self._big is not None:  # a large frame is read directly into its own buffer
-            return memoryview(self._big)[self._big_filled :]
-        if self._end == STAGING_BYTES:  # move the unparsed tail to the front
-            n = self._end - self._start
-            self._staging[:n] = self._staging[self._start : self._end]
-            self._start, self._end = 0, n
-        return memoryview(self._staging)[self._end :]
+        return self._framer.get_buffer(sizehint)
 
     def buffer_updated(self, nbytes: int) -> None:
-        if self._big is not None:
-            self._big_filled += nbytes
-            if self._big_filled == len(self._big):
-                frame, self._big = self._big, None
-                self._dispatch(memoryview(frame))
+        framer = self._framer
+        framer.min_frame = 0 if self.session.raw_tokens else 8  # bare SASL tokens are short
+        try:
+            framer.buffer_updated(nbytes)
+        except FrameError as exc:
+            log.warning("%s: %s; closing the connection", self.peer, exc)
+            self.close()
             return
-        self._end += nbytes
-        staging = self._staging
-        while self._end - self._start >= 4:
-            pos = self._start
-            size = int.from_bytes(staging[pos : pos + 4], "big", signed=True)
-            # bare SASL tokens (after SaslHandshake v0) may be shorter than a request header
-            if size < (0 if self.session.raw_tokens else 8) or size > self.max_frame:
-                log.warning(
-                    "%s: frame size %d outside [8, %d]; closing", self.peer, size, self.max_frame
-                )
-                self.close()
-                return
-            have = self._end - pos - 4
-            if have >= size:
-                self._start = pos + 4 + size
-                # our own copy: handlers keep (and edit) frames after the staging is reused
-                if not self._dispatch(memoryview(staging[pos + 4 : pos + 4 + size])):
-                    return
-                continue
-            if size + 4 > STAGING_BYTES:
-                self._big = bytearray(size)
-                self._big[:have] = staging[pos + 4 : self._end]
-                self._big_filled = have
-                self._start = self._end = 0
-            break
-        if self._start == self._end:
-            self._start = self._end = 0
+        while (frame := framer.next_frame()) is not None:
+            self._inbox.append(frame)
+            self._held_bytes += len(frame)
+        self._pump()
+        self._update_reading()
 
     def eof_received(self) -> bool:
         return False
 
-    # -- dispatch -----------------------------------------------------------------------
-    def _dispatch(self, frame: memoryview) -> bool:
-        session = self.session
-        if session.raw_tokens:  # after SaslHandshake v0: a bare SASL token, no header
-            fut = asyncio.ensure_future(sasl.raw_token(self.broker, session, bytes(frame)))
-            fut.add_done_callback(self._on_done)
-            self._enqueue(0, RAW_TOKEN, 0, fut, len(frame))
-            return True
-        try:
-            api_key, version, correlation_id = peek_ids(frame)
-            refusal = session.gate(api_key)
-            if refusal is not None:
-                log.warning("%s: %s; closing the connection", self.peer, refusal)
+    # -- the ordered executor ----------------------------------------------------------------
+    def _pump(self) -> None:
+        """Start received requests, one at a time, while none has effects under way."""
+        while self._inbox and not self._busy and self._transport is not None:
+            frame = self._inbox.popleft()
+            try:
+                routed = route(self.broker, self, frame)
+            except Close as exc:
+                log.warning("%s: %s; closing the connection", self.peer, exc)
                 self.close()
-                return False
-            api = APIS.get(api_key)
-            if api is None:
-                raise ProtocolError(f"unknown API key {api_key}")
-            if not api.min_version <= version <= api.max_version:
-                if api_key == API_VERSIONS_KEY:
-                    body = encode_response(
-                        18, 0, {"error_code": UNSUPPORTED_VERSION, "api_keys": api_keys()}
-                    )
-                    self._enqueue(correlation_id, 18, 0, [body], len(frame))
-                    return True
-                raise ProtocolError(f"{api.name} v{version} is not supported")
-            header = parse_request_header(frame)
-            header.client_host = self.peer_host
-            header.session = session
-            quotas = self.broker.security.quotas
-            if api_key == PRODUCE and quotas.active:
-                header.throttle_ms = quotas.record(
-                    PRODUCER_BYTE_RATE, self._user(), header.client_id or "", len(frame),
-                    time.monotonic(),
-                )  # fmt: skip
-                if header.throttle_ms:
-                    self._mute(header.throttle_ms)
-            result: Result = access.refuse_whole_request(self.broker, header)
-            if result is None:
-                result = api.handler(self.broker, header, frame)
-                if api_key == FETCH and quotas.active and result is not None:
-                    result = self._throttle_fetch(header, result)
-        except ProtocolError as exc:
-            log.warning("%s: bad request (%s); closing the connection", self.peer, exc)
-            self.close()
-            return False
-        except Exception:
-            log.exception("%s: handler failed; closing the connection", self.peer)
-            self.close()
-            return False
-        if result is None:
-            return True
-        if isinstance(result, list):
-            self._enqueue(correlation_id, api_key, version, result, len(frame))
-        else:
-            fut = asyncio.ensure_future(result)
-            fut.add_done_callback(self._on_done)
-            self._enqueue(correlation_id, api_key, version, fut, len(frame))
-        return True
+                return
+            except Exception:
+                log.exception("%s: handler failed; closing the connection", self.peer)
+                self.close()
+                return
+            answer = _Answer(
+                routed.correlation_id,
+                routed.api_key,
+                routed.api_version,
+                len(frame),
+                time.perf_counter(),
+            )
+            self._answers.append(answer)
+            result = routed.result
+            if isinstance(result, Awaitable):
+                self._busy = True
+                task = asyncio.ensure_future(result)
+                answer.waiting = task
+                task.add_done_callback(lambda t, a=answer: self._effects_done(a, t))  # type: ignore[misc]
+            else:
+                self._settle(answer, result)
+        self._framer.max_frame = self._frame_limit()
 
-    def _enqueue(self, cid: int, key: int, version: int, item: Any, nbytes: int) -> None:
-        self._queue.append((cid, key, version, item, nbytes, time.perf_counter()))
-        self._queued_bytes += nbytes
-        self._drain()
+    def _effects_done(self, answer: _Answer, task: asyncio.Future[Any]) -> None:
+        self._busy = False
+        if task.cancelled() or self._transport is None:
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error("%s: handler failed; closing the connection", self.peer, exc_info=exc)
+            self.close()
+            return
+        self._settle(answer, task.result())
+        self._pump()
         self._update_reading()
 
-    def _on_done(self, fut: asyncio.Future[Any]) -> None:
-        if fut.cancelled():
+    def _settle(self, answer: _Answer, outcome: Outcome) -> None:
+        if isinstance(outcome, Later):
+            fut = asyncio.ensure_future(outcome.response)
+            answer.waiting = fut
+            fut.add_done_callback(lambda f, a=answer: self._answered(a, f))  # type: ignore[misc]
+            return
+        answer.ready, answer.buffers, answer.waiting = True, outcome, None
+        self._flush()
+
+    def _answered(self, answer: _Answer, fut: asyncio.Future[Any]) -> None:
+        if fut.cancelled() or self._transport is None:
             return
         exc = fut.exception()
         if exc is not None:
             log.error("%s: handler failed; closing the connection", self.peer, exc_info=exc)
             self.close()
             return
-        self._drain()
+        answer.ready, answer.buffers, answer.waiting = True, fut.result(), None
+        self._flush()
         self._update_reading()
 
-    def _drain(self) -> None:
-        q = self._queue
+    def _busy_with(self, answer: _Answer) -> bool:
+        """Whether ``answer``'s own effects are the ones under way (never cancelled)."""
+        return self._busy and bool(self._answers) and self._answers[-1] is answer
+
+    def _flush(self) -> None:
+        answers = self._answers
         t = self._transport
-        while q and t is not None:
-            cid, key, version, item, nbytes, started = q[0]
-            if isinstance(item, asyncio.Future):
-                if not item.done():
-                    return
-                bufs = item.result()
-            else:
-                bufs = item
-            q.popleft()
-            self._queued_bytes -= nbytes
-            if key == RAW_TOKEN:
+        while answers and answers[0].ready and t is not None:
+            a = answers.popleft()
+            self._held_bytes -= a.nbytes
+            bufs = a.buffers
+            if bufs is None:
+                continue
+            if a.api_key == RAW_TOKEN:
                 if bufs:
                     t.writelines([size_prefix(sum(len(b) for b in bufs)), *bufs])
-            else:
-                self.broker.metrics.answered(key, started)
-                head = response_header(cid, key, version)
-                size = len(head) + sum(len(b) for b in bufs)
-                t.writelines([size_prefix(size), head, *bufs])
-        if not q and t is not None and self.session.close_after_response:
+                continue
+            self.broker.metrics.answered(a.api_key, a.started)
+            head = response_header(a.correlation_id, a.api_key, a.api_version)
+            size = len(head) + sum(len(b) for b in bufs)
+            t.writelines([size_prefix(size), head, *bufs])
+        if not answers and not self._inbox and t is not None and self.session.close_after_response:
             self.close()  # e.g. failed authentication: Kafka answers, then closes
+
+    def _frame_limit(self) -> int:
+        if self.session.authenticated:
+            return self._max_request
+        return min(self._max_request, SASL_MAX_RECEIVE)
 
     def _update_reading(self) -> None:
         t = self._transport
         if t is None:
             return
+        held = len(self._inbox) + len(self._answers)
         want_pause = (
             self._write_paused
             or self._muted
-            or len(self._queue) >= MAX_IN_FLIGHT
-            or self._queued_bytes >= MAX_IN_FLIGHT_BYTES
+            or held >= MAX_IN_FLIGHT
+            or self._held_bytes >= MAX_IN_FLIGHT_BYTES
         )
         if want_pause and not self._read_paused:
             t.pause_reading()
@@ -273,13 +245,10 @@ class KafkaConnection(asyncio.BufferedProtocol):
 
     def queued(self, api_key: int) -> int:
         """Requests of this API waiting for their answer (produce / fetch queue depth)."""
-        return sum(1 for entry in self._queue if entry[1] == api_key)
+        return sum(1 for a in self._answers if a.api_key == api_key)
 
-    # -- quotas -------------------------------------------------------------------------
-    def _user(self) -> str:
-        return self.session.principal.partition(":")[2]
-
-    def _mute(self, ms: int) -> None:
+    # -- quotas ----------------------------------------------------------------------------
+    def mute(self, ms: int) -> None:
         """Kafka's channel muting: read nothing more from this client for ``ms``."""
         if self._mute_handle is not None:
             self._mute_handle.cancel()
@@ -292,28 +261,9 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self._mute_handle = None
         self._update_reading()
 
-    async def _throttle_fetch(self, header: Any, result: Buffers | Awaitable[Buffers]) -> Buffers:
-        bufs = result if isinstance(result, list) else await result
-        nbytes = sum(len(b) for b in bufs)
-        throttle, deliver = self.broker.security.quotas.record_fetch(
-            self._user(), header.client_id or "", nbytes, time.monotonic()
-        )
-        if not throttle:
-            return bufs
-        # Over the quota: the channel is muted for the throttle time, as Kafka does; a client
-        # already over it gets an empty response (it fetches the same offsets again later).
-        self._mute(throttle)
-        if deliver:
-            return _with_fetch_throttle(bufs, throttle)
-        return build_fetch_response(header.api_version, [], throttle_ms=throttle)
-
     def close(self) -> None:
         if self._transport is not None:
             self._transport.close()
 
 
-def _with_fetch_throttle(bufs: Buffers, throttle_ms: int) -> Buffers:
-    """A Fetch response body with its throttle_time_ms (its first field, v1+) set."""
-    first = bytearray(bufs[0])
-    first[0:4] = throttle_ms.to_bytes(4, "big", signed=True)
-    return [bytes(first), *bufs[1:]]
+Result_ = Result  # re-exported for type checkers of callers

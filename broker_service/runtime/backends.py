@@ -16,7 +16,7 @@ from broker_service.metrics import BrokerMetrics
 from broker_service.runtime.broker import Broker
 from broker_service.stream.objectstore.base import ObjectStore
 from broker_service.stream.objectstore.counting import CountingObjectStore
-from broker_service.stream.wal import FileWal, Wal
+from broker_service.stream.wal import FileWal, ObjectWal, Wal
 
 
 def object_store_for(config: BrokerConfig) -> ObjectStore:
@@ -46,8 +46,6 @@ def metadata_store_for(config: BrokerConfig) -> MetadataStore:
 
 def wal_for(config: BrokerConfig, objects: ObjectStore, metadata: MetadataStore) -> Wal:
     if config.wal == "object":
-        from broker_service.stream.object_wal import ObjectWal
-
         return ObjectWal(
             objects,
             metadata,

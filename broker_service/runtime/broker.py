@@ -10,15 +10,15 @@ import logging
 import random
 import time
 import uuid
-import zlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from broker_service.cluster.membership import Membership
 from broker_service.config import BrokerConfig
+from broker_service.control.placement import LeastLoaded, owner
 from broker_service.kafka.groups.coordinator import GroupCoordinator
 from broker_service.kafka.log_store import StreamStore
-from broker_service.kafka.partition import PartitionLog
+from broker_service.kafka.partition import NotDurable, PartitionLog
 from broker_service.kafka.topic_config import (
     TOPIC_CONFIG_DEFAULTS,
     validate_configs,
@@ -225,10 +225,11 @@ class Broker:
         return sorted(live, key=lambda b: b.broker_id)
 
     def coordinator_for(self, key: str) -> BrokerRecord:
-        """The broker coordinating a group or transactional id: a stable hash of the key
-        over the live brokers, so every broker gives the same answer."""
-        live = self.live_brokers()
-        return live[zlib.crc32(key.encode()) % len(live)]
+        """The broker coordinating a group or transactional id: rendezvous hashing of the
+        key over the live brokers, so every broker gives the same answer and a membership
+        change moves only what it must (control/placement.py)."""
+        live = {b.broker_id: b for b in self.live_brokers()}
+        return live[owner(key, live)]
 
     def coordinates(self, key: str) -> bool:
         return self.coordinator_for(key).broker_id == self.node_id
@@ -279,11 +280,11 @@ class Broker:
         assert self.store is not None
         plog.moving = True
         try:
-            deadline = asyncio.get_running_loop().time() + 10
-            while plog.high_watermark < plog.next_offset:  # in-flight batches become durable
-                if asyncio.get_running_loop().time() > deadline:
-                    raise TimeoutError("in-flight writes did not become durable")
-                await asyncio.sleep(0.001)
+            if plog.in_flight():  # what the WAL holds completes (durable or refused) first
+                try:
+                    await asyncio.wait_for(asyncio.shield(plog.wait_durable(plog.next_offset)), 30)
+                except NotDurable:
+                    pass  # refused and truncated: nothing of it was acknowledged
             stalls = 0
             while plog.committed_end < plog.high_watermark:  # file WAL: upload what is left
                 if await self.store.upload():
@@ -345,6 +346,7 @@ class Broker:
             for p in s.logs:
                 if p.leader_id in load:
                     load[p.leader_id] += 1
+        targets = LeastLoaded(load)
         moved = 0
         deadline = time.monotonic() + self.config.drain_timeout_ms / 1000
         log.info("draining: handing %d partitions to brokers %s", len(led), others)
@@ -352,13 +354,13 @@ class Broker:
             if time.monotonic() > deadline:
                 log.warning("drain timed out; %d partitions left to recovery", len(led) - moved)
                 break
-            target = min(others, key=lambda b: (load[b], b))
+            target = targets.pick()
             try:
                 await self.hand_over(plog.topic, plog.partition, target)
             except Exception as exc:  # left to the lease-expiry recovery
                 log.warning("%s-%d: hand-over failed: %s", plog.topic, plog.partition, exc)
+                targets.undo(target)
                 continue
-            load[target] += 1
             moved += 1
         log.info("drained: %d partitions handed over", moved)
         return moved
@@ -399,8 +401,12 @@ class Broker:
                 if state is not None:
                     self._forget_topic(name)
                 assert self.store is not None
-                for plog in self._load_topic(rec).logs:
+                for plog in self._load_topic(rec, new=True).logs:
                     if plog.leader_id == self.node_id:  # moved here before we saw the topic
+                        ranges = await asyncio.to_thread(
+                            self.metadata.stream_ranges, plog.stream_id
+                        )
+                        plog.load_ranges(ranges)
                         await self.store.load_producer_state(plog)
                 continue
             assert self.store is not None
@@ -467,15 +473,11 @@ class Broker:
             if previous == self.node_id:
                 log.info("%s-%d: now led by broker %d", plog.topic, plog.partition, rec.leader_id)
             plog.leader_id, plog.leader_epoch = rec.leader_id, rec.leader_epoch
-            plog.cache.clear()
-            plog.cache_bases.clear()
-            plog.cache_bytes = 0
-            plog.wake()
+            plog.clear_cache()
+            plog.abandon(f"{plog.topic}-{plog.partition} is now led by broker {rec.leader_id}")
             return
         ranges = await asyncio.to_thread(self.metadata.stream_ranges, plog.stream_id)
-        plog.cache.clear()
-        plog.cache_bases.clear()
-        plog.cache_bytes = 0
+        plog.clear_cache()
         plog.log_start_offset = rec.log_start_offset
         plog.load_ranges(ranges)
         await self.store.load_producer_state(plog)

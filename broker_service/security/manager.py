@@ -12,10 +12,10 @@ import logging
 import ssl
 
 from broker_service.config import BrokerConfig
+from broker_service.config.listeners import Listener
 from broker_service.control.kafka_client import ClientSecurity, set_default_security
 from broker_service.metadata.base import BrokerRecord, MetadataStore, ScramCredential
 from broker_service.security.acl import Authorizer
-from broker_service.security.listeners import Listener
 from broker_service.security.quotas import QuotaManager
 from broker_service.security.sasl import MECHANISMS
 from broker_service.security.scram import HASHES, credential_from_password

@@ -7,9 +7,9 @@ import base64
 
 import pytest
 
+from broker_service.config.listeners import ListenerConfigError, build_listeners
 from broker_service.metadata.base import AclBinding
 from broker_service.security import acl
-from broker_service.security.listeners import ListenerConfigError, build_listeners
 from broker_service.security.quotas import QuotaManager, candidate_entities
 from broker_service.security.sasl import (
     ILLEGAL_SASL_STATE,
@@ -129,7 +129,7 @@ def test_plain_parsing_and_authzid() -> None:
 
 
 def _session(name: str = "SASL_PLAINTEXT") -> SecuritySession:
-    from broker_service.security.listeners import Listener
+    from broker_service.config.listeners import Listener
 
     return SecuritySession(Listener(name, "h", 1, "h", 1))
 

@@ -105,32 +105,42 @@ class GroupCoordinator:
     def exists(self, group_id: str) -> bool:
         return group_id in self.groups or group_id in self._known
 
-    def delete(self, group_id: str) -> None:
+    async def delete(self, group_id: str) -> None:
         g = self.groups.get(group_id)
         if g is not None and not g.is_empty:
             raise GroupError(NON_EMPTY_GROUP)
+        await self.load([group_id])
         if not self.exists(group_id) and not self.committed(group_id):
             raise GroupError(GROUP_ID_NOT_FOUND)
+        await asyncio.to_thread(self.metadata.delete_group, group_id)
         self.groups.pop(group_id, None)
         self._known.pop(group_id, None)
         self._offsets.pop(group_id, None)
-        self.metadata.delete_group(group_id)
         log.info("group %s deleted", group_id)
 
     # -- offsets -----------------------------------------------------------------------------
+    def cached(self, group_id: str) -> bool:
+        return group_id in self._offsets
+
+    async def load(self, group_ids: list[str]) -> None:
+        """Read the committed offsets of groups not cached here yet (off the event loop)."""
+        for gid in group_ids:
+            if gid not in self._offsets:
+                stored = await asyncio.to_thread(self.metadata.committed_offsets, gid)
+                if gid not in self._offsets:  # a commit meanwhile filled the cache: it wins
+                    self._offsets[gid] = {(o.topic, o.partition): o for o in stored}
+
     def committed(self, group_id: str) -> dict[tuple[str, int], CommittedOffset]:
-        offsets = self._offsets.get(group_id)
-        if offsets is None:
-            offsets = {(o.topic, o.partition): o for o in self.metadata.committed_offsets(group_id)}
-            self._offsets[group_id] = offsets
-        return offsets
+        """The group's committed offsets; ``load`` it first (empty when not loaded)."""
+        return self._offsets.get(group_id, {})
 
     async def commit(self, group_id: str, offsets: list[CommittedOffset]) -> None:
         if not offsets:
             return
         # durable first (in a worker thread: SQLite fsyncs), then visible to OffsetFetch
         await asyncio.to_thread(self.metadata.commit_offsets, group_id, offsets)
-        cache = self.committed(group_id)
+        await self.load([group_id])
+        cache = self._offsets[group_id]
         for o in offsets:
             cache[(o.topic, o.partition)] = o
         if group_id not in self._known:
@@ -146,9 +156,10 @@ class GroupCoordinator:
         ended): read them afresh from the metadata store next time."""
         self._offsets.pop(group_id, None)
 
-    def delete_offsets(self, group_id: str, partitions: list[tuple[str, int]]) -> None:
-        self.metadata.delete_offsets(group_id, partitions)
-        cache = self.committed(group_id)
+    async def delete_offsets(self, group_id: str, partitions: list[tuple[str, int]]) -> None:
+        await asyncio.to_thread(self.metadata.delete_offsets, group_id, partitions)
+        await self.load([group_id])
+        cache = self._offsets[group_id]
         for tp in partitions:
             cache.pop(tp, None)
 

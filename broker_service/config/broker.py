@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from broker_service.security.listeners import Listener, build_listeners
+from broker_service.config.listeners import Listener, build_listeners
 
 
 class BrokerConfig(BaseSettings):

@@ -1,0 +1,115 @@
+"""ObjectWal: the write-ahead log for brokers without a durable disk (Fargate).
+
+A flush packs every pending record of every stream into one stream-set object, PUTs it, and
+commits it to the metadata store (conditionally on this broker's epoch) before any record in
+it is reported done. The WAL object is therefore already an ordinary committed object:
+readable at once by any broker, nothing to replay after a crash, merged later by compaction.
+
+Flushes run one at a time, so each stream's committed ranges stay contiguous and ordered;
+records that arrive during a flush form the next one (group commit). ``flush_interval_ms``
+adds a linger before a flush to make objects larger (fewer PUTs) at the cost of latency;
+``flush_bytes`` cuts the linger short.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections import OrderedDict
+
+from broker_service.metadata.base import (
+    BrokerFenced,
+    MetadataStore,
+    ObjectAlreadyCommitted,
+    StreamRange,
+)
+from broker_service.stream.object_writer import Batches, ObjectWriter, WrittenObject
+from broker_service.stream.objectstore.base import ObjectStore
+from broker_service.stream.wal.base import Wal, WalEntry, WalFatal, WalRecord
+
+log = logging.getLogger(__name__)
+
+
+class ObjectWal(Wal):
+    needs_upload = False
+
+    def __init__(
+        self,
+        objects: ObjectStore,
+        metadata: MetadataStore,
+        *,
+        flush_interval_ms: float = 50.0,
+        flush_bytes: int = 4 << 20,
+        block_bytes: int = 1 << 20,
+    ) -> None:
+        super().__init__(flush_interval_ms, flush_bytes)
+        # keep objects below the S3 multipart threshold: one PUT per flush
+        self.max_group_bytes = max(2 * flush_bytes, block_bytes)
+        self.writer = ObjectWriter(objects, block_bytes)
+        self.metadata = metadata
+        self.broker_id = -1
+        self.broker_epoch = -1
+        self._seq = 0
+        self.last_flush_ms = 0.0
+
+    def bind(self, broker_id: int, broker_epoch: int) -> None:
+        self.broker_id = broker_id
+        self.broker_epoch = broker_epoch
+
+    async def open(self) -> list[WalEntry]:
+        self._start()
+        return []  # every acknowledged record is already a committed object
+
+    async def _commit(self, group: list[WalRecord]) -> dict[int, StreamRange]:
+        """Flush, retrying the same object (same key) until it is committed. Offsets are
+        already assigned, so later records must wait behind this one; only fencing ends it."""
+        self._seq += 1
+        key = f"wal/{self.broker_id}-{self.broker_epoch}-{time.time_ns()}-{self._seq}.sso"
+        by_stream: OrderedDict[int, list[tuple[int, int, int, bytes | memoryview]]] = OrderedDict()
+        for r in group:
+            by_stream.setdefault(r.stream_id, []).append(
+                (r.base_offset, r.end_offset, r.max_timestamp, r.data)
+            )
+        streams: list[tuple[int, Batches]] = list(by_stream.items())
+        delay = 0.05
+        attempt = 0
+        while True:
+            attempt += 1
+            started = time.monotonic()
+            try:
+                written = await self.writer.write(
+                    key, streams, self._committer(retry=attempt > 1), retry=attempt > 1
+                )
+            except BrokerFenced as exc:
+                raise WalFatal(f"this broker was fenced: {exc}") from exc
+            except Exception as exc:
+                log.warning(
+                    "object WAL flush of %s failed (attempt %d): %s; retrying", key, attempt, exc
+                )
+                await asyncio.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 5.0)
+                continue
+            self.last_flush_ms = (time.monotonic() - started) * 1000
+            return {r.stream_id: r for r in written.ranges}
+
+    def _committer(self, retry: bool):  # type: ignore[no-untyped-def]
+        async def commit(w: WrittenObject) -> None:
+            try:
+                await asyncio.to_thread(
+                    self.metadata.commit_object,
+                    self.broker_id,
+                    self.broker_epoch,
+                    w.key,
+                    w.size,
+                    w.ranges,
+                )
+            except ObjectAlreadyCommitted:
+                if not retry:
+                    raise
+
+        return commit
+
+    def trim(self, committed_ends: dict[int, int]) -> None:
+        pass  # nothing local to trim
