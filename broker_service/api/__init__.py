@@ -23,10 +23,10 @@ from broker_service.api import (
     topics,
     transactions,
 )
-from broker_service.api.base import Api
+from broker_service.api.base import APIS, Api
 
-APIS: dict[int, Api] = {
-    a.key: a
+APIS.update(
+    (a.key, a)
     for a in [
         Api(0, "Produce", 3, 11, produce.handle, advertised_min=0),
         Api(1, "Fetch", 4, 16, fetch.handle),
@@ -71,4 +71,6 @@ APIS: dict[int, Api] = {
         Api(68, "ConsumerGroupHeartbeat", 0, 1, consumer_groups.heartbeat),
         Api(69, "ConsumerGroupDescribe", 0, 1, consumer_groups.describe),
     ]
-}
+)
+
+__all__ = ["APIS", "Api"]

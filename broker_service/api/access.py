@@ -17,7 +17,7 @@ from broker_service.protocol.frames import RequestHeader
 from broker_service.security import acl
 
 if TYPE_CHECKING:
-    from broker_service.runtime.broker import Broker
+    from broker_service.api.services import BrokerServices
 
 CLUSTER_AUTHORIZATION_FAILED = ErrorCode.cluster_authorization_failed
 TOPIC_AUTHORIZATION_FAILED = ErrorCode.topic_authorization_failed
@@ -36,7 +36,9 @@ CLUSTER_APIS: dict[int, int] = {
 }
 
 
-def allowed(broker: Broker, header: RequestHeader, operation: int, rtype: int, name: str) -> bool:
+def allowed(
+    broker: BrokerServices, header: RequestHeader, operation: int, rtype: int, name: str
+) -> bool:
     authorizer = broker.security.authorizer
     session = header.session
     if not authorizer.enabled or session is None:
@@ -44,19 +46,23 @@ def allowed(broker: Broker, header: RequestHeader, operation: int, rtype: int, n
     return authorizer.authorize(session.principal, session.client_host, operation, rtype, name)
 
 
-def allowed_topic(broker: Broker, header: RequestHeader, operation: int, topic: str) -> bool:
+def allowed_topic(
+    broker: BrokerServices, header: RequestHeader, operation: int, topic: str
+) -> bool:
     return allowed(broker, header, operation, acl.TOPIC, topic)
 
 
-def allowed_group(broker: Broker, header: RequestHeader, operation: int, group: str) -> bool:
+def allowed_group(
+    broker: BrokerServices, header: RequestHeader, operation: int, group: str
+) -> bool:
     return allowed(broker, header, operation, acl.GROUP, group)
 
 
-def allowed_cluster(broker: Broker, header: RequestHeader, operation: int) -> bool:
+def allowed_cluster(broker: BrokerServices, header: RequestHeader, operation: int) -> bool:
     return allowed(broker, header, operation, acl.CLUSTER, acl.CLUSTER_NAME)
 
 
-def allowed_any_topic(broker: Broker, header: RequestHeader, operation: int) -> bool:
+def allowed_any_topic(broker: BrokerServices, header: RequestHeader, operation: int) -> bool:
     authorizer = broker.security.authorizer
     session = header.session
     if not authorizer.enabled or session is None:
@@ -64,14 +70,14 @@ def allowed_any_topic(broker: Broker, header: RequestHeader, operation: int) -> 
     return authorizer.authorize_any(session.principal, session.client_host, operation, acl.TOPIC)
 
 
-def may_create_topic(broker: Broker, header: RequestHeader, topic: str) -> bool:
+def may_create_topic(broker: BrokerServices, header: RequestHeader, topic: str) -> bool:
     return allowed_cluster(broker, header, acl.CREATE) or allowed_topic(
         broker, header, acl.CREATE, topic
     )
 
 
 def authorized_operations(
-    broker: Broker, header: RequestHeader, rtype: int, name: str, requested: bool
+    broker: BrokerServices, header: RequestHeader, rtype: int, name: str, requested: bool
 ) -> int:
     """``*_authorized_operations`` of a response: the bit field when asked for."""
     from broker_service.api.base import NOT_REQUESTED_OPS
@@ -87,7 +93,7 @@ def authorized_operations(
     return a.authorized_operations(principal, host, rtype, name)
 
 
-def refuse_whole_request(broker: Broker, header: RequestHeader) -> Buffers | None:
+def refuse_whole_request(broker: BrokerServices, header: RequestHeader) -> Buffers | None:
     op = CLUSTER_APIS.get(header.api_key)
     if op is None or allowed_cluster(broker, header, op):
         return None
@@ -101,20 +107,22 @@ def refuse_whole_request(broker: Broker, header: RequestHeader) -> Buffers | Non
     )
 
 
-def endpoint(broker: Broker, header: RequestHeader, b: BrokerRecord) -> tuple[str, int]:
+def endpoint(broker: BrokerServices, header: RequestHeader, b: BrokerRecord) -> tuple[str, int]:
     """Broker ``b``'s endpoint on the listener this client connected to."""
     session = header.session
     return broker.security.endpoint(b, session.listener.name if session is not None else None)
 
 
 def broker_endpoint_fields(
-    broker: Broker, header: RequestHeader, b: BrokerRecord
+    broker: BrokerServices, header: RequestHeader, b: BrokerRecord
 ) -> dict[str, Any]:
     host, port = endpoint(broker, header, b)
     return {"host": host, "port": port}
 
 
-def require_group(broker: Broker, header: RequestHeader, operation: int, group: str) -> None:
+def require_group(
+    broker: BrokerServices, header: RequestHeader, operation: int, group: str
+) -> None:
     """Raise the group coordinator's GroupError(GROUP_AUTHORIZATION_FAILED) if refused."""
     from broker_service.kafka.groups.errors import GroupError
 
@@ -123,7 +131,7 @@ def require_group(broker: Broker, header: RequestHeader, operation: int, group: 
 
 
 def refuse_produce(
-    broker: Broker, header: RequestHeader, acks: int, transactional_id: str | None
+    broker: BrokerServices, header: RequestHeader, acks: int, transactional_id: str | None
 ) -> ErrorCode | None:
     """The error every partition of a Produce request gets, if the whole request is refused."""
     if acks not in (-1, 0, 1):

@@ -4,20 +4,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from broker_service.api.base import Buffers
+from broker_service.api.base import APIS, Buffers
 from broker_service.protocol.codec import encode_response
 from broker_service.protocol.frames import RequestHeader
 
 if TYPE_CHECKING:
-    from broker_service.runtime.broker import Broker
+    from broker_service.api.services import BrokerServices
 
 MAX_VERSION = 4
 UNSUPPORTED_VERSION = 35
 
 
 def api_keys() -> list[dict[str, int]]:
-    from broker_service.api import APIS
-
     return [
         {
             "api_key": a.key,
@@ -28,7 +26,7 @@ def api_keys() -> list[dict[str, int]]:
     ]
 
 
-def handle(broker: Broker, header: RequestHeader, frame: memoryview) -> Buffers:
+def handle(broker: BrokerServices, header: RequestHeader, frame: memoryview) -> Buffers:
     # The body is not needed (client software name/version are informational), and a client
     # asking a newer version than ours must still get an answer it can read: v0.
     if header.api_version > MAX_VERSION:

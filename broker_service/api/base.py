@@ -20,7 +20,7 @@ from broker_service.protocol.codec import decode_request, encode_response
 from broker_service.protocol.frames import RequestHeader
 
 if TYPE_CHECKING:
-    from broker_service.runtime.broker import Broker
+    from broker_service.api.services import BrokerServices
 
 Buffers = list[memoryview | bytes]
 
@@ -35,7 +35,7 @@ class Later:
 
 Outcome = Buffers | Later | None
 Result = Outcome | Awaitable[Outcome]
-Handler = Callable[["Broker", RequestHeader, memoryview], Result]
+Handler = Callable[["BrokerServices", RequestHeader, memoryview], Result]
 
 NOT_REQUESTED_OPS = -(2**31)  # authorized_operations when the client did not ask
 
@@ -51,6 +51,10 @@ class Api:
     # librdkafka (e.g. Debian's kcat) only compresses with gzip/snappy/lz4 when Produce v0-v2
     # are advertised; like Apache Kafka 4.0 (KAFKA-18659) we advertise and refuse them.
     advertised_min: int | None = None
+
+
+# API key -> its Api, filled in by api/__init__.py (ApiVersions reads it to answer)
+APIS: dict[int, Api] = {}
 
 
 def decode(header: RequestHeader, frame: memoryview) -> Any:

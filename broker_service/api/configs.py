@@ -17,7 +17,7 @@ from broker_service.protocol.frames import RequestHeader
 from broker_service.security import acl
 
 if TYPE_CHECKING:
-    from broker_service.runtime.broker import Broker
+    from broker_service.api.services import BrokerServices
 
 TOPIC, BROKER = 2, 4
 SOURCE_TOPIC, SOURCE_STATIC_BROKER, SOURCE_DEFAULT = 1, 4, 5
@@ -44,7 +44,7 @@ def _entry(name: str, value: str | None, source: int, read_only: bool) -> dict[s
     }
 
 
-def describe_configs(broker: Broker, header: RequestHeader, frame: memoryview) -> Buffers:
+def describe_configs(broker: BrokerServices, header: RequestHeader, frame: memoryview) -> Buffers:
     req = decode(header, frame)
     results = []
     for res in req.resources:
@@ -124,7 +124,7 @@ def describe_configs(broker: Broker, header: RequestHeader, frame: memoryview) -
     return respond(header, {"throttle_time": 0, "results": results})
 
 
-def describe_cluster(broker: Broker, header: RequestHeader, frame: memoryview) -> Buffers:
+def describe_cluster(broker: BrokerServices, header: RequestHeader, frame: memoryview) -> Buffers:
     decode(header, frame)
     return respond(
         header,

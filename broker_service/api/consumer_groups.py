@@ -19,10 +19,10 @@ from broker_service.protocol.frames import RequestHeader
 from broker_service.security.acl import DESCRIBE, READ
 
 if TYPE_CHECKING:
-    from broker_service.runtime.broker import Broker
+    from broker_service.api.services import BrokerServices
 
 
-def _by_name(broker: Broker, parts: Partitions) -> list[dict[str, Any]]:
+def _by_name(broker: BrokerServices, parts: Partitions) -> list[dict[str, Any]]:
     out = []
     for topic, ps in sorted(parts.items()):
         state = broker.topics.get(topic)
@@ -31,7 +31,7 @@ def _by_name(broker: Broker, parts: Partitions) -> list[dict[str, Any]]:
     return out
 
 
-def _owned(broker: Broker, topic_partitions: Any) -> Partitions | None:
+def _owned(broker: BrokerServices, topic_partitions: Any) -> Partitions | None:
     if topic_partitions is None:
         return None
     owned: Partitions = {}
@@ -42,11 +42,13 @@ def _owned(broker: Broker, topic_partitions: Any) -> Partitions | None:
     return owned
 
 
-def heartbeat(broker: Broker, header: RequestHeader, frame: memoryview) -> Awaitable[Buffers]:
+def heartbeat(
+    broker: BrokerServices, header: RequestHeader, frame: memoryview
+) -> Awaitable[Buffers]:
     return _heartbeat(broker, header, decode(header, frame))
 
 
-async def _heartbeat(broker: Broker, header: RequestHeader, req: Any) -> Buffers:
+async def _heartbeat(broker: BrokerServices, header: RequestHeader, req: Any) -> Buffers:
     cfg = broker.config
     try:
         if not req.group_id:
@@ -101,7 +103,7 @@ async def _heartbeat(broker: Broker, header: RequestHeader, req: Any) -> Buffers
     )
 
 
-def _assignment_if_changed(broker: Broker, member: ConsumerMember) -> dict[str, Any] | None:
+def _assignment_if_changed(broker: BrokerServices, member: ConsumerMember) -> dict[str, Any] | None:
     if member.member_epoch < 0:
         return None
     current = {t: set(p) for t, p in member.assigned.items() if p}
@@ -111,7 +113,7 @@ def _assignment_if_changed(broker: Broker, member: ConsumerMember) -> dict[str, 
     return {"topic_partitions": _by_name(broker, current)}
 
 
-def describe(broker: Broker, header: RequestHeader, frame: memoryview) -> Buffers:
+def describe(broker: BrokerServices, header: RequestHeader, frame: memoryview) -> Buffers:
     req = decode(header, frame)
     groups = []
     for gid in req.group_ids:

@@ -18,14 +18,14 @@ from broker_service.protocol.frames import RequestHeader
 from broker_service.security import acl
 
 if TYPE_CHECKING:
-    from broker_service.runtime.broker import Broker
+    from broker_service.api.services import BrokerServices
 
 
-def handle(broker: Broker, header: RequestHeader, frame: memoryview) -> Awaitable[Buffers]:
+def handle(broker: BrokerServices, header: RequestHeader, frame: memoryview) -> Awaitable[Buffers]:
     return _find(broker, header, decode(header, frame))
 
 
-async def _find(broker: Broker, header: RequestHeader, req: Any) -> Buffers:
+async def _find(broker: BrokerServices, header: RequestHeader, req: Any) -> Buffers:
     await broker.refresh_live()  # every broker answers from the store's current view
 
     txn = (req.key_type if header.api_version >= 1 else 0) == 1

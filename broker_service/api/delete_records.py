@@ -11,19 +11,19 @@ from typing import TYPE_CHECKING, Any
 from kio.schema.errors import ErrorCode
 
 from broker_service.api.base import Buffers, decode, respond
-from broker_service.kafka.topic_config import effective
 from broker_service.metadata.base import MetadataError
+from broker_service.protocol.configs import effective
 from broker_service.protocol.frames import RequestHeader
 
 if TYPE_CHECKING:
-    from broker_service.runtime.broker import Broker
+    from broker_service.api.services import BrokerServices
 
 
-def handle(broker: Broker, header: RequestHeader, frame: memoryview) -> Awaitable[Buffers]:
+def handle(broker: BrokerServices, header: RequestHeader, frame: memoryview) -> Awaitable[Buffers]:
     return _delete_records(broker, header, decode(header, frame))
 
 
-async def _delete_records(broker: Broker, header: RequestHeader, req: Any) -> Buffers:
+async def _delete_records(broker: BrokerServices, header: RequestHeader, req: Any) -> Buffers:
     topics = []
     for t in req.topics or ():
         parts = []
@@ -36,7 +36,9 @@ async def _delete_records(broker: Broker, header: RequestHeader, req: Any) -> Bu
     return respond(header, {"throttle_time": 0, "topics": topics})
 
 
-async def _delete_one(broker: Broker, topic: str, index: int, offset: int) -> tuple[ErrorCode, int]:
+async def _delete_one(
+    broker: BrokerServices, topic: str, index: int, offset: int
+) -> tuple[ErrorCode, int]:
     plog = broker.partition(topic, index)
     if plog is None:
         return ErrorCode.unknown_topic_or_partition, -1

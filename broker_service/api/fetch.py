@@ -24,17 +24,18 @@ ZERO_UUID = uuid.UUID(int=0)
 READ_COMMITTED = 1
 
 if TYPE_CHECKING:
+    from broker_service.api.services import BrokerServices
     from broker_service.kafka.partition import PartitionLog
-    from broker_service.runtime.broker import Broker, TopicState
+    from broker_service.kafka.topics import TopicState
 
 
-def handle(broker: Broker, header: RequestHeader, frame: memoryview) -> Later:
+def handle(broker: BrokerServices, header: RequestHeader, frame: memoryview) -> Later:
     # Decode now, so a malformed request closes the connection before any work is queued.
     # A fetch changes nothing: the requests after it start while it long-polls.
     return Later(_fetch(broker, header, decode(header, frame)))
 
 
-async def _fetch(broker: Broker, header: RequestHeader, req: Any) -> Buffers:
+async def _fetch(broker: BrokerServices, header: RequestHeader, req: Any) -> Buffers:
     version = header.api_version
     by_id = version >= 13
     wanted: list[tuple[Any, TopicState | None, list[Any]]] = []
@@ -79,7 +80,7 @@ class _Collector:
 
     def __init__(
         self,
-        broker: Broker,
+        broker: BrokerServices,
         wanted: list[tuple[Any, TopicState | None, list[Any]]],
         max_bytes: int,
         by_id: bool,

@@ -16,7 +16,7 @@ from broker_service.protocol.frames import RequestHeader
 from broker_service.security.acl import DELETE, DESCRIBE, READ
 
 if TYPE_CHECKING:
-    from broker_service.runtime.broker import Broker
+    from broker_service.api.services import BrokerServices
 
 
 def _ms(value: Any) -> float:
@@ -24,11 +24,13 @@ def _ms(value: Any) -> float:
     return float(value.total_seconds())
 
 
-def join_group(broker: Broker, header: RequestHeader, frame: memoryview) -> Awaitable[Buffers]:
+def join_group(
+    broker: BrokerServices, header: RequestHeader, frame: memoryview
+) -> Awaitable[Buffers]:
     return _join(broker, header, decode(header, frame))
 
 
-async def _join(broker: Broker, header: RequestHeader, req: Any) -> Buffers:
+async def _join(broker: BrokerServices, header: RequestHeader, req: Any) -> Buffers:
     v = header.api_version
     cfg = broker.config
     session = _ms(req.session_timeout)
@@ -71,11 +73,13 @@ async def _join(broker: Broker, header: RequestHeader, req: Any) -> Buffers:
     return respond(header, {"throttle_time": 0, **result})
 
 
-def sync_group(broker: Broker, header: RequestHeader, frame: memoryview) -> Awaitable[Buffers]:
+def sync_group(
+    broker: BrokerServices, header: RequestHeader, frame: memoryview
+) -> Awaitable[Buffers]:
     return _sync(broker, header, decode(header, frame))
 
 
-async def _sync(broker: Broker, header: RequestHeader, req: Any) -> Buffers:
+async def _sync(broker: BrokerServices, header: RequestHeader, req: Any) -> Buffers:
     try:
         require_group(broker, header, READ, req.group_id)
         E.require_coordinator(broker.coordinates(req.group_id))
@@ -109,7 +113,7 @@ async def _sync(broker: Broker, header: RequestHeader, req: Any) -> Buffers:
     return respond(header, {"throttle_time": 0, **body})
 
 
-def heartbeat(broker: Broker, header: RequestHeader, frame: memoryview) -> Buffers:
+def heartbeat(broker: BrokerServices, header: RequestHeader, frame: memoryview) -> Buffers:
     req = decode(header, frame)
     code = E.NONE
     try:
@@ -124,7 +128,7 @@ def heartbeat(broker: Broker, header: RequestHeader, frame: memoryview) -> Buffe
     return respond(header, {"throttle_time": 0, "error_code": code})
 
 
-def leave_group(broker: Broker, header: RequestHeader, frame: memoryview) -> Buffers:
+def leave_group(broker: BrokerServices, header: RequestHeader, frame: memoryview) -> Buffers:
     req = decode(header, frame)
     if header.api_version >= 3:
         leaving = [(m.member_id, m.group_instance_id) for m in req.members]
@@ -155,7 +159,7 @@ def leave_group(broker: Broker, header: RequestHeader, frame: memoryview) -> Buf
     return respond(header, {"throttle_time": 0, "error_code": top, "members": results})
 
 
-def list_groups(broker: Broker, header: RequestHeader, frame: memoryview) -> Buffers:
+def list_groups(broker: BrokerServices, header: RequestHeader, frame: memoryview) -> Buffers:
     req = decode(header, frame)
     states = {s.lower() for s in getattr(req, "states_filter", ()) or ()}
     types = {t.lower() for t in getattr(req, "types_filter", ()) or ()}
@@ -169,7 +173,7 @@ def list_groups(broker: Broker, header: RequestHeader, frame: memoryview) -> Buf
     return respond(header, {"throttle_time": 0, "error_code": 0, "groups": groups})
 
 
-def describe_groups(broker: Broker, header: RequestHeader, frame: memoryview) -> Buffers:
+def describe_groups(broker: BrokerServices, header: RequestHeader, frame: memoryview) -> Buffers:
     req = decode(header, frame)
     return respond(
         header,
@@ -193,7 +197,7 @@ def describe_groups(broker: Broker, header: RequestHeader, frame: memoryview) ->
     )
 
 
-def _describe(broker: Broker, group_id: str) -> dict[str, Any]:
+def _describe(broker: BrokerServices, group_id: str) -> dict[str, Any]:
     g = broker.groups.groups.get(group_id)
     base: dict[str, Any] = {
         "error_code": 0,
@@ -260,7 +264,9 @@ def _describe(broker: Broker, group_id: str) -> dict[str, Any]:
     }
 
 
-async def delete_groups(broker: Broker, header: RequestHeader, frame: memoryview) -> Buffers:
+async def delete_groups(
+    broker: BrokerServices, header: RequestHeader, frame: memoryview
+) -> Buffers:
     req = decode(header, frame)
     results = []
     for gid in req.groups_names:

@@ -13,17 +13,17 @@ from broker_service.protocol.frames import RequestHeader
 from broker_service.security.acl import DESCRIBE
 
 if TYPE_CHECKING:
+    from broker_service.api.services import BrokerServices
     from broker_service.kafka.partition import PartitionLog
-    from broker_service.runtime.broker import Broker
 
 LATEST, EARLIEST, MAX_TIMESTAMP = -1, -2, -3
 
 
-def handle(broker: Broker, header: RequestHeader, frame: memoryview) -> Awaitable[Buffers]:
+def handle(broker: BrokerServices, header: RequestHeader, frame: memoryview) -> Awaitable[Buffers]:
     return _list_offsets(broker, header, decode(header, frame))
 
 
-async def _list_offsets(broker: Broker, header: RequestHeader, req: Any) -> Buffers:
+async def _list_offsets(broker: BrokerServices, header: RequestHeader, req: Any) -> Buffers:
     topics = []
     if any(t.name not in broker.topics for t in req.topics or ()):
         await broker.learn_unknown_topics()
@@ -63,7 +63,7 @@ async def _list_offsets(broker: Broker, header: RequestHeader, req: Any) -> Buff
 
 
 async def _lookup(
-    broker: Broker, plog: PartitionLog, ts: int, read_committed: bool
+    broker: BrokerServices, plog: PartitionLog, ts: int, read_committed: bool
 ) -> tuple[int, int]:
     if ts == LATEST:
         return (plog.last_stable_offset if read_committed else plog.high_watermark), -1
@@ -77,7 +77,7 @@ async def _lookup(
     return found if found is not None else (-1, -1)
 
 
-async def _max_timestamp(broker: Broker, plog: PartitionLog) -> tuple[int, int] | None:
+async def _max_timestamp(broker: BrokerServices, plog: PartitionLog) -> tuple[int, int] | None:
     """Offset of the first record carrying the partition's largest timestamp (KIP-734)."""
     assert broker.store is not None
     stamps = [r.max_timestamp for r in plog.ranges] + [b.max_timestamp for b in plog.cache]

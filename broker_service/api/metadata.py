@@ -14,16 +14,17 @@ from broker_service.api.access import (
     may_create_topic,
 )
 from broker_service.api.base import NOT_REQUESTED_OPS, Buffers, Result, decode, respond
-from broker_service.kafka.topic_config import InvalidTopic, validate_topic_name
 from broker_service.metadata.base import TopicAlreadyExists
+from broker_service.protocol.configs import InvalidTopic, validate_topic_name
 from broker_service.protocol.frames import RequestHeader
 from broker_service.security import acl
 
 if TYPE_CHECKING:
-    from broker_service.runtime.broker import Broker, TopicState
+    from broker_service.api.services import BrokerServices
+    from broker_service.kafka.topics import TopicState
 
 
-def topic_entry(broker: Broker, state: TopicState) -> dict[str, Any]:
+def topic_entry(broker: BrokerServices, state: TopicState) -> dict[str, Any]:
     return {
         "error_code": 0,
         "name": state.name,
@@ -45,7 +46,7 @@ def topic_entry(broker: Broker, state: TopicState) -> dict[str, Any]:
     }
 
 
-def broker_entries(broker: Broker, header: RequestHeader) -> list[dict[str, Any]]:
+def broker_entries(broker: BrokerServices, header: RequestHeader) -> list[dict[str, Any]]:
     out = []
     for b in broker.live_brokers():
         host, port = endpoint(broker, header, b)  # on the listener the client came in on
@@ -53,7 +54,7 @@ def broker_entries(broker: Broker, header: RequestHeader) -> list[dict[str, Any]
     return out
 
 
-def handle(broker: Broker, header: RequestHeader, frame: memoryview) -> Result:
+def handle(broker: BrokerServices, header: RequestHeader, frame: memoryview) -> Result:
     req = decode(header, frame)
     allow_auto = broker.config.auto_create_topics and getattr(
         req, "allow_auto_topic_creation", True
@@ -72,7 +73,7 @@ def handle(broker: Broker, header: RequestHeader, frame: memoryview) -> Result:
 
 
 async def _look_further(
-    broker: Broker, header: RequestHeader, req: Any, names: list[str], allow_auto: bool
+    broker: BrokerServices, header: RequestHeader, req: Any, names: list[str], allow_auto: bool
 ) -> Buffers:
     """Topics unknown here may be another broker's new ones: re-read the metadata store,
     then create what is still missing when allowed."""
@@ -96,7 +97,7 @@ def _valid_name(name: str) -> bool:
     return True
 
 
-def _respond(broker: Broker, header: RequestHeader, req: Any) -> Buffers:
+def _respond(broker: BrokerServices, header: RequestHeader, req: Any) -> Buffers:
     requested = req.topics
     if requested is None or (header.api_version == 0 and not requested):
         # all topics: those the client may not describe are left out, as Kafka does
@@ -143,7 +144,7 @@ def _denied(name: str | None, topic_id: Any = None) -> dict[str, Any]:
     }
 
 
-def _entry(broker: Broker, header: RequestHeader, t: Any) -> dict[str, Any]:
+def _entry(broker: BrokerServices, header: RequestHeader, t: Any) -> dict[str, Any]:
     if t.name is None and getattr(t, "topic_id", None) is not None:
         state = broker.topics_by_id.get(t.topic_id)
         if state is None:

@@ -23,16 +23,18 @@ from broker_service.protocol.frames import RequestHeader
 from broker_service.security.acl import DELETE, DESCRIBE, READ
 
 if TYPE_CHECKING:
-    from broker_service.runtime.broker import Broker
+    from broker_service.api.services import BrokerServices
 
 MAX_METADATA = 4096  # offset.metadata.max.bytes
 
 
-def offset_commit(broker: Broker, header: RequestHeader, frame: memoryview) -> Awaitable[Buffers]:
+def offset_commit(
+    broker: BrokerServices, header: RequestHeader, frame: memoryview
+) -> Awaitable[Buffers]:
     return _commit(broker, header, decode(header, frame))
 
 
-def _validate_commit(broker: Broker, req: Any) -> None:
+def _validate_commit(broker: BrokerServices, req: Any) -> None:
     generation = req.generation_id_or_member_epoch
     member_id = req.member_id or ""
     instance_id = getattr(req, "group_instance_id", None)
@@ -45,7 +47,7 @@ def _validate_commit(broker: Broker, req: Any) -> None:
         raise E.GroupError(E.ILLEGAL_GENERATION if not member_id else E.UNKNOWN_MEMBER_ID)
 
 
-async def _commit(broker: Broker, header: RequestHeader, req: Any) -> Buffers:
+async def _commit(broker: BrokerServices, header: RequestHeader, req: Any) -> Buffers:
     group_error = E.NONE
     try:
         if not req.group_id:
@@ -87,7 +89,7 @@ async def _commit(broker: Broker, header: RequestHeader, req: Any) -> Buffers:
     return respond(header, {"throttle_time": 0, "topics": topics})
 
 
-def offset_fetch(broker: Broker, header: RequestHeader, frame: memoryview) -> Result:
+def offset_fetch(broker: BrokerServices, header: RequestHeader, frame: memoryview) -> Result:
     req = decode(header, frame)
     ids = [g.group_id for g in req.groups] if header.api_version >= 8 else [req.group_id]
     if any(broker.txn.has_pending_offsets(g) for g in ids) or not all(
@@ -98,7 +100,7 @@ def offset_fetch(broker: Broker, header: RequestHeader, frame: memoryview) -> Re
 
 
 async def _offset_fetch_after_loading(
-    broker: Broker, header: RequestHeader, req: Any, ids: list[str]
+    broker: BrokerServices, header: RequestHeader, req: Any, ids: list[str]
 ) -> Buffers:
     """Some groups' offsets are not cached here yet (read them off the event loop), or some
     are inside transactions: those that ended are re-read; those still open are
@@ -111,7 +113,7 @@ async def _offset_fetch_after_loading(
 
 
 def _offset_fetch(
-    broker: Broker,
+    broker: BrokerServices,
     header: RequestHeader,
     req: Any,
     unstable: dict[str, set[tuple[str, int]]],
@@ -139,7 +141,7 @@ def _offset_fetch(
 
 
 def _fetch_group(
-    broker: Broker,
+    broker: BrokerServices,
     header: RequestHeader,
     group_id: str,
     topics: Any,
@@ -196,7 +198,9 @@ def _fetch_group(
     return {"group_id": group_id, "topics": out, "error_code": 0}
 
 
-async def offset_delete(broker: Broker, header: RequestHeader, frame: memoryview) -> Buffers:
+async def offset_delete(
+    broker: BrokerServices, header: RequestHeader, frame: memoryview
+) -> Buffers:
     req = decode(header, frame)
     if not allowed_group(broker, header, DELETE, req.group_id):
         return respond(

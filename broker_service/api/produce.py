@@ -36,13 +36,14 @@ from broker_service.security.acl import WRITE
 from broker_service.stream.wal import WalTimeout
 
 if TYPE_CHECKING:
+    from broker_service.api.services import BrokerServices
     from broker_service.kafka.partition import PartitionLog
-    from broker_service.runtime.broker import Broker, TopicState
+    from broker_service.kafka.topics import TopicState
 
 log = logging.getLogger(__name__)
 
 
-def handle(broker: Broker, header: RequestHeader, frame: memoryview) -> Result:
+def handle(broker: BrokerServices, header: RequestHeader, frame: memoryview) -> Result:
     version = header.api_version
     req = parse_produce(frame, header.body_offset, version)
     refused = refuse_produce(broker, header, req.acks, req.transactional_id)
@@ -57,13 +58,13 @@ def handle(broker: Broker, header: RequestHeader, frame: memoryview) -> Result:
     return _produce(broker, header, req)
 
 
-async def _produce_after_learning(broker: Broker, header: RequestHeader, req: Any) -> Any:
+async def _produce_after_learning(broker: BrokerServices, header: RequestHeader, req: Any) -> Any:
     """A topic unknown here may have been created through another broker a moment ago."""
     await broker.learn_unknown_topics()
     return _produce(broker, header, req)
 
 
-def _produce(broker: Broker, header: RequestHeader, req: Any) -> Buffers | Later | None:
+def _produce(broker: BrokerServices, header: RequestHeader, req: Any) -> Buffers | Later | None:
     """Append every partition's batches now (the effects, in request order); the answer
     waits for durability. The request's timeout bounds that wait: a batch not durable in
     time is never committed afterwards (the WAL refuses it) and is answered
@@ -100,7 +101,7 @@ def _ignore(fut: asyncio.Future[Any]) -> None:
 
 
 def _append(
-    broker: Broker, state: TopicState | None, p: ProducePartition, deadline: float
+    broker: BrokerServices, state: TopicState | None, p: ProducePartition, deadline: float
 ) -> tuple[ProducePartitionResult, asyncio.Future[Any] | None]:
     res = ProducePartitionResult(p.index)
     plog = state.logs[p.index] if state is not None and 0 <= p.index < len(state.logs) else None
@@ -174,7 +175,7 @@ def _check_producer(plog: PartitionLog, batches: list[tuple[int, BatchHeader]]) 
 
 
 async def _respond_when_durable(
-    broker: Broker,
+    broker: BrokerServices,
     version: int,
     topics: list[tuple[str, list[ProducePartitionResult]]],
     pending: list[tuple[ProducePartitionResult, asyncio.Future[Any]]],

@@ -21,14 +21,14 @@ from broker_service.protocol.codec import shape
 from broker_service.protocol.frames import RequestHeader
 
 if TYPE_CHECKING:
-    from broker_service.runtime.broker import Broker
+    from broker_service.api.services import BrokerServices
 
 
-def alter(broker: Broker, header: RequestHeader, frame: memoryview) -> Awaitable[Buffers]:
+def alter(broker: BrokerServices, header: RequestHeader, frame: memoryview) -> Awaitable[Buffers]:
     return _alter(broker, header, decode(header, frame))
 
 
-async def _alter(broker: Broker, header: RequestHeader, req: Any) -> Buffers:
+async def _alter(broker: BrokerServices, header: RequestHeader, req: Any) -> Buffers:
     responses = []
     for t in req.topics:
         parts = []
@@ -53,9 +53,9 @@ FORWARDED_BY = "broker-forward-"
 
 
 async def _move_one(
-    broker: Broker, topic: str, partition: int, replicas: Any, forwarded: bool
+    broker: BrokerServices, topic: str, partition: int, replicas: Any, forwarded: bool
 ) -> tuple[ErrorCode, str | None]:
-    from broker_service.runtime.broker import NotLeader
+    from broker_service.kafka.leadership import NotLeader
 
     if replicas is None:
         return ErrorCode.no_reassignment_in_progress, "moves complete synchronously"
@@ -95,7 +95,7 @@ async def _move_one(
 
 
 def _forward(
-    broker: Broker, leader: int, topic: str, partition: int, target: int
+    broker: BrokerServices, leader: int, topic: str, partition: int, target: int
 ) -> tuple[ErrorCode, str | None]:
     from broker_service.control.kafka_client import Connection
 
@@ -120,18 +120,20 @@ def _forward(
     return ErrorCode(int(p.error_code)), p.error_message
 
 
-def list_reassignments(broker: Broker, header: RequestHeader, frame: memoryview) -> Buffers:
+def list_reassignments(broker: BrokerServices, header: RequestHeader, frame: memoryview) -> Buffers:
     decode(header, frame)
     return respond(
         header, {"throttle_time": 0, "error_code": 0, "error_message": None, "topics": []}
     )
 
 
-def elect_leaders(broker: Broker, header: RequestHeader, frame: memoryview) -> Awaitable[Buffers]:
+def elect_leaders(
+    broker: BrokerServices, header: RequestHeader, frame: memoryview
+) -> Awaitable[Buffers]:
     return _elect(broker, header, decode(header, frame))
 
 
-async def _elect(broker: Broker, header: RequestHeader, req: Any) -> Buffers:
+async def _elect(broker: BrokerServices, header: RequestHeader, req: Any) -> Buffers:
     """Each partition has one replica, its leader, so a preferred election is never needed
     while the leader lives (ELECTION_NOT_NEEDED). An unclean election (type 1), or any
     election for a partition whose leader is gone, runs the failure recovery for it now

@@ -22,12 +22,12 @@ from broker_service.security.sasl import (
 )
 
 if TYPE_CHECKING:
-    from broker_service.runtime.broker import Broker
+    from broker_service.api.services import BrokerServices
 
 log = logging.getLogger(__name__)
 
 
-def handshake(broker: Broker, header: RequestHeader, frame: memoryview) -> Buffers:
+def handshake(broker: BrokerServices, header: RequestHeader, frame: memoryview) -> Buffers:
     req = decode(header, frame)
     session: SecuritySession = header.session
     code = session.handshake(req.mechanism, broker.security.mechanisms, header.api_version)
@@ -41,7 +41,7 @@ def handshake(broker: Broker, header: RequestHeader, frame: memoryview) -> Buffe
     return respond(header, {"error_code": code, "mechanisms": broker.security.mechanisms})
 
 
-async def step(broker: Broker, session: SecuritySession, token: bytes) -> bytes:
+async def step(broker: BrokerServices, session: SecuritySession, token: bytes) -> bytes:
     """One client token through the session's authenticator; raises SaslFailed."""
     auth = session.authenticator
     assert auth is not None
@@ -56,11 +56,13 @@ async def step(broker: Broker, session: SecuritySession, token: bytes) -> bytes:
     return out
 
 
-def authenticate(broker: Broker, header: RequestHeader, frame: memoryview) -> Awaitable[Buffers]:
+def authenticate(
+    broker: BrokerServices, header: RequestHeader, frame: memoryview
+) -> Awaitable[Buffers]:
     return _authenticate(broker, header, bytes(decode(header, frame).auth_bytes))
 
 
-async def _authenticate(broker: Broker, header: RequestHeader, token: bytes) -> Buffers:
+async def _authenticate(broker: BrokerServices, header: RequestHeader, token: bytes) -> Buffers:
     session: SecuritySession = header.session
     auth: SaslAuthenticator | None = session.authenticator
     if not session.listener.sasl or auth is None or session.raw_tokens:
@@ -98,7 +100,7 @@ async def _authenticate(broker: Broker, header: RequestHeader, token: bytes) -> 
     )
 
 
-async def raw_token(broker: Broker, session: SecuritySession, token: bytes) -> Buffers:
+async def raw_token(broker: BrokerServices, session: SecuritySession, token: bytes) -> Buffers:
     """After SaslHandshake v0 the client sends bare tokens; a failure just closes."""
     try:
         return [await step(broker, session, token)]

@@ -18,17 +18,19 @@ from broker_service.protocol.frames import RequestHeader
 from broker_service.security import acl, quotas, scram
 
 if TYPE_CHECKING:
-    from broker_service.runtime.broker import Broker
+    from broker_service.api.services import BrokerServices
 
 SECURITY_DISABLED_MESSAGE = "No Authorizer is configured on the broker"
 
 
 # -- ACLs ----------------------------------------------------------------------------------
-def create_acls(broker: Broker, header: RequestHeader, frame: memoryview) -> Awaitable[Buffers]:
+def create_acls(
+    broker: BrokerServices, header: RequestHeader, frame: memoryview
+) -> Awaitable[Buffers]:
     return _create_acls(broker, header, decode(header, frame))
 
 
-async def _create_acls(broker: Broker, header: RequestHeader, req: Any) -> Buffers:
+async def _create_acls(broker: BrokerServices, header: RequestHeader, req: Any) -> Buffers:
     results: list[dict[str, Any]] = []
     valid: list[AclBinding] = []
     enabled = broker.security.authorizer.enabled
@@ -77,11 +79,13 @@ def _filter_args(f: Any) -> tuple[int, str | None, int, str | None, str | None, 
     )
 
 
-def describe_acls(broker: Broker, header: RequestHeader, frame: memoryview) -> Awaitable[Buffers]:
+def describe_acls(
+    broker: BrokerServices, header: RequestHeader, frame: memoryview
+) -> Awaitable[Buffers]:
     return _describe_acls(broker, header, decode(header, frame))
 
 
-async def _describe_acls(broker: Broker, header: RequestHeader, req: Any) -> Buffers:
+async def _describe_acls(broker: BrokerServices, header: RequestHeader, req: Any) -> Buffers:
     if not broker.security.authorizer.enabled:
         return respond(
             header,
@@ -115,11 +119,13 @@ async def _describe_acls(broker: Broker, header: RequestHeader, req: Any) -> Buf
     )
 
 
-def delete_acls(broker: Broker, header: RequestHeader, frame: memoryview) -> Awaitable[Buffers]:
+def delete_acls(
+    broker: BrokerServices, header: RequestHeader, frame: memoryview
+) -> Awaitable[Buffers]:
     return _delete_acls(broker, header, decode(header, frame))
 
 
-async def _delete_acls(broker: Broker, header: RequestHeader, req: Any) -> Buffers:
+async def _delete_acls(broker: BrokerServices, header: RequestHeader, req: Any) -> Buffers:
     enabled = broker.security.authorizer.enabled
     may_alter = allowed_cluster(broker, header, acl.ALTER)
     stored = await asyncio.to_thread(broker.metadata.acls) if enabled and may_alter else []
@@ -171,11 +177,13 @@ async def _delete_acls(broker: Broker, header: RequestHeader, req: Any) -> Buffe
 
 
 # -- SCRAM users ---------------------------------------------------------------------------
-def describe_scram(broker: Broker, header: RequestHeader, frame: memoryview) -> Awaitable[Buffers]:
+def describe_scram(
+    broker: BrokerServices, header: RequestHeader, frame: memoryview
+) -> Awaitable[Buffers]:
     return _describe_scram(broker, header, decode(header, frame))
 
 
-async def _describe_scram(broker: Broker, header: RequestHeader, req: Any) -> Buffers:
+async def _describe_scram(broker: BrokerServices, header: RequestHeader, req: Any) -> Buffers:
     stored = await asyncio.to_thread(broker.metadata.scram_credentials)
     by_user: dict[str, list[dict[str, int]]] = {}
     for user, c in stored:
@@ -225,11 +233,13 @@ async def _describe_scram(broker: Broker, header: RequestHeader, req: Any) -> Bu
     )
 
 
-def alter_scram(broker: Broker, header: RequestHeader, frame: memoryview) -> Awaitable[Buffers]:
+def alter_scram(
+    broker: BrokerServices, header: RequestHeader, frame: memoryview
+) -> Awaitable[Buffers]:
     return _alter_scram(broker, header, decode(header, frame))
 
 
-async def _alter_scram(broker: Broker, header: RequestHeader, req: Any) -> Buffers:
+async def _alter_scram(broker: BrokerServices, header: RequestHeader, req: Any) -> Buffers:
     may_alter = allowed_cluster(broker, header, acl.ALTER)
     users = [d.name for d in req.deletions] + [u.name for u in req.upsertions]
     errors: dict[str, tuple[ErrorCode, str]] = {}
@@ -296,7 +306,9 @@ async def _alter_scram(broker: Broker, header: RequestHeader, req: Any) -> Buffe
 EXACT, DEFAULT, SPECIFIED = 0, 1, 2
 
 
-def describe_quotas(broker: Broker, header: RequestHeader, frame: memoryview) -> Awaitable[Buffers]:
+def describe_quotas(
+    broker: BrokerServices, header: RequestHeader, frame: memoryview
+) -> Awaitable[Buffers]:
     return _describe_quotas(broker, header, decode(header, frame))
 
 
@@ -311,7 +323,7 @@ def _component_matches(entity: dict[str, str | None], c: Any) -> bool:
     return name is not None
 
 
-async def _describe_quotas(broker: Broker, header: RequestHeader, req: Any) -> Buffers:
+async def _describe_quotas(broker: BrokerServices, header: RequestHeader, req: Any) -> Buffers:
     for c in req.components:
         if c.entity_type not in quotas.ENTITY_TYPES or c.match_type not in (
             EXACT,
@@ -345,11 +357,13 @@ async def _describe_quotas(broker: Broker, header: RequestHeader, req: Any) -> B
     )
 
 
-def alter_quotas(broker: Broker, header: RequestHeader, frame: memoryview) -> Awaitable[Buffers]:
+def alter_quotas(
+    broker: BrokerServices, header: RequestHeader, frame: memoryview
+) -> Awaitable[Buffers]:
     return _alter_quotas(broker, header, decode(header, frame))
 
 
-async def _alter_quotas(broker: Broker, header: RequestHeader, req: Any) -> Buffers:
+async def _alter_quotas(broker: BrokerServices, header: RequestHeader, req: Any) -> Buffers:
     may_alter = allowed_cluster(broker, header, acl.ALTER_CONFIGS)
     results = []
     changed = False

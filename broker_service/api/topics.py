@@ -9,27 +9,29 @@ from kio.schema.errors import ErrorCode
 
 from broker_service.api.access import TOPIC_AUTHORIZATION_FAILED, allowed_topic, may_create_topic
 from broker_service.api.base import Buffers, decode, respond
-from broker_service.kafka.topic_config import (
+from broker_service.metadata.base import TopicAlreadyExists, UnknownTopic
+from broker_service.protocol.configs import (
     InvalidConfig,
     InvalidTopic,
     validate_configs,
     validate_topic_name,
 )
-from broker_service.metadata.base import TopicAlreadyExists, UnknownTopic
 from broker_service.protocol.frames import RequestHeader
 from broker_service.security import acl
 
 if TYPE_CHECKING:
-    from broker_service.runtime.broker import Broker
+    from broker_service.api.services import BrokerServices
 
 MAX_PARTITIONS = 10_000
 
 
-def create_topics(broker: Broker, header: RequestHeader, frame: memoryview) -> Awaitable[Buffers]:
+def create_topics(
+    broker: BrokerServices, header: RequestHeader, frame: memoryview
+) -> Awaitable[Buffers]:
     return _create_topics(broker, header, decode(header, frame))
 
 
-async def _create_topics(broker: Broker, header: RequestHeader, req: Any) -> Buffers:
+async def _create_topics(broker: BrokerServices, header: RequestHeader, req: Any) -> Buffers:
     validate_only = req.validate_only if header.api_version >= 1 else False
     results = [
         await _create_one(broker, t, validate_only)
@@ -47,7 +49,7 @@ async def _create_topics(broker: Broker, header: RequestHeader, req: Any) -> Buf
     return respond(header, {"throttle_time": 0, "topics": results})
 
 
-async def _create_one(broker: Broker, t: Any, validate_only: bool) -> dict[str, Any]:
+async def _create_one(broker: BrokerServices, t: Any, validate_only: bool) -> dict[str, Any]:
     name = t.name
     n = t.num_partitions if t.num_partitions != -1 else broker.config.default_partitions
     if t.assignments:
@@ -112,11 +114,13 @@ async def _create_one(broker: Broker, t: Any, validate_only: bool) -> dict[str, 
     }
 
 
-def delete_topics(broker: Broker, header: RequestHeader, frame: memoryview) -> Awaitable[Buffers]:
+def delete_topics(
+    broker: BrokerServices, header: RequestHeader, frame: memoryview
+) -> Awaitable[Buffers]:
     return _delete_topics(broker, header, decode(header, frame))
 
 
-async def _delete_topics(broker: Broker, header: RequestHeader, req: Any) -> Buffers:
+async def _delete_topics(broker: BrokerServices, header: RequestHeader, req: Any) -> Buffers:
     if header.api_version >= 6:
         wanted = [(t.name, t.topic_id) for t in req.topics]
     else:
@@ -165,12 +169,12 @@ async def _delete_topics(broker: Broker, header: RequestHeader, req: Any) -> Buf
 
 
 def create_partitions(
-    broker: Broker, header: RequestHeader, frame: memoryview
+    broker: BrokerServices, header: RequestHeader, frame: memoryview
 ) -> Awaitable[Buffers]:
     return _create_partitions(broker, header, decode(header, frame))
 
 
-async def _create_partitions(broker: Broker, header: RequestHeader, req: Any) -> Buffers:
+async def _create_partitions(broker: BrokerServices, header: RequestHeader, req: Any) -> Buffers:
     results = []
     for t in req.topics:
         state = broker.topics.get(t.name)

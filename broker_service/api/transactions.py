@@ -31,20 +31,20 @@ from broker_service.protocol.frames import RequestHeader
 from broker_service.security import acl
 
 if TYPE_CHECKING:
-    from broker_service.runtime.broker import Broker
+    from broker_service.api.services import BrokerServices
 
 
 def init_producer_id(
-    broker: Broker, header: RequestHeader, frame: memoryview
+    broker: BrokerServices, header: RequestHeader, frame: memoryview
 ) -> Awaitable[Buffers]:
     return _init_producer_id(broker, header, decode(header, frame))
 
 
-def _may_write_txn(broker: Broker, header: RequestHeader, transactional_id: str) -> bool:
+def _may_write_txn(broker: BrokerServices, header: RequestHeader, transactional_id: str) -> bool:
     return allowed(broker, header, acl.WRITE, acl.TRANSACTIONAL_ID, transactional_id)
 
 
-def _init_refusal(broker: Broker, header: RequestHeader, req: Any) -> ErrorCode | None:
+def _init_refusal(broker: BrokerServices, header: RequestHeader, req: Any) -> ErrorCode | None:
     if req.transactional_id is not None:
         if not _may_write_txn(broker, header, req.transactional_id):
             return TRANSACTIONAL_ID_AUTHORIZATION_FAILED
@@ -56,7 +56,7 @@ def _init_refusal(broker: Broker, header: RequestHeader, req: Any) -> ErrorCode 
     return None
 
 
-async def _init_producer_id(broker: Broker, header: RequestHeader, req: Any) -> Buffers:
+async def _init_producer_id(broker: BrokerServices, header: RequestHeader, req: Any) -> Buffers:
     refused = _init_refusal(broker, header, req)
     if refused is not None:
         return respond(
@@ -89,12 +89,12 @@ async def _init_producer_id(broker: Broker, header: RequestHeader, req: Any) -> 
 
 
 def add_partitions_to_txn(
-    broker: Broker, header: RequestHeader, frame: memoryview
+    broker: BrokerServices, header: RequestHeader, frame: memoryview
 ) -> Awaitable[Buffers]:
     return _add_partitions(broker, header, decode(header, frame))
 
 
-async def _add_partitions(broker: Broker, header: RequestHeader, req: Any) -> Buffers:
+async def _add_partitions(broker: BrokerServices, header: RequestHeader, req: Any) -> Buffers:
     wanted = [(t.name, p) for t in req.v3_and_below_topics for p in t.partitions]
     codes: dict[tuple[str, int], int]
     if not _may_write_txn(broker, header, req.v3_and_below_transactional_id):
@@ -122,12 +122,12 @@ async def _add_partitions(broker: Broker, header: RequestHeader, req: Any) -> Bu
 
 
 def add_offsets_to_txn(
-    broker: Broker, header: RequestHeader, frame: memoryview
+    broker: BrokerServices, header: RequestHeader, frame: memoryview
 ) -> Awaitable[Buffers]:
     return _add_offsets(broker, header, decode(header, frame))
 
 
-async def _add_offsets(broker: Broker, header: RequestHeader, req: Any) -> Buffers:
+async def _add_offsets(broker: BrokerServices, header: RequestHeader, req: Any) -> Buffers:
     code: int
     if not _may_write_txn(broker, header, req.transactional_id):
         code = TRANSACTIONAL_ID_AUTHORIZATION_FAILED
@@ -140,11 +140,11 @@ async def _add_offsets(broker: Broker, header: RequestHeader, req: Any) -> Buffe
     return respond(header, {"throttle_time": 0, "error_code": code})
 
 
-def end_txn(broker: Broker, header: RequestHeader, frame: memoryview) -> Awaitable[Buffers]:
+def end_txn(broker: BrokerServices, header: RequestHeader, frame: memoryview) -> Awaitable[Buffers]:
     return _end_txn(broker, header, decode(header, frame))
 
 
-async def _end_txn(broker: Broker, header: RequestHeader, req: Any) -> Buffers:
+async def _end_txn(broker: BrokerServices, header: RequestHeader, req: Any) -> Buffers:
     code: int
     if not _may_write_txn(broker, header, req.transactional_id):
         code = TRANSACTIONAL_ID_AUTHORIZATION_FAILED
@@ -156,12 +156,12 @@ async def _end_txn(broker: Broker, header: RequestHeader, req: Any) -> Buffers:
 
 
 def txn_offset_commit(
-    broker: Broker, header: RequestHeader, frame: memoryview
+    broker: BrokerServices, header: RequestHeader, frame: memoryview
 ) -> Awaitable[Buffers]:
     return _txn_offset_commit(broker, header, decode(header, frame))
 
 
-async def _txn_offset_commit(broker: Broker, header: RequestHeader, req: Any) -> Buffers:
+async def _txn_offset_commit(broker: BrokerServices, header: RequestHeader, req: Any) -> Buffers:
     now = int(time.time() * 1000)
     offsets = [
         CommittedOffset(
@@ -202,12 +202,12 @@ async def _txn_offset_commit(broker: Broker, header: RequestHeader, req: Any) ->
 
 
 def write_txn_markers(
-    broker: Broker, header: RequestHeader, frame: memoryview
+    broker: BrokerServices, header: RequestHeader, frame: memoryview
 ) -> Awaitable[Buffers]:
     return _write_txn_markers(broker, header, decode(header, frame))
 
 
-async def _write_txn_markers(broker: Broker, header: RequestHeader, req: Any) -> Buffers:
+async def _write_txn_markers(broker: BrokerServices, header: RequestHeader, req: Any) -> Buffers:
     """Sent by another broker's transaction coordinator to this partition leader."""
     markers = []
     for m in req.markers:

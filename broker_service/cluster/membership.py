@@ -1,9 +1,12 @@
-"""This broker's lease in the metadata store, and the recovery check it runs for others.
+"""This broker's place in the cluster: its lease, its view of the live brokers, who
+coordinates what, and the recovery check it runs for the others.
 
-The lease is renewed every third of its length. The broker trusts its own lease only until
-``valid_until`` (its last renewal plus 80% of the lease, leaving room for clock skew): past
-that, another broker may already have fenced it and taken its partitions, so it must not
-acknowledge anything (a stopped-then-resumed "zombie" finds its lease gone).
+The lease is renewed every third of its length, on a thread of its own (renewal never queues
+behind other metadata work). The broker trusts its own lease only until ``valid_until`` (its
+last renewal plus 80% of the lease, leaving room for clock skew): past that, another broker may
+already have fenced it and taken its partitions, so it must not acknowledge anything until a
+renewal succeeds again (a stopped-then-resumed "zombie" finds its lease gone). A broker never
+fences itself for being slow: the recovery check it runs leaves its own registration alone.
 """
 
 from __future__ import annotations
@@ -12,7 +15,9 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
+from broker_service.control.placement import owner
 from broker_service.control.recovery import recover
 from broker_service.metadata.base import BrokerFenced, BrokerRecord, MetadataStore
 
@@ -27,64 +32,120 @@ class Membership:
     def __init__(
         self,
         metadata: MetadataStore,
-        broker_id: int,
-        epoch: int,
+        me: BrokerRecord,
         lease_ms: int,
         on_fenced: Callable[[], None],
         on_cluster_change: Callable[[], None],
     ) -> None:
         self.metadata = metadata
-        self.broker_id = broker_id
-        self.epoch = epoch
+        self.me = me
         self.lease_ms = lease_ms
         self.on_fenced = on_fenced
         self.on_cluster_change = on_cluster_change
         self.valid_until = time.monotonic() + lease_ms * 0.8 / 1000
-        self.live: list[BrokerRecord] = []
-        self._tasks: list[asyncio.Task[None]] = []
+        self.live: list[BrokerRecord] = [me]
+        self.fenced = False
+        self._lease_lane = ThreadPoolExecutor(1, thread_name_prefix="lease")
 
+    @property
+    def node_id(self) -> int:
+        return self.me.broker_id
+
+    @property
+    def epoch(self) -> int:
+        return self.me.epoch
+
+    # -- what others ask ---------------------------------------------------------------------
     def lease_valid(self) -> bool:
         return time.monotonic() < self.valid_until
 
-    def start(self) -> None:
+    def may_acknowledge(self) -> bool:
+        """Only while this broker's lease is surely its own."""
+        return not self.fenced and self.lease_valid()
+
+    def live_brokers(self) -> list[BrokerRecord]:
+        live = self.live
+        if all(b.broker_id != self.node_id for b in live):
+            live = [*live, self.me]
+        return sorted(live, key=lambda b: b.broker_id)
+
+    def coordinator_for(self, key: str) -> BrokerRecord:
+        """The broker coordinating a group or transactional id: rendezvous hashing of the
+        key over the live brokers, so every broker gives the same answer and a membership
+        change moves only what it must (control/placement.py)."""
+        live = {b.broker_id: b for b in self.live_brokers()}
+        return live[owner(key, live)]
+
+    def coordinates(self, key: str) -> bool:
+        return self.coordinator_for(key).broker_id == self.node_id
+
+    def controller_id(self) -> int:
+        """No broker is special (every one runs the recovery check); clients still want a
+        controller id, so report the lowest live one, the same on every broker."""
+        return self.live_brokers()[0].broker_id
+
+    async def refresh_live(self) -> bool:
+        """Re-read the live brokers (our view lags by up to lease/3); True if it changed."""
+        live = await asyncio.to_thread(self.metadata.live_brokers, now_ms())
+        return self._set_live(live)
+
+    async def is_live(self, broker_id: int) -> bool:
+        """Whether a broker is live, asking the metadata store when our view lacks it."""
+        if any(b.broker_id == broker_id for b in self.live_brokers()):
+            return True
+        await self.refresh_live()
+        return any(b.broker_id == broker_id for b in self.live_brokers())
+
+    def leaving(self, others: list[int]) -> None:
+        """This broker is draining: it coordinates nothing from now on."""
+        self.live = [b for b in self.live if b.broker_id in others]
+
+    def _set_live(self, live: list[BrokerRecord]) -> bool:
+        changed = [b.broker_id for b in live] != [b.broker_id for b in self.live]
+        self.live = live
+        if changed:
+            self.on_cluster_change()
+        return changed
+
+    # -- timers (runtime/timers.py runs these) -------------------------------------------------
+    @property
+    def renew_interval_s(self) -> float:
+        return self.lease_ms / 3000
+
+    @property
+    def recover_interval_s(self) -> float:
+        return self.lease_ms / 2000
+
+    async def renew(self) -> None:
+        """One renewal, on the lease's own thread."""
+        if self.fenced:
+            return
+        started = time.monotonic()
         loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._renew_loop()), loop.create_task(self._recover_loop())]
+        try:
+            await loop.run_in_executor(
+                self._lease_lane, self.metadata.renew_lease, self.node_id, self.epoch, self.lease_ms
+            )
+        except BrokerFenced:
+            log.error("broker %d epoch %d was fenced; stopping", self.node_id, self.epoch)
+            self.fenced = True
+            self.on_fenced()
+            return
+        self.valid_until = started + self.lease_ms * 0.8 / 1000
+        live = await loop.run_in_executor(self._lease_lane, self.metadata.live_brokers, now_ms())
+        self._set_live(live)
 
-    def stop(self) -> None:
-        for t in self._tasks:
-            t.cancel()
+    async def check_others(self) -> None:
+        """The recovery check: fence brokers whose lease ran out (never this one: a broker
+        that was merely slow to renew stops acknowledging until it renews) and move their
+        partitions."""
+        if self.fenced:
+            return
+        result = await asyncio.to_thread(
+            recover, self.metadata, now_ms(), self.lease_ms // 5, self.node_id
+        )
+        if result.acted:
+            self.on_cluster_change()
 
-    async def _renew_loop(self) -> None:
-        interval = self.lease_ms / 3000
-        while True:
-            started = time.monotonic()
-            try:
-                await asyncio.to_thread(
-                    self.metadata.renew_lease, self.broker_id, self.epoch, self.lease_ms
-                )
-                self.valid_until = started + self.lease_ms * 0.8 / 1000
-                live = await asyncio.to_thread(self.metadata.live_brokers, now_ms())
-                if [b.broker_id for b in live] != [b.broker_id for b in self.live]:
-                    self.live = live
-                    self.on_cluster_change()
-                self.live = live
-            except BrokerFenced:
-                log.error("broker %d epoch %d was fenced; stopping", self.broker_id, self.epoch)
-                self.on_fenced()
-                return
-            except Exception:
-                log.exception("lease renewal failed; will retry")
-            await asyncio.sleep(interval)
-
-    async def _recover_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.lease_ms / 2000)
-            try:
-                result = await asyncio.to_thread(
-                    recover, self.metadata, now_ms(), self.lease_ms // 5
-                )
-            except Exception:
-                log.exception("recovery check failed; will retry")
-                continue
-            if result.acted:
-                self.on_cluster_change()
+    def close(self) -> None:
+        self._lease_lane.shutdown(wait=False)

@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from broker_service.kafka.topic_config import effective
 from broker_service.metadata.base import (
     ConcurrentUpdate,
     MetadataError,
@@ -42,6 +41,7 @@ from broker_service.metadata.base import (
     TopicRecord,
     UnknownTopic,
 )
+from broker_service.protocol.configs import effective
 from broker_service.protocol.control_batch import ABORT, marker_type
 from broker_service.protocol.record_batch import BatchHeader, iter_headers
 from broker_service.protocol.record_filter import StoredRecord, rebuild_batch, records_of

@@ -22,8 +22,8 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from broker_service.control.balancer import Reassign
-from broker_service.control.kafka_client import ClientSecurity
 from broker_service.control.reassignment import reassign
+from broker_service.security.client import ClientSecurity
 
 log = logging.getLogger(__name__)
 

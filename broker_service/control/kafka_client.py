@@ -28,6 +28,7 @@ from broker_service.protocol.frames import is_flexible
 from broker_service.protocol.primitives import ByteReader
 from broker_service.protocol.primitives import string as legacy_string
 from broker_service.protocol.schema_reader import entity_reader
+from broker_service.security.client import ClientSecurity
 
 LIST_OFFSETS = 2
 METADATA = 3
@@ -142,17 +143,6 @@ def parse_address(address: str) -> tuple[str, int]:
 @cache
 def _response_reader(api_key: int, version: int) -> Callable[[ByteReader], Any]:
     return entity_reader(load_response_schema(api_key, version))
-
-
-@dataclass(frozen=True)
-class ClientSecurity:
-    """How to reach a secured listener: TLS and/or SASL (SCRAM or PLAIN)."""
-
-    protocol: str = "PLAINTEXT"  # PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL
-    username: str | None = None
-    password: str | None = None
-    mechanism: str = "SCRAM-SHA-512"
-    ssl_context: ssl.SSLContext | None = None
 
 
 _default_security: ClientSecurity | None = None

@@ -14,7 +14,7 @@ from kio.index import load_request_schema
 from broker_service.protocol.codec import shape
 
 if TYPE_CHECKING:
-    from broker_service.control.kafka_client import ClientSecurity
+    from broker_service.security.client import ClientSecurity
 
 UNAUTHENTICATED_HINT = (
     "a SASL listener closes connections that have not authenticated: give reassign() a "

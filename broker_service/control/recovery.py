@@ -33,11 +33,17 @@ class RecoveryResult:
         return bool(self.fenced or self.moved)
 
 
-def recover(metadata: MetadataStore, now_ms: int, grace_ms: int = 0) -> RecoveryResult:
+def recover(
+    metadata: MetadataStore, now_ms: int, grace_ms: int = 0, spare: int | None = None
+) -> RecoveryResult:
     """Fence every broker whose lease ran out more than ``grace_ms`` ago (clock skew margin),
-    then move the partitions led by fenced brokers to live ones, spread evenly."""
+    then move the partitions led by fenced brokers to live ones, spread evenly. ``spare``:
+    the broker running the check, never fenced by itself (being slow to renew is not being
+    dead; others fence it if it really is)."""
     result = RecoveryResult()
     for b in metadata.brokers():
+        if b.broker_id == spare:
+            continue
         if b.state in (ACTIVE, DRAINING) and b.lease_expiry_ms + grace_ms < now_ms:
             try:
                 metadata.fence_broker(b.broker_id, b.epoch)

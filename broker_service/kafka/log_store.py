@@ -91,8 +91,8 @@ class StreamStore:
         self.logs: dict[int, PartitionLog] = {}  # stream_id -> log
         self._pending_upload_bytes = 0
         self._upload_lock = asyncio.Lock()
-        self._upload_task: asyncio.Task[None] | None = None
-        self._snapshot_task: asyncio.Task[None] | None = None
+        self._last_upload = time.monotonic()
+        self._last_snapshot = time.monotonic()
         self.snapshot_interval = snapshot_interval_ms / 1000.0
         self._object_seq = 0
         self.uploads = 0
@@ -148,19 +148,7 @@ class StreamStore:
             replayed += 1
         return replayed
 
-    def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._upload_task = loop.create_task(self._upload_loop())
-        self._snapshot_task = loop.create_task(self._snapshot_loop())
-
     async def close(self) -> None:
-        for task in (self._upload_task, self._snapshot_task):
-            if task is not None:
-                task.cancel()
-                try:
-                    await task
-                except asyncio.CancelledError:
-                    pass
         await self.wal.close()
         try:
             await self.upload()
@@ -254,25 +242,19 @@ class StreamStore:
             saved += 1
         return saved
 
-    async def _snapshot_loop(self) -> None:
-        """Every interval, snapshot what changed; within 0.1 s, a partition's first one."""
-        last = time.monotonic()
-        while True:
-            await asyncio.sleep(0.1)
-            due = time.monotonic() - last >= self.snapshot_interval
-            try:
-                if due:
-                    last = time.monotonic()
-                    await self.save_producer_snapshots()
-                else:
-                    for plog in [
-                        p
-                        for p in self.logs.values()
-                        if p.snapshot_offset < 0 and p.committed_producers.producers
-                    ]:
-                        await self.save_producer_snapshots(only=plog)
-            except Exception:
-                log.warning("saving producer snapshots failed; will retry", exc_info=True)
+    async def snapshot_step(self) -> None:
+        """Run every 0.1 s (runtime/timers.py): every interval, snapshot what changed; a
+        partition's first snapshot at once."""
+        if time.monotonic() - self._last_snapshot >= self.snapshot_interval:
+            self._last_snapshot = time.monotonic()
+            await self.save_producer_snapshots()
+            return
+        for plog in [
+            p
+            for p in self.logs.values()
+            if p.snapshot_offset < 0 and p.committed_producers.producers
+        ]:
+            await self.save_producer_snapshots(only=plog)
 
     # -- read path ---------------------------------------------------------------------
     async def read(
@@ -441,25 +423,22 @@ class StreamStore:
         return None
 
     # -- upload ------------------------------------------------------------------------
-    async def _upload_loop(self) -> None:
-        last = time.monotonic()
-        while True:
-            await asyncio.sleep(0.05)
-            self._evict()
-            due = time.monotonic() - last >= self.upload_interval
-            if self._pending_upload_bytes and (
-                due or self._pending_upload_bytes >= self.upload_bytes
-            ):
-                try:
-                    await self.upload()
-                except BrokerFenced:
-                    log.error("this broker was fenced: its commits are refused; stopping")
-                    if self.on_fenced:
-                        self.on_fenced()
-                    return
-                except Exception:
-                    log.exception("upload failed; will retry (data is safe in the WAL)")
-                last = time.monotonic()
+    async def upload_step(self) -> None:
+        """Run every 0.05 s (runtime/timers.py): evict, and upload when data is old enough
+        or plentiful. A fenced broker's commits are refused: it stops."""
+        self._evict()
+        due = time.monotonic() - self._last_upload >= self.upload_interval
+        if not self._pending_upload_bytes or not (
+            due or self._pending_upload_bytes >= self.upload_bytes
+        ):
+            return
+        self._last_upload = time.monotonic()
+        try:
+            await self.upload()
+        except BrokerFenced:
+            log.error("this broker was fenced: its commits are refused; stopping")
+            if self.on_fenced:
+                self.on_fenced()
 
     async def upload(self) -> int:
         """Upload durable, uncommitted data as one StreamSetObject of about ``upload_bytes``

@@ -1,89 +1,41 @@
-"""The broker: composes an ObjectStore, a MetadataStore and a WAL into a serving node.
+"""The composition root: builds a broker's parts from an ObjectStore, a MetadataStore and a
+WAL, starts them in order, runs their timers, and stops them.
 
-It never branches on mode: embedded or cloud is decided by what it is handed.
+It never branches on mode: embedded or cloud is decided by what it is handed. The handlers
+(api/) see it through ``api.services.BrokerServices``; what they ask is answered by the parts:
+topics (kafka/topics.py), leadership (kafka/leadership.py), the log (kafka/log_store.py),
+membership and coordinator placement (cluster/membership.py), groups, transactions, security.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
-import time
 import uuid
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from broker_service.cluster.membership import Membership
 from broker_service.config import BrokerConfig
-from broker_service.control.placement import LeastLoaded, owner
+from broker_service.control import kafka_client
+from broker_service.control.compaction import CompactionConfig, compact
 from broker_service.kafka.groups.coordinator import GroupCoordinator
+from broker_service.kafka.leadership import Leadership, NotLeader
 from broker_service.kafka.log_store import StreamStore
-from broker_service.kafka.partition import NotDurable, PartitionLog
-from broker_service.kafka.topic_config import (
-    TOPIC_CONFIG_DEFAULTS,
-    validate_configs,
-    validate_topic_name,
-)
+from broker_service.kafka.partition import PartitionLog
+from broker_service.kafka.producer_ids import ProducerIdAllocator
+from broker_service.kafka.topics import Topics, TopicState
 from broker_service.kafka.txn.coordinator import TransactionCoordinator
-from broker_service.metadata.base import (
-    DRAINING,
-    BrokerRecord,
-    ConcurrentUpdate,
-    MetadataStore,
-    PartitionRecord,
-    TopicRecord,
-    UnknownTopic,
-)
+from broker_service.metadata.base import BrokerRecord, MetadataStore, TopicRecord
 from broker_service.metrics import BrokerMetrics
+from broker_service.runtime.control_loops import ControlLoops
+from broker_service.runtime.metrics_service import MetricsService
+from broker_service.runtime.timers import Timers
 from broker_service.security.manager import SecurityManager
 from broker_service.stream.objectstore.base import ObjectStore
-from broker_service.stream.wal import Wal, read_wal_dir
-
-if TYPE_CHECKING:
-    from broker_service.runtime.metrics_service import MetricsService
-    from broker_service.runtime.timers import ControlLoops
+from broker_service.stream.wal import Wal
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(eq=False)
-class TopicState:
-    record: TopicRecord
-    logs: list[PartitionLog] = field(default_factory=list)
-
-    @property
-    def name(self) -> str:
-        return self.record.name
-
-    @property
-    def topic_id(self) -> uuid.UUID:
-        return self.record.topic_id
-
-    def max_message_bytes(self, broker_default: int) -> int:
-        return int(self.record.configs.get("max.message.bytes", broker_default))
-
-
-class NotLeader(Exception):
-    pass
-
-
-class ProducerIdAllocator:
-    """Hands out producer ids from blocks reserved in the metadata store."""
-
-    BLOCK = 1000
-
-    def __init__(self, metadata: MetadataStore) -> None:
-        self._metadata = metadata
-        self._next = 0
-        self._end = 0
-
-    def next(self) -> int:
-        if self._next >= self._end:
-            self._next = self._metadata.allocate_producer_ids(self.BLOCK)
-            self._end = self._next + self.BLOCK
-        pid = self._next
-        self._next += 1
-        return pid
+__all__ = ["Broker", "NotLeader", "TopicState"]
 
 
 class Broker:
@@ -103,8 +55,6 @@ class Broker:
         self.cluster_id = ""
         self.me: BrokerRecord | None = None
         self.store: StreamStore | None = None
-        self.topics: dict[str, TopicState] = {}
-        self.topics_by_id: dict[uuid.UUID, TopicState] = {}
         self.producer_ids = ProducerIdAllocator(metadata)
         self.groups = GroupCoordinator(
             metadata,
@@ -113,32 +63,34 @@ class Broker:
         )
         self.txn = TransactionCoordinator(self)
         self.security = SecurityManager(config, metadata)
-        self.fenced = False
+        self._fenced = False
         self.membership: Membership | None = None
-        self.metrics_service: MetricsService | None = None
-        self.control_loops: ControlLoops | None = None
-        self._refresh = asyncio.Event()
-        self._sync_lock = asyncio.Lock()
-        self._last_sync_started = 0.0
-        self._refresh_task: asyncio.Task[None] | None = None
-        self._background: list[asyncio.Task[None]] = []
+        self._topics: Topics | None = None
+        self.leadership: Leadership | None = None
+        self.metrics_service = MetricsService(self)
+        self.control_loops = ControlLoops(self)
+        self.timers = Timers()
 
     @property
     def node_id(self) -> int:
         return self.config.node_id
 
+    # -- start and stop ------------------------------------------------------------------------
     async def start(self) -> None:
         cfg = self.config
         host, port = cfg.advertised
-        self.cluster_id = self.metadata.cluster_id()
-        self.me = self.metadata.register_broker(cfg.node_id, host, port, cfg.rack, cfg.lease_ms)
+        self.cluster_id = await asyncio.to_thread(self.metadata.cluster_id)
+        self.me = me = await asyncio.to_thread(
+            self.metadata.register_broker, cfg.node_id, host, port, cfg.rack, cfg.lease_ms
+        )
+        kafka_client.set_default_security(self.security.inter_broker_security())
         await self.security.start(cfg.node_id)
-        self.store = StreamStore(
+        self.store = store = StreamStore(
             self.object_store,
             self.metadata,
             self.wal,
             cfg.node_id,
-            self.me.epoch,
+            me.epoch,
             log_cache_bytes=cfg.log_cache_bytes,
             block_cache_bytes=cfg.block_cache_bytes,
             upload_interval_ms=cfg.upload_interval_ms,
@@ -147,471 +99,199 @@ class Broker:
             on_fenced=self._on_fenced,
             snapshot_interval_ms=cfg.producer_snapshot_interval_ms,
         )
-        for rec in self.metadata.topics():
-            self._load_topic(rec)
-        for state in self.topics.values():
-            for plog in state.logs:
-                if plog.leader_id == cfg.node_id:
-                    await self.store.load_producer_state(plog)
-        self.wal.bind(cfg.node_id, self.me.epoch)
+        self.membership = membership = Membership(
+            self.metadata, me, cfg.lease_ms, self._on_fenced, self.request_refresh
+        )
+        self.leadership = Leadership(
+            self.metadata,
+            store,
+            cfg.node_id,
+            shared_wal_dir=cfg.data_dir / "wal" if cfg.wal == "file" else None,
+            drain_timeout_ms=cfg.drain_timeout_ms,
+            is_live=membership.is_live,
+            topics=lambda: self.topic_registry,
+            on_draining=membership.leaving,
+        )
+        self._topics = Topics(
+            self.metadata,
+            store,
+            cfg.node_id,
+            message_max_bytes=cfg.message_max_bytes,
+            live_ids=self._live_ids,
+            on_leader_changed=self.leadership.changed,
+            on_forget=self.groups.forget_topic,
+            before_sync=self._before_sync,
+        )
+        await membership.refresh_live()
+        await self._topics.load_all()
+        self.wal.bind(cfg.node_id, me.epoch)
         self.wal.on_fatal = self._on_wal_fatal
-        entries = await self.wal.open()
-        replayed = self.store.replay(entries)
+        replayed = store.replay(await self.wal.open())
         if replayed:
             log.info("recovered %d WAL entries not yet in objects; uploading", replayed)
-            await self.store.upload()
-        self.store.start()
-        self.groups.start()
-        self.txn.start()
-        self.membership = Membership(
-            self.metadata,
-            cfg.node_id,
-            self.me.epoch,
-            cfg.lease_ms,
-            on_fenced=self._on_fenced,
-            on_cluster_change=self._refresh.set,
-        )
-        self.membership.start()
-        from broker_service.runtime.metrics_service import MetricsService
-        from broker_service.runtime.timers import ControlLoops
-
-        self.metrics_service = MetricsService(self)
+            await store.upload()
+        await self.groups.start()
         await self.metrics_service.start()
-        self.control_loops = ControlLoops(self)
-        self.control_loops.start()
-        self._refresh_task = asyncio.get_running_loop().create_task(self._refresh_loop())
-        loop = asyncio.get_running_loop()
-        if cfg.compaction_interval_ms:
-            self._background.append(loop.create_task(self._compaction_loop()))
-        if cfg.ranges_refresh_ms:
-            self._background.append(loop.create_task(self._ranges_refresh_loop()))
+        self._timers()
+        self.timers.start()
         log.info(
             "broker %d (epoch %d) of cluster %s: %d topics",
             cfg.node_id,
-            self.me.epoch,
+            me.epoch,
             self.cluster_id,
-            len(self.topics),
+            len(self._topics.by_name),
         )
+
+    def _timers(self) -> None:
+        """Every background step of the broker, and how often it runs."""
+        cfg, t = self.config, self.timers
+        store, membership, topics = self.store, self.membership, self._topics
+        assert store is not None and membership is not None and topics is not None
+        t.every("lease renewal", membership.renew_interval_s, membership.renew, first_s=0)
+        t.every("recovery check", membership.recover_interval_s, membership.check_others)
+        t.every("metadata refresh", 0.5, topics.sync, wake=topics.refresh_wanted)
+        t.every("upload", 0.05, store.upload_step)
+        t.every("producer snapshots", 0.1, store.snapshot_step)
+        t.every("group timeouts", 0.25, self.groups.expire_step)
+        t.every("transaction timeouts", 1.0, self.txn.expiry_step)
+        t.every("ACL and quota refresh", cfg.security_refresh_ms / 1000, self.security.refresh)
+        t.every("metrics", cfg.metrics_interval_s, self.metrics_service.tick)
+        t.every("compaction", cfg.compaction_interval_ms / 1000, self._compact, jitter=0.2,
+                active=lambda: not self.fenced)  # fmt: skip
+        t.every("range refresh", cfg.ranges_refresh_ms / 1000, self._refresh_ranges)
+        controller = self.control_loops
+        if cfg.auto_balance:
+            t.every("balancer", cfg.balance_interval_s, controller.balance_step,
+                    active=controller.acting)  # fmt: skip
+        t.every("autoscaler", cfg.autoscaler_interval_s, controller.autoscale_step,
+                active=controller.acting)  # fmt: skip
 
     async def stop(self) -> None:
-        if self._refresh_task is not None:
-            self._refresh_task.cancel()
-        for task in self._background:
-            task.cancel()
-        if self.membership is not None:
-            self.membership.stop()
-        if self.control_loops is not None:
-            self.control_loops.stop()
-        if self.metrics_service is not None:
-            await self.metrics_service.stop()
-        self.security.stop()
+        await self.timers.stop()
+        await self.metrics_service.stop()
         self.groups.stop()
-        self.txn.stop()
         if self.store is not None:
             await self.store.close()
+        if self.membership is not None:
+            self.membership.close()
         self.metadata.close()
 
-    def _on_fenced(self) -> None:
-        self.fenced = True
-
-    def may_acknowledge(self) -> bool:
-        """Only while this broker's lease is surely its own (see cluster/membership.py)."""
-        return not self.fenced and (self.membership is None or self.membership.lease_valid())
-
-    def live_brokers(self) -> list[BrokerRecord]:
-        live = self.membership.live if self.membership is not None else []
-        if self.me is not None and all(b.broker_id != self.node_id for b in live):
-            live = [*live, self.me]
-        return sorted(live, key=lambda b: b.broker_id)
-
-    def coordinator_for(self, key: str) -> BrokerRecord:
-        """The broker coordinating a group or transactional id: rendezvous hashing of the
-        key over the live brokers, so every broker gives the same answer and a membership
-        change moves only what it must (control/placement.py)."""
-        live = {b.broker_id: b for b in self.live_brokers()}
-        return live[owner(key, live)]
-
-    def coordinates(self, key: str) -> bool:
-        return self.coordinator_for(key).broker_id == self.node_id
-
-    async def refresh_live(self) -> None:
-        """Re-read the live brokers from the metadata store (our view lags by up to lease/3)."""
-        if self.membership is not None:
-            live = await asyncio.to_thread(self.metadata.live_brokers, int(time.time() * 1000))
-            if [b.broker_id for b in live] != [b.broker_id for b in self.membership.live]:
-                self.membership.live = live
-                self.request_refresh()
-
-    async def is_live(self, broker_id: int) -> bool:
-        """Whether a broker is live, asking the metadata store when our view lacks it."""
-        if any(b.broker_id == broker_id for b in self.live_brokers()):
-            return True
-        await self.refresh_live()
-        return any(b.broker_id == broker_id for b in self.live_brokers())
-
-    async def learn_unknown_topics(self) -> None:
-        """A client names a topic this broker has not loaded yet (created through another
-        broker less than a refresh ago): wait for a re-read of the metadata store that began
-        after the request arrived, rather than answer UNKNOWN_TOPIC_OR_PARTITION. Requests
-        arriving together share one re-read, so bogus names cannot storm the store."""
-        asked = time.monotonic()
-        async with self._sync_lock:
-            if self._last_sync_started >= asked:
-                return
-            await self._sync_metadata()
-
-    def request_refresh(self) -> None:
-        """A client reached us for a partition we think is elsewhere: re-read soon."""
-        self._refresh.set()
-
-    async def hand_over(self, topic: str, partition: int, target: int) -> None:
-        """Graceful move of a partition this broker leads: stop accepting, make everything
-        acknowledged committed, then hand over with leader_epoch + 1. No data is copied: the
-        new leader reads the committed ranges."""
-        plog = self.partition(topic, partition)
-        if plog is None:
-            raise UnknownTopic(f"{topic}-{partition}")
-        if plog.leader_id != self.node_id:
-            raise NotLeader(f"{topic}-{partition} is led by broker {plog.leader_id}")
-        if target == self.node_id:
-            return
-        if not await self.is_live(target):
-            raise ValueError(f"broker {target} is not a live broker")
-        assert self.store is not None
-        plog.moving = True
-        try:
-            if plog.in_flight():  # what the WAL holds completes (durable or refused) first
-                try:
-                    await asyncio.wait_for(asyncio.shield(plog.wait_durable(plog.next_offset)), 30)
-                except NotDurable:
-                    pass  # refused and truncated: nothing of it was acknowledged
-            stalls = 0
-            while plog.committed_end < plog.high_watermark:  # file WAL: upload what is left
-                if await self.store.upload():
-                    continue
-                # nothing to upload yet durable data uncommitted: say what we see, retry a
-                # little (seen once in CI, not reproduced), then give up the move
-                stalls += 1
-                log.warning(
-                    "%s-%d: hand-over upload found nothing: committed %d, high watermark %d, "
-                    "next %d, %d cached batches from %d",
-                    topic,
-                    partition,
-                    plog.committed_end,
-                    plog.high_watermark,
-                    plog.next_offset,
-                    len(plog.cache),
-                    plog.cache_start(),
-                )
-                if stalls > 20:
-                    raise RuntimeError("acknowledged data could not be committed")
-                await asyncio.sleep(0.05)
-            # the new leader starts from this snapshot: no batches to replay
-            await self.store.save_producer_snapshots(force=True, only=plog)
-            rec = await asyncio.to_thread(
-                self.metadata.move_partition,
-                topic,
-                partition,
-                self.node_id,
-                plog.leader_epoch,
-                target,
-            )
-        finally:
-            plog.moving = False
-        await self._leadership_changed(plog, rec)
-
     async def drain(self) -> int:
-        """Graceful shutdown in a cluster: become DRAINING (no new partitions, not a
-        coordinator any more) and hand every partition led here to the least-loaded live
-        broker, so clients move at once instead of waiting for the lease to expire. Returns
-        how many partitions moved; bounded by ``drain_timeout_ms``."""
-        if self.me is None or self.store is None:
+        """Graceful shutdown in a cluster (SIGTERM): hand every partition to the others."""
+        if self.me is None or self.leadership is None or self.membership is None:
             return 0
-        now_ms = int(time.time() * 1000)
-        others = [
-            b.broker_id
-            for b in await asyncio.to_thread(self.metadata.live_brokers, now_ms)
-            if b.broker_id != self.node_id
-        ]
-        led = [p for s in self.topics.values() for p in s.logs if p.leader_id == self.node_id]
-        if not others:
-            return 0
-        await asyncio.to_thread(
-            self.metadata.set_broker_state, self.node_id, self.me.epoch, DRAINING
-        )
-        if self.membership is not None:
-            self.membership.live = [b for b in self.membership.live if b.broker_id in others]
-        load = dict.fromkeys(others, 0)
-        for s in self.topics.values():
-            for p in s.logs:
-                if p.leader_id in load:
-                    load[p.leader_id] += 1
-        targets = LeastLoaded(load)
-        moved = 0
-        deadline = time.monotonic() + self.config.drain_timeout_ms / 1000
-        log.info("draining: handing %d partitions to brokers %s", len(led), others)
-        for plog in led:
-            if time.monotonic() > deadline:
-                log.warning("drain timed out; %d partitions left to recovery", len(led) - moved)
-                break
-            target = targets.pick()
-            try:
-                await self.hand_over(plog.topic, plog.partition, target)
-            except Exception as exc:  # left to the lease-expiry recovery
-                log.warning("%s-%d: hand-over failed: %s", plog.topic, plog.partition, exc)
-                targets.undo(target)
-                continue
-            moved += 1
-        log.info("drained: %d partitions handed over", moved)
+        moved = await self.leadership.drain(self.me)
         return moved
 
-    def controller_id(self) -> int:
-        """No broker is special (every one runs the recovery check); clients still want a
-        controller id, so report the lowest live one, the same on every broker."""
-        return self.live_brokers()[0].broker_id
+    # -- timer steps owned here ----------------------------------------------------------------
+    async def _compact(self) -> None:
+        """The same function the compaction Lambda calls."""
+        result = await compact(
+            self.metadata, self.object_store, CompactionConfig(), owner=f"broker-{self.node_id}"
+        )
+        if result.skipped is None:
+            log.info("compaction: %s", result)
 
-    # -- following the metadata store: topics and leaders changed by other brokers -------
-    async def _refresh_loop(self) -> None:
-        while True:
-            try:
-                await asyncio.wait_for(self._refresh.wait(), 0.5)
-            except TimeoutError:
-                pass
-            self._refresh.clear()
-            try:
-                await self.sync_metadata()
-            except Exception:
-                log.exception("metadata refresh failed; will retry")
+    async def _refresh_ranges(self) -> None:
+        """Compaction swaps objects behind the leader's back: re-read led partitions' ranges."""
+        assert self.store is not None
+        for plog in list(self.store.logs.values()):
+            if plog.leader_id == self.node_id and not plog.deleted:
+                await self.store.refresh_ranges(plog)
 
-    async def sync_metadata(self) -> None:
-        async with self._sync_lock:  # one reconciliation at a time: they edit shared state
-            await self._sync_metadata()
-
-    async def _sync_metadata(self) -> None:
-        self._last_sync_started = time.monotonic()
+    async def _before_sync(self) -> None:
         self.groups.retain(self.coordinates)
         if not all(self.security.knows(b) for b in self.live_brokers()):
             await self.security.refresh_endpoints()  # a new broker: learn its listeners
-        records = {t.name: t for t in await asyncio.to_thread(self.metadata.topics)}
-        for name in [n for n in self.topics if n not in records]:
-            self._forget_topic(name)
-        for name, rec in records.items():
-            state = self.topics.get(name)
-            if state is None or state.topic_id != rec.topic_id:
-                if state is not None:
-                    self._forget_topic(name)
-                assert self.store is not None
-                for plog in self._load_topic(rec, new=True).logs:
-                    if plog.leader_id == self.node_id:  # moved here before we saw the topic
-                        ranges = await asyncio.to_thread(
-                            self.metadata.stream_ranges, plog.stream_id
-                        )
-                        plog.load_ranges(ranges)
-                        await self.store.load_producer_state(plog)
-                continue
-            assert self.store is not None
-            for p in rec.partitions[len(state.logs) :]:
-                state.logs.append(self.store.add_partition(p, ranges=[]))
-            state.record = rec
-            for p, plog in zip(rec.partitions, state.logs, strict=False):
-                if p.leader_id != plog.leader_id or p.leader_epoch != plog.leader_epoch:
-                    await self._leadership_changed(plog, p)
-                elif p.log_start_offset > plog.log_start_offset:
-                    # retention (the compactor) or DeleteRecords on another broker moved it
-                    plog.log_start_offset = min(p.log_start_offset, plog.high_watermark)
 
-    # -- compaction: the same function the compaction Lambda calls --------------------------
-    async def _compaction_loop(self) -> None:
-        from broker_service.control.compaction import CompactionConfig, compact
+    async def _live_ids(self) -> list[int]:
+        """Live brokers read afresh (new topics spread over brokers that just joined too)."""
+        assert self.membership is not None
+        await self.membership.refresh_live()
+        return [b.broker_id for b in self.membership.live_brokers()]
 
-        interval = self.config.compaction_interval_ms / 1000
-        while True:
-            await asyncio.sleep(interval * random.uniform(0.8, 1.2))  # brokers drift apart
-            if self.fenced:
-                return
-            try:
-                result = await compact(
-                    self.metadata,
-                    self.object_store,
-                    CompactionConfig(),
-                    owner=f"broker-{self.node_id}",
-                )
-                if result.skipped is None:
-                    log.info("compaction: %s", result)
-            except Exception:
-                log.exception("compaction run failed; the next run resumes")
+    # -- fencing -----------------------------------------------------------------------------
+    @property
+    def fenced(self) -> bool:
+        return self._fenced or (self.membership is not None and self.membership.fenced)
 
-    async def _ranges_refresh_loop(self) -> None:
-        interval = self.config.ranges_refresh_ms / 1000
-        while True:
-            await asyncio.sleep(interval)
-            assert self.store is not None
-            for plog in list(self.store.logs.values()):
-                if plog.leader_id == self.node_id and not plog.deleted:
-                    try:
-                        await self.store.refresh_ranges(plog)
-                    except Exception:
-                        log.exception(
-                            "refreshing the ranges of %s-%d failed", plog.topic, plog.partition
-                        )
-
-    async def delete_records(self, plog: PartitionLog, offset: int) -> int:
-        """DeleteRecords: raise the log start offset (durably, in metadata) to ``offset``
-        (-1: the high watermark); returns the new low watermark. The compactor drops the
-        ranges below it and deletes their objects after the grace period."""
-        target = plog.high_watermark if offset == -1 else offset
-        rec = await asyncio.to_thread(
-            self.metadata.set_log_start_offset, plog.topic, plog.partition, target
-        )
-        plog.log_start_offset = max(plog.log_start_offset, rec.log_start_offset)
-        return plog.log_start_offset
-
-    async def _leadership_changed(self, plog: PartitionLog, rec: PartitionRecord) -> None:
-        assert self.store is not None
-        previous = plog.leader_id
-        if rec.leader_id != self.node_id:
-            if previous == self.node_id:
-                log.info("%s-%d: now led by broker %d", plog.topic, plog.partition, rec.leader_id)
-            plog.leader_id, plog.leader_epoch = rec.leader_id, rec.leader_epoch
-            plog.clear_cache()
-            plog.abandon(f"{plog.topic}-{plog.partition} is now led by broker {rec.leader_id}")
-            return
-        ranges = await asyncio.to_thread(self.metadata.stream_ranges, plog.stream_id)
-        plog.clear_cache()
-        plog.log_start_offset = rec.log_start_offset
-        plog.load_ranges(ranges)
-        await self.store.load_producer_state(plog)
-        recovered = await self._recover_file_wal(plog, previous)
-        plog.leader_epoch = rec.leader_epoch
-        plog.leader_id = self.node_id
-        log.info(
-            "%s-%d: now led here (epoch %d) from offset %d%s",
-            plog.topic,
-            plog.partition,
-            rec.leader_epoch,
-            plog.next_offset,
-            f", {recovered} batches recovered from broker {previous}'s WAL" if recovered else "",
-        )
-
-    async def _recover_file_wal(self, plog: PartitionLog, previous: int) -> int:
-        """With a file WAL on a shared disk, the previous leader's acknowledged batches that
-        never reached an object are in its WAL: commit them before serving the partition."""
-        assert self.store is not None
-        if previous < 0 or previous == self.node_id or self.config.wal != "file":
-            return 0
-        wal_dir = self.config.data_dir / "wal" / f"broker-{previous}"
-        if not wal_dir.exists():
-            return 0
-        entries = [
-            e
-            for e in await asyncio.to_thread(read_wal_dir, wal_dir)
-            if e.stream_id == plog.stream_id
-        ]
-        plog.leader_id = self.node_id  # replay and upload only touch partitions led here
-        n = self.store.replay(entries)
-        if n:
-            await self.store.upload()
-        return n
-
-    def _forget_topic(self, name: str) -> None:
-        state = self.topics.pop(name, None)
-        if state is None:
-            return
-        self.topics_by_id.pop(state.topic_id, None)
-        assert self.store is not None
-        for plog in state.logs:
-            self.store.remove_partition(plog.stream_id)
-        self.groups.forget_topic(name)
+    def _on_fenced(self) -> None:
+        self._fenced = True
 
     def _on_wal_fatal(self, exc: BaseException) -> None:
         log.error("the WAL cannot make data durable any more (%s); this broker stops", exc)
-        self.fenced = True
+        self._fenced = True
 
-    def _load_topic(self, rec: TopicRecord, new: bool = False) -> TopicState:
-        assert self.store is not None
-        state = TopicState(
-            rec, [self.store.add_partition(p, ranges=[] if new else None) for p in rec.partitions]
-        )
-        self.topics[rec.name] = state
-        self.topics_by_id[rec.topic_id] = state
-        return state
+    # -- what the handlers use (api/services.py) ------------------------------------------------
+    @property
+    def topic_registry(self) -> Topics:
+        assert self._topics is not None
+        return self._topics
 
-    # -- topic lifecycle (raise InvalidTopic / InvalidConfig / TopicAlreadyExists) ---------
-    # Metadata calls run in a worker thread: on DynamoDB each is a network round trip, and
-    # the event loop keeps serving everyone else meanwhile.
+    @property
+    def topics(self) -> dict[str, TopicState]:
+        return self._topics.by_name if self._topics is not None else {}
+
+    @property
+    def topics_by_id(self) -> dict[uuid.UUID, TopicState]:
+        return self._topics.by_id if self._topics is not None else {}
+
+    def partition(self, topic: str, index: int) -> PartitionLog | None:
+        return self._topics.partition(topic, index) if self._topics is not None else None
+
+    def topic_defaults(self) -> dict[str, str]:
+        return self.topic_registry.defaults()
+
+    def request_refresh(self) -> None:
+        if self._topics is not None:
+            self._topics.request_refresh()
+
+    async def learn_unknown_topics(self) -> None:
+        await self.topic_registry.learn_unknown()
+
+    async def sync_metadata(self) -> None:
+        await self.topic_registry.sync()
+
     async def create_topic(
         self, name: str, partitions: int, configs: dict[str, str | None]
     ) -> TopicState:
-        validate_topic_name(name)
-        checked = validate_configs(configs)
-        rec = await asyncio.to_thread(
-            self.metadata.create_topic, name, partitions, checked, self.node_id
-        )
-        rec = await self._spread_leaders(rec, 0)
-        log.info(
-            "created topic %s with %d partitions, led by brokers %s",
-            name,
-            partitions,
-            sorted({p.leader_id for p in rec.partitions}),
-        )
-        return self._load_topic(rec, new=True)
-
-    async def _spread_leaders(self, rec: TopicRecord, first: int) -> TopicRecord:
-        """New partitions (from index ``first``) are created led by this broker; before
-        anyone serves them, hand them round-robin to the live brokers, starting here, so a
-        topic's load spreads over the cluster. They hold no data yet: nothing moves."""
-        now_ms = int(time.time() * 1000)
-        live = [b.broker_id for b in await asyncio.to_thread(self.metadata.live_brokers, now_ms)]
-        if len(live) < 2 or self.node_id not in live:
-            return rec
-        start = live.index(self.node_id)
-        order = live[start:] + live[:start]
-        moved = False
-        for p in rec.partitions[first:]:
-            target = order[(p.partition - first) % len(order)]
-            if target == self.node_id or p.leader_id != self.node_id:
-                continue
-            try:
-                await asyncio.to_thread(
-                    self.metadata.move_partition,
-                    rec.name,
-                    p.partition,
-                    self.node_id,
-                    p.leader_epoch,
-                    target,
-                )
-                moved = True
-            except ConcurrentUpdate:
-                continue
-        if not moved:
-            return rec
-        fresh = await asyncio.to_thread(self.metadata.topic, rec.name)
-        return fresh if fresh is not None else rec
+        return await self.topic_registry.create(name, partitions, configs)
 
     async def delete_topic(self, name: str) -> TopicRecord:
-        rec = await asyncio.to_thread(self.metadata.delete_topic, name)
-        self._forget_topic(name)
-        log.info("deleted topic %s", name)
-        return rec
+        return await self.topic_registry.delete(name)
 
     async def add_partitions(self, name: str, total: int) -> TopicState:
-        before = len(self.topics[name].logs) if name in self.topics else 0
-        rec = await asyncio.to_thread(self.metadata.add_partitions, name, total, self.node_id)
-        rec = await self._spread_leaders(rec, before)
-        assert self.store is not None
-        state = self.topics[name]
-        for p in rec.partitions[len(state.logs) :]:
-            state.logs.append(self.store.add_partition(p, ranges=[]))
-        state.record = rec
-        log.info("topic %s now has %d partitions", name, total)
-        return state
+        return await self.topic_registry.add_partitions(name, total)
 
-    def topic_defaults(self) -> dict[str, str]:
-        """Topic config defaults as this broker applies them."""
-        return {**TOPIC_CONFIG_DEFAULTS, "max.message.bytes": str(self.config.message_max_bytes)}
+    async def hand_over(self, topic: str, partition: int, target: int) -> None:
+        assert self.leadership is not None
+        await self.leadership.hand_over(topic, partition, target)
 
-    def partition(self, topic: str, index: int) -> PartitionLog | None:
-        state = self.topics.get(topic)
-        if state is None or not 0 <= index < len(state.logs):
-            return None
-        return state.logs[index]
+    async def delete_records(self, plog: PartitionLog, offset: int) -> int:
+        assert self.leadership is not None
+        return await self.leadership.delete_records(plog, offset)
+
+    def may_acknowledge(self) -> bool:
+        return not self._fenced and (self.membership is None or self.membership.may_acknowledge())
+
+    def live_brokers(self) -> list[BrokerRecord]:
+        if self.membership is None:
+            return [self.me] if self.me is not None else []
+        return self.membership.live_brokers()
+
+    def coordinator_for(self, key: str) -> BrokerRecord:
+        assert self.membership is not None
+        return self.membership.coordinator_for(key)
+
+    def coordinates(self, key: str) -> bool:
+        return self.membership is not None and self.membership.coordinates(key)
+
+    def controller_id(self) -> int:
+        return self.live_brokers()[0].broker_id
+
+    async def refresh_live(self) -> None:
+        if self.membership is not None:
+            await self.membership.refresh_live()
+
+    async def is_live(self, broker_id: int) -> bool:
+        return self.membership is not None and await self.membership.is_live(broker_id)

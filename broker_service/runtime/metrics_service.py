@@ -8,24 +8,40 @@ import asyncio
 import logging
 import sys
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from broker_service.metrics.counters import BrokerMetrics
 from broker_service.metrics.emf import EmfEmitter
 
 if TYPE_CHECKING:
-    from broker_service.runtime.broker import Broker
+    from broker_service.config import BrokerConfig
+    from broker_service.kafka.partition import PartitionLog
+    from broker_service.metadata.base import BrokerRecord, MetadataStore
+
+
+class MetricsHost(Protocol):
+    """What the metrics outputs read of their broker."""
+
+    config: BrokerConfig
+    metrics: BrokerMetrics
+    metadata: MetadataStore
+    me: BrokerRecord | None
+
+    @property
+    def node_id(self) -> int: ...
+
+    def partition(self, topic: str, index: int) -> PartitionLog | None: ...
+
 
 log = logging.getLogger(__name__)
 
 
 class MetricsService:
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: MetricsHost) -> None:
         self.broker = broker
         self.metrics: BrokerMetrics = broker.metrics
         self.metrics_url: str | None = None
         self._server: Any = None
-        self._task: asyncio.Task[None] | None = None
         ns = broker.config.emf_namespace
         self._emf = EmfEmitter(self.metrics, ns) if ns else None
 
@@ -43,7 +59,6 @@ class MetricsService:
                 self.metrics_url = f"http://{cfg.advertised[0]}:{cfg.metrics_port}/metrics"
                 log.info("Prometheus metrics on http://%s:%d/metrics", host, cfg.metrics_port)
         await self.publish_info()
-        self._task = asyncio.get_running_loop().create_task(self._loop())
 
     async def publish_info(self) -> None:
         """Tell the control plane where this broker's metrics are and which task it is."""
@@ -65,22 +80,17 @@ class MetricsService:
             log.exception("could not publish broker info %s", info)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
         if self._emf is not None:  # the last partial interval
             self._emit()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
 
-    async def _loop(self) -> None:
-        interval = self.broker.config.metrics_interval_s
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                self.metrics.consumer_lag = await self.consumer_lag()
-            except Exception:
-                log.exception("consumer lag refresh failed; will retry")
+    async def tick(self) -> None:
+        """Every metrics interval (runtime/timers.py): consumer lag, then the EMF line."""
+        try:
+            self.metrics.consumer_lag = await self.consumer_lag()
+        finally:
             if self._emf is not None:
                 self._emit()
 

@@ -1,99 +1,109 @@
-"""The control functions on timers inside the broker, so a laptop cluster runs itself too.
+"""Every timer of the broker, in one place: what runs in the background, how often, and the
+one loop skeleton they share (wait, run the step, log a failure and carry on).
 
-Only the controller (lowest live broker id, the same answer on every broker) acts, so N
-brokers do not balance at once. The balancer is off unless BROKER_AUTO_BALANCE=true; the
-autoscaler only logs its decision (there is no ECS to scale here) when
-BROKER_AUTOSCALER_INTERVAL_S > 0. Load comes from the brokers' /metrics endpoints, found in
-the metadata store (``ScrapedMetricsSource``). Recovery runs in cluster/membership.py.
+The components only expose steps (``StreamStore.upload_step``, ``Membership.renew``...);
+``Broker._timers`` says which run when. The control functions run here too, so a laptop
+cluster runs itself: only the controller (lowest live broker id, the same answer on every
+broker) balances; the autoscaler only logs its decision (no ECS here).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING
-
-from broker_service.control.autoscaler import MB, AutoscalerPolicy, ScalingInput, decide
-from broker_service.control.balancer import BalancerPolicy, balance
-from broker_service.control.metrics_source import ScrapedMetricsSource
-
-if TYPE_CHECKING:
-    from broker_service.runtime.broker import Broker
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 log = logging.getLogger(__name__)
 
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
+Step = Callable[[], Awaitable[object]]
 
 
-class ControlLoops:
-    def __init__(self, broker: Broker) -> None:
-        self.broker = broker
+@dataclass(eq=False)
+class Timer:
+    name: str
+    interval_s: float
+    step: Step
+    jitter: float = 0.0  # brokers drift apart: +-jitter of the interval
+    wake: asyncio.Event | None = None  # runs early when set
+    active: Callable[[], bool] = field(default=lambda: True)
+    first_s: float | None = None  # the first run after this long (default: one interval)
+    failures: int = 0
+
+
+class Timers:
+    def __init__(self) -> None:
+        self._timers: list[Timer] = []
         self._tasks: list[asyncio.Task[None]] = []
-        self._last_decision: tuple[int, str] | None = None
+
+    def every(
+        self,
+        name: str,
+        interval_s: float,
+        step: Step,
+        *,
+        jitter: float = 0.0,
+        wake: asyncio.Event | None = None,
+        active: Callable[[], bool] | None = None,
+        first_s: float | None = None,
+    ) -> None:
+        if interval_s <= 0:
+            return  # a knob set to 0 turns its timer off
+        always = active or (lambda: True)
+        self._timers.append(Timer(name, interval_s, step, jitter, wake, always, first_s))
 
     def start(self) -> None:
-        cfg = self.broker.config
         loop = asyncio.get_running_loop()
-        if cfg.auto_balance:
-            self._tasks.append(loop.create_task(self._every(cfg.balance_interval_s,
-                                                            self._balance_once())))  # fmt: skip
-        if cfg.autoscaler_interval_s > 0:
-            self._tasks.append(loop.create_task(self._every(cfg.autoscaler_interval_s,
-                                                            self._autoscale_once())))  # fmt: skip
+        self._tasks = [loop.create_task(self._run(t), name=t.name) for t in self._timers]
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
         for t in self._tasks:
             t.cancel()
-
-    def _is_controller(self) -> bool:
-        return self.broker.controller_id() == self.broker.node_id
-
-    def _source(self) -> ScrapedMetricsSource:
-        return ScrapedMetricsSource.from_metadata(self.broker.metadata, _now_ms)
-
-    async def _every(self, interval_s: float, step: Callable[[], None]) -> None:
-        while True:
-            await asyncio.sleep(interval_s)
-            if not self._is_controller() or not self.broker.may_acknowledge():
-                continue
+        for t in self._tasks:
             try:
-                await asyncio.to_thread(step)  # blocking I/O: scrapes and reassignments
+                await t
+            except asyncio.CancelledError:
+                pass
+        self._tasks = []
+
+    @property
+    def names(self) -> list[str]:
+        return [t.name for t in self._timers]
+
+    async def _run(self, t: Timer) -> None:
+        first = True
+        while True:
+            delay = t.interval_s * (random.uniform(1 - t.jitter, 1 + t.jitter) if t.jitter else 1)
+            if first and t.first_s is not None:
+                delay = t.first_s
+            first = False
+            if t.wake is None:
+                await asyncio.sleep(delay)
+            else:
+                try:
+                    await asyncio.wait_for(t.wake.wait(), delay)
+                except TimeoutError:
+                    pass
+                t.wake.clear()
+            if not t.active():
+                continue
+            started = time.monotonic()
+            try:
+                await t.step()
             except Exception:
-                log.exception("control loop step failed; will retry")
-
-    def _balance_once(self) -> Callable[[], None]:
-        cfg = self.broker.config
-        policy = BalancerPolicy(band=cfg.balance_band,
-                                min_mean_bytes_per_s=cfg.balance_min_bytes_per_s,
-                                max_moves=cfg.balance_max_moves,
-                                window_s=cfg.balance_interval_s)  # fmt: skip
-        source = self._source()  # kept: each run measures the load since the previous one
-
-        def step() -> None:
-            result = balance(self.broker.metadata, source, policy, _now_ms())
-            if result.done:
-                self.broker.request_refresh()
-
-        return step
-
-    def _autoscale_once(self) -> Callable[[], None]:
-        cfg = self.broker.config
-        policy = AutoscalerPolicy(target_bytes_per_s=cfg.autoscaler_target_mbps * MB,
-                                  min_brokers=1, max_brokers=1 << 16,
-                                  window_s=cfg.autoscaler_interval_s)  # fmt: skip
-        source = self._source()
-
-        def step() -> None:
-            load = source.cluster_load(policy.window_s)
-            current = len(self.broker.metadata.live_brokers(_now_ms()))
-            d = decide(ScalingInput(current, load.total if load else None, time.time()), policy)
-            level = logging.INFO if (d.desired, d.action) != self._last_decision else logging.DEBUG
-            self._last_decision = (d.desired, d.action)
-            log.log(level, "autoscaler (log only, no ECS here): %s %d -> %d: %s", d.action,
-                    d.current, d.desired, d.reason)  # fmt: skip
-
-        return step
+                t.failures += 1
+                # the first failure with its trace, then one line per 100 (a broken
+                # dependency must not flood the log)
+                if t.failures == 1:
+                    log.exception("%s failed; will retry", t.name)
+                elif t.failures % 100 == 0:
+                    log.warning("%s failed %d times in a row; still retrying", t.name, t.failures)
+                continue
+            if t.failures:
+                log.info("%s works again after %d failures", t.name, t.failures)
+                t.failures = 0
+            took = time.monotonic() - started
+            if took > max(5.0, 10 * t.interval_s):
+                log.warning("%s took %.1f s", t.name, took)

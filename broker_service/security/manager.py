@@ -13,9 +13,9 @@ import ssl
 
 from broker_service.config import BrokerConfig
 from broker_service.config.listeners import Listener
-from broker_service.control.kafka_client import ClientSecurity, set_default_security
 from broker_service.metadata.base import BrokerRecord, MetadataStore, ScramCredential
 from broker_service.security.acl import Authorizer
+from broker_service.security.client import ClientSecurity
 from broker_service.security.quotas import QuotaManager
 from broker_service.security.sasl import MECHANISMS
 from broker_service.security.scram import HASHES, credential_from_password
@@ -40,7 +40,6 @@ class SecurityManager:
         )
         self.quotas = QuotaManager(config.quota_window_ms, config.quota_window_samples)
         self.endpoints: dict[int, dict[str, tuple[str, int]]] = {}
-        self._task: asyncio.Task[None] | None = None
 
     def ssl_context(self) -> ssl.SSLContext | None:
         if not any(lst.tls for lst in self.listeners):
@@ -80,14 +79,8 @@ class SecurityManager:
         )
 
     async def start(self, node_id: int) -> None:
-        set_default_security(self.inter_broker_security())
         await asyncio.to_thread(self._bootstrap, node_id)
         await self.refresh()
-        self._task = asyncio.get_running_loop().create_task(self._refresh_loop())
-
-    def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
 
     def _bootstrap(self, node_id: int) -> None:
         mine = {lst.name: (lst.advertised_host, lst.advertised_port) for lst in self.listeners}
@@ -110,14 +103,6 @@ class SecurityManager:
 
     async def refresh_endpoints(self) -> None:
         self.endpoints = await asyncio.to_thread(self.metadata.broker_endpoints)
-
-    async def _refresh_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.config.security_refresh_ms / 1000)
-            try:
-                await self.refresh()
-            except Exception:
-                log.warning("could not re-read ACLs and quotas; will retry", exc_info=True)
 
     async def credentials(self, user: str) -> list[ScramCredential]:
         return [c for _, c in await asyncio.to_thread(self.metadata.scram_credentials, user)]

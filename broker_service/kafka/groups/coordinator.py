@@ -40,27 +40,22 @@ class GroupCoordinator:
         self.groups: dict[str, Group] = {}
         self._known: dict[str, GroupRecord] = {}
         self._offsets: dict[str, dict[tuple[str, int], CommittedOffset]] = {}
-        self._timer: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
-        self._known = {g.group_id: g for g in self.metadata.groups()}
-        self._timer = asyncio.get_running_loop().create_task(self._expire_loop())
+    async def start(self) -> None:
+        self._known = {g.group_id: g for g in await asyncio.to_thread(self.metadata.groups)}
 
     def stop(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
         for g in self.groups.values():
             g.close()
 
-    async def _expire_loop(self) -> None:
-        while True:
-            await asyncio.sleep(0.25)
-            now = time.monotonic()
-            for g in list(self.groups.values()):
-                try:
-                    g.expire(now)
-                except Exception:  # one broken group must not stop everyone's liveness
-                    log.exception("group %s: expiry failed", g.group_id)
+    async def expire_step(self) -> None:
+        """Session and rebalance timeouts (runtime/timers.py runs this every 0.25 s)."""
+        now = time.monotonic()
+        for g in list(self.groups.values()):
+            try:
+                g.expire(now)
+            except Exception:  # one broken group must not stop everyone's liveness
+                log.exception("group %s: expiry failed", g.group_id)
 
     # -- groups ------------------------------------------------------------------------------
     def classic(self, group_id: str, create: bool) -> ClassicGroup | None:

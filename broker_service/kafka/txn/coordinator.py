@@ -1,6 +1,6 @@
 """The transaction coordinator: Kafka's transaction protocol over the shared MetadataStore.
 
-A transactional id is coordinated by ``Broker.coordinator_for(id)``, like a group. Its state
+A transactional id is coordinated by the broker's ``coordinator_for(id)``, like a group. Its state
 (``TxnRecord``) is durable in the metadata store and every change is a compare-and-set on
 the version read, so a coordinator that lost its role (or a zombie) cannot overwrite a newer
 decision. Ending a transaction: record PrepareCommit/PrepareAbort, have every partition's
@@ -16,7 +16,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from kio.index import load_request_schema
 from kio.schema.errors import ErrorCode
@@ -38,8 +38,40 @@ from broker_service.protocol.control_batch import build_marker
 from broker_service.protocol.record_batch import validate_batches
 
 if TYPE_CHECKING:
+    from broker_service.config import BrokerConfig
+    from broker_service.kafka.groups.coordinator import GroupCoordinator
+    from broker_service.kafka.log_store import StreamStore
     from broker_service.kafka.partition import PartitionLog
-    from broker_service.runtime.broker import Broker
+    from broker_service.kafka.producer_ids import ProducerIdAllocator
+    from broker_service.metadata.base import BrokerRecord, MetadataStore
+
+
+class TxnHost(Protocol):
+    """What the coordinator needs of its broker (runtime/broker.py provides it)."""
+
+    config: BrokerConfig
+    metadata: MetadataStore
+    groups: GroupCoordinator
+    producer_ids: ProducerIdAllocator
+
+    @property
+    def node_id(self) -> int: ...
+
+    @property
+    def store(self) -> StreamStore | None: ...
+
+    def partition(self, topic: str, index: int) -> PartitionLog | None: ...
+
+    def coordinates(self, key: str) -> bool: ...
+
+    def may_acknowledge(self) -> bool: ...
+
+    def live_brokers(self) -> list[BrokerRecord]: ...
+
+    def request_refresh(self) -> None: ...
+
+    async def sync_metadata(self) -> None: ...
+
 
 log = logging.getLogger(__name__)
 
@@ -66,22 +98,15 @@ def _now_ms() -> int:
 
 
 class TransactionCoordinator:
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: TxnHost) -> None:
         self.broker = broker
         self.metadata = broker.metadata
         self._locks: dict[str, asyncio.Lock] = {}
         # group -> transactional id -> txn_seq of a transaction holding offsets for it
         self._pending_offsets: dict[str, dict[str, int]] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._last_scan = 0.0
         # transactional id -> timeout deadline of its open transaction, for those opened here
         self._deadlines: dict[str, int] = {}
-
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._expiry_loop())
-
-    def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
 
     def _lock(self, txn_id: str) -> asyncio.Lock:
         lock = self._locks.get(txn_id)
@@ -438,24 +463,18 @@ class TransactionCoordinator:
         return bool(self._pending_offsets.get(group_id))
 
     # -- timeouts and orphaned transactions --------------------------------------------------
-    async def _expiry_loop(self) -> None:
-        """Every second, the deadlines of transactions opened here (no store reads); every
-        ``transaction_scan_ms``, every transaction in the store, for those whose coordinator died
-        (they moved here) and Prepare* states left half-done."""
-        last_scan = 0.0
-        while True:
-            await asyncio.sleep(1.0)
-            now_ms = _now_ms()
-            try:
-                if time.monotonic() - last_scan >= self.broker.config.transaction_scan_ms / 1000:
-                    last_scan = time.monotonic()
-                    await self.expire(now_ms)
-                else:
-                    due = [t for t, d in self._deadlines.items() if d < now_ms]
-                    if due:
-                        await self.expire(now_ms, due)
-            except Exception:
-                log.warning("transaction expiry check failed; will retry", exc_info=True)
+    async def expiry_step(self) -> None:
+        """Run every second (runtime/timers.py): the deadlines of transactions opened here
+        (no store reads); every ``transaction_scan_ms``, every transaction in the store, for
+        those whose coordinator died (they moved here) and Prepare* states left half-done."""
+        now_ms = _now_ms()
+        if time.monotonic() - self._last_scan >= self.broker.config.transaction_scan_ms / 1000:
+            self._last_scan = time.monotonic()
+            await self.expire(now_ms)
+            return
+        due = [t for t, d in self._deadlines.items() if d < now_ms]
+        if due:
+            await self.expire(now_ms, due)
 
     async def expire(self, now_ms: int, only: list[str] | None = None) -> int:
         """Abort timed-out transactions and finish stale Prepare* ones that this broker

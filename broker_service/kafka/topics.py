@@ -1,0 +1,237 @@
+"""The topics this broker knows, kept in step with the metadata store.
+
+Topics and partition leaders change through any broker (and the control functions); each
+broker re-reads the store when asked (a client reached us for a partition we think is
+elsewhere, a new broker joined) and on a short timer, and reconciles: new topics are loaded,
+deleted ones forgotten, leadership changes handed to ``Leadership``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from broker_service.kafka.log_store import StreamStore
+from broker_service.kafka.partition import PartitionLog
+from broker_service.metadata.base import (
+    ConcurrentUpdate,
+    MetadataStore,
+    PartitionRecord,
+    TopicRecord,
+)
+from broker_service.protocol.configs import (
+    TOPIC_CONFIG_DEFAULTS,
+    validate_configs,
+    validate_topic_name,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class TopicState:
+    record: TopicRecord
+    logs: list[PartitionLog] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.record.name
+
+    @property
+    def topic_id(self) -> uuid.UUID:
+        return self.record.topic_id
+
+    def max_message_bytes(self, broker_default: int) -> int:
+        return int(self.record.configs.get("max.message.bytes", broker_default))
+
+
+LeaderChanged = Callable[[PartitionLog, PartitionRecord], Awaitable[None]]
+
+
+class Topics:
+    def __init__(
+        self,
+        metadata: MetadataStore,
+        store: StreamStore,
+        node_id: int,
+        *,
+        message_max_bytes: int,
+        live_ids: Callable[[], Awaitable[list[int]]],
+        on_leader_changed: LeaderChanged,
+        on_forget: Callable[[str], None],
+        before_sync: Callable[[], Awaitable[None]],
+    ) -> None:
+        self.metadata = metadata
+        self.store = store
+        self.node_id = node_id
+        self.message_max_bytes = message_max_bytes
+        self._live_ids = live_ids
+        self._on_leader_changed = on_leader_changed
+        self._on_forget = on_forget
+        self._before_sync = before_sync
+        self.by_name: dict[str, TopicState] = {}
+        self.by_id: dict[uuid.UUID, TopicState] = {}
+        self.refresh_wanted = asyncio.Event()
+        self._sync_lock = asyncio.Lock()
+        self._last_sync_started = 0.0
+
+    # -- lookups -------------------------------------------------------------------------
+    def partition(self, topic: str, index: int) -> PartitionLog | None:
+        state = self.by_name.get(topic)
+        if state is None or not 0 <= index < len(state.logs):
+            return None
+        return state.logs[index]
+
+    def led_here(self) -> list[PartitionLog]:
+        return [p for s in self.by_name.values() for p in s.logs if p.leader_id == self.node_id]
+
+    def defaults(self) -> dict[str, str]:
+        """Topic config defaults as this broker applies them."""
+        return {**TOPIC_CONFIG_DEFAULTS, "max.message.bytes": str(self.message_max_bytes)}
+
+    # -- loading ---------------------------------------------------------------------------
+    async def load_all(self) -> None:
+        """At start: every topic, with the ranges of the partitions led here."""
+        for rec in await asyncio.to_thread(self.metadata.topics):
+            await self._load(rec)
+
+    async def _load(self, rec: TopicRecord) -> TopicState:
+        state = TopicState(rec, [self.store.add_partition(p, ranges=[]) for p in rec.partitions])
+        self.by_name[rec.name] = state
+        self.by_id[rec.topic_id] = state
+        for plog in state.logs:
+            if plog.leader_id == self.node_id:
+                plog.load_ranges(
+                    await asyncio.to_thread(self.metadata.stream_ranges, plog.stream_id)
+                )
+                await self.store.load_producer_state(plog)
+        return state
+
+    def _add_new(self, rec: TopicRecord) -> TopicState:
+        """A topic created here a moment ago: no data anywhere yet."""
+        state = TopicState(rec, [self.store.add_partition(p, ranges=[]) for p in rec.partitions])
+        self.by_name[rec.name] = state
+        self.by_id[rec.topic_id] = state
+        return state
+
+    def _forget(self, name: str) -> None:
+        state = self.by_name.pop(name, None)
+        if state is None:
+            return
+        self.by_id.pop(state.topic_id, None)
+        for plog in state.logs:
+            self.store.remove_partition(plog.stream_id)
+        self._on_forget(name)
+
+    # -- following the metadata store ----------------------------------------------------------
+    def request_refresh(self) -> None:
+        """A client reached us for a partition we think is elsewhere: re-read soon."""
+        self.refresh_wanted.set()
+
+    async def learn_unknown(self) -> None:
+        """A client names a topic this broker has not loaded yet (created through another
+        broker less than a refresh ago): wait for a re-read of the metadata store that began
+        after the request arrived, rather than answer UNKNOWN_TOPIC_OR_PARTITION. Requests
+        arriving together share one re-read, so bogus names cannot storm the store."""
+        asked = time.monotonic()
+        async with self._sync_lock:
+            if self._last_sync_started >= asked:
+                return
+            await self._sync()
+
+    async def sync(self) -> None:
+        async with self._sync_lock:  # one reconciliation at a time: they edit shared state
+            await self._sync()
+
+    async def _sync(self) -> None:
+        self._last_sync_started = time.monotonic()
+        await self._before_sync()
+        records = {t.name: t for t in await asyncio.to_thread(self.metadata.topics)}
+        for name in [n for n in self.by_name if n not in records]:
+            self._forget(name)
+        for name, rec in records.items():
+            state = self.by_name.get(name)
+            if state is None or state.topic_id != rec.topic_id:
+                if state is not None:
+                    self._forget(name)
+                await self._load(rec)
+                continue
+            for p in rec.partitions[len(state.logs) :]:
+                state.logs.append(self.store.add_partition(p, ranges=[]))
+            state.record = rec
+            for p, plog in zip(rec.partitions, state.logs, strict=False):
+                if p.leader_id != plog.leader_id or p.leader_epoch != plog.leader_epoch:
+                    await self._on_leader_changed(plog, p)
+                elif p.log_start_offset > plog.log_start_offset:
+                    # retention (the compactor) or DeleteRecords on another broker moved it
+                    plog.log_start_offset = min(p.log_start_offset, plog.high_watermark)
+
+    # -- topic lifecycle (raise InvalidTopic / InvalidConfig / TopicAlreadyExists) ---------
+    async def create(
+        self, name: str, partitions: int, configs: dict[str, str | None]
+    ) -> TopicState:
+        validate_topic_name(name)
+        checked = validate_configs(configs)
+        rec = await asyncio.to_thread(
+            self.metadata.create_topic, name, partitions, checked, self.node_id
+        )
+        rec = await self._spread_leaders(rec, 0)
+        log.info(
+            "created topic %s with %d partitions, led by brokers %s",
+            name,
+            partitions,
+            sorted({p.leader_id for p in rec.partitions}),
+        )
+        return self._add_new(rec)
+
+    async def _spread_leaders(self, rec: TopicRecord, first: int) -> TopicRecord:
+        """New partitions (from index ``first``) are created led by this broker; before
+        anyone serves them, hand them round-robin to the live brokers, starting here, so a
+        topic's load spreads over the cluster. They hold no data yet: nothing moves."""
+        live = await self._live_ids()
+        if len(live) < 2 or self.node_id not in live:
+            return rec
+        start = live.index(self.node_id)
+        order = live[start:] + live[:start]
+        moved = False
+        for p in rec.partitions[first:]:
+            target = order[(p.partition - first) % len(order)]
+            if target == self.node_id or p.leader_id != self.node_id:
+                continue
+            try:
+                await asyncio.to_thread(
+                    self.metadata.move_partition,
+                    rec.name,
+                    p.partition,
+                    self.node_id,
+                    p.leader_epoch,
+                    target,
+                )
+                moved = True
+            except ConcurrentUpdate:
+                continue
+        if not moved:
+            return rec
+        fresh = await asyncio.to_thread(self.metadata.topic, rec.name)
+        return fresh if fresh is not None else rec
+
+    async def delete(self, name: str) -> TopicRecord:
+        rec = await asyncio.to_thread(self.metadata.delete_topic, name)
+        self._forget(name)
+        log.info("deleted topic %s", name)
+        return rec
+
+    async def add_partitions(self, name: str, total: int) -> TopicState:
+        before = len(self.by_name[name].logs) if name in self.by_name else 0
+        rec = await asyncio.to_thread(self.metadata.add_partitions, name, total, self.node_id)
+        rec = await self._spread_leaders(rec, before)
+        state = self.by_name[name]
+        for p in rec.partitions[len(state.logs) :]:
+            state.logs.append(self.store.add_partition(p, ranges=[]))
+        state.record = rec
+        log.info("topic %s now has %d partitions", name, total)
+        return state
