@@ -16,6 +16,7 @@ from kio.index import load_request_schema
 from kio.schema.errors import ErrorCode
 
 from broker_service.api.base import Buffers, decode, respond
+from broker_service.cluster.rpc import FORWARDED_BY, RpcError
 from broker_service.metadata.base import ConcurrentUpdate, UnknownTopic
 from broker_service.protocol.codec import shape
 from broker_service.protocol.frames import RequestHeader
@@ -49,9 +50,6 @@ async def _alter(broker: BrokerServices, header: RequestHeader, req: Any) -> Buf
     )
 
 
-FORWARDED_BY = "broker-forward-"
-
-
 async def _move_one(
     broker: BrokerServices, topic: str, partition: int, replicas: Any, forwarded: bool
 ) -> tuple[ErrorCode, str | None]:
@@ -80,9 +78,7 @@ async def _move_one(
             return ErrorCode.none, None
         if forwarded:  # never bounce a request between brokers
             return ErrorCode.not_leader_or_follower, f"led by broker {plog.leader_id}"
-        code, message = await asyncio.to_thread(
-            _forward, broker, plog.leader_id, topic, partition, target
-        )
+        code, message = await _forward(broker, plog.leader_id, topic, partition, target)
         if code == ErrorCode.none:
             await broker.sync_metadata()  # the target is often us: serve it at once
         return code, message
@@ -94,28 +90,20 @@ async def _move_one(
         return ErrorCode.request_timed_out, str(exc)
 
 
-def _forward(
+async def _forward(
     broker: BrokerServices, leader: int, topic: str, partition: int, target: int
 ) -> tuple[ErrorCode, str | None]:
-    from broker_service.control.kafka_client import Connection
-
-    rec = next((b for b in broker.live_brokers() if b.broker_id == leader), None)
-    if rec is None:
-        return ErrorCode.not_leader_or_follower, f"leader {leader} is not live"
-    conn = Connection(rec.host, rec.port, client_id=f"{FORWARDED_BY}{broker.node_id}", timeout=15)
+    """Ask the leader to move it (marked forwarded: it never forwards again)."""
+    body = {
+        "timeout": 15000,
+        "topics": [
+            {"name": topic, "partitions": [{"partition_index": partition, "replicas": [target]}]}
+        ],
+    }
     try:
-        body = {
-            "timeout": 15000,
-            "topics": [
-                {
-                    "name": topic,
-                    "partitions": [{"partition_index": partition, "replicas": [target]}],
-                }
-            ],
-        }
-        resp = conn.send(shape(load_request_schema(45, 0), body))
-    finally:
-        conn.close()
+        resp = await broker.rpc.call(leader, shape(load_request_schema(45, 0), body), 15.0)
+    except RpcError as exc:
+        return ErrorCode.not_leader_or_follower, str(exc)
     p = resp.responses[0].partitions[0]
     return ErrorCode(int(p.error_code)), p.error_message
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from typing import Protocol
 
+from broker_service.cluster.rpc import BrokerRpc
 from broker_service.config import BrokerConfig
 from broker_service.kafka.groups.coordinator import GroupCoordinator
 from broker_service.kafka.log_store import StreamStore
@@ -30,6 +31,7 @@ class BrokerServices(Protocol):
     groups: GroupCoordinator
     txn: TransactionCoordinator
     cluster_id: str
+    rpc: BrokerRpc
 
     @property
     def node_id(self) -> int: ...

@@ -17,17 +17,13 @@ import struct
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from functools import cache
 from typing import Any, TypeVar
 
-from kio.index import load_request_schema, load_response_schema
+from kio.index import load_request_schema
 from kio.schema.errors import ErrorCode
 
-from broker_service.protocol.codec import encode_entity, shape
-from broker_service.protocol.frames import is_flexible
-from broker_service.protocol.primitives import ByteReader
-from broker_service.protocol.primitives import string as legacy_string
-from broker_service.protocol.schema_reader import entity_reader
+from broker_service.protocol.client import decode_response, request_frame, response_correlation_id
+from broker_service.protocol.codec import shape
 from broker_service.security.client import ClientSecurity
 
 LIST_OFFSETS = 2
@@ -67,7 +63,6 @@ LATEST_TIMESTAMP = -1  # ListOffsets: the log end offset (high watermark)
 MAX_RESPONSE = 256 * 1024 * 1024
 DEFAULT_CLIENT_ID = "broker-service-groups"
 
-_HEADER = struct.Struct(">hhi")
 _I32 = struct.Struct(">i")
 
 T = TypeVar("T")
@@ -138,11 +133,6 @@ def parse_address(address: str) -> tuple[str, int]:
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     return host, int(port)
-
-
-@cache
-def _response_reader(api_key: int, version: int) -> Callable[[ByteReader], Any]:
-    return entity_reader(load_response_schema(api_key, version))
 
 
 _default_security: ClientSecurity | None = None
@@ -280,13 +270,8 @@ class Connection:
             raise KafkaClientError(f"connection to {self.address} is closed")
         self._correlation = (self._correlation + 1) & 0x7FFFFFFF
         correlation = self._correlation
-        flexible = is_flexible(api_key, version)
-        header = _HEADER.pack(api_key, version, correlation) + legacy_string(self.client_id, False)
-        if flexible:
-            header += b"\x00"  # request header v2: no tagged fields
-        payload = header + encode_entity(entity)
         try:
-            self._sock.sendall(_I32.pack(len(payload)) + payload)
+            self._sock.sendall(request_frame(entity, correlation, self.client_id))
             (size,) = _I32.unpack(self._recv_exactly(4, name))
             if not 4 <= size <= MAX_RESPONSE:
                 raise KafkaClientError(
@@ -307,18 +292,15 @@ class Connection:
         except KafkaClientError:
             self.close()
             raise
-        reader = ByteReader(frame)
         try:
-            got = reader.i32()
+            got = response_correlation_id(frame)
             if got != correlation:
                 self.close()
                 raise KafkaClientError(
                     f"{name}: broker at {self.address} answered correlation id {got}, "
                     f"expected {correlation}"
                 )
-            if flexible and api_key != API_VERSIONS:  # ApiVersions answers with header v0
-                reader.skip_tagged_fields()
-            return _response_reader(api_key, version)(reader)
+            return decode_response(api_key, version, frame)
         except ValueError as exc:  # ProtocolError, or a value kio has no name for
             raise KafkaClientError(
                 f"malformed {name} response from {self.address}: {exc}"

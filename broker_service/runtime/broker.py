@@ -14,8 +14,8 @@ import logging
 import uuid
 
 from broker_service.cluster.membership import Membership
+from broker_service.cluster.rpc import FORWARDED_BY, BrokerRpc
 from broker_service.config import BrokerConfig
-from broker_service.control import kafka_client
 from broker_service.control.compaction import CompactionConfig, compact
 from broker_service.kafka.groups.coordinator import GroupCoordinator
 from broker_service.kafka.leadership import Leadership, NotLeader
@@ -70,6 +70,8 @@ class Broker:
         self.metrics_service = MetricsService(self)
         self.control_loops = ControlLoops(self)
         self.timers = Timers()
+        self.rpc = BrokerRpc(self._endpoint, self.security.inter_broker_security,
+                             f"{FORWARDED_BY}{config.node_id}")  # fmt: skip
 
     @property
     def node_id(self) -> int:
@@ -83,7 +85,6 @@ class Broker:
         self.me = me = await asyncio.to_thread(
             self.metadata.register_broker, cfg.node_id, host, port, cfg.rack, cfg.lease_ms
         )
-        kafka_client.set_default_security(self.security.inter_broker_security())
         await self.security.start(cfg.node_id)
         self.store = store = StreamStore(
             self.object_store,
@@ -168,6 +169,7 @@ class Broker:
 
     async def stop(self) -> None:
         await self.timers.stop()
+        self.rpc.close()
         await self.metrics_service.stop()
         self.groups.stop()
         if self.store is not None:
@@ -203,6 +205,11 @@ class Broker:
         self.groups.retain(self.coordinates)
         if not all(self.security.knows(b) for b in self.live_brokers()):
             await self.security.refresh_endpoints()  # a new broker: learn its listeners
+
+    def _endpoint(self, broker_id: int) -> tuple[str, int] | None:
+        """Where this broker reaches another: its registered endpoint, if live."""
+        b = next((b for b in self.live_brokers() if b.broker_id == broker_id), None)
+        return (b.host, b.port) if b is not None else None
 
     async def _live_ids(self) -> list[int]:
         """Live brokers read afresh (new topics spread over brokers that just joined too)."""

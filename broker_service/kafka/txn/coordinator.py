@@ -16,7 +16,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from kio.index import load_request_schema
 from kio.schema.errors import ErrorCode
@@ -38,6 +38,7 @@ from broker_service.protocol.control_batch import build_marker
 from broker_service.protocol.record_batch import validate_batches
 
 if TYPE_CHECKING:
+    from broker_service.cluster.rpc import BrokerRpc
     from broker_service.config import BrokerConfig
     from broker_service.kafka.groups.coordinator import GroupCoordinator
     from broker_service.kafka.log_store import StreamStore
@@ -53,6 +54,7 @@ class TxnHost(Protocol):
     metadata: MetadataStore
     groups: GroupCoordinator
     producer_ids: ProducerIdAllocator
+    rpc: BrokerRpc
 
     @property
     def node_id(self) -> int: ...
@@ -428,7 +430,8 @@ class TransactionCoordinator:
             ]
         }
         try:
-            resp = await asyncio.to_thread(_send_write_txn_markers, target.host, target.port, body)
+            request = shape(load_request_schema(WRITE_TXN_MARKERS, 1), body)
+            resp = await self.broker.rpc.call(leader, request, timeout=5.0)
         except Exception as exc:
             log.warning("WriteTxnMarkers to broker %d failed: %s", leader, exc)
             return tps
@@ -514,13 +517,3 @@ class TransactionCoordinator:
 
 
 _OPEN = (TXN_ONGOING, TXN_PREPARE_COMMIT, TXN_PREPARE_ABORT)
-
-
-def _send_write_txn_markers(host: str, port: int, body: dict[str, Any]) -> Any:
-    from broker_service.control.kafka_client import Connection
-
-    conn = Connection(host, port, client_id="txn-coordinator", timeout=5.0)
-    try:
-        return conn.send(shape(load_request_schema(WRITE_TXN_MARKERS, 1), body))
-    finally:
-        conn.close()
