@@ -34,6 +34,12 @@ def _serve(args: argparse.Namespace) -> int:
         overrides["auto_create_topics"] = False
     from .cluster import ecs_identity
 
+    # Logging first: what the ECS lookup below logs (the advertised host) must not be lost.
+    logging.basicConfig(
+        level=(args.log_level or os.environ.get("BROKER_LOG_LEVEL") or "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
     try:  # BROKER_ADVERTISED_HOST=ecs: this Fargate task's IP and AZ
         ecs_identity.resolve_ecs_environment(os.environ)
     except (ecs_identity.EcsIdentityError, OSError, ValueError) as exc:
@@ -43,11 +49,7 @@ def _serve(args: argparse.Namespace) -> int:
     if auto_node_id:
         overrides["node_id"] = 0  # placeholder: allocated from the metadata store below
     config = BrokerConfig(**overrides)
-    logging.basicConfig(
-        level=config.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    logging.getLogger().setLevel(config.log_level.upper())
     from .backends import build_broker, metadata_store_for
 
     if auto_node_id:

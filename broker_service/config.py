@@ -120,7 +120,8 @@ class BrokerConfig(BaseSettings):
         0.0, ge=0, description="log the autoscaler's decision on a timer (0: off; no ECS here)"
     )
     autoscaler_target_mbps: float = Field(
-        50.0, gt=0, description="target MB/s (in + out) per broker for the autoscaler"
+        40.0, gt=0, description="produce MB/s one broker is sized for (control/sizing.py; "
+        "consume in the measured ratio)"
     )
     # -- security (docs/SECURITY.md) -------------------------------------------------------
     listeners: str | None = Field(

@@ -15,9 +15,10 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from .autoscaler import MB, AutoscalerPolicy, ScalingInput, decide
+from .autoscaler import AutoscalerPolicy, ScalingInput, decide, load_units
 from .balancer import BalancerPolicy, balance
 from .metrics_source import ScrapedMetricsSource
+from .sizing import BrokerCapacity
 
 if TYPE_CHECKING:
     from ..broker import Broker
@@ -82,7 +83,8 @@ class ControlLoops:
 
     def _autoscale_once(self) -> Callable[[], None]:
         cfg = self.broker.config
-        policy = AutoscalerPolicy(target_bytes_per_s=cfg.autoscaler_target_mbps * MB,
+        capacity = BrokerCapacity.for_produce(cfg.autoscaler_target_mbps)
+        policy = AutoscalerPolicy(capacity=capacity,
                                   min_brokers=1, max_brokers=1 << 16,
                                   window_s=cfg.autoscaler_interval_s)  # fmt: skip
         source = self._source()
@@ -90,7 +92,8 @@ class ControlLoops:
         def step() -> None:
             load = source.cluster_load(policy.window_s)
             current = len(self.broker.metadata.live_brokers(_now_ms()))
-            d = decide(ScalingInput(current, load.total if load else None, time.time()), policy)
+            units = load_units(load, policy.capacity)
+            d = decide(ScalingInput(current, units, time.time()), policy)
             level = logging.INFO if (d.desired, d.action) != self._last_decision else logging.DEBUG
             self._last_decision = (d.desired, d.action)
             log.log(level, "autoscaler (log only, no ECS here): %s %d -> %d: %s", d.action,

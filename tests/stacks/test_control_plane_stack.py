@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
+from broker_service.control.sizing import BrokerCapacity, produce_alarm_thresholds
 from tests.stacks.conftest import Synth, only, resources
 
 STACK = "Kafka-acme-Control"
@@ -17,7 +20,8 @@ CONTRACT_ENV = {
     "ECS_SERVICE",
     "MIN_BROKERS",
     "MAX_BROKERS",
-    "TARGET_MBPS_PER_BROKER",
+    "PRODUCE_MBPS_PER_BROKER",
+    "CONSUME_MBPS_PER_BROKER",
     "POWERTOOLS_SERVICE_NAME",
 }
 # The balancer and the autoscaler talk Kafka to the brokers (control/kafka_access.py).
@@ -57,7 +61,8 @@ def test_four_functions_with_the_contract_environment(synth: Synth) -> None:
         assert env["TENANT"] == "acme" and env["METRICS_NAMESPACE"] == "Kafka/acme"
         assert env["POWERTOOLS_SERVICE_NAME"] == name
         assert (env["MIN_BROKERS"], env["MAX_BROKERS"]) == ("3", "12")
-        assert env["TARGET_MBPS_PER_BROKER"] == "40"
+        # control/sizing.py's figures for a 2-vCPU task
+        assert (env["PRODUCE_MBPS_PER_BROKER"], env["CONSUME_MBPS_PER_BROKER"]) == ("40", "160")
         assert env["STORAGE_URI"]["Fn::Join"][1][-1] == "/data"
         assert "DeadLetterConfig" in props
     globex = {
@@ -65,6 +70,7 @@ def test_four_functions_with_the_contract_environment(synth: Synth) -> None:
         for r in resources(synth.raw("Kafka-globex-Control"), "AWS::Lambda::Function").values()
     }
     assert globex["kafka-globex-autoscaler"]["MAX_BROKERS"] == "20"
+    assert globex["kafka-globex-autoscaler"]["PRODUCE_MBPS_PER_BROKER"] == "80"  # 4 vCPU
 
 
 def test_async_invocations_retry_then_dead_letter(synth: Synth) -> None:
@@ -149,23 +155,23 @@ def test_least_privilege_per_function(synth: Synth) -> None:
     tpl = synth.raw(STACK)
     autoscaler = policy_of(tpl, "AutoscalerRole")
     scale = autoscaler["ScaleItsService"]
-    assert sorted(scale["Action"]) == ["ecs:DescribeServices", "ecs:UpdateService"]
+    assert sorted(scale["Action"]) == ["ecs:DescribeServices", "ecs:ListTagsForResource",
+                                       "ecs:TagResource", "ecs:UpdateService"]  # fmt: skip
     assert "Fn::ImportValue" in scale["Resource"]  # this tenant's service ARN, nothing else
     assert autoscaler["ReadBrokerMetrics"]["Action"] == "cloudwatch:GetMetricData"
-    assert autoscaler["StopItsDrainedTasks"]["Action"] == "ecs:StopTask"
-    stop_arn = autoscaler["StopItsDrainedTasks"]["Resource"]["Fn::Join"][1]
-    assert stop_arn[-1] == ":task/kafka-acme/*"  # this tenant's tasks only
-    tag = autoscaler["CooldownTagOnItsService"]
-    assert sorted(tag["Action"]) == ["ecs:ListTagsForResource", "ecs:TagResource"]
-    assert "Fn::ImportValue" in tag["Resource"]
+    protect = autoscaler["ProtectItsStayingTasks"]
+    assert protect["Action"] == "ecs:UpdateTaskProtection"
+    assert protect["Resource"]["Fn::Join"][1][-1] == ":task/kafka-acme/*"  # its tasks only
+    assert autoscaler["ListItsTasks"]["Condition"]["ArnEquals"]["ecs:cluster"]
+    assert "ecs:StopTask" not in json.dumps(autoscaler)
     assert "ObjectsUnderItsPrefix" not in autoscaler
     compaction = policy_of(tpl, "CompactionRole")
     assert "ObjectsUnderItsPrefix" in compaction and "ScaleItsService" not in compaction
     assert "ReadBrokerMetrics" not in compaction
     recovery = policy_of(tpl, "RecoveryRole")
-    assert recovery["ListItsTasks"]["Condition"]["ArnEquals"]["ecs:cluster"]
-    task_arn = recovery["DescribeItsTasks"]["Resource"]["Fn::Join"][1]
-    assert task_arn[-1] == ":task/kafka-acme/*"
+    # its log group, the dead-letter queue (no Sid: CDK's), its table; no S3, no ECS
+    assert set(recovery) == {"OwnLogGroup", "", "ItsMetadataTable"}
+    assert recovery[""]["Action"] == "sqs:SendMessage"
     balancer = policy_of(tpl, "BalancerRole")
     assert "ScaleItsService" not in balancer and "ObjectsUnderItsPrefix" not in balancer
     for role in ("CompactionRole", "AutoscalerRole", "BalancerRole", "RecoveryRole"):
@@ -191,9 +197,17 @@ def test_alarms_on_broker_metrics(synth: Synth) -> None:
     high = alarms["kafka-acme-throughput-high"]
     (query,) = high["Metrics"]
     assert query["Expression"] == 'SELECT SUM(BytesIn) FROM SCHEMA("Kafka/acme", BrokerId)'
-    assert high["Threshold"] == 0.8 * 40 * 3 * 1e6 * 60
+    # control/sizing.py: 3 brokers of 2 vCPU carry 96 MB/s of produce read once; 80 % of it
+    thresholds = produce_alarm_thresholds(BrokerCapacity.for_vcpu(2), 3, 1.0)
+    assert high["Threshold"] == pytest.approx(thresholds.high_bytes_per_s * 60)
+    assert high["Threshold"] == pytest.approx(0.8 * 96e6 * 60)
+    low = alarms["kafka-acme-throughput-low"]
+    assert low["Threshold"] == pytest.approx(thresholds.low_bytes_per_s * 60)
+    # A group's lag on a topic is the SUM of the brokers' parts (each reports the partitions
+    # it leads); the alarm takes the largest (group, topic), not the largest part.
     lag = alarms["kafka-acme-consumer-lag-high"]["Metrics"][0]["Expression"]
-    assert lag == 'SELECT MAX(ConsumerLag) FROM SCHEMA("Kafka/acme", Group, Topic)'
+    assert lag == ('SELECT SUM(ConsumerLag) FROM SCHEMA("Kafka/acme", Group, Topic) '
+                   "GROUP BY Group, Topic ORDER BY SUM() DESC LIMIT 1")  # fmt: skip
     below = alarms["kafka-acme-brokers-below-min"]
     assert below["MetricName"] == "RunningTaskCount" and below["Threshold"] == 3
 
