@@ -48,6 +48,7 @@ def _serve(args: argparse.Namespace) -> int:
     auto_node_id = args.node_id is None and ecs_identity.wants_auto_node_id(os.environ)
     if auto_node_id:
         overrides["node_id"] = 0  # placeholder: allocated from the metadata store below
+        overrides["node_id_auto"] = True
     config = BrokerConfig(**overrides)
     logging.getLogger().setLevel(config.log_level.upper())
     from .backends import build_broker, metadata_store_for

@@ -105,6 +105,11 @@ class BrokerConfig(BaseSettings):
         None, description="EMF namespace (default Kafka/local); setting it turns EMF on"
     )
     metrics_interval_s: float = Field(60.0, gt=0, description="EMF line / consumer lag interval")
+    node_id_auto: bool = Field(
+        False,
+        description="the node id came from the metadata store's counter (BROKER_NODE_ID=auto): "
+        "never reused, so recovery may forget this broker once fenced (set by the CLI)",
+    )
     task_arn: str | None = Field(
         None, description="this broker's ECS task ARN (default: from the ECS task metadata "
         "endpoint when running on ECS); recovery maps STOPPED tasks to brokers with it"

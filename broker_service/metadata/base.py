@@ -174,6 +174,8 @@ class TxnRecord:
 
     def with_(self, **changes: object) -> TxnRecord:
         return replace(self, **changes)  # type: ignore[arg-type]
+
+
 @dataclass(frozen=True, slots=True)
 class ScramCredential:
     """A salted, iterated SCRAM credential (RFC 5802): never the password itself."""
@@ -243,6 +245,15 @@ class MetadataStore(ABC):
         Conditional on ``epoch`` and a non-FENCED state (``BrokerFenced`` otherwise); any other
         target state is a ``ValueError`` (fencing goes through ``fence_broker``).
         """
+
+    @abstractmethod
+    def forget_broker(self, broker_id: int, expected_epoch: int) -> bool:
+        """Delete a fenced broker's record (with its broker info and listener endpoints),
+        only if it is still FENCED at ``expected_epoch``; False (nothing deleted) otherwise.
+
+        For ids never handed out again (``allocate_broker_id``): a re-registration of a
+        forgotten id would start its epochs over. Recovery forgets only such brokers, once
+        they lead no partition (control/recovery.py)."""
 
     @abstractmethod
     def live_brokers(self, now_ms: int) -> list[BrokerRecord]:
@@ -374,6 +385,7 @@ class MetadataStore(ABC):
     @abstractmethod
     def broker_info(self) -> dict[int, dict[str, str]]:
         """Every broker's info, by broker id (brokers that never set any are absent)."""
+
     # -- compaction and retention (control/compaction.py) ---------------------------------
     @abstractmethod
     def acquire_compactor_lease(self, owner: str, lease_ms: int, now_ms: int) -> CompactorLease:
@@ -424,6 +436,7 @@ class MetadataStore(ABC):
     def forget_objects(self, keys: list[str]) -> None:
         """Delete object records and release marks (the objects themselves are deleted from
         the object store afterwards; an object left behind is an orphan and swept later)."""
+
     # -- security: SCRAM credentials, ACLs, client quotas, listener endpoints ------------
     @abstractmethod
     def put_scram_credential(self, user: str, credential: ScramCredential) -> None:

@@ -216,6 +216,17 @@ class SqliteMetadataStore(MetadataStore):
         assert b is not None
         return b
 
+    def forget_broker(self, broker_id: int, expected_epoch: int) -> bool:
+        with self._tx() as db:
+            gone = db.execute(
+                "DELETE FROM brokers WHERE broker_id=? AND state=? AND epoch=?",
+                (broker_id, FENCED, expected_epoch),
+            ).rowcount
+            if gone:
+                db.execute("DELETE FROM broker_info WHERE broker_id=?", (broker_id,))
+                db.execute("DELETE FROM broker_endpoints WHERE broker_id=?", (broker_id,))
+        return bool(gone)
+
     def live_brokers(self, now_ms: int) -> list[BrokerRecord]:
         with self._lock:
             rows = self._db.execute(
@@ -518,6 +529,7 @@ class SqliteMetadataStore(MetadataStore):
         with self._lock:
             rows = self._db.execute("SELECT broker_id, info FROM broker_info").fetchall()
         return {int(bid): json.loads(info) for bid, info in rows}
+
     # -- compaction and retention ----------------------------------------------------------
     def acquire_compactor_lease(self, owner: str, lease_ms: int, now_ms: int) -> CompactorLease:
         with self._tx() as db:
@@ -617,6 +629,7 @@ class SqliteMetadataStore(MetadataStore):
         with self._tx() as db:
             db.executemany("DELETE FROM released_objects WHERE object_key=?", [(k,) for k in keys])
             db.executemany("DELETE FROM objects WHERE object_key=?", [(k,) for k in keys])
+
     # -- security ------------------------------------------------------------------------
     def put_scram_credential(self, user: str, credential: ScramCredential) -> None:
         c = credential

@@ -47,6 +47,7 @@ class MetricsService:
 
     async def publish_info(self) -> None:
         """Tell the control plane where this broker's metrics are and which task it is."""
+        from ..cluster.ecs_identity import AUTO_NODE_ID
         from ..cluster.task_identity import ecs_task_identity
 
         me = self.broker.me
@@ -58,6 +59,8 @@ class MetricsService:
         if self.metrics_url:
             info["metrics_url"] = self.metrics_url
         info["epoch"] = str(me.epoch)  # recovery fences only the registration the task ran
+        if self.broker.config.node_id_auto:
+            info["node_id"] = AUTO_NODE_ID  # never reused: recovery may forget it once fenced
         try:
             await asyncio.to_thread(self.broker.metadata.set_broker_info, me.broker_id,
                                     me.epoch, info)  # fmt: skip
