@@ -61,8 +61,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--fenced", type=int, nargs="+", default=[0, 200])
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--forget-after-ms", type=int, default=3_600_000,
-                    help="recovery's grace before forgetting a fenced broker (0: at once)")
+    ap.add_argument(
+        "--forget-after-ms",
+        type=int,
+        default=3_600_000,
+        help="recovery's grace before forgetting a fenced broker (0: at once)",
+    )
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         proc, endpoint = moto_server.start(Path(tmp) / "moto.log", threaded=False)

@@ -27,13 +27,18 @@ def _calls_of_one_check(env: ControlEnv, fenced: int) -> Counter[str]:
         meta.create_topic(f"t{t}", 4, {}, leader_id=1 + t % 3)
     recover(meta, int(time.time() * 1000))  # anything left to do is done here
     counted = env.client("dynamodb")
-    counted.meta.events.register("before-call.dynamodb", lambda model, **_: calls.update([model.name]))
+    counted.meta.events.register(
+        "before-call.dynamodb", lambda model, **_: calls.update([model.name])
+    )
     recover(DynamoDbMetadataStore(meta.table, client=counted), int(time.time() * 1000))
     del session
     return calls
 
 
 def test_recovery_check_costs_the_same_whatever_the_history(control_env: ControlEnv) -> None:
-    without, with_history = _calls_of_one_check(control_env, 0), _calls_of_one_check(control_env, 60)
+    without, with_history = (
+        _calls_of_one_check(control_env, 0),
+        _calls_of_one_check(control_env, 60),
+    )
     assert without == Counter({"Query": 1}), without  # no fenced broker: the brokers only
     assert with_history == Counter({"Query": 2}), with_history  # + one read of the placement
