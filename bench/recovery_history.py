@@ -33,8 +33,8 @@ def measure(endpoint: str, fenced: int, rounds: int, forget_after_ms: int) -> di
                                     region_name="us-east-1")  # fmt: skip
     calls: Counter[str] = Counter()
     session.events.register("before-call.dynamodb", lambda model, **_: calls.update([model.name]))
-    store = DynamoDbMetadataStore(f"rh-{uuid.uuid4().hex[:8]}",
-                                  client=session.client("dynamodb", endpoint_url=endpoint))  # fmt: skip
+    client = session.client("dynamodb", endpoint_url=endpoint)
+    store = DynamoDbMetadataStore(f"rh-{uuid.uuid4().hex[:8]}", client=client)
     store.create_table()
     for bid in range(1, fenced + 1):  # past tasks: registered, then fenced, leading nothing
         b = store.register_broker(1000 + bid, "10.0.0.1", 9092, None, 1)
