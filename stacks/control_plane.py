@@ -376,6 +376,8 @@ class ControlPlaneStack(cdk.Stack):
                     "clusterArn": [cluster.cluster_arn],
                     "group": [f"service:{service.service_name}"],
                     "lastStatus": [status],
+                    # RUNNING: only tasks meant to stay (not one already being stopped)
+                    **({"desiredStatus": ["RUNNING"]} if status == "RUNNING" else {}),
                 },
             ),
             targets=[self._target(name)],

@@ -44,6 +44,9 @@ class ControlSettings(BaseSettings):
     balance_max_moves: int = 5
     balance_window_s: float = 300.0
     lease_grace_ms: int = 1000
+    arrival_timeout_s: float = Field(
+        30.0, ge=0, description="balancer: how long to wait for a RUNNING task's broker"
+    )
 
     def autoscaler_policy(self) -> AutoscalerPolicy:
         return AutoscalerPolicy(

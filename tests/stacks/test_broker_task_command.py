@@ -41,13 +41,15 @@ def dockerfile_cmd() -> list[str]:
 
 
 def dockerfile_env() -> dict[str, str]:
+    """The ENV of the Dockerfile (PATH, which names the image's venv, is left out)."""
     text = (REPO / "Dockerfile").read_text().replace("\\\n", " ")
     env: dict[str, str] = {}
     for line in text.splitlines():
         if line.startswith("ENV "):
             for pair in line.removeprefix("ENV ").split():
                 k, v = pair.split("=", 1)
-                env[k] = v
+                if k != "PATH":
+                    env[k] = v
     return env
 
 

@@ -333,3 +333,14 @@ def test_tls_tenant_functions_speak_sasl_ssl_and_read_its_certificate(synth: Syn
         assert tls == tls_arn
         checked += 1
     assert checked == 2
+
+
+def test_balancer_rule_wants_tasks_meant_to_stay_running(synth: Synth) -> None:
+    """A task RUNNING but already being stopped (desiredStatus STOPPED) must not trigger a
+    balance onto it."""
+    tpl = synth.raw(STACK)
+    lid, _ = functions(tpl)["balancer"]
+    patterns = [r["EventPattern"] for r in rules_targeting(tpl, lid) if "EventPattern" in r]
+    (pattern,) = patterns
+    assert pattern["detail"]["lastStatus"] == ["RUNNING"]
+    assert pattern["detail"]["desiredStatus"] == ["RUNNING"]
