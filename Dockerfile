@@ -7,6 +7,9 @@
 ARG BASE_IMAGE=public.ecr.aws/docker/library/python:3.11-slim
 FROM --platform=linux/amd64 ${BASE_IMAGE}
 
+# PIP_CERT: a CA bundle for pip when the build host reaches PyPI through a TLS-inspecting
+# proxy (the test mounts the host's bundle); empty: pip's own.
+ARG PIP_CERT=
 WORKDIR /app
 COPY pyproject.toml ./
 COPY broker_service ./broker_service
