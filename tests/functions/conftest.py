@@ -17,6 +17,7 @@ import boto3
 import pytest
 
 from tests.moto_server import AWS_TEST_ENV, REGION
+from tests.stacks.conftest import synth  # noqa: F401 - the synthesized templates, for the IAM check
 
 REPO = Path(__file__).resolve().parents[2]
 EVENTS = Path(__file__).resolve().parent / "events"
