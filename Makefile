@@ -54,7 +54,7 @@ test-fast: install-test kcat
 	$(PY) -m pytest -m "not slow"
 
 lint: install-test
-	$(VENV)/bin/ruff check broker_service tests bench
+	$(VENV)/bin/ruff check broker_service stacks functions tests bench
 	$(VENV)/bin/mypy
 
 # the benchmark suite (bench/suite.py): every scenario, tables, JSON and plots in bench/results/

@@ -140,7 +140,7 @@ class ControlPlaneStack(cdk.Stack):
         cdk.CfnOutput(self, "DeadLetterQueueUrl", value=self.dlq.queue_url)
 
     # -- functions -----------------------------------------------------------------------
-    def environment(self) -> dict[str, str]:
+    def function_environment(self) -> dict[str, str]:
         t, b = self.tenant, self.brokers
         return {
             "TENANT": t.name,
@@ -233,7 +233,7 @@ class ControlPlaneStack(cdk.Stack):
             memory_size=t.function_memory_mib,
             timeout=cdk.Duration.seconds(t.function_timeout_s),
             environment={
-                **self.environment(),
+                **self.function_environment(),
                 **(self.kafka_environment() if in_vpc else {}),
                 "POWERTOOLS_SERVICE_NAME": name,
             },

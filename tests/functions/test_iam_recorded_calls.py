@@ -497,7 +497,11 @@ def test_every_component_is_granted_exactly_what_it_calls(
         # 4. traffic on both; compaction and its GC on B's own timer (BatchGetItem, deletes)
         _traffic(t, b, "iam-b", 2, 3)
         for op in ("dynamodb:BatchGetItem:", "s3:DeleteObject:"):
-            _wait_for(f"broker GC {op}", lambda op=op: op in t.recorded(), [a, b], 90)
+
+            def seen(op: str = op) -> bool:
+                return op in t.recorded()
+
+            _wait_for(f"broker GC {op}", seen, [a, b], 90)
 
         # 5. no load, 2 brokers, a tenant whose minimum is 1: the autoscaler scales in. It
         # drains B (the newest) over SASL, protects A's task, lowers the desired count.

@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -41,8 +42,8 @@ def test_dockerfile_builds_for_amd64_and_its_cmd_serves_kafka(tmp_path: Path) ->
     podman = _podman_or_skip()
     if subprocess.run([podman, "image", "exists", BASE]).returncode != 0:
         tar = tmp_path / "base.tar"
-        _run("mmdebstrap", "--variant=minbase",
-             "--include=python3,python3-venv,ca-certificates,passwd", "bookworm", str(tar))  # fmt: skip
+        packages = "python3,python3-venv,ca-certificates,passwd"
+        _run("mmdebstrap", "--variant=minbase", f"--include={packages}", "bookworm", str(tar))
         _run(podman, "import", str(tar), BASE)
     _run(podman, "build", "--isolation", "chroot", "--platform", "linux/amd64",
          "--build-arg", f"BASE_IMAGE={BASE}", "--build-arg", f"PIP_CERT={CA}",
@@ -64,7 +65,7 @@ def test_dockerfile_builds_for_amd64_and_its_cmd_serves_kafka(tmp_path: Path) ->
         )  # fmt: skip
         try:
             admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{port}"})
-            brokers: dict[int, object] = {}
+            brokers: dict[int, Any] = {}
             for _ in range(60):  # bounded: up to 60 metadata round trips of 1 s
                 assert proc.poll() is None, proc.stdout.read().decode()[-3000:]  # type: ignore[union-attr]
                 try:
