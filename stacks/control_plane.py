@@ -410,14 +410,30 @@ class ControlPlaneStack(cdk.Stack):
         return f"SELECT {stat}({metric}) FROM SCHEMA({schema})"
 
     def lag_query(self) -> str:
-        """The largest lag of any (group, topic): each broker reports the lag of the
-        partitions it leads once a minute (EMF, dimensions Group and Topic), so a group's lag
-        on a topic is the SUM of the brokers' datapoints, and the alarm wants the top one
-        (MAX would take the largest single broker's part)."""
+        """The lag of each (group, topic): each broker reports the lag of the partitions it
+        leads once a minute (EMF, dimensions Group and Topic), so a group's lag on a topic is
+        the SUM of the brokers' datapoints in a minute (MAX would take the largest single
+        broker's part). One series per (group, topic); ORDER BY keeps the largest ones when
+        there are more than the 500 series a query returns."""
         ns = self.tenant.metrics_namespace
         return (
             f'SELECT SUM(ConsumerLag) FROM SCHEMA("{ns}", Group, Topic) '
-            "GROUP BY Group, Topic ORDER BY SUM() DESC LIMIT 1"
+            "GROUP BY Group, Topic ORDER BY SUM() DESC"
+        )
+
+    def largest_lag(self, period: cdk.Duration) -> cloudwatch.MathExpression:
+        """The largest lag of any (group, topic), each minute, as one time series: an alarm
+        on a Metrics Insights query must watch a single series, and CloudWatch documents
+        wrapping a GROUP BY query in a metric math expression that returns one; MAX over the
+        query's series is the largest at each point."""
+        by_group = cloudwatch.MathExpression(
+            expression=self.lag_query(), period=period, label="lag per (group, topic)"
+        )
+        return cloudwatch.MathExpression(
+            expression="MAX(lagbygroup)",
+            using_metrics={"lagbygroup": by_group},
+            period=period,
+            label="largest consumer lag (group, topic)",
         )
 
     def search(self, metric: str, stat: str, dims: tuple[str, ...] = ("BrokerId",)) -> str:
@@ -467,11 +483,7 @@ class ControlPlaneStack(cdk.Stack):
                 "ConsumerLagHigh",
                 "consumer-lag-high",
                 "a consumer group lags too far behind on a topic",
-                cloudwatch.MathExpression(
-                    expression=self.lag_query(),
-                    period=period,
-                    label="largest consumer lag (group, topic)",
-                ),
+                self.largest_lag(period),
                 t.consumer_lag_alarm,
                 True,
                 5,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import sys
 import time
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,15 @@ if TYPE_CHECKING:
     from ..broker import Broker
 
 log = logging.getLogger(__name__)
+
+
+def next_boundary_s(now_s: float, interval_s: float) -> float:
+    """The next wall-clock multiple of the interval. Every broker emits at (and stamps its
+    datapoints with) these boundaries, so with the 60 s default each broker has exactly one
+    datapoint per CloudWatch minute: a SUM over brokers' gauges in a period (the consumer lag
+    alarm) counts each broker once, where a free-running timer drifts and sometimes puts two
+    or none in a minute."""
+    return (math.floor(now_s / interval_s) + 1) * interval_s
 
 
 class MetricsService:
@@ -70,8 +80,11 @@ class MetricsService:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-        if self._emf is not None:  # the last partial interval
-            self._emit()
+        if self._emf is not None:  # the last partial interval's counters
+            # Its lag was reported at the last boundary: a second lag datapoint in the same
+            # CloudWatch period would count this broker's part of a group's lag twice.
+            self.metrics.consumer_lag = {}
+            self._emit(int(time.time() * 1000))
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -79,17 +92,18 @@ class MetricsService:
     async def _loop(self) -> None:
         interval = self.broker.config.metrics_interval_s
         while True:
-            await asyncio.sleep(interval)
+            boundary = next_boundary_s(time.time(), interval)
+            await asyncio.sleep(max(0.0, boundary - time.time()))
             try:
                 self.metrics.consumer_lag = await self.consumer_lag()
             except Exception:
                 log.exception("consumer lag refresh failed; will retry")
             if self._emf is not None:
-                self._emit()
+                self._emit(round(boundary * 1000))
 
-    def _emit(self) -> None:
+    def _emit(self, timestamp_ms: int) -> None:
         assert self._emf is not None
-        sys.stdout.write(self._emf.lines(int(time.time() * 1000)))
+        sys.stdout.write(self._emf.lines(timestamp_ms))
         sys.stdout.flush()
 
     async def consumer_lag(self) -> dict[tuple[str, str], int]:

@@ -204,12 +204,35 @@ def test_alarms_on_broker_metrics(synth: Synth) -> None:
     low = alarms["kafka-acme-throughput-low"]
     assert low["Threshold"] == pytest.approx(thresholds.low_bytes_per_s * 60)
     # A group's lag on a topic is the SUM of the brokers' parts (each reports the partitions
-    # it leads); the alarm takes the largest (group, topic), not the largest part.
-    lag = alarms["kafka-acme-consumer-lag-high"]["Metrics"][0]["Expression"]
-    assert lag == ('SELECT SUM(ConsumerLag) FROM SCHEMA("Kafka/acme", Group, Topic) '
-                   "GROUP BY Group, Topic ORDER BY SUM() DESC LIMIT 1")  # fmt: skip
+    # it leads); the alarm takes the largest (group, topic) each minute, not the largest part:
+    # the per-(group, topic) query, reduced to one series by metric math (MAX across series).
+    lag = {m["Id"]: m for m in alarms["kafka-acme-consumer-lag-high"]["Metrics"]}
+    (watched,) = [m for m in lag.values() if m.get("ReturnData", True)]
+    assert watched["Expression"] == "MAX(lagbygroup)"
+    query = lag["lagbygroup"]
+    assert query["Expression"] == ('SELECT SUM(ConsumerLag) FROM SCHEMA("Kafka/acme", Group, '
+                                   "Topic) GROUP BY Group, Topic ORDER BY SUM() DESC")  # fmt: skip
+    assert query["ReturnData"] is False and query["Period"] == 60
     below = alarms["kafka-acme-brokers-below-min"]
     assert below["MetricName"] == "RunningTaskCount" and below["Threshold"] == 3
+
+
+def test_every_alarm_watches_a_single_time_series(synth: Synth) -> None:
+    """An alarm on a Metrics Insights query must watch one time series: CloudWatch's alarm
+    documentation asks a query with GROUP BY to be wrapped in a metric math expression that
+    returns a single series (a GROUP BY query watched directly is, at best, a multi-series
+    alarm with per-contributor states, not "the largest one"). Every alarm's watched entry
+    is a plain metric, a query without GROUP BY, or math over such queries."""
+    tpl = synth.raw(STACK)
+    for alarm in resources(tpl, "AWS::CloudWatch::Alarm").values():
+        props = alarm["Properties"]
+        if "Metrics" not in props:
+            assert "MetricName" in props, props
+            continue
+        watched = [m for m in props["Metrics"] if m.get("ReturnData", True)]
+        assert len(watched) == 1, props["AlarmName"]
+        expression = watched[0].get("Expression", "")
+        assert "GROUP BY" not in expression.upper(), (props["AlarmName"], expression)
 
 
 def test_dashboard_shows_throughput_latency_brokers_lag_and_s3(synth: Synth) -> None:
