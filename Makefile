@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := PYTHONWARNINGS=ignore $(PY) -m pip -q --disable-pip-version-check
 
-.PHONY: run test test-fast lint bench bench-quick install install-test kcat localstack-env clean
+.PHONY: run test test-fast lint bench bench-quick install install-test kcat podman localstack-env clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,13 @@ kcat:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq kcat >/dev/null; }
 
+# podman + mmdebstrap: tests/stacks/test_image.py builds the Dockerfile without a daemon.
+podman:
+	@command -v podman >/dev/null 2>&1 && command -v mmdebstrap >/dev/null 2>&1 || { \
+	  echo "installing Debian's podman and mmdebstrap (needed by the image test)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq podman mmdebstrap >/dev/null; }
+
 # LocalStack on the host (localstack/.venv, Python 3.13, bounded by LOCALSTACK_INSTALL_TIMEOUT)
 # and the pinned CDK CLI + cdklocal (node_modules) for tests/localstack.
 localstack-env: node_modules/.installed
@@ -40,14 +47,14 @@ node_modules/.installed: package.json package-lock.json
 	timeout 600 npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-test: install-test kcat localstack-env
+test: install-test kcat podman localstack-env
 	$(PY) -m pytest
 
 test-fast: install-test kcat
 	$(PY) -m pytest -m "not slow"
 
 lint: install-test
-	$(VENV)/bin/ruff check broker_service tests bench
+	$(VENV)/bin/ruff check broker_service stacks functions tests bench
 	$(VENV)/bin/mypy
 
 # the benchmark suite (bench/suite.py): every scenario, tables, JSON and plots in bench/results/

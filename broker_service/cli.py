@@ -34,6 +34,12 @@ def _serve(args: argparse.Namespace) -> int:
         overrides["auto_create_topics"] = False
     from broker_service.cluster import ecs_identity
 
+    # Logging first: what the ECS lookup below logs (the advertised host) must not be lost.
+    logging.basicConfig(
+        level=(args.log_level or os.environ.get("BROKER_LOG_LEVEL") or "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
     try:  # BROKER_ADVERTISED_HOST=ecs: this Fargate task's IP and AZ
         ecs_identity.resolve_ecs_environment(os.environ)
     except (ecs_identity.EcsIdentityError, OSError, ValueError) as exc:
@@ -42,12 +48,9 @@ def _serve(args: argparse.Namespace) -> int:
     auto_node_id = args.node_id is None and ecs_identity.wants_auto_node_id(os.environ)
     if auto_node_id:
         overrides["node_id"] = 0  # placeholder: allocated from the metadata store below
+        overrides["node_id_auto"] = True
     config = BrokerConfig(**overrides)
-    logging.basicConfig(
-        level=config.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    logging.getLogger().setLevel(config.log_level.upper())
     from broker_service.runtime.backends import build_broker, metadata_store_for
 
     if auto_node_id:

@@ -10,6 +10,8 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from broker_service.control.sizing import HIGH_WATER, LOW_WATER, ProduceAlarmThresholds
+
 from .nag import acknowledge
 
 ALARM_STATE_CHANGE = "CloudWatch Alarm State Change"
@@ -78,20 +80,21 @@ def throughput_alarms(
     scope: Construct,
     prefix: str,
     produce_bytes: cloudwatch.IMetric,
-    capacity_bytes: float,
+    thresholds: ProduceAlarmThresholds,
+    period_s: float,
     *,
     why: str = "",
     high_periods: int,
     low_periods: int,
 ) -> dict[str, cloudwatch.Alarm]:
-    """The autoscaler's trigger: produce bytes per period above 80% / below 30% of what the
-    minimum cluster is sized for (``capacity_bytes`` in one period). ``why`` ends the
-    descriptions (what the autoscaler does about it)."""
+    """The autoscaler's trigger: produce bytes per period of ``period_s`` above / below the
+    sizing model's thresholds (control/sizing.py: a share of what the minimum cluster carries
+    at the tenant's read fan-out). ``why`` ends the descriptions (what the autoscaler does)."""
     alarms: dict[str, cloudwatch.Alarm] = {}
-    # (level, side of the threshold, share of capacity, what the autoscaler considers, periods)
-    for level, side, share, action, periods in (
-        ("high", "above", 0.8, "adding", high_periods),
-        ("low", "below", 0.3, "removing", low_periods),
+    # (level, side of the threshold, share of capacity, bytes/s, action, periods)
+    for level, side, share, per_s, action, periods in (
+        ("high", "above", HIGH_WATER, thresholds.high_bytes_per_s, "adding", high_periods),
+        ("low", "below", LOW_WATER, thresholds.low_bytes_per_s, "removing", low_periods),
     ):
         alarms[f"throughput-{level}"] = threshold_alarm(
             scope,
@@ -100,7 +103,7 @@ def throughput_alarms(
             description=f"produce rate {side} {share:.0%} of the minimum cluster's target"
             + (f": {why} {action} brokers" if why else ""),
             metric=produce_bytes,
-            threshold=share * capacity_bytes,
+            threshold=per_s * period_s,
             above=side == "above",
             evaluation_periods=periods,
         )

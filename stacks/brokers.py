@@ -31,6 +31,32 @@ BROKER_CONTAINER = "broker"
 HEALTH_CHECK_COMMAND = "import socket; socket.create_connection(('127.0.0.1', {port}), 2).close()"
 
 
+# What the tasks and the in-VPC functions reach through interface endpoints
+# (control_path="endpoints"); cost/model.py prices ``len(INTERFACE_ENDPOINTS)`` per AZ.
+INTERFACE_ENDPOINTS = {
+    "EcrApi": ec2.InterfaceVpcEndpointAwsService.ECR,
+    "EcrDocker": ec2.InterfaceVpcEndpointAwsService.ECR_DOCKER,
+    "Logs": ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_LOGS,
+    "SecretsManager": ec2.InterfaceVpcEndpointAwsService.SECRETS_MANAGER,
+    "CloudWatch": ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_MONITORING,
+    "Ecs": ec2.InterfaceVpcEndpointAwsService.ECS,
+}
+# Share of the task's memory for the broker's caches: the log cache (tail reads) and the block
+# cache (older data read from objects); the rest is the interpreter, buffers and requests.
+LOG_CACHE_SHARE = 0.4
+BLOCK_CACHE_SHARE = 0.2
+MIB = 1 << 20
+
+
+def cache_sizes(memory_mib: int) -> dict[str, int]:
+    """BROKER_LOG_CACHE_BYTES / BROKER_BLOCK_CACHE_BYTES from the task's memory (the broker's
+    own defaults, 256 + 128 MiB, would leave most of a Fargate task's memory unused)."""
+    return {
+        "BROKER_LOG_CACHE_BYTES": int(memory_mib * LOG_CACHE_SHARE) * MIB,
+        "BROKER_BLOCK_CACHE_BYTES": int(memory_mib * BLOCK_CACHE_SHARE) * MIB,
+    }
+
+
 def set_retention(log_group: logs.LogGroup, days: int) -> None:
     """Retention in days (any value CloudWatch accepts) without mapping it to the enum."""
     cfn = log_group.node.default_child
@@ -117,10 +143,11 @@ class BrokerStack(cdk.Stack):
         )
         self._grant_storage(storage)
 
+        # No fixed name: a destroyed stack's secret stays "scheduled for deletion" for 7-30
+        # days, and a fixed name would make the next `cdk deploy` of the tenant fail.
         self.admin_secret = secretsmanager.Secret(
             self,
             "AdminSecret",
-            secret_name=f"{prefix}/admin",
             description=f"{prefix}: bootstrap SCRAM admin (username, password)",
             generate_secret_string=secretsmanager.SecretStringGenerator(
                 secret_string_template='{"username": "admin"}',
@@ -181,12 +208,15 @@ class BrokerStack(cdk.Stack):
             service_name=f"{prefix}-brokers",
             cluster=self.cluster,
             task_definition=self.task_definition,
-            desired_count=tenant.initial_brokers,
+            # No DesiredCount in the template: CloudFormation would set it back on every
+            # deploy that updates the service. ECS creates the service with 1 task and the
+            # autoscaler (every minute) raises it to min_brokers and owns it from then on.
+            desired_count=None,
             min_healthy_percent=100,
             max_healthy_percent=200,
             circuit_breaker=ecs.DeploymentCircuitBreaker(rollback=True),
             security_groups=[self.broker_security_group],
-            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
+            vpc_subnets=self.private_subnets,
             assign_public_ip=False,
             availability_zone_rebalancing=ecs.AvailabilityZoneRebalancing.ENABLED,
             health_check_grace_period=cdk.Duration.seconds(60),
@@ -230,25 +260,49 @@ class BrokerStack(cdk.Stack):
         self._nag_suppressions()
 
     # -- pieces ------------------------------------------------------------------------
+    @property
+    def private_subnets(self) -> ec2.SubnetSelection:
+        """Where brokers and the in-VPC functions run: isolated subnets when AWS APIs are
+        reached through interface endpoints (no NAT), private ones with a NAT per AZ."""
+        isolated = not self.tenant.vpc_id and self.tenant.control_path == "endpoints"
+        return ec2.SubnetSelection(
+            subnet_type=ec2.SubnetType.PRIVATE_ISOLATED
+            if isolated
+            else ec2.SubnetType.PRIVATE_WITH_EGRESS
+        )
+
     def _vpc(self, tenant: TenantSettings) -> ec2.IVpc:
         if tenant.vpc_id:
             # Needs an account/region (CDK_DEFAULT_ACCOUNT) and caches the lookup in
             # cdk.context.json.
             return ec2.Vpc.from_lookup(self, "Vpc", vpc_id=tenant.vpc_id)
+        endpoints = tenant.control_path == "endpoints"
+        subnets = [
+            ec2.SubnetConfiguration(
+                name="brokers",
+                subnet_type=ec2.SubnetType.PRIVATE_ISOLATED
+                if endpoints
+                else ec2.SubnetType.PRIVATE_WITH_EGRESS,
+                cidr_mask=20,
+            )
+        ]
+        if not endpoints or tenant.internet_facing_nlb:
+            # NAT gateways live in public subnets; so does an internet-facing NLB.
+            subnets.insert(
+                0,
+                ec2.SubnetConfiguration(
+                    name="public", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=24
+                ),
+            )
         vpc = ec2.Vpc(
             self,
             "Vpc",
             ip_addresses=ec2.IpAddresses.cidr(tenant.vpc_cidr),
             max_azs=tenant.max_azs,
-            nat_gateways=1,  # image pulls, logs, secrets; data goes via the gateway endpoints
-            subnet_configuration=[
-                ec2.SubnetConfiguration(
-                    name="public", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=24
-                ),
-                ec2.SubnetConfiguration(
-                    name="brokers", subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS, cidr_mask=20
-                ),
-            ],
+            # One NAT per AZ (never one for all: losing its AZ would stop image pulls, logs,
+            # secrets and metrics in every AZ), or none with interface endpoints.
+            nat_gateways=0 if endpoints else tenant.max_azs,
+            subnet_configuration=subnets,
             gateway_endpoints={
                 "S3": ec2.GatewayVpcEndpointOptions(service=ec2.GatewayVpcEndpointAwsService.S3),
                 "DynamoDB": ec2.GatewayVpcEndpointOptions(
@@ -256,6 +310,8 @@ class BrokerStack(cdk.Stack):
                 ),
             },
         )
+        if endpoints:
+            self._interface_endpoints(vpc)
         flow_logs = logs.LogGroup(self, "FlowLogs", removal_policy=cdk.RemovalPolicy.DESTROY)
         set_retention(flow_logs, tenant.log_retention_days)
         vpc.add_flow_log(
@@ -264,6 +320,35 @@ class BrokerStack(cdk.Stack):
             traffic_type=ec2.FlowLogTrafficType.REJECT,
         )
         return vpc
+
+    def _interface_endpoints(self, vpc: ec2.Vpc) -> None:
+        """What tasks and functions reach besides S3 and DynamoDB, one endpoint ENI per AZ:
+        image pulls (ECR api + dkr; layers come from S3 through the gateway endpoint), logs
+        (the awslogs driver, EMF metrics), secrets (task start, the Kafka-speaking
+        functions), CloudWatch GetMetricData and ECS (autoscaler)."""
+        sg = ec2.SecurityGroup(
+            self,
+            "EndpointSecurityGroup",
+            vpc=vpc,
+            allow_all_outbound=False,
+            description=f"{self.tenant.resource_prefix} interface endpoints: HTTPS from the VPC",
+        )
+        sg.add_ingress_rule(
+            ec2.Peer.ipv4(vpc.vpc_cidr_block), ec2.Port.tcp(443), "HTTPS from the VPC"
+        )
+        acknowledge(
+            sg,
+            "AwsSolutions-EC23",
+            "Ingress only from the VPC's own CIDR (a token cdk-nag cannot read), port 443.",
+        )
+        for name, service in INTERFACE_ENDPOINTS.items():
+            vpc.add_interface_endpoint(
+                name,
+                service=service,
+                private_dns_enabled=True,
+                security_groups=[sg],
+                subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED),
+            )
 
     def broker_environment(self, storage: StorageStack) -> dict[str, str]:
         """Plain (non-secret) settings of the broker container, read by BrokerConfig."""
@@ -280,9 +365,11 @@ class BrokerStack(cdk.Stack):
             "BROKER_LISTENERS": f"{protocol}://0.0.0.0:{t.broker_port}",
             "BROKER_ADVERTISED_LISTENERS": f"{protocol}://ecs:{t.broker_port}",
             "BROKER_SUPER_USERS": "User:admin",
+            "BROKER_AUTHORIZER": t.authorizer,
             "BROKER_METRICS_NAMESPACE": t.metrics_namespace,
             "BROKER_METRICS_PORT": str(t.metrics_port),
             "BROKER_LOG_LEVEL": "INFO",
+            **{k: str(v) for k, v in cache_sizes(t.broker_memory_mib).items()},
         }
         if storage.express_wal_bucket_name:
             # Directory bucket for the WAL; read by the broker once it splits WAL storage.
@@ -334,8 +421,8 @@ class BrokerStack(cdk.Stack):
                     "dynamodb:DeleteItem",
                     "dynamodb:ConditionCheckItem",
                     "dynamodb:BatchWriteItem",
+                    "dynamodb:BatchGetItem",  # compaction's GC on the broker's timer
                     "dynamodb:Query",
-                    "dynamodb:DescribeTable",
                 ],
                 resources=[storage.table.table_arn],
             )

@@ -31,6 +31,8 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from broker_service.control.sizing import produce_alarm_thresholds
+
 from . import lambda_code
 from .alarms import (
     alarm_state_changes,
@@ -61,6 +63,19 @@ VPC_ACCESS_REASON = (
     "DescribeSubnets, DeleteNetworkInterface, Assign/UnassignPrivateIpAddresses) requires "
     "'*' (AWS documents no narrower resource for the execution role)."
 )
+# DynamoDB actions on the metadata table, per function (what each one calls; a
+# TransactWriteItems is authorized per item as PutItem / UpdateItem / DeleteItem /
+# ConditionCheckItem).
+TABLE_ACTIONS: dict[str, tuple[str, ...]] = {
+    "compaction": (
+        "GetItem", "PutItem", "UpdateItem", "DeleteItem", "ConditionCheckItem",
+        "BatchWriteItem", "BatchGetItem", "Query",
+    ),
+    "autoscaler": ("Query", "UpdateItem"),
+    "balancer": ("Query",),
+    "recovery": ("Query", "GetItem", "UpdateItem", "PutItem", "DeleteItem",
+                 "ConditionCheckItem"),
+}  # fmt: skip
 SCHEDULES = {"compaction": 5, "autoscaler": 1, "balancer": 5, "recovery": 1}  # minutes
 RETRY_ATTEMPTS = 2
 MAX_EVENT_AGE = cdk.Duration.hours(1)
@@ -125,7 +140,7 @@ class ControlPlaneStack(cdk.Stack):
         cdk.CfnOutput(self, "DeadLetterQueueUrl", value=self.dlq.queue_url)
 
     # -- functions -----------------------------------------------------------------------
-    def environment(self) -> dict[str, str]:
+    def function_environment(self) -> dict[str, str]:
         t, b = self.tenant, self.brokers
         return {
             "TENANT": t.name,
@@ -136,7 +151,9 @@ class ControlPlaneStack(cdk.Stack):
             "ECS_SERVICE": b.service.service_name,
             "MIN_BROKERS": str(t.min_brokers),
             "MAX_BROKERS": str(t.max_brokers),
-            "TARGET_MBPS_PER_BROKER": f"{t.target_mbps_per_broker:g}",
+            # control/sizing.py's figures for this tenant's task size, computed here once
+            "PRODUCE_MBPS_PER_BROKER": f"{t.capacity.produce_mbps:g}",
+            "CONSUME_MBPS_PER_BROKER": f"{t.capacity.consume_mbps:g}",
         }
 
     def kafka_environment(self) -> dict[str, str]:
@@ -216,16 +233,12 @@ class ControlPlaneStack(cdk.Stack):
             memory_size=t.function_memory_mib,
             timeout=cdk.Duration.seconds(t.function_timeout_s),
             environment={
-                **self.environment(),
+                **self.function_environment(),
                 **(self.kafka_environment() if in_vpc else {}),
                 "POWERTOOLS_SERVICE_NAME": name,
             },
             vpc=self.brokers.vpc if in_vpc else None,
-            vpc_subnets=(
-                ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)
-                if in_vpc
-                else None
-            ),
+            vpc_subnets=self.brokers.private_subnets if in_vpc else None,
             security_groups=[self.kafka_client_security_group] if in_vpc else None,
             dead_letter_queue=self.dlq,
             retry_attempts=RETRY_ATTEMPTS,
@@ -237,44 +250,39 @@ class ControlPlaneStack(cdk.Stack):
     def _grant(self) -> None:
         table, bucket, prefix = self.storage.table, self.storage.bucket, self.tenant.storage_prefix
         service = self.brokers.service
-        table_actions = [
-            "dynamodb:GetItem",
-            "dynamodb:PutItem",
-            "dynamodb:UpdateItem",
-            "dynamodb:DeleteItem",
-            "dynamodb:ConditionCheckItem",
-            "dynamodb:BatchWriteItem",
-            "dynamodb:BatchGetItem",  # compaction: which unreferenced objects were committed
-            "dynamodb:Query",
-        ]
-        for fn in self.functions.values():
+        # Exactly what each function calls (tests/functions/test_iam_recorded_calls.py runs
+        # them against moto, records every call and compares with these statements).
+        for name, fn in self.functions.items():
             fn.add_to_role_policy(
                 iam.PolicyStatement(
-                    sid="ItsMetadataTable", actions=table_actions, resources=[table.table_arn]
+                    sid="ItsMetadataTable",
+                    actions=[f"dynamodb:{a}" for a in TABLE_ACTIONS[name]],
+                    resources=[table.table_arn],
                 )
             )
-        # Objects: compaction merges and deletes; recovery may replay an orphaned WAL.
-        for name in ("compaction", "recovery"):
-            self.functions[name].add_to_role_policy(
-                iam.PolicyStatement(
-                    sid="ObjectsUnderItsPrefix",
-                    actions=[
-                        "s3:GetObject",
-                        "s3:PutObject",
-                        "s3:DeleteObject",
-                        "s3:AbortMultipartUpload",
-                    ],
-                    resources=[self.storage.objects_arn],
-                )
+        # Objects: compaction merges, deletes and sweeps orphans (a multipart upload it
+        # abandons is aborted).
+        compaction = self.functions["compaction"]
+        compaction.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="ObjectsUnderItsPrefix",
+                actions=[
+                    "s3:GetObject",
+                    "s3:PutObject",
+                    "s3:DeleteObject",
+                    "s3:AbortMultipartUpload",
+                ],
+                resources=[self.storage.objects_arn],
             )
-            self.functions[name].add_to_role_policy(
-                iam.PolicyStatement(
-                    sid="ListItsPrefix",
-                    actions=["s3:ListBucket"],
-                    resources=[bucket.bucket_arn],
-                    conditions={"StringLike": {"s3:prefix": [f"{prefix}/*", prefix]}},
-                )
+        )
+        compaction.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="ListItsPrefix",
+                actions=["s3:ListBucket"],
+                resources=[bucket.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [f"{prefix}/*", prefix]}},
             )
+        )
         # The admin's credentials (and the brokers' certificate, to verify it) for the SASL
         # listener: exactly these secrets.
         secret_arns = [self.brokers.admin_secret.secret_arn]
@@ -297,43 +305,36 @@ class ControlPlaneStack(cdk.Stack):
                     resources=["*"],
                 )
             )
-        self.functions["autoscaler"].add_to_role_policy(
+        autoscaler = self.functions["autoscaler"]
+        # The desired count, and the time of the last scaling action as a tag on the service
+        # (the cooldown outlives an invocation).
+        autoscaler.add_to_role_policy(
             iam.PolicyStatement(
                 sid="ScaleItsService",
-                actions=["ecs:UpdateService", "ecs:DescribeServices"],
+                actions=[
+                    "ecs:DescribeServices",
+                    "ecs:UpdateService",
+                    "ecs:TagResource",
+                    "ecs:ListTagsForResource",
+                ],
                 resources=[service.service_arn],
             )
         )
-        # Scale-in drains the chosen brokers and stops exactly their tasks; the time of the
-        # last scaling action is a tag on the service (the cooldown outlives an invocation).
-        self.functions["autoscaler"].add_to_role_policy(
+        # Scale-in: the service's tasks other than the drained one are protected from
+        # scale-in before the desired count goes down (ECS then stops the drained one).
+        autoscaler.add_to_role_policy(
             iam.PolicyStatement(
-                sid="StopItsDrainedTasks",
-                actions=["ecs:StopTask"],
+                sid="ProtectItsStayingTasks",
+                actions=["ecs:UpdateTaskProtection"],
                 resources=[arn(TASKS_ARN, cluster=self.tenant.resource_prefix)],
             )
         )
-        self.functions["autoscaler"].add_to_role_policy(
-            iam.PolicyStatement(
-                sid="CooldownTagOnItsService",
-                actions=["ecs:TagResource", "ecs:ListTagsForResource"],
-                resources=[service.service_arn],
-            )
-        )
-        cluster = self.brokers.cluster
-        self.functions["recovery"].add_to_role_policy(
-            iam.PolicyStatement(
-                sid="DescribeItsTasks",
-                actions=["ecs:DescribeTasks"],
-                resources=[arn(TASKS_ARN, cluster=self.tenant.resource_prefix)],
-            )
-        )
-        self.functions["recovery"].add_to_role_policy(
+        autoscaler.add_to_role_policy(
             iam.PolicyStatement(
                 sid="ListItsTasks",
                 actions=["ecs:ListTasks"],
                 resources=["*"],
-                conditions={"ArnEquals": {"ecs:cluster": cluster.cluster_arn}},
+                conditions={"ArnEquals": {"ecs:cluster": self.brokers.cluster.cluster_arn}},
             )
         )
         objects = self.storage.objects_finding
@@ -341,16 +342,13 @@ class ControlPlaneStack(cdk.Stack):
         reasons = {
             "compaction": {objects: OBJECTS_REASON},
             "autoscaler": {
-                "Resource::*": f"{METRICS_REASON} {VPC_ACCESS_REASON}",
+                "Resource::*": f"{METRICS_REASON} {VPC_ACCESS_REASON} ecs:ListTasks has no "
+                "resource-level permissions (AWS requires '*'); the statement is conditioned "
+                "on this cluster (ecs:cluster).",
                 tasks: "Task ids are created at run time: limited to this cluster's tasks.",
             },
             "balancer": {"Resource::*": f"{METRICS_REASON} {VPC_ACCESS_REASON}"},
-            "recovery": {
-                objects: OBJECTS_REASON,
-                "Resource::*": "ecs:ListTasks has no resource-level permissions (AWS requires "
-                "'*'); the statement is conditioned on this cluster (ecs:cluster).",
-                tasks: "Task ids are created at run time: limited to this cluster's tasks.",
-            },
+            "recovery": {},
         }
         for name, fn in self.functions.items():
             assert fn.role is not None
@@ -378,6 +376,8 @@ class ControlPlaneStack(cdk.Stack):
                     "clusterArn": [cluster.cluster_arn],
                     "group": [f"service:{service.service_name}"],
                     "lastStatus": [status],
+                    # RUNNING: only tasks meant to stay (not one already being stopped)
+                    **({"desiredStatus": ["RUNNING"]} if status == "RUNNING" else {}),
                 },
             ),
             targets=[self._target(name)],
@@ -409,6 +409,33 @@ class ControlPlaneStack(cdk.Stack):
         schema = ", ".join([f'"{self.tenant.metrics_namespace}"', *dims])
         return f"SELECT {stat}({metric}) FROM SCHEMA({schema})"
 
+    def lag_query(self) -> str:
+        """The lag of each (group, topic): each broker reports the lag of the partitions it
+        leads once a minute (EMF, dimensions Group and Topic), so a group's lag on a topic is
+        the SUM of the brokers' datapoints in a minute (MAX would take the largest single
+        broker's part). One series per (group, topic); ORDER BY keeps the largest ones when
+        there are more than the 500 series a query returns."""
+        ns = self.tenant.metrics_namespace
+        return (
+            f'SELECT SUM(ConsumerLag) FROM SCHEMA("{ns}", Group, Topic) '
+            "GROUP BY Group, Topic ORDER BY SUM() DESC"
+        )
+
+    def largest_lag(self, period: cdk.Duration) -> cloudwatch.MathExpression:
+        """The largest lag of any (group, topic), each minute, as one time series: an alarm
+        on a Metrics Insights query must watch a single series, and CloudWatch documents
+        wrapping a GROUP BY query in a metric math expression that returns one; MAX over the
+        query's series is the largest at each point."""
+        by_group = cloudwatch.MathExpression(
+            expression=self.lag_query(), period=period, label="lag per (group, topic)"
+        )
+        return cloudwatch.MathExpression(
+            expression="MAX(lagbygroup)",
+            using_metrics={"lagbygroup": by_group},
+            period=period,
+            label="largest consumer lag (group, topic)",
+        )
+
     def search(self, metric: str, stat: str, dims: tuple[str, ...] = ("BrokerId",)) -> str:
         """A SEARCH expression: one line per broker (or topic, group) on the dashboard."""
         schema = ",".join([self.tenant.metrics_namespace, *dims])
@@ -424,12 +451,12 @@ class ControlPlaneStack(cdk.Stack):
         produce_bytes = cloudwatch.MathExpression(
             expression=self.insights("SUM", "BytesIn"), period=period, label="bytes in / min"
         )
-        capacity_bytes_per_min = t.target_mbps_per_broker * t.min_brokers * 1e6 * 60
         alarms = throughput_alarms(
             self,
             prefix,
             produce_bytes,
-            capacity_bytes_per_min,
+            produce_alarm_thresholds(t.capacity, t.min_brokers, t.read_fanout),
+            period.to_seconds(),
             why="the autoscaler considers",
             high_periods=2,
             low_periods=10,
@@ -455,12 +482,8 @@ class ControlPlaneStack(cdk.Stack):
                 "consumer-lag",
                 "ConsumerLagHigh",
                 "consumer-lag-high",
-                "a consumer group lags too far behind",
-                cloudwatch.MathExpression(
-                    expression=self.insights("MAX", "ConsumerLag", ("Group", "Topic")),
-                    period=period,
-                    label="max consumer lag",
-                ),
+                "a consumer group lags too far behind on a topic",
+                self.largest_lag(period),
                 t.consumer_lag_alarm,
                 True,
                 5,

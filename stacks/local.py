@@ -33,6 +33,8 @@ from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from broker_service.control.sizing import produce_alarm_thresholds
+
 from .alarms import (
     alarm_state_changes,
     control_dead_letter_queue,
@@ -100,12 +102,12 @@ class LocalStack(cdk.Stack):
     def _alarms(self) -> dict[str, cloudwatch.Alarm]:
         t, prefix = self.tenant, self.tenant.resource_prefix
         # The AWS thresholds (control_plane.py), scaled from a minute to the local period.
-        capacity = t.target_mbps_per_broker * t.min_brokers * 1e6 * LOCAL_ALARM_PERIOD.to_seconds()
         alarms = throughput_alarms(
             self,
             prefix,
             self._metric("BytesIn", "Sum"),
-            capacity,
+            produce_alarm_thresholds(t.capacity, t.min_brokers, t.read_fanout),
+            LOCAL_ALARM_PERIOD.to_seconds(),
             high_periods=1,
             low_periods=1,
         )

@@ -18,14 +18,18 @@ BUCKET_NAME = "kafka-{tenant}-data-{account}-{region}"
 OBJECTS_ARN = "arn:{partition}:s3:::" + BUCKET_NAME + "/{prefix}/*"
 
 
-def data_bucket(scope: Construct, tenant: TenantSettings, removal: cdk.RemovalPolicy) -> s3.Bucket:
-    """The tenant's data bucket (objects and object WAL); the same in AWS and in LocalStack."""
+def data_bucket(scope: Construct, tenant: TenantSettings, removal: cdk.RemovalPolicy) -> s3.IBucket:
+    """The tenant's data bucket (objects and object WAL); the same in AWS and in LocalStack.
+    With ``adopt_data`` the bucket a destroyed deployment retained, by its (fixed) name."""
+    name = arn(BUCKET_NAME, tenant=tenant.name)
+    if tenant.adopt_data:
+        return s3.Bucket.from_bucket_name(scope, "Data", name)
     bucket = s3.Bucket(
         scope,
         "Data",
         # A fixed name (unique per account and region) so policies can name the tenant's
         # key prefix exactly, in every stack, without cross-stack tokens.
-        bucket_name=arn(BUCKET_NAME, tenant=tenant.name),
+        bucket_name=name,
         encryption=s3.BucketEncryption.S3_MANAGED,
         block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
         enforce_ssl=True,
@@ -62,10 +66,31 @@ class StorageStack(cdk.Stack):
 
         self.bucket = data_bucket(self, tenant, removal)
 
-        self.table = dynamodb.TableV2(
+        table_name = f"{tenant.resource_prefix}-metadata"
+        # The bucket and table keep fixed names (policies name them exactly); when retained by
+        # `cdk destroy`, ``adopt_data`` makes the next deploy use them instead of failing on
+        # "already exists" (docs/DEPLOY.md, "Destroy and redeploy").
+        self.table: dynamodb.ITableV2 = (
+            dynamodb.TableV2.from_table_name(self, "Metadata", table_name)
+            if tenant.adopt_data
+            else self._table(tenant, table_name, removal)
+        )
+        self._express_wal(tenant, removal)
+        if tenant.adopt_data:
+            # CloudFormation refuses a template without resources; this one does nothing.
+            cdk.CfnWaitConditionHandle(self, "AdoptedData")
+        cdk.CfnOutput(self, "BucketName", value=self.bucket.bucket_name)
+        cdk.CfnOutput(self, "TableName", value=self.table.table_name)
+        if self.express_wal_bucket_name:
+            cdk.CfnOutput(self, "ExpressWalBucketName", value=self.express_wal_bucket_name)
+
+    def _table(
+        self, tenant: TenantSettings, table_name: str, removal: cdk.RemovalPolicy
+    ) -> dynamodb.TableV2:
+        return dynamodb.TableV2(
             self,
             "Metadata",
-            table_name=f"{tenant.resource_prefix}-metadata",
+            table_name=table_name,
             partition_key=dynamodb.Attribute(name="pk", type=dynamodb.AttributeType.STRING),
             sort_key=dynamodb.Attribute(name="sk", type=dynamodb.AttributeType.STRING),
             billing=dynamodb.Billing.on_demand(),
@@ -76,10 +101,14 @@ class StorageStack(cdk.Stack):
             removal_policy=removal,
         )
 
+    def _express_wal(self, tenant: TenantSettings, removal: cdk.RemovalPolicy) -> None:
         self.express_wal_bucket_name: str | None = None
         if tenant.express_wal_az_id:
             # Directory bucket names are fixed: <base>--<az-id>--x-s3.
             name = f"{tenant.resource_prefix}-wal-{self.account}--{tenant.express_wal_az_id}--x-s3"
+            if tenant.adopt_data:
+                self.express_wal_bucket_name = name
+                return
             bucket = s3express.CfnDirectoryBucket(
                 self,
                 "ExpressWal",
@@ -100,11 +129,6 @@ class StorageStack(cdk.Stack):
             )
             bucket.apply_removal_policy(removal)
             self.express_wal_bucket_name = bucket.ref
-
-        cdk.CfnOutput(self, "BucketName", value=self.bucket.bucket_name)
-        cdk.CfnOutput(self, "TableName", value=self.table.table_name)
-        if self.express_wal_bucket_name:
-            cdk.CfnOutput(self, "ExpressWalBucketName", value=self.express_wal_bucket_name)
 
     @property
     def objects_arn(self) -> str:

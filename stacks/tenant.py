@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from broker_service.control.sizing import DEFAULT_READ_FANOUT, BrokerCapacity
 
 # Lower-case letters, digits and dashes: the name goes into stack names, table and cluster
 # names, log groups and the metrics namespace, so it must be valid in all of them.
@@ -36,11 +38,22 @@ class TenantSettings(BaseModel):
     broker_memory_mib: int = Field(8192, description="task memory (8 GB)")
     min_brokers: int = Field(3, ge=1, description="autoscaler lower bound (3: one per AZ)")
     max_brokers: int = Field(12, ge=1, description="autoscaler upper bound")
-    desired_brokers: int | None = Field(
-        None, description="brokers at deploy time (default: min_brokers)"
+    target_mbps_per_broker: float | None = Field(
+        None,
+        gt=0,
+        description="override the produce MB/s one broker is sized for (default: "
+        "control/sizing.py's measured figure for broker_cpu; consume in the measured ratio)",
     )
-    target_mbps_per_broker: float = Field(
-        40.0, gt=0, description="produce MB/s one broker should carry (autoscaler target)"
+    read_fanout: float = Field(
+        DEFAULT_READ_FANOUT,
+        ge=0,
+        description="consumed bytes per produced byte the throughput alarms assume",
+    )
+    peak_produce_mbps: float | None = Field(
+        None,
+        gt=0,
+        description="the produce MB/s the tenant must reach: refused if max_brokers cannot "
+        "carry it (at read_fanout)",
     )
     broker_port: int = Field(9092, description="Kafka client port")
     metrics_port: int = Field(9464, description="Prometheus /metrics port (VPC only)")
@@ -53,16 +66,32 @@ class TenantSettings(BaseModel):
         (), description="extra CIDRs allowed to the client port (default: the VPC's CIDR)"
     )
     internet_facing_nlb: bool = Field(False, description="public NLB (default: internal)")
+    control_path: Literal["endpoints", "nat_per_az"] = Field(
+        "endpoints",
+        description="how tasks and functions reach ECR, Logs, Secrets Manager, CloudWatch and "
+        "ECS: interface endpoints in every AZ (no NAT, no internet egress) or a NAT gateway "
+        "per AZ; either survives the loss of one AZ (S3 and DynamoDB: gateway endpoints)",
+    )
 
     # -- storage ------------------------------------------------------------------------
     storage_prefix: str = Field("data", description="key prefix of the broker's objects")
     deletion_protection: bool = Field(True, description="DynamoDB deletion protection")
     retain_data: bool = Field(True, description="keep bucket and table on `cdk destroy`")
+    adopt_data: bool = Field(
+        False,
+        description="use the bucket and table a destroyed deployment of this tenant retained "
+        "(same names) instead of creating them: redeploy with the data kept",
+    )
     express_wal_az_id: str | None = Field(
         None, description="create an S3 Express One Zone bucket for the WAL in this AZ id"
     )
 
     # -- security -------------------------------------------------------------------------
+    authorizer: Literal["acl", "none"] = Field(
+        "acl",
+        description="acl: Kafka ACLs (only User:admin may do anything until ACLs are "
+        "created); none: every authenticated user may do everything",
+    )
     tls_secret_arn: str | None = Field(
         None,
         description="Secrets Manager secret with JSON keys cert_pem and key_pem: the listener "
@@ -85,16 +114,29 @@ class TenantSettings(BaseModel):
     def _bounds(self) -> TenantSettings:
         if self.max_brokers < self.min_brokers:
             raise ValueError(f"max_brokers {self.max_brokers} < min_brokers {self.min_brokers}")
-        d = self.desired_brokers
-        if d is not None and not self.min_brokers <= d <= self.max_brokers:
-            raise ValueError(
-                f"desired_brokers {d} outside [{self.min_brokers}, {self.max_brokers}]"
-            )
+        peak = self.peak_produce_mbps
+        if peak is not None:
+            need = self.capacity.brokers_needed(peak, peak * self.read_fanout)
+            if need > self.max_brokers:
+                top = self.capacity.produce_capacity_mbps(self.max_brokers, self.read_fanout)
+                raise ValueError(
+                    f"peak_produce_mbps {peak:g} needs {need} brokers of {self.broker_cpu} CPU "
+                    f"units (read fan-out {self.read_fanout:g}); max_brokers "
+                    f"{self.max_brokers} carries {top:.0f} MB/s"
+                )
         return self
 
     @property
-    def initial_brokers(self) -> int:
-        return self.desired_brokers if self.desired_brokers is not None else self.min_brokers
+    def capacity(self) -> BrokerCapacity:
+        """What one broker of this tenant is sized for (control/sizing.py)."""
+        if self.target_mbps_per_broker is not None:
+            return BrokerCapacity.for_produce(self.target_mbps_per_broker)
+        return BrokerCapacity.for_cpu_units(self.broker_cpu)
+
+    @property
+    def max_produce_mbps(self) -> float:
+        """Produce MB/s max_brokers carry at read_fanout."""
+        return self.capacity.produce_capacity_mbps(self.max_brokers, self.read_fanout)
 
     @property
     def resource_prefix(self) -> str:

@@ -46,16 +46,33 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
-def start(log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """Start moto server (installed by `make test` with the [test] extra); its endpoint."""
+# moto's own ``moto_server`` always serves requests on threads; under concurrent clients its
+# DynamoDB backend can lose writes. This serves one request at a time (HTTP/1.0, one
+# connection each): for tests whose several processes share one server and must agree.
+SINGLE_THREADED = (
+    "import sys; from werkzeug.serving import run_simple; "
+    "from moto.server import DomainDispatcherApplication, create_backend_app; "
+    "run_simple(sys.argv[1], int(sys.argv[2]), "
+    "DomainDispatcherApplication(create_backend_app), threaded=False)"
+)
+
+
+def start(log: Path, threaded: bool = True) -> tuple[subprocess.Popen[bytes], str]:
+    """Start moto server (installed by `make test` with the [test] extra); its endpoint.
+    ``threaded=False``: one request at a time (see SINGLE_THREADED)."""
     exe = Path(sys.executable).parent / "moto_server"
     if not exe.exists():
         raise RuntimeError("moto_server is missing: run `make test` (installs moto[server])")
     for _ in range(3):  # the free port may be taken between probe and bind
         port = free_port()
+        cmd = (
+            [str(exe), "-H", "127.0.0.1", "-p", str(port)]
+            if threaded
+            else [sys.executable, "-c", SINGLE_THREADED, "127.0.0.1", str(port)]
+        )
         with open(log, "ab") as out:
             proc = subprocess.Popen(
-                [str(exe), "-H", "127.0.0.1", "-p", str(port)],
+                cmd,
                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             )
         endpoint = f"http://127.0.0.1:{port}"

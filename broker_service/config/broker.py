@@ -105,6 +105,11 @@ class BrokerConfig(BaseSettings):
         None, description="EMF namespace (default Kafka/local); setting it turns EMF on"
     )
     metrics_interval_s: float = Field(60.0, gt=0, description="EMF line / consumer lag interval")
+    node_id_auto: bool = Field(
+        False,
+        description="the node id came from the metadata store's counter (BROKER_NODE_ID=auto): "
+        "never reused, so recovery may forget this broker once fenced (set by the CLI)",
+    )
     task_arn: str | None = Field(
         None,
         description="this broker's ECS task ARN (default: from the ECS task metadata "
@@ -121,7 +126,10 @@ class BrokerConfig(BaseSettings):
         0.0, ge=0, description="log the autoscaler's decision on a timer (0: off; no ECS here)"
     )
     autoscaler_target_mbps: float = Field(
-        50.0, gt=0, description="target MB/s (in + out) per broker for the autoscaler"
+        40.0,
+        gt=0,
+        description="produce MB/s one broker is sized for (control/sizing.py; "
+        "consume in the measured ratio)",
     )
     # -- security (docs/SECURITY.md) -------------------------------------------------------
     listeners: str | None = Field(

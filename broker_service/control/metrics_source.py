@@ -76,7 +76,10 @@ class CloudWatchMetricsSource:
         cls, namespace: str, metadata: Any, client: Any = None
     ) -> CloudWatchMetricsSource:
         def dimensions() -> tuple[list[int], list[tuple[str, int]]]:
-            brokers = [b.broker_id for b in metadata.brokers()]
+            # Live brokers only: fenced ones (a new id per ECS task) would make the query
+            # grow with the cluster's history.
+            now_ms = int(time.time() * 1000)
+            brokers = [b.broker_id for b in metadata.live_brokers(now_ms)]
             parts = [(p.topic, p.partition) for t in metadata.topics() for p in t.partitions]
             return brokers, parts
 

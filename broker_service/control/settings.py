@@ -10,11 +10,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from broker_service.control.autoscaler import MB, AutoscalerPolicy
 from broker_service.control.balancer import BalancerPolicy
+from broker_service.control.sizing import BrokerCapacity
 
 
 class ControlSettings(BaseSettings):
     """Env vars without prefix: TENANT, METADATA_TABLE, STORAGE_URI, METRICS_NAMESPACE,
-    ECS_CLUSTER, ECS_SERVICE, MIN_BROKERS, MAX_BROKERS, TARGET_MBPS_PER_BROKER, ..."""
+    ECS_CLUSTER, ECS_SERVICE, MIN_BROKERS, MAX_BROKERS, PRODUCE_MBPS_PER_BROKER,
+    CONSUME_MBPS_PER_BROKER, ... (the stacks compute the two capacities with control/sizing.py)."""
 
     model_config = SettingsConfigDict(extra="ignore")
 
@@ -26,7 +28,12 @@ class ControlSettings(BaseSettings):
     ecs_service: str | None = None
     min_brokers: int = Field(1, ge=0)
     max_brokers: int = Field(10, ge=1)
-    target_mbps_per_broker: float = Field(50.0, gt=0, description="MB/s in + out per broker")
+    produce_mbps_per_broker: float | None = Field(
+        None, gt=0, description="produce MB/s one broker is sized for (default: sizing.py)"
+    )
+    consume_mbps_per_broker: float | None = Field(
+        None, gt=0, description="consume MB/s one broker is sized for (default: sizing.py)"
+    )
     powertools_service_name: str = "kafka-control"
     # tuning with defaults (not set by the stacks)
     scale_out_cooldown_s: float = 120.0
@@ -37,16 +44,26 @@ class ControlSettings(BaseSettings):
     balance_max_moves: int = 5
     balance_window_s: float = 300.0
     lease_grace_ms: int = 1000
+    arrival_timeout_s: float = Field(
+        30.0, ge=0, description="balancer: how long to wait for a RUNNING task's broker"
+    )
 
     def autoscaler_policy(self) -> AutoscalerPolicy:
         return AutoscalerPolicy(
-            target_bytes_per_s=self.target_mbps_per_broker * MB,
+            capacity=self.capacity(),
             min_brokers=self.min_brokers,
             max_brokers=self.max_brokers,
             scale_out_cooldown_s=self.scale_out_cooldown_s,
             scale_in_cooldown_s=self.scale_in_cooldown_s,
             window_s=self.autoscaler_window_s,
         )
+
+    def capacity(self) -> BrokerCapacity:
+        default = BrokerCapacity.for_vcpu()
+        if self.produce_mbps_per_broker and not self.consume_mbps_per_broker:
+            return BrokerCapacity.for_produce(self.produce_mbps_per_broker)
+        return BrokerCapacity(self.produce_mbps_per_broker or default.produce_mbps,
+                              self.consume_mbps_per_broker or default.consume_mbps)  # fmt: skip
 
     def balancer_policy(self) -> BalancerPolicy:
         return BalancerPolicy(

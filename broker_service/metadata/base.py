@@ -247,6 +247,15 @@ class MetadataStore(ABC):
         """
 
     @abstractmethod
+    def forget_broker(self, broker_id: int, expected_epoch: int) -> bool:
+        """Delete a fenced broker's record (with its broker info and listener endpoints),
+        only if it is still FENCED at ``expected_epoch``; False (nothing deleted) otherwise.
+
+        For ids never handed out again (``allocate_broker_id``): a re-registration of a
+        forgotten id would start its epochs over. Recovery forgets only such brokers, once
+        they lead no partition (control/recovery.py)."""
+
+    @abstractmethod
     def live_brokers(self, now_ms: int) -> list[BrokerRecord]:
         """ACTIVE brokers whose lease expires after ``now_ms``, by id (a consistent read)."""
 

@@ -477,6 +477,27 @@ class DynamoDbMetadataStore(MetadataStore):
         current.update(epoch=expected_epoch + 1, state=FENCED)
         return self._broker(current)
 
+    def forget_broker(self, broker_id: int, expected_epoch: int) -> bool:
+        # The broker item holds its info too; its endpoints item goes after it (an endpoints
+        # item left behind by a crash here names a broker nobody lists: harmless).
+        try:
+            self._retrying(
+                self._c.delete_item,
+                TableName=self.table,
+                Key=_key("BROKERS", str(broker_id)),
+                ConditionExpression="#s = :fenced AND #e = :e",
+                ExpressionAttributeNames={"#s": "state", "#e": "epoch"},
+                ExpressionAttributeValues=_item(**{":fenced": FENCED, ":e": expected_epoch}),
+            )
+        except ClientError as e:
+            if _error_code(e) != "ConditionalCheckFailedException":
+                raise
+            return False
+        self._retrying(
+            self._c.delete_item, TableName=self.table, Key=_key("ENDPOINTS", str(broker_id))
+        )
+        return True
+
     def live_brokers(self, now_ms: int) -> list[BrokerRecord]:
         return [b for b in self.brokers() if b.state == ACTIVE and b.lease_expiry_ms > now_ms]
 

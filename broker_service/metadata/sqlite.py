@@ -216,6 +216,17 @@ class SqliteMetadataStore(MetadataStore):
         assert b is not None
         return b
 
+    def forget_broker(self, broker_id: int, expected_epoch: int) -> bool:
+        with self._tx() as db:
+            gone = db.execute(
+                "DELETE FROM brokers WHERE broker_id=? AND state=? AND epoch=?",
+                (broker_id, FENCED, expected_epoch),
+            ).rowcount
+            if gone:
+                db.execute("DELETE FROM broker_info WHERE broker_id=?", (broker_id,))
+                db.execute("DELETE FROM broker_endpoints WHERE broker_id=?", (broker_id,))
+        return bool(gone)
+
     def live_brokers(self, now_ms: int) -> list[BrokerRecord]:
         with self._lock:
             rows = self._db.execute(

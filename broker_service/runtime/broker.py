@@ -156,7 +156,7 @@ class Broker:
         t.every("group timeouts", 0.25, self.groups.expire_step)
         t.every("transaction timeouts", 1.0, self.txn.expiry_step)
         t.every("ACL and quota refresh", cfg.security_refresh_ms / 1000, self.security.refresh)
-        t.every("metrics", cfg.metrics_interval_s, self.metrics_service.tick)
+        t.every("metrics", cfg.metrics_interval_s, self.metrics_service.tick, aligned=True)
         t.every("compaction", cfg.compaction_interval_ms / 1000, self._compact, jitter=0.2,
                 active=lambda: not self.fenced)  # fmt: skip
         t.every("range refresh", cfg.ranges_refresh_ms / 1000, self._refresh_ranges)

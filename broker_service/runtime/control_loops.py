@@ -15,9 +15,10 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
-from broker_service.control.autoscaler import MB, AutoscalerPolicy, ScalingInput, decide
+from broker_service.control.autoscaler import AutoscalerPolicy, ScalingInput, decide, load_units
 from broker_service.control.balancer import BalancerPolicy, balance
 from broker_service.control.metrics_source import ScrapedMetricsSource
+from broker_service.control.sizing import BrokerCapacity
 
 if TYPE_CHECKING:
     from broker_service.config import BrokerConfig
@@ -85,7 +86,8 @@ class ControlLoops:
 
     def _autoscale_once(self) -> Callable[[], None]:
         cfg = self.broker.config
-        policy = AutoscalerPolicy(target_bytes_per_s=cfg.autoscaler_target_mbps * MB,
+        capacity = BrokerCapacity.for_produce(cfg.autoscaler_target_mbps)
+        policy = AutoscalerPolicy(capacity=capacity,
                                   min_brokers=1, max_brokers=1 << 16,
                                   window_s=cfg.autoscaler_interval_s)  # fmt: skip
         source = self._source()
@@ -93,7 +95,8 @@ class ControlLoops:
         def step() -> None:
             load = source.cluster_load(policy.window_s)
             current = len(self.broker.metadata.live_brokers(_now_ms()))
-            d = decide(ScalingInput(current, load.total if load else None, time.time()), policy)
+            units = load_units(load, policy.capacity)
+            d = decide(ScalingInput(current, units, time.time()), policy)
             level = logging.INFO if (d.desired, d.action) != self._last_decision else logging.DEBUG
             self._last_decision = (d.desired, d.action)
             log.log(level, "autoscaler (log only, no ECS here): %s %d -> %d: %s", d.action,

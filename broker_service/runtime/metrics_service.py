@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import sys
 import time
 from typing import TYPE_CHECKING, Any, Protocol
@@ -36,6 +37,15 @@ class MetricsHost(Protocol):
 log = logging.getLogger(__name__)
 
 
+def next_boundary_s(now_s: float, interval_s: float) -> float:
+    """The next wall-clock multiple of the interval. Every broker emits at (and stamps its
+    datapoints with) these boundaries, so with the 60 s default each broker has exactly one
+    datapoint per CloudWatch minute: a SUM over brokers' gauges in a period (the consumer lag
+    alarm) counts each broker once, where a free-running timer drifts and sometimes puts two
+    or none in a minute."""
+    return (math.floor(now_s / interval_s) + 1) * interval_s
+
+
 class MetricsService:
     def __init__(self, broker: MetricsHost) -> None:
         self.broker = broker
@@ -62,6 +72,7 @@ class MetricsService:
 
     async def publish_info(self) -> None:
         """Tell the control plane where this broker's metrics are and which task it is."""
+        from broker_service.cluster.ecs_identity import AUTO_NODE_ID
         from broker_service.cluster.task_identity import ecs_task_identity
 
         me = self.broker.me
@@ -73,6 +84,8 @@ class MetricsService:
         if self.metrics_url:
             info["metrics_url"] = self.metrics_url
         info["epoch"] = str(me.epoch)  # recovery fences only the registration the task ran
+        if self.broker.config.node_id_auto:
+            info["node_id"] = AUTO_NODE_ID  # never reused: recovery may forget it once fenced
         try:
             await asyncio.to_thread(self.broker.metadata.set_broker_info, me.broker_id,
                                     me.epoch, info)  # fmt: skip
@@ -80,23 +93,29 @@ class MetricsService:
             log.exception("could not publish broker info %s", info)
 
     async def stop(self) -> None:
-        if self._emf is not None:  # the last partial interval
-            self._emit()
+        if self._emf is not None:  # the last partial interval's counters
+            # Its lag was reported at the last boundary: a second lag datapoint in the same
+            # CloudWatch period would count this broker's part of a group's lag twice.
+            self.metrics.consumer_lag = {}
+            self._emit(int(time.time() * 1000))
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
 
     async def tick(self) -> None:
-        """Every metrics interval (runtime/timers.py): consumer lag, then the EMF line."""
+        """At every wall-clock multiple of the metrics interval (runtime/timers.py runs it
+        aligned): consumer lag, then the EMF line stamped with that boundary."""
+        interval = self.broker.config.metrics_interval_s
+        boundary = round(time.time() / interval) * interval
         try:
             self.metrics.consumer_lag = await self.consumer_lag()
         finally:
             if self._emf is not None:
-                self._emit()
+                self._emit(round(boundary * 1000))
 
-    def _emit(self) -> None:
+    def _emit(self, timestamp_ms: int) -> None:
         assert self._emf is not None
-        sys.stdout.write(self._emf.lines(int(time.time() * 1000)))
+        sys.stdout.write(self._emf.lines(timestamp_ms))
         sys.stdout.flush()
 
     async def consumer_lag(self) -> dict[tuple[str, str], int]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -30,6 +31,7 @@ class Timer:
     wake: asyncio.Event | None = None  # runs early when set
     active: Callable[[], bool] = field(default=lambda: True)
     first_s: float | None = None  # the first run after this long (default: one interval)
+    aligned: bool = False  # run at wall-clock multiples of the interval (metrics periods)
     failures: int = 0
 
 
@@ -48,11 +50,13 @@ class Timers:
         wake: asyncio.Event | None = None,
         active: Callable[[], bool] | None = None,
         first_s: float | None = None,
+        aligned: bool = False,
     ) -> None:
         if interval_s <= 0:
             return  # a knob set to 0 turns its timer off
         always = active or (lambda: True)
-        self._timers.append(Timer(name, interval_s, step, jitter, wake, always, first_s))
+        timer = Timer(name, interval_s, step, jitter, wake, always, first_s, aligned)
+        self._timers.append(timer)
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -78,6 +82,9 @@ class Timers:
             delay = t.interval_s * (random.uniform(1 - t.jitter, 1 + t.jitter) if t.jitter else 1)
             if first and t.first_s is not None:
                 delay = t.first_s
+            elif t.aligned:
+                now = time.time()
+                delay = (math.floor(now / t.interval_s) + 1) * t.interval_s - now
             first = False
             if t.wake is None:
                 await asyncio.sleep(delay)

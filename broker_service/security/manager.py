@@ -18,7 +18,7 @@ from broker_service.security.acl import Authorizer
 from broker_service.security.client import ClientSecurity
 from broker_service.security.quotas import QuotaManager
 from broker_service.security.sasl import MECHANISMS
-from broker_service.security.scram import HASHES, credential_from_password
+from broker_service.security.scram import HASHES, credential_from_password, verify_password
 from broker_service.security.tls import server_context
 
 log = logging.getLogger(__name__)
@@ -88,13 +88,20 @@ class SecurityManager:
         self.endpoints[node_id] = mine
         user, password = self.config.admin_user, self.config.admin_password
         if user and password is not None:
-            have = {c.mechanism for _, c in self.metadata.scram_credentials(user)}
+            # The configured password (on AWS: the admin secret) is the bootstrap user's: a
+            # stored credential that does not match it (a redeploy with a new secret over a
+            # retained table, a rotated secret) is replaced, else the control functions,
+            # which read the secret, could no longer authenticate.
+            have = {c.mechanism: c for _, c in self.metadata.scram_credentials(user)}
+            secret = password.get_secret_value()
             for mechanism in HASHES:
-                if mechanism not in have:
+                stored = have.get(mechanism)
+                if stored is None or not verify_password(stored, secret):
                     self.metadata.put_scram_credential(
-                        user, credential_from_password(mechanism, password.get_secret_value())
+                        user, credential_from_password(mechanism, secret)
                     )
-                    log.info("created %s credential of bootstrap user %s", mechanism, user)
+                    log.info("%s %s credential of bootstrap user %s",
+                             "created" if stored is None else "reset", mechanism, user)  # fmt: skip
 
     async def refresh(self) -> None:
         if self.authorizer.enabled:

@@ -54,4 +54,5 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     metrics.add_metric(name="DesiredBrokers", unit=MetricUnit.Count, value=d.desired)
     return {"action": d.action, "current": d.current, "desired": d.desired, "reason": d.reason,
             "applied": result.applied, "drained": result.drained,
-            "stopped_tasks": result.stopped_tasks}  # fmt: skip
+            "drained_tasks": result.drained_tasks,
+            "protected_tasks": result.protected_tasks}  # fmt: skip

@@ -14,6 +14,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from broker_service.control.arrival import wait_for_task_broker
 from broker_service.control.balancer import balance
 from broker_service.control.events import EventBridgeEnvelope, TaskStateChangeEvent
 from broker_service.control.kafka_access import secured_reassign
@@ -30,14 +31,22 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     settings = ControlSettings()
     metrics.namespace = settings.metrics_namespace
     envelope = parse(event=event, model=EventBridgeEnvelope)
+    metadata = settings.metadata_store()
+    arrived: int | None = None
     if envelope.detail_type == "ECS Task State Change":
         task = parse(event=event, model=TaskStateChangeEvent).detail
-        if task.last_status != "RUNNING":
-            logger.info("task %s is %s: nothing to balance", task.task_arn, task.last_status)
+        if task.last_status != "RUNNING" or task.desired_status not in (None, "RUNNING"):
+            logger.info("task %s is %s (desired %s): nothing to balance", task.task_arn,
+                        task.last_status, task.desired_status)  # fmt: skip
             metrics.add_metric(name="PartitionMoves", unit=MetricUnit.Count, value=0)
-            return {"moves": [], "skipped": f"task {task.last_status}"}
-        logger.info("broker task %s is RUNNING: balancing onto it", task.task_arn)
-    metadata = settings.metadata_store()
+            return {"moves": [], "skipped": f"task {task.last_status}/{task.desired_status}"}
+        # The broker registers 8-13 s after its task is RUNNING: wait for it (bounded by the
+        # setting and by the invocation's time), or the plan would not include it.
+        budget = min(settings.arrival_timeout_s,
+                     context.get_remaining_time_in_millis() / 1000 / 2)  # fmt: skip
+        arrived = wait_for_task_broker(metadata, task.task_arn, budget)
+        logger.info("broker task %s is RUNNING: broker %s; balancing onto it", task.task_arn,
+                    arrived)  # fmt: skip
     result = balance(
         metadata,
         CloudWatchMetricsSource.for_cluster(settings.metrics_namespace, metadata),
@@ -57,6 +66,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return {
         "mode": plan.mode,
         "reason": plan.reason,
+        "arrived": arrived,
+        "brokers": sorted(plan.before),
         "moves": [{"topic": r.topic, "partition": r.partition, "target": r.target,
                    "ok": r.ok, "error_code": r.error_code} for r in result.done + result.failed],
     }  # fmt: skip

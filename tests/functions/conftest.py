@@ -17,6 +17,7 @@ import boto3
 import pytest
 
 from tests.moto_server import AWS_TEST_ENV, REGION
+from tests.stacks.conftest import synth  # noqa: F401 - the synthesized templates, for the IAM check
 
 REPO = Path(__file__).resolve().parents[2]
 EVENTS = Path(__file__).resolve().parent / "events"
@@ -95,3 +96,44 @@ def invoke() -> Callable[[str, dict[str, Any]], Any]:
         return load_handler(name).handler(evt, LambdaContext())
 
     return call
+
+
+@dataclass
+class FakeHttp:
+    status_code: int = 200
+    headers: dict[str, str] | None = None
+
+
+@dataclass
+class AwsCalls:
+    """Every AWS API call made through boto3's default session (what the handlers use), as
+    ``service:Operation`` with its parameters, in order."""
+
+    calls: list[tuple[str, dict[str, Any]]]
+
+    def names(self) -> list[str]:
+        return [name for name, _ in self.calls]
+
+
+@pytest.fixture
+def aws_calls(control_env: ControlEnv, monkeypatch: pytest.MonkeyPatch) -> AwsCalls:
+    """Records the handlers' AWS calls with a botocore ``before-call`` hook on a fresh default
+    session, and answers ECS UpdateTaskProtection, which moto (5.2) does not implement: the
+    only call not served by moto, answered as ECS documents it (every task protected)."""
+    session = boto3.session.Session()
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", session)
+    recorded = AwsCalls([])
+
+    def record(model: Any, params: dict[str, Any], **_: Any) -> None:
+        recorded.calls.append((f"{model.service_model.service_name}:{model.name}", params))
+
+    def protect(params: dict[str, Any], **_: Any) -> tuple[FakeHttp, dict[str, Any]]:
+        body = json.loads(params["body"])  # the serialized request (ECS speaks JSON)
+        tasks = [{"taskArn": t, "protectionEnabled": body["protectionEnabled"]}
+                 for t in body["tasks"]]  # fmt: skip
+        return FakeHttp(headers={}), {"protectedTasks": tasks, "failures": [],
+                                      "ResponseMetadata": {"HTTPStatusCode": 200}}  # fmt: skip
+
+    session.events.register("before-parameter-build", record)  # the API parameters
+    session.events.register("before-call.ecs.UpdateTaskProtection", protect)
+    return recorded

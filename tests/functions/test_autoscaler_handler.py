@@ -1,6 +1,8 @@
 """The autoscaler Lambda end to end against moto server's ECS, CloudWatch and DynamoDB:
-broker metrics in CloudWatch -> decision -> ECS UpdateService (and, on scale-in, the drained
-broker's task stopped). Only Lambda's runtime is missing: the handler is called directly."""
+broker metrics in CloudWatch -> decision -> ECS UpdateService (and, on scale-in, every other
+task protected from scale-in first, so ECS stops the drained broker's task). Only Lambda's
+runtime is missing: the handler is called directly; ECS UpdateTaskProtection, which moto
+does not implement, is answered by a botocore hook (conftest.aws_calls)."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import pytest
 from broker_service.metadata.base import ACTIVE, DRAINING
 from broker_service.metadata.dynamodb import DynamoDbMetadataStore
 
-from .conftest import ControlEnv, event
+from .conftest import AwsCalls, ControlEnv, event
 
 
 def _ecs_service(env: ControlEnv, monkeypatch: pytest.MonkeyPatch, desired: int,
@@ -74,8 +76,9 @@ def _desired(env: ControlEnv) -> int:
 
 @pytest.fixture
 def sizing(monkeypatch: pytest.MonkeyPatch) -> None:
-    for k, v in {"MIN_BROKERS": "1", "MAX_BROKERS": "4", "TARGET_MBPS_PER_BROKER": "10",
-                 "AUTOSCALER_WINDOW_S": "60"}.items():  # fmt: skip
+    # one broker: 10 MB/s in or 10 MB/s out, so the load is (in + out) / 10 brokers' worth
+    for k, v in {"MIN_BROKERS": "1", "MAX_BROKERS": "4", "PRODUCE_MBPS_PER_BROKER": "10",
+                 "CONSUME_MBPS_PER_BROKER": "10", "AUTOSCALER_WINDOW_S": "60"}.items():  # fmt: skip
         monkeypatch.setenv(k, v)
 
 
@@ -110,10 +113,13 @@ def test_schedule_within_target_holds(
     assert _desired(control_env) == 2
 
 
-def test_scale_in_drains_the_broker_and_stops_its_task(
+def test_scale_in_protects_the_others_then_lowers_the_desired_count(
     control_env: ControlEnv, monkeypatch: pytest.MonkeyPatch, sizing: None,
-    invoke: Callable[[str, dict[str, Any]], Any],
+    invoke: Callable[[str, dict[str, Any]], Any], aws_calls: AwsCalls,
 ) -> None:  # fmt: skip
+    """Stopping the drained task first would let ECS start a replacement (desired count not
+    yet lowered) and later stop an undrained task. Instead: drain, protect every other task
+    of the service from scale-in, lower the desired count; ECS stops the unprotected one."""
     tasks = _ecs_service(control_env, monkeypatch, desired=3, tasks=3)
     meta = DynamoDbMetadataStore(control_env.table, client=control_env.client("dynamodb"))
     for bid, arn in enumerate(tasks, start=301):
@@ -122,12 +128,43 @@ def test_scale_in_drains_the_broker_and_stops_its_task(
     _put_load(control_env, {301: 2.0, 302: 2.0, 303: 1.0})  # 5 MB/s: one broker would do
     out = invoke("autoscaler", event("scheduled.json"))
     assert (out["action"], out["desired"], out["drained"]) == ("scale_in", 2, [303]), out
-    assert out["stopped_tasks"] == [tasks[2]]
+    assert out["drained_tasks"] == [tasks[2]]
+    assert sorted(out["protected_tasks"]) == sorted(tasks[:2])
     assert _desired(control_env) == 2
     states = {b.broker_id: b.state for b in meta.brokers()}
     assert states == {301: ACTIVE, 302: ACTIVE, 303: DRAINING}
-    stopped = control_env.client("ecs").describe_tasks(cluster=f"kafka-{control_env.table}",
-                                                        tasks=[tasks[2]])["tasks"][0]  # fmt: skip
-    assert stopped["lastStatus"] == "STOPPED"
+    ecs_calls = [(n, p) for n, p in aws_calls.calls if n.startswith("ecs:")]
+    names = [n for n, _ in ecs_calls]
+    assert "ecs:StopTask" not in names
+    protect = names.index("ecs:UpdateTaskProtection")
+    assert protect < names.index("ecs:UpdateService"), names
+    params = ecs_calls[protect][1]
+    assert sorted(params["tasks"]) == sorted(tasks[:2]) and params["protectionEnabled"] is True
+    assert params["expiresInMinutes"] >= 1
     again = invoke("autoscaler", event("scheduled.json"))  # cooldown: no second broker goes
     assert again["action"] == "hold", again
+
+
+def test_a_failed_drain_move_names_the_partition_and_the_error(
+    control_env: ControlEnv, monkeypatch: pytest.MonkeyPatch, sizing: None,
+    invoke: Callable[[str, dict[str, Any]], Any], aws_calls: AwsCalls,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    """The brokers here are not reachable (10.0.0.x): the move of the drained broker's
+    partition fails, nothing is scaled in, and the warning says which partition and why."""
+    tasks = _ecs_service(control_env, monkeypatch, desired=2, tasks=2)
+    meta = DynamoDbMetadataStore(control_env.table, client=control_env.client("dynamodb"))
+    for bid, arn in enumerate(tasks, start=401):
+        b = meta.register_broker(bid, "127.0.0.1", 1, None, 60_000)  # port 1: refused
+        meta.set_broker_info(bid, b.epoch, {"task_arn": arn, "epoch": str(b.epoch)})
+    meta.create_topic("drain-me", 1, {}, leader_id=402)
+    _put_load(control_env, {401: 1.0, 402: 1.0})
+    monkeypatch.setenv("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT")
+    with caplog.at_level("WARNING"):
+        out = invoke("autoscaler", event("scheduled.json"))
+    assert out["action"] == "scale_in" and out["applied"] is False, out
+    assert _desired(control_env) == 2
+    assert "ecs:UpdateService" not in aws_calls.names()
+    warning = next(r.getMessage() for r in caplog.records if "drain move failed" in r.getMessage())
+    assert "drain-me-0 -> broker 401" in warning and "unreachable" in warning, warning
+    assert {b.broker_id: b.state for b in meta.brokers()}[402] == ACTIVE  # undrained again

@@ -87,3 +87,10 @@ def test_metrics_endpoint_and_emf_lines_show_real_traffic(tmp_path: Path) -> Non
     total_in = sum(d["BytesIn"] for d in per_broker)
     assert sum(d["PartitionBytesIn"] for d in per_partition) == total_in
     assert any(d.get("Group") == "lagging" and d["ConsumerLag"] == 150 for d in docs)
+    # CloudWatch sums the brokers' lag datapoints of a period (the lag alarm's SUM per
+    # (group, topic)): each broker reports a (group, topic) once per interval, stamped with
+    # the interval's wall-clock boundary, and the last partial interval at stop repeats none.
+    lag_docs = [(d["Group"], d["Topic"], d["_aws"]["Timestamp"])
+                for d in docs if "ConsumerLag" in d]  # fmt: skip
+    assert all(ts % 500 == 0 for _, _, ts in lag_docs), lag_docs
+    assert len(set(lag_docs)) == len(lag_docs), lag_docs

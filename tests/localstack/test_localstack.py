@@ -32,6 +32,11 @@ from typing import Any
 
 import pytest
 
+from broker_service.control.sizing import (
+    DEFAULT_READ_FANOUT,
+    BrokerCapacity,
+    produce_alarm_thresholds,
+)
 from broker_service.metadata.dynamodb import DynamoDbMetadataStore
 from tests.broker_process import REPO, BrokerProcess
 from tests.integration.clients import (
@@ -43,6 +48,7 @@ from tests.integration.clients import (
 from tests.localstack.conftest import (
     ACCOUNT,
     REGION,
+    TENANT_KNOBS,
     DeployedTenant,
     LocalStackHost,
     _without_aws,
@@ -92,7 +98,16 @@ def test_cdklocal_deploys_the_local_flavour(
         [],
     )
     assert (high["Period"], high["EvaluationPeriods"]) == (10, 1)
-    assert high["Threshold"] == pytest.approx(800.0)
+    # The one sizing model (control/sizing.py), scaled to the 10 s local period: one broker
+    # sized for 0.0001 MB/s of produce (0.0004 MB/s of consume) carries 0.00008 MB/s of
+    # produce read once; the alarm is at 80 % of it: 64 B/s, 640 bytes in 10 s.
+    expected = produce_alarm_thresholds(
+        BrokerCapacity.for_produce(float(TENANT_KNOBS["target_mbps_per_broker"])),
+        int(TENANT_KNOBS["min_brokers"]),
+        DEFAULT_READ_FANOUT,
+    )
+    assert high["Threshold"] == pytest.approx(expected.high_bytes_per_s * 10)
+    assert high["Threshold"] == pytest.approx(640.0)
 
     events = localstack_host.client("events")
     rule = events.describe_rule(Name=f"kafka-{t}-throughput-alarms")

@@ -1,8 +1,9 @@
 """One synthesized CDK app for all template tests: two tenants from a tenants file.
 
-``acme`` has the defaults; ``globex`` has an S3 Express WAL bucket, a TLS secret and bigger
-brokers. The Lambda dependency layer comes from a stub directory (``lambda_deps_dir``) so the
-synth needs no pip and no network; tests/stacks/test_lambda_layer.py builds the real one.
+``acme`` has the defaults; ``globex`` has an S3 Express WAL bucket, a TLS secret, bigger
+brokers, a NAT gateway per AZ instead of interface endpoints and no ACL authorizer. The
+Lambda dependency layer comes from a stub directory (``lambda_deps_dir``) so the synth needs
+no pip and no network; tests/stacks/test_lambda_layer.py builds the real one.
 Synthesis runs the cdk-nag AwsSolutions checks: a violation fails ``app.synth()``.
 """
 
@@ -25,6 +26,8 @@ min_brokers = 4
 max_brokers = 20
 express_wal_az_id = "use1-az4"
 tls_secret_arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:globex-tls-AbCdEf"
+control_path = "nat_per_az"
+authorizer = "none"
 """
 
 
@@ -51,15 +54,13 @@ def stub_layer_dir(root: Path) -> Path:
     return d
 
 
-@pytest.fixture(scope="session")
-def synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
+def synthesize(root: Path, tenants_toml: str) -> Synth:
     import aws_cdk as cdk
 
     from stacks.app import build
 
-    root = tmp_path_factory.mktemp("cdk")
     tenants_file = root / "tenants.toml"
-    tenants_file.write_text(TENANTS_TOML)
+    tenants_file.write_text(tenants_toml)
     outdir = root / "cdk.out"
     context = {"tenants_file": str(tenants_file), "lambda_deps_dir": str(stub_layer_dir(root))}
     app = cdk.App(outdir=str(outdir), context=context)
@@ -70,6 +71,11 @@ def synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
         for s in (t.storage, t.brokers, t.control):
             stacks[s.stack_name] = s
     return Synth(outdir, stacks, {t.tenant.name: t for t in built})
+
+
+@pytest.fixture(scope="session")
+def synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
+    return synthesize(tmp_path_factory.mktemp("cdk"), TENANTS_TOML)
 
 
 def resources(template: dict[str, Any], rtype: str) -> dict[str, dict[str, Any]]:

@@ -104,7 +104,8 @@ def test_no_wildcard_resource_unless_aws_requires_it(synth: Synth) -> None:
 def test_tenant_settings_defaults_and_validation(tmp_path: Any) -> None:
     (t,) = load_tenants({"tenant": "acme"})
     assert (t.broker_cpu, t.broker_memory_mib, t.min_brokers) == (2048, 8192, 3)
-    assert t.initial_brokers == 3 and t.metrics_namespace == "Kafka/acme"
+    assert t.metrics_namespace == "Kafka/acme"
+    assert t.control_path == "endpoints" and t.authorizer == "acl" and not t.adopt_data
     # CLI context values arrive as strings.
     (t,) = load_tenants({"tenant": "acme", "min_brokers": "4", "max_brokers": "8"})
     assert (t.min_brokers, t.max_brokers) == (4, 8)
@@ -119,3 +120,21 @@ def test_tenant_settings_defaults_and_validation(tmp_path: Any) -> None:
     f.write_text("[tenants.one]\nmax_brokers = 6\n[tenants.two]\n")
     ts = load_tenants({"tenants_file": str(f)})
     assert [(x.name, x.max_brokers) for x in ts] == [("one", 6), ("two", 12)]
+
+
+def test_max_brokers_sanity_uses_the_sizing_model() -> None:
+    """peak_produce_mbps is checked against what max_brokers carry (control/sizing.py): 12
+    brokers of 2 vCPU carry 384 MB/s of produce read once; 500 MB/s is refused, with the
+    figures, and bigger brokers or more of them fix it."""
+    from broker_service.control.sizing import BrokerCapacity
+
+    t = TenantSettings(name="acme", peak_produce_mbps=300)
+    assert t.capacity == BrokerCapacity.for_vcpu(2)
+    assert t.max_produce_mbps == pytest.approx(384.0)
+    with pytest.raises(ValueError, match="needs 16 brokers.*max_brokers 12 carries 384 MB/s"):
+        TenantSettings(name="acme", peak_produce_mbps=500)
+    assert TenantSettings(name="acme", peak_produce_mbps=500, max_brokers=16).max_brokers == 16
+    big = TenantSettings(name="acme", peak_produce_mbps=500, broker_cpu=4096)
+    assert big.capacity == BrokerCapacity.for_vcpu(4)
+    with pytest.raises(ValueError, match="needs"):
+        TenantSettings(name="acme", peak_produce_mbps=300, read_fanout=3)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from aws_cdk.assertions import Match
@@ -36,11 +37,26 @@ def test_task_size_defaults_and_per_tenant_knobs(synth: Synth) -> None:
     assert (globex["Cpu"], globex["Memory"]) == ("4096", "16384")
     assert acme["NetworkMode"] == "awsvpc" and acme["RequiresCompatibilities"] == ["FARGATE"]
     service = only(synth.raw("Kafka-acme-Brokers"), "AWS::ECS::Service")
-    assert service["DesiredCount"] == 3 and service["LaunchType"] == "FARGATE"
+    assert service["LaunchType"] == "FARGATE"
     assert service["DeploymentConfiguration"]["MinimumHealthyPercent"] == 100
     assert service["DeploymentConfiguration"]["DeploymentCircuitBreaker"]["Rollback"] is True
     assert service["NetworkConfiguration"]["AwsvpcConfiguration"]["AssignPublicIp"] == "DISABLED"
-    assert only(synth.raw("Kafka-globex-Brokers"), "AWS::ECS::Service")["DesiredCount"] == 4
+
+
+def test_desired_count_is_left_to_the_autoscaler(synth: Synth) -> None:
+    """A DesiredCount in the template would be set again by every deploy that updates the
+    service (a new image, a new environment), undoing the autoscaler. Without it, ECS creates
+    the service with one task and keeps the current count on updates; the autoscaler raises
+    it to min_brokers on its first run (tests/functions: below the minimum -> scale out)."""
+    for tenant in ("acme", "globex"):
+        service = only(synth.raw(f"Kafka-{tenant}-Brokers"), "AWS::ECS::Service")
+        assert "DesiredCount" not in service
+        env = {
+            r["Properties"]["FunctionName"]: r["Properties"]["Environment"]["Variables"]
+            for r in resources(synth.raw(f"Kafka-{tenant}-Control"),
+                               "AWS::Lambda::Function").values()
+        }[f"kafka-{tenant}-autoscaler"]  # fmt: skip
+        assert int(env["MIN_BROKERS"]) >= 1
 
 
 def test_broker_container_configuration(synth: Synth) -> None:
@@ -84,12 +100,15 @@ def test_admin_secret_is_generated(synth: Synth) -> None:
     synth.template("Kafka-acme-Brokers").has_resource_properties(
         "AWS::SecretsManager::Secret",
         {
-            "Name": "kafka-acme/admin",
             "GenerateSecretString": Match.object_like(
                 {"GenerateStringKey": "password", "SecretStringTemplate": '{"username": "admin"}'}
             ),
         },
     )
+    # No fixed name: a destroyed stack's secret is only scheduled for deletion (7-30 days),
+    # and a fixed name would make the tenant's next deploy fail.
+    secret = only(synth.raw("Kafka-acme-Brokers"), "AWS::SecretsManager::Secret")
+    assert "Name" not in secret
 
 
 def test_nlb_bootstraps_on_9092_with_tcp_health_checks(synth: Synth) -> None:
@@ -125,6 +144,9 @@ def test_security_groups_open_only_the_client_and_metrics_ports(synth: Synth) ->
     assert ingress
     for rule in ingress:
         assert rule.get("CidrIp") != "0.0.0.0/0"
+        if rule.get("Description") == "HTTPS from the VPC":  # the interface endpoints' group
+            assert (rule["FromPort"], rule["ToPort"]) == (443, 443) and "CidrIp" in rule
+            continue
         assert (rule["FromPort"], rule["ToPort"]) in ((9092, 9092), (9464, 9464)), rule
         # CIDR rules come from the VPC's own CIDR; the rest from the NLB's security group.
         assert "SourceSecurityGroupId" in rule or "Fn::GetAtt" in rule["CidrIp"]
@@ -161,12 +183,52 @@ def test_logs_have_retention(synth: Synth) -> None:
     )
 
 
-def test_new_vpc_has_gateway_endpoints_and_flow_logs(synth: Synth) -> None:
+def endpoint_services(tpl: dict[str, Any]) -> dict[str, str]:
+    """Service name (its last part: s3, ecr.api, ...) -> endpoint type."""
+    out = {}
+    for e in resources(tpl, "AWS::EC2::VPCEndpoint").values():
+        name = json.dumps(e["Properties"]["ServiceName"])
+        short = next(s for s in ("ecr.api", "ecr.dkr", "logs", "secretsmanager", "monitoring",
+                                 "ecs", "s3", "dynamodb") if f".{s}" in name)  # fmt: skip
+        out[short] = e["Properties"].get("VpcEndpointType", "Gateway")
+    return out
+
+
+def test_control_path_survives_an_az_by_default_interface_endpoints(synth: Synth) -> None:
+    """Default (acme): no NAT gateway at all; ECR, Logs, Secrets Manager, CloudWatch and ECS
+    through interface endpoints in every AZ, S3 and DynamoDB through gateway endpoints;
+    brokers in isolated subnets (no route to the internet)."""
     tpl = synth.raw("Kafka-acme-Brokers")
-    endpoints = resources(tpl, "AWS::EC2::VPCEndpoint")
-    services = sorted(str(e["Properties"]["ServiceName"]) for e in endpoints.values())
-    assert len(services) == 2 and "dynamodb" in services[0] and "s3" in services[1]
+    assert not resources(tpl, "AWS::EC2::NatGateway")
+    assert endpoint_services(tpl) == {
+        "s3": "Gateway", "dynamodb": "Gateway", "ecr.api": "Interface",
+        "ecr.dkr": "Interface", "logs": "Interface", "secretsmanager": "Interface",
+        "monitoring": "Interface", "ecs": "Interface",
+    }  # fmt: skip
+    # one per AZ (an environment-agnostic synth has 2 AZs; max_azs=3 gives 3 on AWS)
+    azs = len(resources(tpl, "AWS::EC2::Subnet"))
+    assert azs >= 2
+    for e in resources(tpl, "AWS::EC2::VPCEndpoint").values():
+        if e["Properties"].get("VpcEndpointType") == "Interface":
+            assert e["Properties"]["PrivateDnsEnabled"] is True
+            assert len(e["Properties"]["SubnetIds"]) == azs
+    routes = resources(tpl, "AWS::EC2::Route")
+    assert not any(r["Properties"].get("DestinationCidrBlock") == "0.0.0.0/0"
+                   for r in routes.values())  # fmt: skip
     assert resources(tpl, "AWS::EC2::FlowLog")
+
+
+def test_control_path_nat_per_az_knob(synth: Synth) -> None:
+    """control_path = "nat_per_az" (globex): one NAT gateway in each AZ, each private subnet
+    routed through the NAT of its own AZ, and only the gateway endpoints."""
+    tpl = synth.raw("Kafka-globex-Brokers")
+    azs = len(resources(tpl, "AWS::EC2::Subnet")) // 2  # a public and a private one per AZ
+    assert azs >= 2
+    assert len(resources(tpl, "AWS::EC2::NatGateway")) == azs
+    assert endpoint_services(tpl) == {"s3": "Gateway", "dynamodb": "Gateway"}
+    nat_routes = [r["Properties"] for r in resources(tpl, "AWS::EC2::Route").values()
+                  if "NatGatewayId" in r["Properties"]]  # fmt: skip
+    assert len({json.dumps(r["NatGatewayId"]) for r in nat_routes}) == azs
 
 
 def test_image_is_built_from_the_repo_dockerfile(synth: Synth) -> None:
@@ -183,3 +245,29 @@ def test_image_is_built_from_the_repo_dockerfile(synth: Synth) -> None:
         "broker_service",
         "pyproject.toml",
     ]
+
+
+def test_caches_are_sized_from_the_task_memory(synth: Synth) -> None:
+    """A task pays for its memory: the log cache takes 40 % and the block cache 20 % of it
+    (the broker's own defaults, 256 + 128 MiB, would leave 8 GB mostly unused)."""
+    mib = 1 << 20
+    acme = env_of(container(synth, "Kafka-acme-Brokers"))
+    assert int(acme["BROKER_LOG_CACHE_BYTES"]) == int(8192 * 0.4) * mib
+    assert int(acme["BROKER_BLOCK_CACHE_BYTES"]) == int(8192 * 0.2) * mib
+    globex = env_of(container(synth, "Kafka-globex-Brokers"))
+    assert int(globex["BROKER_LOG_CACHE_BYTES"]) == int(16384 * 0.4) * mib
+    from broker_service.config import BrokerConfig
+
+    cfg = BrokerConfig(log_cache_bytes=acme["BROKER_LOG_CACHE_BYTES"],
+                       block_cache_bytes=acme["BROKER_BLOCK_CACHE_BYTES"])  # fmt: skip
+    assert cfg.log_cache_bytes + cfg.block_cache_bytes < 8192 * mib * 0.7
+
+
+def test_sasl_listener_enforces_acls_by_default(synth: Synth) -> None:
+    """A SASL listener with authorizer "none" would let every authenticated user do
+    everything: the default is Kafka's ACL authorizer with only User:admin as super user
+    (a tenant opts out with authorizer = "none", as globex does here)."""
+    acme = env_of(container(synth, "Kafka-acme-Brokers"))
+    assert acme["BROKER_AUTHORIZER"] == "acl" and acme["BROKER_SUPER_USERS"] == "User:admin"
+    assert "BROKER_ALLOW_EVERYONE_IF_NO_ACL_FOUND" not in acme  # Kafka's default: false
+    assert env_of(container(synth, "Kafka-globex-Brokers"))["BROKER_AUTHORIZER"] == "none"

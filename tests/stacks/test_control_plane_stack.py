@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
+from broker_service.control.sizing import BrokerCapacity, produce_alarm_thresholds
 from tests.stacks.conftest import Synth, only, resources
 
 STACK = "Kafka-acme-Control"
@@ -17,7 +20,8 @@ CONTRACT_ENV = {
     "ECS_SERVICE",
     "MIN_BROKERS",
     "MAX_BROKERS",
-    "TARGET_MBPS_PER_BROKER",
+    "PRODUCE_MBPS_PER_BROKER",
+    "CONSUME_MBPS_PER_BROKER",
     "POWERTOOLS_SERVICE_NAME",
 }
 # The balancer and the autoscaler talk Kafka to the brokers (control/kafka_access.py).
@@ -57,7 +61,8 @@ def test_four_functions_with_the_contract_environment(synth: Synth) -> None:
         assert env["TENANT"] == "acme" and env["METRICS_NAMESPACE"] == "Kafka/acme"
         assert env["POWERTOOLS_SERVICE_NAME"] == name
         assert (env["MIN_BROKERS"], env["MAX_BROKERS"]) == ("3", "12")
-        assert env["TARGET_MBPS_PER_BROKER"] == "40"
+        # control/sizing.py's figures for a 2-vCPU task
+        assert (env["PRODUCE_MBPS_PER_BROKER"], env["CONSUME_MBPS_PER_BROKER"]) == ("40", "160")
         assert env["STORAGE_URI"]["Fn::Join"][1][-1] == "/data"
         assert "DeadLetterConfig" in props
     globex = {
@@ -65,6 +70,7 @@ def test_four_functions_with_the_contract_environment(synth: Synth) -> None:
         for r in resources(synth.raw("Kafka-globex-Control"), "AWS::Lambda::Function").values()
     }
     assert globex["kafka-globex-autoscaler"]["MAX_BROKERS"] == "20"
+    assert globex["kafka-globex-autoscaler"]["PRODUCE_MBPS_PER_BROKER"] == "80"  # 4 vCPU
 
 
 def test_async_invocations_retry_then_dead_letter(synth: Synth) -> None:
@@ -149,23 +155,23 @@ def test_least_privilege_per_function(synth: Synth) -> None:
     tpl = synth.raw(STACK)
     autoscaler = policy_of(tpl, "AutoscalerRole")
     scale = autoscaler["ScaleItsService"]
-    assert sorted(scale["Action"]) == ["ecs:DescribeServices", "ecs:UpdateService"]
+    assert sorted(scale["Action"]) == ["ecs:DescribeServices", "ecs:ListTagsForResource",
+                                       "ecs:TagResource", "ecs:UpdateService"]  # fmt: skip
     assert "Fn::ImportValue" in scale["Resource"]  # this tenant's service ARN, nothing else
     assert autoscaler["ReadBrokerMetrics"]["Action"] == "cloudwatch:GetMetricData"
-    assert autoscaler["StopItsDrainedTasks"]["Action"] == "ecs:StopTask"
-    stop_arn = autoscaler["StopItsDrainedTasks"]["Resource"]["Fn::Join"][1]
-    assert stop_arn[-1] == ":task/kafka-acme/*"  # this tenant's tasks only
-    tag = autoscaler["CooldownTagOnItsService"]
-    assert sorted(tag["Action"]) == ["ecs:ListTagsForResource", "ecs:TagResource"]
-    assert "Fn::ImportValue" in tag["Resource"]
+    protect = autoscaler["ProtectItsStayingTasks"]
+    assert protect["Action"] == "ecs:UpdateTaskProtection"
+    assert protect["Resource"]["Fn::Join"][1][-1] == ":task/kafka-acme/*"  # its tasks only
+    assert autoscaler["ListItsTasks"]["Condition"]["ArnEquals"]["ecs:cluster"]
+    assert "ecs:StopTask" not in json.dumps(autoscaler)
     assert "ObjectsUnderItsPrefix" not in autoscaler
     compaction = policy_of(tpl, "CompactionRole")
     assert "ObjectsUnderItsPrefix" in compaction and "ScaleItsService" not in compaction
     assert "ReadBrokerMetrics" not in compaction
     recovery = policy_of(tpl, "RecoveryRole")
-    assert recovery["ListItsTasks"]["Condition"]["ArnEquals"]["ecs:cluster"]
-    task_arn = recovery["DescribeItsTasks"]["Resource"]["Fn::Join"][1]
-    assert task_arn[-1] == ":task/kafka-acme/*"
+    # its log group, the dead-letter queue (no Sid: CDK's), its table; no S3, no ECS
+    assert set(recovery) == {"OwnLogGroup", "", "ItsMetadataTable"}
+    assert recovery[""]["Action"] == "sqs:SendMessage"
     balancer = policy_of(tpl, "BalancerRole")
     assert "ScaleItsService" not in balancer and "ObjectsUnderItsPrefix" not in balancer
     for role in ("CompactionRole", "AutoscalerRole", "BalancerRole", "RecoveryRole"):
@@ -191,11 +197,42 @@ def test_alarms_on_broker_metrics(synth: Synth) -> None:
     high = alarms["kafka-acme-throughput-high"]
     (query,) = high["Metrics"]
     assert query["Expression"] == 'SELECT SUM(BytesIn) FROM SCHEMA("Kafka/acme", BrokerId)'
-    assert high["Threshold"] == 0.8 * 40 * 3 * 1e6 * 60
-    lag = alarms["kafka-acme-consumer-lag-high"]["Metrics"][0]["Expression"]
-    assert lag == 'SELECT MAX(ConsumerLag) FROM SCHEMA("Kafka/acme", Group, Topic)'
+    # control/sizing.py: 3 brokers of 2 vCPU carry 96 MB/s of produce read once; 80 % of it
+    thresholds = produce_alarm_thresholds(BrokerCapacity.for_vcpu(2), 3, 1.0)
+    assert high["Threshold"] == pytest.approx(thresholds.high_bytes_per_s * 60)
+    assert high["Threshold"] == pytest.approx(0.8 * 96e6 * 60)
+    low = alarms["kafka-acme-throughput-low"]
+    assert low["Threshold"] == pytest.approx(thresholds.low_bytes_per_s * 60)
+    # A group's lag on a topic is the SUM of the brokers' parts (each reports the partitions
+    # it leads); the alarm takes the largest (group, topic) each minute, not the largest part:
+    # the per-(group, topic) query, reduced to one series by metric math (MAX across series).
+    lag = {m["Id"]: m for m in alarms["kafka-acme-consumer-lag-high"]["Metrics"]}
+    (watched,) = [m for m in lag.values() if m.get("ReturnData", True)]
+    assert watched["Expression"] == "MAX(lagbygroup)"
+    query = lag["lagbygroup"]
+    assert query["Expression"] == ('SELECT SUM(ConsumerLag) FROM SCHEMA("Kafka/acme", Group, '
+                                   "Topic) GROUP BY Group, Topic ORDER BY SUM() DESC")  # fmt: skip
+    assert query["ReturnData"] is False and query["Period"] == 60
     below = alarms["kafka-acme-brokers-below-min"]
     assert below["MetricName"] == "RunningTaskCount" and below["Threshold"] == 3
+
+
+def test_every_alarm_watches_a_single_time_series(synth: Synth) -> None:
+    """An alarm on a Metrics Insights query must watch one time series: CloudWatch's alarm
+    documentation asks a query with GROUP BY to be wrapped in a metric math expression that
+    returns a single series (a GROUP BY query watched directly is, at best, a multi-series
+    alarm with per-contributor states, not "the largest one"). Every alarm's watched entry
+    is a plain metric, a query without GROUP BY, or math over such queries."""
+    tpl = synth.raw(STACK)
+    for alarm in resources(tpl, "AWS::CloudWatch::Alarm").values():
+        props = alarm["Properties"]
+        if "Metrics" not in props:
+            assert "MetricName" in props, props
+            continue
+        watched = [m for m in props["Metrics"] if m.get("ReturnData", True)]
+        assert len(watched) == 1, props["AlarmName"]
+        expression = watched[0].get("Expression", "")
+        assert "GROUP BY" not in expression.upper(), (props["AlarmName"], expression)
 
 
 def test_dashboard_shows_throughput_latency_brokers_lag_and_s3(synth: Synth) -> None:
@@ -319,3 +356,14 @@ def test_tls_tenant_functions_speak_sasl_ssl_and_read_its_certificate(synth: Syn
         assert tls == tls_arn
         checked += 1
     assert checked == 2
+
+
+def test_balancer_rule_wants_tasks_meant_to_stay_running(synth: Synth) -> None:
+    """A task RUNNING but already being stopped (desiredStatus STOPPED) must not trigger a
+    balance onto it."""
+    tpl = synth.raw(STACK)
+    lid, _ = functions(tpl)["balancer"]
+    patterns = [r["EventPattern"] for r in rules_targeting(tpl, lid) if "EventPattern" in r]
+    (pattern,) = patterns
+    assert pattern["detail"]["lastStatus"] == ["RUNNING"]
+    assert pattern["detail"]["desiredStatus"] == ["RUNNING"]

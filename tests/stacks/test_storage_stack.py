@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from aws_cdk.assertions import Match
 
 from tests.stacks.conftest import Synth, only, resources
@@ -100,3 +103,31 @@ def test_express_wal_bucket_only_when_asked(synth: Synth) -> None:
 def test_outputs_name_the_bucket_and_table(synth: Synth) -> None:
     outputs = synth.raw("Kafka-acme-Storage")["Outputs"]
     assert {"BucketName", "TableName"} <= set(outputs)
+
+
+def test_redeploy_after_destroy_adopts_the_retained_bucket_and_table(tmp_path: Any) -> None:
+    """`cdk destroy` retains the bucket and the table (fixed names, so policies can name
+    them): a second deploy that created them again would fail on "already exists". With
+    adopt_data the tenant's stacks use them by name instead: no bucket or table resource,
+    the same names in the brokers' environment and in every policy."""
+    from tests.stacks.conftest import synthesize
+
+    s = synthesize(tmp_path, "[tenants.acme]\nadopt_data = true\n")
+    storage = s.raw("Kafka-acme-Storage")
+    # only a placeholder (CloudFormation refuses a template without resources)
+    kinds = [r["Type"] for r in storage["Resources"].values() if r["Type"] != "AWS::CDK::Metadata"]
+    assert kinds == ["AWS::CloudFormation::WaitConditionHandle"]
+    assert not resources(storage, "AWS::S3::Bucket")
+    assert not resources(storage, "AWS::DynamoDB::GlobalTable")
+    assert not resources(storage, "AWS::DynamoDB::Table")
+    brokers = json.dumps(s.raw("Kafka-acme-Brokers"))
+    control = json.dumps(s.raw("Kafka-acme-Control"))
+    for doc in (brokers, control):
+        assert "kafka-acme-metadata" in doc  # the retained table, by name
+        assert ":s3:::kafka-acme-data-" in doc  # the retained bucket, by name
+    env = {e["Name"]: e["Value"] for e in only(s.raw("Kafka-acme-Brokers"),
+           "AWS::ECS::TaskDefinition")["ContainerDefinitions"][0]["Environment"]}  # fmt: skip
+    assert env["BROKER_METADATA"] == "dynamodb://kafka-acme-metadata"
+    # The admin secret has no fixed name either (a deleted one lingers for 7-30 days).
+    (secret,) = resources(s.raw("Kafka-acme-Brokers"), "AWS::SecretsManager::Secret").values()
+    assert "Name" not in secret["Properties"]

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from broker_service.control.autoscaler import MB, AutoscalerPolicy, ScalingInput, decide
+from broker_service.control.autoscaler import AutoscalerPolicy, ScalingInput, decide, load_units
+from broker_service.control.metrics_source import ClusterLoad, Load
+from broker_service.control.sizing import MB, BrokerCapacity
 
-POLICY = AutoscalerPolicy(target_bytes_per_s=10 * MB, min_brokers=2, max_brokers=6,
+# One broker: 10 MB/s produce or 40 MB/s consume; the table's loads are produce MB/s.
+CAPACITY = BrokerCapacity(produce_mbps=10, consume_mbps=40)
+POLICY = AutoscalerPolicy(capacity=CAPACITY, min_brokers=2, max_brokers=6,
                           scale_out_cooldown_s=120, scale_in_cooldown_s=600,
                           scale_in_headroom=0.2, max_scale_in_step=1)  # fmt: skip
 NOW = 100_000.0
@@ -39,7 +43,7 @@ NOW = 100_000.0
 )
 def test_decisions(current: int, load_mb: float | None, since_last: float | None, action: str,
                    desired: int) -> None:  # fmt: skip
-    inp = ScalingInput(current, None if load_mb is None else load_mb * MB, NOW,
+    inp = ScalingInput(current, None if load_mb is None else CAPACITY.units(load_mb, 0), NOW,
                        None if since_last is None else NOW - since_last)  # fmt: skip
     d = decide(inp, POLICY)
     assert (d.action, d.desired) == (action, desired), d.reason
@@ -51,9 +55,21 @@ def test_hysteresis_does_not_flap_around_a_boundary() -> None:
     current, last, actions = 2, None, []
     for step, load in enumerate([19, 21, 19, 21, 18, 21, 19] * 3):
         now = NOW + step * 1000  # cooldowns are never what stops it
-        d = decide(ScalingInput(current, load * MB, now, last), POLICY)
+        d = decide(ScalingInput(current, CAPACITY.units(load, 0), now, last), POLICY)
         if d.action != "hold":
             actions.append(d.action)
             current, last = d.desired, now
     assert actions == ["scale_out"]
     assert current == 3
+
+
+def test_load_counts_produce_and_consume_by_the_sizing_model() -> None:
+    """Bytes out cost a quarter of bytes in here (40 vs 10 MB/s per broker): 25 MB/s in and
+    40 MB/s out is 2.5 + 1 = 3.5 brokers' worth, so 4 brokers (in + out against one target
+    would have said ceil(65 / 10) = 7)."""
+    load = ClusterLoad(60, {1: Load(15 * MB, 20 * MB), 2: Load(10 * MB, 20 * MB)})
+    units = load_units(load, CAPACITY)
+    assert units == pytest.approx(3.5)
+    d = decide(ScalingInput(2, units, NOW), POLICY)
+    assert (d.action, d.desired) == ("scale_out", 4), d.reason
+    assert load_units(None, CAPACITY) is None

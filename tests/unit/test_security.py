@@ -238,3 +238,31 @@ def test_throttle_is_kafkas_formula_and_bounded() -> None:
     assert q.record("producer_byte_rate", "u", "c", 2000, 0.5) == 11_000
     throttle, deliver = q.record_fetch("u", "c", 10, 0.5)
     assert (throttle, deliver) == (0, True)  # no consumer quota for c
+
+
+def test_bootstrap_admin_follows_the_configured_password(tmp_path: object) -> None:
+    """A redeploy over a retained table brings a new admin secret: the stored credential of
+    the bootstrap user is replaced by one for the configured password (else the control
+    functions, which read the secret, could not authenticate); an unchanged one is kept."""
+    from pathlib import Path
+
+    from broker_service.config import BrokerConfig
+    from broker_service.metadata.sqlite import SqliteMetadataStore
+    from broker_service.security.manager import SecurityManager
+
+    md = SqliteMetadataStore(Path(str(tmp_path)) / "m.sqlite")
+    try:
+        def boot(password: str) -> dict[str, object]:
+            cfg = BrokerConfig(admin_user="admin", admin_password=password)
+            SecurityManager(cfg, md)._bootstrap(1)
+            return {c.mechanism: c for _, c in md.scram_credentials("admin")}
+
+        first = boot("old-secret")
+        assert set(first) == {"SCRAM-SHA-256", "SCRAM-SHA-512"}
+        assert boot("old-secret") == first  # same password: untouched (same salt)
+        second = boot("new-secret")
+        for c in second.values():
+            assert verify_password(c, "new-secret")  # type: ignore[arg-type]
+            assert not verify_password(c, "old-secret")  # type: ignore[arg-type]
+    finally:
+        md.close()

@@ -12,11 +12,12 @@ which is 2^30 bytes, so storage and transfer are counted in GiB; a month is 730 
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from broker_service.config import BrokerConfig
+from broker_service.control.sizing import BrokerCapacity
 from broker_service.ops.cost.prices import Price, PriceTable
 
 HOURS_PER_MONTH = 730.0
@@ -51,18 +52,17 @@ class OursAssumptions(BaseModel):
     task_memory_gb: float = Field(
         default=8, gt=0, description="Fargate task size, GB (stacks default)"
     )
-    target_write_mbps_per_broker: float = Field(
-        default=40,
+    target_write_mbps_per_broker: float | None = Field(
+        default=None,
         gt=0,
-        description="produce MB/s one 2-vCPU broker is sized for. Measured on this 2-vCPU "
-        "host: 74.6 MB/s (object WAL, moto S3 and client on the same CPUs; bench/README.md); "
-        "~55% of that, for headroom. To be replaced by the Fargate benchmark",
+        description="produce MB/s one broker is sized for; default: control/sizing.py for "
+        "task_vcpu (the autoscaler's and the alarms' figure, from the benchmarks)",
     )
-    target_read_mbps_per_broker: float = Field(
-        default=160,
+    target_read_mbps_per_broker: float | None = Field(
+        default=None,
         gt=0,
-        description="consume MB/s one broker is sized for. Measured warm (log cache): "
-        "455 MB/s on this host; ~35% of that, as part of reads miss the cache",
+        description="consume MB/s one broker is sized for; default: control/sizing.py for "
+        "task_vcpu",
     )
     wal_flush_ms: float = Field(
         default=_broker_defaults.effective_wal_flush_ms,
@@ -198,6 +198,25 @@ class OursAssumptions(BaseModel):
         description="custom metrics each broker publishes (EMF, per-broker dimension)",
     )
     cloudwatch_alarms: int = Field(default=4, ge=0, description="alarms driving the autoscaler")
+    control_path: Literal["endpoints", "nat_per_az"] = Field(
+        default="endpoints",
+        description="how tasks and functions reach AWS APIs other than S3/DynamoDB (image "
+        "pulls, logs, secrets, metrics, ECS): interface endpoints or a NAT gateway per AZ "
+        "(the tenant knob of the same name)",
+    )
+    azs: int = Field(default=3, ge=1, description="availability zones of the VPC")
+    interface_endpoints: int = Field(
+        default=6,
+        ge=0,
+        description="interface endpoints of control_path=endpoints: ECR api and dkr, Logs, "
+        "Secrets Manager, CloudWatch, ECS (stacks/brokers.py)",
+    )
+    control_path_gb_per_broker_month: float = Field(
+        default=5,
+        ge=0,
+        description="bytes through the endpoints or NAT per broker: image pulls (~0.2 GB "
+        "per task start), logs and EMF metrics (a guess; S3/DynamoDB use gateway endpoints)",
+    )
 
 
 class KafkaAssumptions(BaseModel):
@@ -291,13 +310,39 @@ def retained_gib(workload: Workload) -> float:
 # -- this system --------------------------------------------------------------------------
 
 
-def brokers_needed(write_mbps: float, read_mbps: float, a: OursAssumptions) -> int:
-    """The autoscaler's sizing: enough brokers for writes and reads at their targets.
+def broker_capacity(a: OursAssumptions) -> BrokerCapacity:
+    """What one broker is sized for: control/sizing.py's figures for ``task_vcpu``, unless
+    overridden."""
+    measured = BrokerCapacity.for_vcpu(a.task_vcpu)
+    return BrokerCapacity(a.target_write_mbps_per_broker or measured.produce_mbps,
+                          a.target_read_mbps_per_broker or measured.consume_mbps)  # fmt: skip
 
-    A broker's load is write/target_write + read/target_read (writes cost far more CPU per
-    byte than cache reads); brokers = max(floor, ceil(load))."""
-    load = write_mbps / a.target_write_mbps_per_broker + read_mbps / a.target_read_mbps_per_broker
-    return max(a.min_brokers, math.ceil(load - 1e-9))
+
+def brokers_needed(write_mbps: float, read_mbps: float, a: OursAssumptions) -> int:
+    """The autoscaler's sizing (control/sizing.py): enough brokers for writes and reads.
+
+    A broker's load is write/P + read/C (writes cost far more CPU per byte than cache
+    reads); brokers = max(floor, ceil(load))."""
+    return broker_capacity(a).brokers_needed(write_mbps, read_mbps, a.min_brokers)
+
+
+def control_path_lines(brokers: int, a: OursAssumptions, p: Any) -> list[LineItem]:
+    """Interface endpoints (per endpoint per AZ, and per GB) or a NAT gateway per AZ."""
+    gb = brokers * a.control_path_gb_per_broker_month
+    if a.control_path == "endpoints":
+        n = a.interface_endpoints * a.azs
+        return [
+            _line("network", "VPC interface endpoint hours", n * HOURS_PER_MONTH,
+                  p.vpc_endpoint_hour, f"{a.interface_endpoints} endpoints x {a.azs} AZs x 730 h"),
+            _line("network", "VPC interface endpoint data", gb, p.vpc_endpoint_gb,
+                  f"{brokers} brokers x {a.control_path_gb_per_broker_month:g} GB"),
+        ]  # fmt: skip
+    return [
+        _line("network", "NAT gateway hours", a.azs * HOURS_PER_MONTH, p.nat_gateway_hour,
+              f"one per AZ: {a.azs} x 730 h"),
+        _line("network", "NAT gateway data", gb, p.nat_gateway_gb,
+              f"{brokers} brokers x {a.control_path_gb_per_broker_month:g} GB"),
+    ]  # fmt: skip
 
 
 def wal_object_bytes(broker_write_mbps: float, a: OursAssumptions) -> float:
@@ -526,6 +571,7 @@ def price_ours(workload: Workload, prices: PriceTable, assumptions: Assumptions)
             "autoscaler alarms",
         ),
         *_cross_az_client_lines(written_gib, read_gib, a, prices, "; S3 traffic is free in-region"),
+        *control_path_lines(brokers, a, p),
         _line("network", "NLB hours", HOURS_PER_MONTH, p.nlb_hour, "one NLB (bootstrap)"),
         _line(
             "network",

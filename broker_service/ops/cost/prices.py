@@ -71,6 +71,10 @@ class Prices(BaseModel):
     ebs_gp3_mbps_month: Price
     cloudwatch_metric_month: Price
     cloudwatch_alarm_month: Price
+    nat_gateway_hour: Price
+    nat_gateway_gb: Price
+    vpc_endpoint_hour: Price
+    vpc_endpoint_gb: Price
 
 
 class PriceTable(BaseModel):

@@ -1,0 +1,98 @@
+"""The one sizing model: how much load a broker carries, and so how many brokers a load needs.
+
+Pure (no AWS, no I/O). Used by the autoscaler (``control/autoscaler.py``: desired brokers
+from measured bytes in and out), by the CDK stacks (the throughput alarms' thresholds and the
+``max_brokers`` sanity check, ``stacks/``) and by the cost model (``cost/model.py``: brokers
+needed for a priced workload), so the three always agree.
+
+A broker's load is counted in "brokers' worth": ``produce / P + consume / C``, where P and C
+are the produce and consume MB/s (10^6 bytes) one broker is sized for. Writes cost far more
+CPU per byte than reads served from the log cache, so the two are not simply added. P and C
+scale with the task's vCPUs: the figures below are per vCPU.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+MB = 1_000_000
+
+# -- measured figures (per vCPU of a broker task) ----------------------------------------------
+# Where they come from: docs/PERFORMANCE.md, "Latest run: a quiet host (2026-11-25)", on a
+# 2-vCPU host shared by the broker, moto and the client: S3 (moto) produce 60.3 MB/s, warm
+# consume 261.0 MB/s. A broker is sized for about 2/3 of the produce figure and 60 % of the
+# consume figure (headroom for a failed broker's partitions, catch-up reads from S3, and
+# reassignment), per vCPU: 2 vCPU -> 40 MB/s produce, 160 MB/s consume.
+# To be replaced by the measured per-vCPU produce throughput on Fargate (bench/, pending).
+PRODUCE_MBPS_PER_VCPU = 20.0
+CONSUME_MBPS_PER_VCPU = 80.0
+DEFAULT_TASK_VCPU = 2.0  # the stacks' default task (2048 CPU units)
+
+# Consumed bytes per produced byte that a cluster is sized for when nothing better is known
+# (one consumer group reading everything): the alarms watch produce bytes only.
+DEFAULT_READ_FANOUT = 1.0
+
+# The throughput alarms (what wakes the autoscaler early): above 80 % / below 30 % of what the
+# minimum cluster is sized for.
+HIGH_WATER = 0.8
+LOW_WATER = 0.3
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerCapacity:
+    """What one broker is sized for, MB/s."""
+
+    produce_mbps: float
+    consume_mbps: float
+
+    def __post_init__(self) -> None:
+        if self.produce_mbps <= 0 or self.consume_mbps <= 0:
+            raise ValueError(f"capacity must be positive: {self}")
+
+    @classmethod
+    def for_vcpu(cls, vcpu: float = DEFAULT_TASK_VCPU) -> BrokerCapacity:
+        return cls(PRODUCE_MBPS_PER_VCPU * vcpu, CONSUME_MBPS_PER_VCPU * vcpu)
+
+    @classmethod
+    def for_cpu_units(cls, cpu_units: int) -> BrokerCapacity:
+        """From an ECS task's CPU units (1024 per vCPU)."""
+        return cls.for_vcpu(cpu_units / 1024)
+
+    @classmethod
+    def for_produce(cls, produce_mbps: float) -> BrokerCapacity:
+        """A broker sized for ``produce_mbps`` of produce, consume in the measured ratio (an
+        override of the measured figures: tests, a tenant's own benchmark)."""
+        return cls(produce_mbps, produce_mbps * CONSUME_MBPS_PER_VCPU / PRODUCE_MBPS_PER_VCPU)
+
+    def units(self, produce_mbps: float, consume_mbps: float) -> float:
+        """A load in brokers' worth."""
+        return produce_mbps / self.produce_mbps + consume_mbps / self.consume_mbps
+
+    def units_of_bytes(self, in_bytes_per_s: float, out_bytes_per_s: float) -> float:
+        return self.units(in_bytes_per_s / MB, out_bytes_per_s / MB)
+
+    def brokers_needed(self, produce_mbps: float, consume_mbps: float, min_brokers: int = 1) -> int:
+        return max(min_brokers, math.ceil(self.units(produce_mbps, consume_mbps) - 1e-9))
+
+    def produce_capacity_mbps(
+        self, brokers: int, read_fanout: float = DEFAULT_READ_FANOUT
+    ) -> float:
+        """Produce MB/s ``brokers`` brokers carry when each produced byte is read
+        ``read_fanout`` times."""
+        return brokers / (1 / self.produce_mbps + read_fanout / self.consume_mbps)
+
+
+@dataclass(frozen=True, slots=True)
+class ProduceAlarmThresholds:
+    high_bytes_per_s: float
+    low_bytes_per_s: float
+
+
+def produce_alarm_thresholds(
+    capacity: BrokerCapacity, min_brokers: int, read_fanout: float = DEFAULT_READ_FANOUT
+) -> ProduceAlarmThresholds:
+    """Cluster produce bytes/s above which (below which) the autoscaler is woken: a share of
+    what the minimum cluster carries at the assumed read fan-out."""
+    cap = capacity.produce_capacity_mbps(min_brokers, read_fanout) * MB
+    return ProduceAlarmThresholds(HIGH_WATER * cap, LOW_WATER * cap)

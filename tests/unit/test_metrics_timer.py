@@ -1,0 +1,28 @@
+"""The EMF timer's boundaries (broker_service/metrics/service.py): wall-clock multiples of the
+interval, so each broker puts exactly one datapoint in each CloudWatch minute."""
+
+from __future__ import annotations
+
+import pytest
+from broker_service.metrics.service import next_boundary_s
+
+
+@pytest.mark.parametrize(
+    ("now", "interval", "boundary"),
+    [(125.3, 60.0, 180.0), (120.0, 60.0, 180.0), (179.999, 60.0, 180.0), (10.2, 0.5, 10.5)],
+)
+def test_next_boundary_is_the_next_multiple_of_the_interval(
+    now: float, interval: float, boundary: float
+) -> None:
+    assert next_boundary_s(now, interval) == pytest.approx(boundary)
+
+
+def test_boundaries_of_drifting_wakeups_fall_in_distinct_minutes() -> None:
+    """A timer that sleeps 60 s plus the work it did drifts: over a day it skips minutes.
+    Boundaries computed from each (late) wake-up still land once in every minute."""
+    now, minutes = 1_000_000.0, []
+    for _ in range(1440):
+        b = next_boundary_s(now, 60.0)
+        minutes.append(int(b // 60))
+        now = b + 0.35  # woke up late and worked 0.35 s
+    assert minutes == list(range(minutes[0], minutes[0] + 1440))
