@@ -34,7 +34,7 @@ async def _alter(broker: BrokerServices, header: RequestHeader, req: Any) -> Buf
     for t in req.topics:
         parts = []
         for p in t.partitions:
-            code, message = await _move_one(
+            code, message = await move_partition(
                 broker,
                 t.name,
                 p.partition_index,
@@ -50,7 +50,7 @@ async def _alter(broker: BrokerServices, header: RequestHeader, req: Any) -> Buf
     )
 
 
-async def _move_one(
+async def move_partition(
     broker: BrokerServices, topic: str, partition: int, replicas: Any, forwarded: bool
 ) -> tuple[ErrorCode, str | None]:
     from broker_service.kafka.leadership import NotLeader

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import uuid
 
+from broker_service.api import reassignment
 from broker_service.cluster.membership import Membership
 from broker_service.cluster.rpc import FORWARDED_BY, BrokerRpc
 from broker_service.config import BrokerConfig
@@ -273,6 +274,14 @@ class Broker:
     async def hand_over(self, topic: str, partition: int, target: int) -> None:
         assert self.leadership is not None
         await self.leadership.hand_over(topic, partition, target)
+
+    async def move_partition(
+        self, topic: str, partition: int, target: int
+    ) -> tuple[int, str | None]:
+        """A reassignment asked in process (the embedded balancer): as AlterPartitionReassignments
+        would do it, without a connection to ourselves."""
+        code, message = await reassignment.move_partition(self, topic, partition, [target], False)
+        return int(code), message
 
     async def delete_records(self, plog: PartitionLog, offset: int) -> int:
         assert self.leadership is not None

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Protocol
 from broker_service.control.autoscaler import AutoscalerPolicy, ScalingInput, decide, load_units
 from broker_service.control.balancer import BalancerPolicy, balance
 from broker_service.control.metrics_source import ScrapedMetricsSource
+from broker_service.control.reassignment import ReassignmentResult
 from broker_service.control.sizing import BrokerCapacity
 
 if TYPE_CHECKING:
@@ -40,6 +41,10 @@ class ControlHost(Protocol):
 
     def request_refresh(self) -> None: ...
 
+    async def move_partition(
+        self, topic: str, partition: int, target: int
+    ) -> tuple[int, str | None]: ...
+
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +57,7 @@ class ControlLoops:
     def __init__(self, broker: ControlHost) -> None:
         self.broker = broker
         self._last_decision: tuple[int, str] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.balance_step = self._in_thread(self._balance_once())
         self.autoscale_step = self._in_thread(self._autoscale_once())
 
@@ -62,9 +68,9 @@ class ControlLoops:
     def _source(self) -> ScrapedMetricsSource:
         return ScrapedMetricsSource.from_metadata(self.broker.metadata, _now_ms)
 
-    @staticmethod
-    def _in_thread(step: Callable[[], None]) -> Callable[[], asyncio.Future[None]]:
+    def _in_thread(self, step: Callable[[], None]) -> Callable[[], asyncio.Future[None]]:
         def run() -> asyncio.Future[None]:
+            self._loop = asyncio.get_running_loop()  # where the steps' moves run
             return asyncio.ensure_future(asyncio.to_thread(step))  # blocking: scrapes, moves
 
         return run
@@ -77,8 +83,20 @@ class ControlLoops:
                                 window_s=cfg.balance_interval_s)  # fmt: skip
         source = self._source()  # kept: each run measures the load since the previous one
 
+        def move(_bootstrap: str, topic: str, partition: int, target: int) -> ReassignmentResult:
+            """In process: hand over here, or ask the leader (no TCP to ourselves)."""
+            started = time.monotonic()
+            assert self._loop is not None
+            running = asyncio.run_coroutine_threadsafe(
+                self.broker.move_partition(topic, partition, target), self._loop
+            )
+            code, message = running.result(timeout=60)
+            return ReassignmentResult(
+                topic, partition, target, int(code), message, time.monotonic() - started
+            )
+
         def step() -> None:
-            result = balance(self.broker.metadata, source, policy, _now_ms())
+            result = balance(self.broker.metadata, source, policy, _now_ms(), move)
             if result.done:
                 self.broker.request_refresh()
 
