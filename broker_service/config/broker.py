@@ -35,6 +35,15 @@ class BrokerConfig(BaseSettings):
     auto_create_topics: bool = Field(True, description="create unknown topics on Metadata")
     default_partitions: int = Field(1, ge=1, description="partitions of auto-created topics")
     socket_request_max_bytes: int = Field(100 * 1024 * 1024, description="largest request frame")
+    max_connections: int = Field(
+        50_000, ge=1, description="Kafka's max.connections: open client connections, in all"
+    )
+    max_connections_per_ip: int = Field(
+        2**31 - 1,
+        ge=1,
+        description="Kafka's max.connections.per.ip (behind an NLB without "
+        "client IP preservation every client has the NLB's address: keep it unlimited there)",
+    )
     message_max_bytes: int = Field(1048588, description="largest record batch (topic default)")
 
     wal_flush_ms: float | None = Field(

@@ -25,12 +25,14 @@ from typing import Any
 from broker_service.api.base import Buffers, Later, Outcome, Result
 from broker_service.config.listeners import Listener
 from broker_service.net.framer import FrameError, Framer
+from broker_service.net.limits import ConnectionRegistry, ThrottledLog
 from broker_service.net.pipeline import RAW_TOKEN, Close, route
 from broker_service.protocol.frames import response_header, size_prefix
 from broker_service.security.sasl import SecuritySession
 from broker_service.security.tls import principal_from_peercert
 
 log = logging.getLogger(__name__)
+bad_clients = ThrottledLog(log)  # malformed frames, refused connections: never a flood
 
 # Requests a connection may hold (not started + unanswered) before we stop reading from it.
 # Produce requests wait for a WAL group commit, so a lingering WAL needs room for many.
@@ -54,7 +56,7 @@ class _Answer:
 
 
 class KafkaConnection(asyncio.BufferedProtocol):
-    def __init__(self, broker: Any, connections: set[KafkaConnection], listener: Listener) -> None:
+    def __init__(self, broker: Any, connections: ConnectionRegistry, listener: Listener) -> None:
         self.broker = broker
         self.listener = listener
         self.session = SecuritySession(listener)
@@ -87,10 +89,13 @@ class KafkaConnection(asyncio.BufferedProtocol):
                 self.session.principal = subject
             log.debug("%s: TLS client certificate principal %s", self.peer, subject)
         self._framer.max_frame = self._frame_limit()
-        self._connections.add(self)
+        refusal = self._connections.admit(self, peer[0] if peer else "?")
+        if refusal is not None:
+            bad_clients.warning("%s: %s; closing the connection", self.peer, refusal)
+            transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._connections.discard(self)
+        self._connections.release(self)
         self._transport = None
         self._inbox.clear()
         for answer in self._answers:  # only observers: effects never depend on them
@@ -117,7 +122,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
         try:
             framer.buffer_updated(nbytes)
         except FrameError as exc:
-            log.warning("%s: %s; closing the connection", self.peer, exc)
+            bad_clients.warning("%s: %s; closing the connection", self.peer, exc)
             self.close()
             return
         while (frame := framer.next_frame()) is not None:
@@ -137,7 +142,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
             try:
                 routed = route(self.broker, self, frame)
             except Close as exc:
-                log.warning("%s: %s; closing the connection", self.peer, exc)
+                bad_clients.warning("%s: %s; closing the connection", self.peer, exc)
                 self.close()
                 return
             except Exception:

@@ -9,8 +9,9 @@ Memory follows the bytes that arrived, never what a size prefix claims:
 - small frames are gathered in a staging buffer that exists only while bytes are pending, so an
   idle connection holds no buffer at all;
 - a large frame is received into chunks allocated one at a time as its bytes arrive (one chunk,
-  zero copies, for the usual 1 MiB produce request), so a 4-byte prefix claiming 100 MiB costs
-  nothing until 100 MiB really come;
+  zero copies, for frames up to 1 MiB, the usual produce request; beyond, chunks of 64 KiB
+  doubling up to 1 MiB), so a 4-byte prefix claiming 100 MiB costs 64 KiB until the bytes
+  really come;
 - ``max_frame`` is a setting of the caller: Kafka caps frames at 512 KB while SASL
   authentication is pending, at ``socket.request.max.bytes`` after.
 """
@@ -49,7 +50,8 @@ class Framer:
         if self._large_size:
             chunk = self._chunks[-1] if self._chunks else None
             if chunk is None or self._chunk_filled == len(chunk):
-                chunk = bytearray(min(CHUNK_BYTES, self._large_size - self._large_filled))
+                grown = 2 * len(chunk) if chunk is not None else LARGE_FRAME
+                chunk = bytearray(min(grown, CHUNK_BYTES, self._large_size - self._large_filled))
                 self._chunks.append(chunk)
                 self._chunk_filled = 0
             return memoryview(chunk)[self._chunk_filled :]
@@ -114,7 +116,9 @@ class Framer:
                 self._start = pos + 4 + size
                 continue
             if size > LARGE_FRAME:  # the rest arrives into buffers of its own
-                first = bytearray(min(CHUNK_BYTES, size))
+                # up to 1 MiB (the usual produce request) in one buffer: no copy; a larger
+                # claim grows its buffers as its bytes come (64 KiB, then doubling)
+                first = bytearray(size if size <= CHUNK_BYTES else max(LARGE_FRAME, have))
                 first[:have] = staging[pos + 4 : self._end]
                 self._large_size, self._large_filled = size, have
                 self._chunks, self._chunk_filled = [first], have

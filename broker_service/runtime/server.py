@@ -8,6 +8,7 @@ import logging
 import signal
 
 from broker_service.net.connection import KafkaConnection
+from broker_service.net.limits import ConnectionRegistry
 from broker_service.runtime.broker import Broker
 
 log = logging.getLogger(__name__)
@@ -22,7 +23,8 @@ async def serve(broker: Broker, stop: asyncio.Event | None = None) -> None:
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):
             pass
-    connections: set[KafkaConnection] = set()
+    raise_fd_limit()
+    connections = ConnectionRegistry(cfg.max_connections, cfg.max_connections_per_ip)
     broker.metrics.queue_depth = lambda key: sum(c.queued(key) for c in list(connections))
     security = broker.security
     ssl_context = security.ssl_context()
@@ -66,3 +68,18 @@ async def serve(broker: Broker, stop: asyncio.Event | None = None) -> None:
         await server.wait_closed()
     await broker.stop()
     log.info("stopped cleanly")
+
+
+def raise_fd_limit() -> None:
+    """Clients, WAL segments, object uploads all need descriptors: take the hard limit (the
+    default soft limit of 1024 refuses clients and fails uploads long before memory runs out)."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY or soft < hard:
+            target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            log.debug("file descriptor limit raised from %d to %d", soft, target)
+    except (ImportError, ValueError, OSError) as exc:
+        log.warning("cannot raise the file descriptor limit: %s", exc)

@@ -76,7 +76,7 @@ def test_a_large_claim_allocates_only_what_arrived() -> None:
     f = Framer(max_frame=100 << 20)
     f.receive_data(struct.pack(">i", 100 << 20) + b"\1" * 10)
     buf = f.get_buffer()
-    assert len(buf) <= CHUNK_BYTES  # one chunk at a time, not 100 MiB
+    assert len(buf) <= LARGE_FRAME  # 64 KiB at first, not 100 MiB
     assert f.buffered == 10
 
 
