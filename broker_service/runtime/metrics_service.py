@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import sys
 import time
 from typing import TYPE_CHECKING, Any, Protocol
@@ -35,15 +34,6 @@ class MetricsHost(Protocol):
 
 
 log = logging.getLogger(__name__)
-
-
-def next_boundary_s(now_s: float, interval_s: float) -> float:
-    """The next wall-clock multiple of the interval. Every broker emits at (and stamps its
-    datapoints with) these boundaries, so with the 60 s default each broker has exactly one
-    datapoint per CloudWatch minute: a SUM over brokers' gauges in a period (the consumer lag
-    alarm) counts each broker once, where a free-running timer drifts and sometimes puts two
-    or none in a minute."""
-    return (math.floor(now_s / interval_s) + 1) * interval_s
 
 
 class MetricsService:

@@ -35,6 +35,14 @@ class Timer:
     failures: int = 0
 
 
+def next_boundary_s(now_s: float, interval_s: float) -> float:
+    """The next wall-clock multiple of the interval. Aligned timers run there: with the 60 s
+    metrics interval each broker then has exactly one datapoint per CloudWatch minute (a SUM
+    over brokers' gauges in a period, as the consumer lag alarm takes, counts each broker
+    once), where a free-running timer drifts and sometimes puts two or none in a minute."""
+    return (math.floor(now_s / interval_s) + 1) * interval_s
+
+
 class Timers:
     def __init__(self) -> None:
         self._timers: list[Timer] = []
@@ -84,7 +92,7 @@ class Timers:
                 delay = t.first_s
             elif t.aligned:
                 now = time.time()
-                delay = (math.floor(now / t.interval_s) + 1) * t.interval_s - now
+                delay = next_boundary_s(now, t.interval_s) - now
             first = False
             if t.wake is None:
                 await asyncio.sleep(delay)

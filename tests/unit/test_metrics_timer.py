@@ -1,10 +1,11 @@
-"""The EMF timer's boundaries (broker_service/metrics/service.py): wall-clock multiples of the
+"""The EMF timer's boundaries (broker_service/runtime/timers.py): wall-clock multiples of the
 interval, so each broker puts exactly one datapoint in each CloudWatch minute."""
 
 from __future__ import annotations
 
 import pytest
-from broker_service.metrics.service import next_boundary_s
+
+from broker_service.runtime.timers import next_boundary_s
 
 
 @pytest.mark.parametrize(

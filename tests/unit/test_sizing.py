@@ -4,11 +4,16 @@ autoscaler's settings, the stacks' alarm thresholds and max_brokers check, the c
 from __future__ import annotations
 
 import pytest
-from broker_service.cost.model import Assumptions, OursAssumptions, broker_capacity, brokers_needed
 
 from broker_service.control import sizing
 from broker_service.control.settings import ControlSettings
 from broker_service.control.sizing import MB, BrokerCapacity, produce_alarm_thresholds
+from broker_service.ops.cost.model import (
+    Assumptions,
+    OursAssumptions,
+    broker_capacity,
+    brokers_needed,
+)
 
 
 def test_per_vcpu_figures_scale_with_the_task() -> None:
