@@ -50,8 +50,8 @@ class Framer:
         if self._large_size:
             chunk = self._chunks[-1] if self._chunks else None
             if chunk is None or self._chunk_filled == len(chunk):
-                grown = 2 * len(chunk) if chunk is not None else LARGE_FRAME
-                chunk = bytearray(min(grown, CHUNK_BYTES, self._large_size - self._large_filled))
+                size = 2 * len(chunk) if chunk is not None else LARGE_FRAME
+                chunk = bytearray(min(size, CHUNK_BYTES, self._large_size - self._large_filled))
                 self._chunks.append(chunk)
                 self._chunk_filled = 0
             return memoryview(chunk)[self._chunk_filled :]
