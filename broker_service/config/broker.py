@@ -53,7 +53,11 @@ class BrokerConfig(BaseSettings):
         "object WAL, measured in bench/object_wal.py)",
     )
     wal_flush_bytes: int = Field(4 << 20, description="flush at once when this much is pending")
-    wal_segment_bytes: int = Field(64 << 20, description="WAL segment size")
+    wal_segment_bytes: int = Field(
+        16 << 20,
+        description="WAL segment size (a segment is deleted once all of it is in objects: small "
+        "segments give space back sooner, e.g. when the disk is nearly full)",
+    )
     upload_interval_ms: int = Field(2000, description="max age of data before it goes to objects")
     upload_bytes: int = Field(32 << 20, description="upload as soon as this much is pending")
     object_block_bytes: int = Field(1 << 20, description="block size inside uploaded objects")

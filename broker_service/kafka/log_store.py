@@ -10,6 +10,7 @@ Read: recent offsets from the log cache, older ones from objects through the blo
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import math
 import time
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 
 
 PRODUCER_ID_EXPIRATION_MS = 86_400_000  # Kafka's producer.id.expiration.ms default
+MIN_UPLOAD_BYTES = 256 * 1024  # the smallest object an upload shrinks to on a full disk
 
 
 class OffsetOutOfRange(Exception):
@@ -82,6 +84,7 @@ class StreamStore:
         self.block_cache = BlockCache(block_cache_bytes)
         self.upload_interval = upload_interval_ms / 1000.0
         self.upload_bytes = upload_bytes
+        self._upload_cap = upload_bytes  # smaller while the object store's disk is full
         self.block_bytes = block_bytes
         self.writer = ObjectWriter(object_store, block_bytes)
         self._indexes: OrderedDict[str, dict[int, list[IndexEntry]]] = OrderedDict()
@@ -448,7 +451,7 @@ class StreamStore:
             taken: list[tuple[PartitionLog, int]] = []
             size = 0
             for plog in list(self.logs.values()):
-                if size >= self.upload_bytes:
+                if size >= self._upload_cap:
                     break
                 start, hw = plog.committed_end, plog.high_watermark
                 if hw <= start or not plog.cache or plog.leader_id != self.broker_id:
@@ -456,7 +459,7 @@ class StreamStore:
                 batches: list[tuple[int, int, int, memoryview]] = []
                 nbytes = 0
                 for b in plog.cache[plog.cache_index(start) :]:
-                    if b.base_offset >= hw or (batches and size + nbytes >= self.upload_bytes):
+                    if b.base_offset >= hw or (batches and size + nbytes >= self._upload_cap):
                         break
                     if b.base_offset >= start:
                         batches.append((b.base_offset, b.end_offset, b.max_timestamp, b.data))
@@ -478,7 +481,13 @@ class StreamStore:
             key = (
                 f"sso/{self.broker_id}-{self.broker_epoch}-{time.time_ns()}-{self._object_seq}.sso"
             )
-            written = await self.writer.write(key, streams, self._commit_upload)
+            try:
+                written = await self.writer.write(key, streams, self._commit_upload)
+            except OSError as exc:
+                if exc.errno == errno.ENOSPC:  # smaller objects: committed, they free the WAL
+                    self._upload_cap = max(MIN_UPLOAD_BYTES, self._upload_cap // 2)
+                raise
+            self._upload_cap = min(self.upload_bytes, self._upload_cap * 2)
             ranges = written.ranges
             for r, (plog, nbytes) in zip(ranges, taken, strict=True):
                 plog.add_range(r)

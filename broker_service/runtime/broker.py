@@ -131,7 +131,10 @@ class Broker:
         replayed = store.replay(await self.wal.open())
         if replayed:
             log.info("recovered %d WAL entries not yet in objects; uploading", replayed)
-            await store.upload()
+            try:
+                await store.upload()
+            except Exception as exc:  # e.g. a full disk: serve reads, the upload timer retries
+                log.warning("uploading the recovered WAL entries failed (%s); will retry", exc)
         await self.groups.start()
         await self.metrics_service.start()
         self._timers()

@@ -1,21 +1,39 @@
-"""Local-directory ObjectStore: write to a temp file, fsync, rename (atomic, durable)."""
+"""Local-directory ObjectStore: write to a temp file, fsync, link into place (atomic, durable).
+
+A write that fails (a full disk) removes its temp file, so failures never eat the space that
+is left; temp files a crash left behind are swept when the store opens.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from broker_service.stream.objectstore.base import Buffer, ObjectExists, ObjectNotFound, ObjectStore
 
 _IOV_MAX = 512
+STALE_TEMP_S = 600.0  # a temp file this old belongs to a write that died
 
 
 class FsObjectStore(ObjectStore):
     def __init__(self, root: Path) -> None:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
+        self._sweep_temp_files()
+
+    def _sweep_temp_files(self) -> None:
+        """Temp files of writes a crash interrupted (a live writer's are younger: keys are
+        unique to their writer, so an old one is nobody's)."""
+        cutoff = time.time() - STALE_TEMP_S
+        for tmp in self.root.rglob("*.tmp"):
+            try:
+                if tmp.stat().st_mtime < cutoff:
+                    tmp.unlink()
+            except FileNotFoundError:
+                pass
 
     def _path(self, key: str) -> Path:
         if key.startswith("/") or ".." in key.split("/"):
@@ -30,8 +48,11 @@ class FsObjectStore(ObjectStore):
         try:
             _write_all(fd, [memoryview(p).cast("B") for p in parts if len(p)])
             os.fsync(fd)
-        finally:
+        except BaseException:
             os.close(fd)
+            tmp.unlink(missing_ok=True)  # a full disk: give back what the attempt took
+            raise
+        os.close(fd)
         try:
             os.link(tmp, path)  # atomic, and refuses an existing key like S3's If-None-Match
         except FileExistsError:
@@ -63,10 +84,7 @@ class FsObjectStore(ObjectStore):
         return await asyncio.to_thread(self._get, key, start, end)
 
     async def delete(self, key: str) -> None:
-        try:
-            self._path(key).unlink()
-        except FileNotFoundError:
-            pass
+        await asyncio.to_thread(self._path(key).unlink, missing_ok=True)
 
     async def list(self, prefix: str = "") -> list[str]:
         def walk() -> list[str]:
