@@ -16,8 +16,8 @@ from kio.schema.errors import ErrorCode
 
 from broker_service.api.access import TOPIC_AUTHORIZATION_FAILED, allowed_topic, refuse_produce
 from broker_service.api.base import Buffers, Later, Result
+from broker_service.kafka.log_store import AppendRefused
 from broker_service.kafka.partition import NotDurable
-from broker_service.kafka.producer_state import Outcome, Verdict
 from broker_service.protocol.frames import RequestHeader
 from broker_service.protocol.produce import (
     ProducePartition,
@@ -26,7 +26,6 @@ from broker_service.protocol.produce import (
     parse_produce,
 )
 from broker_service.protocol.record_batch import (
-    BatchHeader,
     InconsistentRecordBatch,
     InvalidRecordBatch,
     UnsupportedMagic,
@@ -37,7 +36,6 @@ from broker_service.stream.wal import WalTimeout
 
 if TYPE_CHECKING:
     from broker_service.api.services import BrokerServices
-    from broker_service.kafka.partition import PartitionLog
     from broker_service.kafka.topics import TopicState
 
 log = logging.getLogger(__name__)
@@ -109,9 +107,8 @@ def _append(
         broker.request_refresh()  # perhaps created through another broker a moment ago
         res.error_code = ErrorCode.unknown_topic_or_partition
         return res, None
-    if plog.leader_id != broker.node_id or plog.moving or not broker.may_acknowledge():
-        if plog.leader_id != broker.node_id:
-            broker.request_refresh()
+    if plog.leader_id != broker.node_id:
+        broker.request_refresh()
         res.error_code = ErrorCode.not_leader_or_follower
         return res, None
     if p.records is None or len(p.records) == 0:
@@ -137,41 +134,18 @@ def _append(
         res.error_code = ErrorCode.message_too_large
         res.error_message = f"record batch larger than max.message.bytes={limit}"
         return res, None
-    if not broker.store.wal.healthy:
-        res.error_code = ErrorCode.kafka_storage_error
-        res.error_message = "the write-ahead log cannot accept writes"
+    if any(h.is_control for _, h in batches):
+        res.error_code = ErrorCode.invalid_record
+        res.error_message = "control batches are written by the transaction coordinator"
         return res, None
-    if batches[0][1].producer_id >= 0 or batches[0][1].is_control:
-        verdict = _check_producer(plog, batches)
-        if verdict.outcome is Outcome.REJECT:
-            res.error_code = verdict.error_code
-            res.error_message = verdict.message
-            return res, None
-        if verdict.duplicate is not None:  # a retry: answer with the original offsets
-            res.base_offset = verdict.duplicate.base_offset
-            res.log_start_offset = plog.log_start_offset
-            return res, plog.wait_durable(verdict.duplicate.last_offset + 1)
-    res.base_offset, fut = broker.store.append(plog, p.records, batches, deadline)
+    try:
+        res.base_offset, fut = broker.store.append_guarded(plog, p.records, batches, deadline)
+    except AppendRefused as refused:
+        res.error_code, res.error_message = refused.code, refused.message
+        return res, None
     broker.metrics.produced(plog.topic, plog.partition, len(p.records))
     res.log_start_offset = plog.log_start_offset
     return res, fut
-
-
-def _check_producer(plog: PartitionLog, batches: list[tuple[int, BatchHeader]]) -> Verdict:
-    """Idempotence and transaction checks (Kafka's rules, see kafka/producer_state.py). A
-    request carries one batch per partition in practice; later batches of the same producer
-    in one request follow the first one's sequence."""
-    first = batches[0][1]
-    for _, h in batches:
-        if h.is_control:
-            return Verdict(
-                Outcome.REJECT,
-                ErrorCode.invalid_record,
-                "control batches are written by the transaction coordinator, not by clients",
-            )
-        if h.producer_id != first.producer_id or h.producer_epoch != first.producer_epoch:
-            return Verdict(Outcome.REJECT, ErrorCode.invalid_record, "batches of several producers")
-    return plog.producers.check(first)
 
 
 async def _respond_when_durable(

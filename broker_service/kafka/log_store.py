@@ -18,8 +18,10 @@ from bisect import bisect_right
 from collections import OrderedDict
 from collections.abc import Callable
 
+from kio.schema.errors import ErrorCode
+
 from broker_service.kafka.partition import CachedBatch, PartitionLog
-from broker_service.kafka.producer_state import ProducerStateTable
+from broker_service.kafka.producer_state import APPEND, Outcome, ProducerStateTable, Verdict
 from broker_service.metadata.base import BrokerFenced, MetadataStore, PartitionRecord, StreamRange
 from broker_service.protocol.control_batch import marker_type
 from broker_service.protocol.record_batch import (
@@ -52,6 +54,32 @@ class OffsetOutOfRange(Exception):
     pass
 
 
+class AppendRefused(Exception):
+    """Batches refused before they got offsets: ``code`` is the Kafka error to answer."""
+
+    def __init__(self, code: int, message: str | None = None) -> None:
+        super().__init__(message or str(code))
+        self.code = code
+        self.message = message
+
+
+def _check_producer(plog: PartitionLog, batches: list[tuple[int, BatchHeader]]) -> Verdict:
+    """Idempotence and transaction checks (Kafka's rules, see kafka/producer_state.py). A
+    request carries one batch per partition in practice; later batches of the same producer
+    in one request follow the first one's sequence."""
+    first = batches[0][1]
+    for _, h in batches:
+        if h.is_control:
+            return Verdict(
+                Outcome.REJECT,
+                ErrorCode.invalid_record,
+                "control batches are written by the transaction coordinator, not by clients",
+            )
+        if h.producer_id != first.producer_id or h.producer_epoch != first.producer_epoch:
+            return Verdict(Outcome.REJECT, ErrorCode.invalid_record, "batches of several producers")
+    return plog.producers.check(first)
+
+
 def _ignore_failure(fut: asyncio.Future[bytes]) -> None:
     if not fut.cancelled():
         fut.exception()
@@ -73,6 +101,7 @@ class StreamStore:
         block_bytes: int = 1 << 20,
         read_ahead_blocks: int = 4,
         on_fenced: Callable[[], None] | None = None,
+        may_acknowledge: Callable[[], bool] = lambda: True,
         snapshot_interval_ms: int = 5000,
     ) -> None:
         self.objects = object_store
@@ -91,6 +120,7 @@ class StreamStore:
         self._loading: dict[tuple[str, int], asyncio.Future[bytes]] = {}
         self.read_ahead_blocks = read_ahead_blocks
         self.on_fenced = on_fenced
+        self.may_acknowledge = may_acknowledge
         self.logs: dict[int, PartitionLog] = {}  # stream_id -> log
         self._pending_upload_bytes = 0
         self._upload_lock = asyncio.Lock()
@@ -160,6 +190,38 @@ class StreamStore:
             log.exception("final upload failed; data stays in the WAL")
 
     # -- write path --------------------------------------------------------------------
+    def append_guarded(
+        self,
+        plog: PartitionLog,
+        view: memoryview,
+        batches: list[tuple[int, BatchHeader]],
+        deadline: float = math.inf,
+    ) -> tuple[int, asyncio.Future[None]]:
+        """The one way batches enter a partition (client produce and transaction markers):
+        refused (``AppendRefused``) unless this broker leads the partition, may acknowledge,
+        and the WAL can write; producer rules applied (a retried batch gets its original
+        offsets, once durable). Returns (base offset, an observer of its durability)."""
+        if plog.leader_id != self.broker_id or plog.moving or not self.may_acknowledge():
+            raise AppendRefused(ErrorCode.not_leader_or_follower)
+        if not self.wal.healthy:
+            raise AppendRefused(
+                ErrorCode.kafka_storage_error, "the write-ahead log cannot accept writes"
+            )
+        first = batches[0][1]
+        if first.is_control:
+            verdict = plog.producers.check_marker(first.producer_id, first.producer_epoch)
+        elif first.producer_id >= 0:
+            verdict = _check_producer(plog, batches)
+        else:
+            verdict = APPEND
+        if verdict.outcome is Outcome.REJECT:
+            raise AppendRefused(verdict.error_code, verdict.message)
+        if verdict.duplicate is not None:  # a retry: its original offsets, once durable
+            return verdict.duplicate.base_offset, plog.wait_durable(
+                verdict.duplicate.last_offset + 1
+            )
+        return self.append(plog, view, batches, deadline)
+
     def append(
         self,
         plog: PartitionLog,

@@ -99,6 +99,7 @@ class Broker:
             upload_bytes=cfg.upload_bytes,
             block_bytes=cfg.object_block_bytes,
             on_fenced=self._on_fenced,
+            may_acknowledge=self.may_acknowledge,
             snapshot_interval_ms=cfg.producer_snapshot_interval_ms,
         )
         self.membership = membership = Membership(

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Protocol
 from kio.index import load_request_schema
 from kio.schema.errors import ErrorCode
 
-from broker_service.kafka.producer_state import Outcome
+from broker_service.kafka.log_store import AppendRefused
+from broker_service.kafka.partition import NotDurable
 from broker_service.metadata.base import (
     TXN_COMPLETE_ABORT,
     TXN_COMPLETE_COMMIT,
@@ -394,18 +395,19 @@ class TransactionCoordinator:
         plog: PartitionLog | None = broker.partition(topic, partition)
         if plog is None:
             return ErrorCode.unknown_topic_or_partition
-        if plog.leader_id != broker.node_id or plog.moving or not broker.may_acknowledge():
-            return ErrorCode.not_leader_or_follower
-        verdict = plog.producers.check_marker(pid, epoch)
-        if verdict.outcome is Outcome.REJECT:
-            return verdict.error_code
         assert broker.store is not None
         batch = memoryview(build_marker(pid, epoch, commit, 0, _now_ms()))
-        _, fut = broker.store.append(plog, batch, validate_batches(batch))
         try:
+            _, fut = broker.store.append_guarded(plog, batch, validate_batches(batch))
             await fut
-        except Exception:
-            return ErrorCode.kafka_storage_error
+        except AppendRefused as refused:
+            return refused.code
+        except NotDurable as exc:
+            return (
+                ErrorCode.not_leader_or_follower
+                if exc.cause is None
+                else ErrorCode.kafka_storage_error
+            )
         return 0 if broker.may_acknowledge() else ErrorCode.not_leader_or_follower
 
     async def _send_markers(
