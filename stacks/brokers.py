@@ -369,6 +369,7 @@ class BrokerStack(cdk.Stack):
             "BROKER_METRICS_NAMESPACE": t.metrics_namespace,
             "BROKER_METRICS_PORT": str(t.metrics_port),
             "BROKER_LOG_LEVEL": "INFO",
+            "BROKER_AUTO_BALANCE": "false",  # the balancer Lambda moves partitions here
             **{k: str(v) for k, v in cache_sizes(t.broker_memory_mib).items()},
         }
         if storage.express_wal_bucket_name:

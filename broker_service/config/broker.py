@@ -128,7 +128,12 @@ class BrokerConfig(BaseSettings):
         description="this broker's ECS task ARN (default: from the ECS task metadata "
         "endpoint when running on ECS); recovery maps STOPPED tasks to brokers with it",
     )
-    auto_balance: bool = Field(False, description="run the balancer on a timer (controller only)")
+    auto_balance: bool = Field(
+        True,
+        description="run the balancer on a timer (the controller only), so a restarted or "
+        "new broker gets partitions back; on AWS the balancer Lambda does it (the stacks "
+        "turn this off)",
+    )
     balance_interval_s: float = Field(60.0, gt=0, description="balancer timer")
     balance_band: float = Field(0.10, gt=0, description="allowed deviation from the mean load")
     balance_min_bytes_per_s: float = Field(

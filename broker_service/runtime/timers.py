@@ -47,6 +47,7 @@ class Timers:
     def __init__(self) -> None:
         self._timers: list[Timer] = []
         self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
 
     def every(
         self,
@@ -70,14 +71,16 @@ class Timers:
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._run(t), name=t.name) for t in self._timers]
 
-    async def stop(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            try:
-                await t
-            except asyncio.CancelledError:
-                pass
+    async def stop(self, grace_s: float = 10.0) -> None:
+        """Let every step under way finish (an upload cancelled between its PUT and its
+        commit would be done again by the final upload), start no new one, then stop."""
+        self._stopping.set()
+        if self._tasks:
+            _, late = await asyncio.wait(self._tasks, timeout=grace_s)
+            for t in late:
+                log.warning("%s did not finish within %.0f s of stopping", t.get_name(), grace_s)
+                t.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
         self._tasks = []
 
     @property
@@ -94,13 +97,14 @@ class Timers:
                 now = time.time()
                 delay = next_boundary_s(now, t.interval_s) - now
             first = False
-            if t.wake is None:
-                await asyncio.sleep(delay)
-            else:
-                try:
-                    await asyncio.wait_for(t.wake.wait(), delay)
-                except TimeoutError:
-                    pass
+            waits = [self._stopping.wait()] + ([t.wake.wait()] if t.wake is not None else [])
+            waiting = [asyncio.ensure_future(w) for w in waits]
+            await asyncio.wait(waiting, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+            for w in waiting:
+                w.cancel()
+            if self._stopping.is_set():
+                return
+            if t.wake is not None:
                 t.wake.clear()
             if not t.active():
                 continue
