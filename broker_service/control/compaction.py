@@ -43,6 +43,7 @@ from broker_service.metadata.base import (
 )
 from broker_service.protocol.configs import effective
 from broker_service.protocol.control_batch import ABORT, marker_type
+from broker_service.protocol.decompress import TooLarge
 from broker_service.protocol.record_batch import BatchHeader, iter_headers
 from broker_service.protocol.record_filter import StoredRecord, rebuild_batch, records_of
 from broker_service.stream.object_format import StreamSetObjectBuilder
@@ -382,7 +383,11 @@ class _Run:
                 last_batch_of_producer[h.producer_id] = h.base_offset
             if h.is_control or h.base_offset in aborted or h.base_offset in open_txn:
                 continue  # aborted or undecided records never supersede anything
-            for rec in await asyncio.to_thread(records_of, h, raw):
+            try:
+                records = await asyncio.to_thread(records_of, h, raw)
+            except TooLarge:
+                continue  # its keys supersede nothing: older records with them are kept
+            for rec in records:
                 if rec.key is not None:
                     latest[rec.key] = rec.offset
         keep_last = set(last_batch_of_producer.values())
@@ -502,7 +507,10 @@ def _filter_batch(
     producer's last batch is kept even when emptied (its sequence state)."""
     if h.is_control:
         return raw, 0
-    records = records_of(h, raw)
+    try:
+        records = records_of(h, raw)
+    except TooLarge:
+        return raw, 0  # beyond the memory a rewrite may take: kept whole
     kept: list[StoredRecord] = [
         rec
         for rec in records

@@ -478,14 +478,19 @@ class StreamStore:
         candidates += [
             (h, b.data) for b in plog.cache[cache_from:] for _, h in iter_headers(b.data)
         ]
-        for h, data in candidates:
-            if h.base_offset >= plog.high_watermark or h.last_offset < plog.log_start_offset:
-                continue
-            if h.max_timestamp >= ts and not h.is_control:
-                for off, rts in record_timestamps(h, data):
-                    if rts >= ts and off >= plog.log_start_offset:
-                        return off, rts
-        return None
+        hw, start = plog.high_watermark, plog.log_start_offset
+
+        def scan() -> tuple[int, int] | None:  # decompresses: off the event loop
+            for h, data in candidates:
+                if h.base_offset >= hw or h.last_offset < start:
+                    continue
+                if h.max_timestamp >= ts and not h.is_control:
+                    for off, rts in record_timestamps(h, data):
+                        if rts >= ts and off >= start:
+                            return off, rts
+            return None
+
+        return await asyncio.to_thread(scan)
 
     # -- upload ------------------------------------------------------------------------
     async def upload_step(self) -> None:
