@@ -12,8 +12,8 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from broker_service.metadata.dynamodb import DynamoDbMetadataStore
-from tests.broker_process import BrokerProcess
 from tests.cloud.fault_proxy import HANG, LOSE_RESPONSE, SLOWDOWN, FaultProxy
+from tests.support.broker import BrokerProcess
 
 
 def _produce(

@@ -16,7 +16,7 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.moto_server import AWS_TEST_ENV, REGION
+from tests.support.moto import AWS_TEST_ENV, REGION
 
 REPO = Path(__file__).resolve().parents[2]
 EVENTS = Path(__file__).resolve().parent / "events"
