@@ -396,3 +396,32 @@ def test_sigterm_drains_partitions_to_the_others_at_once(tmp_path: Path) -> None
     finally:
         for b in brokers:
             b.stop()
+
+
+def test_metadata_lists_every_broker_it_names_as_leader(tmp_path: Path) -> None:
+    """A broker learns of a new broker on its lease renewal (a third of the lease, 20 s
+    here), but of a new leader on its next metadata sync: a Metadata answer must not name a
+    leader missing from its broker list, or clients cannot reach that partition until the
+    next renewal (the recovery test waited 20 s for exactly that)."""
+    from tests import kafka_wire as w
+
+    first, second = cluster(tmp_path / "shared", 2, BROKER_LEASE_MS="60000")
+    try:
+        first.start()
+        second.start()  # first does not know it yet
+        with w.WireClient(second.port) as c:
+            created = c.call(w.create_topics_request(7, ["named"], partitions=2))
+            assert int(created.topics[0].error_code) == 0
+
+        def answer() -> tuple[set[int], set[int]]:
+            with w.WireClient(first.port) as c:
+                md = c.call(w.metadata_request(12, ["named"]))
+            leaders = {int(p.leader_id) for t in md.topics for p in t.partitions}
+            return leaders, {int(b.node_id) for b in md.brokers}
+
+        leaders, brokers = wait_for_value(answer, lambda a: a[0] == {1, 2}, 10,
+                                          "broker 1 names both leaders")  # fmt: skip
+        assert leaders <= brokers, f"leaders {leaders}, brokers listed {brokers}"
+    finally:
+        for b in (first, second):
+            b.stop()
