@@ -11,6 +11,7 @@ import random
 import time
 import uuid
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -120,6 +121,7 @@ class Broker:
         self._refresh = asyncio.Event()
         self._sync_lock = asyncio.Lock()
         self._last_sync_started = 0.0
+        self._live_reread = 0.0  # when _learn_leaders last re-read the live brokers
         self._refresh_task: asyncio.Task[None] | None = None
         self._background: list[asyncio.Task[None]] = []
 
@@ -240,6 +242,17 @@ class Broker:
             if [b.broker_id for b in live] != [b.broker_id for b in self.membership.live]:
                 self.membership.live = live
                 self.request_refresh()
+
+    async def _learn_leaders(self, topics: Iterable[TopicRecord]) -> None:
+        """A partition led by a broker our live view lacks (it started less than a lease
+        renewal ago): re-read the live brokers, so Metadata never names a leader it does not
+        list. At most once a second: a dead leader stays unknown until recovery moves it."""
+        known = {b.broker_id for b in self.live_brokers()}
+        if any(p.leader_id >= 0 and p.leader_id not in known
+               for t in topics for p in t.partitions):  # fmt: skip
+            if time.monotonic() - self._live_reread >= 1.0:
+                self._live_reread = time.monotonic()
+                await self.refresh_live()
 
     async def is_live(self, broker_id: int) -> bool:
         """Whether a broker is live, asking the metadata store when our view lacks it."""
@@ -387,10 +400,11 @@ class Broker:
 
     async def _sync_metadata(self) -> None:
         self._last_sync_started = time.monotonic()
+        records = {t.name: t for t in await asyncio.to_thread(self.metadata.topics)}
+        await self._learn_leaders(records.values())
         self.groups.retain(self.coordinates)
         if not all(self.security.knows(b) for b in self.live_brokers()):
             await self.security.refresh_endpoints()  # a new broker: learn its listeners
-        records = {t.name: t for t in await asyncio.to_thread(self.metadata.topics)}
         for name in [n for n in self.topics if n not in records]:
             self._forget_topic(name)
         for name, rec in records.items():
