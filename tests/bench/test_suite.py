@@ -51,7 +51,8 @@ def test_dry_run_lists_every_scenario_and_runs_nothing(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.slow  # about 12 s: two brokers, fills, four moves
+@pytest.mark.heavy  # about 12 s: two brokers, fills, four moves
+@pytest.mark.usefixtures("matplotlib_installed")
 def test_quick_reassign_scenario_runs_through_the_suite(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, str(BENCH / "suite.py"), "--quick", "--only",
                            "reassign", "--results-dir", str(tmp_path)],
@@ -67,3 +68,21 @@ def test_quick_reassign_scenario_runs_through_the_suite(tmp_path: Path) -> None:
     assert all(0 < r["reassign_median_s"] < 15 for r in report["reassign"])
     assert (run_dir / "reassign_vs_size.png").stat().st_size > 1000
     assert "reassignment vs. partition size" in (run_dir / "suite.md").read_text()
+
+
+@pytest.mark.heavy  # about 30 s: ours and Tansu, one quick round each
+@pytest.mark.usefixtures("matplotlib_installed")
+def test_quick_embedded_scenario_against_tansu_runs_through_the_suite(
+    tmp_path: Path, tansu_binary: Path
+) -> None:
+    done = subprocess.run([sys.executable, str(BENCH / "suite.py"), "--quick", "--only",
+                           "embedded", "--results-dir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=240, cwd=REPO)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    (run_dir,) = tmp_path.iterdir()
+    report = json.loads((run_dir / "suite.json").read_text())
+    (outcome,) = report["scenarios"]
+    assert outcome["exit_code"] == 0 and not outcome["timed_out"]
+    rows = [r for r in report["ratios"] if r["setup"] == "embedded"]
+    assert rows and all(r["ours"] is not None and r["tansu"] is not None for r in rows), rows
+    assert (run_dir / "throughput_vs_tansu.png").stat().st_size > 1000

@@ -50,11 +50,12 @@ REQUEST_READ_TIMEOUT_S = 30
 class MotoServer:
     """The moto server subprocess: ``start()`` returns once it serves; ``stop()`` by PID."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, name: str = "moto") -> None:
         workdir.mkdir(parents=True, exist_ok=True)
-        self.log_path = workdir / "moto.log"
-        self.ready_path = workdir / "moto.ready"
+        self.log_path = workdir / f"{name}.log"
+        self.ready_path = workdir / f"{name}.ready"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.port = 0
         self.endpoint = ""
 
     def start(self, timeout: float = 60.0) -> MotoServer:
@@ -73,7 +74,8 @@ class MotoServer:
             return self.ready_path.exists()
 
         wait_until(ready, timeout, lambda: f"moto server ready file; log: {self.log()}", 0.02)
-        self.endpoint = f"http://{HOST}:{int(self.ready_path.read_text())}"
+        self.port = int(self.ready_path.read_text())
+        self.endpoint = f"http://{HOST}:{self.port}"
         return self
 
     def stop(self) -> None:
