@@ -11,7 +11,9 @@ from tests.support.moto import MotoServer
 
 # Tests that must share one xdist worker (make test: --dist loadgroup), by path prefix:
 # * in order on one broker: fuzzing, then "the broker is still healthy" (the last test);
-# * one slow, read-only session fixture (the synthesized CDK app, `synth`): built once.
+# * one slow, read-only session fixture (the synthesized CDK app, `synth`): built once;
+# * LocalStack: two on one host break each other (CloudWatch: "unable to open database
+#   file"), and test_cleanup starts one of its own before the session's.
 # (xdist_group marks would say the same, but pytest 9.2 ignores the node-id suffix they
 # rely on, so the scheduler below groups by path.)
 XDIST_GROUPS = {
@@ -19,6 +21,7 @@ XDIST_GROUPS = {
     "tests/integration/test_fuzz.py": "fuzz",
     "tests/integration/test_sasl_fuzz.py": "sasl-fuzz",
     "tests/stacks/": "cdk-synth",
+    "tests/localstack/": "localstack",
 }
 
 
