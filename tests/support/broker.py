@@ -5,8 +5,8 @@ No free-port guess: a broker is started on port 0 (every listener, and /metrics 
 with BROKER_READY_FILE set; it binds, registers the ports it got, and writes them to that
 file once it serves (broker_service/runtime/ready.py). Starting means waiting for the file.
 A restart keeps the ports of the first start: a restarted broker is at the same address,
-as clients holding a bootstrap list expect (the OS does not hand a port that was just
-listened on to a new bind(0), so the address is normally free again at once).
+as clients holding a bootstrap list expect. (Between a stop and the restart another process
+could in principle take that port; the restart then fails with the bind error in the log.)
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -228,14 +228,3 @@ def running(*brokers: BrokerProcess) -> Iterator[list[BrokerProcess]]:
         yield start_all(brokers)
     finally:
         stop_all(brokers)
-
-
-def bootstrap_of(brokers: Iterable[BrokerProcess]) -> str:
-    return ",".join(b.bootstrap for b in brokers)
-
-
-def merged_env(*envs: Mapping[str, str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for e in envs:
-        out.update(e)
-    return out
