@@ -453,7 +453,7 @@ def _commit(producer: Producer) -> None:
         except KafkaException as exc:
             if not exc.args[0].retriable():
                 raise
-            time.sleep(0.5)
+            time.sleep(0.5)  # the application's retry back-off (retriable error), not a wait
     raise AssertionError("commit never succeeded")
 
 
