@@ -64,6 +64,7 @@ class Topics:
         on_leader_changed: LeaderChanged,
         on_forget: Callable[[str], None],
         before_sync: Callable[[], Awaitable[None]],
+        leaders_seen: Callable[[list[TopicRecord]], Awaitable[None]],
     ) -> None:
         self.metadata = metadata
         self.store = store
@@ -73,6 +74,7 @@ class Topics:
         self._on_leader_changed = on_leader_changed
         self._on_forget = on_forget
         self._before_sync = before_sync
+        self._leaders_seen = leaders_seen
         self.by_name: dict[str, TopicState] = {}
         self.by_id: dict[uuid.UUID, TopicState] = {}
         self.refresh_wanted = asyncio.Event()
@@ -151,6 +153,7 @@ class Topics:
         self._last_sync_started = time.monotonic()
         await self._before_sync()
         records = {t.name: t for t in await asyncio.to_thread(self.metadata.topics)}
+        await self._leaders_seen(list(records.values()))
         for name in [n for n in self.by_name if n not in records]:
             self._forget(name)
         for name, rec in records.items():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 
 from broker_service.api import reassignment
@@ -71,6 +72,7 @@ class Broker:
         self.metrics_service = MetricsService(self)
         self.control_loops = ControlLoops(self)
         self.timers = Timers()
+        self._live_reread = 0.0  # when _learn_leaders last re-read the live brokers
         self.rpc = BrokerRpc(self._endpoint, self.security.inter_broker_security,
                              f"{FORWARDED_BY}{config.node_id}")  # fmt: skip
 
@@ -124,6 +126,7 @@ class Broker:
             on_leader_changed=self.leadership.changed,
             on_forget=self.groups.forget_topic,
             before_sync=self._before_sync,
+            leaders_seen=self._learn_leaders,
         )
         await membership.refresh_live()
         await self._topics.load_all()
@@ -210,6 +213,17 @@ class Broker:
         self.groups.retain(self.coordinates)
         if not all(self.security.knows(b) for b in self.live_brokers()):
             await self.security.refresh_endpoints()  # a new broker: learn its listeners
+
+    async def _learn_leaders(self, topics: list[TopicRecord]) -> None:
+        """A partition led by a broker our live view lacks (it started less than a lease
+        renewal ago): re-read the live brokers, so Metadata never names a leader it does not
+        list. At most once a second: a dead leader stays unknown until recovery moves it."""
+        known = {b.broker_id for b in self.live_brokers()}
+        if any(p.leader_id >= 0 and p.leader_id not in known
+               for t in topics for p in t.partitions):  # fmt: skip
+            if time.monotonic() - self._live_reread >= 1.0:
+                self._live_reread = time.monotonic()
+                await self.refresh_live()
 
     def _endpoint(self, broker_id: int) -> tuple[str, int] | None:
         """Where this broker reaches another: its registered endpoint, if live."""

@@ -19,8 +19,8 @@ import boto3
 import pytest
 
 from broker_service.metadata.dynamodb import DynamoDbMetadataStore
-from tests.broker_process import BrokerProcess
-from tests.integration.clients import (
+from tests.support.broker import BrokerProcess
+from tests.support.clients import (
     CLIENTS,
     CODEC_IDS,
     CODECS,
@@ -38,10 +38,12 @@ from tests.integration.clients import (
     now_ms,
     stored_batches,
 )
-from tests.moto_server import AWS_TEST_ENV, REGION
+from tests.support.moto import AWS_TEST_ENV, REGION
 
 
-@pytest.fixture(scope="module", params=["embedded", "s3-dynamodb"])
+# the matrix on S3 + DynamoDB (moto) is the heavy lane's; the embedded one runs in both
+@pytest.fixture(scope="module",
+                params=["embedded", pytest.param("s3-dynamodb", marks=pytest.mark.heavy)])
 def broker(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[BrokerProcess]:

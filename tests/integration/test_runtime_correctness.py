@@ -23,7 +23,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.broker_process import BrokerProcess
 from tests.kafka_wire import (
     WireClient,
     build_batch,
@@ -35,6 +34,7 @@ from tests.kafka_wire import (
     produce_request,
     schema_module,
 )
+from tests.support.broker import BrokerProcess
 
 BACKENDS = ["file", "object"]
 
