@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from broker_service.config import BrokerConfig
-from broker_service.security.listeners import Listener, parse_endpoints
+from broker_service.config.listeners import Listener, parse_endpoints
 
 
 def _endpoint(name: str, host: str, port: int) -> str:
