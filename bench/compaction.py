@@ -157,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
         objects_before = bucket_objects(admin, bucket, "cluster/")
         read_before = cold_read()
 
-        from broker_service.control.compaction import CompactionConfig, compact
+        from broker_service.config.compaction import CompactionConfig
+        from broker_service.control.compaction import compact
         from broker_service.metadata.dynamodb import DynamoDbMetadataStore
         from broker_service.stream.objectstore.s3 import S3ObjectStore
 

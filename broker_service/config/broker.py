@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from broker_service.config.compaction import CompactionConfig
 from broker_service.config.listeners import Listener, build_listeners
 
 
@@ -99,6 +100,9 @@ class BrokerConfig(BaseSettings):
     )
     drain_timeout_ms: int = Field(
         20_000, description="on SIGTERM in a cluster: time to hand partitions to other brokers"
+    )
+    compaction: CompactionConfig = Field(
+        default_factory=CompactionConfig, description="compaction's knobs (COMPACTION_*)"
     )
     compaction_interval_ms: int = Field(
         300_000,

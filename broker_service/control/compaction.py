@@ -29,9 +29,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
-
+from broker_service.config.compaction import CompactionConfig
 from broker_service.metadata.base import (
     ConcurrentUpdate,
     MetadataError,
@@ -54,37 +52,6 @@ log = logging.getLogger(__name__)
 # A swap is one DynamoDB transaction: lease check + one action per old range + two per old
 # object + the new object, its part and its range must fit 100 actions.
 MAX_SWAP_RANGES = 30
-
-
-class CompactionConfig(BaseSettings):
-    """Knobs of a compaction run (env ``COMPACTION_*``; the same for the Lambda and the
-    embedded timer)."""
-
-    model_config = SettingsConfigDict(env_prefix="COMPACTION_", extra="ignore")
-
-    target_object_bytes: int = Field(
-        default=64 << 20, description="size of the per-stream objects compaction writes"
-    )
-    block_bytes: int = Field(default=1 << 20, description="block size inside written objects")
-    time_budget_s: float = Field(
-        default=600.0, description="stop starting new work after this long (Lambda: 15 min max)"
-    )
-    max_bytes_per_run: int = Field(
-        default=4 << 30, description="stop after reading this many bytes"
-    )
-    lease_ms: int = Field(
-        default=900_000, description="compactor lease; must exceed time_budget_s plus one swap"
-    )
-    max_compacted_partition_bytes: int = Field(
-        default=256 << 20,
-        description="cleanup.policy=compact partitions are cleaned in memory; larger ones wait",
-    )
-    replaced_grace_ms: int = Field(
-        default=600_000, description="keep replaced objects this long (readers may still hold them)"
-    )
-    orphan_grace_ms: int = Field(
-        default=3_600_000, description="delete never-committed objects older than this"
-    )
 
 
 @dataclass

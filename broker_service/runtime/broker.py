@@ -18,7 +18,7 @@ from broker_service.api import reassignment
 from broker_service.cluster.membership import Membership
 from broker_service.cluster.rpc import FORWARDED_BY, BrokerRpc
 from broker_service.config import BrokerConfig
-from broker_service.control.compaction import CompactionConfig, compact
+from broker_service.control.compaction import compact
 from broker_service.kafka.groups.coordinator import GroupCoordinator
 from broker_service.kafka.leadership import Leadership, NotLeader
 from broker_service.kafka.log_store import StreamStore
@@ -197,7 +197,7 @@ class Broker:
     async def _compact(self) -> None:
         """The same function the compaction Lambda calls."""
         result = await compact(
-            self.metadata, self.object_store, CompactionConfig(), owner=f"broker-{self.node_id}"
+            self.metadata, self.object_store, self.config.compaction, owner=f"broker-{self.node_id}"
         )
         if result.skipped is None:
             log.info("compaction: %s", result)

@@ -372,7 +372,7 @@ class Lambdas:
         )  # fmt: skip
 
     def run(self, name: str, evt: dict[str, Any], **env: str) -> Any:
-        from broker_service.control.kafka_access import cold_start_security
+        from broker_service.control.settings import cold_start_security
 
         cold_start_security.cache_clear()
         with self.monkeypatch.context() as m:

@@ -15,7 +15,8 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from broker_service.control.compaction import CompactionConfig, CompactionResult, compact
+from broker_service.config.compaction import CompactionConfig
+from broker_service.control.compaction import CompactionResult, compact
 from broker_service.metadata.sqlite import SqliteMetadataStore
 from broker_service.protocol.record_batch import iter_headers
 from broker_service.protocol.record_filter import records_of

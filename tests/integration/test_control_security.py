@@ -15,9 +15,8 @@ from typing import Any
 import boto3
 import pytest
 
-from broker_service.control import kafka_access
+from broker_service.control import settings as control_settings
 from broker_service.control.balancer import safe_reassign
-from broker_service.control.kafka_access import KafkaAccessSettings, cold_start_security
 from broker_service.control.kafka_client import (
     BrokerUnreachable,
     ClientSecurity,
@@ -25,6 +24,7 @@ from broker_service.control.kafka_client import (
     KafkaClientError,
 )
 from broker_service.control.reassignment import reassign
+from broker_service.control.settings import ControlSettings, cold_start_security
 from tests import kafka_wire as w
 from tests.integration.security_support import (
     ADMIN,
@@ -63,6 +63,7 @@ def admin_secret(secrets: Any, password: str = ADMIN_PASSWORD) -> str:
 
 
 def lambda_env(monkeypatch: pytest.MonkeyPatch, protocol: str, **more: str) -> None:
+    monkeypatch.setenv("METADATA_TABLE", "kafka-t-metadata")  # what every control Lambda has
     monkeypatch.setenv("KAFKA_SECURITY_PROTOCOL", protocol)
     monkeypatch.setenv("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512")
     for k, v in more.items():
@@ -81,7 +82,7 @@ def test_settings_build_the_client_security_from_the_admin_secret(
     assert cold_start_security() is sec
     # The default (nothing set): plaintext, as before, and no secret read.
     monkeypatch.delenv("KAFKA_SECURITY_PROTOCOL")
-    assert KafkaAccessSettings().client_security(secrets) is None
+    assert ControlSettings().client_security(secrets) is None
 
 
 def test_settings_refuse_sasl_without_a_secret_and_bad_protocols(
@@ -89,15 +90,15 @@ def test_settings_refuse_sasl_without_a_secret_and_bad_protocols(
 ) -> None:
     lambda_env(monkeypatch, "SASL_PLAINTEXT")
     with pytest.raises(ValueError, match="ADMIN_SECRET_ARN"):
-        KafkaAccessSettings().client_security(secrets)
+        ControlSettings().client_security(secrets)
     lambda_env(monkeypatch, "SASL_SCRAM")
     with pytest.raises(ValueError, match="KAFKA_SECURITY_PROTOCOL|kafka_security_protocol"):
-        KafkaAccessSettings()
+        ControlSettings()
     # A secret that is not there: Secrets Manager's own error, naming the ARN.
     lambda_env(monkeypatch, "SASL_PLAINTEXT", ADMIN_SECRET_ARN="arn:aws:secretsmanager:"
                "us-east-1:123456789012:secret:kafka-gone/admin-AbCdEf")  # fmt: skip
     with pytest.raises(secrets.exceptions.ResourceNotFoundException):
-        KafkaAccessSettings().client_security(secrets)
+        ControlSettings().client_security(secrets)
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +163,7 @@ def test_reassign_with_the_functions_security_moves_a_partition_on_sasl_only_bro
 
     # With what the balancer / autoscaler build from their environment and the secret.
     lambda_env(monkeypatch, "SASL_PLAINTEXT", ADMIN_SECRET_ARN=admin_secret(secrets))
-    moved = kafka_access.secured_reassign()(address[2], TOPIC, on_two, 1)
+    moved = control_settings.secured_reassign()(address[2], TOPIC, on_two, 1)
     assert moved.ok, moved
     assert leaders(brokers[1].port, TOPIC)[on_two] == 1  # the old leader handed over
     wait_until(lambda: leaders(brokers[0].port, TOPIC)[on_two] == 1, 10,  # the new one took
@@ -190,7 +191,7 @@ def test_sasl_ssl_trusts_exactly_the_certificate_of_the_tls_secret(
         )["ARN"]
         lambda_env(monkeypatch, "SASL_SSL", ADMIN_SECRET_ARN=admin_secret(secrets),
                    KAFKA_TLS_SECRET_ARN=tls_arn)  # fmt: skip
-        sec = KafkaAccessSettings().client_security(secrets)
+        sec = ControlSettings().client_security(secrets)
         assert sec is not None and sec.ssl_context is not None
         conn = Connection("127.0.0.1", port, security=sec)  # TLS + SCRAM-SHA-512
         try:
@@ -205,7 +206,7 @@ def test_sasl_ssl_trusts_exactly_the_certificate_of_the_tls_secret(
             SecretId=tls_arn,
             SecretString=json.dumps({"cert_pem": other.cert_pem, "key_pem": other.key_pem}),
         )
-        untrusted = KafkaAccessSettings().client_security(secrets)
+        untrusted = ControlSettings().client_security(secrets)
         with pytest.raises(BrokerUnreachable, match="TLS .* failed.*CERTIFICATE_VERIFY_FAILED"):
             Connection("127.0.0.1", port, security=untrusted)
     finally:
