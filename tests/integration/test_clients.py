@@ -143,10 +143,17 @@ def test_librdkafka_compresses(broker: BrokerProcess, client: str, codec: str) -
     create_topic(broker.bootstrap, topic)
     records = make_records(client, codec, 2_000, per_record=PER_RECORD[client])
     PRODUCE[client](broker.bootstrap, topic, records, codec)
-    codecs = {b.codec for b in stored_batches(broker.bootstrap, topic)}
+    batches = stored_batches(broker.bootstrap, topic)
+    codecs = {b.codec for b in batches}
     _, why = librdkafka_codec(client, codec, api_versions(broker.bootstrap))
     assert why is None, why
-    assert codecs == {CODEC_IDS[codec]}, f"asked for {codec}, stored codec ids {codecs}"
+    # librdkafka sends a batch uncompressed when compressing would not shrink it (a small
+    # last batch, depending on how lingering split the records): most records compressed
+    assert codecs <= {0, CODEC_IDS[codec]}, f"asked for {codec}, stored codec ids {codecs}"
+    compressed = sum(b.count for b in batches if b.codec == CODEC_IDS[codec])
+    assert compressed >= 0.9 * sum(b.count for b in batches), (
+        f"asked for {codec}: {compressed} of {sum(b.count for b in batches)} records compressed"
+    )
 
 
 def test_read_back_after_restart(fresh_broker: BrokerProcess) -> None:
