@@ -101,7 +101,7 @@ def _append(
         res.error_code = ErrorCode.corrupt_message
         res.error_message = str(exc)
         return res, None
-    limit = state.max_message_bytes(broker.config.message_max_bytes) if state else 0
+    limit = state.config(broker.configs, "max.message.bytes") if state else 0
     if any(h.size > limit for _, h in batches):
         res.error_code = ErrorCode.message_too_large
         res.error_message = f"record batch larger than max.message.bytes={limit}"

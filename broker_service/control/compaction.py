@@ -28,11 +28,11 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from broker_service.kafka.topic_config import effective
 from broker_service.metadata.base import (
     ConcurrentUpdate,
     MetadataError,
@@ -42,6 +42,7 @@ from broker_service.metadata.base import (
     TopicRecord,
     UnknownTopic,
 )
+from broker_service.protocol.configs import parse_topic
 from broker_service.protocol.control_batch import ABORT, marker_type
 from broker_service.protocol.record_batch import BatchHeader, iter_headers
 from broker_service.protocol.record_filter import StoredRecord, rebuild_batch, records_of
@@ -138,6 +139,7 @@ class _Run:
         self.lease_deadline = 0.0
         self.epoch = -1
         self._seq = 0
+        self.defaults: dict[str, str] = {}  # cluster-wide dynamic defaults of topic configs
 
     def now_ms(self) -> int:
         if self.fixed_now is not None:
@@ -155,6 +157,10 @@ class _Run:
 
     def lease_valid(self) -> bool:
         return time.monotonic() < self.lease_deadline
+
+    def _config(self, topic: TopicRecord, name: str) -> Any:
+        """A topic config's typed effective value (its override, else the cluster default)."""
+        return parse_topic(topic.configs, name, self.defaults)
 
     async def _md(self, fn, *args):  # type: ignore[no-untyped-def]
         return await asyncio.to_thread(fn, *args)
@@ -180,6 +186,7 @@ class _Run:
             if finish is not None:  # DynamoDB: index interrupted commits before touching ranges
                 await self._md(finish)
             listed = await self.objects.list()
+            self.defaults = await self._md(self.metadata.cluster_configs)
             topics = await self._md(self.metadata.topics)
             for topic in topics:
                 for p in topic.partitions:
@@ -220,7 +227,7 @@ class _Run:
             )
             self.result.ranges_dropped += len(chunk)
         ranges = [r for r in ranges if r.end_offset > lso]
-        policy = effective(topic.configs, "cleanup.policy").split(",")
+        policy = self._config(topic, "cleanup.policy")
         if "compact" in policy:
             await self._compact_keys(topic, p, ranges)
         else:
@@ -234,18 +241,18 @@ class _Run:
     ) -> int:
         """Raise the log start offset per retention.ms / retention.bytes; return it."""
         lso = p.log_start_offset
-        if "delete" not in effective(topic.configs, "cleanup.policy").split(","):
+        if "delete" not in self._config(topic, "cleanup.policy"):
             return lso
         live = [r for r in ranges if r.end_offset > lso]
         new = lso
-        retention_ms = int(effective(topic.configs, "retention.ms"))
+        retention_ms = self._config(topic, "retention.ms")
         if retention_ms >= 0:
             cutoff = self.now_ms() - retention_ms
             for r in live:
                 if r.max_timestamp >= cutoff:
                     break
                 new = max(new, r.end_offset)
-        retention_bytes = int(effective(topic.configs, "retention.bytes"))
+        retention_bytes = self._config(topic, "retention.bytes")
         if retention_bytes >= 0:
             total = sum(r.size for r in live)
             for r in live:  # like Kafka: drop oldest while what is left still exceeds it
@@ -364,7 +371,7 @@ class _Run:
             )
             return
         cleanable, head = ranges[:-1], ranges[-1]
-        delete_retention = int(effective(topic.configs, "delete.retention.ms"))
+        delete_retention = self._config(topic, "delete.retention.ms")
         horizon = self.now_ms() - delete_retention
         stored: dict[int, list[tuple[BatchHeader, bytes]]] = {}
         latest: dict[bytes, int] = {}

@@ -12,18 +12,14 @@ import time
 import uuid
 import zlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from broker_service.cluster.membership import Membership
 from broker_service.config import BrokerConfig
+from broker_service.kafka.configs import ConfigView, static_broker_values
 from broker_service.kafka.groups.coordinator import GroupCoordinator
 from broker_service.kafka.log_store import StreamStore
 from broker_service.kafka.partition import PartitionLog
-from broker_service.kafka.topic_config import (
-    TOPIC_CONFIG_DEFAULTS,
-    validate_configs,
-    validate_topic_name,
-)
 from broker_service.kafka.txn.coordinator import TransactionCoordinator
 from broker_service.metadata.base import (
     DRAINING,
@@ -35,6 +31,7 @@ from broker_service.metadata.base import (
     UnknownTopic,
 )
 from broker_service.metrics import BrokerMetrics
+from broker_service.protocol.configs import validate_configs, validate_topic_name
 from broker_service.security.manager import SecurityManager
 from broker_service.stream.objectstore.base import ObjectStore
 from broker_service.stream.wal import Wal, read_wal_dir
@@ -59,8 +56,9 @@ class TopicState:
     def topic_id(self) -> uuid.UUID:
         return self.record.topic_id
 
-    def max_message_bytes(self, broker_default: int) -> int:
-        return int(self.record.configs.get("max.message.bytes", broker_default))
+    def config(self, view: ConfigView, name: str) -> Any:
+        """The typed effective value of one of this topic's configs."""
+        return view.topic_value(self.record.configs, name)
 
 
 class NotLeader(Exception):
@@ -106,6 +104,7 @@ class Broker:
         self.topics: dict[str, TopicState] = {}
         self.topics_by_id: dict[uuid.UUID, TopicState] = {}
         self.producer_ids = ProducerIdAllocator(metadata)
+        self.configs = ConfigView(static_broker_values(config))
         self.groups = GroupCoordinator(
             metadata,
             initial_rebalance_delay_ms=config.group_initial_rebalance_delay_ms,
@@ -131,6 +130,7 @@ class Broker:
         cfg = self.config
         host, port = cfg.advertised
         self.cluster_id = self.metadata.cluster_id()
+        self.configs.dynamic = self.metadata.cluster_configs()
         self.me = self.metadata.register_broker(cfg.node_id, host, port, cfg.rack, cfg.lease_ms)
         await self.security.start(cfg.node_id)
         self.store = StreamStore(
@@ -391,6 +391,7 @@ class Broker:
         if not all(self.security.knows(b) for b in self.live_brokers()):
             await self.security.refresh_endpoints()  # a new broker: learn its listeners
         records = {t.name: t for t in await asyncio.to_thread(self.metadata.topics)}
+        self.configs.dynamic = await asyncio.to_thread(self.metadata.cluster_configs)
         for name in [n for n in self.topics if n not in records]:
             self._forget_topic(name)
         for name, rec in records.items():
@@ -606,7 +607,7 @@ class Broker:
 
     def topic_defaults(self) -> dict[str, str]:
         """Topic config defaults as this broker applies them."""
-        return {**TOPIC_CONFIG_DEFAULTS, "max.message.bytes": str(self.config.message_max_bytes)}
+        return self.configs.topic_defaults()
 
     def partition(self, topic: str, index: int) -> PartitionLog | None:
         state = self.topics.get(topic)
