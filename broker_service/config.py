@@ -35,6 +35,10 @@ class BrokerConfig(BaseSettings):
     auto_create_topics: bool = Field(True, description="create unknown topics on Metadata")
     default_partitions: int = Field(1, ge=1, description="partitions of auto-created topics")
     socket_request_max_bytes: int = Field(100 * 1024 * 1024, description="largest request frame")
+    recompress_max_bytes: int = Field(
+        64 << 20, ge=1 << 20, description="topics with a compression.type: the most a batch's "
+        "records may decompress to when the broker re-encodes it (more: MESSAGE_TOO_LARGE)"
+    )
     offsets_topic_partitions: int = Field(
         8, ge=1, le=1000, description="partitions of __consumer_offsets when it is created "
         "(Kafka: 50; fixed afterwards, as in Kafka)"

@@ -15,6 +15,7 @@ from kio.schema.errors import ErrorCode
 from broker_service.api.access import TOPIC_AUTHORIZATION_FAILED, allowed_topic, refuse_produce
 from broker_service.api.base import Buffers, Result
 from broker_service.kafka.producer_state import Outcome, Verdict
+from broker_service.kafka.topic_format import Refused, format_batches
 from broker_service.protocol.frames import RequestHeader
 from broker_service.protocol.produce import (
     ProducePartition,
@@ -116,8 +117,16 @@ def _append(
             res.base_offset = verdict.duplicate.base_offset
             res.log_start_offset = plog.log_start_offset
             return res, asyncio.ensure_future(_durable(broker, plog, verdict.duplicate.last_offset))
-    res.base_offset, fut = broker.store.append(plog, p.records, batches)
-    broker.metrics.produced(plog.topic, plog.partition, len(p.records))
+    records = p.records
+    if state is not None:  # the topic's compression.type and message.timestamp.type
+        f = format_batches(broker.configs, state.record.configs, records, batches, limit,
+                           broker.config.recompress_max_bytes)  # fmt: skip
+        if isinstance(f, Refused):
+            res.error_code, res.error_message = f.error_code, f.message
+            return res, None
+        records, batches, res.log_append_time = f.records, f.batches, f.log_append_time
+    res.base_offset, fut = broker.store.append(plog, records, batches)
+    broker.metrics.produced(plog.topic, plog.partition, len(records))
     res.log_start_offset = plog.log_start_offset
     return res, fut
 

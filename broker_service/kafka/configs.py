@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from broker_service.config import BrokerConfig
 from broker_service.metadata.base import ConcurrentUpdate, UnknownTopic
+from broker_service.protocol.compression import CODECS, LEVEL_CONFIGS
 from broker_service.protocol.configs import (
     TOPIC_CONFIGS,
     resolve,
@@ -75,6 +76,16 @@ class ConfigView:
     def topic_value(self, overrides: Mapping[str, str], name: str) -> Any:
         """The typed effective value of topic config ``name``."""
         return TOPIC_CONFIGS[name].parse(resolve(name, overrides, self.dynamic, self.static)[0])
+
+    def produce_format(self, overrides: Mapping[str, str]) -> tuple[int | None, int | None, bool]:
+        """What the produce path does to a topic's batches: (codec to re-encode them with or
+        None to keep the producer's, its level or None, stamp LogAppendTime)."""
+        name = self.topic_value(overrides, "compression.type")
+        codec = None if name == "producer" else CODECS[name]
+        level_config = LEVEL_CONFIGS.get(codec or 0)
+        level = self.topic_value(overrides, level_config) if level_config else None
+        log_append = self.topic_value(overrides, "message.timestamp.type") == "LogAppendTime"
+        return codec, level, log_append
 
     def topic_defaults(self) -> dict[str, str]:
         """What a topic without overrides gets, as strings (None-valued ones left out)."""
