@@ -22,6 +22,7 @@ from broker_service.api import (
     security_admin,
     topics,
     transactions,
+    txn_admin,
 )
 from broker_service.api.base import Api
 
@@ -70,6 +71,9 @@ APIS: dict[int, Api] = {
         Api(50, "DescribeUserScramCredentials", 0, 0, security_admin.describe_scram),
         Api(51, "AlterUserScramCredentials", 0, 0, security_admin.alter_scram),
         Api(60, "DescribeCluster", 0, 1, configs.describe_cluster),
+        Api(61, "DescribeProducers", 0, 0, txn_admin.describe_producers),
+        Api(65, "DescribeTransactions", 0, 0, txn_admin.describe_transactions),
+        Api(66, "ListTransactions", 0, 1, txn_admin.list_transactions),
         Api(68, "ConsumerGroupHeartbeat", 0, 1, consumer_groups.heartbeat),
         Api(69, "ConsumerGroupDescribe", 0, 1, consumer_groups.describe),
     ]
