@@ -14,6 +14,7 @@ from broker_service.api import (
     fetch,
     groups,
     list_offsets,
+    log_dirs,
     metadata,
     offsets,
     produce,
@@ -58,6 +59,7 @@ APIS: dict[int, Api] = {
         Api(31, "DeleteAcls", 1, 3, security_admin.delete_acls),
         Api(32, "DescribeConfigs", 1, 4, configs.describe_configs),
         Api(33, "AlterConfigs", 0, 2, configs.alter_configs),
+        Api(35, "DescribeLogDirs", 1, 4, log_dirs.describe_log_dirs),
         Api(36, "SaslAuthenticate", 0, 2, sasl.authenticate),
         Api(37, "CreatePartitions", 0, 3, topics.create_partitions),
         Api(42, "DeleteGroups", 0, 2, groups.delete_groups),
@@ -76,5 +78,6 @@ APIS: dict[int, Api] = {
         Api(66, "ListTransactions", 0, 1, txn_admin.list_transactions),
         Api(68, "ConsumerGroupHeartbeat", 0, 1, consumer_groups.heartbeat),
         Api(69, "ConsumerGroupDescribe", 0, 1, consumer_groups.describe),
+        Api(75, "DescribeTopicPartitions", 0, 0, log_dirs.describe_topic_partitions),
     ]
 }
