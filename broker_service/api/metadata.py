@@ -62,6 +62,7 @@ def handle(broker: Broker, header: RequestHeader, frame: memoryview) -> Result:
         t.name
         for t in req.topics or ()
         if t.name
+        and not _by_id(header, t)
         and t.name not in broker.topics
         and _valid_name(t.name)
         and allowed_topic(broker, header, acl.DESCRIBE, t.name)
@@ -143,8 +144,15 @@ def _denied(name: str | None, topic_id: Any = None) -> dict[str, Any]:
     }
 
 
+def _by_id(header: RequestHeader, t: Any) -> bool:
+    """v12+ names a topic by id when the id is set, whatever the name says: the Java
+    AdminClient leaves it empty, others null (Kafka looks the ids up first)."""
+    topic_id = getattr(t, "topic_id", None)
+    return header.api_version >= 12 and topic_id is not None and topic_id.int != 0
+
+
 def _entry(broker: Broker, header: RequestHeader, t: Any) -> dict[str, Any]:
-    if t.name is None and getattr(t, "topic_id", None) is not None:
+    if _by_id(header, t):
         state = broker.topics_by_id.get(t.topic_id)
         if state is None:
             return {
