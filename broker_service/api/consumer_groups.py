@@ -52,7 +52,7 @@ async def _heartbeat(broker: Broker, header: RequestHeader, req: Any) -> Buffers
         if not req.group_id:
             raise E.GroupError(E.INVALID_GROUP_ID)
         require_group(broker, header, READ, req.group_id)
-        E.require_coordinator(broker.coordinates(req.group_id))
+        E.require_coordinator(broker.coordinates_group(req.group_id))
         group = broker.groups.consumer(req.group_id, create=req.member_epoch == 0)
         if group is None:
             raise E.GroupError(E.UNKNOWN_MEMBER_ID)
@@ -128,7 +128,7 @@ def describe(broker: Broker, header: RequestHeader, frame: memoryview) -> Buffer
                 }
             )
             continue
-        if not broker.coordinates(gid):
+        if not broker.coordinates_group(gid):
             groups.append(
                 {
                     "error_code": E.NOT_COORDINATOR,

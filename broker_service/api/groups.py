@@ -36,7 +36,7 @@ async def _join(broker: Broker, header: RequestHeader, req: Any) -> Buffers:
         if not req.group_id:
             raise E.GroupError(E.INVALID_GROUP_ID)
         require_group(broker, header, READ, req.group_id)
-        E.require_coordinator(broker.coordinates(req.group_id))
+        E.require_coordinator(broker.coordinates_group(req.group_id))
         if (
             not cfg.group_min_session_timeout_ms / 1000
             <= session
@@ -78,7 +78,7 @@ def sync_group(broker: Broker, header: RequestHeader, frame: memoryview) -> Awai
 async def _sync(broker: Broker, header: RequestHeader, req: Any) -> Buffers:
     try:
         require_group(broker, header, READ, req.group_id)
-        E.require_coordinator(broker.coordinates(req.group_id))
+        E.require_coordinator(broker.coordinates_group(req.group_id))
         group = broker.groups.classic(req.group_id, create=False)
         if group is None:
             raise E.GroupError(E.UNKNOWN_MEMBER_ID)
@@ -114,7 +114,7 @@ def heartbeat(broker: Broker, header: RequestHeader, frame: memoryview) -> Buffe
     code = E.NONE
     try:
         require_group(broker, header, READ, req.group_id)
-        E.require_coordinator(broker.coordinates(req.group_id))
+        E.require_coordinator(broker.coordinates_group(req.group_id))
         group = broker.groups.classic(req.group_id, create=False)
         if group is None:
             raise E.GroupError(E.UNKNOWN_MEMBER_ID)
@@ -134,7 +134,7 @@ def leave_group(broker: Broker, header: RequestHeader, frame: memoryview) -> Buf
         return respond(
             header, {"throttle_time": 0, "error_code": GROUP_AUTHORIZATION_FAILED, "members": []}
         )
-    if not broker.coordinates(req.group_id):
+    if not broker.coordinates_group(req.group_id):
         return respond(header, {"throttle_time": 0, "error_code": E.NOT_COORDINATOR, "members": []})
     group = broker.groups.classic(req.group_id, create=False)
     results = []
@@ -200,7 +200,7 @@ def _describe(broker: Broker, group_id: str) -> dict[str, Any]:
         "group_id": group_id,
         "authorized_operations": NOT_REQUESTED_OPS,
     }
-    if not broker.coordinates(group_id):
+    if not broker.coordinates_group(group_id):
         return {
             **base,
             "error_code": E.NOT_COORDINATOR,
@@ -267,7 +267,7 @@ def delete_groups(broker: Broker, header: RequestHeader, frame: memoryview) -> B
         code = E.NONE
         try:
             require_group(broker, header, DELETE, gid)
-            E.require_coordinator(broker.coordinates(gid))
+            E.require_coordinator(broker.coordinates_group(gid))
             broker.groups.delete(gid)
         except E.GroupError as exc:
             code = exc.code

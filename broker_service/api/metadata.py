@@ -14,6 +14,7 @@ from broker_service.api.access import (
     may_create_topic,
 )
 from broker_service.api.base import NOT_REQUESTED_OPS, Buffers, Result, decode, respond
+from broker_service.kafka.groups.offsets_topic import INTERNAL_TOPICS, OFFSETS_TOPIC
 from broker_service.metadata.base import TopicAlreadyExists
 from broker_service.protocol.configs import InvalidTopic, validate_topic_name
 from broker_service.protocol.frames import RequestHeader
@@ -28,7 +29,7 @@ def topic_entry(broker: Broker, state: TopicState) -> dict[str, Any]:
         "error_code": 0,
         "name": state.name,
         "topic_id": state.topic_id,
-        "is_internal": False,
+        "is_internal": state.name in INTERNAL_TOPICS,
         "partitions": [
             {
                 "error_code": 0,
@@ -81,7 +82,9 @@ async def _look_further(
     if not allow_auto:
         return _respond(broker, header, req)
     for name in dict.fromkeys(names):
-        if name not in broker.topics and may_create_topic(broker, header, name):
+        if name == OFFSETS_TOPIC:  # created as Kafka's internal topic, never a plain one
+            await broker.ensure_offsets_topic()
+        elif name not in broker.topics and may_create_topic(broker, header, name):
             try:
                 await broker.create_topic(name, broker.config.default_partitions, {})
             except TopicAlreadyExists:

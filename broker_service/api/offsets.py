@@ -51,7 +51,7 @@ async def _commit(broker: Broker, header: RequestHeader, req: Any) -> Buffers:
         if not req.group_id:
             raise E.GroupError(E.INVALID_GROUP_ID)
         require_group(broker, header, READ, req.group_id)
-        E.require_coordinator(broker.coordinates(req.group_id))
+        E.require_coordinator(broker.coordinates_group(req.group_id))
         _validate_commit(broker, req)
     except E.GroupError as exc:
         group_error = exc.code
@@ -145,7 +145,7 @@ def _fetch_group(
 ) -> dict[str, Any]:
     if not allowed_group(broker, header, DESCRIBE, group_id):
         return {"group_id": group_id, "topics": [], "error_code": GROUP_AUTHORIZATION_FAILED}
-    if not broker.coordinates(group_id):
+    if not broker.coordinates_group(group_id):
         return {"group_id": group_id, "topics": [], "error_code": E.NOT_COORDINATOR}
     group = broker.groups.groups.get(group_id)
     if member_id is not None and isinstance(group, ConsumerGroup):
@@ -198,7 +198,7 @@ def offset_delete(broker: Broker, header: RequestHeader, frame: memoryview) -> B
         return respond(
             header, {"throttle_time": 0, "error_code": GROUP_AUTHORIZATION_FAILED, "topics": []}
         )
-    if not broker.coordinates(req.group_id):
+    if not broker.coordinates_group(req.group_id):
         return respond(header, {"throttle_time": 0, "error_code": E.NOT_COORDINATOR, "topics": []})
     group = broker.groups.groups.get(req.group_id)
     if group is None and not broker.groups.exists(req.group_id):

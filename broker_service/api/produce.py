@@ -14,6 +14,7 @@ from kio.schema.errors import ErrorCode
 
 from broker_service.api.access import TOPIC_AUTHORIZATION_FAILED, allowed_topic, refuse_produce
 from broker_service.api.base import Buffers, Result
+from broker_service.kafka.groups.offsets_topic import INTERNAL_TOPICS
 from broker_service.kafka.producer_state import Outcome, Verdict
 from broker_service.kafka.topic_format import Refused, format_batches
 from broker_service.protocol.frames import RequestHeader
@@ -83,6 +84,10 @@ def _append(
         if plog.leader_id != broker.node_id:
             broker.request_refresh()
         res.error_code = ErrorCode.not_leader_or_follower
+        return res, None
+    if plog.topic in INTERNAL_TOPICS:  # written by the broker only (Kafka's ReplicaManager)
+        res.error_code = ErrorCode.invalid_topic_exception
+        res.error_message = f"Cannot append to internal topic {plog.topic}"
         return res, None
     if p.records is None or len(p.records) == 0:
         res.error_code = ErrorCode.corrupt_message

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from broker_service.cluster.membership import Membership
 from broker_service.config import BrokerConfig
 from broker_service.kafka.configs import ConfigView, static_broker_values
+from broker_service.kafka.groups import offsets_topic
 from broker_service.kafka.groups.coordinator import GroupCoordinator
 from broker_service.kafka.log_store import StreamStore
 from broker_service.kafka.partition import PartitionLog
@@ -27,11 +28,13 @@ from broker_service.metadata.base import (
     ConcurrentUpdate,
     MetadataStore,
     PartitionRecord,
+    TopicAlreadyExists,
     TopicRecord,
     UnknownTopic,
 )
 from broker_service.metrics import BrokerMetrics
 from broker_service.protocol.configs import validate_configs, validate_topic_name
+from broker_service.protocol.record_batch import validate_batches
 from broker_service.security.manager import SecurityManager
 from broker_service.stream.objectstore.base import ObjectStore
 from broker_service.stream.wal import Wal, read_wal_dir
@@ -63,6 +66,11 @@ class TopicState:
 
 class NotLeader(Exception):
     pass
+
+
+def _retrieved(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled():
+        fut.exception()
 
 
 class ProducerIdAllocator:
@@ -110,6 +118,7 @@ class Broker:
             initial_rebalance_delay_ms=config.group_initial_rebalance_delay_ms,
             consumer_session_timeout_ms=config.group_consumer_session_timeout_ms,
         )
+        self.groups.mirror = self._mirror_group
         self.txn = TransactionCoordinator(self)
         self.security = SecurityManager(config, metadata)
         self.fenced = False
@@ -232,6 +241,64 @@ class Broker:
 
     def coordinates(self, key: str) -> bool:
         return self.coordinator_for(key).broker_id == self.node_id
+
+    # -- groups follow __consumer_offsets, as in Kafka: a group's coordinator is the leader of
+    # its partition (partition_for), so the group's records are appended where they are led.
+    def _offsets_log(self, group_id: str) -> PartitionLog | None:
+        state = self.topics.get(offsets_topic.OFFSETS_TOPIC)
+        if state is None or not state.logs:
+            return None
+        return state.logs[offsets_topic.partition_for(group_id, len(state.logs))]
+
+    def group_coordinator(self, group_id: str) -> BrokerRecord | None:
+        """The live leader of the group's __consumer_offsets partition (None: not yet known,
+        or not live: COORDINATOR_NOT_AVAILABLE, and the client asks again)."""
+        plog = self._offsets_log(group_id)
+        if plog is None:
+            return None
+        return next((b for b in self.live_brokers() if b.broker_id == plog.leader_id), None)
+
+    def coordinates_group(self, group_id: str) -> bool:
+        plog = self._offsets_log(group_id)
+        return plog is not None and plog.leader_id == self.node_id and not plog.moving
+
+    async def ensure_offsets_topic(self) -> None:
+        """Create __consumer_offsets on first use (Kafka's offsets.topic.num.partitions and
+        configs), whichever broker gets there first."""
+        name = offsets_topic.OFFSETS_TOPIC
+        if name in self.topics:
+            return
+        await self.learn_unknown_topics()
+        if name in self.topics:
+            return
+        try:
+            await self.create_topic(
+                name,
+                self.config.offsets_topic_partitions,
+                dict(offsets_topic.OFFSETS_TOPIC_CONFIGS),
+            )
+        except TopicAlreadyExists:
+            await self.sync_metadata()
+
+    def append_internal(self, topic: str, partition: int, records: bytearray) -> bool:
+        """Append a batch the broker wrote itself (an internal topic's records) to a partition
+        led here; False, writing nothing, when it is not (it moved meanwhile)."""
+        plog = self.partition(topic, partition)
+        if self.store is None or plog is None or plog.leader_id != self.node_id:
+            return False
+        if plog.moving or not self.may_acknowledge():
+            return False
+        view = memoryview(records)
+        _, fut = self.store.append(plog, view, validate_batches(view))
+        fut.add_done_callback(_retrieved)  # a WAL failure is handled (fatal) by the WAL itself
+        return True
+
+    def _mirror_group(self, group_id: str, records: list[offsets_topic.Record]) -> None:
+        plog = self._offsets_log(group_id)
+        batch = offsets_topic.build_batch(records, int(time.time() * 1000))
+        if plog is None or not self.append_internal(plog.topic, plog.partition, batch):
+            log.debug("group %s: %d records not mirrored (partition not led here)",
+                      group_id, len(records))  # fmt: skip
 
     async def refresh_live(self) -> None:
         """Re-read the live brokers from the metadata store (our view lags by up to lease/3)."""
@@ -387,7 +454,7 @@ class Broker:
 
     async def _sync_metadata(self) -> None:
         self._last_sync_started = time.monotonic()
-        self.groups.retain(self.coordinates)
+        self.groups.retain(self.coordinates_group)
         if not all(self.security.knows(b) for b in self.live_brokers()):
             await self.security.refresh_endpoints()  # a new broker: learn its listeners
         records = {t.name: t for t in await asyncio.to_thread(self.metadata.topics)}

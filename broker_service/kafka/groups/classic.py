@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,6 +91,12 @@ class ClassicGroup:
         self.initial_delay_s = initial_delay_s
         self._rebalance: asyncio.Task[None] | None = None
         self._joined = asyncio.Event()
+        # called when Kafka would store the group (a generation's assignment, emptied)
+        self.on_change: Callable[[ClassicGroup], None] | None = None
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change(self)
 
     # -- queries ---------------------------------------------------------------------------
     @property
@@ -271,6 +278,7 @@ class ClassicGroup:
             self.protocol_name = None
             self.leader_id = None
             log.info("group %s: now empty (generation %d)", self.group_id, self.generation)
+            self._changed()
             return
         self.protocol_name = self._select_protocol()
         if self.leader_id not in self.members:
@@ -325,6 +333,7 @@ class ClassicGroup:
                 m.assignment = assignments.get(m.member_id, b"")
             self.state = STABLE
             log.info("group %s: generation %d is stable", self.group_id, self.generation)
+            self._changed()
             for m in self.members.values():
                 if m.sync_future is not None and not m.sync_future.done():
                     m.sync_future.set_result({"assignment": m.assignment})
@@ -391,6 +400,7 @@ class ClassicGroup:
             self.generation += 1
             self.state = EMPTY
             self.protocol_name = None
+            self._changed()
 
     def _member(self, member_id: str, instance_id: str | None) -> ClassicMember:
         member = self.members.get(member_id)

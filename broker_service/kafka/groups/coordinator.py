@@ -11,7 +11,8 @@ import logging
 import time
 from collections.abc import Callable
 
-from broker_service.kafka.groups.classic import ClassicGroup
+from broker_service.kafka.groups import offsets_topic as T
+from broker_service.kafka.groups.classic import EMPTY, ClassicGroup
 from broker_service.kafka.groups.consumer import ConsumerGroup
 from broker_service.kafka.groups.errors import (
     GROUP_ID_NOT_FOUND,
@@ -24,6 +25,45 @@ from broker_service.metadata.base import CommittedOffset, GroupRecord, MetadataS
 log = logging.getLogger(__name__)
 
 Group = ClassicGroup | ConsumerGroup
+Mirror = Callable[[str, list[T.Record]], None]
+
+
+def _offset_records(group_id: str, offsets: list[CommittedOffset]) -> list[T.Record]:
+    now = int(time.time() * 1000)
+    return [
+        (
+            T.offset_commit_key(group_id, o.topic, o.partition),
+            T.offset_commit_value(o.offset, o.leader_epoch, o.metadata, o.commit_ms or now),
+        )
+        for o in offsets
+    ]
+
+
+def group_metadata_record(g: ClassicGroup) -> T.Record:
+    """A classic group's GroupMetadata record as Kafka stores it after a rebalance."""
+    protocol = g.protocol_name if g.state != EMPTY else None
+    members = [
+        T.MemberMetadata(
+            m.member_id,
+            m.group_instance_id,
+            m.client_id,
+            m.client_host,
+            int(m.rebalance_timeout_s * 1000),
+            int(m.session_timeout_s * 1000),
+            m.metadata_for(g.protocol_name or ""),
+            m.assignment,
+        )
+        for m in g.members.values()
+    ]
+    value = T.group_metadata_value(
+        g.protocol_type or "",
+        g.generation,
+        protocol,
+        g.leader_id if members else None,
+        int(time.time() * 1000),
+        members,
+    )
+    return T.group_metadata_key(g.group_id), value
 
 
 class GroupCoordinator:
@@ -40,7 +80,10 @@ class GroupCoordinator:
         self.groups: dict[str, Group] = {}
         self._known: dict[str, GroupRecord] = {}
         self._offsets: dict[str, dict[tuple[str, int], CommittedOffset]] = {}
+        self._stale: dict[str, dict[tuple[str, int], CommittedOffset]] = {}
         self._timer: asyncio.Task[None] | None = None
+        # writes records to __consumer_offsets (set by the broker; None: not mirrored)
+        self.mirror: Mirror | None = None
 
     def start(self) -> None:
         self._known = {g.group_id: g for g in self.metadata.groups()}
@@ -71,8 +114,13 @@ class GroupCoordinator:
             g = None
         if g is None and create:
             g = ClassicGroup(group_id, self.initial_delay_s)
+            g.on_change = self._classic_changed
             self.groups[group_id] = g
         return g
+
+    def _classic_changed(self, g: ClassicGroup) -> None:
+        if self.mirror is not None:
+            self.mirror(g.group_id, [group_metadata_record(g)])
 
     def consumer(self, group_id: str, create: bool) -> ConsumerGroup | None:
         g = self.groups.get(group_id)
@@ -111,10 +159,16 @@ class GroupCoordinator:
             raise GroupError(NON_EMPTY_GROUP)
         if not self.exists(group_id) and not self.committed(group_id):
             raise GroupError(GROUP_ID_NOT_FOUND)
+        offsets = self.committed(group_id)
         self.groups.pop(group_id, None)
         self._known.pop(group_id, None)
         self._offsets.pop(group_id, None)
         self.metadata.delete_group(group_id)
+        if self.mirror is not None:  # tombstones, as Kafka writes when it deletes a group
+            tombstones: list[T.Record] = [
+                (T.offset_commit_key(group_id, t, p), None) for t, p in offsets
+            ]
+            self.mirror(group_id, [*tombstones, (T.group_metadata_key(group_id), None)])
         log.info("group %s deleted", group_id)
 
     # -- offsets -----------------------------------------------------------------------------
@@ -123,6 +177,11 @@ class GroupCoordinator:
         if offsets is None:
             offsets = {(o.topic, o.partition): o for o in self.metadata.committed_offsets(group_id)}
             self._offsets[group_id] = offsets
+            before = self._stale.pop(group_id, None)
+            if before is not None and self.mirror is not None:  # committed by a transaction
+                changed = [o for tp, o in offsets.items() if before.get(tp) != o]
+                if changed:
+                    self.mirror(group_id, _offset_records(group_id, changed))
         return offsets
 
     async def commit(self, group_id: str, offsets: list[CommittedOffset]) -> None:
@@ -133,6 +192,8 @@ class GroupCoordinator:
         cache = self.committed(group_id)
         for o in offsets:
             cache[(o.topic, o.partition)] = o
+        if self.mirror is not None:
+            self.mirror(group_id, _offset_records(group_id, offsets))
         if group_id not in self._known:
             g = self.groups.get(group_id)
             gtype = g.group_type if g is not None else "classic"
@@ -144,13 +205,19 @@ class GroupCoordinator:
     def invalidate_offsets(self, group_id: str) -> None:
         """Another broker committed offsets for this group (a transaction it coordinates
         ended): read them afresh from the metadata store next time."""
-        self._offsets.pop(group_id, None)
+        before = self._offsets.pop(group_id, None)
+        if before is not None:
+            self._stale.setdefault(group_id, before)
 
     def delete_offsets(self, group_id: str, partitions: list[tuple[str, int]]) -> None:
         self.metadata.delete_offsets(group_id, partitions)
         cache = self.committed(group_id)
         for tp in partitions:
             cache.pop(tp, None)
+        if self.mirror is not None:
+            self.mirror(
+                group_id, [(T.offset_commit_key(group_id, t, p), None) for t, p in partitions]
+            )
 
     def retain(self, keep: Callable[[str], bool]) -> None:
         """Drop groups (and cached offsets) another broker coordinates now; if they come
@@ -159,6 +226,8 @@ class GroupCoordinator:
             self.groups.pop(gid).close()
         for gid in [g for g in self._offsets if not keep(g)]:
             del self._offsets[gid]
+        for gid in [g for g in self._stale if not keep(g)]:
+            del self._stale[gid]
 
     def forget_topic(self, topic: str) -> None:
         for cache in self._offsets.values():
