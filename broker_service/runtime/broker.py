@@ -500,6 +500,8 @@ class Broker:
                 )
                 if result.skipped is None:
                     log.info("compaction: %s", result)
+                if result.swaps:  # serve the rewritten objects, not the cached batches
+                    await self._refresh_led_ranges()
             except Exception:
                 log.exception("compaction run failed; the next run resumes")
 
@@ -507,15 +509,18 @@ class Broker:
         interval = self.config.ranges_refresh_ms / 1000
         while True:
             await asyncio.sleep(interval)
-            assert self.store is not None
-            for plog in list(self.store.logs.values()):
-                if plog.leader_id == self.node_id and not plog.deleted:
-                    try:
-                        await self.store.refresh_ranges(plog)
-                    except Exception:
-                        log.exception(
-                            "refreshing the ranges of %s-%d failed", plog.topic, plog.partition
-                        )
+            await self._refresh_led_ranges()
+
+    async def _refresh_led_ranges(self) -> None:
+        assert self.store is not None
+        for plog in list(self.store.logs.values()):
+            if plog.leader_id == self.node_id and not plog.deleted:
+                try:
+                    await self.store.refresh_ranges(plog)
+                except Exception:
+                    log.exception(
+                        "refreshing the ranges of %s-%d failed", plog.topic, plog.partition
+                    )
 
     async def delete_records(self, plog: PartitionLog, offset: int) -> int:
         """DeleteRecords: raise the log start offset (durably, in metadata) to ``offset``
