@@ -13,9 +13,10 @@ from broker_service.api.access import (
     CLUSTER_AUTHORIZATION_FAILED,
     TOPIC_AUTHORIZATION_FAILED,
     allowed,
+    authorized_operations,
     broker_endpoint_fields,
 )
-from broker_service.api.base import NOT_REQUESTED_OPS, Buffers, decode, respond
+from broker_service.api.base import Buffers, decode, respond
 from broker_service.kafka.configs import alter_cluster_configs, alter_topic_configs
 from broker_service.metadata.base import ConcurrentUpdate, UnknownTopic
 from broker_service.protocol import configs as C
@@ -217,7 +218,7 @@ async def _alter_one(
 
 
 def describe_cluster(broker: Broker, header: RequestHeader, frame: memoryview) -> Buffers:
-    decode(header, frame)
+    req = decode(header, frame)
     return respond(
         header,
         {
@@ -235,6 +236,12 @@ def describe_cluster(broker: Broker, header: RequestHeader, frame: memoryview) -
                 }
                 for b in broker.live_brokers()
             ],
-            "cluster_authorized_operations": NOT_REQUESTED_OPS,
+            "cluster_authorized_operations": authorized_operations(
+                broker,
+                header,
+                acl.CLUSTER,
+                acl.CLUSTER_NAME,
+                bool(getattr(req, "include_cluster_authorized_operations", False)),
+            ),
         },
     )

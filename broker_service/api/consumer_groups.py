@@ -6,7 +6,12 @@ import uuid
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
-from broker_service.api.access import GROUP_AUTHORIZATION_FAILED, allowed_group, require_group
+from broker_service.api.access import (
+    GROUP_AUTHORIZATION_FAILED,
+    allowed_group,
+    authorized_operations,
+    require_group,
+)
 from broker_service.api.base import NOT_REQUESTED_OPS, Buffers, decode, respond
 from broker_service.kafka.groups import errors as E
 from broker_service.kafka.groups.consumer import (
@@ -16,7 +21,7 @@ from broker_service.kafka.groups.consumer import (
     Partitions,
 )
 from broker_service.protocol.frames import RequestHeader
-from broker_service.security.acl import DESCRIBE, READ
+from broker_service.security.acl import DESCRIBE, GROUP, READ
 
 if TYPE_CHECKING:
     from broker_service.runtime.broker import Broker
@@ -113,6 +118,7 @@ def _assignment_if_changed(broker: Broker, member: ConsumerMember) -> dict[str, 
 
 def describe(broker: Broker, header: RequestHeader, frame: memoryview) -> Buffers:
     req = decode(header, frame)
+    ops = bool(getattr(req, "include_authorized_operations", False))
     groups = []
     for gid in req.group_ids:
         g = broker.groups.groups.get(gid)
@@ -182,7 +188,7 @@ def describe(broker: Broker, header: RequestHeader, frame: memoryview) -> Buffer
                     (m.assignor for m in g.members.values() if m.assignor), "uniform"
                 ),
                 "members": members,
-                "authorized_operations": NOT_REQUESTED_OPS,
+                "authorized_operations": authorized_operations(broker, header, GROUP, gid, ops),
             }
         )
     return respond(header, {"throttle_time": 0, "groups": groups})

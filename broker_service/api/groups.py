@@ -6,14 +6,19 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
-from broker_service.api.access import GROUP_AUTHORIZATION_FAILED, allowed_group, require_group
+from broker_service.api.access import (
+    GROUP_AUTHORIZATION_FAILED,
+    allowed_group,
+    authorized_operations,
+    require_group,
+)
 from broker_service.api.base import NOT_REQUESTED_OPS, Buffers, decode, respond
 from broker_service.kafka.groups import errors as E
 from broker_service.kafka.groups.classic import JoinRequest
 from broker_service.kafka.groups.consumer import ConsumerGroup
 from broker_service.kafka.groups.consumer_protocol import encode_assignment, encode_subscription
 from broker_service.protocol.frames import RequestHeader
-from broker_service.security.acl import DELETE, DESCRIBE, READ
+from broker_service.security.acl import DELETE, DESCRIBE, GROUP, READ
 
 if TYPE_CHECKING:
     from broker_service.runtime.broker import Broker
@@ -171,12 +176,13 @@ def list_groups(broker: Broker, header: RequestHeader, frame: memoryview) -> Buf
 
 def describe_groups(broker: Broker, header: RequestHeader, frame: memoryview) -> Buffers:
     req = decode(header, frame)
+    ops = bool(getattr(req, "include_authorized_operations", False))
     return respond(
         header,
         {
             "throttle_time": 0,
             "groups": [
-                _describe(broker, gid)
+                _with_operations(broker, header, _describe(broker, gid), ops)
                 if allowed_group(broker, header, DESCRIBE, gid)
                 else {
                     "error_code": GROUP_AUTHORIZATION_FAILED,
@@ -191,6 +197,17 @@ def describe_groups(broker: Broker, header: RequestHeader, frame: memoryview) ->
             ],
         },
     )
+
+
+def _with_operations(
+    broker: Broker, header: RequestHeader, entry: dict[str, Any], requested: bool
+) -> dict[str, Any]:
+    """DescribeGroups v3+: the client's operations on the group, when asked for."""
+    if entry["error_code"] == 0:
+        entry["authorized_operations"] = authorized_operations(
+            broker, header, GROUP, entry["group_id"], requested
+        )
+    return entry
 
 
 def _describe(broker: Broker, group_id: str) -> dict[str, Any]:
