@@ -58,6 +58,12 @@ async def _heartbeat(broker: Broker, header: RequestHeader, req: Any) -> Buffers
             raise E.GroupError(E.INVALID_GROUP_ID)
         require_group(broker, header, READ, req.group_id)
         E.require_coordinator(broker.coordinates_group(req.group_id))
+        if req.member_epoch in (-1, -2) and broker.groups.maybe_downgrade(
+            req.group_id, {req.member_id}
+        ):  # the last consumer-protocol member left a group of classic members
+            return respond(header, {"throttle_time": 0, "error_code": 0, "error_message": None,
+                                    "member_id": req.member_id, "member_epoch": req.member_epoch,
+                                    "heartbeat_interval": 0, "assignment": None})  # fmt: skip
         group = broker.groups.consumer(req.group_id, create=req.member_epoch == 0)
         if group is None:
             raise E.GroupError(E.UNKNOWN_MEMBER_ID)
@@ -172,7 +178,7 @@ def describe(broker: Broker, header: RequestHeader, frame: memoryview) -> Buffer
                 "target_assignment": {
                     "topic_partitions": _by_name(broker, g.target.get(m.member_id, {}))
                 },
-                "member_type": 1,
+                "member_type": 0 if m.classic is not None else 1,  # classic: migrating
             }
             for m in g.members.values()
         ]

@@ -89,7 +89,11 @@ async def _sync(broker: Broker, header: RequestHeader, req: Any) -> Buffers:
             raise E.GroupError(E.UNKNOWN_MEMBER_ID)
         if header.api_version >= 5 and (
             (req.protocol_type is not None and req.protocol_type != group.protocol_type)
-            or (req.protocol_name is not None and req.protocol_name != group.protocol_name)
+            or (
+                req.protocol_name is not None
+                and group.protocol_name is not None  # None: a KIP-848 group's classic member
+                and req.protocol_name != group.protocol_name
+            )
         ):
             raise E.GroupError(E.INCONSISTENT_GROUP_PROTOCOL)
         assignment = await group.sync(
@@ -101,7 +105,7 @@ async def _sync(broker: Broker, header: RequestHeader, req: Any) -> Buffers:
         body = {
             "error_code": 0,
             "protocol_type": group.protocol_type,
-            "protocol_name": group.protocol_name,
+            "protocol_name": group.protocol_name or getattr(req, "protocol_name", None),
             "assignment": assignment,
         }
     except E.GroupError as exc:

@@ -119,6 +119,7 @@ class Broker:
             consumer_session_timeout_ms=config.group_consumer_session_timeout_ms,
         )
         self.groups.mirror = self._mirror_group
+        self.groups.partition_counts = lambda: {n: len(t.logs) for n, t in self.topics.items()}
         self.txn = TransactionCoordinator(self)
         self.security = SecurityManager(config, metadata)
         self.fenced = False

@@ -11,12 +11,12 @@ import logging
 import time
 from collections.abc import Callable
 
+from broker_service.kafka.groups import migration
 from broker_service.kafka.groups import offsets_topic as T
 from broker_service.kafka.groups.classic import EMPTY, ClassicGroup
 from broker_service.kafka.groups.consumer import ConsumerGroup
 from broker_service.kafka.groups.errors import (
     GROUP_ID_NOT_FOUND,
-    INCONSISTENT_GROUP_PROTOCOL,
     NON_EMPTY_GROUP,
     GroupError,
 )
@@ -84,6 +84,8 @@ class GroupCoordinator:
         self._timer: asyncio.Task[None] | None = None
         # writes records to __consumer_offsets (set by the broker; None: not mirrored)
         self.mirror: Mirror | None = None
+        # topic -> partition count, for KIP-848 groups' classic members (set by the broker)
+        self.partition_counts: Callable[[], dict[str, int]] = dict
 
     def start(self) -> None:
         self._known = {g.group_id: g for g in self.metadata.groups()}
@@ -101,22 +103,42 @@ class GroupCoordinator:
             now = time.monotonic()
             for g in list(self.groups.values()):
                 try:
+                    if isinstance(g, ConsumerGroup):
+                        expired = set(g.expired(now))
+                        if expired and self.maybe_downgrade(g.group_id, expired):
+                            continue
                     g.expire(now)
                 except Exception:  # one broken group must not stop everyone's liveness
                     log.exception("group %s: expiry failed", g.group_id)
 
     # -- groups ------------------------------------------------------------------------------
-    def classic(self, group_id: str, create: bool) -> ClassicGroup | None:
+    def classic(
+        self, group_id: str, create: bool
+    ) -> ClassicGroup | migration.ClassicMembers | None:
+        """The group as the classic protocol's APIs see it: a classic group, or a KIP-848
+        group's classic members (KIP-848 online migration)."""
         g = self.groups.get(group_id)
         if isinstance(g, ConsumerGroup):
             if not g.is_empty:
-                raise GroupError(INCONSISTENT_GROUP_PROTOCOL, "group uses the consumer protocol")
+                return migration.ClassicMembers(g, self.partition_counts())
             g = None
         if g is None and create:
-            g = ClassicGroup(group_id, self.initial_delay_s)
-            g.on_change = self._classic_changed
-            self.groups[group_id] = g
+            g = self._adopt(ClassicGroup(group_id, self.initial_delay_s))
         return g
+
+    def _adopt(self, g: ClassicGroup) -> ClassicGroup:
+        g.on_change = self._classic_changed
+        self.groups[g.group_id] = g
+        return g
+
+    def maybe_downgrade(self, group_id: str, leaving: set[str]) -> bool:
+        """The last consumer-protocol members leave a group of classic members: it becomes a
+        classic group (and rebalances). True if it did."""
+        g = self.groups.get(group_id)
+        if not isinstance(g, ConsumerGroup) or not migration.can_downgrade(g, leaving):
+            return False
+        self._adopt(migration.downgrade(g, leaving, self.initial_delay_s))
+        return True
 
     def _classic_changed(self, g: ClassicGroup) -> None:
         if self.mirror is not None:
@@ -125,15 +147,25 @@ class GroupCoordinator:
     def consumer(self, group_id: str, create: bool) -> ConsumerGroup | None:
         g = self.groups.get(group_id)
         if isinstance(g, ClassicGroup):
-            if not g.is_empty:  # no online migration: say so, as Apache Kafka does
-                raise GroupError(GROUP_ID_NOT_FOUND, f"Group {group_id} is not a consumer group.")
+            if not g.is_empty:
+                if not (create and migration.can_upgrade(g)):  # another embedded protocol
+                    raise GroupError(
+                        GROUP_ID_NOT_FOUND,
+                        f"Cannot upgrade classic group {group_id} to "
+                        "consumer group because it does not use the consumer protocol.",
+                    )
+                upgraded = migration.upgrade(
+                    g, self.consumer_session_timeout_s, self.partition_counts()
+                )
+                self.groups[group_id] = upgraded
+                return upgraded
             g = None
         if g is None and create:
             g = ConsumerGroup(group_id, self.consumer_session_timeout_s)
             self.groups[group_id] = g
         return g
 
-    async def remember(self, group: Group, protocol_type: str) -> None:
+    async def remember(self, group: Group | migration.ClassicMembers, protocol_type: str) -> None:
         """Make the group durable (listed after a restart) the first time it is seen."""
         rec = GroupRecord(group.group_id, group.group_type, protocol_type)
         if self._known.get(group.group_id) != rec:
