@@ -8,7 +8,7 @@ import gzip
 import struct
 
 from broker_service.protocol.primitives import ByteReader
-from broker_service.protocol.record_batch import HEADER_SIZE, BatchHeader
+from broker_service.protocol.record_batch import HEADER_SIZE, TIMESTAMP_TYPE_MASK, BatchHeader
 
 _XERIAL_MAGIC = b"\x82SNAPPY\x00"
 
@@ -46,7 +46,10 @@ def decompress(codec: int, data: bytes) -> bytes:
 
 
 def record_timestamps(header: BatchHeader, batch: bytes | memoryview) -> list[tuple[int, int]]:
+    """(offset, timestamp) per record; a LogAppendTime batch's records all have its max
+    timestamp (the broker's clock), as Kafka's DefaultRecordBatch reads them."""
     body = decompress(header.compression, bytes(batch[HEADER_SIZE : header.size]))
+    log_append = bool(header.attributes & TIMESTAMP_TYPE_MASK)
     r = ByteReader(body)
     out = []
     for _ in range(header.record_count):
@@ -55,6 +58,7 @@ def record_timestamps(header: BatchHeader, batch: bytes | memoryview) -> list[tu
         r.i8()  # attributes
         ts_delta = r.varint()
         off_delta = r.varint()
-        out.append((header.base_offset + off_delta, header.base_timestamp + ts_delta))
+        ts = header.max_timestamp if log_append else header.base_timestamp + ts_delta
+        out.append((header.base_offset + off_delta, ts))
         r.pos = start + length
     return out

@@ -133,3 +133,18 @@ def test_conform_recompresses_then_stamps_every_batch() -> None:
     same = memoryview(bytearray(a))
     records, got = Z.conform(same, validate_batches(same), None, None, 7, 1 << 20)
     assert records.obj is same.obj and iter_headers(same)[0][1].max_timestamp == 7
+
+
+def test_log_append_time_records_read_as_the_batch_max_timestamp() -> None:
+    """ListOffsets by time and compaction's tombstone horizon read record timestamps: in a
+    LogAppendTime batch every record has the broker's stamp, as in Kafka."""
+    from broker_service.protocol.record_filter import records_of
+    from broker_service.protocol.records import record_timestamps
+
+    batch = bytearray(build_batch(_values(3), base_timestamp=1_000, base_offset=5))
+    h = read_header(batch)
+    assert [t for _, t in record_timestamps(h, batch)] == [1_000, 1_001, 1_002]
+    stamp_log_append_time(batch, 0, 99_000)
+    h = read_header(batch)
+    assert record_timestamps(h, batch) == [(5, 99_000), (6, 99_000), (7, 99_000)]
+    assert [r.timestamp for r in records_of(h, batch)] == [99_000] * 3
