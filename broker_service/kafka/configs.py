@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from broker_service.config import BrokerConfig
+from broker_service.config.listeners import Listener
 from broker_service.metadata.base import (
     ConcurrentUpdate,
     MetadataStore,
@@ -30,9 +31,12 @@ log = logging.getLogger(__name__)
 OFFSETS_TOPIC = "__consumer_offsets"
 
 
-def static_broker_values(cfg: BrokerConfig) -> dict[str, str]:
-    """Kafka broker config name -> this broker's value, where one of its settings is it."""
-    listeners = cfg.listener_list()
+def static_broker_values(
+    cfg: BrokerConfig, listeners: list[Listener] | None = None
+) -> dict[str, str]:
+    """Kafka broker config name -> this broker's value, where one of its settings is it
+    (``listeners``: as bound, when a port was 0)."""
+    listeners = listeners if listeners is not None else cfg.listener_list()
     values = {
         "broker.id": str(cfg.node_id),
         "node.id": str(cfg.node_id),

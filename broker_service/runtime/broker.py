@@ -103,6 +103,7 @@ class Broker:
         cfg = self.config
         host, port = cfg.advertised
         self.cluster_id = await asyncio.to_thread(self.metadata.cluster_id)
+        self.configs.static = static_broker_values(cfg, self.security.listeners)  # ports bound
         self.configs.dynamic = await asyncio.to_thread(self.metadata.cluster_configs)
         self.me = me = await asyncio.to_thread(
             self.metadata.register_broker, cfg.node_id, host, port, cfg.rack, cfg.lease_ms

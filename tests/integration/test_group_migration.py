@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.integration import group_clients as g
 from tests.integration.surface import Surface, kio, surface_fixture
+from tests.support import group_clients as g
 
 surface = surface_fixture()
 PARTITIONS = 4

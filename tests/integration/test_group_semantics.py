@@ -12,8 +12,8 @@ from typing import Any
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from tests.integration.group_clients import GroupWire, assignment, subscription
 from tests.integration.surface import Surface, kio, surface_fixture, unique, wait_for
+from tests.support.group_clients import GroupWire, assignment, subscription
 
 surface = surface_fixture()
 FENCED_INSTANCE_ID, REBALANCE_IN_PROGRESS = 82, 27

@@ -337,7 +337,7 @@ def test_cluster_wide_broker_defaults(surface: Surface, admin: AdminClient) -> N
 def test_altered_format_configs_take_effect(surface: Surface, kp_admin: KafkaAdminClient) -> None:
     """compression.type and message.timestamp.type changed on a live topic apply to the next
     batch (kafka-python alters, confluent-kafka produces, raw Fetch shows the batches)."""
-    from tests.integration.clients import stored_batches
+    from tests.support.clients import stored_batches
 
     name = unique("format")
     admin = AdminClient({"bootstrap.servers": surface.bootstrap})

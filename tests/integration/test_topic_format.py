@@ -29,7 +29,8 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from kafka import KafkaConsumer, KafkaProducer
 from kafka import TopicPartition as KpTopicPartition
 
-from tests.integration.clients import (
+from tests.integration.surface import Surface, surface_fixture, unique, wait_for
+from tests.support.clients import (
     CODEC_IDS,
     aiokafka_consume,
     aiokafka_produce,
@@ -41,7 +42,6 @@ from tests.integration.clients import (
     make_records,
     stored_batches,
 )
-from tests.integration.surface import Surface, surface_fixture, unique, wait_for
 
 surface = surface_fixture(BROKER_COMPACTION_INTERVAL_MS="1000", BROKER_UPLOAD_INTERVAL_MS="200")
 LOG_APPEND_TIME = 1

@@ -146,5 +146,5 @@ def test_log_append_time_records_read_as_the_batch_max_timestamp() -> None:
     assert [t for _, t in record_timestamps(h, batch)] == [1_000, 1_001, 1_002]
     stamp_log_append_time(batch, 0, 99_000)
     h = read_header(batch)
-    assert record_timestamps(h, batch) == [(5, 99_000), (6, 99_000), (7, 99_000)]
+    assert list(record_timestamps(h, batch)) == [(5, 99_000), (6, 99_000), (7, 99_000)]
     assert [r.timestamp for r in records_of(h, batch)] == [99_000] * 3
