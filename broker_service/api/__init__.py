@@ -13,7 +13,9 @@ from broker_service.api import (
     delete_records,
     fetch,
     groups,
+    leader_epoch,
     list_offsets,
+    log_dirs,
     metadata,
     offsets,
     produce,
@@ -22,6 +24,7 @@ from broker_service.api import (
     security_admin,
     topics,
     transactions,
+    txn_admin,
 )
 from broker_service.api.base import APIS, Api
 
@@ -47,6 +50,7 @@ APIS.update(
         Api(20, "DeleteTopics", 1, 6, topics.delete_topics),
         Api(21, "DeleteRecords", 0, 2, delete_records.handle),
         Api(22, "InitProducerId", 0, 4, transactions.init_producer_id),
+        Api(23, "OffsetForLeaderEpoch", 2, 4, leader_epoch.handle),
         Api(24, "AddPartitionsToTxn", 0, 3, transactions.add_partitions_to_txn),
         Api(25, "AddOffsetsToTxn", 0, 3, transactions.add_offsets_to_txn),
         Api(26, "EndTxn", 0, 3, transactions.end_txn),
@@ -56,10 +60,13 @@ APIS.update(
         Api(30, "CreateAcls", 1, 3, security_admin.create_acls),
         Api(31, "DeleteAcls", 1, 3, security_admin.delete_acls),
         Api(32, "DescribeConfigs", 1, 4, configs.describe_configs),
+        Api(33, "AlterConfigs", 0, 2, configs.alter_configs),
+        Api(35, "DescribeLogDirs", 1, 4, log_dirs.describe_log_dirs),
         Api(36, "SaslAuthenticate", 0, 2, sasl.authenticate),
         Api(37, "CreatePartitions", 0, 3, topics.create_partitions),
         Api(42, "DeleteGroups", 0, 2, groups.delete_groups),
         Api(43, "ElectLeaders", 0, 2, reassignment.elect_leaders),
+        Api(44, "IncrementalAlterConfigs", 0, 1, configs.incremental_alter_configs),
         Api(45, "AlterPartitionReassignments", 0, 0, reassignment.alter),
         Api(46, "ListPartitionReassignments", 0, 0, reassignment.list_reassignments),
         Api(47, "OffsetDelete", 0, 0, offsets.offset_delete),
@@ -68,8 +75,12 @@ APIS.update(
         Api(50, "DescribeUserScramCredentials", 0, 0, security_admin.describe_scram),
         Api(51, "AlterUserScramCredentials", 0, 0, security_admin.alter_scram),
         Api(60, "DescribeCluster", 0, 1, configs.describe_cluster),
+        Api(61, "DescribeProducers", 0, 0, txn_admin.describe_producers),
+        Api(65, "DescribeTransactions", 0, 0, txn_admin.describe_transactions),
+        Api(66, "ListTransactions", 0, 1, txn_admin.list_transactions),
         Api(68, "ConsumerGroupHeartbeat", 0, 1, consumer_groups.heartbeat),
         Api(69, "ConsumerGroupDescribe", 0, 1, consumer_groups.describe),
+        Api(75, "DescribeTopicPartitions", 0, 0, log_dirs.describe_topic_partitions),
     ]
 )
 

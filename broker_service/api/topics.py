@@ -11,8 +11,10 @@ from broker_service.api.access import TOPIC_AUTHORIZATION_FAILED, allowed_topic,
 from broker_service.api.base import Buffers, decode, respond
 from broker_service.metadata.base import TopicAlreadyExists, UnknownTopic
 from broker_service.protocol.configs import (
+    TOPIC_CONFIGS,
     InvalidConfig,
     InvalidTopic,
+    resolve,
     validate_configs,
     validate_topic_name,
 )
@@ -104,12 +106,15 @@ async def _create_one(broker: BrokerServices, t: Any, validate_only: bool) -> di
         "configs": [
             {
                 "name": k,
-                "value": checked.get(k, v),
+                "value": value,
                 "read_only": False,
-                "config_source": 1 if k in checked else 5,
+                "config_source": source,
                 "is_sensitive": False,
             }
-            for k, v in broker.topic_defaults().items()
+            for k in TOPIC_CONFIGS
+            for value, source in [
+                resolve(k, checked, broker.configs.dynamic, broker.configs.static)
+            ]
         ],
     }
 

@@ -50,6 +50,19 @@ class BrokerConfig(BaseSettings):
         description="Kafka's max.connections.per.ip (behind an NLB without "
         "client IP preservation every client has the NLB's address: keep it unlimited there)",
     )
+    recompress_max_bytes: int = Field(
+        64 << 20,
+        ge=1 << 20,
+        description="topics with a compression.type: the most a batch's "
+        "records may decompress to when the broker re-encodes it (more: MESSAGE_TOO_LARGE)",
+    )
+    offsets_topic_partitions: int = Field(
+        8,
+        ge=1,
+        le=1000,
+        description="partitions of __consumer_offsets when it is created "
+        "(Kafka: 50; fixed afterwards, as in Kafka)",
+    )
     message_max_bytes: int = Field(1048588, description="largest record batch (topic default)")
 
     wal_flush_ms: float | None = Field(
@@ -121,8 +134,9 @@ class BrokerConfig(BaseSettings):
 
     # -- metrics and the embedded control loops (docs/CONTROL.md) ---------------------------
     metrics_port: Annotated[int, Field(ge=0)] | Literal["auto"] = Field(
-        9464, description="Prometheus /metrics port (0: off; auto: any free port, reported "
-        "in the ready file)"
+        9464,
+        description="Prometheus /metrics port (0: off; auto: any free port, reported "
+        "in the ready file)",
     )
     metrics_host: str | None = Field(None, description="/metrics listen address (default: host)")
     metrics_emf: bool = Field(False, description="print CloudWatch EMF lines on stdout")

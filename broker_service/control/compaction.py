@@ -28,6 +28,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from broker_service.config.compaction import CompactionConfig
 from broker_service.metadata.base import (
@@ -39,7 +40,7 @@ from broker_service.metadata.base import (
     TopicRecord,
     UnknownTopic,
 )
-from broker_service.protocol.configs import effective
+from broker_service.protocol.configs import parse_topic
 from broker_service.protocol.control_batch import ABORT, marker_type
 from broker_service.protocol.decompress import TooLarge
 from broker_service.protocol.record_batch import BatchHeader, iter_headers
@@ -106,6 +107,7 @@ class _Run:
         self.lease_deadline = 0.0
         self.epoch = -1
         self._seq = 0
+        self.defaults: dict[str, str] = {}  # cluster-wide dynamic defaults of topic configs
 
     def now_ms(self) -> int:
         if self.fixed_now is not None:
@@ -123,6 +125,10 @@ class _Run:
 
     def lease_valid(self) -> bool:
         return time.monotonic() < self.lease_deadline
+
+    def _config(self, topic: TopicRecord, name: str) -> Any:
+        """A topic config's typed effective value (its override, else the cluster default)."""
+        return parse_topic(topic.configs, name, self.defaults)
 
     async def _md(self, fn, *args):  # type: ignore[no-untyped-def]
         return await asyncio.to_thread(fn, *args)
@@ -148,6 +154,7 @@ class _Run:
             if finish is not None:  # DynamoDB: index interrupted commits before touching ranges
                 await self._md(finish)
             listed = await self.objects.list()
+            self.defaults = await self._md(self.metadata.cluster_configs)
             topics = await self._md(self.metadata.topics)
             for topic in topics:
                 for p in topic.partitions:
@@ -188,7 +195,7 @@ class _Run:
             )
             self.result.ranges_dropped += len(chunk)
         ranges = [r for r in ranges if r.end_offset > lso]
-        policy = effective(topic.configs, "cleanup.policy").split(",")
+        policy = self._config(topic, "cleanup.policy")
         if "compact" in policy:
             await self._compact_keys(topic, p, ranges)
         else:
@@ -202,18 +209,18 @@ class _Run:
     ) -> int:
         """Raise the log start offset per retention.ms / retention.bytes; return it."""
         lso = p.log_start_offset
-        if "delete" not in effective(topic.configs, "cleanup.policy").split(","):
+        if "delete" not in self._config(topic, "cleanup.policy"):
             return lso
         live = [r for r in ranges if r.end_offset > lso]
         new = lso
-        retention_ms = int(effective(topic.configs, "retention.ms"))
+        retention_ms = self._config(topic, "retention.ms")
         if retention_ms >= 0:
             cutoff = self.now_ms() - retention_ms
             for r in live:
                 if r.max_timestamp >= cutoff:
                     break
                 new = max(new, r.end_offset)
-        retention_bytes = int(effective(topic.configs, "retention.bytes"))
+        retention_bytes = self._config(topic, "retention.bytes")
         if retention_bytes >= 0:
             total = sum(r.size for r in live)
             for r in live:  # like Kafka: drop oldest while what is left still exceeds it
@@ -313,9 +320,17 @@ class _Run:
     async def _compact_keys(
         self, topic: TopicRecord, p: PartitionRecord, ranges: list[StreamRange]
     ) -> None:
-        """Keep the latest record per key below the newest range (left alone, like Kafka's
-        active segment); drop tombstones older than delete.retention.ms."""
-        if len(ranges) < 2:
+        """Keep the latest record per key in the cleanable ranges (``cleanable_ranges``: the
+        topic's compaction lags and dirty ratio decide); drop tombstones older than
+        delete.retention.ms."""
+        cleanable = cleanable_ranges(
+            ranges,
+            self.now_ms(),
+            self._config(topic, "min.compaction.lag.ms"),
+            self._config(topic, "max.compaction.lag.ms"),
+            self._config(topic, "min.cleanable.dirty.ratio"),
+        )
+        if not cleanable:
             return
         total = sum(r.size for r in ranges)
         if (
@@ -331,19 +346,18 @@ class _Run:
                 total,
             )
             return
-        cleanable, head = ranges[:-1], ranges[-1]
-        delete_retention = int(effective(topic.configs, "delete.retention.ms"))
+        delete_retention = self._config(topic, "delete.retention.ms")
         horizon = self.now_ms() - delete_retention
         stored: dict[int, list[tuple[BatchHeader, bytes]]] = {}
         latest: dict[bytes, int] = {}
         last_batch_of_producer: dict[int, int] = {}  # producer id -> base offset
-        for r in [*cleanable, head]:
+        for r in ranges:
             data = await self._read(r)
             view = memoryview(data)
             stored[r.start_offset] = [
                 (h, bytes(view[pos : pos + h.size])) for pos, h in iter_headers(view)
             ]
-        everything = [b for r in [*cleanable, head] for b in stored[r.start_offset]]
+        everything = [b for r in ranges for b in stored[r.start_offset]]
         aborted, open_txn = _transaction_outcomes(everything)
         for h, raw in everything:
             if h.producer_id >= 0:
@@ -380,7 +394,7 @@ class _Run:
                     removed += n
                     if batch is not None:
                         out.append((h.base_offset, h.last_offset + 1, h.max_timestamp, batch))
-            if removed == 0 and len(run) == 1:
+            if removed == 0 and len(run) == 1 and compacted_output(run[0]):
                 continue  # already clean and already alone: nothing to gain
             if not out:  # everything in it is superseded: keep its last batch (offsets stay)
                 h, raw = stored[run[-1].start_offset][-1]
@@ -433,6 +447,47 @@ class _Run:
             await self.objects.delete(k)
             log.info("deleted orphan object %s (written, never committed)", k)
         self.result.orphans_deleted += len(orphans)
+
+
+def compacted_output(r: StreamRange) -> bool:
+    """A range written by this compactor (``_rewrite``'s per-stream objects): already clean."""
+    return r.object_key.startswith("so/")
+
+
+def cleanable_ranges(
+    ranges: Sequence[StreamRange], now_ms: int, min_lag_ms: int, max_lag_ms: int, ratio: float
+) -> list[StreamRange]:
+    """The ranges a compacted partition's cleaning may rewrite now (empty: not now), as
+    Kafka's LogCleanerManager decides it from the topic's configs:
+
+    - the newest range waits, like Kafka's active segment, unless its records are older than
+      ``max.compaction.lag.ms`` (Kafka rolls the segment then);
+    - ranges with records younger than ``min.compaction.lag.ms`` are not cleanable, nor any
+      after them;
+    - it runs when a cleanable dirty range (not yet compacted) is overdue by
+      ``max.compaction.lag.ms``, or when dirty bytes reach ``min.cleanable.dirty.ratio`` of
+      the cleanable bytes.
+
+    A range's age is its newest record's timestamp: a range spans one upload interval, so a
+    record is compacted within max.compaction.lag.ms plus that and one compaction interval."""
+
+    def overdue(r: StreamRange) -> bool:
+        return r.max_timestamp >= 0 and now_ms - r.max_timestamp > max_lag_ms
+
+    candidates = list(ranges) if ranges and overdue(ranges[-1]) else list(ranges[:-1])
+    cleanable: list[StreamRange] = []
+    for r in candidates:
+        if now_ms - r.max_timestamp < min_lag_ms:
+            break
+        cleanable.append(r)
+    dirty = [r for r in cleanable if not compacted_output(r)]
+    if not dirty:
+        return []
+    if any(overdue(r) for r in dirty):
+        return cleanable
+    dirty_bytes = sum(r.size for r in dirty)
+    total = sum(r.size for r in cleanable)
+    return cleanable if total and dirty_bytes / total >= ratio else []
 
 
 def _transaction_outcomes(

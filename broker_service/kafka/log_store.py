@@ -388,6 +388,13 @@ class StreamStore:
         merged = fetched + [r for r in plog.ranges if r.start_offset >= end]
         if merged == plog.ranges:
             return False
+        # cached batches the compactor rewrote (a compacted topic's) are served from the new
+        # objects from now on: drop them from the front of the log cache
+        known = set(plog.ranges)
+        rewritten_end = max((r.end_offset for r in fetched if r not in known), default=-1)
+        while plog.cache and plog.cache[0].end_offset <= min(rewritten_end, plog.committed_end):
+            plog.cache_bytes -= len(plog.cache.pop(0).data)
+            plog.cache_bases.pop(0)
         plog.ranges = merged
         plog.range_starts = [r.start_offset for r in merged]
         return True

@@ -25,6 +25,8 @@ LOG_OVERHEAD = 12  # baseOffset + batchLength: the bytes not counted by batchLen
 _HEADER = struct.Struct(">qiibIhiqqqhii")
 _I64 = struct.Struct(">q")
 _I32 = struct.Struct(">i")
+_I16 = struct.Struct(">h")
+_U32 = struct.Struct(">I")
 
 COMPRESSION_MASK = 0x07
 TIMESTAMP_TYPE_MASK = 0x08
@@ -122,6 +124,17 @@ def set_base_offset(buf: bytearray | memoryview, pos: int, base_offset: int) -> 
 
 def set_leader_epoch(buf: bytearray | memoryview, pos: int, epoch: int) -> None:
     _I32.pack_into(buf, pos + 12, epoch)
+
+
+def stamp_log_append_time(buf: bytearray | memoryview, pos: int, now_ms: int) -> None:
+    """``message.timestamp.type=LogAppendTime``, in place as Kafka's LogValidator does it:
+    the timestamp-type attribute bit set and maxTimestamp = the broker's clock (consumers
+    then read it as every record's timestamp), the CRC recomputed; records are not decoded."""
+    (length,) = _I32.unpack_from(buf, pos + 8)
+    (attributes,) = _I16.unpack_from(buf, pos + 21)
+    _I16.pack_into(buf, pos + 21, attributes | TIMESTAMP_TYPE_MASK)
+    _I64.pack_into(buf, pos + 35, now_ms)
+    _U32.pack_into(buf, pos + 17, crc32c(buf[pos + 21 : pos + LOG_OVERHEAD + length]))
 
 
 _SPAN = struct.Struct(">qiibIhi")  # the header's first 27 bytes, up to lastOffsetDelta

@@ -67,6 +67,8 @@ class TxnHost(Protocol):
 
     def coordinates(self, key: str) -> bool: ...
 
+    def coordinates_group(self, group_id: str) -> bool: ...
+
     def may_acknowledge(self) -> bool: ...
 
     def live_brokers(self) -> list[BrokerRecord]: ...
@@ -258,7 +260,7 @@ class TransactionCoordinator:
     ) -> int:
         """At the group's coordinator: the offsets join the transaction and become visible
         (committed) only if it commits."""
-        if not self.broker.coordinates(group_id):
+        if not self.broker.coordinates_group(group_id):
             return ErrorCode.not_coordinator
         for _ in range(10):  # the transaction's coordinator may update the record meanwhile
             rec = await self._load(txn_id)
@@ -345,7 +347,7 @@ class TransactionCoordinator:
         return rec
 
     async def _commit_offsets(self, group_id: str, offsets: list[CommittedOffset]) -> None:
-        if self.broker.coordinates(group_id):
+        if self.broker.coordinates_group(group_id):
             await self.broker.groups.commit(group_id, offsets)  # its cache stays right
             self._pending_offsets.get(group_id, {}).clear()
         else:  # the group's coordinator re-reads them (see ``unstable_offsets``)
