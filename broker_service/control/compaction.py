@@ -45,7 +45,7 @@ from broker_service.protocol.control_batch import ABORT, marker_type
 from broker_service.protocol.decompress import TooLarge
 from broker_service.protocol.record_batch import BatchHeader, iter_headers
 from broker_service.protocol.record_filter import StoredRecord, rebuild_batch, records_of
-from broker_service.stream.object_format import StreamSetObjectBuilder
+from broker_service.stream.object_writer import ObjectWriter, WrittenObject
 from broker_service.stream.objectstore.base import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -280,38 +280,24 @@ class _Run:
                 ]
         if not batches:
             return
-        builder = StreamSetObjectBuilder(self.config.block_bytes)
-        builder.add_stream(stream_id, batches)
-        parts = builder.build()
-        size = sum(len(x) for x in parts)
         self._seq += 1
         key = f"so/{stream_id}/{self.epoch}-{stream_id}-{time.time_ns()}-{self._seq}.sso"
-        await self.objects.put(key, parts)
-        span = builder.spans[0]
-        new = StreamRange(
-            stream_id,
-            run[0].start_offset,  # coverage stays exactly the old ranges' (offsets never move)
-            run[-1].end_offset,
-            key,
-            span.position,
-            span.size,
-            span.max_timestamp,
-        )
+
+        async def swap(w: WrittenObject) -> None:  # compare-and-set of the stream's ranges
+            await self._md(self.metadata.replace_stream_ranges, self.epoch, stream_id, run,
+                           w.ranges, w.key, w.size, self.now_ms())  # fmt: skip
+
+        # coverage stays exactly the old ranges' (offsets never move)
+        coverage = {stream_id: (run[0].start_offset, run[-1].end_offset)}
         try:
-            await self._md(
-                self.metadata.replace_stream_ranges,
-                self.epoch,
-                stream_id,
-                run,
-                [new],
-                key,
-                size,
-                self.now_ms(),
+            written = await ObjectWriter(self.objects, self.config.block_bytes).write(
+                key, [(stream_id, batches)], swap, coverage=coverage
             )
         except ConcurrentUpdate:
             # never committed: an orphan now, deleted at once (no reader can know its key)
             await self.objects.delete(key)
             raise
+        size = written.size
         self.result.swaps += 1
         self.result.ranges_merged += len(run)
         self.result.bytes_written += size
