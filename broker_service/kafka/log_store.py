@@ -24,6 +24,7 @@ from broker_service.kafka.partition import CachedBatch, PartitionLog
 from broker_service.kafka.producer_state import APPEND, Outcome, ProducerStateTable, Verdict
 from broker_service.metadata.base import BrokerFenced, MetadataStore, PartitionRecord, StreamRange
 from broker_service.protocol.control_batch import marker_type
+from broker_service.protocol.errors import KafkaError
 from broker_service.protocol.record_batch import (
     BatchHeader,
     batch_spans,
@@ -54,13 +55,12 @@ class OffsetOutOfRange(Exception):
     pass
 
 
-class AppendRefused(Exception):
+class AppendRefused(KafkaError):
     """Batches refused before they got offsets: ``code`` is the Kafka error to answer."""
 
     def __init__(self, code: int, message: str | None = None) -> None:
-        super().__init__(message or str(code))
-        self.code = code
-        self.message = message
+        super().__init__(message)
+        self.code = ErrorCode(code)
 
 
 def _check_producer(plog: PartitionLog, batches: list[tuple[int, BatchHeader]]) -> Verdict:

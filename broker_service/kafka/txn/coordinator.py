@@ -36,6 +36,7 @@ from broker_service.metadata.base import (
 )
 from broker_service.protocol.codec import shape
 from broker_service.protocol.control_batch import build_marker
+from broker_service.protocol.errors import KafkaError
 from broker_service.protocol.record_batch import validate_batches
 
 if TYPE_CHECKING:
@@ -86,10 +87,12 @@ MARKER_DEADLINE_S = 60.0
 STALE_PREPARE_MS = 5000  # a Prepare* this old has lost its coordinator: finish it
 
 
-class TxnError(Exception):
+class TxnError(KafkaError):
+    """A transaction coordinator's answer: ``code`` is chosen where it is raised."""
+
     def __init__(self, code: int, message: str = "") -> None:
         super().__init__(message or str(code))
-        self.code = code
+        self.code = ErrorCode(code)
 
 
 @dataclass(frozen=True, slots=True)
