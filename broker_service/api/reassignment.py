@@ -16,7 +16,7 @@ from kio.index import load_request_schema
 from kio.schema.errors import ErrorCode
 
 from broker_service.api.base import Buffers, decode, respond
-from broker_service.metadata.base import ConcurrentUpdate, UnknownTopic
+from broker_service.metadata.errors import ConcurrentUpdate, UnknownTopic
 from broker_service.protocol.codec import shape
 from broker_service.protocol.frames import RequestHeader
 

@@ -13,7 +13,7 @@ from kio.schema.errors import ErrorCode
 
 from broker_service.api.access import CLUSTER_AUTHORIZATION_FAILED, allowed_cluster
 from broker_service.api.base import Buffers, decode, respond
-from broker_service.metadata.base import AclBinding
+from broker_service.metadata.records import AclBinding
 from broker_service.protocol.frames import RequestHeader
 from broker_service.security import acl, quotas, scram
 

@@ -15,7 +15,7 @@ from broker_service.kafka.topic_config import (
     validate_configs,
     validate_topic_name,
 )
-from broker_service.metadata.base import TopicAlreadyExists, UnknownTopic
+from broker_service.metadata.errors import TopicAlreadyExists, UnknownTopic
 from broker_service.protocol.frames import RequestHeader
 from broker_service.security import acl
 

@@ -14,7 +14,9 @@ import time
 from collections.abc import Callable
 
 from broker_service.control.recovery import recover
-from broker_service.metadata.base import BrokerFenced, BrokerRecord, MetadataStore
+from broker_service.metadata.errors import BrokerFenced
+from broker_service.metadata.records import BrokerRecord
+from broker_service.metadata.store import MetadataStore
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,9 @@ from typing import Any
 from broker_service.control.balancer import safe_reassign
 from broker_service.control.metrics_source import MetricsSource
 from broker_service.control.reassignment import ReassignmentResult, reassign
-from broker_service.metadata.base import ACTIVE, DRAINING, BrokerFenced, MetadataStore
+from broker_service.metadata.errors import BrokerFenced
+from broker_service.metadata.records import ACTIVE, DRAINING
+from broker_service.metadata.store import MetadataStore
 
 log = logging.getLogger(__name__)
 

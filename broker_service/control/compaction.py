@@ -33,15 +33,9 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from broker_service.kafka.topic_config import effective
-from broker_service.metadata.base import (
-    ConcurrentUpdate,
-    MetadataError,
-    MetadataStore,
-    PartitionRecord,
-    StreamRange,
-    TopicRecord,
-    UnknownTopic,
-)
+from broker_service.metadata.errors import ConcurrentUpdate, MetadataError, UnknownTopic
+from broker_service.metadata.records import PartitionRecord, StreamRange, TopicRecord
+from broker_service.metadata.store import MetadataStore
 from broker_service.protocol.control_batch import ABORT, marker_type
 from broker_service.protocol.record_batch import BatchHeader, iter_headers
 from broker_service.protocol.record_filter import StoredRecord, rebuild_batch, records_of

@@ -11,14 +11,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from broker_service.metadata.base import (
-    ACTIVE,
-    DRAINING,
-    FENCED,
-    ConcurrentUpdate,
-    MetadataStore,
-    UnknownTopic,
-)
+from broker_service.metadata.errors import ConcurrentUpdate, UnknownTopic
+from broker_service.metadata.records import ACTIVE, DRAINING, FENCED
+from broker_service.metadata.store import MetadataStore
 
 log = logging.getLogger(__name__)
 

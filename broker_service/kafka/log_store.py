@@ -19,7 +19,9 @@ from collections.abc import Callable
 
 from broker_service.kafka.partition import CachedBatch, PartitionLog
 from broker_service.kafka.producer_state import ProducerStateTable
-from broker_service.metadata.base import BrokerFenced, MetadataStore, PartitionRecord, StreamRange
+from broker_service.metadata.errors import BrokerFenced
+from broker_service.metadata.records import PartitionRecord, StreamRange
+from broker_service.metadata.store import MetadataStore
 from broker_service.protocol.control_batch import marker_type
 from broker_service.protocol.record_batch import (
     BatchHeader,

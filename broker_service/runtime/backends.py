@@ -11,7 +11,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from broker_service.config import BrokerConfig
-from broker_service.metadata.base import MetadataStore
+from broker_service.metadata.store import MetadataStore
 from broker_service.metrics import BrokerMetrics
 from broker_service.runtime.broker import Broker
 from broker_service.stream.objectstore.base import ObjectStore

@@ -25,15 +25,9 @@ from broker_service.kafka.topic_config import (
     validate_topic_name,
 )
 from broker_service.kafka.txn.coordinator import TransactionCoordinator
-from broker_service.metadata.base import (
-    DRAINING,
-    BrokerRecord,
-    ConcurrentUpdate,
-    MetadataStore,
-    PartitionRecord,
-    TopicRecord,
-    UnknownTopic,
-)
+from broker_service.metadata.errors import ConcurrentUpdate, UnknownTopic
+from broker_service.metadata.records import DRAINING, BrokerRecord, PartitionRecord, TopicRecord
+from broker_service.metadata.store import MetadataStore
 from broker_service.metrics import BrokerMetrics
 from broker_service.security.manager import SecurityManager
 from broker_service.stream.objectstore.base import ObjectStore

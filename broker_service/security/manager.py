@@ -13,7 +13,8 @@ import ssl
 
 from broker_service.config import BrokerConfig
 from broker_service.control.kafka_client import ClientSecurity, set_default_security
-from broker_service.metadata.base import BrokerRecord, MetadataStore, ScramCredential
+from broker_service.metadata.records import BrokerRecord, ScramCredential
+from broker_service.metadata.store import MetadataStore
 from broker_service.security.acl import Authorizer
 from broker_service.security.listeners import Listener
 from broker_service.security.quotas import QuotaManager

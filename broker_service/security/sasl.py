@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from broker_service.metadata.base import ScramCredential
+from broker_service.metadata.records import ScramCredential
 from broker_service.security.listeners import Listener
 from broker_service.security.scram import HASHES, ScramError, ScramServerExchange, verify_password
 

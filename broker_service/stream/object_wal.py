@@ -19,12 +19,9 @@ import random
 import time
 from collections import OrderedDict
 
-from broker_service.metadata.base import (
-    BrokerFenced,
-    MetadataStore,
-    ObjectAlreadyCommitted,
-    StreamRange,
-)
+from broker_service.metadata.errors import BrokerFenced, ObjectAlreadyCommitted
+from broker_service.metadata.records import StreamRange
+from broker_service.metadata.store import MetadataStore
 from broker_service.stream.object_format import StreamSetObjectBuilder
 from broker_service.stream.objectstore.base import ObjectExists, ObjectStore
 from broker_service.stream.wal import Pending, Wal, WalEntry

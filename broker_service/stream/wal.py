@@ -24,7 +24,7 @@ from pathlib import Path
 
 from crc32c import crc32c
 
-from broker_service.metadata.base import StreamRange
+from broker_service.metadata.records import StreamRange
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from broker_service.metadata.base import MetadataStore
+from broker_service.metadata.store import MetadataStore
 
 REGION = "us-east-1"
 

@@ -13,22 +13,24 @@ from typing import Any
 
 import pytest
 
-from broker_service.metadata.base import (
-    CommittedOffset,
-    ConcurrentUpdate,
-    GroupRecord,
-    MetadataError,
-    PartitionRecord,
-    StreamRange,
-    TopicAlreadyExists,
-    UnknownTopic,
-)
 from broker_service.metadata.dynamodb import (
     MAX_RANGES_PER_OBJECT,
     RANGES_PER_PART,
     DynamoDbMetadataStore,
     pack_ranges,
     unpack_ranges,
+)
+from broker_service.metadata.errors import (
+    ConcurrentUpdate,
+    MetadataError,
+    TopicAlreadyExists,
+    UnknownTopic,
+)
+from broker_service.metadata.records import (
+    CommittedOffset,
+    GroupRecord,
+    PartitionRecord,
+    StreamRange,
 )
 
 from .conftest import REGION, dynamodb_client

@@ -8,15 +8,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from broker_service.metadata.base import (
-    BrokerFenced,
-    CommittedOffset,
-    GroupRecord,
-    MetadataStore,
-    StreamRange,
-    TopicAlreadyExists,
-    UnknownTopic,
-)
+from broker_service.metadata.errors import BrokerFenced, TopicAlreadyExists, UnknownTopic
+from broker_service.metadata.records import CommittedOffset, GroupRecord, StreamRange
+from broker_service.metadata.store import MetadataStore
 
 from .conftest import Backend
 

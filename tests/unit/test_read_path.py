@@ -7,7 +7,7 @@ import asyncio
 from pathlib import Path
 
 from broker_service.kafka.log_store import StreamStore
-from broker_service.metadata.base import PartitionRecord
+from broker_service.metadata.records import PartitionRecord
 from broker_service.metadata.sqlite import SqliteMetadataStore
 from broker_service.protocol.record_batch import validate_batches
 from broker_service.stream.objectstore.fs import FsObjectStore

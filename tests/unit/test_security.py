@@ -7,7 +7,7 @@ import base64
 
 import pytest
 
-from broker_service.metadata.base import AclBinding
+from broker_service.metadata.records import AclBinding
 from broker_service.security import acl
 from broker_service.security.listeners import ListenerConfigError, build_listeners
 from broker_service.security.quotas import QuotaManager, candidate_entities

@@ -19,7 +19,8 @@ from broker_service.kafka.groups.errors import (
     NON_EMPTY_GROUP,
     GroupError,
 )
-from broker_service.metadata.base import CommittedOffset, GroupRecord, MetadataStore
+from broker_service.metadata.records import CommittedOffset, GroupRecord
+from broker_service.metadata.store import MetadataStore
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,8 @@ from kio.index import load_request_schema
 from kio.schema.errors import ErrorCode
 
 from broker_service.kafka.producer_state import Outcome
-from broker_service.metadata.base import (
+from broker_service.metadata.errors import ConcurrentUpdate
+from broker_service.metadata.records import (
     TXN_COMPLETE_ABORT,
     TXN_COMPLETE_COMMIT,
     TXN_EMPTY,
@@ -30,7 +31,6 @@ from broker_service.metadata.base import (
     TXN_PREPARE_ABORT,
     TXN_PREPARE_COMMIT,
     CommittedOffset,
-    ConcurrentUpdate,
     TxnRecord,
 )
 from broker_service.protocol.codec import shape
