@@ -15,8 +15,8 @@ from collections.abc import Callable
 
 from broker_service.control.recovery import recover
 from broker_service.metadata.errors import BrokerFenced
+from broker_service.metadata.ports import MetadataPorts
 from broker_service.metadata.records import BrokerRecord
-from broker_service.metadata.store import MetadataStore
 
 log = logging.getLogger(__name__)
 
@@ -28,14 +28,14 @@ def now_ms() -> int:
 class Membership:
     def __init__(
         self,
-        metadata: MetadataStore,
+        ports: MetadataPorts,
         broker_id: int,
         epoch: int,
         lease_ms: int,
         on_fenced: Callable[[], None],
         on_cluster_change: Callable[[], None],
     ) -> None:
-        self.metadata = metadata
+        self.ports = ports
         self.broker_id = broker_id
         self.epoch = epoch
         self.lease_ms = lease_ms
@@ -61,11 +61,10 @@ class Membership:
         while True:
             started = time.monotonic()
             try:
-                await asyncio.to_thread(
-                    self.metadata.renew_lease, self.broker_id, self.epoch, self.lease_ms
-                )
+                # the lease lane: one thread of its own, never behind other metadata calls
+                await self.ports.brokers.renew_lease(self.broker_id, self.epoch, self.lease_ms)
                 self.valid_until = started + self.lease_ms * 0.8 / 1000
-                live = await asyncio.to_thread(self.metadata.live_brokers, now_ms())
+                live = await self.ports.brokers.lease_live_brokers(now_ms())
                 if [b.broker_id for b in live] != [b.broker_id for b in self.live]:
                     self.live = live
                     self.on_cluster_change()
@@ -82,8 +81,8 @@ class Membership:
         while True:
             await asyncio.sleep(self.lease_ms / 2000)
             try:
-                result = await asyncio.to_thread(
-                    recover, self.metadata, now_ms(), self.lease_ms // 5
+                result = await self.ports.run(
+                    recover, self.ports.store, now_ms(), self.lease_ms // 5
                 )
             except Exception:
                 log.exception("recovery check failed; will retry")

@@ -26,6 +26,7 @@ from broker_service.kafka.topic_config import (
 )
 from broker_service.kafka.txn.coordinator import TransactionCoordinator
 from broker_service.metadata.errors import ConcurrentUpdate, UnknownTopic
+from broker_service.metadata.ports import MetadataPorts
 from broker_service.metadata.records import DRAINING, BrokerRecord, PartitionRecord, TopicRecord
 from broker_service.metadata.store import MetadataStore
 from broker_service.metrics import BrokerMetrics
@@ -92,6 +93,8 @@ class Broker:
         self.config = config
         self.metrics = metrics or BrokerMetrics(config.node_id)
         self.metadata = metadata
+        # every metadata call from the event loop goes through these (their own threads)
+        self.ports = MetadataPorts(metadata, workers=config.metadata_threads)
         self.object_store = object_store
         self.wal = wal
         self.cluster_id = ""
@@ -124,8 +127,10 @@ class Broker:
     async def start(self) -> None:
         cfg = self.config
         host, port = cfg.advertised
-        self.cluster_id = self.metadata.cluster_id()
-        self.me = self.metadata.register_broker(cfg.node_id, host, port, cfg.rack, cfg.lease_ms)
+        self.cluster_id = await self.ports.brokers.cluster_id()
+        self.me = await self.ports.brokers.register_broker(
+            cfg.node_id, host, port, cfg.rack, cfg.lease_ms
+        )
         await self.security.start(cfg.node_id)
         self.store = StreamStore(
             self.object_store,
@@ -141,7 +146,7 @@ class Broker:
             on_fenced=self._on_fenced,
             snapshot_interval_ms=cfg.producer_snapshot_interval_ms,
         )
-        for rec in self.metadata.topics():
+        for rec in await self.ports.topics.topics():
             self._load_topic(rec)
         for state in self.topics.values():
             for plog in state.logs:
@@ -158,7 +163,7 @@ class Broker:
         self.groups.start()
         self.txn.start()
         self.membership = Membership(
-            self.metadata,
+            self.ports,
             cfg.node_id,
             self.me.epoch,
             cfg.lease_ms,
@@ -203,6 +208,7 @@ class Broker:
         self.txn.stop()
         if self.store is not None:
             await self.store.close()
+        self.ports.close()
         self.metadata.close()
 
     def _on_fenced(self) -> None:
@@ -230,7 +236,7 @@ class Broker:
     async def refresh_live(self) -> None:
         """Re-read the live brokers from the metadata store (our view lags by up to lease/3)."""
         if self.membership is not None:
-            live = await asyncio.to_thread(self.metadata.live_brokers, int(time.time() * 1000))
+            live = await self.ports.brokers.live_brokers(int(time.time() * 1000))
             if [b.broker_id for b in live] != [b.broker_id for b in self.membership.live]:
                 self.membership.live = live
                 self.request_refresh()
@@ -301,8 +307,7 @@ class Broker:
                 await asyncio.sleep(0.05)
             # the new leader starts from this snapshot: no batches to replay
             await self.store.save_producer_snapshots(force=True, only=plog)
-            rec = await asyncio.to_thread(
-                self.metadata.move_partition,
+            rec = await self.ports.topics.move_partition(
                 topic,
                 partition,
                 self.node_id,
@@ -323,15 +328,13 @@ class Broker:
         now_ms = int(time.time() * 1000)
         others = [
             b.broker_id
-            for b in await asyncio.to_thread(self.metadata.live_brokers, now_ms)
+            for b in await self.ports.brokers.live_brokers(now_ms)
             if b.broker_id != self.node_id
         ]
         led = [p for s in self.topics.values() for p in s.logs if p.leader_id == self.node_id]
         if not others:
             return 0
-        await asyncio.to_thread(
-            self.metadata.set_broker_state, self.node_id, self.me.epoch, DRAINING
-        )
+        await self.ports.brokers.set_broker_state(self.node_id, self.me.epoch, DRAINING)
         if self.membership is not None:
             self.membership.live = [b for b in self.membership.live if b.broker_id in others]
         load = dict.fromkeys(others, 0)
@@ -384,7 +387,7 @@ class Broker:
         self.groups.retain(self.coordinates)
         if not all(self.security.knows(b) for b in self.live_brokers()):
             await self.security.refresh_endpoints()  # a new broker: learn its listeners
-        records = {t.name: t for t in await asyncio.to_thread(self.metadata.topics)}
+        records = {t.name: t for t in await self.ports.topics.topics()}
         for name in [n for n in self.topics if n not in records]:
             self._forget_topic(name)
         for name, rec in records.items():
@@ -448,9 +451,7 @@ class Broker:
         (-1: the high watermark); returns the new low watermark. The compactor drops the
         ranges below it and deletes their objects after the grace period."""
         target = plog.high_watermark if offset == -1 else offset
-        rec = await asyncio.to_thread(
-            self.metadata.set_log_start_offset, plog.topic, plog.partition, target
-        )
+        rec = await self.ports.topics.set_log_start_offset(plog.topic, plog.partition, target)
         plog.log_start_offset = max(plog.log_start_offset, rec.log_start_offset)
         return plog.log_start_offset
 
@@ -466,7 +467,7 @@ class Broker:
             plog.cache_bytes = 0
             plog.wake()
             return
-        ranges = await asyncio.to_thread(self.metadata.stream_ranges, plog.stream_id)
+        ranges = await self.ports.streams.stream_ranges(plog.stream_id)
         plog.cache.clear()
         plog.cache_bases.clear()
         plog.cache_bytes = 0
@@ -536,9 +537,7 @@ class Broker:
     ) -> TopicState:
         validate_topic_name(name)
         checked = validate_configs(configs)
-        rec = await asyncio.to_thread(
-            self.metadata.create_topic, name, partitions, checked, self.node_id
-        )
+        rec = await self.ports.topics.create_topic(name, partitions, checked, self.node_id)
         rec = await self._spread_leaders(rec, 0)
         log.info(
             "created topic %s with %d partitions, led by brokers %s",
@@ -553,7 +552,7 @@ class Broker:
         anyone serves them, hand them round-robin to the live brokers, starting here, so a
         topic's load spreads over the cluster. They hold no data yet: nothing moves."""
         now_ms = int(time.time() * 1000)
-        live = [b.broker_id for b in await asyncio.to_thread(self.metadata.live_brokers, now_ms)]
+        live = [b.broker_id for b in await self.ports.brokers.live_brokers(now_ms)]
         if len(live) < 2 or self.node_id not in live:
             return rec
         start = live.index(self.node_id)
@@ -564,8 +563,7 @@ class Broker:
             if target == self.node_id or p.leader_id != self.node_id:
                 continue
             try:
-                await asyncio.to_thread(
-                    self.metadata.move_partition,
+                await self.ports.topics.move_partition(
                     rec.name,
                     p.partition,
                     self.node_id,
@@ -577,18 +575,18 @@ class Broker:
                 continue
         if not moved:
             return rec
-        fresh = await asyncio.to_thread(self.metadata.topic, rec.name)
+        fresh = await self.ports.topics.topic(rec.name)
         return fresh if fresh is not None else rec
 
     async def delete_topic(self, name: str) -> TopicRecord:
-        rec = await asyncio.to_thread(self.metadata.delete_topic, name)
+        rec = await self.ports.topics.delete_topic(name)
         self._forget_topic(name)
         log.info("deleted topic %s", name)
         return rec
 
     async def add_partitions(self, name: str, total: int) -> TopicState:
         before = len(self.topics[name].logs) if name in self.topics else 0
-        rec = await asyncio.to_thread(self.metadata.add_partitions, name, total, self.node_id)
+        rec = await self.ports.topics.add_partitions(name, total, self.node_id)
         rec = await self._spread_leaders(rec, before)
         assert self.store is not None
         state = self.topics[name]
