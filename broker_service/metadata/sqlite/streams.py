@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from broker_service.metadata.errors import BrokerFenced, ObjectAlreadyCommitted
+from broker_service.metadata.errors import BrokerFenced, MetadataError, ObjectAlreadyCommitted
 from broker_service.metadata.records import SERVING_STATES, StreamRange
 from broker_service.metadata.sqlite.base import SqliteBase, _now_ms
 from broker_service.metadata.store import StreamObjects
@@ -19,6 +19,8 @@ class SqliteStreams(SqliteBase, StreamObjects):
         object_size: int,
         ranges: list[StreamRange],
     ) -> None:
+        if len({(r.stream_id, r.start_offset) for r in ranges}) != len(ranges):
+            raise MetadataError("duplicate ranges (same stream and start offset) in one commit")
         with self._tx() as db:
             row = db.execute(
                 "SELECT epoch, state FROM brokers WHERE broker_id=?", (broker_id,)
@@ -32,8 +34,10 @@ class SqliteStreams(SqliteBase, StreamObjects):
                 (object_key, object_size, "COMMITTED", broker_id, broker_epoch, _now_ms()),
             )
             live = {r[0] for r in db.execute("SELECT stream_id FROM partitions").fetchall()}
+            # a range starting where a stored one does replaces it: the same data committed
+            # again (a retry under a new key after an answer was lost), as in DynamoDB
             db.executemany(
-                "INSERT INTO stream_ranges VALUES(?,?,?,?,?,?,?)",
+                "INSERT OR REPLACE INTO stream_ranges VALUES(?,?,?,?,?,?,?)",
                 [
                     (
                         r.stream_id,
