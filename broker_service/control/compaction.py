@@ -170,9 +170,6 @@ class _Run:
         self.lease_deadline = self.started + self.config.lease_ms / 1000 * 0.9
         self.epoch = self.result.lease_epoch = lease.epoch
         try:
-            finish = getattr(self.metadata, "finish_pending_commits", None)
-            if finish is not None:  # DynamoDB: index interrupted commits before touching ranges
-                await self._md(finish)
             listed = await self.objects.list()
             topics = await self._md(self.metadata.topics)
             for topic in topics:

@@ -10,21 +10,23 @@ from __future__ import annotations
 
 import logging
 import random
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from broker_service.metadata.dynamodb.stream_index import IndexState
 from broker_service.metadata.errors import MetadataError
 from broker_service.metadata.records import StreamRange
+
+if TYPE_CHECKING:
+    from broker_service.metadata.dynamodb.stream_index import StreamState
 
 log = logging.getLogger(__name__)
 
@@ -121,8 +123,8 @@ class DynamoBase:
         self._c = client
         self._attempts = max_attempts
         self._cluster_id: str | None = None
-        self._objects: OrderedDict[str, list[StreamRange]] = OrderedDict()  # immutable items
-        self._objects_lock = threading.Lock()
+        # the stream index's writers, caches and background folder (streams.py)
+        self._ix = IndexState(lambda stream_id: self.fold_stream(stream_id))
 
     def create_table(self) -> None:
         """Create the table (on-demand billing) if it does not exist; wait until ACTIVE.
@@ -266,10 +268,25 @@ class DynamoBase:
             self._c.close()
 
     # Steps one domain takes in another's items; the composed store has the real ones.
-    def finish_pending_commits(self) -> int:
+    def _delete_stream_ranges(self, stream_id: int) -> None:
         raise NotImplementedError  # streams.py
 
-    def _delete_stream_ranges(self, stream_id: int) -> None:
+    def _release_stream(self, stream_id: int) -> None:
+        raise NotImplementedError  # streams.py
+
+    def fold_stream(self, stream_id: int, release: str | None = None) -> bool:
+        raise NotImplementedError  # streams.py
+
+    def _stream_state(self, stream_id: int) -> StreamState:
+        raise NotImplementedError  # streams.py
+
+    def _write_stream(
+        self,
+        state: StreamState,
+        want: list[StreamRange],
+        extra: list[Item],
+        drop: Iterable[str] = (),
+    ) -> None:
         raise NotImplementedError  # streams.py
 
     def _delete_topic_offsets(self, topic: str) -> None:

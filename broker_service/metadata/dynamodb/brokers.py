@@ -81,10 +81,6 @@ class DynamoBrokers(DynamoBase, BrokerRegistry):
             },
             ReturnValues="ALL_NEW",
         )
-        try:  # housekeeping: finish object commits a crashed broker left half-indexed
-            self.finish_pending_commits()
-        except Exception:
-            log.warning("could not roll forward pending object commits", exc_info=True)
         return self._broker(attrs)
 
     @staticmethod

@@ -18,14 +18,15 @@ from broker_service.metadata.dynamodb.base import (
     _key,
     _load,
 )
-from broker_service.metadata.dynamodb.ranges import pack_ranges, range_item
+from broker_service.metadata.dynamodb.stream_index import entry_sk, log_pk
+from broker_service.metadata.dynamodb.streams import _CCF, StreamConflict
 from broker_service.metadata.errors import ConcurrentUpdate, MetadataError
 from broker_service.metadata.records import CompactorLease, StreamRange
 from broker_service.metadata.store import CompactionStore
 
 
 class DynamoCompaction(DynamoBase, CompactionStore):
-    """Items ``CLUSTER/COMPACTOR``, ``RELEASED/<key>``; swaps rewrite ``STREAM#`` range items."""
+    """Items ``CLUSTER/COMPACTOR``, ``RELEASED/<key>``; swaps rewrite ``STREAM#`` chunks."""
 
     def acquire_compactor_lease(self, owner: str, lease_ms: int, now_ms: int) -> CompactorLease:
         # Read, then a compare-and-set on the epoch read (a one-action transaction, like
@@ -84,8 +85,13 @@ class DynamoCompaction(DynamoBase, CompactionStore):
         object_size: int,
         now_ms: int,
     ) -> None:
+        # One transaction: the lease check, the new object's record, release marks of the old
+        # objects, and the stream's rewrite (the chunks holding old ranges are replaced, the
+        # log tail is folded in), conditional on the stream head's version: O(1) items per
+        # output object whatever the stream's length. A head that moved (a fold, a claim) is
+        # read again; old ranges that changed or went are a ConcurrentUpdate.
         t = self.table
-        items: list[Item] = [
+        extra: list[Item] = [
             {
                 "ConditionCheck": {
                     "TableName": t,
@@ -96,63 +102,8 @@ class DynamoCompaction(DynamoBase, CompactionStore):
                 }
             }
         ]
-        # A range item is a (stream, start) key: a new range starting where an old one did
-        # replaces it with a conditional Put (one action per item per transaction).
-        new_by_start = {r.start_offset: r for r in new}
-        for r in old:
-            cond = {
-                "ConditionExpression": "#k = :k AND #end = :end AND #pos = :pos AND #sz = :sz",
-                "ExpressionAttributeNames": {
-                    "#k": "object_key",
-                    "#end": "end_offset",
-                    "#pos": "position",
-                    "#sz": "size",
-                },
-                "ExpressionAttributeValues": _item(
-                    **{":k": r.object_key, ":end": r.end_offset, ":pos": r.position, ":sz": r.size}
-                ),
-            }
-            replacement = new_by_start.pop(r.start_offset, None)
-            if replacement is not None:
-                items.append({"Put": {"TableName": t, "Item": range_item(replacement), **cond}})
-            else:
-                key = _key(f"STREAM#{stream_id}", f"R#{r.start_offset:020d}")
-                items.append({"Delete": {"TableName": t, "Key": key, **cond}})
-        for r in new_by_start.values():
-            items.append(
-                {
-                    "Put": {
-                        "TableName": t,
-                        "Item": range_item(r),
-                        "ConditionExpression": "attribute_not_exists(pk)",
-                    }
-                }
-            )
-        for k in sorted({r.object_key for r in old}):
-            # an object still PENDING may get its range items written again by a roll-forward
-            items.append(
-                {
-                    "ConditionCheck": {
-                        "TableName": t,
-                        "Key": _key("PENDING", k),
-                        "ConditionExpression": "attribute_not_exists(pk)",
-                    }
-                }
-            )
-            items.append(
-                {
-                    "Put": {
-                        "TableName": t,
-                        "Item": {
-                            **_key("RELEASED", k),
-                            **_item(kind="released", released_ms=now_ms),
-                        },
-                    }
-                }
-            )
         if object_key is not None:
-            keys, parts = pack_ranges(new)
-            obj = dict(
+            record = _item(
                 kind="object",
                 object_key=object_key,
                 size=object_size,
@@ -161,40 +112,47 @@ class DynamoCompaction(DynamoBase, CompactionStore):
                 broker_epoch=compactor_epoch,
                 committed_ms=now_ms,
                 range_count=len(new),
-                part_count=len(parts),
-                keys=keys,
             )
-            items.append(
+            extra.append(
                 {
                     "Put": {
                         "TableName": t,
-                        "Item": {**_key(f"OBJECT#{object_key}", "OBJECT"), **_item(**obj)},
+                        "Item": {**_key(f"OBJECT#{object_key}", "OBJECT"), **record},
                         "ConditionExpression": "attribute_not_exists(pk)",
                     }
                 }
             )
-            items += [
-                {
-                    "Put": {
-                        "TableName": t,
-                        "Item": {
-                            **_key(f"OBJECT#{object_key}", f"PART#{i:04d}"),
-                            **_item(kind="object-part", ranges=part),
-                        },
-                    }
+        extra += [
+            {
+                "Put": {
+                    "TableName": t,
+                    "Item": {**_key("RELEASED", k), **_item(kind="released", released_ms=now_ms)},
                 }
-                for i, part in enumerate(parts)
-            ]
-        if len(items) > MAX_TX_ITEMS:
-            raise MetadataError(f"a swap of {len(old)} ranges needs {len(items)} items (max 100)")
-        try:
-            self._retrying(self._c.transact_write_items, TransactItems=items)
-        except ClientError as e:
-            if "ConditionalCheckFailed" in _cancel_reasons(e):
+            }
+            for k in sorted({r.object_key for r in old})
+        ]
+        if len(extra) + 3 > MAX_TX_ITEMS:
+            raise MetadataError(f"a swap of {len(old)} ranges needs {len(extra) + 3} items")
+        for attempt in range(self._attempts):
+            state = self._stream_state(stream_id)
+            current = {r.start_offset: r for r in state.ranges()}
+            for r in old:
+                if current.get(r.start_offset) != r:
+                    raise ConcurrentUpdate(f"range {stream_id}@{r.start_offset} changed")
+            for r in old:
+                del current[r.start_offset]
+            current.update({r.start_offset: r for r in new})
+            try:
+                self._write_stream(state, [current[k] for k in sorted(current)], extra)
+                return
+            except StreamConflict as c:
+                if c.head_moved and _CCF not in c.reasons[: c.head_index]:
+                    _backoff(attempt)
+                    continue  # a fold or claim: read the stream again
                 raise ConcurrentUpdate(
-                    f"stream {stream_id}: ranges or compactor lease changed"
+                    f"stream {stream_id}: the compactor lease or the new object key changed"
                 ) from None
-            raise
+        raise ConcurrentUpdate(f"stream {stream_id}: too much contention")
 
     def committed_objects(self, keys: list[str]) -> set[str]:
         found: set[str] = set()
@@ -237,9 +195,18 @@ class DynamoCompaction(DynamoBase, CompactionStore):
     def forget_objects(self, keys: list[str]) -> None:
         doomed: list[Item] = []
         for k in keys:
-            doomed += [
-                {"pk": i["pk"], "sk": i["sk"]}
-                for i in self._query_raw(f"OBJECT#{k}", keys_only=True)
-            ]
+            for a in self._query(f"OBJECT#{k}"):
+                doomed.append(_key(str(a["pk"]), str(a["sk"])))
+                if a.get("sk") == "OBJECT" and a.get("log") is not None:
+                    # its log entry only serves readers of ranges in it, and none refer to
+                    # the object any more (that is why it is forgotten)
+                    doomed += self._entry_keys(str(a["log"]), int(a["seq"]), k)
             doomed.append(_key("RELEASED", k))
         self._batch_delete(doomed)
+
+    def _entry_keys(self, log_: str, seq: int, object_key: str) -> list[Item]:
+        items = self._query(log_pk(log_), entry_sk(seq))
+        first = next((a for a in items if a.get("sk") == entry_sk(seq)), None)
+        if first is None or list(first.get("keys") or []) != [object_key]:
+            return []  # its ranges name other objects too: keep it
+        return [_key(str(a["pk"]), str(a["sk"])) for a in items]

@@ -1,11 +1,11 @@
-"""Object ranges packed into binary part items, and per-stream range items."""
+"""Ranges packed into binary attributes (log entries, stream chunks): 52 bytes each."""
 
 from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
 
-from broker_service.metadata.dynamodb.base import MAX_TX_BYTES, Item, _chunks, _item, _key
+from broker_service.metadata.dynamodb.base import MAX_TX_BYTES, _chunks
 from broker_service.metadata.records import StreamRange
 
 # One packed range: stream_id, start, end, position, size, max_timestamp (i64) + key index (u32).
@@ -34,19 +34,3 @@ def unpack_ranges(keys: Sequence[str], part: bytes) -> list[StreamRange]:
         StreamRange(sid, start, end, keys[k], pos, size, ts)
         for sid, start, end, pos, size, ts, k in _RANGE.iter_unpack(part)
     ]
-
-
-def range_item(r: StreamRange) -> Item:
-    return {
-        **_key(f"STREAM#{r.stream_id}", f"R#{r.start_offset:020d}"),
-        **_item(
-            kind="range",
-            stream_id=r.stream_id,
-            start_offset=r.start_offset,
-            end_offset=r.end_offset,
-            object_key=r.object_key,
-            position=r.position,
-            size=r.size,
-            max_timestamp=r.max_timestamp,
-        ),
-    }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +30,8 @@ from broker_service.metadata.errors import (
 )
 from broker_service.metadata.records import ACTIVE, PartitionRecord, TopicRecord
 from broker_service.metadata.store import TopicCatalog
+
+log = logging.getLogger(__name__)
 
 
 class DynamoTopics(DynamoBase, TopicCatalog):
@@ -331,7 +334,13 @@ class DynamoTopics(DynamoBase, TopicCatalog):
                 )
             return replace(p, leader_id=new_leader, leader_epoch=p.leader_epoch + 1)
 
-        return self._change_partition(topic, partition, move)
+        moved = self._change_partition(topic, partition, move)
+        try:  # a graceful move away from us: stop making the next leader follow our log
+            self._release_stream(moved.stream_id)
+        except Exception:  # only a saving: the next leader reads our log tail instead
+            log.warning("could not release stream %d after its move", moved.stream_id,
+                        exc_info=True)  # fmt: skip
+        return moved
 
     def partitions_led_by(self, broker_id: int) -> list[PartitionRecord]:
         # One Query of the TOPICS partition (topic items + changed partitions); failover only.
