@@ -31,15 +31,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from broker_service.config.compaction import CompactionConfig
-from broker_service.metadata.base import (
-    ConcurrentUpdate,
-    MetadataError,
-    MetadataStore,
-    PartitionRecord,
-    StreamRange,
-    TopicRecord,
-    UnknownTopic,
-)
+from broker_service.metadata.errors import ConcurrentUpdate, MetadataError, UnknownTopic
+from broker_service.metadata.records import PartitionRecord, StreamRange, TopicRecord
+from broker_service.metadata.store import MetadataStore
 from broker_service.protocol.configs import parse_topic
 from broker_service.protocol.control_batch import ABORT, marker_type
 from broker_service.protocol.decompress import TooLarge

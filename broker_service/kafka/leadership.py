@@ -18,13 +18,9 @@ from broker_service.control.placement import LeastLoaded
 from broker_service.kafka.log_store import StreamStore
 from broker_service.kafka.partition import NotDurable, PartitionLog
 from broker_service.kafka.topics import Topics
-from broker_service.metadata.base import (
-    DRAINING,
-    BrokerRecord,
-    MetadataStore,
-    PartitionRecord,
-    UnknownTopic,
-)
+from broker_service.metadata.errors import UnknownTopic
+from broker_service.metadata.ports import MetadataPorts
+from broker_service.metadata.records import DRAINING, BrokerRecord, PartitionRecord
 from broker_service.protocol.errors import NotLeaderOrFollower
 from broker_service.stream.wal import read_wal_dir
 
@@ -40,7 +36,7 @@ class NotLeader(NotLeaderOrFollower):
 class Leadership:
     def __init__(
         self,
-        metadata: MetadataStore,
+        ports: MetadataPorts,
         store: StreamStore,
         node_id: int,
         *,
@@ -50,7 +46,8 @@ class Leadership:
         topics: Callable[[], Topics],
         on_draining: Callable[[list[int]], None],
     ) -> None:
-        self.metadata = metadata
+        self.ports = ports
+        self.metadata = ports.store  # the few calls made before serving, in a thread
         self.store = store
         self.node_id = node_id
         self.shared_wal_dir = shared_wal_dir  # file WAL on a shared disk: other brokers' WALs
@@ -69,7 +66,7 @@ class Leadership:
             plog.clear_cache()
             plog.abandon(f"{plog.topic}-{plog.partition} is now led by broker {rec.leader_id}")
             return
-        ranges = await asyncio.to_thread(self.metadata.stream_ranges, plog.stream_id)
+        ranges = await self.ports.streams.stream_ranges(plog.stream_id)
         plog.clear_cache()
         plog.log_start_offset = rec.log_start_offset
         plog.load_ranges(ranges)
@@ -141,10 +138,9 @@ class Leadership:
                 await asyncio.sleep(0.05)
             # the new leader starts from this snapshot: no batches to replay
             await self.store.save_producer_snapshots(force=True, only=plog)
-            rec = await asyncio.to_thread(
-                self.metadata.move_partition, topic, partition, self.node_id, plog.leader_epoch,
-                target,
-            )  # fmt: skip
+            rec = await self.ports.topics.move_partition(
+                topic, partition, self.node_id, plog.leader_epoch, target
+            )
         finally:
             plog.moving = False
         await self.changed(plog, rec)
@@ -157,14 +153,14 @@ class Leadership:
         now_ms = int(time.time() * 1000)
         others = [
             b.broker_id
-            for b in await asyncio.to_thread(self.metadata.live_brokers, now_ms)
+            for b in await self.ports.brokers.live_brokers(now_ms)
             if b.broker_id != self.node_id
         ]
         topics = self._topics()
         led = topics.led_here()
         if not others:
             return 0
-        await asyncio.to_thread(self.metadata.set_broker_state, self.node_id, me.epoch, DRAINING)
+        await self.ports.brokers.set_broker_state(self.node_id, me.epoch, DRAINING)
         self._on_draining(others)  # coordinates nothing from now on
         load = dict.fromkeys(others, 0)
         for s in topics.by_name.values():
@@ -195,8 +191,6 @@ class Leadership:
         (-1: the high watermark); returns the new low watermark. The compactor drops the
         ranges below it and deletes their objects after the grace period."""
         target = plog.high_watermark if offset == -1 else offset
-        rec = await asyncio.to_thread(
-            self.metadata.set_log_start_offset, plog.topic, plog.partition, target
-        )
+        rec = await self.ports.topics.set_log_start_offset(plog.topic, plog.partition, target)
         plog.log_start_offset = max(plog.log_start_offset, rec.log_start_offset)
         return plog.log_start_offset

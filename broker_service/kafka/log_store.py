@@ -22,7 +22,9 @@ from kio.schema.errors import ErrorCode
 
 from broker_service.kafka.partition import CachedBatch, PartitionLog
 from broker_service.kafka.producer_state import APPEND, Outcome, ProducerStateTable, Verdict
-from broker_service.metadata.base import BrokerFenced, MetadataStore, PartitionRecord, StreamRange
+from broker_service.metadata.errors import BrokerFenced
+from broker_service.metadata.ports import MetadataPorts
+from broker_service.metadata.records import PartitionRecord, StreamRange
 from broker_service.protocol.control_batch import marker_type
 from broker_service.protocol.errors import KafkaError
 from broker_service.protocol.record_batch import (
@@ -89,7 +91,7 @@ class StreamStore:
     def __init__(
         self,
         object_store: ObjectStore,
-        metadata: MetadataStore,
+        ports: MetadataPorts,
         wal: Wal,
         broker_id: int,
         broker_epoch: int,
@@ -105,7 +107,8 @@ class StreamStore:
         snapshot_interval_ms: int = 5000,
     ) -> None:
         self.objects = object_store
-        self.metadata = metadata
+        self.ports = ports
+        self.metadata = ports.store  # the few calls made before serving, in a thread
         self.wal = wal
         self.broker_id = broker_id
         self.broker_epoch = broker_epoch
@@ -260,7 +263,7 @@ class StreamStore:
         A partition without a snapshot never had an idempotent or transactional batch
         committed (one is saved right after the first): its state starts empty, and taking
         it over reads nothing, however large it is."""
-        snap = await asyncio.to_thread(self.metadata.producer_snapshot, plog.stream_id)
+        snap = await self.ports.producers.producer_snapshot(plog.stream_id)
         plog.snapshot_offset = -1
         if snap is None or snap[0] > plog.committed_end:
             plog.committed_producers = ProducerStateTable()
@@ -302,7 +305,7 @@ class StreamStore:
                 now_ms, PRODUCER_ID_EXPIRATION_MS, plog.log_start_offset
             )
             data = plog.committed_producers.encode()
-            await asyncio.to_thread(self.metadata.save_producer_snapshot, plog.stream_id, end, data)
+            await self.ports.producers.save_producer_snapshot(plog.stream_id, end, data)
             plog.snapshot_offset = end
             saved += 1
         return saved
@@ -381,7 +384,7 @@ class StreamStore:
         """Re-read a led partition's committed ranges (compaction swaps objects and
         retention drops ranges behind the leader's back). Ranges this broker committed after
         the read stay. Returns whether anything changed."""
-        fetched = await asyncio.to_thread(self.metadata.stream_ranges, plog.stream_id)
+        fetched = await self.ports.streams.stream_ranges(plog.stream_id)
         if plog.leader_id != self.broker_id:
             return False
         end = fetched[-1].end_offset if fetched else -1
@@ -575,8 +578,8 @@ class StreamStore:
             return written.size
 
     async def _commit_upload(self, w: WrittenObject) -> None:
-        await asyncio.to_thread(
-            self.metadata.commit_object, self.broker_id, self.broker_epoch, w.key, w.size, w.ranges
+        await self.ports.streams.commit_object(
+            self.broker_id, self.broker_epoch, w.key, w.size, w.ranges
         )
 
     def _evict(self) -> None:

@@ -29,12 +29,10 @@ from broker_service.kafka.partition import PartitionLog
 from broker_service.kafka.producer_ids import ProducerIdAllocator
 from broker_service.kafka.topics import Topics, TopicState
 from broker_service.kafka.txn.coordinator import TransactionCoordinator
-from broker_service.metadata.base import (
-    BrokerRecord,
-    MetadataStore,
-    TopicAlreadyExists,
-    TopicRecord,
-)
+from broker_service.metadata.errors import TopicAlreadyExists
+from broker_service.metadata.ports import MetadataPorts
+from broker_service.metadata.records import BrokerRecord, TopicRecord
+from broker_service.metadata.store import MetadataStore
 from broker_service.metrics import BrokerMetrics
 from broker_service.protocol.record_batch import validate_batches
 from broker_service.runtime.control_loops import ControlLoops
@@ -63,8 +61,11 @@ class Broker:
         object_store: ObjectStore,
         wal: Wal,
         metrics: BrokerMetrics | None = None,
+        ports: MetadataPorts | None = None,
     ) -> None:
         self.config = config
+        # every metadata call from the event loop goes through these (threads of their own)
+        self.ports = ports or MetadataPorts(metadata, workers=config.metadata_threads)
         self.metrics = metrics or BrokerMetrics(config.node_id)
         self.metadata = metadata
         self.object_store = object_store
@@ -75,14 +76,14 @@ class Broker:
         self.producer_ids = ProducerIdAllocator(metadata)
         self.configs = ConfigView(static_broker_values(config))
         self.groups = GroupCoordinator(
-            metadata,
+            self.ports,
             initial_rebalance_delay_ms=config.group_initial_rebalance_delay_ms,
             consumer_session_timeout_ms=config.group_consumer_session_timeout_ms,
         )
         self.groups.mirror = self._mirror_group
         self.groups.partition_counts = lambda: {n: len(t.logs) for n, t in self.topics.items()}
         self.txn = TransactionCoordinator(self)
-        self.security = SecurityManager(config, metadata)
+        self.security = SecurityManager(config, self.ports)
         self._fenced = False
         self.membership: Membership | None = None
         self._topics: Topics | None = None
@@ -102,16 +103,16 @@ class Broker:
     async def start(self) -> None:
         cfg = self.config
         host, port = cfg.advertised
-        self.cluster_id = await asyncio.to_thread(self.metadata.cluster_id)
+        self.cluster_id = await self.ports.brokers.cluster_id()
         self.configs.static = static_broker_values(cfg, self.security.listeners)  # ports bound
-        self.configs.dynamic = await asyncio.to_thread(self.metadata.cluster_configs)
-        self.me = me = await asyncio.to_thread(
-            self.metadata.register_broker, cfg.node_id, host, port, cfg.rack, cfg.lease_ms
+        self.configs.dynamic = await self.ports.topics.cluster_configs()
+        self.me = me = await self.ports.brokers.register_broker(
+            cfg.node_id, host, port, cfg.rack, cfg.lease_ms
         )
         await self.security.start(cfg.node_id)
         self.store = store = StreamStore(
             self.object_store,
-            self.metadata,
+            self.ports,
             self.wal,
             cfg.node_id,
             me.epoch,
@@ -125,10 +126,10 @@ class Broker:
             snapshot_interval_ms=cfg.producer_snapshot_interval_ms,
         )
         self.membership = membership = Membership(
-            self.metadata, me, cfg.lease_ms, self._on_fenced, self.request_refresh
+            self.ports, me, cfg.lease_ms, self._on_fenced, self.request_refresh
         )
         self.leadership = Leadership(
-            self.metadata,
+            self.ports,
             store,
             cfg.node_id,
             shared_wal_dir=cfg.data_dir / "wal" if cfg.wal == "file" else None,
@@ -138,7 +139,7 @@ class Broker:
             on_draining=membership.leaving,
         )
         self._topics = Topics(
-            self.metadata,
+            self.ports,
             store,
             cfg.node_id,
             live_ids=self._live_ids,
@@ -201,8 +202,7 @@ class Broker:
         self.groups.stop()
         if self.store is not None:
             await self.store.close()
-        if self.membership is not None:
-            self.membership.close()
+        self.ports.close()
         self.metadata.close()
 
     async def drain(self) -> int:
@@ -232,7 +232,7 @@ class Broker:
 
     async def _before_sync(self) -> None:
         self.groups.retain(self.coordinates_group)
-        self.configs.dynamic = await asyncio.to_thread(self.metadata.cluster_configs)
+        self.configs.dynamic = await self.ports.topics.cluster_configs()
         if not all(self.security.knows(b) for b in self.live_brokers()):
             await self.security.refresh_endpoints()  # a new broker: learn its listeners
 

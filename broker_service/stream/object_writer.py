@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from broker_service.metadata.base import StreamRange
+from broker_service.metadata.records import StreamRange
 from broker_service.stream.object_format import Buffer, StreamSetObjectBuilder
 from broker_service.stream.objectstore.base import ObjectExists, ObjectStore
 

@@ -19,12 +19,9 @@ import random
 import time
 from collections import OrderedDict
 
-from broker_service.metadata.base import (
-    BrokerFenced,
-    MetadataStore,
-    ObjectAlreadyCommitted,
-    StreamRange,
-)
+from broker_service.metadata.errors import BrokerFenced, ObjectAlreadyCommitted
+from broker_service.metadata.ports import MetadataPorts
+from broker_service.metadata.records import StreamRange
 from broker_service.stream.object_writer import Batches, ObjectWriter, WrittenObject
 from broker_service.stream.objectstore.base import ObjectStore
 from broker_service.stream.wal.base import Wal, WalEntry, WalFatal, WalRecord
@@ -38,7 +35,7 @@ class ObjectWal(Wal):
     def __init__(
         self,
         objects: ObjectStore,
-        metadata: MetadataStore,
+        ports: MetadataPorts,
         *,
         flush_interval_ms: float = 50.0,
         flush_bytes: int = 4 << 20,
@@ -48,7 +45,8 @@ class ObjectWal(Wal):
         # keep objects below the S3 multipart threshold: one PUT per flush
         self.max_group_bytes = max(2 * flush_bytes, block_bytes)
         self.writer = ObjectWriter(objects, block_bytes)
-        self.metadata = metadata
+        self.ports = ports
+        self.metadata = ports.store  # the few calls made before serving, in a thread
         self.broker_id = -1
         self.broker_epoch = -1
         self._seq = 0
@@ -97,8 +95,7 @@ class ObjectWal(Wal):
     def _committer(self, retry: bool):  # type: ignore[no-untyped-def]
         async def commit(w: WrittenObject) -> None:
             try:
-                await asyncio.to_thread(
-                    self.metadata.commit_object,
+                await self.ports.streams.commit_object(
                     self.broker_id,
                     self.broker_epoch,
                     w.key,
