@@ -23,7 +23,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 
 from tests.broker_process import BrokerProcess
-from tests.integration.clients import TIMEOUT, create_topic
+from tests.support.clients import TIMEOUT, create_topic
 
 PARTITIONS = 3
 N = 300
