@@ -47,6 +47,7 @@ from broker_service.metadata.base import (
     AclBinding,
     BrokerFenced,
     BrokerRecord,
+    CommitDeadlinePassed,
     CommittedOffset,
     CompactorLease,
     ConcurrentUpdate,
@@ -189,6 +190,17 @@ class DynamoDbMetadataStore(MetadataStore):
         self._cluster_id: str | None = None
         self._objects: OrderedDict[str, list[StreamRange]] = OrderedDict()  # immutable items
         self._objects_lock = threading.Lock()
+        # A commit's deadline, checked before every HTTP attempt of its transaction
+        # (botocore's own retries included): per thread, as calls run on worker threads.
+        self._deadline = threading.local()
+        client.meta.events.register(
+            "before-send.dynamodb.TransactWriteItems", self._refuse_past_deadline
+        )
+
+    def _refuse_past_deadline(self, **_: Any) -> None:
+        deadline = getattr(self._deadline, "ms", None)
+        if deadline is not None and _now_ms() >= deadline:
+            raise CommitDeadlinePassed(f"commit deadline passed {_now_ms() - deadline} ms ago")
 
     # -- table -------------------------------------------------------------------------
     def create_table(self) -> None:
@@ -829,6 +841,21 @@ class DynamoDbMetadataStore(MetadataStore):
         object_key: str,
         object_size: int,
         ranges: list[StreamRange],
+        deadline_ms: int | None = None,
+    ) -> None:
+        self._deadline.ms = deadline_ms
+        try:
+            self._commit_object(broker_id, broker_epoch, object_key, object_size, ranges)
+        finally:
+            self._deadline.ms = None
+
+    def _commit_object(
+        self,
+        broker_id: int,
+        broker_epoch: int,
+        object_key: str,
+        object_size: int,
+        ranges: list[StreamRange],
     ) -> None:
         seen: set[tuple[int, int]] = set()
         for r in ranges:
@@ -919,6 +946,22 @@ class DynamoDbMetadataStore(MetadataStore):
                 self._index_object(object_key, ranges)
             except Exception:  # committed all the same: readers merge the PENDING object
                 log.warning("object %s committed but not yet indexed", object_key, exc_info=True)
+
+    def abort_object_commit(self, object_key: str) -> bool:
+        # A retry of this put after a lost answer finds its own ABORTED item: still False.
+        try:
+            self._put(
+                {**_key(f"OBJECT#{object_key}", "OBJECT"),
+                 **_item(kind="object", object_key=object_key, state="ABORTED",
+                         committed_ms=_now_ms())},
+                "attribute_not_exists(pk)",
+            )  # fmt: skip
+            return False
+        except ClientError as e:
+            if _error_code(e) != "ConditionalCheckFailedException":
+                raise
+        item = self._get(f"OBJECT#{object_key}", "OBJECT")
+        return item is not None and item.get("state") == "COMMITTED"
 
     def _index_object(self, object_key: str, ranges: Sequence[StreamRange]) -> None:
         """Write an object's per-stream range items, then drop its PENDING marker."""
@@ -1425,13 +1468,18 @@ class DynamoDbMetadataStore(MetadataStore):
             pending: dict[str, Any] = {
                 self.table: {
                     "Keys": [_key(f"OBJECT#{k}", "OBJECT") for k in chunk],
-                    "ProjectionExpression": "object_key",
+                    "ProjectionExpression": "object_key, #s",
+                    "ExpressionAttributeNames": {"#s": "state"},
                     "ConsistentRead": True,
                 }
             }
             for attempt in range(self._attempts + 5):
                 resp = self._c.batch_get_item(RequestItems=pending)
-                found.update(_load(i)["object_key"] for i in resp["Responses"].get(self.table, []))
+                found.update(
+                    a["object_key"]
+                    for a in map(_load, resp["Responses"].get(self.table, []))
+                    if a.get("state") != "ABORTED"
+                )
                 pending = resp.get("UnprocessedKeys") or {}
                 if not pending:
                     break

@@ -24,6 +24,7 @@ from broker_service.metadata.base import (
     AclBinding,
     BrokerFenced,
     BrokerRecord,
+    CommitDeadlinePassed,
     CommittedOffset,
     CompactorLease,
     ConcurrentUpdate,
@@ -352,8 +353,11 @@ class SqliteMetadataStore(MetadataStore):
         object_key: str,
         object_size: int,
         ranges: list[StreamRange],
+        deadline_ms: int | None = None,
     ) -> None:
         with self._tx() as db:
+            if deadline_ms is not None and _now_ms() >= deadline_ms:
+                raise CommitDeadlinePassed(f"object {object_key}: deadline passed")
             row = db.execute(
                 "SELECT epoch, state FROM brokers WHERE broker_id=?", (broker_id,)
             ).fetchone()
@@ -382,6 +386,15 @@ class SqliteMetadataStore(MetadataStore):
                     if r.stream_id in live  # a topic deleted meanwhile keeps no ranges
                 ],
             )
+
+    def abort_object_commit(self, object_key: str) -> bool:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO objects VALUES(?,?,?,?,?,?)",
+                (object_key, 0, "ABORTED", -1, -1, _now_ms()),
+            )
+            row = db.execute("SELECT state FROM objects WHERE object_key=?", (object_key,))
+            return bool(row.fetchone()[0] == "COMMITTED")
 
     def stream_ranges(self, stream_id: int) -> list[StreamRange]:
         with self._lock:
@@ -562,6 +575,8 @@ class SqliteMetadataStore(MetadataStore):
                 [(stream_id, r.start_offset) for r in old],
             )
             if object_key is not None:
+                if db.execute("SELECT 1 FROM objects WHERE object_key=?", (object_key,)).fetchone():
+                    raise ConcurrentUpdate(f"object {object_key} has a record (aborted?)")
                 db.execute(
                     "INSERT INTO objects VALUES(?,?,?,?,?,?)",
                     (object_key, object_size, "COMMITTED", -1, compactor_epoch, now_ms),
@@ -592,7 +607,7 @@ class SqliteMetadataStore(MetadataStore):
             for i in range(0, len(keys), 500):
                 chunk = keys[i : i + 500]
                 rows = self._db.execute(
-                    f"SELECT object_key FROM objects WHERE object_key IN "
+                    f"SELECT object_key FROM objects WHERE state='COMMITTED' AND object_key IN "
                     f"({','.join('?' * len(chunk))})",
                     chunk,
                 ).fetchall()

@@ -1,0 +1,133 @@
+"""Commits whose outcome is late or unknown (issue 22.1, DESIGN invariants 9 and 11).
+
+An object-WAL commit that stalls past the producer's request timeout must not land later:
+librdkafka times the request out, bumps its producer epoch and sends the records again, so a
+late commit of the originals duplicates them. The broker gives each commit the earliest
+deadline of its group, the store refuses a commit past it, and an attempt still unanswered
+at the deadline is settled by writing the object key ABORTED (after which the late original
+can never commit) or, if the key turns out COMMITTED, answered as durable.
+
+S3 and DynamoDB are a moto server serving one request at a time (tests/chaos/moto_serial.py)
+behind tests/cloud/fault_proxy.py, which delays or answers late chosen DynamoDB operations.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from broker_service.metadata.dynamodb import DynamoDbMetadataStore
+from tests.broker_process import BrokerProcess
+from tests.chaos import moto_serial
+from tests.chaos.harness import AWS_TEST_ENV, REGION
+from tests.cloud.fault_proxy import HANG, RESPOND_LATE, FaultProxy
+
+
+@pytest.fixture(scope="module")
+def serial_moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    proc, endpoint = moto_serial.start(tmp_path_factory.mktemp("moto-serial"))
+    try:
+        yield endpoint
+    finally:
+        moto_serial.stop(proc)
+
+
+def _backends(endpoint: str) -> tuple[str, str]:
+    session = boto3.session.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION
+    )
+    bucket, table = f"late-{uuid.uuid4().hex[:8]}", f"late-{uuid.uuid4().hex[:8]}"
+    session.client("s3", endpoint_url=endpoint).create_bucket(Bucket=bucket)
+    DynamoDbMetadataStore(
+        table, client=session.client("dynamodb", endpoint_url=endpoint)
+    ).create_table()
+    return bucket, table
+
+
+def _read_keys(bootstrap: str, topic: str, partitions: int) -> list[int]:
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"v-{uuid.uuid4().hex[:6]}",
+                  "enable.auto.commit": False})  # fmt: skip
+    try:
+        ends = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1]
+                for p in range(partitions)}  # fmt: skip
+        c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+        keys: list[int] = []
+        got = dict.fromkeys(range(partitions), 0)
+        deadline = time.monotonic() + 60
+        while any(got[p] < ends[p] for p in got) and time.monotonic() < deadline:
+            for m in c.consume(2000, 0.5):
+                assert m.error() is None, m.error()
+                keys.append(int(m.key()))
+                got[m.partition()] = m.offset() + 1
+        assert all(got[p] >= ends[p] for p in got), (got, ends)
+        return keys
+    finally:
+        c.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", [HANG, RESPOND_LATE])
+def test_stalled_metadata_commits_never_land_after_the_producer_gave_up(
+    tmp_path: Path, serial_moto: str, fault: str
+) -> None:
+    """12 s on 3% of TransactWriteItems; librdkafka idempotent, request.timeout.ms 5000,
+    message.timeout.ms 10000 (issue 22.1: 40,276 duplicates in 105,036 records on main).
+    ``hang``: the commit reaches the store 12 s late (8,998 duplicates in 38,169 records
+    before the fix); ``respond-late``: it applies at once and its answer comes 12 s late
+    (settled as committed: durable, answered)."""
+    bucket, table = _backends(serial_moto)
+    with FaultProxy(serial_moto, hang_seconds=12.0) as proxy:
+        proxy.chaos(0.03, (fault,), seed=22, ops=("TransactWriteItems",))
+        broker = BrokerProcess(
+            tmp_path / "data", BROKER_STORAGE=f"s3://{bucket}/late",
+            BROKER_METADATA=f"dynamodb://{table}", BROKER_WAL="object",
+            AWS_ENDPOINT_URL=serial_moto, AWS_ENDPOINT_URL_DYNAMODB=proxy.endpoint,
+            **AWS_TEST_ENV,
+        ).start(timeout=60)  # fmt: skip
+        try:
+            admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+            for f in admin.create_topics([NewTopic("late", 2, 1)]).values():
+                f.result(30)
+            acked: dict[int, tuple[int, int]] = {}
+            failed: Counter[str] = Counter()
+
+            def on_delivery(err: object, msg: object) -> None:
+                if err is None:
+                    acked[int(msg.key())] = (msg.partition(), msg.offset())  # type: ignore[attr-defined]
+                else:
+                    failed[err.name()] += 1  # type: ignore[attr-defined]
+
+            p = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all",
+                          "enable.idempotence": True, "linger.ms": 5,
+                          "request.timeout.ms": 5000, "message.timeout.ms": 10000,
+                          "log_level": 2})  # fmt: skip
+            n, rate, started = 30_000, 1000, time.monotonic()
+            for i in range(n):
+                if i == 5000:  # at least one stall while producing, whatever the draw
+                    proxy.add(fault, "POST", op="TransactWriteItems")
+                while time.monotonic() < started + i / rate:  # a steady load for 30 s
+                    p.poll(0.01)
+                p.produce("late", key=str(i).encode(), value=b"v" * 50, partition=i % 2,
+                          on_delivery=on_delivery)  # fmt: skip
+                p.poll(0)
+            assert p.flush(60) == 0
+            del p, admin
+            commits = len(proxy.ops("TransactWriteItems"))
+            keys = _read_keys(broker.bootstrap, "late", 2)
+        finally:
+            broker.stop()
+    copies = Counter(keys)
+    duplicates = sum(c - 1 for c in copies.values() if c > 1)
+    print(f"\nacked {len(acked)}, failed {dict(failed)}, in the log {len(keys)}, duplicates "
+          f"{duplicates}; {proxy.injected[fault]} of {commits} commits {fault} 12 s")  # fmt: skip
+    assert proxy.injected[fault] >= 1, "the proxy stalled commits"
+    assert duplicates == 0, f"{duplicates} duplicated records"
+    assert all(k in copies for k in acked), "an acknowledged record is missing"
