@@ -28,7 +28,7 @@ from broker_service.metadata.dynamodb import DynamoDbMetadataStore
 from tests.broker_process import BrokerProcess
 from tests.chaos import moto_serial
 from tests.chaos.harness import AWS_TEST_ENV, REGION
-from tests.cloud.fault_proxy import HANG, RESPOND_LATE, FaultProxy
+from tests.cloud.fault_proxy import HANG, LOSE_RESPONSE, RESPOND_LATE, FaultProxy
 
 
 @pytest.fixture(scope="module")
@@ -131,3 +131,56 @@ def test_stalled_metadata_commits_never_land_after_the_producer_gave_up(
     assert proxy.injected[fault] >= 1, "the proxy stalled commits"
     assert duplicates == 0, f"{duplicates} duplicated records"
     assert all(k in copies for k in acked), "an acknowledged record is missing"
+
+
+def test_an_upload_whose_commit_answer_was_lost_is_committed_once(
+    tmp_path: Path, serial_moto: str
+) -> None:
+    """File WAL on S3 + DynamoDB: the upload's TransactWriteItems applies and its answer is
+    lost (500; botocore's retry then fails its own condition). The upload must learn that it
+    committed, not upload the same offsets again under a new key (a second committed object
+    for the same data; had the first landed late instead, it would overwrite later ranges)."""
+    bucket, table = _backends(serial_moto)
+    with FaultProxy(serial_moto) as proxy:
+        broker = BrokerProcess(
+            tmp_path / "data", BROKER_STORAGE=f"s3://{bucket}/up",
+            BROKER_METADATA=f"dynamodb://{table}", BROKER_WAL="file",
+            BROKER_UPLOAD_INTERVAL_MS="500", AWS_ENDPOINT_URL=serial_moto,
+            AWS_ENDPOINT_URL_DYNAMODB=proxy.endpoint, **AWS_TEST_ENV,
+        ).start(timeout=60)  # fmt: skip
+        try:
+            admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+            for f in admin.create_topics([NewTopic("up", 1, 1)]).values():
+                f.result(30)
+            del admin
+            proxy.add(LOSE_RESPONSE, "POST", op="TransactWriteItems")  # the next commit
+            p = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all",
+                          "log_level": 2})  # fmt: skip
+            for i in range(1000):
+                p.produce("up", key=str(i).encode(), value=b"v")
+            assert p.flush(30) == 0
+            del p
+            store = DynamoDbMetadataStore(table, client=boto3.session.Session(
+                aws_access_key_id="testing", aws_secret_access_key="testing",
+                region_name=REGION).client("dynamodb", endpoint_url=serial_moto))  # fmt: skip
+            topic = store.topic("up")
+            assert topic is not None
+            sid = topic.partitions[0].stream_id
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:  # wait until everything is uploaded
+                ranges = store.stream_ranges(sid)
+                if ranges and ranges[-1].end_offset == 1000:
+                    break
+                time.sleep(0.2)
+            assert proxy.injected[LOSE_RESPONSE] == 1
+            s3 = boto3.session.Session(aws_access_key_id="testing",
+                                       aws_secret_access_key="testing",
+                                       region_name=REGION).client("s3", endpoint_url=serial_moto)
+            listed = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
+            uploads = [k.removeprefix("up/") for k in listed if "/sso/" in f"/{k}"]
+            committed = store.committed_objects(uploads)
+            referenced = {r.object_key for r in store.stream_ranges(sid)}
+            assert committed == referenced, f"committed {sorted(committed)}, used {referenced}"
+            assert [(r.start_offset, r.end_offset) for r in store.stream_ranges(sid)][-1][1] == 1000
+        finally:
+            broker.stop()
