@@ -333,10 +333,14 @@ class _Run:
                 size,
                 self.now_ms(),
             )
-        except ConcurrentUpdate:
-            # never committed: an orphan now, deleted at once (no reader can know its key)
-            await self.objects.delete(key)
-            raise
+        except Exception:
+            # Refused, or the outcome is unknown (an error after the swap applied, a lost
+            # answer): settle it. Committed: the swap landed and readers need the object.
+            # Aborted: it never will, so the object is an orphan, deleted at once.
+            if not await self._md(self.metadata.abort_object_commit, key):
+                await self.objects.delete(key)
+                raise
+            log.info("swap of %s landed although it failed: kept", key)
         self.result.swaps += 1
         self.result.ranges_merged += len(run)
         self.result.bytes_written += size

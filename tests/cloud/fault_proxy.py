@@ -117,7 +117,7 @@ class FaultProxy:
     def _take_fault(self, method: str, path: str, op: str) -> str | None:
         with self._lock:
             for f in self.faults:
-                if f.times and f.method == method and f.match(path) and f.op in (None, op):
+                if f.times and f.method == method and f.op in (None, op) and f.match(path):
                     f.times -= 1
                     self.injected[f.action] += 1
                     return f.action
