@@ -518,15 +518,17 @@ def verify(
     at: dict[tuple[int, int], list[int]] = {}
     out_of_order = 0
     examples: dict[str, list[Any]] = {"out_of_order": [], "duplicates": [], "conflicts": []}
+    first_at: dict[int, tuple[int, int]] = {}
     for part, records in log_records.items():
         highest = -1
         for off, k in records:
             at.setdefault((part, off), []).append(k)
             copies[k] += 1
             if copies[k] > 1:
-                if len(examples["duplicates"]) < 10:
-                    examples["duplicates"].append((part, off, k))
+                if len(examples["duplicates"]) < 10:  # key, first copy, this copy, acked at
+                    examples["duplicates"].append((k, first_at[k], (part, off), acked.get(k)))
                 continue
+            first_at[k] = (part, off)
             if k < highest:
                 out_of_order += 1
                 if len(examples["out_of_order"]) < 10:
