@@ -184,3 +184,38 @@ def test_an_upload_whose_commit_answer_was_lost_is_committed_once(
             assert [(r.start_offset, r.end_offset) for r in store.stream_ranges(sid)][-1][1] == 1000
         finally:
             broker.stop()
+
+
+def test_a_hand_over_whose_answer_was_lost_completes(tmp_path: Path, serial_moto: str) -> None:
+    """The leader hands its partition over and the move's TransactWriteItems applies, but its
+    answer is lost (500; botocore's retry fails its own compare-and-set). The leader must
+    learn that the partition moved, answer the reassignment as done and accept nothing more
+    for it, not resume leading a partition another broker now leads."""
+    from broker_service.control.reassignment import reassign
+
+    bucket, table = _backends(serial_moto)
+    env = dict(BROKER_STORAGE=f"s3://{bucket}/ho", BROKER_METADATA=f"dynamodb://{table}",
+               BROKER_WAL="object", AWS_ENDPOINT_URL=serial_moto, **AWS_TEST_ENV)  # fmt: skip
+    with FaultProxy(serial_moto) as proxy:
+        first = BrokerProcess(tmp_path / "a", BROKER_NODE_ID="1",
+                              AWS_ENDPOINT_URL_DYNAMODB=proxy.endpoint, **env)  # fmt: skip
+        second = BrokerProcess(tmp_path / "b", BROKER_NODE_ID="2", **env)
+        try:
+            first.start(timeout=60)
+            second.start(timeout=60)
+            admin = AdminClient({"bootstrap.servers": first.bootstrap})
+            for f in admin.create_topics([NewTopic("ho", 1, 1)]).values():
+                f.result(30)
+            del admin
+            p = Producer({"bootstrap.servers": first.bootstrap, "acks": "all", "log_level": 2})
+            for i in range(100):
+                p.produce("ho", key=str(i).encode(), value=b"v")
+            assert p.flush(30) == 0
+            del p
+            proxy.add(LOSE_RESPONSE, "POST", op="TransactWriteItems")  # the move
+            result = reassign(first.bootstrap, "ho", 0, 2)
+            assert proxy.injected[LOSE_RESPONSE] == 1
+            assert result.ok, result
+        finally:
+            first.stop()
+            second.stop()
