@@ -413,6 +413,7 @@ def run(cfg: ChaosConfig) -> ChaosResult:
         consumer.join(30)
         log_records = read_back(cluster.bootstrap, cfg.partitions, cfg.drain_s)
         overlaps, overlap_examples = range_overlaps(cluster, cfg.partitions)
+        headers = batch_headers(cluster) if _has_duplicates(log_records) else {}
         _restart_crashed(cluster, unexpected, cfg.log)
     finally:
         if producer is not None:
@@ -430,8 +431,58 @@ def run(cfg: ChaosConfig) -> ChaosResult:
             i = bisect.bisect_right(times, k.at)
             if i < len(times):
                 k.unavailable_s[part] = times[i] - k.at
-    return verify(cfg, producer, consumer, log_records, overlaps, overlap_examples, kills,
-                  unexpected, time.monotonic() - started, load_before)  # fmt: skip
+    result = verify(cfg, producer, consumer, log_records, overlaps, overlap_examples, kills,
+                    unexpected, time.monotonic() - started, load_before)  # fmt: skip
+    if headers:  # who wrote each copy of a duplicated record: producer id, epoch, sequence
+        result.examples["duplicate_batches"] = [
+            (k, [_batch_of(headers, *first), _batch_of(headers, *dup)])
+            for k, first, dup, _ in result.examples["duplicates"]
+        ]
+    return result
+
+
+def _has_duplicates(log_records: dict[int, list[tuple[int, int]]]) -> bool:
+    keys = [k for records in log_records.values() for _, k in records]
+    return len(keys) != len(set(keys))
+
+
+def batch_headers(cluster: Cluster) -> dict[int, list[tuple[int, int, int, int, int]]]:
+    """Every committed batch of every partition, read from the object store itself:
+    {partition: [(base offset, last offset, producer id, producer epoch, base sequence)]}."""
+    import asyncio
+
+    from broker_service.protocol.record_batch import iter_headers
+
+    for name, value in AWS_TEST_ENV.items():
+        os.environ.setdefault(name, value)
+    store = cluster.metadata()
+    if cluster.cfg.backend == "embedded":
+        from broker_service.stream.objectstore.fs import FsObjectStore
+
+        objects: Any = FsObjectStore(cluster.cfg.workdir / "shared" / "objects")
+    else:
+        from broker_service.stream.objectstore.s3 import S3ObjectStore
+
+        bucket = cluster.brokers[0].env["BROKER_STORAGE"].removeprefix("s3://").split("/")[0]
+        objects = S3ObjectStore(bucket, "chaos", endpoint_url=cluster.endpoint)
+    out: dict[int, list[tuple[int, int, int, int, int]]] = {}
+    try:
+        topic = store.topic(TOPIC)
+        for p in topic.partitions if topic is not None else ():
+            rows = out.setdefault(p.partition, [])
+            for r in store.stream_ranges(p.stream_id):
+                data = asyncio.run(objects.get(r.object_key, r.position, r.position + r.size))
+                rows += [(h.base_offset, h.last_offset, h.producer_id, h.producer_epoch,
+                          h.base_sequence) for _, h in iter_headers(memoryview(data))]  # fmt: skip
+    finally:
+        store.close()
+    return out
+
+
+def _batch_of(
+    headers: dict[int, list[tuple[int, int, int, int, int]]], part: int, off: int
+) -> tuple[int, int, int, int, int] | None:
+    return next((h for h in headers.get(part, []) if h[0] <= off <= h[1]), None)
 
 
 def _restart_crashed(cluster: Cluster, unexpected: list[dict[str, Any]], log: Any) -> None:
