@@ -25,6 +25,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from broker_service.metadata.dynamodb import DynamoDbMetadataStore
+from tests import kafka_wire as w
 from tests.broker_process import BrokerProcess
 from tests.chaos import moto_serial
 from tests.chaos.harness import AWS_TEST_ENV, REGION
@@ -219,3 +220,44 @@ def test_a_hand_over_whose_answer_was_lost_completes(tmp_path: Path, serial_moto
         finally:
             first.stop()
             second.stop()
+
+
+def test_a_committed_batch_is_acknowledged_though_the_lease_renewal_ran_late(
+    tmp_path: Path, serial_moto: str
+) -> None:
+    """Object WAL: the batch's commit lands (conditional on this broker's epoch, so no
+    takeover came first) while the lease renewal is stalled past the lease's validity. The
+    batch is in the shared log: it is acknowledged. Answering NOT_LEADER_OR_FOLLOWER for it
+    made producers send it again, under a new epoch after a timeout: a duplicate (the
+    duplicates the kill loop still found under overload)."""
+    bucket, table = _backends(serial_moto)
+    with FaultProxy(serial_moto, hang_seconds=3.0) as proxy:
+        broker = BrokerProcess(
+            tmp_path / "data", BROKER_STORAGE=f"s3://{bucket}/ack",
+            BROKER_METADATA=f"dynamodb://{table}", BROKER_WAL="object", BROKER_LEASE_MS="3000",
+            AWS_ENDPOINT_URL=serial_moto, AWS_ENDPOINT_URL_DYNAMODB=proxy.endpoint,
+            **AWS_TEST_ENV,
+        ).start(timeout=60)  # fmt: skip
+        try:
+            admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+            for f in admin.create_topics([NewTopic("ack", 1, 1)]).values():
+                f.result(30)
+            del admin
+            with w.WireClient(broker.port, timeout=30) as client:
+                first = client.call(w.produce_request(9, {"ack": {0: w.build_batch([b"a"])}},
+                                                      timeout_ms=30_000))  # fmt: skip
+                assert first.responses[0].partition_responses[0].error_code == 0
+                proxy.add(HANG, "POST", op="UpdateItem")  # the next lease renewal stalls 3 s
+                deadline = time.monotonic() + 10
+                while proxy.in_flight == 0:  # ... and is under way
+                    assert time.monotonic() < deadline, "no lease renewal"
+                    time.sleep(0.02)
+                proxy.add(HANG, "POST", op="TransactWriteItems")  # so does the next commit
+                resp = client.call(w.produce_request(9, {"ack": {0: w.build_batch([b"b"])}},
+                                                     timeout_ms=30_000))  # fmt: skip
+            part = resp.responses[0].partition_responses[0]
+            assert proxy.injected[HANG] == 2
+            assert part.error_code == 0, f"a committed batch answered error {part.error_code}"
+            assert part.base_offset == 1
+        finally:
+            broker.stop()
