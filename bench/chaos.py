@@ -9,6 +9,12 @@ the machine was.
 
     .venv/bin/python bench/chaos.py --backend embedded,cloud --cycles 100     # = make chaos
     .venv/bin/python bench/chaos.py --backend cloud --cycles 20 --seed 7
+    .venv/bin/python bench/chaos.py --faults 0.05,0.2 --phase-s 20   # degraded S3/DynamoDB
+
+``--faults``: no kills; the cloud cluster reaches S3 and DynamoDB through a fault proxy that
+fails that share of ALL requests (503 not applied, 500 after applying, 2 s before forwarding,
+answered 2 s late) for ``--phase-s`` seconds between two clean phases: acked/s and ack
+latency p50/p99 before, during and after, then the same verification.
 
 Exit code 1 if any count that must be 0 is not.
 """
@@ -24,7 +30,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.chaos.harness import ChaosConfig, run  # noqa: E402
+from tests.chaos.harness import ChaosConfig, run, run_fault_phases  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,9 +46,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--request-timeout-ms", type=int, default=30_000)
     ap.add_argument("--moto", choices=("serial", "threaded"), default="serial",
                     help="cloud: moto one request at a time, or its own threaded server")
+    ap.add_argument("--faults", help="fault rates (e.g. 0.05,0.2): fault phases, no kills")
+    ap.add_argument("--phase-s", type=float, default=20.0, help="--faults: seconds per phase")
     ap.add_argument("--out", type=Path, help="write the results as JSON here")
     ap.add_argument("--keep-data", action="store_true", help="keep the brokers' data and logs")
     args = ap.parse_args(argv)
+    if args.faults:
+        return faults(args)
     results = []
     for backend in [b.strip() for b in args.backend.split(",") if b.strip()]:
         work = Path(tempfile.mkdtemp(prefix=f"chaos-{backend}-"))
@@ -69,6 +79,30 @@ def main(argv: list[str] | None = None) -> int:
         args.out.write_text("[" + ",\n".join(r.to_json() for r in results) + "]\n")
     print(time.strftime("%Y-%m-%d %H:%M:%S"), "done")
     return 1 if any(r.violations() for r in results) else 0
+
+
+def faults(args: argparse.Namespace) -> int:
+    bad = False
+    for rate in [float(r) for r in args.faults.split(",")]:
+        work = Path(tempfile.mkdtemp(prefix="chaos-faults-"))
+        cfg = ChaosConfig(
+            backend="cloud", workdir=work, cycles=0, lease_ms=args.lease_ms, rate=args.rate,
+            partitions=args.partitions, seed=args.seed,
+            message_timeout_ms=args.message_timeout_ms,
+            request_timeout_ms=args.request_timeout_ms,
+        )  # fmt: skip
+        result, phases = run_fault_phases(cfg, rate, args.phase_s)
+        print(f"faults on {rate:.0%} of S3 + DynamoDB requests ({args.rate} records/s offered):")
+        for ph in phases:
+            print(f"  {ph.name:7s} {ph.seconds:5.1f}s  sent {ph.sent:7d}  acked/s "
+                  f"{ph.acked_per_s:8.1f}  p50 {ph.p50_ms:8.1f} ms  p99 {ph.p99_ms:8.1f} ms"
+                  f"  injected {ph.injected}")  # fmt: skip
+        print("  " + result.summary())
+        if result.violations():
+            bad = True
+            print(f"  VIOLATIONS {result.violations()}; examples {result.examples}")
+            print(f"  data and logs in {work}")
+    return 1 if bad else 0
 
 
 if __name__ == "__main__":

@@ -87,10 +87,6 @@ class ChaosConfig:
     request_timeout_ms: int = 30_000
     drain_s: float = 150.0  # bound on the end phase (flush, consumer catching up)
     broker_env: dict[str, str] = field(default_factory=dict)  # extra settings for brokers
-    # cloud: where the brokers reach S3 / DynamoDB (default: the moto server itself), e.g. a
-    # fault-injecting proxy in front of it
-    s3_endpoint: str | None = None
-    dynamodb_endpoint: str | None = None
     # "serial" (one request at a time) or "threaded": moto's own server, which loses writes
     # under concurrency (issue 22.8); only to compare with what issue 18 saw
     moto: str = "serial"
@@ -161,10 +157,12 @@ def load_figures() -> dict[str, Any]:
 
 # -- the cluster ------------------------------------------------------------------------------
 class Cluster:
-    """N broker processes on one backend; the moto server too for ``cloud``."""
+    """N broker processes on one backend; the moto server too for ``cloud``. ``via``: given
+    moto's endpoint, the one the brokers use for S3 and DynamoDB (a fault proxy in front)."""
 
-    def __init__(self, cfg: ChaosConfig) -> None:
+    def __init__(self, cfg: ChaosConfig, via: Callable[[str], str] | None = None) -> None:
         self.cfg = cfg
+        self.via = via
         self.moto: Any = None
         self.endpoint = ""
         self.table = ""
@@ -210,13 +208,14 @@ class Cluster:
         DynamoDbMetadataStore(
             self.table, client=session.client("dynamodb", endpoint_url=self.endpoint)
         ).create_table()
+        endpoint = self.via(self.endpoint) if self.via else self.endpoint
         return {
             "BROKER_STORAGE": f"s3://{bucket}/chaos",
             "BROKER_METADATA": f"dynamodb://{self.table}",
             "BROKER_WAL": "object",
-            "AWS_ENDPOINT_URL": self.endpoint,
-            "AWS_ENDPOINT_URL_S3": self.cfg.s3_endpoint or self.endpoint,
-            "AWS_ENDPOINT_URL_DYNAMODB": self.cfg.dynamodb_endpoint or self.endpoint,
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_ENDPOINT_URL_S3": endpoint,
+            "AWS_ENDPOINT_URL_DYNAMODB": endpoint,
             **AWS_TEST_ENV,
         }
 
@@ -264,6 +263,8 @@ class ProducerThread(threading.Thread):
         self.acked: dict[int, tuple[int, int]] = {}  # key -> (partition, offset)
         self.ack_times: dict[int, list[float]] = {p: [] for p in range(cfg.partitions)}
         self.failed: dict[int, str] = {}
+        self.sent_at: list[float] = []  # time.monotonic() of each record's produce()
+        self.latency: dict[int, float] = {}  # key -> produce() to acknowledgement, seconds
         self.unflushed = 0
         self.error: BaseException | None = None
 
@@ -290,6 +291,7 @@ class ProducerThread(threading.Thread):
             if err is None:
                 self.acked[k] = (msg.partition(), msg.offset())
                 self.ack_times[msg.partition()].append(time.monotonic())
+                self.latency[k] = msg.latency() or 0.0
             else:
                 self.failed[k] = err.name()
 
@@ -307,6 +309,7 @@ class ProducerThread(threading.Thread):
             except BufferError:
                 p.poll(0.1)  # the local queue is full: the cluster is slow right now
                 continue
+            self.sent_at.append(now)
             i += 1
             self.produced = i
             p.poll(0)
@@ -625,3 +628,99 @@ def verify(
         examples=examples,
         load={"before": load_before, "after": load_figures()},
     )
+
+
+# -- degraded dependencies: faults on S3 and DynamoDB, no kills --------------------------------
+@dataclass
+class PhaseFigures:
+    name: str
+    seconds: float
+    sent: int
+    acked: int
+    acked_per_s: float
+    p50_ms: float
+    p99_ms: float
+    injected: dict[str, int]
+
+
+def run_fault_phases(
+    cfg: ChaosConfig,
+    fault_rate: float,
+    phase_s: float = 20.0,
+    hang_s: float = 2.0,
+    actions: tuple[str, ...] | None = None,
+) -> tuple[ChaosResult, list[PhaseFigures]]:
+    """The cluster (cloud backend) reaches S3 and DynamoDB through a fault-injecting proxy:
+    ``phase_s`` seconds clean, ``phase_s`` with ``fault_rate`` of ALL requests failed at
+    random (503 not applied, 500 after it applied, ``hang_s`` before forwarding, answered
+    ``hang_s`` late), ``phase_s`` clean again. Acked/s and ack latency per phase (by when a
+    record was sent), then the same verification as the kill loop."""
+    from tests.cloud.fault_proxy import HANG, LOSE_RESPONSE, RESPOND_LATE, SLOWDOWN, FaultProxy
+
+    assert cfg.backend == "cloud", "faults are injected on S3 and DynamoDB"
+    actions = actions or (SLOWDOWN, LOSE_RESPONSE, HANG, RESPOND_LATE)
+    proxies: list[FaultProxy] = []
+
+    def via(endpoint: str) -> str:
+        proxies.append(FaultProxy(endpoint, hang_seconds=hang_s).__enter__())
+        return proxies[0].endpoint
+
+    started = time.monotonic()
+    load_before = load_figures()
+    cluster = Cluster(cfg, via)
+    producer: ProducerThread | None = None
+    consumer: GroupConsumerThread | None = None
+    try:
+        cluster.start()
+        proxy = proxies[0]
+        _create_topic(cluster, cfg.partitions)
+        producer = ProducerThread(cfg, cluster.bootstrap)
+        consumer = GroupConsumerThread(cluster.bootstrap)
+        producer.start()
+        consumer.start()
+        marks = [time.monotonic()]
+        time.sleep(phase_s)  # the phases are the measurement: pacing, not waiting
+        before = dict(proxy.injected)
+        proxy.chaos(fault_rate, actions, seed=cfg.seed)
+        marks.append(time.monotonic())
+        time.sleep(phase_s)
+        proxy.chaos(0.0, ())
+        during = {k: proxy.injected[k] - before.get(k, 0) for k in proxy.injected}
+        marks.append(time.monotonic())
+        time.sleep(phase_s)
+        marks.append(time.monotonic())
+        producer.stop_event.set()
+        producer.join(cfg.message_timeout_ms / 1000 + 30)
+        if producer.error is not None:
+            raise producer.error
+        _wait_group(consumer, producer, cfg.drain_s)
+        consumer.stop_event.set()
+        consumer.join(30)
+        log_records = read_back(cluster.bootstrap, cfg.partitions, cfg.drain_s)
+        overlaps, overlap_examples = range_overlaps(cluster, cfg.partitions)
+    finally:
+        if producer is not None:
+            producer.stop_event.set()
+        if consumer is not None:
+            consumer.stop_event.set()
+        exits = cluster.stop()
+        for p in proxies:
+            p.__exit__(None, None, None)
+    assert producer is not None and consumer is not None
+    unexpected = [{"broker": b, "exit_code": c} for b, c in exits.items() if c not in (0, None)]
+    result = verify(cfg, producer, consumer, log_records, overlaps, overlap_examples, [],
+                    unexpected, time.monotonic() - started, load_before)  # fmt: skip
+    phases = []
+    for name, (lo, hi), injected in zip(
+        ("before", "during", "after"), zip(marks, marks[1:], strict=False),
+        ({}, during, {}), strict=True,
+    ):  # fmt: skip
+        keys = [k for k, t in enumerate(producer.sent_at) if lo <= t < hi]
+        lat = sorted(producer.latency[k] * 1000 for k in keys if k in producer.latency)
+        acked_in = sum(1 for times in producer.ack_times.values() for t in times if lo <= t < hi)
+        phases.append(PhaseFigures(
+            name, hi - lo, len(keys), acked_in, acked_in / (hi - lo),
+            lat[len(lat) // 2] if lat else 0.0, lat[int(len(lat) * 0.99)] if lat else 0.0,
+            injected,
+        ))  # fmt: skip
+    return result, phases
