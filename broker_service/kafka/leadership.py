@@ -188,8 +188,8 @@ class Leadership:
         it applied, a lost answer): the partition's record then says whether it moved (to
         ``target`` at ``epoch`` + 1), or still names this broker at ``epoch`` and the move is
         tried again (a late first attempt and the retry cannot both apply). Raises
-        ``ConcurrentUpdate`` if someone else moved it; if the store cannot tell, the error,
-        and the partition stays refused here (``moving``) until the next metadata sync."""
+        ``ConcurrentUpdate`` if someone else moved it, ``_OutcomeUnknown`` if the store
+        cannot tell (the caller keeps the partition refused until ``_settle`` reads it)."""
         delay = 0.05
         for attempt in range(8):
             try:
