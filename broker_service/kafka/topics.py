@@ -19,7 +19,7 @@ from typing import Any
 from broker_service.kafka.configs import ConfigView
 from broker_service.kafka.log_store import StreamStore
 from broker_service.kafka.partition import PartitionLog
-from broker_service.metadata.errors import ConcurrentUpdate
+from broker_service.metadata.errors import ConcurrentUpdate, UnknownTopic
 from broker_service.metadata.ports import MetadataPorts
 from broker_service.metadata.records import PartitionRecord, TopicRecord
 from broker_service.protocol.configs import validate_configs, validate_topic_name
@@ -88,9 +88,34 @@ class Topics:
 
     # -- loading ---------------------------------------------------------------------------
     async def load_all(self) -> None:
-        """At start: every topic, with the ranges of the partitions led here."""
+        """At start: every topic, with the ranges of the partitions led here (claimed first)."""
         for rec in await self.ports.topics.topics():
-            await self._load(rec)
+            await self._load(await self._claim(rec))
+
+    async def _claim(self, rec: TopicRecord) -> TopicRecord:
+        """A (re)starting broker takes the partitions the store still names it leader of
+        with a compare-and-set of its own (leader epoch + 1) before serving them. While it
+        was down a recoverer may have seen its old registration fenced and decided to move
+        them: that move, decided on a stale view, now loses its compare-and-set; or it landed
+        first and the claim loses. Either way one broker leads (two would both assign offsets
+        from the same committed end)."""
+        mine = [p for p in rec.partitions if p.leader_id == self.node_id]
+        if not mine:
+            return rec
+        lanes = asyncio.Semaphore(8)
+
+        async def claim(p: PartitionRecord) -> None:
+            async with lanes:
+                try:
+                    await self.ports.topics.move_partition(
+                        rec.name, p.partition, self.node_id, p.leader_epoch, self.node_id
+                    )
+                except (ConcurrentUpdate, UnknownTopic):
+                    pass  # moved or deleted meanwhile (or our claim applied, unanswered)
+
+        await asyncio.gather(*(claim(p) for p in mine))
+        fresh = await self.ports.topics.topic(rec.name)
+        return fresh if fresh is not None else rec
 
     async def _load(self, rec: TopicRecord) -> TopicState:
         state = TopicState(rec, [self.store.add_partition(p, ranges=[]) for p in rec.partitions])

@@ -19,6 +19,11 @@ class ObjectAlreadyCommitted(MetadataError):
     """The object key is committed already (a retried commit whose first answer was lost)."""
 
 
+class CommitDeadlinePassed(MetadataError):
+    """A commit given a deadline was refused because the deadline passed before it was
+    written (the producers waiting for it were answered REQUEST_TIMED_OUT)."""
+
+
 class BrokerFenced(MetadataError):
     """Refused because the broker's epoch is stale or its state is FENCED (a fenced broker
     must stop serving; it may re-register to get a new epoch)."""

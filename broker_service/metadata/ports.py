@@ -146,6 +146,7 @@ class TopicPort(_Port[TopicCatalog]):
 class StreamPort(_Port[StreamObjects]):
     commit_object = _Call(StreamObjects.commit_object)
     stream_ranges = _Call(StreamObjects.stream_ranges)
+    abort_object_commit = _Call(StreamObjects.abort_object_commit)
 
 
 class ProducerPort(_Port[ProducerStore]):

@@ -177,12 +177,24 @@ class StreamObjects(ABC):
         object_key: str,
         object_size: int,
         ranges: list[StreamRange],
+        deadline_ms: int | None = None,
     ) -> None:
         """Atomically record an uploaded object and its stream ranges.
 
         Conditional on the broker's epoch and its state being ACTIVE or DRAINING (a draining
-        broker still flushes what it acknowledged); raises ``BrokerFenced`` otherwise.
+        broker still flushes what it acknowledged); raises ``BrokerFenced`` otherwise. With
+        ``deadline_ms`` (wall clock), refused with ``CommitDeadlinePassed`` when that time
+        has passed before it is written (SQLite: inside the transaction; DynamoDB: before
+        every attempt, botocore's retries included). ``ObjectAlreadyCommitted`` when the key
+        has a record (committed, or aborted by ``abort_object_commit``).
         """
+
+    @abstractmethod
+    def abort_object_commit(self, object_key: str) -> bool:
+        """Settle a commit whose outcome is unknown: unless ``object_key`` has a record,
+        write it ABORTED, so no commit of that key can ever land afterwards (a late one
+        fails its condition). True if the key turned out COMMITTED (the commit landed: it is
+        durable), False if it is aborted. Idempotent."""
 
     @abstractmethod
     def stream_ranges(self, stream_id: int) -> list[StreamRange]: ...

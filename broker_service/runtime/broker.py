@@ -109,6 +109,39 @@ class Broker:
         self.me = me = await self.ports.brokers.register_broker(
             cfg.node_id, host, port, cfg.rack, cfg.lease_ms
         )
+        self.membership = membership = Membership(
+            self.ports, me, cfg.lease_ms, self._on_fenced, self.request_refresh
+        )
+        starting = asyncio.ensure_future(self._renew_while_starting(membership))
+        try:
+            await self._start_parts(me)
+        finally:
+            starting.cancel()
+        self._timers()
+        self.timers.start()
+        log.info(
+            "broker %d (epoch %d) of cluster %s: %d topics",
+            cfg.node_id,
+            me.epoch,
+            self.cluster_id,
+            len(self.topic_registry.by_name),
+        )
+
+    async def _renew_while_starting(self, membership: Membership) -> None:
+        """Loading the topics, ranges and producer states of what this broker leads can
+        outlast the lease (a slow store, many partitions): keep renewing it meanwhile, or
+        the other brokers fence this one before it serves anything."""
+        while True:
+            await asyncio.sleep(membership.renew_interval_s)
+            try:
+                await membership.renew()
+            except Exception:
+                log.warning("lease renewal while starting failed", exc_info=True)
+
+    async def _start_parts(self, me: BrokerRecord) -> None:
+        cfg = self.config
+        membership = self.membership
+        assert membership is not None
         await self.security.start(cfg.node_id)
         self.store = store = StreamStore(
             self.object_store,
@@ -124,9 +157,6 @@ class Broker:
             on_fenced=self._on_fenced,
             may_acknowledge=self.may_acknowledge,
             snapshot_interval_ms=cfg.producer_snapshot_interval_ms,
-        )
-        self.membership = membership = Membership(
-            self.ports, me, cfg.lease_ms, self._on_fenced, self.request_refresh
         )
         self.leadership = Leadership(
             self.ports,
@@ -161,15 +191,6 @@ class Broker:
                 log.warning("uploading the recovered WAL entries failed (%s); will retry", exc)
         await self.groups.start()
         await self.metrics_service.start()
-        self._timers()
-        self.timers.start()
-        log.info(
-            "broker %d (epoch %d) of cluster %s: %d topics",
-            cfg.node_id,
-            me.epoch,
-            self.cluster_id,
-            len(self._topics.by_name),
-        )
 
     def _timers(self) -> None:
         """Every background step of the broker, and how often it runs."""

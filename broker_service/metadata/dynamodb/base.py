@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +23,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from broker_service.metadata.dynamodb.stream_index import IndexState
-from broker_service.metadata.errors import MetadataError
+from broker_service.metadata.errors import CommitDeadlinePassed, MetadataError
 from broker_service.metadata.records import StreamRange
 
 if TYPE_CHECKING:
@@ -122,9 +123,20 @@ class DynamoBase:
             )
         self._c = client
         self._attempts = max_attempts
+        # A commit's deadline, checked before every HTTP attempt of its transaction
+        # (botocore's own retries included): per thread, as calls run on worker threads.
+        self._deadline = threading.local()
+        client.meta.events.register(
+            "before-send.dynamodb.TransactWriteItems", self._refuse_past_deadline
+        )
         self._cluster_id: str | None = None
         # the stream index's writers, caches and background folder (streams.py)
         self._ix = IndexState(lambda stream_id: self.fold_stream(stream_id))
+
+    def _refuse_past_deadline(self, **_: Any) -> None:
+        deadline = getattr(self._deadline, "ms", None)
+        if deadline is not None and _now_ms() >= deadline:
+            raise CommitDeadlinePassed(f"commit deadline passed {_now_ms() - deadline} ms ago")
 
     def create_table(self) -> None:
         """Create the table (on-demand billing) if it does not exist; wait until ACTIVE.

@@ -160,13 +160,18 @@ class DynamoCompaction(DynamoBase, CompactionStore):
             pending: dict[str, Any] = {
                 self.table: {
                     "Keys": [_key(f"OBJECT#{k}", "OBJECT") for k in chunk],
-                    "ProjectionExpression": "object_key",
+                    "ProjectionExpression": "object_key, #s",
+                    "ExpressionAttributeNames": {"#s": "state"},
                     "ConsistentRead": True,
                 }
             }
             for attempt in range(self._attempts + 5):
                 resp = self._c.batch_get_item(RequestItems=pending)
-                found.update(_load(i)["object_key"] for i in resp["Responses"].get(self.table, []))
+                found.update(
+                    a["object_key"]
+                    for a in map(_load, resp["Responses"].get(self.table, []))
+                    if a.get("state") != "ABORTED"
+                )
                 pending = resp.get("UnprocessedKeys") or {}
                 if not pending:
                     break

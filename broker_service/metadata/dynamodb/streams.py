@@ -107,6 +107,37 @@ class DynamoStreams(DynamoBase, StreamObjects):
         object_key: str,
         object_size: int,
         ranges: list[StreamRange],
+        deadline_ms: int | None = None,
+    ) -> None:
+        self._deadline.ms = deadline_ms
+        try:
+            self._commit_object(broker_id, broker_epoch, object_key, object_size, ranges)
+        finally:
+            self._deadline.ms = None
+
+    def abort_object_commit(self, object_key: str) -> bool:
+        # A retry of this put after a lost answer finds its own ABORTED item: still False.
+        try:
+            self._put(
+                {**_key(f"OBJECT#{object_key}", "OBJECT"),
+                 **_item(kind="object", object_key=object_key, state="ABORTED",
+                         committed_ms=_now_ms())},
+                "attribute_not_exists(pk)",
+            )  # fmt: skip
+            return False
+        except ClientError as e:
+            if _error_code(e) != "ConditionalCheckFailedException":
+                raise
+        item = self._get(f"OBJECT#{object_key}", "OBJECT")
+        return item is not None and item.get("state") == "COMMITTED"
+
+    def _commit_object(
+        self,
+        broker_id: int,
+        broker_epoch: int,
+        object_key: str,
+        object_size: int,
+        ranges: list[StreamRange],
     ) -> None:
         seen: set[tuple[int, int]] = set()
         for r in ranges:

@@ -53,6 +53,8 @@ class SqliteCompaction(SqliteBase, CompactionStore):
                 [(stream_id, r.start_offset) for r in old],
             )
             if object_key is not None:
+                if db.execute("SELECT 1 FROM objects WHERE object_key=?", (object_key,)).fetchone():
+                    raise ConcurrentUpdate(f"object {object_key} has a record (aborted?)")
                 db.execute(
                     "INSERT INTO objects VALUES(?,?,?,?,?,?)",
                     (object_key, object_size, "COMMITTED", -1, compactor_epoch, now_ms),
@@ -83,7 +85,7 @@ class SqliteCompaction(SqliteBase, CompactionStore):
             for i in range(0, len(keys), 500):
                 chunk = keys[i : i + 500]
                 rows = self._db.execute(
-                    f"SELECT object_key FROM objects WHERE object_key IN "
+                    f"SELECT object_key FROM objects WHERE state='COMMITTED' AND object_key IN "
                     f"({','.join('?' * len(chunk))})",
                     chunk,
                 ).fetchall()

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from broker_service.metadata.errors import BrokerFenced, MetadataError, ObjectAlreadyCommitted
+from broker_service.metadata.errors import (
+    BrokerFenced,
+    CommitDeadlinePassed,
+    MetadataError,
+    ObjectAlreadyCommitted,
+)
 from broker_service.metadata.records import SERVING_STATES, StreamRange
 from broker_service.metadata.sqlite.base import SqliteBase, _now_ms
 from broker_service.metadata.store import StreamObjects
@@ -18,10 +23,13 @@ class SqliteStreams(SqliteBase, StreamObjects):
         object_key: str,
         object_size: int,
         ranges: list[StreamRange],
+        deadline_ms: int | None = None,
     ) -> None:
         if len({(r.stream_id, r.start_offset) for r in ranges}) != len(ranges):
             raise MetadataError("duplicate ranges (same stream and start offset) in one commit")
         with self._tx() as db:
+            if deadline_ms is not None and _now_ms() >= deadline_ms:
+                raise CommitDeadlinePassed(f"object {object_key}: deadline passed")
             row = db.execute(
                 "SELECT epoch, state FROM brokers WHERE broker_id=?", (broker_id,)
             ).fetchone()
@@ -52,6 +60,15 @@ class SqliteStreams(SqliteBase, StreamObjects):
                     if r.stream_id in live  # a topic deleted meanwhile keeps no ranges
                 ],
             )
+
+    def abort_object_commit(self, object_key: str) -> bool:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO objects VALUES(?,?,?,?,?,?)",
+                (object_key, 0, "ABORTED", -1, -1, _now_ms()),
+            )
+            row = db.execute("SELECT state FROM objects WHERE object_key=?", (object_key,))
+            return bool(row.fetchone()[0] == "COMMITTED")
 
     def stream_ranges(self, stream_id: int) -> list[StreamRange]:
         with self._lock:
