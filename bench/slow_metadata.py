@@ -103,14 +103,18 @@ def run_one(workdir: Path, wal: str, latency: str | None, rate: int, seconds: fl
         broker.stop()
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--latency-ms", default="50-150", help="the injected range (50-150)")
     ap.add_argument("--rate", type=int, default=500, help="records/s (1 KiB each)")
     ap.add_argument("--seconds", type=float, default=8.0, help="load per run")
     ap.add_argument("--wals", default=",".join(WALS), help="file,object")
     add_run_options(ap, "slow_metadata", 300)
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     deadline = Deadline(args.timeout)
     out = args.out or RESULTS_DIR / f"slow_metadata-{time.strftime('%Y%m%d-%H%M%S')}.json"
     rows = []
