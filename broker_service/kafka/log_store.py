@@ -141,18 +141,15 @@ class StreamStore:
         self._unsettled: tuple[PreparedObject, list[tuple[PartitionLog, int]]] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
-    def add_partition(
-        self, rec: PartitionRecord, ranges: list[StreamRange] | None = None
-    ) -> PartitionLog:
-        """Start serving a partition; ``ranges`` when known (a new partition has none)."""
+    def add_partition(self, rec: PartitionRecord, ranges: list[StreamRange]) -> PartitionLog:
+        """Start serving a partition with the ranges read for it (a new partition has none;
+        the caller reads them through the metadata port, never on the event loop here)."""
         plog = PartitionLog(
             rec.topic, rec.partition, rec.stream_id, rec.leader_epoch, rec.log_start_offset
         )
         plog.leader_id = rec.leader_id
         if rec.leader_id == self.broker_id:
-            plog.load_ranges(
-                self.metadata.stream_ranges(rec.stream_id) if ranges is None else ranges
-            )
+            plog.load_ranges(ranges)
         self.logs[rec.stream_id] = plog
         return plog
 
