@@ -569,6 +569,11 @@ class StreamStore:
             prepared = self.writer.prepare(key, streams)
             try:
                 await self.writer.put_and_commit(prepared, self._commit_upload)
+            except asyncio.CancelledError:
+                # Its commit may still land (the metadata call runs on): the next upload, the
+                # final one at shutdown included, settles it before taking the same offsets.
+                self._unsettled = (prepared, taken)
+                raise
             except Exception as exc:
                 if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
                     # smaller objects: committed, they free the WAL
