@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import boto3
+import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -21,6 +22,7 @@ from tests.cloud.fault_proxy import FaultProxy
 from tests.cloud.test_commit_outcomes import _backends, serial_moto  # noqa: F401 (fixture)
 
 
+@pytest.mark.heavy  # about a minute: a start slowed past its lease on purpose
 def test_a_slow_start_keeps_the_lease(tmp_path: Path, serial_moto: str) -> None:  # noqa: F811
     bucket, table = _backends(serial_moto)
     env = dict(BROKER_STORAGE=f"s3://{bucket}/slow", BROKER_METADATA=f"dynamodb://{table}",

@@ -73,6 +73,7 @@ def _wide_commit(store: DynamoDbMetadataStore, n: int, key: str) -> list[StreamR
     return ranges
 
 
+@pytest.mark.heavy  # 8000 partitions on moto: over a minute on 2 cores
 def test_commit_larger_than_one_item_is_atomic_and_readable(open_store: Any) -> None:
     """8000 ranges: the log entry and one more part item (~400 KB each would not fit one
     item), in the one transaction that is the commit."""
