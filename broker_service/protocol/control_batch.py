@@ -11,7 +11,7 @@ import struct
 
 from crc32c import crc32c
 
-from broker_service.protocol.primitives import ByteReader
+from broker_service.protocol.primitives import ByteReader, varint
 from broker_service.protocol.record_batch import (
     CONTROL_FLAG,
     HEADER_SIZE,
@@ -25,19 +25,6 @@ COMMIT = 1
 _HEADER_AFTER_CRC = struct.Struct(">hiqqqhii")  # attributes .. recordCount
 
 
-def _varint(n: int) -> bytes:
-    z = (n << 1) ^ (n >> 63)  # zigzag
-    out = bytearray()
-    while True:
-        b = z & 0x7F
-        z >>= 7
-        if z:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
 def build_marker(
     producer_id: int, producer_epoch: int, commit: bool, coordinator_epoch: int, timestamp: int
 ) -> bytearray:
@@ -46,15 +33,15 @@ def build_marker(
     value = struct.pack(">hi", 0, coordinator_epoch)
     body = (
         b"\x00"  # record attributes
-        + _varint(0)  # timestamp delta
-        + _varint(0)  # offset delta
-        + _varint(len(key))
+        + varint(0)  # timestamp delta
+        + varint(0)  # offset delta
+        + varint(len(key))
         + key
-        + _varint(len(value))
+        + varint(len(value))
         + value
-        + _varint(0)  # headers
+        + varint(0)  # headers
     )
-    record = _varint(len(body)) + body
+    record = varint(len(body)) + body
     after_crc = (
         _HEADER_AFTER_CRC.pack(
             TRANSACTIONAL_FLAG | CONTROL_FLAG,

@@ -22,22 +22,14 @@ from typing import Any
 from kio.index import load_response_schema
 
 from broker_service.protocol.codec import _field_plan, _writer, encode_response, shape
+from broker_service.protocol.primitives import uvarint
 
 METADATA = 3
 FIRST_FLEXIBLE = 9
 
 
-def _uvarint(n: int) -> bytes:
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
 def _array_length(version: int, n: int) -> bytes:
-    return _uvarint(n + 1) if version >= FIRST_FLEXIBLE else n.to_bytes(4, "big", signed=True)
+    return uvarint(n + 1) if version >= FIRST_FLEXIBLE else n.to_bytes(4, "big", signed=True)
 
 
 @cache

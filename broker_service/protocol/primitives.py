@@ -115,6 +115,11 @@ def uvarint(value: int) -> bytes:
     return bytes(out)
 
 
+def varint(value: int) -> bytes:
+    """A signed varint (zigzag), as record fields are written."""
+    return uvarint((value << 1) ^ (value >> 63))
+
+
 def string(value: str | None, flexible: bool) -> bytes:
     if value is None:
         return b"\x00" if flexible else b"\xff\xff"

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 from crc32c import crc32c
 
+from broker_service.protocol.primitives import varint
+
 OFFSETS_TOPIC = "__consumer_offsets"
 # Kafka's offsets topic configs (GroupCoordinator.offsetsTopicConfigs)
 OFFSETS_TOPIC_CONFIGS = {
@@ -118,25 +120,15 @@ def group_metadata_value(
     return bytes(out)
 
 
-def _varint(n: int) -> bytes:
-    z = (n << 1) ^ (n >> 63)  # zigzag
-    out = bytearray()
-    while z >= 0x80:
-        out.append((z & 0x7F) | 0x80)
-        z >>= 7
-    out.append(z)
-    return bytes(out)
-
-
 def build_batch(records: Iterable[Record], timestamp_ms: int) -> bytearray:
     """One uncompressed v2 batch (base offset 0: the log assigns offsets), no producer."""
     body = bytearray()
     n = 0
     for key, value in records:
-        rec = b"\x00" + _varint(0) + _varint(n) + _varint(len(key)) + key
-        rec += _varint(-1) if value is None else _varint(len(value)) + value
-        rec += _varint(0)  # headers
-        body += _varint(len(rec)) + rec
+        rec = b"\x00" + varint(0) + varint(n) + varint(len(key)) + key
+        rec += varint(-1) if value is None else varint(len(value)) + value
+        rec += varint(0)  # headers
+        body += varint(len(rec)) + rec
         n += 1
     after_crc = _BATCH_AFTER_CRC.pack(0, n - 1, timestamp_ms, timestamp_ms, -1, -1, -1, n) + body
     head = struct.pack(">qiibI", 0, 4 + 1 + 4 + len(after_crc), -1, 2, crc32c(after_crc))
