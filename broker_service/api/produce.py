@@ -45,7 +45,9 @@ log = logging.getLogger(__name__)
 
 def handle(broker: BrokerServices, header: RequestHeader, frame: memoryview) -> Result:
     version = header.api_version
+    t0 = time.perf_counter()
     req = parse_produce(frame, header.body_offset, version)
+    broker.metrics.stages.parse.observe((time.perf_counter() - t0) * 1000)
     refused = refuse_produce(broker, header, req.acks, req.transactional_id)
     if refused is not None:
         topics = [
@@ -92,7 +94,11 @@ def _produce(broker: BrokerServices, header: RequestHeader, req: Any) -> Buffers
         return None
     if not pending:
         return [build_produce_response(version, topics, header.throttle_ms)]
-    return Later(_respond_when_durable(broker, version, topics, pending, header.throttle_ms))
+    return Later(
+        _respond_when_durable(
+            broker, version, topics, pending, header.throttle_ms, time.perf_counter()
+        )
+    )
 
 
 def _ignore(fut: asyncio.Future[Any]) -> None:
@@ -121,6 +127,8 @@ def _append(
         res.error_code = ErrorCode.corrupt_message
         res.error_message = "no records"
         return res, None
+    stages = broker.metrics.stages
+    t0 = time.perf_counter()
     try:
         batches = validate_batches(p.records)
     except InconsistentRecordBatch as exc:
@@ -152,11 +160,14 @@ def _append(
             res.error_code, res.error_message = f.error_code, f.message
             return res, None
         records, batches, res.log_append_time = f.records, f.batches, f.log_append_time
+    t1 = time.perf_counter()
+    stages.validate.observe((t1 - t0) * 1000)
     try:
         res.base_offset, fut = broker.store.append_guarded(plog, records, batches, deadline)
     except AppendRefused as refused:
         res.error_code, res.error_message = refused.code, refused.message
         return res, None
+    stages.append.observe((time.perf_counter() - t1) * 1000)
     broker.metrics.produced(plog.topic, plog.partition, len(records))
     res.log_start_offset = plog.log_start_offset
     return res, fut
@@ -168,6 +179,7 @@ async def _respond_when_durable(
     topics: list[tuple[str, list[ProducePartitionResult]]],
     pending: list[tuple[ProducePartitionResult, asyncio.Future[Any]]],
     throttle_ms: int = 0,
+    appended: float = 0.0,
 ) -> Buffers:
     for res, fut in pending:
         try:
@@ -186,4 +198,10 @@ async def _respond_when_durable(
         if not broker.may_acknowledge():  # lease lost meanwhile: another broker may lead now
             res.error_code = ErrorCode.not_leader_or_follower
             res.base_offset = -1
-    return [build_produce_response(version, topics, throttle_ms)]
+    stages = broker.metrics.stages
+    t0 = time.perf_counter()
+    if appended:
+        stages.durable_wait.observe((t0 - appended) * 1000)
+    response: Buffers = [build_produce_response(version, topics, throttle_ms)]
+    stages.respond.observe((time.perf_counter() - t0) * 1000)
+    return response

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from broker_service.metadata.base import StreamRange
+from broker_service.metrics.stages import ProduceStages
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,7 @@ class WalRecord:
     on_done: Done
     deadline: float = math.inf  # time.monotonic() by which it must be durable
     finished: bool = field(default=False)
+    queued: float = 0.0  # when it was handed to the WAL (perf_counter; the wal_wait stage)
 
     def finish(self, committed: StreamRange | None, exc: BaseException | None) -> None:
         if not self.finished:
@@ -101,6 +103,9 @@ class Wal(ABC):
         self._committing = False
         self.flushes = 0
         self.failures = 0
+        # the produce path's stage histograms (the broker passes its own: /metrics)
+        self.stages = ProduceStages()
+        self._synced_at = 0.0  # when the last commit became durable (perf_counter)
 
     def bind(self, broker_id: int, broker_epoch: int) -> None:
         """Learn this broker's identity once registered (a WAL that commits needs it)."""
@@ -131,6 +136,7 @@ class Wal(ABC):
         if self._fatal is not None:
             record.finish(None, WalError(f"the WAL failed: {self._fatal}"))
             return
+        record.queued = time.perf_counter()
         self._pending.append(record)
         self._pending_bytes += len(record.data)
         self._wakeup.set()
@@ -147,6 +153,10 @@ class Wal(ABC):
             if not self._pending:
                 continue
             group = self._take_group()
+            began = time.perf_counter()
+            wal_wait = self.stages.wal_wait
+            for r in group:
+                wal_wait.observe((began - r.queued) * 1000)
             self._committing = True
             try:
                 ranges = await self._commit(group)
@@ -167,6 +177,8 @@ class Wal(ABC):
             self.flushes += 1
             for r in group:
                 r.finish(ranges.get(r.stream_id), None)
+            synced = self._synced_at or began
+            self.stages.complete.observe((time.perf_counter() - synced) * 1000)
 
     def _expire(self, now: float) -> None:
         """Refuse records whose deadline passed before their commit began."""

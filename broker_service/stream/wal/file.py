@@ -21,6 +21,7 @@ import asyncio
 import logging
 import os
 import struct
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,13 +118,18 @@ class FileWal(Wal):
             bufs.append(r.data)
             total += _PREFIX + _HEAD_SIZE + len(r.data)
         try:
+            t0 = time.perf_counter()
             written = 0
             while written < total:  # writev may write less than asked, and takes <= IOV_MAX
                 n = os.writev(self._fd, bufs[:IOV_MAX])
                 written += n
                 if written < total:
                     bufs = _skip(bufs, n)
+            t1 = time.perf_counter()
             os.fsync(self._fd)
+            self._synced_at = t2 = time.perf_counter()
+            self.stages.write.observe((t1 - t0) * 1000)
+            self.stages.sync.observe((t2 - t1) * 1000)
         except OSError as exc:
             self._undo(seg, exc)  # raises WalFatal if it cannot
             raise WalError(f"write to {seg.path} failed: {exc.strerror or exc}") from exc

@@ -53,6 +53,7 @@ class ObjectWal(Wal):
         self.broker_epoch = -1
         self._seq = 0
         self.last_flush_ms = 0.0
+        self._put_started = 0.0
 
     def bind(self, broker_id: int, broker_epoch: int) -> None:
         self.broker_id = broker_id
@@ -78,6 +79,7 @@ class ObjectWal(Wal):
         while True:
             attempt += 1
             started = time.monotonic()
+            self._put_started = time.perf_counter()
             try:
                 written = await self.writer.write(
                     key, streams, self._committer(retry=attempt > 1), retry=attempt > 1
@@ -96,6 +98,8 @@ class ObjectWal(Wal):
 
     def _committer(self, retry: bool):  # type: ignore[no-untyped-def]
         async def commit(w: WrittenObject) -> None:
+            t0 = time.perf_counter()
+            self.stages.write.observe((t0 - self._put_started) * 1000)  # build + PUT
             try:
                 await asyncio.to_thread(
                     self.metadata.commit_object,
@@ -108,6 +112,8 @@ class ObjectWal(Wal):
             except ObjectAlreadyCommitted:
                 if not retry:
                     raise
+            self._synced_at = time.perf_counter()
+            self.stages.sync.observe((self._synced_at - t0) * 1000)
 
         return commit
 
