@@ -29,6 +29,7 @@ from pathlib import Path
 from crc32c import crc32c
 
 from broker_service.metadata.base import StreamRange
+from broker_service.stream.pagecache import drop_written
 from broker_service.stream.wal.base import Wal, WalEntry, WalError, WalFatal, WalRecord
 
 log = logging.getLogger(__name__)
@@ -128,6 +129,7 @@ class FileWal(Wal):
             t1 = time.perf_counter()
             os.fsync(self._fd)
             self._synced_at = t2 = time.perf_counter()
+            drop_written(self._fd, seg.size)  # read again only after a crash
             self.stages.write.observe((t1 - t0) * 1000)
             self.stages.sync.observe((t2 - t1) * 1000)
         except OSError as exc:
