@@ -1,0 +1,574 @@
+#!/usr/bin/env python3
+"""The produce path under a Java-style load, ours against Tansu: throughput, ack latency at
+the same offered load, broker CPU-seconds per GiB, and where our time goes (issue 21).
+
+For each partition count (1, 4, 32) both brokers are started once; rounds are interleaved
+(ours 1, tansu 1, ours 2, ...), each on a fresh topic:
+
+1. **produce**: N x 1 KiB as fast as the client goes, idempotent, acks=all, linger.ms=5,
+   batch.size=1 MiB, 5 requests in flight (librdkafka, the Java client's defaults but
+   batch.size) -> MB/s and broker CPU-s per GiB; for ours, the per-stage table of the produce
+   path from /metrics (broker_service/metrics/stages.py) over the phase;
+2. **consume**: the N records read back -> MB/s and CPU-s per GiB;
+3. **latency**: a steady ``--rate`` records/s (the same offered load for both) over all the
+   topic's partitions, same producer settings; per record produce() -> delivery callback.
+
+Ours runs embedded (file WAL, fsync on every group commit); Tansu keeps its log in memory
+(no fsync). ``--processes N`` runs ours as one task of N broker processes
+(``serve --processes N``): per-task throughput, beside the 1-process figure.
+Medians over the rounds; the host's load average is recorded at every phase.
+
+    .venv/bin/python bench/produce_stages.py                     # 1,4,32 partitions, 3 rounds
+    .venv/bin/python bench/produce_stages.py --quick             # 1 partition, 1 round
+    .venv/bin/python bench/produce_stages.py --brokers ours --partitions 4 --profile /tmp/p
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import shlex
+import sys
+import time
+import urllib.request
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Producer
+from produce_consume import (
+    VALUE_BYTES,
+    Aborted,
+    BenchError,
+    BrokerProcess,
+    Deadline,
+    add_run_options,
+    bench_environment,
+    bench_run,
+    brokers_and_tansu,
+    client_cpu,
+    command_output,
+    consume_all,
+    create_topic,
+    fmt,
+    median,
+    percentile,
+    print_columns,
+    print_unclean_exits,
+    py_spy,
+    report_profile,
+    results_path,
+    save_json,
+    tansu_broker,
+)
+from prometheus_client.parser import text_string_to_metric_families
+
+REPO = Path(__file__).resolve().parents[1]
+BROKERS = ("ours", "tansu")
+GIB = 1 << 30
+MB = 1_000_000
+# The issue's Java-style load: idempotent, acks=all, linger 5 ms, 1 MiB batches, 5 in flight.
+PRODUCER_CONF: dict[str, Any] = {
+    "acks": "all",
+    "enable.idempotence": True,
+    "linger.ms": 5,
+    "batch.size": 1 << 20,
+    "message.max.bytes": (1 << 20) + 4096,  # a 1 MiB batch fits one request
+    "max.in.flight.requests.per.connection": 5,
+    "compression.type": "none",
+}
+STAGE_METRIC = "kafka_broker_produce_stage_ms"
+STAGE_ORDER = ("receive", "queue", "parse", "validate", "append", "wal_wait", "write", "sync",
+               "complete", "durable_wait", "respond", "send_wait", "total")
+
+
+# -- settings ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Settings:
+    records: int
+    rounds: int
+    partitions: list[int]
+    brokers: list[str]
+    rate: int
+    latency_seconds: float
+    processes: int
+    round_timeout: float
+    timeout: float
+    keep_data: bool
+    tansu_bin: Path
+    profile_dir: Path | None
+    py_spy_args: list[str]
+    ours_env: dict[str, str]
+    out: Path | None = None
+
+
+def parse_args(argv: list[str] | None) -> Settings:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    ap.add_argument("--records", type=int, default=None, help="records per round (200000)")
+    ap.add_argument("--rounds", type=int, default=None, help="rounds per broker (3)")
+    ap.add_argument("--quick", action="store_true", help="30000 records, 1 partition, 1 round")
+    ap.add_argument("--partitions", default=None, help="comma-separated scenarios (1,4,32)")
+    ap.add_argument("--brokers", default=",".join(BROKERS), help="ours,tansu (both)")
+    ap.add_argument("--rate", type=int, default=20_000,
+                    help="latency phase: records/s offered to both brokers (20000 = 20 MB/s)")
+    ap.add_argument("--latency-seconds", type=float, default=None,
+                    help="latency phase seconds (5; --quick 2; 0: none)")
+    ap.add_argument("--processes", type=int, default=1,
+                    help="ours: broker processes in the task (serve --processes N)")
+    ap.add_argument("--round-timeout", type=float, default=300, help="seconds per round")
+    ap.add_argument("--tansu-bin", type=Path, default=None, help="Tansu binary")
+    ap.add_argument("--profile", type=Path, default=None, metavar="DIR",
+                    help="py-spy our broker in an extra, unreported round; profiles to DIR")
+    ap.add_argument("--py-spy-args", default="", help="extra py-spy options, e.g. '--native'")
+    ap.add_argument("--ours-env", action="append", default=[], metavar="K=V",
+                    help="environment for our broker, e.g. BROKER_WAL_FLUSH_MS=1")
+    add_run_options(ap, "produce_stages", 1500)
+    a = ap.parse_args(argv)
+    brokers, tansu_bin = brokers_and_tansu(ap, a.brokers, BROKERS, a.tansu_bin)
+    if a.profile is not None:
+        a.profile.mkdir(parents=True, exist_ok=True)
+    partitions = a.partitions or ("1" if a.quick else "1,4,32")
+    return Settings(
+        records=a.records or (30_000 if a.quick else 200_000),
+        rounds=a.rounds or (1 if a.quick else 3),
+        partitions=[int(p) for p in partitions.split(",")],
+        brokers=brokers, rate=a.rate,
+        latency_seconds=(a.latency_seconds if a.latency_seconds is not None
+                         else 2.0 if a.quick else 5.0),
+        processes=a.processes, round_timeout=a.round_timeout, timeout=a.timeout,
+        keep_data=a.keep_data, tansu_bin=tansu_bin, profile_dir=a.profile,
+        py_spy_args=shlex.split(a.py_spy_args),
+        ours_env=dict(kv.split("=", 1) for kv in a.ours_env), out=a.out,
+    )
+
+
+# -- our broker: one task of N processes -------------------------------------------------------
+@dataclass
+class OursTask:
+    """``serve --processes N`` (N = 1: a plain ``serve``): the supervisor's ready file lists
+    every process; the bootstrap is the first one's port, CPU is the sum over the task."""
+
+    broker: BrokerProcess
+    metrics_ports: list[int] = field(default_factory=list)
+    pids: list[int] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return "ours"
+
+    @property
+    def bootstrap(self) -> str:
+        return self.broker.bootstrap
+
+    def start(self, deadline: Deadline) -> None:
+        self.broker.start(deadline)
+        assert self.broker.ready_file is not None
+        info = json.loads(self.broker.ready_file.read_text())
+        procs = info.get("processes") or [info]
+        self.metrics_ports = [p["metrics_port"] for p in procs if p.get("metrics_port")]
+        self.pids = [p["pid"] for p in procs]
+
+    def cpu_seconds(self) -> float:
+        return task_cpu_seconds(self.broker)
+
+    def scrape(self) -> dict[str, dict[str, float]]:
+        """Sum over the task's processes of every stage's count, sum and buckets."""
+        total: dict[str, dict[str, float]] = {}
+        for port in self.metrics_ports:
+            for stage, values in scrape_stages(port).items():
+                acc = total.setdefault(stage, {})
+                for k, v in values.items():
+                    acc[k] = acc.get(k, 0.0) + v
+        return total
+
+
+def task_cpu_seconds(broker: BrokerProcess) -> float:
+    """The broker's CPU plus its children's (the processes of ``serve --processes N``)."""
+    assert broker.proc is not None
+    cpu = broker.cpu_seconds()
+    for child in broker.proc.children(recursive=True):
+        try:
+            t = child.cpu_times()
+        except Exception:  # a child that just exited
+            continue
+        cpu += t.user + t.system
+    return cpu
+
+
+def ours_task(workdir: Path, tag: str, settings: Settings) -> OursTask:
+    ready = workdir / f"ours-{tag}.ready"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "BROKER_METRICS_PORT": "auto",
+           "BROKER_AUTO_BALANCE": "false", **settings.ours_env}
+    argv = [sys.executable, "-m", "broker_service", "serve", "--host", "127.0.0.1", "--port",
+            "0", "--data-dir", str(workdir / f"ours-{tag}"), "--ready-file", str(ready)]
+    if settings.processes > 1:
+        argv += ["--processes", str(settings.processes)]
+    return OursTask(BrokerProcess("ours", argv, 0, workdir / f"ours-{tag}.log", env, ready))
+
+
+def scrape_stages(port: int) -> dict[str, dict[str, float]]:
+    """stage -> {count, sum, le=<bound>: cumulative count} from one broker's /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    out: dict[str, dict[str, float]] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name != STAGE_METRIC:
+            continue
+        for s in family.samples:
+            d = out.setdefault(s.labels["stage"], {})
+            if s.name.endswith("_count"):
+                d["count"] = s.value
+            elif s.name.endswith("_sum"):
+                d["sum"] = s.value
+            elif s.name.endswith("_bucket"):
+                d[f"le={s.labels['le']}"] = s.value
+    return out
+
+
+@dataclass
+class StageRow:
+    stage: str
+    count: float
+    mean_ms: float | None  # per observation
+    per_request_ms: float | None  # sum / produce requests answered
+    p50_ms: float | None  # upper bound of the bucket holding the median
+    p99_ms: float | None
+
+
+def stage_rows(before: dict[str, dict[str, float]],
+               after: dict[str, dict[str, float]]) -> list[StageRow]:
+    requests = after.get("total", {}).get("count", 0) - before.get("total", {}).get("count", 0)
+    rows = []
+    for stage in STAGE_ORDER:
+        a, b = after.get(stage, {}), before.get(stage, {})
+        n = a.get("count", 0) - b.get("count", 0)
+        total_ms = a.get("sum", 0) - b.get("sum", 0)
+        bounds = sorted(((float(k[3:]), a[k] - b.get(k, 0)) for k in a if k.startswith("le=")),
+                        key=lambda x: x[0])
+
+        def pct(q: float, bounds: list[tuple[float, float]] = bounds, n: float = n) -> float | None:
+            if not n:
+                return None
+            return next((bound for bound, c in bounds if c >= q * n), None)
+
+        rows.append(StageRow(stage, n, total_ms / n if n else None,
+                             total_ms / requests if requests else None, pct(0.5), pct(0.99)))
+    return rows
+
+
+# -- the loads ------------------------------------------------------------------------------
+def produce_bulk(bootstrap: str, topic: str, partitions: int, records: int,
+                 deadline: Deadline) -> float:
+    errors: list[str] = []
+
+    def on_delivery(err: Any, _msg: Any) -> None:
+        if err is not None:
+            errors.append(str(err))
+
+    producer = Producer({**PRODUCER_CONF, "bootstrap.servers": bootstrap,
+                         "client.id": "bench-stages", "on_delivery": on_delivery,
+                         "delivery.report.only.error": True,
+                         "queue.buffering.max.kbytes": 256 << 10})
+    producer.list_topics(topic, timeout=10)
+    value = os.urandom(VALUE_BYTES)
+    start = time.perf_counter()
+    for i in range(records):
+        while True:
+            try:
+                producer.produce(topic, value, partition=i % partitions)
+                break
+            except BufferError:
+                producer.poll(0.005)
+                deadline.check(f"producing ({i}/{records})")
+        if i % 4096 == 0:
+            producer.poll(0)
+            deadline.check(f"producing ({i}/{records})")
+    left = producer.flush(max(0.1, deadline.remaining()))
+    elapsed = time.perf_counter() - start
+    if left or errors:
+        raise BenchError(f"produce: {left} undelivered, {len(errors)} errors "
+                         f"{errors[:1]}")
+    return elapsed
+
+
+@dataclass
+class Latency:
+    rate: int
+    sent: int
+    achieved_per_s: float
+    p50_ms: float | None
+    p99_ms: float | None
+    p999_ms: float | None
+
+
+def steady(bootstrap: str, topic: str, partitions: int, rate: int, seconds: float,
+           deadline: Deadline) -> Latency:
+    """``rate`` records/s on a fixed schedule, round-robin over the partitions, with the bulk
+    phase's producer settings; per record produce() -> delivery callback."""
+    samples: list[float] = []
+    errors: list[str] = []
+
+    def on_delivery(t0: float, err: Any, _msg: Any) -> None:
+        if err is not None:
+            errors.append(str(err))
+        else:
+            samples.append((time.perf_counter() - t0) * 1000)
+
+    producer = Producer({**PRODUCER_CONF, "bootstrap.servers": bootstrap,
+                         "client.id": "bench-stages-latency"})
+    producer.list_topics(topic, timeout=10)
+    value = os.urandom(VALUE_BYTES)
+    n = max(1, int(rate * seconds))
+    sent = 0
+    start = time.perf_counter()
+    while sent < n:
+        due = min(n, int((time.perf_counter() - start) * rate) + 1)
+        while sent < due:
+            now = time.perf_counter()
+            try:
+                producer.produce(topic, value, partition=sent % partitions,
+                                 on_delivery=functools.partial(on_delivery, now))
+            except BufferError:
+                break
+            sent += 1
+        producer.poll(0.0005)
+        deadline.check(f"steady load ({sent}/{n})")
+    sent_s = time.perf_counter() - start
+    left = producer.flush(max(0.1, deadline.remaining()))
+    if left or errors:
+        raise BenchError(f"steady: {left} unacknowledged, {len(errors)} errors {errors[:1]}")
+    ordered = sorted(samples)
+    return Latency(rate, n, n / sent_s, percentile(ordered, 0.5), percentile(ordered, 0.99),
+                   percentile(ordered, 0.999))
+
+
+# -- rounds ---------------------------------------------------------------------------------
+@dataclass
+class PhaseResult:
+    seconds: float
+    mb_per_s: float
+    cpu_s: float
+    cpu_s_per_gib: float
+    loadavg: float  # the host's 1-minute load average at the end of the phase
+    client_cpu_s: float = 0.0  # this process (the client, librdkafka's threads included)
+
+
+@dataclass
+class RoundResult:
+    broker: str
+    partitions: int
+    round: int
+    produce: PhaseResult | None = None
+    consume: PhaseResult | None = None
+    latency: Latency | None = None
+    stages: list[StageRow] | None = None
+    latency_stages: list[StageRow] | None = None
+    error: str | None = None
+
+
+Broker = BrokerProcess | OursTask
+
+
+def cpu_of(b: Broker) -> float:
+    return b.cpu_seconds() if isinstance(b, OursTask) else b.cpu_seconds()
+
+
+def phase(b: Broker, records: int, run: Any) -> PhaseResult:
+    cpu0, me0 = cpu_of(b), client_cpu()
+    seconds = run()
+    cpu, me = cpu_of(b) - cpu0, client_cpu() - me0
+    nbytes = records * VALUE_BYTES
+    return PhaseResult(seconds, nbytes / MB / seconds, cpu, cpu / (nbytes / GIB),
+                       os.getloadavg()[0], me)
+
+
+def run_round(b: Broker, partitions: int, round_no: int, s: Settings,
+              deadline: Deadline, profile: Path | None = None) -> RoundResult:
+    r = RoundResult(b.name, partitions, round_no)
+    topic = f"stages-p{partitions}-r{round_no}-{uuid.uuid4().hex[:8]}"
+    try:
+        create_topic(b.bootstrap, topic, partitions, deadline)
+        before = b.scrape() if isinstance(b, OursTask) else None
+
+        def produce() -> float:
+            return produce_bulk(b.bootstrap, topic, partitions, s.records, deadline)
+
+        if profile is not None and isinstance(b, OursTask):
+            raw = profile / f"ours-p{partitions}-produce.txt"
+            with py_spy(b.broker.pid if s.processes == 1 else b.pids[-1], raw, s.py_spy_args):
+                r.produce = phase(b, s.records, produce)
+            report_profile(raw)
+        else:
+            r.produce = phase(b, s.records, produce)
+        if before is not None and isinstance(b, OursTask):
+            r.stages = stage_rows(before, b.scrape())
+        notes: list[str] = []
+        r.consume = phase(b, s.records, lambda: consume_all(b.bootstrap, topic, partitions,
+                                                             s.records, deadline, notes))
+        if s.latency_seconds > 0 and profile is None:
+            lt = f"{topic}-lat"
+            create_topic(b.bootstrap, lt, partitions, deadline)
+            steady(b.bootstrap, lt, partitions, s.rate, min(1.0, s.latency_seconds), deadline)
+            before = b.scrape() if isinstance(b, OursTask) else None
+            r.latency = steady(b.bootstrap, lt, partitions, s.rate, s.latency_seconds, deadline)
+            if before is not None and isinstance(b, OursTask):
+                r.latency_stages = stage_rows(before, b.scrape())
+    except Aborted:
+        raise
+    except Exception as exc:  # a failed round is a result
+        r.error = f"{type(exc).__name__}: {exc}"
+    return r
+
+
+def describe(r: RoundResult) -> str:
+    head = f"[p={r.partitions} round {r.round} {r.broker:5}]"
+    if r.error:
+        return f"{head} FAILED: {r.error}"
+    assert r.produce and r.consume
+    lat = (f"  lat p50/p99 {fmt(r.latency.p50_ms)}/{fmt(r.latency.p99_ms)} ms"
+           if r.latency else "")
+    return (f"{head} produce {r.produce.mb_per_s:6.1f} MB/s ({r.produce.cpu_s_per_gib:5.1f} "
+            f"cpu-s/GiB, client {r.produce.client_cpu_s / r.produce.seconds:.0%} cpu)  "
+            f"consume {r.consume.mb_per_s:6.1f} MB/s "
+            f"({r.consume.cpu_s_per_gib:5.1f} cpu-s/GiB){lat}  load {r.produce.loadavg:.1f}")
+
+
+def run_scenario(partitions: int, s: Settings, workdir: Path, deadline: Deadline,
+                 results: list[RoundResult], exits: dict[str, Any]) -> None:
+    tag = f"p{partitions}"
+    brokers: list[Broker] = [ours_task(workdir, tag, s) if name == "ours"
+                             else tansu_broker(workdir, tag, s.tansu_bin)
+                             for name in s.brokers]
+    try:
+        for b in brokers:
+            b.start(deadline.sooner(90))
+        for round_no in range(1, s.rounds + 1):
+            for b in brokers:
+                if deadline.remaining() <= 0:
+                    raise Aborted("overall timeout reached")
+                r = run_round(b, partitions, round_no, s, deadline.sooner(s.round_timeout))
+                results.append(r)
+                print(describe(r), flush=True)
+        if s.profile_dir is not None:
+            for b in brokers:
+                if isinstance(b, OursTask):
+                    r = run_round(b, partitions, 0, s, deadline.sooner(s.round_timeout),
+                                  s.profile_dir)
+                    print(describe(r).replace("round 0", "profiled"), flush=True)
+    finally:
+        for b in brokers:
+            proc = b.broker if isinstance(b, OursTask) else b
+            proc.stop()
+            exits[f"{proc.name}-{tag}"] = proc.exit_info
+
+
+# -- summary --------------------------------------------------------------------------------
+METRICS = (  # name, how to read it from a round, better
+    ("produce MB/s", lambda r: r.produce.mb_per_s, "higher"),
+    ("produce CPU-s/GiB", lambda r: r.produce.cpu_s_per_gib, "lower"),
+    ("consume MB/s", lambda r: r.consume.mb_per_s, "higher"),
+    ("consume CPU-s/GiB", lambda r: r.consume.cpu_s_per_gib, "lower"),
+    ("ack latency p50 ms", lambda r: r.latency.p50_ms if r.latency else None, "lower"),
+    ("ack latency p99 ms", lambda r: r.latency.p99_ms if r.latency else None, "lower"),
+    ("ack latency p999 ms", lambda r: r.latency.p999_ms if r.latency else None, "lower"),
+)
+
+
+def summarize(results: list[RoundResult], s: Settings) -> list[dict[str, Any]]:
+    rows = []
+    for partitions in s.partitions:
+        ok = {b: [r for r in results if r.broker == b and r.partitions == partitions
+                  and r.error is None and r.round > 0] for b in s.brokers}
+        for name, get, better in METRICS:
+            values = {b: median([get(r) for r in rs]) for b, rs in ok.items()}
+            ours, tansu = values.get("ours"), values.get("tansu")
+            rows.append({"partitions": partitions, "metric": name, "better": better,
+                         "values": values, "rounds_ok": {b: len(rs) for b, rs in ok.items()},
+                         "ratio_ours_over_tansu": ours / tansu if ours and tansu else None,
+                         "loadavg": median([r.produce.loadavg for rs in ok.values()
+                                            for r in rs if r.produce])})
+    return rows
+
+
+def summarize_stages(results: list[RoundResult], s: Settings,
+                     attr: str = "stages") -> list[dict[str, Any]]:
+    """Per partition count, per stage: the median over our rounds of each round's figures
+    (``attr``: the bulk phase's stages, or the latency phase's)."""
+    out = []
+    for partitions in s.partitions:
+        rounds = [getattr(r, attr) for r in results if r.broker == "ours"
+                  and r.partitions == partitions and getattr(r, attr) and r.error is None
+                  and r.round > 0]
+        for i, stage in enumerate(STAGE_ORDER):
+            rows = [rs[i] for rs in rounds]
+            out.append({"partitions": partitions, "stage": stage,
+                        "count": median([x.count for x in rows]),
+                        "mean_ms": median([x.mean_ms for x in rows]),
+                        "per_request_ms": median([x.per_request_ms for x in rows]),
+                        "p50_ms": median([x.p50_ms for x in rows]),
+                        "p99_ms": median([x.p99_ms for x in rows])})
+    return out
+
+
+def print_stages(title: str, stages: list[dict[str, Any]]) -> None:
+    if not stages:
+        return
+    print(f"\nours: {title} (ms; median over rounds; per req = stage time / produce "
+          f"requests; p50/p99 = upper bounds of their buckets)")
+    cols = [("part", 4), ("stage", 12), ("count", 8), ("mean", 7), ("per req", 7),
+            ("p50", 6), ("p99", 6)]
+    print_columns(cols, [[str(r["partitions"]), r["stage"], fmt(r["count"], ".0f"),
+                          fmt(r["mean_ms"], ".2f"), fmt(r["per_request_ms"], ".2f"),
+                          fmt(r["p50_ms"], "g"), fmt(r["p99_ms"], "g")] for r in stages])
+
+
+def print_summary(rows: list[dict[str, Any]], s: Settings) -> None:
+    print(f"\n{s.records} x {VALUE_BYTES} B, acks=all, idempotent, linger.ms=5, batch.size=1 MiB,"
+          f" 5 in flight; latency at {s.rate} records/s offered to both; ours "
+          f"{s.processes} process(es); median of {s.rounds} round(s)")
+    cols = [("part", 4), ("metric", 20), ("ours/tansu", 10), ("better", 6), ("ours", 8),
+            ("tansu", 8), ("load", 5)]
+    print_columns(cols, [[str(r["partitions"]), r["metric"],
+                          fmt(r["ratio_ours_over_tansu"], ".2f") + "x"
+                          if r["ratio_ours_over_tansu"] else "n/a", r["better"],
+                          fmt(r["values"].get("ours")), fmt(r["values"].get("tansu")),
+                          fmt(r["loadavg"])] for r in rows], left_first=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    s = parse_args(argv)
+    env = bench_environment({"tansu_version": command_output([str(s.tansu_bin), "--version"])})
+    print(f"cpus={env['cpus']} {env['tansu_version']} commit={env['git_commit'][:12]} "
+          f"load average {os.getloadavg()[0]:.1f}", flush=True)
+    results: list[RoundResult] = []
+    exits: dict[str, Any] = {}
+    load_start = os.getloadavg()
+    with bench_run("bench-produce-stages-", s.timeout, s.keep_data) as run:
+        for partitions in s.partitions:
+            run_scenario(partitions, s, run.workdir, run.deadline, results, exits)
+    rows = summarize(results, s)
+    stages = summarize_stages(results, s)
+    latency_stages = summarize_stages(results, s, "latency_stages")
+    print_summary(rows, s)
+    print_stages("where a produce request's time goes, bulk phase", stages)
+    print_stages(f"the same at a steady {s.rate} records/s", latency_stages)
+    out = results_path(s.out, "produce_stages")
+    save_json(out, {
+        "settings": {**asdict(s), "tansu_bin": str(s.tansu_bin), "producer": PRODUCER_CONF,
+                     "value_bytes": VALUE_BYTES},
+        "environment": env,
+        "loadavg": {"start": load_start, "end": os.getloadavg()},
+        "summary": rows, "stages": stages, "latency_stages": latency_stages,
+        "rounds": [asdict(r) for r in results],
+        "broker_exits": exits, "error": run.error,
+    }, default=str)
+    print(f"\nresults: {out}")
+    print_unclean_exits(exits)
+    return 1 if run.error or any(r.error for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
