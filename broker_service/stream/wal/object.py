@@ -112,8 +112,8 @@ class ObjectWal(Wal):
             except ObjectAlreadyCommitted:
                 if not retry:
                     raise
-            self._synced_at = time.perf_counter()
-            self.stages.sync.observe((self._synced_at - t0) * 1000)
+            self._synced = time.perf_counter()
+            self.stages.sync.observe((self._synced - t0) * 1000)
 
         return commit
 

@@ -1,0 +1,115 @@
+"""The WAL's group commit (stream/wal/base.py) and the partition's durability callbacks
+(kafka/partition.py), on a real file WAL: records that arrive while a commit runs form the
+next group, a linger is cut short by flush_bytes and skipped by close, a record past its
+deadline is refused; a partition reports durability to callbacks synchronously, in order,
+and an observer's failure does not stop the others."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from pathlib import Path
+
+import pytest
+
+from broker_service.kafka.partition import NotDurable, PartitionLog
+from broker_service.metadata.base import StreamRange
+from broker_service.stream.wal import FileWal, Wal, WalRecord, WalStreamFailed, WalTimeout
+
+
+def _append(wal: Wal, stream: int, base: int, data: bytes,
+            deadline: float = math.inf) -> asyncio.Future[object]:  # fmt: skip
+    fut: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+
+    def done(rec: WalRecord, committed: StreamRange | None, exc: BaseException | None) -> None:
+        fut.set_exception(exc) if exc is not None else fut.set_result(committed)
+
+    wal.append(WalRecord(stream, base, base + 1, data, -1, done, deadline))
+    return fut
+
+
+def test_records_arriving_during_a_commit_form_the_next_group(tmp_path: Path) -> None:
+    async def run() -> int:
+        wal = FileWal(tmp_path)
+        await wal.open()
+        first = _append(wal, 1, 0, b"a")  # its commit starts at once
+        rest = [_append(wal, 1, i, b"b") for i in range(1, 50)]  # all wait for it
+        await asyncio.gather(first, *rest)
+        await wal.close()
+        return wal.flushes
+
+    assert asyncio.run(run()) == 2
+
+
+def test_a_linger_is_cut_short_by_flush_bytes_and_skipped_by_close(tmp_path: Path) -> None:
+    async def run() -> None:
+        wal = FileWal(tmp_path, flush_interval_ms=600_000, flush_bytes=100)
+        await wal.open()
+        small = _append(wal, 1, 0, b"x" * 10)  # lingers: 10 < 100 bytes
+        await asyncio.sleep(0)
+        assert not small.done() and wal.flushes == 0
+        big = _append(wal, 2, 0, b"y" * 200)  # over flush_bytes: committed now, with small
+        await asyncio.wait_for(asyncio.gather(small, big), 30)
+        assert wal.flushes == 1
+        last = _append(wal, 1, 1, b"z")  # lingers again...
+        await wal.close()  # ...but close commits it at once
+        assert last.done() and last.exception() is None and wal.flushes == 2
+
+    asyncio.run(run())
+
+
+def test_a_late_record_and_the_rest_of_its_stream_are_refused(tmp_path: Path) -> None:
+    async def run() -> None:
+        wal = FileWal(tmp_path, flush_interval_ms=600_000)
+        await wal.open()
+        late = _append(wal, 1, 0, b"a", deadline=0.0)  # its deadline has passed
+        after = _append(wal, 1, 1, b"b")  # its offsets follow the late one's
+        other = _append(wal, 2, 0, b"c")
+        await wal.close()
+        with pytest.raises(WalTimeout):
+            await late
+        with pytest.raises(WalStreamFailed):
+            await after
+        assert await other is None
+
+    asyncio.run(run())
+
+
+def _plog() -> PartitionLog:
+    return PartitionLog("t", 0, 1, 0, 0)
+
+
+def test_durability_callbacks_run_synchronously_in_offset_order() -> None:
+    plog = _plog()
+    plog.next_offset = 30
+    seen: list[tuple[str, object]] = []
+    for name, end in (("a", 10), ("b", 20), ("c", 30)):
+        plog.when_durable(end, lambda exc, name=name: seen.append((name, exc)))
+    plog.durable(20, None)
+    assert seen == [("a", None), ("b", None)]  # before durable() returned
+    plog.when_durable(5, lambda exc: seen.append(("done already", exc)))
+    assert seen[-1] == ("done already", None)
+    plog.failed(20, RuntimeError("disk gone"))
+    name, exc = seen[-1]
+    assert name == "c" and isinstance(exc, NotDurable) and plog.next_offset == 20
+
+
+def test_a_failing_observer_does_not_stop_the_others() -> None:
+    plog = _plog()
+    plog.next_offset = 2
+    seen: list[int] = []
+
+    def broken(exc: BaseException | None) -> None:
+        raise ValueError("an observer's bug")
+
+    plog.when_durable(1, broken)
+    plog.when_durable(2, lambda exc: seen.append(2))
+    fut_seen: list[object] = []
+
+    async def with_future() -> None:
+        fut = plog.wait_durable(2)
+        plog.durable(2, None)
+        fut_seen.append(await fut)
+
+    asyncio.run(with_future())
+    assert seen == [2] and fut_seen == [None] and plog.high_watermark == 2
