@@ -38,6 +38,12 @@ class BrokerConfig(BaseSettings):
         "file", description="file: fsync'd local file; object: one committed object per flush"
     )
 
+    processes: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        1,
+        description="broker processes in this task, one per vCPU (auto: as many as the "
+        "vCPUs); each is a broker of its own: node id (auto, or this id + i), ports (+ i x "
+        "the listener ports' span; metrics + i), WAL, caches (runtime/processes.py)",
+    )
     auto_create_topics: bool = Field(True, description="create unknown topics on Metadata")
     default_partitions: int = Field(1, ge=1, description="partitions of auto-created topics")
     socket_request_max_bytes: int = Field(100 * 1024 * 1024, description="largest request frame")

@@ -154,10 +154,11 @@ class Leadership:
         broker, so clients move at once instead of waiting for the lease to expire. Returns
         how many partitions moved; bounded by ``drain_timeout_ms``."""
         now_ms = int(time.time() * 1000)
+        siblings = await asyncio.to_thread(self._siblings)
         others = [
             b.broker_id
             for b in await asyncio.to_thread(self.metadata.live_brokers, now_ms)
-            if b.broker_id != self.node_id
+            if b.broker_id != self.node_id and b.broker_id not in siblings
         ]
         topics = self._topics()
         led = topics.led_here()
@@ -188,6 +189,16 @@ class Leadership:
             moved += 1
         log.info("drained: %d partitions handed over", moved)
         return moved
+
+    def _siblings(self) -> set[int]:
+        """Brokers of this broker's own task (``serve --processes N``: they publish the same
+        task ARN): a task stops as a whole, so its brokers drain to other tasks' brokers,
+        never to each other."""
+        info = self.metadata.broker_info()
+        mine = info.get(self.node_id, {}).get("task_arn")
+        if not mine:
+            return set()
+        return {bid for bid, i in info.items() if bid != self.node_id and i.get("task_arn") == mine}
 
     async def delete_records(self, plog: PartitionLog, offset: int) -> int:
         """DeleteRecords: raise the log start offset (durably, in metadata) to ``offset``
