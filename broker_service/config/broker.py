@@ -78,6 +78,12 @@ class BrokerConfig(BaseSettings):
         "object WAL, measured in bench/object_wal.py)",
     )
     wal_flush_bytes: int = Field(4 << 20, description="flush at once when this much is pending")
+    wal_max_in_flight: int = Field(
+        2,
+        ge=1,
+        description="object WAL: flushes under way at once (their PUTs overlap, their "
+        "commits stay in order; 1: one flush at a time)",
+    )
     wal_segment_bytes: int = Field(
         16 << 20,
         description="WAL segment size (a segment is deleted once all of it is in objects: small "

@@ -1,20 +1,32 @@
 """The WAL's group commit (stream/wal/base.py) and the partition's durability callbacks
-(kafka/partition.py), on a real file WAL: records that arrive while a commit runs form the
-next group, a linger is cut short by flush_bytes and skipped by close, a record past its
-deadline is refused; a partition reports durability to callbacks synchronously, in order,
-and an observer's failure does not stop the others."""
+(kafka/partition.py), on a real file WAL and a real object WAL (local store + SQLite):
+records that arrive while a commit runs form the next group, a linger is cut short by
+flush_bytes and skipped by close, a record past its deadline is refused, object WAL flushes
+overlap but commit in order; a partition reports durability to callbacks synchronously, in
+order, and an observer's failure does not stop the others."""
 
 from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from broker_service.kafka.partition import NotDurable, PartitionLog
 from broker_service.metadata.base import StreamRange
-from broker_service.stream.wal import FileWal, Wal, WalRecord, WalStreamFailed, WalTimeout
+from broker_service.metadata.sqlite import SqliteMetadataStore
+from broker_service.stream.objectstore.base import Buffer
+from broker_service.stream.objectstore.fs import FsObjectStore
+from broker_service.stream.wal import (
+    FileWal,
+    ObjectWal,
+    Wal,
+    WalRecord,
+    WalStreamFailed,
+    WalTimeout,
+)
 
 
 def _append(wal: Wal, stream: int, base: int, data: bytes,
@@ -113,3 +125,59 @@ def test_a_failing_observer_does_not_stop_the_others() -> None:
 
     asyncio.run(with_future())
     assert seen == [2] and fut_seen == [None] and plog.high_watermark == 2
+
+
+class _GatedStore(FsObjectStore):
+    """The real local-directory store whose PUTs wait for the test's go (a slow first PUT)."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.gates: list[asyncio.Event] = []
+        self.started = asyncio.Queue[str]()
+
+    async def put(self, key: str, parts: Sequence[Buffer]) -> None:
+        gate = asyncio.Event()
+        self.gates.append(gate)
+        await self.started.put(key)
+        await gate.wait()
+        await super().put(key, parts)
+
+
+def test_object_wal_flushes_overlap_but_commit_and_complete_in_order(tmp_path: Path) -> None:
+    """Two flushes in flight: the second's PUT finishes first, yet it is committed (and its
+    records reported) only after the first: ranges stay contiguous, completions in order."""
+
+    async def run() -> tuple[list[str], list[StreamRange]]:
+        md = SqliteMetadataStore(tmp_path / "m.sqlite")
+        me = md.register_broker(1, "h", 1, None, 60_000)
+        sid = md.create_topic("t", 1, {}, 1).partitions[0].stream_id
+        store = _GatedStore(tmp_path / "objects")
+        wal = ObjectWal(store, md, flush_interval_ms=0, max_in_flight=2)
+        wal.bind(1, me.epoch)
+        await wal.open()
+        done: list[str] = []
+
+        def record(base: int, name: str) -> WalRecord:
+            def on_done(rec: WalRecord, rng: StreamRange | None, exc: BaseException | None):  # type: ignore[no-untyped-def]
+                assert exc is None, exc
+                done.append(name)
+
+            return WalRecord(sid, base, base + 1, b"x" * 10, 5, on_done)
+
+        wal.append(record(0, "first"))  # flush 1 starts at once
+        await store.started.get()
+        wal.append(record(1, "second"))  # flush 2 starts too: a slot is free
+        await store.started.get()
+        store.gates[1].set()  # the second PUT lands first...
+        while wal.stages.write.count < 1:  # ...and its flush reaches its commit, which waits
+            await asyncio.sleep(0.01)
+        assert done == [] and md.stream_ranges(sid) == []
+        store.gates[0].set()  # ...then the first
+        await wal.close()
+        ranges = md.stream_ranges(sid)
+        md.close()
+        return done, ranges
+
+    done, ranges = asyncio.run(run())
+    assert done == ["first", "second"]
+    assert [(r.start_offset, r.end_offset) for r in ranges] == [(0, 1), (1, 2)]

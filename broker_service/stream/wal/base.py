@@ -98,6 +98,10 @@ class Wal(ABC):
     on_fatal: Callable[[BaseException], None] | None = None
     # Largest group one commit takes (None: all that is pending); the rest waits its turn.
     max_group_bytes: int | None = None
+    # Groups committing at once. Their completions still come in group order (a subclass
+    # with more than one must call ``_committed`` in that order): a partition's high
+    # watermark only moves over offsets that are all durable.
+    max_in_flight = 1
 
     def __init__(self, flush_interval_ms: float, flush_bytes: int) -> None:
         self.flush_interval = flush_interval_ms / 1000.0
@@ -107,9 +111,9 @@ class Wal(ABC):
         self._loop: asyncio.AbstractEventLoop | None = None  # set by _start (open)
         self._linger: asyncio.TimerHandle | None = None
         self._fatal: BaseException | None = None
-        self._committing = False
+        self._in_flight = 0  # groups whose commit began and has not completed
         self._closing = False
-        self._commit_task: asyncio.Task[dict[int, StreamRange]] | None = None
+        self._commit_tasks: set[asyncio.Task[dict[int, StreamRange]]] = set()
         self._committed_waiters: list[asyncio.Future[None]] = []  # close() waits on these
         self._synced = 0.0  # when the last commit became durable (perf_counter; stages)
         self.flushes = 0
@@ -135,10 +139,11 @@ class Wal(ABC):
         """Start making ``group`` durable; ``_committed`` must be called on the event loop
         when it is (or is not). By default: ``_commit`` as a task."""
         assert self._loop is not None
-        task = self._commit_task = self._loop.create_task(self._commit(group))
+        task = self._loop.create_task(self._commit(group))
+        self._commit_tasks.add(task)
 
         def done(t: asyncio.Task[dict[int, StreamRange]]) -> None:
-            self._commit_task = None
+            self._commit_tasks.discard(t)
             if t.cancelled():
                 self._committed(group, {}, WalError("the WAL was closed"))
             elif (exc := t.exception()) is not None:
@@ -169,7 +174,7 @@ class Wal(ABC):
         record.queued = time.perf_counter()
         self._pending.append(record)
         self._pending_bytes += len(record.data)
-        if self._loop is not None and not self._committing:
+        if self._loop is not None and self._in_flight < self.max_in_flight:
             self._kick()
 
     # -- the commit cycle -------------------------------------------------------------------
@@ -184,7 +189,7 @@ class Wal(ABC):
 
     def _linger_over(self) -> None:
         self._linger = None
-        if not self._committing:
+        if self._in_flight < self.max_in_flight:
             self._commit_next()
 
     def _commit_next(self) -> None:
@@ -199,7 +204,7 @@ class Wal(ABC):
         wal_wait = self.stages.wal_wait
         for r in group:
             wal_wait.observe((began - r.queued) * 1000)
-        self._committing = True
+        self._in_flight += 1
         self._begin(group)
 
     def _committed(
@@ -211,7 +216,7 @@ class Wal(ABC):
     ) -> None:
         """On the event loop: the group's commit is over (``synced``: when it became durable,
         perf_counter, if the WAL knows better than now)."""
-        self._committing = False
+        self._in_flight -= 1
         if exc is None:
             self.flushes += 1
             if self._pending:  # the writer works on the next group while this one completes
@@ -228,7 +233,7 @@ class Wal(ABC):
                 self.fatal(exc)
             if self._fatal is not None and self.on_fatal is not None:
                 self.on_fatal(self._fatal)
-            if self._pending and not self._committing:
+            if self._pending and self._in_flight < self.max_in_flight:
                 self._kick()
         waiters, self._committed_waiters = self._committed_waiters, []
         for w in waiters:
@@ -280,10 +285,10 @@ class Wal(ABC):
         if self._loop is None:
             return
         self._closing = True
-        while (self._pending or self._committing) and self._fatal is None:
-            if not self._committing:
+        while (self._pending or self._in_flight) and self._fatal is None:
+            if self._pending and self._in_flight < self.max_in_flight:
                 self._commit_next()
-                if not self._committing:
+                if not self._in_flight:
                     break  # everything pending had expired
             waiter = self._loop.create_future()
             self._committed_waiters.append(waiter)
@@ -291,8 +296,7 @@ class Wal(ABC):
         if self._linger is not None:
             self._linger.cancel()
             self._linger = None
-        task = self._commit_task
-        if task is not None and not task.done():  # a fatal WAL's commit still retrying
+        for task in list(self._commit_tasks):  # a fatal WAL's commits still retrying
             task.cancel()
             try:
                 await task

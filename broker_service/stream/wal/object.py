@@ -5,10 +5,13 @@ commits it to the metadata store (conditionally on this broker's epoch) before a
 it is reported done. The WAL object is therefore already an ordinary committed object:
 readable at once by any broker, nothing to replay after a crash, merged later by compaction.
 
-Flushes run one at a time, so each stream's committed ranges stay contiguous and ordered;
-records that arrive during a flush form the next one (group commit). ``flush_interval_ms``
-adds a linger before a flush to make objects larger (fewer PUTs) at the cost of latency;
-``flush_bytes`` cuts the linger short.
+Up to ``max_in_flight`` flushes run at once (issue 21.4): their PUTs overlap, and each
+one's metadata commit waits for the commit of the flush before it, so each stream's
+committed ranges stay contiguous and ordered and flushes complete in order. A flush's
+latency is then its linger + its PUT + its commit, not also the PUT and commit of the
+flush before it. Records that arrive while every slot is busy form the next flush (group
+commit). ``flush_interval_ms`` adds a linger before a flush to make objects larger (fewer
+PUTs) at the cost of latency; ``flush_bytes`` cuts the linger short.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from broker_service.metadata.base import (
 )
 from broker_service.stream.object_writer import Batches, ObjectWriter, WrittenObject
 from broker_service.stream.objectstore.base import ObjectStore
-from broker_service.stream.wal.base import Wal, WalEntry, WalFatal, WalRecord
+from broker_service.stream.wal.base import Wal, WalEntry, WalFatal, WalRecord, WalStreamFailed
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +46,10 @@ class ObjectWal(Wal):
         flush_interval_ms: float = 50.0,
         flush_bytes: int = 4 << 20,
         block_bytes: int = 1 << 20,
+        max_in_flight: int = 2,
     ) -> None:
         super().__init__(flush_interval_ms, flush_bytes)
+        self.max_in_flight = max(1, max_in_flight)
         # keep objects below the S3 multipart threshold: one PUT per flush
         self.max_group_bytes = max(2 * flush_bytes, block_bytes)
         self.writer = ObjectWriter(objects, block_bytes)
@@ -53,7 +58,8 @@ class ObjectWal(Wal):
         self.broker_epoch = -1
         self._seq = 0
         self.last_flush_ms = 0.0
-        self._put_started = 0.0
+        # the metadata commit of the latest flush: True once done, False if it failed
+        self._last_commit: asyncio.Future[bool] | None = None
 
     def bind(self, broker_id: int, broker_epoch: int) -> None:
         self.broker_id = broker_id
@@ -65,7 +71,22 @@ class ObjectWal(Wal):
 
     async def _commit(self, group: list[WalRecord]) -> dict[int, StreamRange]:
         """Flush, retrying the same object (same key) until it is committed. Offsets are
-        already assigned, so later records must wait behind this one; only fencing ends it."""
+        already assigned, so later records must wait behind this one; only fencing (or an
+        earlier flush that failed) ends it."""
+        previous = self._last_commit
+        mine: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._last_commit = mine
+        try:
+            ranges = await self._flush(group, previous)
+        except BaseException:
+            mine.set_result(False)  # the flushes after this one fail too
+            raise
+        mine.set_result(True)
+        return ranges
+
+    async def _flush(
+        self, group: list[WalRecord], previous: asyncio.Future[bool] | None
+    ) -> dict[int, StreamRange]:
         self._seq += 1
         key = f"wal/{self.broker_id}-{self.broker_epoch}-{time.time_ns()}-{self._seq}.sso"
         by_stream: OrderedDict[int, list[tuple[int, int, int, bytes | memoryview]]] = OrderedDict()
@@ -79,13 +100,13 @@ class ObjectWal(Wal):
         while True:
             attempt += 1
             started = time.monotonic()
-            self._put_started = time.perf_counter()
+            commit = self._committer(attempt > 1, previous, time.perf_counter())
             try:
-                written = await self.writer.write(
-                    key, streams, self._committer(retry=attempt > 1), retry=attempt > 1
-                )
+                written = await self.writer.write(key, streams, commit, retry=attempt > 1)
             except BrokerFenced as exc:
                 raise WalFatal(f"this broker was fenced: {exc}") from exc
+            except _EarlierFlushFailed as exc:
+                raise WalStreamFailed(str(exc)) from None
             except Exception as exc:
                 log.warning(
                     "object WAL flush of %s failed (attempt %d): %s; retrying", key, attempt, exc
@@ -96,10 +117,14 @@ class ObjectWal(Wal):
             self.last_flush_ms = (time.monotonic() - started) * 1000
             return {r.stream_id: r for r in written.ranges}
 
-    def _committer(self, retry: bool):  # type: ignore[no-untyped-def]
+    def _committer(  # type: ignore[no-untyped-def]
+        self, retry: bool, previous: asyncio.Future[bool] | None, put_started: float
+    ):
         async def commit(w: WrittenObject) -> None:
+            self.stages.write.observe((time.perf_counter() - put_started) * 1000)  # build + PUT
+            if previous is not None and not await asyncio.shield(previous):
+                raise _EarlierFlushFailed("an earlier flush of the object WAL failed")
             t0 = time.perf_counter()
-            self.stages.write.observe((t0 - self._put_started) * 1000)  # build + PUT
             try:
                 await asyncio.to_thread(
                     self.metadata.commit_object,
@@ -119,3 +144,7 @@ class ObjectWal(Wal):
 
     def trim(self, committed_ends: dict[int, int]) -> None:
         pass  # nothing local to trim
+
+
+class _EarlierFlushFailed(Exception):
+    """The flush before this one was not committed: this one must not be either."""
