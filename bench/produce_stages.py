@@ -2,34 +2,45 @@
 """The produce path under a Java-style load, ours against Tansu: throughput, ack latency at
 the same offered load, broker CPU-seconds per GiB, and where our time goes (issue 21).
 
-For each partition count (1, 4, 32) both brokers are started once; rounds are interleaved
-(ours 1, tansu 1, ours 2, ...), each on a fresh topic:
+For each partition count (1, 4, 32) every broker is started once and first takes
+``--warmup-records`` unmeasured (past our 256 MiB log cache: a steady state, not a fresh
+process touching new memory); then rounds are interleaved (ours 1, tansu 1, ours 2, ...),
+each on a fresh topic:
 
 1. **produce**: N x 1 KiB as fast as the client goes, idempotent, acks=all, linger.ms=5,
    batch.size=1 MiB, 5 requests in flight (librdkafka, the Java client's defaults but
    batch.size) -> MB/s and broker CPU-s per GiB; for ours, the per-stage table of the produce
    path from /metrics (broker_service/metrics/stages.py) over the phase;
 2. **consume**: the N records read back -> MB/s and CPU-s per GiB;
-3. **latency**: a steady ``--rate`` records/s (the same offered load for both) over all the
-   topic's partitions, same producer settings; per record produce() -> delivery callback.
+3. **latency**: a steady ``--rate`` records/s (the same offered load for every broker) over
+   all the topic's partitions, same producer settings; per record produce() -> delivery
+   callback.
 
-Ours runs embedded (file WAL, fsync on every group commit); Tansu keeps its log in memory
-(no fsync). ``--processes N`` runs ours as one task of N broker processes
-(``serve --processes N``): per-task throughput, beside the 1-process figure.
-Medians over the rounds; the host's load average is recorded at every phase.
+Brokers (``--brokers``): ``ours`` (embedded: file WAL, fsync on every group commit),
+``tansu`` (its log in memory, no fsync), ``before`` (the broker_service of ``--baseline REV``,
+run like ours: before/after in the same run) and ``task`` (ours as one task of
+``--processes`` broker processes, ``serve --processes N``: per-task beside per-process
+throughput; ``--producers`` runs the bulk phase from several producer processes). Medians over
+the rounds; the host's load average is recorded at every phase.
 
     .venv/bin/python bench/produce_stages.py                     # 1,4,32 partitions, 3 rounds
     .venv/bin/python bench/produce_stages.py --quick             # 1 partition, 1 round
+    .venv/bin/python bench/produce_stages.py --brokers ours,tansu,before --baseline 404c5e6
+    .venv/bin/python bench/produce_stages.py --brokers ours,task --partitions 8 --producers 2
     .venv/bin/python bench/produce_stages.py --brokers ours --partitions 4 --profile /tmp/p
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import functools
 import json
+import multiprocessing
 import os
+import resource
 import shlex
+import subprocess
 import sys
 import time
 import urllib.request
@@ -67,7 +78,9 @@ from produce_consume import (
 from prometheus_client.parser import text_string_to_metric_families
 
 REPO = Path(__file__).resolve().parents[1]
-BROKERS = ("ours", "tansu")
+# ours: this tree, one process; task: this tree, --processes N; before: the code of
+# --baseline (a git revision) run the same way as ours; tansu: the peer.
+BROKERS = ("ours", "tansu", "before", "task")
 GIB = 1 << 30
 MB = 1_000_000
 # The issue's Java-style load: idempotent, acks=all, linger 5 ms, 1 MiB batches, 5 in flight.
@@ -103,6 +116,9 @@ class Settings:
     py_spy_args: list[str]
     ours_env: dict[str, str]
     out: Path | None = None
+    baseline: str | None = None  # git revision run as "before"
+    warmup_records: int = 0  # per broker and scenario, before the rounds (not measured)
+    producers: int = 1  # producer processes in the bulk phase
 
 
 def parse_args(argv: list[str] | None) -> Settings:
@@ -116,8 +132,8 @@ def parse_args(argv: list[str] | None) -> Settings:
                     help="latency phase: records/s offered to both brokers (20000 = 20 MB/s)")
     ap.add_argument("--latency-seconds", type=float, default=None,
                     help="latency phase seconds (5; --quick 2; 0: none)")
-    ap.add_argument("--processes", type=int, default=1,
-                    help="ours: broker processes in the task (serve --processes N)")
+    ap.add_argument("--processes", type=int, default=2,
+                    help="broker 'task': broker processes in the task (serve --processes N)")
     ap.add_argument("--round-timeout", type=float, default=300, help="seconds per round")
     ap.add_argument("--tansu-bin", type=Path, default=None, help="Tansu binary")
     ap.add_argument("--profile", type=Path, default=None, metavar="DIR",
@@ -125,9 +141,20 @@ def parse_args(argv: list[str] | None) -> Settings:
     ap.add_argument("--py-spy-args", default="", help="extra py-spy options, e.g. '--native'")
     ap.add_argument("--ours-env", action="append", default=[], metavar="K=V",
                     help="environment for our broker, e.g. BROKER_WAL_FLUSH_MS=1")
+    ap.add_argument("--baseline", default=None, metavar="REV",
+                    help="git revision whose broker_service runs as broker 'before' (add it "
+                    "to --brokers): before/after in one run")
+    ap.add_argument("--warmup-records", type=int, default=None,
+                    help="records each broker takes before a scenario's rounds, unmeasured "
+                    "(300000: past our 256 MiB log cache, so rounds see a steady state)")
+    ap.add_argument("--producers", type=int, default=1,
+                    help="producer processes in the bulk phase (the client must not be "
+                    "the bottleneck of a task of several broker processes)")
     add_run_options(ap, "produce_stages", 1500)
     a = ap.parse_args(argv)
     brokers, tansu_bin = brokers_and_tansu(ap, a.brokers, BROKERS, a.tansu_bin)
+    if "before" in brokers and not a.baseline:
+        ap.error("broker 'before' needs --baseline REV")
     if a.profile is not None:
         a.profile.mkdir(parents=True, exist_ok=True)
     partitions = a.partitions or ("1" if a.quick else "1,4,32")
@@ -142,6 +169,9 @@ def parse_args(argv: list[str] | None) -> Settings:
         keep_data=a.keep_data, tansu_bin=tansu_bin, profile_dir=a.profile,
         py_spy_args=shlex.split(a.py_spy_args),
         ours_env=dict(kv.split("=", 1) for kv in a.ours_env), out=a.out,
+        baseline=a.baseline, producers=max(1, a.producers),
+        warmup_records=(a.warmup_records if a.warmup_records is not None
+                        else 0 if a.quick else 300_000),
     )
 
 
@@ -152,12 +182,13 @@ class OursTask:
     every process; the bootstrap is the first one's port, CPU is the sum over the task."""
 
     broker: BrokerProcess
+    label: str = "ours"
     metrics_ports: list[int] = field(default_factory=list)
     pids: list[int] = field(default_factory=list)
 
     @property
     def name(self) -> str:
-        return "ours"
+        return self.label
 
     @property
     def bootstrap(self) -> str:
@@ -198,15 +229,30 @@ def task_cpu_seconds(broker: BrokerProcess) -> float:
     return cpu
 
 
-def ours_task(workdir: Path, tag: str, settings: Settings) -> OursTask:
-    ready = workdir / f"ours-{tag}.ready"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "BROKER_METRICS_PORT": "auto",
+def ours_task(workdir: Path, tag: str, settings: Settings, label: str = "ours",
+              code: Path = REPO, processes: int = 1) -> OursTask:  # fmt: skip
+    """Our broker (``code``: the tree whose broker_service runs) as a task of ``processes``."""
+    ready = workdir / f"{label}-{tag}.ready"
+    env = {**os.environ, "PYTHONPATH": str(code), "BROKER_METRICS_PORT": "auto",
            "BROKER_AUTO_BALANCE": "false", **settings.ours_env}
-    argv = [sys.executable, "-m", "broker_service", "serve", "--host", "127.0.0.1", "--port",
-            "0", "--data-dir", str(workdir / f"ours-{tag}"), "--ready-file", str(ready)]
-    if settings.processes > 1:
-        argv += ["--processes", str(settings.processes)]
-    return OursTask(BrokerProcess("ours", argv, 0, workdir / f"ours-{tag}.log", env, ready))
+    # -P: the module must come from ``code`` (PYTHONPATH), not from the working directory
+    argv = [sys.executable, "-P", "-m", "broker_service", "serve", "--host", "127.0.0.1",
+            "--port", "0", "--data-dir", str(workdir / f"{label}-{tag}"),
+            "--ready-file", str(ready)]
+    if processes > 1:
+        argv += ["--processes", str(processes)]
+    return OursTask(BrokerProcess(label, argv, 0, workdir / f"{label}-{tag}.log", env, ready),
+                    label)
+
+
+def baseline_tree(rev: str, workdir: Path) -> Path:
+    """``rev``'s broker_service, extracted (git archive) into a directory of its own."""
+    out = workdir / f"baseline-{rev.replace('/', '_')}"
+    out.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(["git", "archive", rev, "broker_service"], cwd=REPO,
+                             capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(out)], input=archive, check=True)
+    return out
 
 
 def scrape_stages(port: int) -> dict[str, dict[str, float]]:
@@ -261,7 +307,7 @@ def stage_rows(before: dict[str, dict[str, float]],
 
 # -- the loads ------------------------------------------------------------------------------
 def produce_bulk(bootstrap: str, topic: str, partitions: int, records: int,
-                 deadline: Deadline) -> float:
+                 deadline: Deadline, offset: int = 0) -> float:
     errors: list[str] = []
 
     def on_delivery(err: Any, _msg: Any) -> None:
@@ -278,7 +324,7 @@ def produce_bulk(bootstrap: str, topic: str, partitions: int, records: int,
     for i in range(records):
         while True:
             try:
-                producer.produce(topic, value, partition=i % partitions)
+                producer.produce(topic, value, partition=(i + offset) % partitions)
                 break
             except BufferError:
                 producer.poll(0.005)
@@ -292,6 +338,28 @@ def produce_bulk(bootstrap: str, topic: str, partitions: int, records: int,
         raise BenchError(f"produce: {left} undelivered, {len(errors)} errors "
                          f"{errors[:1]}")
     return elapsed
+
+
+def _producer_proc(args: tuple[str, str, int, int, int, float]) -> tuple[float, float]:
+    bootstrap, topic, partitions, first, records, deadline_s = args
+    start = time.time()
+    produce_bulk(bootstrap, topic, partitions, records, Deadline(deadline_s), first)
+    return start, time.time()
+
+
+def produce_parallel(bootstrap: str, topic: str, partitions: int, records: int, producers: int,
+                     deadline: Deadline) -> float:  # fmt: skip
+    """``records`` over ``producers`` producer processes started together; the seconds from
+    the first start to the last acknowledgement."""
+    if producers == 1:
+        return produce_bulk(bootstrap, topic, partitions, records, deadline)
+    share = records // producers
+    jobs = [(bootstrap, topic, partitions, i, share + (records % producers if i == 0 else 0),
+             deadline.remaining()) for i in range(producers)]  # fmt: skip
+    ctx = multiprocessing.get_context("fork")
+    with concurrent.futures.ProcessPoolExecutor(producers, mp_context=ctx) as pool:
+        spans = list(pool.map(_producer_proc, jobs))
+    return max(end for _, end in spans) - min(start for start, _ in spans)
 
 
 @dataclass
@@ -376,10 +444,15 @@ def cpu_of(b: Broker) -> float:
     return b.cpu_seconds() if isinstance(b, OursTask) else b.cpu_seconds()
 
 
+def children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)  # producer processes, once reaped
+    return r.ru_utime + r.ru_stime
+
+
 def phase(b: Broker, records: int, run: Any) -> PhaseResult:
-    cpu0, me0 = cpu_of(b), client_cpu()
+    cpu0, me0 = cpu_of(b), client_cpu() + children_cpu()
     seconds = run()
-    cpu, me = cpu_of(b) - cpu0, client_cpu() - me0
+    cpu, me = cpu_of(b) - cpu0, client_cpu() + children_cpu() - me0
     nbytes = records * VALUE_BYTES
     return PhaseResult(seconds, nbytes / MB / seconds, cpu, cpu / (nbytes / GIB),
                        os.getloadavg()[0], me)
@@ -394,7 +467,8 @@ def run_round(b: Broker, partitions: int, round_no: int, s: Settings,
         before = b.scrape() if isinstance(b, OursTask) else None
 
         def produce() -> float:
-            return produce_bulk(b.bootstrap, topic, partitions, s.records, deadline)
+            return produce_parallel(b.bootstrap, topic, partitions, s.records, s.producers,
+                                    deadline)
 
         if profile is not None and isinstance(b, OursTask):
             raw = profile / f"ours-p{partitions}-produce.txt"
@@ -405,6 +479,8 @@ def run_round(b: Broker, partitions: int, round_no: int, s: Settings,
             r.produce = phase(b, s.records, produce)
         if before is not None and isinstance(b, OursTask):
             r.stages = stage_rows(before, b.scrape())
+            if not any(x.count for x in r.stages):
+                r.stages = None  # a baseline without stage metrics
         notes: list[str] = []
         r.consume = phase(b, s.records, lambda: consume_all(b.bootstrap, topic, partitions,
                                                              s.records, deadline, notes))
@@ -436,15 +512,30 @@ def describe(r: RoundResult) -> str:
             f"({r.consume.cpu_s_per_gib:5.1f} cpu-s/GiB){lat}  load {r.produce.loadavg:.1f}")
 
 
+def make_broker(name: str, workdir: Path, tag: str, s: Settings) -> Broker:
+    if name == "tansu":
+        return tansu_broker(workdir, tag, s.tansu_bin)
+    if name == "before":
+        assert s.baseline is not None
+        return ours_task(workdir, tag, s, "before", baseline_tree(s.baseline, workdir))
+    if name == "task":
+        return ours_task(workdir, tag, s, "task", processes=s.processes)
+    return ours_task(workdir, tag, s)
+
+
 def run_scenario(partitions: int, s: Settings, workdir: Path, deadline: Deadline,
                  results: list[RoundResult], exits: dict[str, Any]) -> None:
     tag = f"p{partitions}"
-    brokers: list[Broker] = [ours_task(workdir, tag, s) if name == "ours"
-                             else tansu_broker(workdir, tag, s.tansu_bin)
-                             for name in s.brokers]
+    brokers = [make_broker(name, workdir, tag, s) for name in s.brokers]
     try:
         for b in brokers:
             b.start(deadline.sooner(90))
+        if s.warmup_records:
+            for b in brokers:  # past our log cache: the rounds see a steady state
+                warm = f"warmup-{tag}-{uuid.uuid4().hex[:6]}"
+                create_topic(b.bootstrap, warm, partitions, deadline)
+                produce_parallel(b.bootstrap, warm, partitions, s.warmup_records, s.producers,
+                                 deadline.sooner(s.round_timeout))
         for round_no in range(1, s.rounds + 1):
             for b in brokers:
                 if deadline.remaining() <= 0:
@@ -454,7 +545,7 @@ def run_scenario(partitions: int, s: Settings, workdir: Path, deadline: Deadline
                 print(describe(r), flush=True)
         if s.profile_dir is not None:
             for b in brokers:
-                if isinstance(b, OursTask):
+                if isinstance(b, OursTask) and b.name == "ours":
                     r = run_round(b, partitions, 0, s, deadline.sooner(s.round_timeout),
                                   s.profile_dir)
                     print(describe(r).replace("round 0", "profiled"), flush=True)
@@ -484,27 +575,29 @@ def summarize(results: list[RoundResult], s: Settings) -> list[dict[str, Any]]:
                   and r.error is None and r.round > 0] for b in s.brokers}
         for name, get, better in METRICS:
             values = {b: median([get(r) for r in rs]) for b, rs in ok.items()}
-            ours, tansu = values.get("ours"), values.get("tansu")
+            tansu = values.get("tansu")
+            ratios = {f"{b}/tansu": v / tansu for b, v in values.items()
+                      if b != "tansu" and v and tansu}  # fmt: skip
             rows.append({"partitions": partitions, "metric": name, "better": better,
                          "values": values, "rounds_ok": {b: len(rs) for b, rs in ok.items()},
-                         "ratio_ours_over_tansu": ours / tansu if ours and tansu else None,
+                         "ratios": ratios, "ratio_ours_over_tansu": ratios.get("ours/tansu"),
                          "loadavg": median([r.produce.loadavg for rs in ok.values()
                                             for r in rs if r.produce])})
     return rows
 
 
-def summarize_stages(results: list[RoundResult], s: Settings,
-                     attr: str = "stages") -> list[dict[str, Any]]:
-    """Per partition count, per stage: the median over our rounds of each round's figures
-    (``attr``: the bulk phase's stages, or the latency phase's)."""
+def summarize_stages(results: list[RoundResult], s: Settings, attr: str = "stages",
+                     broker: str = "ours") -> list[dict[str, Any]]:  # fmt: skip
+    """Per partition count, per stage: the median over ``broker``'s rounds of each round's
+    figures (``attr``: the bulk phase's stages, or the latency phase's)."""
     out = []
     for partitions in s.partitions:
-        rounds = [getattr(r, attr) for r in results if r.broker == "ours"
+        rounds = [getattr(r, attr) for r in results if r.broker == broker
                   and r.partitions == partitions and getattr(r, attr) and r.error is None
                   and r.round > 0]
         for i, stage in enumerate(STAGE_ORDER):
-            rows = [rs[i] for rs in rounds]
-            out.append({"partitions": partitions, "stage": stage,
+            rows = [rs[i] for rs in rounds if i < len(rs) and rs[i].stage == stage]
+            out.append({"broker": broker, "partitions": partitions, "stage": stage,
                         "count": median([x.count for x in rows]),
                         "mean_ms": median([x.mean_ms for x in rows]),
                         "per_request_ms": median([x.per_request_ms for x in rows]),
@@ -514,27 +607,32 @@ def summarize_stages(results: list[RoundResult], s: Settings,
 
 
 def print_stages(title: str, stages: list[dict[str, Any]]) -> None:
-    if not stages:
+    if not any(r["count"] for r in stages):
         return
-    print(f"\nours: {title} (ms; median over rounds; per req = stage time / produce "
-          f"requests; p50/p99 = upper bounds of their buckets)")
-    cols = [("part", 4), ("stage", 12), ("count", 8), ("mean", 7), ("per req", 7),
-            ("p50", 6), ("p99", 6)]
-    print_columns(cols, [[str(r["partitions"]), r["stage"], fmt(r["count"], ".0f"),
+    print(f"\n{title} (ms; median over rounds; per req = stage time / produce requests; "
+          f"p50/p99 = upper bounds of their buckets)")
+    cols = [("broker", 6), ("part", 4), ("stage", 12), ("count", 8), ("mean", 7),
+            ("per req", 7), ("p50", 6), ("p99", 6)]
+    print_columns(cols, [[r["broker"], str(r["partitions"]), r["stage"], fmt(r["count"], ".0f"),
                           fmt(r["mean_ms"], ".2f"), fmt(r["per_request_ms"], ".2f"),
-                          fmt(r["p50_ms"], "g"), fmt(r["p99_ms"], "g")] for r in stages])
+                          fmt(r["p50_ms"], "g"), fmt(r["p99_ms"], "g")]
+                         for r in stages if r["count"]])
 
 
 def print_summary(rows: list[dict[str, Any]], s: Settings) -> None:
     print(f"\n{s.records} x {VALUE_BYTES} B, acks=all, idempotent, linger.ms=5, batch.size=1 MiB,"
-          f" 5 in flight; latency at {s.rate} records/s offered to both; ours "
-          f"{s.processes} process(es); median of {s.rounds} round(s)")
-    cols = [("part", 4), ("metric", 20), ("ours/tansu", 10), ("better", 6), ("ours", 8),
-            ("tansu", 8), ("load", 5)]
-    print_columns(cols, [[str(r["partitions"]), r["metric"],
-                          fmt(r["ratio_ours_over_tansu"], ".2f") + "x"
-                          if r["ratio_ours_over_tansu"] else "n/a", r["better"],
-                          fmt(r["values"].get("ours")), fmt(r["values"].get("tansu")),
+          f" 5 in flight, {s.producers} producer(s); latency at {s.rate} records/s offered to "
+          f"every broker; task = {s.processes} broker processes; median of {s.rounds} round(s);"
+          f" load = the host's 1-min load average")
+    others = [b for b in s.brokers if b != "tansu"]
+    cols = [("part", 4), ("metric", 20), ("better", 6),
+            *((f"{b}/tansu", max(10, len(b) + 6)) for b in others if "tansu" in s.brokers),
+            *((b, 8) for b in s.brokers), ("load", 5)]
+    print_columns(cols, [[str(r["partitions"]), r["metric"], r["better"],
+                          *(fmt(r["ratios"].get(f"{b}/tansu"), ".2f") + "x"
+                            if r["ratios"].get(f"{b}/tansu") else "n/a"
+                            for b in others if "tansu" in s.brokers),
+                          *(fmt(r["values"].get(b)) for b in s.brokers),
                           fmt(r["loadavg"])] for r in rows], left_first=False)
 
 
@@ -550,8 +648,9 @@ def main(argv: list[str] | None = None) -> int:
         for partitions in s.partitions:
             run_scenario(partitions, s, run.workdir, run.deadline, results, exits)
     rows = summarize(results, s)
-    stages = summarize_stages(results, s)
-    latency_stages = summarize_stages(results, s, "latency_stages")
+    ours = [b for b in ("before", "ours", "task") if b in s.brokers]
+    stages = [r for b in ours for r in summarize_stages(results, s, "stages", b)]
+    latency_stages = [r for b in ours for r in summarize_stages(results, s, "latency_stages", b)]
     print_summary(rows, s)
     print_stages("where a produce request's time goes, bulk phase", stages)
     print_stages(f"the same at a steady {s.rate} records/s", latency_stages)
