@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from kio.schema.errors import ErrorCode
 
 from broker_service.api.base import Buffers, decode, respond
-from broker_service.metadata.base import MetadataError
+from broker_service.metadata.errors import MetadataError
 from broker_service.protocol.frames import RequestHeader
 
 if TYPE_CHECKING:

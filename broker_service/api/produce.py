@@ -27,9 +27,7 @@ from broker_service.protocol.produce import (
     parse_produce,
 )
 from broker_service.protocol.record_batch import (
-    InconsistentRecordBatch,
     InvalidRecordBatch,
-    UnsupportedMagic,
     validate_batches,
 )
 from broker_service.security.acl import WRITE
@@ -118,17 +116,8 @@ def _append(
     t0 = time.perf_counter()
     try:
         batches = validate_batches(p.records)
-    except InconsistentRecordBatch as exc:
-        res.error_code = ErrorCode.invalid_record
-        res.error_message = str(exc)
-        return res
-    except UnsupportedMagic as exc:
-        res.error_code = ErrorCode.unsupported_for_message_format
-        res.error_message = str(exc)
-        return res
-    except InvalidRecordBatch as exc:
-        res.error_code = ErrorCode.corrupt_message
-        res.error_message = str(exc)
+    except InvalidRecordBatch as exc:  # CORRUPT_MESSAGE, INVALID_RECORD or an old format
+        res.error_code, res.error_message = exc.code, str(exc)
         return res
     limit = state.config(broker.configs, "max.message.bytes") if state else 0
     if any(h.size > limit for _, h in batches):

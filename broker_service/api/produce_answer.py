@@ -77,7 +77,9 @@ class ProduceAnswer:
         t0 = time.perf_counter()
         if self._appended:
             stages.durable_wait.observe((t0 - self._appended) * 1000)
-        if not self.broker.may_acknowledge():  # lease lost meanwhile: another may lead now
+        if not self.broker.may_acknowledge() and not _in_shared_log(self.broker):
+            # a file WAL's batch is durable on this broker's disk only: with the lease in
+            # doubt another broker may have taken the partition over without it
             for _, results in self.topics:
                 for res in results:
                     if res.error_code == 0:
@@ -101,6 +103,14 @@ def _refuse(res: ProducePartitionResult, exc: BaseException) -> None:
         log.warning("partition %d: batch not durable: %s", res.index, exc)
         res.error_code = ErrorCode.kafka_storage_error
         res.error_message = str(exc)
+
+
+def _in_shared_log(broker: BrokerServices) -> bool:
+    """Whether durable means committed in the shared log (the object WAL): the commit was
+    conditional on this broker's epoch, so no takeover came first, and any leader reads it.
+    Answering such a batch with an error would make its producer send it again, under a new
+    epoch after a timeout: a duplicate."""
+    return broker.store is not None and not broker.store.wal.needs_upload
 
 
 def ignore_durability(exc: BaseException | None) -> None:

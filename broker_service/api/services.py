@@ -19,7 +19,9 @@ from broker_service.kafka.log_store import StreamStore
 from broker_service.kafka.partition import PartitionLog
 from broker_service.kafka.topics import TopicState
 from broker_service.kafka.txn.coordinator import TransactionCoordinator
-from broker_service.metadata.base import BrokerRecord, MetadataStore, TopicRecord
+from broker_service.metadata.ports import MetadataPorts
+from broker_service.metadata.records import BrokerRecord, TopicRecord
+from broker_service.metadata.store import MetadataStore
 from broker_service.metrics import BrokerMetrics
 from broker_service.security.manager import SecurityManager
 
@@ -28,6 +30,7 @@ class BrokerServices(Protocol):
     config: BrokerConfig
     metrics: BrokerMetrics
     metadata: MetadataStore
+    ports: MetadataPorts
     security: SecurityManager
     groups: GroupCoordinator
     txn: TransactionCoordinator

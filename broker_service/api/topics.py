@@ -9,7 +9,7 @@ from kio.schema.errors import ErrorCode
 
 from broker_service.api.access import TOPIC_AUTHORIZATION_FAILED, allowed_topic, may_create_topic
 from broker_service.api.base import Buffers, decode, respond
-from broker_service.metadata.base import TopicAlreadyExists, UnknownTopic
+from broker_service.metadata.errors import TopicAlreadyExists, UnknownTopic
 from broker_service.protocol.configs import (
     TOPIC_CONFIGS,
     InvalidConfig,
@@ -69,7 +69,7 @@ async def _create_one(broker: BrokerServices, t: Any, validate_only: bool) -> di
     try:
         validate_topic_name(name)
     except InvalidTopic as exc:
-        return error(ErrorCode.invalid_topic_exception, str(exc))
+        return error(exc.code, str(exc))
     if name in broker.topics:
         return error(ErrorCode.topic_already_exists, f"Topic '{name}' already exists.")
     if n < 1 or n > MAX_PARTITIONS:
@@ -86,7 +86,7 @@ async def _create_one(broker: BrokerServices, t: Any, validate_only: bool) -> di
     try:
         checked = validate_configs(configs)
     except InvalidConfig as exc:
-        return error(ErrorCode.invalid_config, str(exc))
+        return error(exc.code, str(exc))
     if not validate_only:
         try:
             state = await broker.create_topic(name, n, dict(checked))

@@ -31,21 +31,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from broker_service.config.compaction import CompactionConfig
-from broker_service.metadata.base import (
-    ConcurrentUpdate,
-    MetadataError,
-    MetadataStore,
-    PartitionRecord,
-    StreamRange,
-    TopicRecord,
-    UnknownTopic,
-)
+from broker_service.metadata.errors import ConcurrentUpdate, MetadataError, UnknownTopic
+from broker_service.metadata.records import PartitionRecord, StreamRange, TopicRecord
+from broker_service.metadata.store import MetadataStore
 from broker_service.protocol.configs import parse_topic
 from broker_service.protocol.control_batch import ABORT, marker_type
 from broker_service.protocol.decompress import TooLarge
 from broker_service.protocol.record_batch import BatchHeader, iter_headers
 from broker_service.protocol.record_filter import StoredRecord, rebuild_batch, records_of
-from broker_service.stream.object_format import StreamSetObjectBuilder
+from broker_service.stream.object_writer import ObjectWriter, WrittenObject
 from broker_service.stream.objectstore.base import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -280,38 +274,31 @@ class _Run:
                 ]
         if not batches:
             return
-        builder = StreamSetObjectBuilder(self.config.block_bytes)
-        builder.add_stream(stream_id, batches)
-        parts = builder.build()
-        size = sum(len(x) for x in parts)
         self._seq += 1
         key = f"so/{stream_id}/{self.epoch}-{stream_id}-{time.time_ns()}-{self._seq}.sso"
-        await self.objects.put(key, parts)
-        span = builder.spans[0]
-        new = StreamRange(
-            stream_id,
-            run[0].start_offset,  # coverage stays exactly the old ranges' (offsets never move)
-            run[-1].end_offset,
-            key,
-            span.position,
-            span.size,
-            span.max_timestamp,
+
+        async def swap(w: WrittenObject) -> None:  # compare-and-set of the stream's ranges
+            await self._md(self.metadata.replace_stream_ranges, self.epoch, stream_id, run,
+                           w.ranges, w.key, w.size, self.now_ms())  # fmt: skip
+
+        # coverage stays exactly the old ranges' (offsets never move)
+        coverage = {stream_id: (run[0].start_offset, run[-1].end_offset)}
+        writer = ObjectWriter(self.objects, self.config.block_bytes)
+        prepared = writer.prepare(
+            key, [(stream_id, batches)], coverage=coverage
         )
+        size = prepared.written.size
         try:
-            await self._md(
-                self.metadata.replace_stream_ranges,
-                self.epoch,
-                stream_id,
-                run,
-                [new],
-                key,
-                size,
-                self.now_ms(),
-            )
-        except ConcurrentUpdate:
-            # never committed: an orphan now, deleted at once (no reader can know its key)
-            await self.objects.delete(key)
-            raise
+            await writer.put_and_commit(prepared, swap)
+        except Exception:
+            # Refused, or the outcome is unknown (an error after the swap applied, a lost
+            # answer): settle it. Committed: the swap landed and readers need the object.
+            # Aborted: it never will, so the object is an orphan, deleted at once (no reader
+            # can know its key).
+            if not await self._md(self.metadata.abort_object_commit, key):
+                await self.objects.delete(key)
+                raise
+            log.info("swap of %s landed although it failed: kept", key)
         self.result.swaps += 1
         self.result.ranges_merged += len(run)
         self.result.bytes_written += size

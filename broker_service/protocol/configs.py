@@ -16,6 +16,8 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
+from broker_service.protocol import errors as E
+
 # DescribeConfigs config types (KIP-569)
 BOOLEAN, STRING, INT, SHORT, LONG, DOUBLE, LIST, CLASS, PASSWORD = 1, 2, 3, 4, 5, 6, 7, 8, 9
 _TYPE_NAMES = {BOOLEAN: "BOOLEAN", STRING: "STRING", INT: "INT", SHORT: "SHORT", LONG: "LONG",
@@ -38,11 +40,11 @@ _INTEGER = re.compile(r"[+-]?[0-9]+")
 Check = Callable[[object], str | None]  # parsed value -> error message or None
 
 
-class InvalidTopic(ValueError):
+class InvalidTopic(ValueError, E.InvalidTopicException):
     pass
 
 
-class InvalidConfig(ValueError):
+class InvalidConfig(ValueError, E.InvalidConfig):
     """A config name or value Kafka refuses (INVALID_CONFIG for topics, INVALID_REQUEST for
     broker configs, as Kafka answers them)."""
 

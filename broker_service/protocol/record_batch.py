@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 from crc32c import crc32c
 
+from broker_service.protocol import errors as E
+
 HEADER_SIZE = 61
 LOG_OVERHEAD = 12  # baseOffset + batchLength: the bytes not counted by batchLength
 
@@ -34,16 +36,20 @@ TRANSACTIONAL_FLAG = 0x10
 CONTROL_FLAG = 0x20
 
 
-class InvalidRecordBatch(ValueError):
+class InvalidRecordBatch(ValueError, E.CorruptMessage):
     """The batch is structurally broken (maps to CORRUPT_MESSAGE)."""
 
 
 class UnsupportedMagic(InvalidRecordBatch):
     """Message format v0/v1 (maps to UNSUPPORTED_FOR_MESSAGE_FORMAT)."""
 
+    code = E.UnsupportedForMessageFormat.code
+
 
 class InconsistentRecordBatch(InvalidRecordBatch):
     """A well-formed batch whose header contradicts itself (maps to INVALID_RECORD)."""
+
+    code = E.InvalidRecord.code
 
 
 @dataclass(frozen=True, slots=True)

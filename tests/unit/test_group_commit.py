@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from broker_service.kafka.partition import NotDurable, PartitionLog
-from broker_service.metadata.base import StreamRange
+from broker_service.metadata.ports import MetadataPorts
+from broker_service.metadata.records import StreamRange
 from broker_service.metadata.sqlite import SqliteMetadataStore
 from broker_service.stream.objectstore.base import Buffer
 from broker_service.stream.objectstore.fs import FsObjectStore
@@ -152,7 +154,8 @@ def test_object_wal_flushes_overlap_but_commit_and_complete_in_order(tmp_path: P
         me = md.register_broker(1, "h", 1, None, 60_000)
         sid = md.create_topic("t", 1, {}, 1).partitions[0].stream_id
         store = _GatedStore(tmp_path / "objects")
-        wal = ObjectWal(store, md, flush_interval_ms=0, max_in_flight=2)
+        ports = MetadataPorts(md)
+        wal = ObjectWal(store, ports, flush_interval_ms=0, max_in_flight=2)
         wal.bind(1, me.epoch)
         await wal.open()
         done: list[str] = []
@@ -175,9 +178,58 @@ def test_object_wal_flushes_overlap_but_commit_and_complete_in_order(tmp_path: P
         store.gates[0].set()  # ...then the first
         await wal.close()
         ranges = md.stream_ranges(sid)
+        ports.close()
         md.close()
         return done, ranges
 
     done, ranges = asyncio.run(run())
     assert done == ["first", "second"]
     assert [(r.start_offset, r.end_offset) for r in ranges] == [(0, 1), (1, 2)]
+
+
+def test_an_overlapping_flush_past_its_deadline_is_settled_and_completes_in_order(
+    tmp_path: Path,
+) -> None:
+    """The second of two flushes in flight reaches its deadline while its commit waits for
+    the first: its key is settled (aborted, so no late commit of it can land), yet its
+    records are told so only after the first flush's records: completions stay in order,
+    and the first is still committed."""
+
+    async def run() -> tuple[list[str], list[StreamRange], int]:
+        md = SqliteMetadataStore(tmp_path / "m.sqlite")
+        me = md.register_broker(1, "h", 1, None, 60_000)
+        sid = md.create_topic("t", 1, {}, 1).partitions[0].stream_id
+        store = _GatedStore(tmp_path / "objects")
+        ports = MetadataPorts(md)
+        wal = ObjectWal(store, ports, flush_interval_ms=0, max_in_flight=2)
+        wal.bind(1, me.epoch)
+        await wal.open()
+        done: list[str] = []
+
+        def record(base: int, name: str, deadline: float = math.inf) -> WalRecord:
+            def on_done(rec: WalRecord, rng: StreamRange | None, exc: BaseException | None):  # type: ignore[no-untyped-def]
+                done.append(name if exc is None else f"{name}: {type(exc).__name__}")
+
+            return WalRecord(sid, base, base + 1, b"x" * 10, 5, on_done, deadline)
+
+        wal.append(record(0, "first"))
+        await store.started.get()
+        wal.append(record(1, "second", deadline=time.monotonic() + 0.3))
+        await store.started.get()
+        store.gates[1].set()  # the second's PUT lands; its commit waits for the first
+        while wal.aborted < 1:  # its deadline passes: settled as aborted
+            await asyncio.sleep(0.01)
+        assert done == []  # but not reported before the first
+        store.gates[0].set()
+        await wal.close()
+        while len(asyncio.all_tasks()) > 1:  # the abandoned attempt of the second ends
+            await asyncio.sleep(0.01)
+        ranges = md.stream_ranges(sid)
+        ports.close()
+        md.close()
+        return done, ranges, wal.aborted
+
+    done, ranges, aborted = asyncio.run(run())
+    assert done == ["first", "second: WalTimeout"]
+    assert [(r.start_offset, r.end_offset) for r in ranges] == [(0, 1)]
+    assert aborted == 1

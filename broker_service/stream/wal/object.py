@@ -18,19 +18,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import time
 from collections import OrderedDict
 
-from broker_service.metadata.base import (
+from broker_service.metadata.errors import (
     BrokerFenced,
-    MetadataStore,
+    CommitDeadlinePassed,
     ObjectAlreadyCommitted,
-    StreamRange,
 )
-from broker_service.stream.object_writer import Batches, ObjectWriter, WrittenObject
+from broker_service.metadata.ports import MetadataPorts
+from broker_service.metadata.records import StreamRange
+from broker_service.stream.object_writer import ObjectWriter, WrittenObject
 from broker_service.stream.objectstore.base import ObjectStore
-from broker_service.stream.wal.base import Wal, WalEntry, WalFatal, WalRecord, WalStreamFailed
+from broker_service.stream.wal.base import (
+    Wal,
+    WalEntry,
+    WalFatal,
+    WalRecord,
+    WalStreamFailed,
+    WalTimeout,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +50,7 @@ class ObjectWal(Wal):
     def __init__(
         self,
         objects: ObjectStore,
-        metadata: MetadataStore,
+        ports: MetadataPorts,
         *,
         flush_interval_ms: float = 50.0,
         flush_bytes: int = 4 << 20,
@@ -53,12 +62,15 @@ class ObjectWal(Wal):
         # keep objects below the S3 multipart threshold: one PUT per flush
         self.max_group_bytes = max(2 * flush_bytes, block_bytes)
         self.writer = ObjectWriter(objects, block_bytes)
-        self.metadata = metadata
+        self.ports = ports
+        self.metadata = ports.store  # the few calls made before serving, in a thread
         self.broker_id = -1
         self.broker_epoch = -1
         self._seq = 0
         self.last_flush_ms = 0.0
-        # the metadata commit of the latest flush: True once done, False if it failed
+        self.aborted = 0  # flushes settled as aborted at their deadline
+        # the metadata commit of the latest flush: True once committed, False if it was not
+        # (failed, or settled as aborted)
         self._last_commit: asyncio.Future[bool] | None = None
 
     def bind(self, broker_id: int, broker_epoch: int) -> None:
@@ -70,9 +82,16 @@ class ObjectWal(Wal):
         return []  # every acknowledged record is already a committed object
 
     async def _commit(self, group: list[WalRecord]) -> dict[int, StreamRange]:
-        """Flush, retrying the same object (same key) until it is committed. Offsets are
-        already assigned, so later records must wait behind this one; only fencing (or an
-        earlier flush that failed) ends it."""
+        """Flush, retrying the same object (same key) until it is committed, fenced, the
+        flush before it was not committed, or the earliest deadline of the group passes.
+        Offsets are already assigned, so later records wait behind this one. Past the
+        deadline the outcome is settled: the key is written ABORTED unless a commit of it
+        landed (then the group is durable after all), so no late copy of the commit can land
+        once the producers were told it timed out.
+
+        Flushes overlap, but each one's outcome is known only after the one before it is
+        (its commit waits for the earlier commit; a failure or an abort waits for the
+        earlier outcome too), so completions stay in order."""
         previous = self._last_commit
         mine: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._last_commit = mine
@@ -80,6 +99,8 @@ class ObjectWal(Wal):
             ranges = await self._flush(group, previous)
         except BaseException:
             mine.set_result(False)  # the flushes after this one fail too
+            if previous is not None:  # a deadline or a fencing can end this one first
+                await asyncio.shield(previous)
             raise
         mine.set_result(True)
         return ranges
@@ -94,45 +115,91 @@ class ObjectWal(Wal):
             by_stream.setdefault(r.stream_id, []).append(
                 (r.base_offset, r.end_offset, r.max_timestamp, r.data)
             )
-        streams: list[tuple[int, Batches]] = list(by_stream.items())
+        prepared = self.writer.prepare(key, list(by_stream.items()))
+        deadline = min(r.deadline for r in group)  # time.monotonic()
         delay = 0.05
         attempt = 0
+        started = time.monotonic()
         while True:
             attempt += 1
-            started = time.monotonic()
-            commit = self._committer(attempt > 1, previous, time.perf_counter())
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                if attempt == 1:  # nothing was ever sent: nothing to settle
+                    raise WalTimeout("not durable before the request's timeout")
+                return await self._settle(prepared.written)
+            commit = self._committer(attempt > 1, deadline, previous, time.perf_counter())
+            task = asyncio.ensure_future(
+                self.writer.put_and_commit(prepared, commit, retry=attempt > 1)
+            )
             try:
-                written = await self.writer.write(key, streams, commit, retry=attempt > 1)
+                # the attempt runs on (a thread cannot be stopped); past the deadline its
+                # outcome is settled instead of awaited
+                written = await asyncio.wait_for(asyncio.shield(task), remaining)
+            except TimeoutError:
+                task.add_done_callback(_quiet)
+                return await self._settle(prepared.written)
             except BrokerFenced as exc:
                 raise WalFatal(f"this broker was fenced: {exc}") from exc
-            except _EarlierFlushFailed as exc:
+            except CommitDeadlinePassed:
+                return await self._settle(prepared.written)
+            except _EarlierFlushFailed as exc:  # this flush's commit was never sent
                 raise WalStreamFailed(str(exc)) from None
             except Exception as exc:
                 log.warning(
                     "object WAL flush of %s failed (attempt %d): %s; retrying", key, attempt, exc
                 )
-                await asyncio.sleep(delay * (0.5 + random.random()))
+                await asyncio.sleep(
+                    min(delay * (0.5 + random.random()), max(deadline - time.monotonic(), 0))
+                )
                 delay = min(delay * 2, 5.0)
                 continue
             self.last_flush_ms = (time.monotonic() - started) * 1000
             return {r.stream_id: r for r in written.ranges}
 
+    async def _settle(self, written: WrittenObject) -> dict[int, StreamRange]:
+        """The deadline passed without a known commit: abort the key, unless it committed.
+        Retried until the store answers (what follows in these streams depends on it)."""
+        delay = 0.05
+        while True:
+            try:
+                committed = await self.ports.streams.abort_object_commit(written.key)
+                break
+            except Exception as exc:
+                log.warning("settling object WAL flush %s failed: %s; retrying", written.key, exc)
+                await asyncio.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 5.0)
+        if committed:
+            log.info("object WAL flush %s committed after its deadline: durable", written.key)
+            return {r.stream_id: r for r in written.ranges}
+        self.aborted += 1
+        raise WalTimeout(f"not committed before the request's timeout ({written.key} aborted)")
+
     def _committer(  # type: ignore[no-untyped-def]
-        self, retry: bool, previous: asyncio.Future[bool] | None, put_started: float
+        self,
+        retry: bool,
+        deadline: float,
+        previous: asyncio.Future[bool] | None,
+        put_started: float,
     ):
         async def commit(w: WrittenObject) -> None:
-            self.stages.write.observe((time.perf_counter() - put_started) * 1000)  # build + PUT
+            self.stages.write.observe((time.perf_counter() - put_started) * 1000)  # the PUT
             if previous is not None and not await asyncio.shield(previous):
                 raise _EarlierFlushFailed("an earlier flush of the object WAL failed")
             t0 = time.perf_counter()
+            # the monotonic deadline as wall-clock ms, for the store to check
+            deadline_ms = (
+                None
+                if deadline == math.inf
+                else int((time.time() + deadline - time.monotonic()) * 1000)
+            )
             try:
-                await asyncio.to_thread(
-                    self.metadata.commit_object,
+                await self.ports.streams.commit_object(
                     self.broker_id,
                     self.broker_epoch,
                     w.key,
                     w.size,
                     w.ranges,
+                    deadline_ms,
                 )
             except ObjectAlreadyCommitted:
                 if not retry:
@@ -148,3 +215,9 @@ class ObjectWal(Wal):
 
 class _EarlierFlushFailed(Exception):
     """The flush before this one was not committed: this one must not be either."""
+
+
+def _quiet(task: asyncio.Future[WrittenObject]) -> None:
+    """An abandoned attempt ends later, one way or another: its outcome was settled."""
+    if not task.cancelled():
+        task.exception()
