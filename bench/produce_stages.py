@@ -127,7 +127,8 @@ def parse_args(argv: list[str] | None) -> Settings:
     ap.add_argument("--rounds", type=int, default=None, help="rounds per broker (3)")
     ap.add_argument("--quick", action="store_true", help="30000 records, 1 partition, 1 round")
     ap.add_argument("--partitions", default=None, help="comma-separated scenarios (1,4,32)")
-    ap.add_argument("--brokers", default=",".join(BROKERS), help="ours,tansu (both)")
+    ap.add_argument("--brokers", default="ours,tansu",
+                    help="some of " + ",".join(BROKERS) + " (default ours,tansu)")
     ap.add_argument("--rate", type=int, default=20_000,
                     help="latency phase: records/s offered to both brokers (20000 = 20 MB/s)")
     ap.add_argument("--latency-seconds", type=float, default=None,
