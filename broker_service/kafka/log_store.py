@@ -615,6 +615,7 @@ class StreamStore:
                 # The commit may have applied (an error after the write, a lost answer):
                 # settle it before anything else is uploaded, or the same offsets would be
                 # committed again under another key.
+                log.info("upload %s: its commit failed (%s); settling", prepared.written.key, exc)
                 self._unsettled = (prepared, taken)
                 if not await self._settle_unsettled():
                     raise
