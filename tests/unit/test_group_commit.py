@@ -233,3 +233,53 @@ def test_an_overlapping_flush_past_its_deadline_is_settled_and_completes_in_orde
     assert done == ["first", "second: WalTimeout"]
     assert [(r.start_offset, r.end_offset) for r in ranges] == [(0, 1)]
     assert aborted == 1
+
+
+def test_a_failed_flush_fails_the_flushes_in_flight_of_its_streams_only(tmp_path: Path) -> None:
+    """Flush 1 (stream A) times out while flushes 2 (stream A, later offsets) and 3 (stream
+    B) are in flight: 2 fails (its offsets follow void ones), 3 commits, and a flush of A
+    begun after the failure (the partition assigned the offsets again) commits too."""
+
+    async def run() -> tuple[list[str], dict[int, list[tuple[int, int]]]]:
+        md = SqliteMetadataStore(tmp_path / "m.sqlite")
+        me = md.register_broker(1, "h", 1, None, 60_000)
+        a, b = (p.stream_id for p in md.create_topic("t", 2, {}, 1).partitions)
+        store = _GatedStore(tmp_path / "objects")
+        ports = MetadataPorts(md)
+        wal = ObjectWal(store, ports, flush_interval_ms=0, max_in_flight=3)
+        wal.bind(1, me.epoch)
+        await wal.open()
+        done: list[str] = []
+
+        def record(sid: int, base: int, name: str, deadline: float = math.inf) -> WalRecord:
+            def on_done(rec: WalRecord, rng: StreamRange | None, exc: BaseException | None):  # type: ignore[no-untyped-def]
+                done.append(name if exc is None else f"{name}: {type(exc).__name__}")
+
+            return WalRecord(sid, base, base + 1, b"x" * 10, 5, on_done, deadline)
+
+        wal.append(record(a, 0, "a0", deadline=time.monotonic() + 0.3))
+        await store.started.get()
+        wal.append(record(a, 1, "a1"))
+        await store.started.get()
+        wal.append(record(b, 0, "b0"))
+        await store.started.get()
+        store.gates[1].set()
+        store.gates[2].set()  # flush 1's PUT never lands: its deadline passes
+        while len(done) < 3:
+            await asyncio.sleep(0.01)
+        wal.append(record(a, 0, "a0 again"))
+        await store.started.get()
+        store.gates[3].set()
+        await wal.close()
+        store.gates[0].set()  # the abandoned attempt of flush 1 ends (and cannot commit)
+        while len(asyncio.all_tasks()) > 1:
+            await asyncio.sleep(0.01)
+        ranges = {s: [(r.start_offset, r.end_offset) for r in md.stream_ranges(s)]
+                  for s in (a, b)}  # fmt: skip
+        ports.close()
+        md.close()
+        return done, ranges
+
+    done, ranges = asyncio.run(run())
+    assert done == ["a0: WalTimeout", "a1: WalStreamFailed", "b0", "a0 again"]
+    assert list(ranges.values()) == [[(0, 1)], [(0, 1)]]

@@ -22,6 +22,7 @@ import math
 import random
 import time
 from collections import OrderedDict
+from dataclasses import dataclass
 
 from broker_service.metadata.errors import (
     BrokerFenced,
@@ -69,9 +70,8 @@ class ObjectWal(Wal):
         self._seq = 0
         self.last_flush_ms = 0.0
         self.aborted = 0  # flushes settled as aborted at their deadline
-        # the metadata commit of the latest flush: True once committed, False if it was not
-        # (failed, or settled as aborted)
-        self._last_commit: asyncio.Future[bool] | None = None
+        self._flights: dict[int, _Flight] = {}  # flushes begun and not reported, by group
+        self._last_flight: _Flight | None = None
 
     def bind(self, broker_id: int, broker_epoch: int) -> None:
         self.broker_id = broker_id
@@ -89,25 +89,45 @@ class ObjectWal(Wal):
         landed (then the group is durable after all), so no late copy of the commit can land
         once the producers were told it timed out.
 
-        Flushes overlap, but each one's outcome is known only after the one before it is
-        (its commit waits for the earlier commit; a failure or an abort waits for the
-        earlier outcome too), so completions stay in order."""
-        previous = self._last_commit
-        mine: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._last_commit = mine
+        Flushes overlap, but each one ends only after the one before it was reported (its
+        commit waits for that; a failure or an abort waits for it too), so completions stay
+        in order; a flush with a stream of an earlier flush that failed fails too."""
+        flight = self._flights[id(group)]
         try:
-            ranges = await self._flush(group, previous)
+            return await self._flush(group, flight)
         except BaseException:
-            mine.set_result(False)  # the flushes after this one fail too
-            if previous is not None:  # a deadline or a fencing can end this one first
-                await asyncio.shield(previous)
+            if flight.previous is not None:  # a deadline or a fencing can end this one first
+                await asyncio.shield(flight.previous)
             raise
-        mine.set_result(True)
-        return ranges
 
-    async def _flush(
-        self, group: list[WalRecord], previous: asyncio.Future[bool] | None
-    ) -> dict[int, StreamRange]:
+    def _begin(self, group: list[WalRecord]) -> None:
+        loop = asyncio.get_running_loop()
+        last = self._last_flight
+        flight = _Flight({r.stream_id for r in group}, loop.create_future(),
+                         last.reported if last is not None else None)  # fmt: skip
+        self._flights[id(group)] = self._last_flight = flight
+        super()._begin(group)
+
+    def _committed(
+        self,
+        group: list[WalRecord],
+        ranges: dict[int, StreamRange],
+        exc: BaseException | None,
+        synced: float = 0.0,
+    ) -> None:
+        flight = self._flights.pop(id(group), None)
+        if exc is not None and flight is not None:
+            # the flushes in flight took their records before this failure was known: those
+            # of its streams have offsets after the failed ones (void: the partition assigns
+            # them again), so they must not commit; what begins later is unaffected
+            for other in self._flights.values():
+                if other.streams & flight.streams:
+                    other.doomed = True
+        super()._committed(group, ranges, exc, synced)
+        if flight is not None:
+            flight.reported.set_result(None)
+
+    async def _flush(self, group: list[WalRecord], flight: _Flight) -> dict[int, StreamRange]:
         self._seq += 1
         key = f"wal/{self.broker_id}-{self.broker_epoch}-{time.time_ns()}-{self._seq}.sso"
         by_stream: OrderedDict[int, list[tuple[int, int, int, bytes | memoryview]]] = OrderedDict()
@@ -127,7 +147,7 @@ class ObjectWal(Wal):
                 if attempt == 1:  # nothing was ever sent: nothing to settle
                     raise WalTimeout("not durable before the request's timeout")
                 return await self._settle(prepared.written)
-            commit = self._committer(attempt > 1, deadline, previous, time.perf_counter())
+            commit = self._committer(attempt > 1, deadline, flight, time.perf_counter())
             task = asyncio.ensure_future(
                 self.writer.put_and_commit(prepared, commit, retry=attempt > 1)
             )
@@ -178,13 +198,15 @@ class ObjectWal(Wal):
         self,
         retry: bool,
         deadline: float,
-        previous: asyncio.Future[bool] | None,
+        flight: _Flight,
         put_started: float,
     ):
         async def commit(w: WrittenObject) -> None:
             self.stages.write.observe((time.perf_counter() - put_started) * 1000)  # the PUT
-            if previous is not None and not await asyncio.shield(previous):
-                raise _EarlierFlushFailed("an earlier flush of the object WAL failed")
+            if flight.previous is not None:  # commits (and completions) in order
+                await asyncio.shield(flight.previous)
+            if flight.doomed:
+                raise _EarlierFlushFailed("an earlier flush of these streams failed")
             t0 = time.perf_counter()
             # the monotonic deadline as wall-clock ms, for the store to check
             deadline_ms = (
@@ -211,6 +233,16 @@ class ObjectWal(Wal):
 
     def trim(self, committed_ends: dict[int, int]) -> None:
         pass  # nothing local to trim
+
+
+@dataclass(slots=True)
+class _Flight:
+    """One flush between its begin and its report."""
+
+    streams: set[int]
+    reported: asyncio.Future[None]  # set once its outcome was reported to its records
+    previous: asyncio.Future[None] | None  # the flush before it: ``reported``
+    doomed: bool = False  # an earlier flush of one of its streams failed: never commit
 
 
 class _EarlierFlushFailed(Exception):
