@@ -79,7 +79,9 @@ class BrokerConfig(BaseSettings):
     )
     wal_flush_bytes: int = Field(4 << 20, description="flush at once when this much is pending")
     wal_max_in_flight: int = Field(
-        2,
+        # 1 until the stalled-commit test passes with 2: on 2026-12-02 it counted 3,670 and
+        # 4,912 duplicates with 2 in flight, ~1,000 with 1 (main too fails it on that host)
+        1,
         ge=1,
         description="object WAL: flushes under way at once (their PUTs overlap, their "
         "commits stay in order; 1: one flush at a time)",

@@ -56,7 +56,7 @@ class ObjectWal(Wal):
         flush_interval_ms: float = 50.0,
         flush_bytes: int = 4 << 20,
         block_bytes: int = 1 << 20,
-        max_in_flight: int = 2,
+        max_in_flight: int = 1,
     ) -> None:
         super().__init__(flush_interval_ms, flush_bytes)
         self.max_in_flight = max(1, max_in_flight)
