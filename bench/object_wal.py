@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -59,7 +60,8 @@ from produce_consume import (
     save_json,
     steady_produce,
 )
-from s3_requests import MotoAdmin, MotoServer, aws_env
+from produce_stages import STAGE_ORDER, StageRow, scrape_stages, stage_rows
+from s3_requests import CountingProxy, MotoAdmin, MotoServer, aws_env
 
 BACKENDS = ("local", "s3")
 FLUSH_MS = (0, 10, 50, 100, 250)
@@ -86,6 +88,8 @@ class Settings:
     timeout: float
     keep_data: bool
     out: Path | None = None
+    put_latency_ms: float = 0.0  # s3: added to every S3 PUT (a delaying proxy before moto)
+    broker_env: dict[str, str] = field(default_factory=dict)  # more BROKER_* settings
 
 
 def s3_client(endpoint: str) -> Any:
@@ -153,6 +157,7 @@ class LatencyPhase:
     broker_cpu_s: float = 0.0
     moto_cpu_s: float = 0.0
     other_cpu_s: float = 0.0  # the rest of the host (not broker, moto or this script): noise
+    stages: list[StageRow] | None = None  # where the produce requests' time went (/metrics)
 
 
 def steady_load(bootstrap: str, topic: str, rate: int, seconds: float, linger_ms: float,
@@ -203,16 +208,20 @@ class Config:
     broker: BrokerProcess
     counter: ObjectCounter
     moto: MotoServer | None
+    proxy: CountingProxy | None = None
 
 
 def make_config(backend: str, flush_ms: float, tag: str, settings: Settings, workdir: Path,
                 deadline: Deadline) -> Config:
     data_dir = workdir / tag
     env = {**os.environ, "PYTHONPATH": str(REPO), "BROKER_WAL": "object",
-           "BROKER_WAL_FLUSH_MS": f"{flush_ms:g}", "BROKER_LOG_LEVEL": "WARNING"}
+           "BROKER_WAL_FLUSH_MS": f"{flush_ms:g}", "BROKER_LOG_LEVEL": "WARNING",
+           "BROKER_METRICS_PORT": "auto"}
     if settings.flush_bytes is not None:
         env["BROKER_WAL_FLUSH_BYTES"] = str(settings.flush_bytes)
+    env.update(settings.broker_env)
     moto = None
+    proxy: CountingProxy | None = None
     if backend == "s3":
         moto = MotoServer(workdir / f"moto-{tag}.log")
         table = f"bench-wal-{uuid.uuid4().hex[:8]}"
@@ -227,6 +236,15 @@ def make_config(backend: str, flush_ms: float, tag: str, settings: Settings, wor
         for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
             env.pop(name, None)
         env.update(aws_env(), AWS_ENDPOINT_URL=moto.endpoint)
+        if settings.put_latency_ms:  # S3's PUT latency, which moto on this host lacks
+            proxy = CountingProxy(moto.port, {"s3": "s3"}, workdir / f"proxy-{tag}.log",
+                                  settings.put_latency_ms)
+            try:
+                proxy.start(deadline)
+            except BaseException:
+                moto.stop()
+                raise
+            env["AWS_ENDPOINT_URL_S3"] = proxy.endpoint("s3")
         env["BROKER_STORAGE"] = f"s3://{BUCKET}/{tag}"
         env["BROKER_METADATA"] = f"dynamodb://{table}"
         counter = ObjectCounter(endpoint=moto.endpoint, prefix=f"{tag}/wal/")
@@ -235,7 +253,7 @@ def make_config(backend: str, flush_ms: float, tag: str, settings: Settings, wor
     ready = workdir / f"broker-{tag}.ready"
     broker = BrokerProcess(f"ours-{tag}", ours_argv(data_dir, ready), 0,
                            workdir / f"broker-{tag}.log", env, ready)
-    return Config(backend, flush_ms, broker, counter, moto)
+    return Config(backend, flush_ms, broker, counter, moto, proxy)
 
 
 def run_config_round(backend: str, flush_ms: float, round_no: int, settings: Settings,
@@ -265,6 +283,8 @@ def run_config_round(backend: str, flush_ms: float, round_no: int, settings: Set
         if cfg is not None:
             cfg.broker.stop()
             exits[tag] = cfg.broker.exit_info
+            if cfg.proxy is not None:
+                cfg.proxy.stop()
             if cfg.moto is not None:
                 cfg.moto.stop()
 
@@ -294,10 +314,14 @@ def run_round(cfg: Config, round_no: int, lat_topic: str, tput_topic: str, setti
         return max(0.0, host - broker - moto - me)
 
     try:
+        port = metrics_port(cfg.broker)
+        stages0 = scrape_stages(port) if port else None
         before, c0 = cfg.counter.snapshot(), cpu()
         lat = steady_load(cfg.broker.bootstrap, lat_topic, settings.rate,
                           settings.latency_seconds, settings.latency_linger_ms, deadline)
         after, c1 = cfg.counter.snapshot(), cpu()
+        if stages0 is not None and port:
+            lat.stages = stage_rows(stages0, scrape_stages(port))
         lat.objects = objects_between(before, after, lat.seconds)
         lat.broker_cpu_s, lat.moto_cpu_s = c1[0] - c0[0], c1[1] - c0[1]
         lat.other_cpu_s = others(c0, c1)
@@ -317,6 +341,14 @@ def run_round(cfg: Config, round_no: int, lat_topic: str, tput_topic: str, setti
     except Exception as exc:  # a failed round is a result, not a crash
         result.error = f"{type(exc).__name__}: {exc}{broker_log(cfg)}"
     return result
+
+
+def metrics_port(broker: BrokerProcess) -> int | None:
+    """Our broker's /metrics port, from its ready file."""
+    if broker.ready_file is None or not broker.ready_file.exists():
+        return None
+    port = json.loads(broker.ready_file.read_text()).get("metrics_port")
+    return int(port) if port else None
 
 
 def describe(r: RoundResult) -> str:
@@ -360,6 +392,7 @@ class Row:
     objects: float | None
     puts_per_s: float | None
     avg_object_kb: float | None
+    stage_ms: dict[str, float | None] = field(default_factory=dict)  # mean per request
 
 
 def summarize(results: list[RoundResult], settings: Settings) -> list[Row]:
@@ -387,6 +420,9 @@ def summarize(results: list[RoundResult], settings: Settings) -> list[Row]:
                 objects=median([o.count for o in tp_objs]),
                 puts_per_s=median([o.per_s for o in tp_objs]),
                 avg_object_kb=median([o.avg_kb for o in tp_objs]),
+                stage_ms={st: median([row.mean_ms for p in lats if p.stages
+                                      for row in p.stages if row.stage == st])
+                          for st in STAGE_ORDER},
             ))
     return rows
 
@@ -397,7 +433,8 @@ def print_table(rows: list[Row], settings: Settings) -> None:
             ("PUT/s", 6), ("obj KB", 7)]
     flush_bytes = settings.flush_bytes if settings.flush_bytes is not None else "default"
     print(f"\nobject WAL, BROKER_WAL_FLUSH_BYTES={flush_bytes}; {settings.rounds} round(s) "
-          "per row.")
+          "per row" + (f"; s3: +{settings.put_latency_ms:g} ms on every S3 PUT (proxy)"
+                       if settings.put_latency_ms else "") + ".")
     print(f"latency: {settings.rate} msg/s x {VALUE_BYTES} B for {settings.latency_seconds:g} s, "
           f"linger.ms={settings.latency_linger_ms:g}, acks=all, 1 partition. p50/p99/p999: "
           "produce() -> ack, all rounds' records pooled. lat PUT/s, lat obj KB: WAL objects "
@@ -410,6 +447,14 @@ def print_table(rows: list[Row], settings: Settings) -> None:
          fmt(r.latency_puts_per_s, ".0f"), fmt(r.latency_avg_object_kb), fmt(r.mb_per_s),
          fmt(r.objects, ".0f"), fmt(r.puts_per_s, ".0f"), fmt(r.avg_object_kb, ".0f")]
         for r in rows])
+    if any(any(v is not None for v in r.stage_ms.values()) for r in rows):
+        names = ("wal_wait", "write", "sync", "complete", "durable_wait", "total")
+        print("\nlatency phase, where a produce request's time went (broker /metrics, mean "
+              "ms, median of rounds): wal_wait = queued until its group's flush began "
+              "(linger, the flush before), write = build + PUT, sync = metadata commit")
+        print_columns([("backend", 7), ("flush_ms", 8), *((n, 12) for n in names)], [
+            [r.backend, f"{r.flush_ms:g}", *(fmt(r.stage_ms.get(n)) for n in names)]
+            for r in rows])
     short = [f"{r.backend} {r.flush_ms:g}: {r.rounds_ok}" for r in rows
              if r.rounds_ok < settings.rounds]
     if short:
@@ -472,6 +517,11 @@ def parse_args(argv: list[str] | None) -> tuple[Settings, bool]:
     ap.add_argument("--partitions", type=int, default=1,
                     help="throughput phase: partitions of its topic (1)")
     ap.add_argument("--round-timeout", type=float, default=180, help="seconds per round")
+    ap.add_argument("--put-latency-ms", type=float, default=0.0,
+                    help="s3: add this to every S3 PUT (a delaying proxy in front of moto; "
+                    "S3 Standard PUTs take ~30 ms, which moto here does not)")
+    ap.add_argument("--broker-env", action="append", default=[], metavar="K=V",
+                    help="more settings for our broker, e.g. BROKER_WAL_MAX_IN_FLIGHT=1")
     ap.add_argument("--samples", action="store_true",
                     help="also write every latency sample to the JSON")
     add_run_options(ap, "object_wal", 1800)
@@ -491,6 +541,8 @@ def parse_args(argv: list[str] | None) -> tuple[Settings, bool]:
         latency_seconds=a.latency_seconds, latency_linger_ms=a.latency_linger_ms,
         records=a.records, partitions=a.partitions,
         round_timeout=a.round_timeout, timeout=a.timeout, keep_data=a.keep_data, out=a.out,
+        put_latency_ms=a.put_latency_ms,
+        broker_env=dict(kv.split("=", 1) for kv in a.broker_env),
     )
     return settings, a.samples
 

@@ -210,12 +210,13 @@ class _ProxyServer(ThreadingHTTPServer):
     request_queue_size = 256
 
     def __init__(self, label: str, service: str, upstream: tuple[str, int],
-                 tally: _Tally) -> None:
+                 tally: _Tally, put_delay_s: float = 0.0) -> None:
         super().__init__((HOST, 0), _ProxyHandler)
         self.label = label
         self.service = service
         self.upstream = upstream
         self.tally = tally
+        self.put_delay_s = put_delay_s  # S3-like latency added to every PUT-class request
         self.local = threading.local()  # one upstream connection per client connection
 
     def forward(self, method: str, target: str, headers: list[tuple[str, str]],
@@ -286,6 +287,8 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             op = s3_operation(self.command, self.path, self.headers.get("Host", ""),
                               self.headers)
         t0 = time.perf_counter()
+        if srv.put_delay_s and srv.service == "s3" and op in S3_PUT:
+            time.sleep(srv.put_delay_s)  # a thread per request: concurrent PUTs wait alike
         try:
             status, reason, resp_headers, data = srv.forward(self.command, self.path, headers,
                                                              body)
@@ -318,13 +321,16 @@ def proxy_main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="s3_requests.py _proxy")
     ap.add_argument("--upstream", required=True, help="host:port of the moto server")
     ap.add_argument("--listen", action="append", default=[], help="label=s3|dynamodb")
+    ap.add_argument("--put-delay-ms", type=float, default=0.0,
+                    help="added to every S3 PUT-class request (S3's latency on moto)")
     a = ap.parse_args(argv)
     host, _, port = a.upstream.rpartition(":")
     tally = _Tally()
     servers = []
     for spec in a.listen:
         label, _, service = spec.partition("=")
-        servers.append(_ProxyServer(label, service, (host, int(port)), tally))
+        servers.append(_ProxyServer(label, service, (host, int(port)), tally,
+                                    a.put_delay_ms / 1000))
     for s in servers:
         threading.Thread(target=s.serve_forever, daemon=True).start()
     stop = threading.Event()
@@ -405,10 +411,12 @@ Snapshot = dict[str, dict[str, list[int]]]
 class CountingProxy:
     """The proxy child process; ``counts()`` asks it for its tally over HTTP."""
 
-    def __init__(self, upstream_port: int, listeners: dict[str, str], log_path: Path) -> None:
+    def __init__(self, upstream_port: int, listeners: dict[str, str], log_path: Path,
+                 put_delay_ms: float = 0.0) -> None:
         self.upstream_port = upstream_port
         self.listeners = listeners
         self.log_path = log_path
+        self.put_delay_ms = put_delay_ms
         self.ports: dict[str, int] = {}
         self.popen: subprocess.Popen[bytes] | None = None
 
@@ -416,6 +424,8 @@ class CountingProxy:
         argv = [sys.executable, str(Path(__file__).resolve()), "_proxy",
                 "--upstream", f"{HOST}:{self.upstream_port}"]
         argv += [f"--listen={label}={svc}" for label, svc in self.listeners.items()]
+        if self.put_delay_ms:
+            argv += ["--put-delay-ms", f"{self.put_delay_ms:g}"]
         with open(self.log_path, "ab") as log:
             self.popen = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log,
                                           start_new_session=True)

@@ -90,6 +90,22 @@ SCENARIOS: list[Scenario] = [
     Scenario("slowmd", "slow_metadata.py",
              "metadata calls +50-150 ms: produce ack latency, another client's ApiVersions RTT",
              ["--seconds", "6"], ["--seconds", "2", "--wals", "object"], 120, 40),
+    Scenario("stages", "produce_stages.py",
+             "issue 21: the Java-style produce load (idempotent, acks=all, 1 MiB batches) on "
+             "1/4/32 partitions, ours (fsync) vs Tansu (memory): MB/s, CPU-s/GiB, ack latency, "
+             "our per-stage table",
+             ["--brokers", "ours,tansu", "--partitions", "1,4,32", "--rounds", "3",
+              "--records", "100000", "--warmup-records", "100000", "--latency-seconds", "3"],
+             ["--brokers", "ours,tansu", "--quick", "--records", "20000",
+              "--warmup-records", "0", "--latency-seconds", "1"], 420, 60),
+    Scenario("wal-s3", "object_wal.py",
+             "issue 21.4: object WAL on S3 (moto + 30 ms per PUT) at 20 MB/s: ack latency",
+             ["--backends", "s3", "--flush-ms", "50", "--put-latency-ms", "30", "--rate",
+              "20000", "--latency-linger-ms", "5", "--rounds", "3", "--latency-seconds", "5",
+              "--records", "20000", "--broker-env", "BROKER_WAL_MAX_IN_FLIGHT=2"],
+             ["--backends", "s3", "--flush-ms", "50", "--put-latency-ms", "30", "--rate",
+              "5000", "--latency-linger-ms", "5", "--rounds", "1", "--latency-seconds", "1",
+              "--records", "5000", "--broker-env", "BROKER_WAL_MAX_IN_FLIGHT=2"], 240, 60),
     Scenario("reassign", "reassignment.py", "reassignment time vs. partition size",
              ["--parts", "reassign", "--wals", "file", "--sizes-mb", "10,100,1000",
               "--moves", "3", "--upload-wait", "30"],
@@ -220,6 +236,16 @@ def wal_rows(doc: dict[str, Any] | None) -> list[dict[str, Any]]:
             for r in doc["summary"]]
 
 
+def stages_rows(doc: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """produce_stages.py: per partition count and metric, ours, Tansu and the ratio."""
+    if not doc:
+        return []
+    return [{"partitions": r["partitions"], "metric": r["metric"], "better": r["better"],
+             "ours": r["values"].get("ours"), "tansu": r["values"].get("tansu"),
+             "ratio": r["ratio_ours_over_tansu"], "loadavg": r["loadavg"]}
+            for r in doc["summary"]]
+
+
 def reassign_rows(doc: dict[str, Any] | None) -> list[dict[str, Any]]:
     if not doc:
         return []
@@ -274,6 +300,8 @@ def build_report(outcomes: list[Outcome], quick: bool) -> Report:
         "scenarios": [asdict(o) for o in outcomes],
         "ratios": ratio_rows(docs.get("embedded"), docs.get("s3")),
         "wal": wal_rows(docs.get("wal")),
+        "stages": stages_rows(docs.get("stages")),
+        "wal_s3": wal_rows(docs.get("wal-s3")),
         "reassign": reassign_rows(docs.get("reassign")),
         "failover": failover_rows(docs.get("failover")),
         "scaleout": {**scale["summary"], "rate": scale["settings"]["rate"],
@@ -333,6 +361,21 @@ def tables(report: Report) -> list[Table]:
                            num(r["ratio"], ".2f") + "x" if r["ratio"] is not None else "n/a",
                            r["better"], num(r["ours"], spec), num(r["tansu"], spec),
                            str(r["rounds"])])
+        out.append(t)
+    if report.get("stages"):
+        t = Table("issue 21: idempotent acks=all, 1 MiB batches, ours (fsync) vs Tansu (memory)",
+                  ["partitions", "metric", "ours/tansu", "better", "ours", "tansu", "load"])
+        t.rows = [[str(r["partitions"]), r["metric"],
+                   num(r["ratio"], ".2f") + "x" if r["ratio"] is not None else "n/a",
+                   r["better"], num(r["ours"]), num(r["tansu"]), num(r["loadavg"])]
+                  for r in report["stages"]]
+        out.append(t)
+    if report.get("wal_s3"):
+        t = Table("object WAL on S3 (moto + 30 ms per PUT): ack latency at the offered load",
+                  ["flush ms", "p50 ms", "p99 ms", "p999 ms", "WAL PUT/s", "bulk MB/s"])
+        t.rows = [[num(r["flush_ms"], "g"), num(r["p50_ms"]), num(r["p99_ms"]),
+                   num(r["p999_ms"]), num(r["latency_puts_per_s"], ".0f"), num(r["mb_per_s"])]
+                  for r in report["wal_s3"]]
         out.append(t)
     if report["wal"]:
         t = Table("object WAL: ack latency vs. BROKER_WAL_FLUSH_MS (linger.ms=0, 2000 msg/s)",

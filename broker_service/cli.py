@@ -28,6 +28,7 @@ def _serve(args: argparse.Namespace) -> int:
             "metadata": args.metadata,
             "wal": args.wal,
             "ready_file": args.ready_file,
+            "processes": args.processes,
         }.items()
         if v is not None
     }
@@ -52,9 +53,28 @@ def _serve(args: argparse.Namespace) -> int:
         overrides["node_id_auto"] = True
     config = BrokerConfig(**overrides)
     logging.getLogger().setLevel(config.log_level.upper())
+    from broker_service.runtime.processes import process_count, supervise
+
+    n = process_count(config.processes)
+    if n > 1:  # one broker per vCPU, forked before any thread or event loop exists
+        return supervise(config, n, _run_child)
+    return _run(config)
+
+
+def _run_child(config: BrokerConfig, index: int) -> int:
+    """One broker of a ``--processes`` task: its log lines say which."""
+    fmt = f"%(asctime)s %(levelname)s [process {index}] %(name)s: %(message)s"
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(logging.Formatter(fmt))
+    return _run(config)
+
+
+def _run(config: BrokerConfig) -> int:
+    """Run one broker until it is stopped: its exit code."""
+    from broker_service.cluster import ecs_identity
     from broker_service.runtime.backends import build_broker, metadata_store_for
 
-    if auto_node_id:
+    if config.node_id_auto:
         store = metadata_store_for(config)
         try:
             config = config.model_copy(update={"node_id": ecs_identity.allocate_node_id(store)})
@@ -99,6 +119,11 @@ def main(argv: list[str] | None = None) -> int:
         help="once serving, write the bound ports to this file (JSON; see runtime/ready.py)",
     )
     s.add_argument("--data-dir", type=Path, help="data directory (default ./data)")
+    s.add_argument(
+        "--processes",
+        help="broker processes in this task, one per vCPU: a number or auto (default 1; "
+        "each is a broker of its own, ports and node id offset; see runtime/processes.py)",
+    )
     s.add_argument("--node-id", type=int, help="broker id (default 1)")
     s.add_argument("--advertised-host", help="host given to clients (default: --host)")
     s.add_argument("--advertised-port", type=int, help="port given to clients (default: --port)")

@@ -5,6 +5,11 @@ Advertised listeners: each task has its own private IP (awsvpc). The broker star
 so a client bootstraps through the NLB on 9092 and then talks to every broker directly at
 ``<task-ip>:9092``, as Kafka clients need. Clients therefore run in the VPC (or a peered /
 transit-attached network); the NLB alone is not enough for a client outside it.
+
+Every vCPU works (issue 21.3): a task runs one broker process per vCPU
+(``BROKER_PROCESSES``, broker_service/runtime/processes.py), the i-th on port 9092 + i (and
+/metrics on 9464 + i), each a broker of its own. Every port is a listener of the NLB with a
+target group of its own, so any of them bootstraps a client.
 """
 
 from __future__ import annotations
@@ -27,8 +32,15 @@ from .tenant import TenantSettings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BROKER_CONTAINER = "broker"
-# What the task's health check runs: the broker answers TCP on its client port.
+# What the task's health check runs: every broker process answers TCP on its client port.
 HEALTH_CHECK_COMMAND = "import socket; socket.create_connection(('127.0.0.1', {port}), 2).close()"
+
+
+def health_check_command(ports: list[int]) -> str:
+    return "; ".join(
+        [HEALTH_CHECK_COMMAND.format(port=ports[0]),
+         *(HEALTH_CHECK_COMMAND.format(port=p).split("; ", 1)[1] for p in ports[1:])]
+    )  # fmt: skip
 
 
 # What the tasks and the in-VPC functions reach through interface endpoints
@@ -48,13 +60,19 @@ BLOCK_CACHE_SHARE = 0.2
 MIB = 1 << 20
 
 
-def cache_sizes(memory_mib: int) -> dict[str, int]:
-    """BROKER_LOG_CACHE_BYTES / BROKER_BLOCK_CACHE_BYTES from the task's memory (the broker's
-    own defaults, 256 + 128 MiB, would leave most of a Fargate task's memory unused)."""
+def cache_sizes(memory_mib: int, processes: int = 1) -> dict[str, int]:
+    """BROKER_LOG_CACHE_BYTES / BROKER_BLOCK_CACHE_BYTES of each broker process from the
+    task's memory (the broker's own defaults, 256 + 128 MiB, would leave most of a Fargate
+    task's memory unused); the task's processes share it."""
     return {
-        "BROKER_LOG_CACHE_BYTES": int(memory_mib * LOG_CACHE_SHARE) * MIB,
-        "BROKER_BLOCK_CACHE_BYTES": int(memory_mib * BLOCK_CACHE_SHARE) * MIB,
+        "BROKER_LOG_CACHE_BYTES": int(memory_mib * LOG_CACHE_SHARE / processes) * MIB,
+        "BROKER_BLOCK_CACHE_BYTES": int(memory_mib * BLOCK_CACHE_SHARE / processes) * MIB,
     }
+
+
+def port_range(ports: list[int]) -> ec2.Port:
+    """One security-group rule for consecutive ports."""
+    return ec2.Port.tcp(ports[0]) if len(ports) == 1 else ec2.Port.tcp_range(ports[0], ports[-1])
 
 
 def set_retention(log_group: logs.LogGroup, days: int) -> None:
@@ -100,23 +118,24 @@ class BrokerStack(cdk.Stack):
             allow_all_outbound=True,
             description=f"{prefix} brokers: Kafka clients and the NLB in; AWS APIs out",
         )
+        client_ports = port_range(tenant.broker_ports)
         for peer in client_peers:
             self.nlb_security_group.add_ingress_rule(
-                peer, ec2.Port.tcp(tenant.broker_port), "Kafka clients (bootstrap)"
+                peer, client_ports, "Kafka clients (bootstrap)"
             )
             self.broker_security_group.add_ingress_rule(
-                peer, ec2.Port.tcp(tenant.broker_port), "Kafka clients (direct to brokers)"
+                peer, client_ports, "Kafka clients (direct to brokers)"
             )
         self.broker_security_group.add_ingress_rule(
             ec2.Peer.ipv4(self.vpc.vpc_cidr_block),
-            ec2.Port.tcp(tenant.metrics_port),
+            port_range(tenant.metrics_ports),
             "Prometheus /metrics from the VPC",
         )
         self.broker_security_group.add_ingress_rule(
-            self.nlb_security_group, ec2.Port.tcp(tenant.broker_port), "NLB to brokers"
+            self.nlb_security_group, client_ports, "NLB to brokers"
         )
         self.nlb_security_group.add_egress_rule(
-            self.broker_security_group, ec2.Port.tcp(tenant.broker_port), "NLB to brokers"
+            self.broker_security_group, client_ports, "NLB to brokers"
         )
 
         self.cluster = ecs.Cluster(
@@ -182,17 +201,14 @@ class BrokerStack(cdk.Stack):
             environment=self.broker_environment(storage),
             secrets=self._broker_secrets(),
             logging=ecs.LogDrivers.aws_logs(stream_prefix="broker", log_group=self.log_group),
-            port_mappings=[
-                ecs.PortMapping(container_port=tenant.broker_port, name="kafka"),
-                ecs.PortMapping(container_port=tenant.metrics_port, name="metrics"),
-            ],
+            port_mappings=[  # one client and one metrics port per broker process
+                *(ecs.PortMapping(container_port=p, name=f"kafka{i or ''}")
+                  for i, p in enumerate(tenant.broker_ports)),
+                *(ecs.PortMapping(container_port=p, name=f"metrics{i or ''}")
+                  for i, p in enumerate(tenant.metrics_ports)),
+            ],  # fmt: skip
             health_check=ecs.HealthCheck(
-                command=[
-                    "CMD",
-                    "python",
-                    "-c",
-                    HEALTH_CHECK_COMMAND.format(port=tenant.broker_port),
-                ],
+                command=["CMD", "python", "-c", health_check_command(tenant.broker_ports)],
                 interval=cdk.Duration.seconds(10),
                 timeout=cdk.Duration.seconds(5),
                 retries=3,
@@ -232,27 +248,32 @@ class BrokerStack(cdk.Stack):
             cross_zone_enabled=True,
             security_groups=[self.nlb_security_group],
         )
-        listener = self.nlb.add_listener("Kafka", port=tenant.broker_port)
-        self.target_group = listener.add_targets(
-            "Brokers",
-            port=tenant.broker_port,
-            protocol=elbv2.Protocol.TCP,
-            targets=[
-                self.service.load_balancer_target(
-                    container_name=BROKER_CONTAINER, container_port=tenant.broker_port
-                )
-            ],
-            deregistration_delay=cdk.Duration.seconds(30),
-            health_check=elbv2.HealthCheck(
+        self.target_groups = []
+        for i, port in enumerate(tenant.broker_ports):  # a listener per broker process
+            listener = self.nlb.add_listener(f"Kafka{i or ''}", port=port)
+            self.target_groups.append(listener.add_targets(
+                f"Brokers{i or ''}",
+                port=port,
                 protocol=elbv2.Protocol.TCP,
-                port=str(tenant.broker_port),
-                interval=cdk.Duration.seconds(10),
-                healthy_threshold_count=2,
-                unhealthy_threshold_count=2,
-            ),
-        )
+                targets=[
+                    self.service.load_balancer_target(
+                        container_name=BROKER_CONTAINER, container_port=port
+                    )
+                ],
+                deregistration_delay=cdk.Duration.seconds(30),
+                health_check=elbv2.HealthCheck(
+                    protocol=elbv2.Protocol.TCP,
+                    port=str(port),
+                    interval=cdk.Duration.seconds(10),
+                    healthy_threshold_count=2,
+                    unhealthy_threshold_count=2,
+                ),
+            ))  # fmt: skip
+        self.target_group = self.target_groups[0]
 
-        self.bootstrap_address = f"{self.nlb.load_balancer_dns_name}:{tenant.broker_port}"
+        self.bootstrap_address = ",".join(
+            f"{self.nlb.load_balancer_dns_name}:{port}" for port in tenant.broker_ports
+        )
         cdk.CfnOutput(self, "BootstrapAddress", value=self.bootstrap_address)
         cdk.CfnOutput(self, "ClusterName", value=self.cluster.cluster_name)
         cdk.CfnOutput(self, "ServiceName", value=self.service.service_name)
@@ -370,7 +391,8 @@ class BrokerStack(cdk.Stack):
             "BROKER_METRICS_PORT": str(t.metrics_port),
             "BROKER_LOG_LEVEL": "INFO",
             "BROKER_AUTO_BALANCE": "false",  # the balancer Lambda moves partitions here
-            **{k: str(v) for k, v in cache_sizes(t.broker_memory_mib).items()},
+            "BROKER_PROCESSES": str(t.processes),  # one broker per vCPU (runtime/processes.py)
+            **{k: str(v) for k, v in cache_sizes(t.broker_memory_mib, t.processes).items()},
         }
         if storage.express_wal_bucket_name:
             # Directory bucket for the WAL; read by the broker once it splits WAL storage.

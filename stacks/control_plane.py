@@ -40,7 +40,7 @@ from .alarms import (
     threshold_alarm,
     throughput_alarms,
 )
-from .brokers import BrokerStack, set_retention
+from .brokers import BrokerStack, port_range, set_retention
 from .nag import acknowledge_wildcards, arn, finding_resource
 from .storage import StorageStack
 from .tenant import TenantSettings
@@ -171,7 +171,7 @@ class ControlPlaneStack(cdk.Stack):
     def _kafka_client_security_group(self) -> ec2.SecurityGroup:
         """The balancer's and autoscaler's group: no ingress; out to the brokers' client port
         and HTTPS (AWS APIs through the NAT gateway or the gateway endpoints)."""
-        b, port = self.brokers, self.tenant.broker_port
+        b, ports = self.brokers, self.tenant.broker_ports
         sg = ec2.SecurityGroup(
             self,
             "KafkaClientFunctions",
@@ -184,7 +184,7 @@ class ControlPlaneStack(cdk.Stack):
         # Egress on this group and, in this stack (the brokers stack must not depend on this
         # one), the brokers' ingress from this group on the client port only.
         sg.connections.allow_to(
-            b.broker_security_group, ec2.Port.tcp(port), "balancer/autoscaler to brokers (Kafka)"
+            b.broker_security_group, port_range(ports), "balancer/autoscaler to brokers (Kafka)"
         )
         return sg
 

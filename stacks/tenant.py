@@ -35,6 +35,12 @@ class TenantSettings(BaseModel):
 
     # -- brokers (Fargate) ----------------------------------------------------------------
     broker_cpu: int = Field(2048, description="task vCPU units (2048 = 2 vCPU)")
+    broker_processes: int | None = Field(
+        None,
+        ge=1,
+        description="broker processes per task (default: one per vCPU, broker_cpu / 1024); "
+        "each listens on broker_port + i and serves metrics on metrics_port + i",
+    )
     broker_memory_mib: int = Field(8192, description="task memory (8 GB)")
     min_brokers: int = Field(3, ge=1, description="autoscaler lower bound (3: one per AZ)")
     max_brokers: int = Field(12, ge=1, description="autoscaler upper bound")
@@ -132,6 +138,20 @@ class TenantSettings(BaseModel):
         if self.target_mbps_per_broker is not None:
             return BrokerCapacity.for_produce(self.target_mbps_per_broker)
         return BrokerCapacity.for_cpu_units(self.broker_cpu)
+
+    @property
+    def processes(self) -> int:
+        """Broker processes in each task: one per vCPU unless set (runtime/processes.py)."""
+        return self.broker_processes or max(1, self.broker_cpu // 1024)
+
+    @property
+    def broker_ports(self) -> list[int]:
+        """The client port of each broker process of a task."""
+        return [self.broker_port + i for i in range(self.processes)]
+
+    @property
+    def metrics_ports(self) -> list[int]:
+        return [self.metrics_port + i for i in range(self.processes)]
 
     @property
     def max_produce_mbps(self) -> float:

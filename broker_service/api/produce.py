@@ -6,7 +6,6 @@ shared storage (there are no follower replicas: durability is the storage's).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import time
@@ -16,9 +15,9 @@ from kio.schema.errors import ErrorCode
 
 from broker_service.api.access import TOPIC_AUTHORIZATION_FAILED, allowed_topic, refuse_produce
 from broker_service.api.base import Buffers, Later, Result
+from broker_service.api.produce_answer import ProduceAnswer, ignore_durability
 from broker_service.kafka.groups.offsets_topic import INTERNAL_TOPICS
 from broker_service.kafka.log_store import AppendRefused
-from broker_service.kafka.partition import NotDurable
 from broker_service.kafka.topic_format import Refused, format_batches
 from broker_service.protocol.frames import RequestHeader
 from broker_service.protocol.produce import (
@@ -32,7 +31,6 @@ from broker_service.protocol.record_batch import (
     validate_batches,
 )
 from broker_service.security.acl import WRITE
-from broker_service.stream.wal import WalTimeout
 
 if TYPE_CHECKING:
     from broker_service.api.services import BrokerServices
@@ -43,7 +41,9 @@ log = logging.getLogger(__name__)
 
 def handle(broker: BrokerServices, header: RequestHeader, frame: memoryview) -> Result:
     version = header.api_version
+    t0 = time.perf_counter()
     req = parse_produce(frame, header.body_offset, version)
+    broker.metrics.stages.parse.observe((time.perf_counter() - t0) * 1000)
     refused = refuse_produce(broker, header, req.acks, req.transactional_id)
     if refused is not None:
         topics = [
@@ -70,119 +70,85 @@ def _produce(broker: BrokerServices, header: RequestHeader, req: Any) -> Buffers
     version = header.api_version
     deadline = time.monotonic() + max(req.timeout_ms, 0) / 1000 if req.acks != 0 else math.inf
     topics: list[tuple[str, list[ProducePartitionResult]]] = []
-    pending: list[tuple[ProducePartitionResult, asyncio.Future[Any]]] = []
+    # acks=0: nobody waits; the partitions complete the appends all the same
+    answer = ProduceAnswer(broker, version, topics, header.throttle_ms) if req.acks else None
     for t in req.topics:
         state = broker.topics.get(t.name)
         if not allowed_topic(broker, header, WRITE, t.name):
             denied = TOPIC_AUTHORIZATION_FAILED
             topics.append((t.name, [ProducePartitionResult(p.index, denied) for p in t.partitions]))
             continue
-        results = []
-        for p in t.partitions:
-            res, fut = _append(broker, state, p, deadline)
-            results.append(res)
-            if fut is not None:
-                pending.append((res, fut))
-        topics.append((t.name, results))
-    if req.acks == 0:
-        for _, fut in pending:  # nobody waits: the partition completes them all the same
-            fut.add_done_callback(_ignore)
+        topics.append((t.name, [_append(broker, state, p, deadline, answer) for p in t.partitions]))
+    if answer is None:
         return None
-    if not pending:
+    if not answer.waiting:
         return [build_produce_response(version, topics, header.throttle_ms)]
-    return Later(_respond_when_durable(broker, version, topics, pending, header.throttle_ms))
-
-
-def _ignore(fut: asyncio.Future[Any]) -> None:
-    if not fut.cancelled():
-        fut.exception()
+    answer.arm()
+    return Later(answer.future)
 
 
 def _append(
-    broker: BrokerServices, state: TopicState | None, p: ProducePartition, deadline: float
-) -> tuple[ProducePartitionResult, asyncio.Future[Any] | None]:
+    broker: BrokerServices,
+    state: TopicState | None,
+    p: ProducePartition,
+    deadline: float,
+    answer: ProduceAnswer | None,
+) -> ProducePartitionResult:
     res = ProducePartitionResult(p.index)
     plog = state.logs[p.index] if state is not None and 0 <= p.index < len(state.logs) else None
     if plog is None or broker.store is None:
         broker.request_refresh()  # perhaps created through another broker a moment ago
         res.error_code = ErrorCode.unknown_topic_or_partition
-        return res, None
+        return res
     if plog.leader_id != broker.node_id:
         broker.request_refresh()
         res.error_code = ErrorCode.not_leader_or_follower
-        return res, None
+        return res
     if plog.topic in INTERNAL_TOPICS:  # written by the broker only (Kafka's ReplicaManager)
         res.error_code = ErrorCode.invalid_topic_exception
         res.error_message = f"Cannot append to internal topic {plog.topic}"
-        return res, None
+        return res
     if p.records is None or len(p.records) == 0:
         res.error_code = ErrorCode.corrupt_message
         res.error_message = "no records"
-        return res, None
+        return res
+    stages = broker.metrics.stages
+    t0 = time.perf_counter()
     try:
         batches = validate_batches(p.records)
     except InvalidRecordBatch as exc:  # CORRUPT_MESSAGE, INVALID_RECORD or an old format
         res.error_code, res.error_message = exc.code, str(exc)
-        return res, None
+        return res
     limit = state.config(broker.configs, "max.message.bytes") if state else 0
     if any(h.size > limit for _, h in batches):
         res.error_code = ErrorCode.message_too_large
         res.error_message = f"record batch larger than max.message.bytes={limit}"
-        return res, None
+        return res
     if any(h.is_control for _, h in batches):
         res.error_code = ErrorCode.invalid_record
         res.error_message = "control batches are written by the transaction coordinator"
-        return res, None
+        return res
     records = p.records
     if state is not None:  # the topic's compression.type and message.timestamp.type
         f = format_batches(broker.configs, state.record.configs, records, batches, limit,
                            broker.config.recompress_max_bytes)  # fmt: skip
         if isinstance(f, Refused):
             res.error_code, res.error_message = f.error_code, f.message
-            return res, None
+            return res
         records, batches, res.log_append_time = f.records, f.batches, f.log_append_time
+    t1 = time.perf_counter()
+    stages.validate.observe((t1 - t0) * 1000)
+    on_durable = answer.observer(res) if answer is not None else ignore_durability
     try:
-        res.base_offset, fut = broker.store.append_guarded(plog, records, batches, deadline)
+        base = broker.store.append_observed(plog, records, batches, deadline, on_durable)
     except AppendRefused as refused:
+        if answer is not None:
+            answer.forget()
         res.error_code, res.error_message = refused.code, refused.message
-        return res, None
+        return res
+    if res.error_code == 0:  # (a retry already decided reports at once)
+        res.base_offset = base
+    stages.append.observe((time.perf_counter() - t1) * 1000)
     broker.metrics.produced(plog.topic, plog.partition, len(records))
     res.log_start_offset = plog.log_start_offset
-    return res, fut
-
-
-async def _respond_when_durable(
-    broker: BrokerServices,
-    version: int,
-    topics: list[tuple[str, list[ProducePartitionResult]]],
-    pending: list[tuple[ProducePartitionResult, asyncio.Future[Any]]],
-    throttle_ms: int = 0,
-) -> Buffers:
-    for res, fut in pending:
-        try:
-            await fut
-        except NotDurable as exc:
-            res.base_offset = -1
-            if isinstance(exc.cause, WalTimeout):
-                res.error_code = ErrorCode.request_timed_out
-            elif exc.cause is None:  # leadership moved before it was durable
-                res.error_code = ErrorCode.not_leader_or_follower
-            else:
-                log.warning("partition %d: batch not durable: %s", res.index, exc)
-                res.error_code = ErrorCode.kafka_storage_error
-                res.error_message = str(exc)
-            continue
-        if not broker.may_acknowledge() and not _in_shared_log(broker):
-            # a file WAL's batch is durable on this broker's disk only: with the lease in
-            # doubt another broker may have taken the partition over without it
-            res.error_code = ErrorCode.not_leader_or_follower
-            res.base_offset = -1
-    return [build_produce_response(version, topics, throttle_ms)]
-
-
-def _in_shared_log(broker: BrokerServices) -> bool:
-    """Whether durable means committed in the shared log (the object WAL): the commit was
-    conditional on this broker's epoch, so no takeover came first, and any leader reads it.
-    Answering such a batch with an error would make its producer send it again, under a new
-    epoch after a timeout: a duplicate."""
-    return broker.store is not None and not broker.store.wal.needs_upload
+    return res

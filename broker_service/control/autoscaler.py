@@ -29,7 +29,7 @@ from broker_service.control.placement import LeastLoaded
 from broker_service.control.reassignment import ReassignmentResult, reassign
 from broker_service.control.sizing import BrokerCapacity
 from broker_service.metadata.errors import BrokerFenced
-from broker_service.metadata.records import ACTIVE, DRAINING
+from broker_service.metadata.records import ACTIVE, DRAINING, BrokerRecord
 from broker_service.metadata.store import MetadataStore
 
 log = logging.getLogger(__name__)
@@ -128,6 +128,7 @@ class AutoscaleResult:
     decision: ScalingDecision
     drained: list[int] = field(default_factory=list)
     drained_tasks: list[str] = field(default_factory=list)  # ECS stops these (others protected)
+    without_task: list[int] = field(default_factory=list)  # drained, but published no task
     protected_tasks: list[str] = field(default_factory=list)
     moves: list[ReassignmentResult] = field(default_factory=list)
     applied: bool = False
@@ -232,7 +233,7 @@ def autoscale(
                           f"error {m.error_code} {m.error_message or ''}" for m in failed),
             )  # fmt: skip
             return result
-        if result.drained and len(result.drained_tasks) < len(result.drained):
+        if result.without_task:
             # A drained broker without a known task: ECS would pick the task to stop.
             log.warning("autoscaler: drained brokers %s published no task ARN; not scaling in",
                         result.drained)  # fmt: skip
@@ -252,14 +253,21 @@ def _drain(
     reassign_fn: Reassign,
     result: AutoscaleResult,
 ) -> None:
-    """Drain the ``count`` newest live brokers: DRAINING (no new partitions), hand their
-    partitions to the others (fewest partitions first). Their tasks are recorded for the
-    scale-in (they are the ones left unprotected)."""
+    """Drain the ``count`` newest live tasks: their brokers (one, or N of ``serve --processes
+    N``, which share the task ARN they published) become DRAINING (no new partitions) and
+    hand their partitions to the other tasks' brokers (fewest partitions first). Their tasks
+    are recorded for the scale-in (they are the ones left unprotected)."""
     live = metadata.live_brokers(now_ms)
-    if len(live) <= count:
-        return
-    leaving, staying = live[-count:], live[:-count]
     info = metadata.broker_info()
+    tasks: dict[str, list[BrokerRecord]] = {}
+    for b in live:  # a task is what ECS stops: its brokers leave together
+        tasks.setdefault(info.get(b.broker_id, {}).get("task_arn") or f"#{b.broker_id}",
+                         []).append(b)  # fmt: skip
+    groups = sorted(tasks.values(), key=lambda g: max(b.broker_id for b in g))
+    if len(groups) <= count:
+        return
+    leaving = [b for g in groups[-count:] for b in g]
+    staying = [b for g in groups[:-count] for b in g]
     led: dict[int, int] = {b.broker_id: 0 for b in staying}
     leaving_ids = {b.broker_id for b in leaving}
     by_leader: dict[int, list[Any]] = {b.broker_id: [] for b in leaving}
@@ -284,5 +292,7 @@ def _drain(
                 metadata.set_broker_state(b.broker_id, b.epoch, ACTIVE)  # try again next time
                 return
         task = info.get(b.broker_id, {}).get("task_arn")
-        if task:
+        if not task:
+            result.without_task.append(b.broker_id)
+        elif task not in result.drained_tasks:
             result.drained_tasks.append(task)

@@ -75,13 +75,22 @@ def recover_broker(
     """Fence one broker now (its task is known to be gone: no need to wait for its lease),
     then move the partitions of fenced brokers to live ones. ``epoch``: fence only that
     registration (None: whatever is current), so a late event never fences a successor."""
+    return recover_brokers(metadata, [(broker_id, epoch)], now_ms, why)
+
+
+def recover_brokers(
+    metadata: MetadataStore, gone: list[tuple[int, int | None]], now_ms: int, why: str
+) -> RecoveryResult:
+    """``recover_broker`` for every (broker id, epoch) of a stopped task (a task of
+    ``serve --processes N`` ran N brokers), then one move of their partitions."""
     result = RecoveryResult()
     brokers = metadata.brokers()
+    wanted = dict(gone)
     for i, b in enumerate(brokers):
-        if b.broker_id != broker_id or b.state not in (ACTIVE, DRAINING):
+        if b.broker_id not in wanted or b.state not in (ACTIVE, DRAINING):
             continue
-        if epoch not in (None, b.epoch):
-            break
+        if wanted[b.broker_id] not in (None, b.epoch):
+            continue
         try:
             brokers[i] = metadata.fence_broker(b.broker_id, b.epoch)
             log.warning("broker %d (epoch %d): %s; fenced", b.broker_id, b.epoch, why)
@@ -154,22 +163,33 @@ def _forget(metadata: MetadataStore, idle: list[BrokerRecord], result: RecoveryR
 def broker_for_task(
     metadata: MetadataStore, task_arn: str, private_ips: list[str]
 ) -> tuple[int, int | None] | None:
-    """(broker id, epoch) an ECS task ran: by the task ARN the broker published at start
-    (broker info, with the epoch it registered), else by its private IP (published, or
-    advertised as its host; epoch unknown). A broker that published another task's ARN is
-    a successor on the same id and is never matched; a successor that has not published yet
-    has a newer epoch than the one recorded, and ``recover_broker`` leaves it alone."""
+    """The first of ``brokers_for_task`` (a task of one broker process)."""
+    found = brokers_for_task(metadata, task_arn, private_ips)
+    return found[0] if found else None
+
+
+def brokers_for_task(
+    metadata: MetadataStore, task_arn: str, private_ips: list[str]
+) -> list[tuple[int, int | None]]:
+    """(broker id, epoch) of every broker an ECS task ran (``serve --processes N``: N of
+    them): by the task ARN the brokers published at start (broker info, with the epoch each
+    registered), else by private IP (published, or advertised as the host; epoch unknown).
+    A broker that published another task's ARN is a successor on the same id and is never
+    matched; a successor that has not published yet has a newer epoch than the one
+    recorded, and ``recover_brokers`` leaves it alone."""
     info = metadata.broker_info()
-    for bid, i in info.items():
-        if i.get("task_arn") == task_arn:
-            return bid, int(i["epoch"]) if i.get("epoch") else None
+    by_arn = [(bid, int(i["epoch"]) if i.get("epoch") else None)
+              for bid, i in sorted(info.items()) if i.get("task_arn") == task_arn]  # fmt: skip
+    if by_arn:
+        return by_arn
     ips = set(private_ips)
     if not ips:
-        return None
+        return []
+    found: list[tuple[int, int | None]] = []
     for b in metadata.brokers():
         i = info.get(b.broker_id, {})
         if i.get("task_arn") and i["task_arn"] != task_arn:
             continue
         if i.get("private_ip") in ips or b.host in ips:
-            return b.broker_id, None
-    return None
+            found.append((b.broker_id, None))
+    return found

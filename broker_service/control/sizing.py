@@ -25,6 +25,9 @@ MB = 1_000_000
 # consume figure (headroom for a failed broker's partitions, catch-up reads from S3, and
 # reassignment), per vCPU: 2 vCPU -> 40 MB/s produce, 160 MB/s consume.
 # To be replaced by the measured per-vCPU produce throughput on Fargate (bench/, pending).
+# The 2026-12-02 runs (docs/PERFORMANCE.md, issue 21, a host with load 4-17) measured a task
+# of 2 processes at 1.19x one process with the clients on the same 2 vCPUs, and the object
+# WAL on moto at 42.6 MB/s per process: too noisy to replace these figures yet.
 PRODUCE_MBPS_PER_VCPU = 20.0
 CONSUME_MBPS_PER_VCPU = 80.0
 DEFAULT_TASK_VCPU = 2.0  # the stacks' default task (2048 CPU units)

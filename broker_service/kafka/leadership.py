@@ -229,10 +229,11 @@ class Leadership:
         broker, so clients move at once instead of waiting for the lease to expire. Returns
         how many partitions moved; bounded by ``drain_timeout_ms``."""
         now_ms = int(time.time() * 1000)
+        siblings = self._siblings(await self.ports.brokers.broker_info())
         others = [
             b.broker_id
             for b in await self.ports.brokers.live_brokers(now_ms)
-            if b.broker_id != self.node_id
+            if b.broker_id != self.node_id and b.broker_id not in siblings
         ]
         topics = self._topics()
         led = topics.led_here()
@@ -263,6 +264,15 @@ class Leadership:
             moved += 1
         log.info("drained: %d partitions handed over", moved)
         return moved
+
+    def _siblings(self, info: dict[int, dict[str, str]]) -> set[int]:
+        """Brokers of this broker's own task (``serve --processes N``: they publish the same
+        task ARN): a task stops as a whole, so its brokers drain to other tasks' brokers,
+        never to each other."""
+        mine = info.get(self.node_id, {}).get("task_arn")
+        if not mine:
+            return set()
+        return {bid for bid, i in info.items() if bid != self.node_id and i.get("task_arn") == mine}
 
     async def delete_records(self, plog: PartitionLog, offset: int) -> int:
         """DeleteRecords: raise the log start offset (durably, in metadata) to ``offset``

@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 from kio.schema.errors import ErrorCode
 
-from broker_service.kafka.partition import CachedBatch, PartitionLog
+from broker_service.kafka.partition import CachedBatch, DurableCallback, PartitionLog
 from broker_service.kafka.producer_state import APPEND, Outcome, ProducerStateTable, Verdict
 from broker_service.metadata.errors import BrokerFenced
 from broker_service.metadata.ports import MetadataPorts
@@ -208,6 +208,32 @@ class StreamStore:
         refused (``AppendRefused``) unless this broker leads the partition, may acknowledge,
         and the WAL can write; producer rules applied (a retried batch gets its original
         offsets, once durable). Returns (base offset, an observer of its durability)."""
+        base, end = self._guarded(plog, view, batches, deadline)
+        return base, plog.wait_durable(end)
+
+    def append_observed(
+        self,
+        plog: PartitionLog,
+        view: memoryview,
+        batches: list[tuple[int, BatchHeader]],
+        deadline: float,
+        on_durable: DurableCallback,
+    ) -> int:
+        """``append_guarded`` with a callback for an observer (``PartitionLog.when_durable``):
+        the produce path, whose answer then needs no event-loop turn per partition. Returns
+        the base offset."""
+        base, end = self._guarded(plog, view, batches, deadline)
+        plog.when_durable(end, on_durable)
+        return base
+
+    def _guarded(
+        self,
+        plog: PartitionLog,
+        view: memoryview,
+        batches: list[tuple[int, BatchHeader]],
+        deadline: float,
+    ) -> tuple[int, int]:
+        """The checks of ``append_guarded``, then the append: (base offset, end offset)."""
         if plog.leader_id != self.broker_id or plog.moving or not self.may_acknowledge():
             raise AppendRefused(ErrorCode.not_leader_or_follower)
         if not self.wal.healthy:
@@ -224,10 +250,9 @@ class StreamStore:
         if verdict.outcome is Outcome.REJECT:
             raise AppendRefused(verdict.error_code, verdict.message)
         if verdict.duplicate is not None:  # a retry: its original offsets, once durable
-            return verdict.duplicate.base_offset, plog.wait_durable(
-                verdict.duplicate.last_offset + 1
-            )
-        return self.append(plog, view, batches, deadline)
+            return verdict.duplicate.base_offset, verdict.duplicate.last_offset + 1
+        base = plog.next_offset
+        return base, self._append(plog, view, batches, deadline)
 
     def append(
         self,
@@ -240,6 +265,17 @@ class StreamStore:
         batches to the WAL, whose report completes them in the partition whatever the
         client does. Returns (base offset, an observer resolved once they are durable)."""
         base = plog.next_offset
+        return base, plog.wait_durable(self._append(plog, view, batches, deadline))
+
+    def _append(
+        self,
+        plog: PartitionLog,
+        view: memoryview,
+        batches: list[tuple[int, BatchHeader]],
+        deadline: float,
+    ) -> int:
+        """``append`` without an observer: returns the end offset."""
+        base = plog.next_offset
         end = plog.append(view, batches, int(time.time() * 1000))
         if self.wal.needs_upload:
             self._pending_upload_bytes += len(view)
@@ -247,7 +283,7 @@ class StreamStore:
         self.wal.append(
             WalRecord(plog.stream_id, base, end, view, max_ts, self._wal_done(plog), deadline)
         )
-        return base, plog.wait_durable(end)
+        return end
 
     def _wal_done(self, plog: PartitionLog) -> Done:
         def done(rec: WalRecord, committed: StreamRange | None, exc: BaseException | None) -> None:

@@ -11,13 +11,21 @@ the last durable offset and everything after it is refused). Answers only observ
 from __future__ import annotations
 
 import asyncio
+import logging
 from bisect import bisect_right
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from broker_service.kafka.producer_state import ProducerStateTable
 from broker_service.metadata.records import StreamRange
 from broker_service.protocol.control_batch import marker_type
 from broker_service.protocol.record_batch import BatchHeader, set_base_offset, set_leader_epoch
+
+log = logging.getLogger(__name__)
+
+# An observer of durability called synchronously: None once durable, NotDurable if not.
+DurableCallback = Callable[[BaseException | None], None]
+Waiter = asyncio.Future[None] | DurableCallback
 
 
 class NotDurable(Exception):
@@ -67,8 +75,8 @@ class PartitionLog:
     committed_producers: ProducerStateTable = field(default_factory=ProducerStateTable)
     has_producers: bool = False  # some batch carried a producer id: track committed state
     snapshot_offset: int = -1  # offset of the last snapshot saved or loaded (-1: none)
-    # answers waiting for an offset to become durable: (end offset, future)
-    _durable_waiters: list[tuple[int, asyncio.Future[None]]] = field(default_factory=list)
+    # answers waiting for an offset to become durable: (end offset, future or callback)
+    _durable_waiters: list[tuple[int, Waiter]] = field(default_factory=list)
 
     # -- the write path ------------------------------------------------------------------
     def append(self, view: memoryview, batches: list[tuple[int, BatchHeader]], now_ms: int) -> int:
@@ -139,29 +147,39 @@ class PartitionLog:
             self._durable_waiters.append((end, fut))
         return fut
 
+    def when_durable(self, end: int, callback: DurableCallback) -> None:
+        """``wait_durable`` as a callback: ``callback(None)`` once everything below ``end`` is
+        durable, ``callback(NotDurable)`` if it is truncated first; at once when already
+        decided. It runs inside the WAL's completion, with no event-loop turn in between (a
+        produce answer leaves a turn sooner, issue 21); it must only observe."""
+        if end <= self.high_watermark:
+            callback(None)
+        elif end > self.next_offset:
+            callback(NotDurable(f"offset {end} was never appended"))
+        else:
+            self._durable_waiters.append((end, callback))
+
     def in_flight(self) -> bool:
         return self.next_offset > self.high_watermark
 
     def _resolve_durable(self) -> None:
         hw = self.high_watermark
         keep = []
-        for end, fut in self._durable_waiters:
+        for end, waiter in self._durable_waiters:
             if end <= hw:
-                if not fut.done():
-                    fut.set_result(None)
+                _notify(waiter, None)
             else:
-                keep.append((end, fut))
+                keep.append((end, waiter))
         self._durable_waiters = keep
 
     def _fail_waiters_after(self, offset: int, exc: BaseException) -> None:
         keep = []
-        for end, fut in self._durable_waiters:
+        for end, waiter in self._durable_waiters:
             if end > offset:
-                if not fut.done():
-                    cause = exc.cause if isinstance(exc, NotDurable) else exc
-                    fut.set_exception(NotDurable(str(exc), cause))
+                cause = exc.cause if isinstance(exc, NotDurable) else exc
+                _notify(waiter, NotDurable(str(exc), cause))
             else:
-                keep.append((end, fut))
+                keep.append((end, waiter))
         self._durable_waiters = keep
 
     def abandon(self, why: str) -> None:
@@ -250,3 +268,17 @@ class PartitionLog:
                 if not w.done():
                     w.set_result(None)
             self.waiters.clear()
+
+
+def _notify(waiter: Waiter, exc: NotDurable | None) -> None:
+    if isinstance(waiter, asyncio.Future):
+        if not waiter.done():
+            if exc is None:
+                waiter.set_result(None)
+            else:
+                waiter.set_exception(exc)
+        return
+    try:
+        waiter(exc)
+    except Exception:  # an observer's bug must not stop the partition's completion
+        log.exception("a durability observer failed")

@@ -11,6 +11,8 @@ import time
 from bisect import bisect_left
 from dataclasses import dataclass, field
 
+from broker_service.metrics.stages import ProduceStages
+
 PRODUCE_KEY = 0
 FETCH_KEY = 1
 
@@ -45,6 +47,7 @@ class BrokerMetrics:
         self.bytes_out = 0
         self.produce = LatencyStats()  # produce requests answered, and their latency
         self.fetch = LatencyStats()
+        self.stages = ProduceStages()  # where a produce request's time goes (stages.py)
         self.s3_puts = 0  # object store PUTs (one per object, however many parts)
         self.s3_gets = 0  # object store GETs (ranged reads included)
         self.partition_bytes_in: dict[tuple[str, int], int] = {}
@@ -68,9 +71,18 @@ class BrokerMetrics:
             d = self.partition_bytes_out
             d[key] = d.get(key, 0) + nbytes
 
-    def answered(self, api_key: int, started: float) -> None:
-        """A request was answered; ``started`` is its ``time.perf_counter()`` on arrival."""
+    def answered(
+        self, api_key: int, started: float, received: float = 0.0, ready_at: float = 0.0
+    ) -> None:
+        """A request was answered (its response written). Times are ``time.perf_counter()``:
+        ``started`` when it began to run, ``received`` when its whole frame had arrived,
+        ``ready_at`` when its answer was ready (it may wait for earlier ones to leave)."""
+        now = time.perf_counter()
         if api_key == PRODUCE_KEY:
-            self.produce.observe((time.perf_counter() - started) * 1000)
+            self.produce.observe((now - started) * 1000)
+            if received:
+                self.stages.total.observe((now - received) * 1000)
+            if ready_at:
+                self.stages.send_wait.observe((now - ready_at) * 1000)
         elif api_key == FETCH_KEY:
-            self.fetch.observe((time.perf_counter() - started) * 1000)
+            self.fetch.observe((now - started) * 1000)

@@ -16,6 +16,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from broker_service.metrics.counters import LATENCY_BUCKETS_MS, BrokerMetrics, LatencyStats
+from broker_service.metrics.stages import STAGE_BUCKETS_MS, ProduceStages
 
 # Names the local metrics source (control/metrics_source.py) reads back.
 BYTES_IN = "kafka_broker_bytes_in"
@@ -32,6 +33,26 @@ def _histogram(name: str, doc: str, labels: list[str], stats: LatencyStats) -> M
         buckets.append((str(float(bound)), cumulative))
     buckets.append(("+Inf", stats.count))
     h.add_metric(labels, buckets, stats.sum_ms)
+    return h
+
+
+PRODUCE_STAGE = "kafka_broker_produce_stage_ms"
+
+
+def _stage_histograms(broker_id: str, stages: ProduceStages) -> Metric:
+    """One histogram per stage of the produce path (metrics/stages.py), label ``stage``."""
+    h = HistogramMetricFamily(
+        PRODUCE_STAGE,
+        "Time a produce request spends in each stage (ms; metrics/stages.py)",
+        labels=["broker_id", "stage"],
+    )
+    for name, stats in list(stages.stats.items()):
+        cumulative, buckets = 0, []
+        for bound, n in zip(STAGE_BUCKETS_MS, list(stats.buckets), strict=False):
+            cumulative += n
+            buckets.append((str(float(bound)), cumulative))
+        buckets.append(("+Inf", cumulative + stats.buckets[-1]))
+        h.add_metric([broker_id, name], buckets, stats.sum_ms)
     return h
 
 
@@ -66,6 +87,7 @@ class BrokerCollector(Collector):
                     m.queue_depth(0))  # fmt: skip
         yield gauge("kafka_broker_fetch_queue_depth", "Fetch requests waiting (long polls)",
                     m.queue_depth(1))  # fmt: skip
+        yield _stage_histograms(b[0], m.stages)
         yield counter("kafka_broker_s3_put_requests", "Object store PUTs", m.s3_puts)
         yield counter("kafka_broker_s3_get_requests", "Object store GETs", m.s3_gets)
         for name, doc, values in (

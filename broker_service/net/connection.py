@@ -24,6 +24,7 @@ from typing import Any
 
 from broker_service.api.base import Buffers, Later, Outcome, Result
 from broker_service.config.listeners import Listener
+from broker_service.metrics.counters import PRODUCE_KEY
 from broker_service.net.framer import FrameError, Framer
 from broker_service.net.limits import ConnectionRegistry, ThrottledLog
 from broker_service.net.pipeline import RAW_TOKEN, Close, route
@@ -50,6 +51,8 @@ class _Answer:
     api_version: int
     nbytes: int  # request bytes held until answered
     started: float
+    received: float  # when its whole frame had arrived (perf_counter)
+    ready_at: float = 0.0  # when its answer was ready to send
     ready: bool = False
     buffers: Buffers | None = None  # None once ready: nothing to send (acks=0)
     waiting: asyncio.Future[Any] | None = None
@@ -63,7 +66,9 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self._connections = connections
         self._max_request = broker.config.socket_request_max_bytes
         self._framer = Framer(self._frame_limit())
-        self._inbox: deque[memoryview] = deque()  # received, not started
+        # received, not started: (frame, its first bytes' arrival, its last bytes' arrival)
+        self._inbox: deque[tuple[memoryview, float, float]] = deque()
+        self._frame_began = 0.0  # when the first bytes of the frame under way arrived
         self._answers: deque[_Answer] = deque()  # started, not yet written
         self._held_bytes = 0
         self._busy = False  # a request's effects are under way
@@ -119,6 +124,9 @@ class KafkaConnection(asyncio.BufferedProtocol):
     def buffer_updated(self, nbytes: int) -> None:
         framer = self._framer
         framer.min_frame = 0 if self.session.raw_tokens else 8  # bare SASL tokens are short
+        now = time.perf_counter()
+        if not framer.partial:
+            self._frame_began = now  # these bytes begin a frame
         try:
             framer.buffer_updated(nbytes)
         except FrameError as exc:
@@ -126,8 +134,9 @@ class KafkaConnection(asyncio.BufferedProtocol):
             self.close()
             return
         while (frame := framer.next_frame()) is not None:
-            self._inbox.append(frame)
+            self._inbox.append((frame, self._frame_began, now))
             self._held_bytes += len(frame)
+            self._frame_began = now  # the next frame's first bytes came with these
         self._pump()
         self._update_reading()
 
@@ -138,7 +147,8 @@ class KafkaConnection(asyncio.BufferedProtocol):
     def _pump(self) -> None:
         """Start received requests, one at a time, while none has effects under way."""
         while self._inbox and not self._busy and self._transport is not None:
-            frame = self._inbox.popleft()
+            frame, began, received = self._inbox.popleft()
+            started = time.perf_counter()
             try:
                 routed = route(self.broker, self, frame)
             except Close as exc:
@@ -154,8 +164,13 @@ class KafkaConnection(asyncio.BufferedProtocol):
                 routed.api_key,
                 routed.api_version,
                 len(frame),
-                time.perf_counter(),
+                started,
+                received,
             )
+            if routed.api_key == PRODUCE_KEY:
+                stages = self.broker.metrics.stages
+                stages.receive.observe((received - began) * 1000)
+                stages.queue.observe((started - received) * 1000)
             self._answers.append(answer)
             result = routed.result
             if isinstance(result, Awaitable):
@@ -187,6 +202,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
             fut.add_done_callback(lambda f, a=answer: self._answered(a, f))  # type: ignore[misc]
             return
         answer.ready, answer.buffers, answer.waiting = True, outcome, None
+        answer.ready_at = time.perf_counter()
         self._flush()
 
     def _answered(self, answer: _Answer, fut: asyncio.Future[Any]) -> None:
@@ -198,6 +214,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
             self.close()
             return
         answer.ready, answer.buffers, answer.waiting = True, fut.result(), None
+        answer.ready_at = time.perf_counter()
         self._flush()
         self._update_reading()
 
@@ -218,10 +235,10 @@ class KafkaConnection(asyncio.BufferedProtocol):
                 if bufs:
                     t.writelines([size_prefix(sum(len(b) for b in bufs)), *bufs])
                 continue
-            self.broker.metrics.answered(a.api_key, a.started)
             head = response_header(a.correlation_id, a.api_key, a.api_version)
             size = len(head) + sum(len(b) for b in bufs)
             t.writelines([size_prefix(size), head, *bufs])
+            self.broker.metrics.answered(a.api_key, a.started, a.received, a.ready_at)
         if not answers and not self._inbox and t is not None and self.session.close_after_response:
             self.close()  # e.g. failed authentication: Kafka answers, then closes
 

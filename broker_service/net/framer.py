@@ -96,6 +96,11 @@ class Framer:
         return self._frames.popleft() if self._frames else None
 
     @property
+    def partial(self) -> bool:
+        """Whether part of a frame has arrived and the rest has not."""
+        return bool(self._large_size) or self._end > self._start
+
+    @property
     def buffered(self) -> int:
         """Bytes held: frames not taken yet, plus what has arrived of the next one."""
         held = sum(len(f) for f in self._frames) + self._large_filled

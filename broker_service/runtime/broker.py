@@ -70,6 +70,7 @@ class Broker:
         self.metadata = metadata
         self.object_store = object_store
         self.wal = wal
+        wal.stages = self.metrics.stages  # the WAL's stages of a produce (metrics/stages.py)
         self.cluster_id = ""
         self.me: BrokerRecord | None = None
         self.store: StreamStore | None = None

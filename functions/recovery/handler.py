@@ -16,7 +16,12 @@ from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from broker_service.control.events import EventBridgeEnvelope, TaskStateChangeEvent
-from broker_service.control.recovery import RecoveryResult, broker_for_task, recover, recover_broker
+from broker_service.control.recovery import (
+    RecoveryResult,
+    brokers_for_task,
+    recover,
+    recover_brokers,
+)
 from broker_service.control.settings import ControlSettings
 
 logger = Logger()
@@ -31,7 +36,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     metadata = settings.metadata_store()
     now_ms = int(time.time() * 1000)
     envelope = parse(event=event, model=EventBridgeEnvelope)
-    broker_id: int | None = None
+    broker_ids: list[int] = []
     result = RecoveryResult()
     if envelope.detail_type != "ECS Task State Change":
         result = recover(metadata, now_ms, settings.lease_grace_ms)  # the lease sweep
@@ -39,18 +44,20 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         task = parse(event=event, model=TaskStateChangeEvent).detail
         if task.last_status != "STOPPED":
             logger.info("task %s is %s: nothing to recover", task.task_arn, task.last_status)
-        elif (found := broker_for_task(metadata, task.task_arn, task.private_ips())) is None:
+        elif not (found := brokers_for_task(metadata, task.task_arn, task.private_ips())):
             logger.warning("stopped task %s (%s) ran no known broker; sweeping leases",
                            task.task_arn, task.private_ips())  # fmt: skip
             result = recover(metadata, now_ms, settings.lease_grace_ms)
-        else:
-            broker_id, epoch = found
+        else:  # every broker process the task ran (serve --processes N)
+            broker_ids = [bid for bid, _ in found]
             why = f"its task {task.task_arn} stopped ({task.stopped_reason or task.stop_code})"
-            result = recover_broker(metadata, broker_id, epoch, now_ms, why)
+            result = recover_brokers(metadata, found, now_ms, why)
+    broker_id = broker_ids[0] if len(broker_ids) == 1 else None
     logger.info("recovery", extra={"trigger": envelope.detail_type, "broker": broker_id,
-                                   "fenced": result.fenced, "moved": result.moved})  # fmt: skip
+                                   "brokers": broker_ids, "fenced": result.fenced,
+                                   "moved": result.moved})  # fmt: skip
     metrics.add_dimension(name="Tenant", value=settings.tenant)
     metrics.add_metric(name="BrokersFenced", unit=MetricUnit.Count, value=len(result.fenced))
     metrics.add_metric(name="PartitionsRecovered", unit=MetricUnit.Count, value=len(result.moved))
-    return {"broker": broker_id, "fenced": result.fenced,
+    return {"broker": broker_id, "brokers": broker_ids, "fenced": result.fenced,
             "moved": [list(m) for m in result.moved]}  # fmt: skip

@@ -145,6 +145,27 @@ def test_scale_in_protects_the_others_then_lowers_the_desired_count(
     assert again["action"] == "hold", again
 
 
+def test_scale_in_drains_every_broker_process_of_the_leaving_task(
+    control_env: ControlEnv, monkeypatch: pytest.MonkeyPatch, sizing: None,
+    invoke: Callable[[str, dict[str, Any]], Any], aws_calls: AwsCalls,
+) -> None:  # fmt: skip
+    """Tasks of ``serve --processes 2``: two brokers per task ARN. Scaling in by one task
+    drains both of its brokers (to the other tasks' brokers) and stops that one task."""
+    tasks = _ecs_service(control_env, monkeypatch, desired=3, tasks=3)
+    meta = DynamoDbMetadataStore(control_env.table, client=control_env.client("dynamodb"))
+    for i, arn in enumerate(tasks):
+        for bid in (500 + 2 * i, 501 + 2 * i):
+            b = meta.register_broker(bid, f"10.0.0.{i}", 9092 + bid % 2, None, 60_000)
+            meta.set_broker_info(bid, b.epoch, {"task_arn": arn, "epoch": str(b.epoch)})
+    _put_load(control_env, {500: 1.0, 501: 1.0, 502: 1.0, 503: 1.0, 504: 0.5, 505: 0.5})
+    out = invoke("autoscaler", event("scheduled.json"))
+    assert (out["action"], out["desired"]) == ("scale_in", 2), out
+    assert sorted(out["drained"]) == [504, 505] and out["drained_tasks"] == [tasks[2]], out
+    assert sorted(out["protected_tasks"]) == sorted(tasks[:2])
+    states = {b.broker_id: b.state for b in meta.brokers()}
+    assert [bid for bid, st in sorted(states.items()) if st == DRAINING] == [504, 505]
+
+
 def test_a_failed_drain_move_names_the_partition_and_the_error(
     control_env: ControlEnv, monkeypatch: pytest.MonkeyPatch, sizing: None,
     invoke: Callable[[str, dict[str, Any]], Any], aws_calls: AwsCalls,

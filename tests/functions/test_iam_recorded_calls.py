@@ -266,6 +266,10 @@ class Tenant:
             "BROKER_DATA_DIR": str(self.tmp / name), "BROKER_METRICS_PORT": "0",
             "AWS_ENDPOINT_URL": self.endpoint, "RECORD_AWS_CALLS": str(self.record),
             "PYTHONPATH": f"{RECORDER}{os.pathsep}{REPO}",
+            # one broker per task (the stacks run one per vCPU): this test follows each
+            # task's broker through balance, drain and recovery by its id; the AWS calls
+            # do not depend on it (tasks of N brokers: tests/integration/test_processes.py)
+            "BROKER_PROCESSES": "1",
         }  # fmt: skip
         log = self.tmp / f"{name}.log"
         with open(log, "wb") as out:

@@ -47,6 +47,22 @@ def test_stopped_task_fences_its_broker_at_once_and_moves_its_partitions(
     assert again["fenced"] == [] and again["moved"] == []
 
 
+def test_a_stopped_task_of_two_broker_processes_fences_both(
+    control_env: ControlEnv, invoke: Callable[[str, dict[str, Any]], Any]
+) -> None:
+    """``serve --processes 2``: one task ran brokers 2 and 4 (both published its ARN)."""
+    meta = _cluster(control_env)
+    four = meta.register_broker(4, "10.0.0.2", 9093, None, 600_000)
+    meta.set_broker_info(4, four.epoch, {"task_arn": TASK.format("task2"),
+                                         "epoch": str(four.epoch)})  # fmt: skip
+    meta.create_topic("u", 2, {}, leader_id=4)
+    out = invoke("recovery", _stopped(TASK.format("task2")))
+    assert out["brokers"] == [2, 4] and sorted(out["fenced"]) == [2, 4]
+    assert sorted(m[3] for m in out["moved"]) == [1, 1, 1, 3, 3, 3], "to the other tasks"
+    assert {b.broker_id: b.state for b in meta.brokers()} == {
+        1: ACTIVE, 2: FENCED, 3: ACTIVE, 4: FENCED}  # fmt: skip
+
+
 def test_running_events_and_unknown_tasks_fence_nobody(
     control_env: ControlEnv, invoke: Callable[[str, dict[str, Any]], Any]
 ) -> None:

@@ -78,7 +78,8 @@ def test_broker_container_configuration(synth: Synth) -> None:
     assert not any("PASSWORD" in k or "KEY" in k for k in env)
     secrets = {s["Name"] for s in c["Secrets"]}
     assert secrets == {"BROKER_ADMIN_USER", "BROKER_ADMIN_PASSWORD"}
-    assert [p["ContainerPort"] for p in c["PortMappings"]] == [9092, 9464]
+    assert env["BROKER_PROCESSES"] == "2"  # a broker process per vCPU
+    assert [p["ContainerPort"] for p in c["PortMappings"]] == [9092, 9093, 9464, 9465]
     assert c["HealthCheck"]["Command"][:3] == ["CMD", "python", "-c"]
     assert c["LogConfiguration"]["LogDriver"] == "awslogs"
 
@@ -111,28 +112,36 @@ def test_admin_secret_is_generated(synth: Synth) -> None:
     assert "Name" not in secret
 
 
-def test_nlb_bootstraps_on_9092_with_tcp_health_checks(synth: Synth) -> None:
+def test_nlb_bootstraps_on_every_broker_port_with_tcp_health_checks(synth: Synth) -> None:
+    """A task of 2 vCPU runs 2 broker processes (9092, 9093): each port is an NLB listener
+    whose target group the service registers its tasks in, health-checked on that port."""
     t = synth.template("Kafka-acme-Brokers")
     t.has_resource_properties(
         "AWS::ElasticLoadBalancingV2::LoadBalancer",
         {"Type": "network", "Scheme": "internal", "Name": "kafka-acme"},
     )
-    t.has_resource_properties(
-        "AWS::ElasticLoadBalancingV2::Listener", {"Port": 9092, "Protocol": "TCP"}
-    )
-    t.has_resource_properties(
-        "AWS::ElasticLoadBalancingV2::TargetGroup",
-        {
-            "Port": 9092,
-            "Protocol": "TCP",
-            "TargetType": "ip",
-            "HealthCheckProtocol": "TCP",
-            "HealthCheckPort": "9092",
-        },
-    )
+    for port in (9092, 9093):
+        t.has_resource_properties(
+            "AWS::ElasticLoadBalancingV2::Listener", {"Port": port, "Protocol": "TCP"}
+        )
+        t.has_resource_properties(
+            "AWS::ElasticLoadBalancingV2::TargetGroup",
+            {
+                "Port": port,
+                "Protocol": "TCP",
+                "TargetType": "ip",
+                "HealthCheckProtocol": "TCP",
+                "HealthCheckPort": str(port),
+            },
+        )
+    service = only(synth.raw("Kafka-acme-Brokers"), "AWS::ECS::Service")
+    assert sorted(lb["ContainerPort"] for lb in service["LoadBalancers"]) == [9092, 9093]
+    globex = only(synth.raw("Kafka-globex-Brokers"), "AWS::ECS::Service")
+    assert sorted(lb["ContainerPort"] for lb in globex["LoadBalancers"]) == [
+        9092, 9093, 9094, 9095]  # fmt: skip  (4 vCPU)
     outputs = synth.raw("Kafka-acme-Brokers")["Outputs"]
-    joined = outputs["BootstrapAddress"]["Value"]["Fn::Join"][1]
-    assert joined[-1] == ":9092"
+    joined = "".join(str(x) for x in outputs["BootstrapAddress"]["Value"]["Fn::Join"][1])
+    assert joined.endswith(":9093") and ":9092," in joined
 
 
 def test_security_groups_open_only_the_client_and_metrics_ports(synth: Synth) -> None:
@@ -147,7 +156,8 @@ def test_security_groups_open_only_the_client_and_metrics_ports(synth: Synth) ->
         if rule.get("Description") == "HTTPS from the VPC":  # the interface endpoints' group
             assert (rule["FromPort"], rule["ToPort"]) == (443, 443) and "CidrIp" in rule
             continue
-        assert (rule["FromPort"], rule["ToPort"]) in ((9092, 9092), (9464, 9464)), rule
+        # one broker process per vCPU: its client port 9092 + i, its /metrics 9464 + i
+        assert (rule["FromPort"], rule["ToPort"]) in ((9092, 9093), (9464, 9465)), rule
         # CIDR rules come from the VPC's own CIDR; the rest from the NLB's security group.
         assert "SourceSecurityGroupId" in rule or "Fn::GetAtt" in rule["CidrIp"]
     metrics = [r for r in ingress if r["FromPort"] == 9464]
@@ -252,15 +262,17 @@ def test_caches_are_sized_from_the_task_memory(synth: Synth) -> None:
     (the broker's own defaults, 256 + 128 MiB, would leave 8 GB mostly unused)."""
     mib = 1 << 20
     acme = env_of(container(synth, "Kafka-acme-Brokers"))
-    assert int(acme["BROKER_LOG_CACHE_BYTES"]) == int(8192 * 0.4) * mib
-    assert int(acme["BROKER_BLOCK_CACHE_BYTES"]) == int(8192 * 0.2) * mib
+    # each of the task's broker processes (one per vCPU) gets its share
+    assert int(acme["BROKER_LOG_CACHE_BYTES"]) == int(8192 * 0.4 / 2) * mib
+    assert int(acme["BROKER_BLOCK_CACHE_BYTES"]) == int(8192 * 0.2 / 2) * mib
     globex = env_of(container(synth, "Kafka-globex-Brokers"))
-    assert int(globex["BROKER_LOG_CACHE_BYTES"]) == int(16384 * 0.4) * mib
+    assert int(globex["BROKER_LOG_CACHE_BYTES"]) == int(16384 * 0.4 / 4) * mib
     from broker_service.config import BrokerConfig
 
     cfg = BrokerConfig(log_cache_bytes=acme["BROKER_LOG_CACHE_BYTES"],
                        block_cache_bytes=acme["BROKER_BLOCK_CACHE_BYTES"])  # fmt: skip
-    assert cfg.log_cache_bytes + cfg.block_cache_bytes < 8192 * mib * 0.7
+    processes = int(acme["BROKER_PROCESSES"])
+    assert processes * (cfg.log_cache_bytes + cfg.block_cache_bytes) < 8192 * mib * 0.7
 
 
 def test_sasl_listener_enforces_acls_by_default(synth: Synth) -> None:

@@ -3,8 +3,9 @@ synthesized task definition's environment, against S3/DynamoDB on a moto server 
 for the ECS task metadata endpoint v4 (ECS itself cannot run here; the stand-in serves the
 documented JSON over real HTTP). The image itself cannot be built (no Docker daemon).
 
-Two tasks start with BROKER_NODE_ID=auto and BROKER_ADVERTISED_HOST=ecs; a real Kafka client
-bootstraps and sees both brokers with distinct ids at the addresses the metadata gave.
+Two tasks start with BROKER_NODE_ID=auto and BROKER_ADVERTISED_HOST=ecs, each with the task
+definition's BROKER_PROCESSES (one broker process per vCPU); a real Kafka client bootstraps
+and sees every broker of both tasks with distinct ids at the addresses the metadata gave.
 """
 
 from __future__ import annotations
@@ -170,6 +171,8 @@ def test_dockerfile_command_runs_two_tasks_with_the_task_definition_env(
 
     task_env = task_environment(synth, bucket, table)
     assert task_env["BROKER_NODE_ID"] == "auto" and task_env["BROKER_ADVERTISED_HOST"] == "ecs"
+    processes = int(task_env["BROKER_PROCESSES"])
+    assert processes == 2, "acme's task has 2 vCPU: a broker process on each"
     for k in SECURITY_ENV:
         task_env.pop(k)
     cmd = dockerfile_cmd()
@@ -209,16 +212,17 @@ def test_dockerfile_command_runs_two_tasks_with_the_task_definition_env(
             return all(f.exists() for f in ready)
 
         wait_until(started, 60, logs)
-        ports = [json.loads(f.read_text())["port"] for f in ready]
+        ports = [p["port"] for f in ready for p in json.loads(f.read_text())["processes"]]
+        assert len(set(ports)) == 2 * processes
         admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{ports[0]}"})
         brokers: dict[int, Any] = wait_for_value(lambda: admin.list_topics(timeout=5).brokers,
-                                                 lambda found: len(found) == 2, 30,
-                                                 "both tasks registered")  # fmt: skip
+                                                 lambda found: len(found) == len(ports), 30,
+                                                 "every broker of both tasks")  # fmt: skip
         assert sorted((b.host, b.port) for b in brokers.values()) == sorted(
             ("127.0.0.1", p) for p in ports
         )
         ids = sorted(brokers)
-        assert ids[0] != ids[1] and ids[0] >= 1
+        assert len(set(ids)) == len(ports) and ids[0] >= 1
         for i in range(2):  # logged once logging is configured (it used to be lost)
             assert "ECS task: advertised host 127.0.0.1" in (tmp_path / f"task{i}.log").read_text()
         registered = {b.broker_id: b for b in store.brokers()}

@@ -300,11 +300,12 @@ def test_brokers_let_the_functions_in_on_the_client_port_only(synth: Synth) -> N
     (rule,) = ingress  # the one rule this stack adds anywhere
     assert rule["SourceSecurityGroupId"] == this_group
     assert "BrokerSecurityGroup" in json.dumps(rule["GroupId"])
-    assert (rule["IpProtocol"], rule["FromPort"], rule["ToPort"]) == ("tcp", 9092, 9092)
+    # the client ports of the task's broker processes (one per vCPU: 9092, 9093), no other
+    assert (rule["IpProtocol"], rule["FromPort"], rule["ToPort"]) == ("tcp", 9092, 9093)
     (egress,) = [r["Properties"] for r in resources(tpl, "AWS::EC2::SecurityGroupEgress").values()]
     assert egress["GroupId"] == this_group
     assert egress["DestinationSecurityGroupId"] == rule["GroupId"]
-    assert (egress["FromPort"], egress["ToPort"]) == (9092, 9092)
+    assert (egress["FromPort"], egress["ToPort"]) == (9092, 9093)
 
 
 def test_kafka_listener_settings_and_the_one_admin_secret(synth: Synth) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from broker_service.stream.objectstore.base import Buffer, ObjectExists, ObjectNotFound, ObjectStore
+from broker_service.stream.pagecache import drop_written
 
 _IOV_MAX = 512
 STALE_TEMP_S = 600.0  # a temp file this old belongs to a write that died
@@ -48,6 +49,7 @@ class FsObjectStore(ObjectStore):
         try:
             _write_all(fd, [memoryview(p).cast("B") for p in parts if len(p)])
             os.fsync(fd)
+            drop_written(fd)  # read back through the block cache, not the page cache
         except BaseException:
             os.close(fd)
             tmp.unlink(missing_ok=True)  # a full disk: give back what the attempt took

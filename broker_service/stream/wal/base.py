@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from broker_service.metadata.records import StreamRange
+from broker_service.metrics.stages import ProduceStages
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,7 @@ class WalRecord:
     on_done: Done
     deadline: float = math.inf  # time.monotonic() by which it must be durable
     finished: bool = field(default=False)
+    queued: float = 0.0  # when it was handed to the WAL (perf_counter; the wal_wait stage)
 
     def finish(self, committed: StreamRange | None, exc: BaseException | None) -> None:
         if not self.finished:
@@ -79,7 +81,14 @@ class WalRecord:
 
 class Wal(ABC):
     """Group commit shared by every WAL. ``flush_interval_ms`` lingers before a commit
-    (bigger groups), ``flush_bytes`` cuts the linger short."""
+    (bigger groups), ``flush_bytes`` cuts the linger short.
+
+    The commit cycle is driven by callbacks, not by a task that wakes up: a commit starts as
+    soon as records wait and none runs (or when the linger ends), and its completion runs
+    in the callback that reports it, which also starts the next group first, so the WAL's
+    writer is never idle while records wait and a group's records complete without further
+    trips through the event loop (issue 21: each trip is a turn of a loop that may be busy
+    receiving megabytes)."""
 
     # Whether acknowledged data still has to be uploaded to objects (file WAL) or is already
     # committed there by the WAL itself (object WAL).
@@ -89,18 +98,28 @@ class Wal(ABC):
     on_fatal: Callable[[BaseException], None] | None = None
     # Largest group one commit takes (None: all that is pending); the rest waits its turn.
     max_group_bytes: int | None = None
+    # Groups committing at once. Their completions still come in group order (a subclass
+    # with more than one must call ``_committed`` in that order): a partition's high
+    # watermark only moves over offsets that are all durable.
+    max_in_flight = 1
 
     def __init__(self, flush_interval_ms: float, flush_bytes: int) -> None:
         self.flush_interval = flush_interval_ms / 1000.0
         self.flush_bytes = flush_bytes
         self._pending: list[WalRecord] = []
         self._pending_bytes = 0
-        self._wakeup = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # set by _start (open)
+        self._linger: asyncio.TimerHandle | None = None
         self._fatal: BaseException | None = None
-        self._committing = False
+        self._in_flight = 0  # groups whose commit began and has not completed
+        self._closing = False
+        self._commit_tasks: set[asyncio.Task[dict[int, StreamRange]]] = set()
+        self._committed_waiters: list[asyncio.Future[None]] = []  # close() waits on these
+        self._synced = 0.0  # when the last commit became durable (perf_counter; stages)
         self.flushes = 0
         self.failures = 0
+        # the produce path's stage histograms (the broker passes its own: /metrics)
+        self.stages = ProduceStages()
 
     def bind(self, broker_id: int, broker_epoch: int) -> None:
         """Learn this broker's identity once registered (a WAL that commits needs it)."""
@@ -110,10 +129,29 @@ class Wal(ABC):
     async def open(self) -> list[WalEntry]:
         """Open the log and return every durable entry left by a previous run, in order."""
 
-    @abstractmethod
     async def _commit(self, group: list[WalRecord]) -> dict[int, StreamRange]:
         """Make the group durable; return the committed range per stream, if any. Raise if
-        nothing of the group is durable (a partial write must be undone first)."""
+        nothing of the group is durable (a partial write must be undone first). A WAL that
+        commits without the event loop overrides ``_begin`` instead."""
+        raise NotImplementedError
+
+    def _begin(self, group: list[WalRecord]) -> None:
+        """Start making ``group`` durable; ``_committed`` must be called on the event loop
+        when it is (or is not). By default: ``_commit`` as a task."""
+        assert self._loop is not None
+        task = self._loop.create_task(self._commit(group))
+        self._commit_tasks.add(task)
+
+        def done(t: asyncio.Task[dict[int, StreamRange]]) -> None:
+            self._commit_tasks.discard(t)
+            if t.cancelled():
+                self._committed(group, {}, WalError("the WAL was closed"))
+            elif (exc := t.exception()) is not None:
+                self._committed(group, {}, exc)
+            else:
+                self._committed(group, t.result(), None, self._synced)
+
+        task.add_done_callback(done)
 
     @abstractmethod
     def trim(self, committed_ends: dict[int, int]) -> None:
@@ -124,49 +162,83 @@ class Wal(ABC):
         return self._fatal is None
 
     def _start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._flusher())
+        self._loop = asyncio.get_running_loop()
+        if self._pending:
+            self._kick()
 
     def append(self, record: WalRecord) -> None:
         """Queue a record; its ``on_done`` reports the outcome."""
         if self._fatal is not None:
             record.finish(None, WalError(f"the WAL failed: {self._fatal}"))
             return
+        record.queued = time.perf_counter()
         self._pending.append(record)
         self._pending_bytes += len(record.data)
-        self._wakeup.set()
+        if self._loop is not None and self._in_flight < self.max_in_flight:
+            self._kick()
 
-    async def _flusher(self) -> None:
-        while True:
-            await self._wakeup.wait()
-            if self.flush_interval > 0 and self._pending_bytes < self.flush_bytes:
-                deadline = time.monotonic() + self.flush_interval
-                while self._pending_bytes < self.flush_bytes and time.monotonic() < deadline:
-                    await asyncio.sleep(min(0.002, self.flush_interval))
-            self._wakeup.clear()
-            self._expire(time.monotonic())
-            if not self._pending:
-                continue
-            group = self._take_group()
-            self._committing = True
-            try:
-                ranges = await self._commit(group)
-            except asyncio.CancelledError:
-                self._fail(group, WalError("the WAL was closed"))
-                raise
-            except BaseException as exc:  # nothing in this group is durable
-                self.failures += 1
-                log.error("WAL commit of %d records failed: %s", len(group), exc)
-                self._fail(group, exc if isinstance(exc, WalError) else WalError(str(exc)))
-                if isinstance(exc, WalFatal):
-                    self.fatal(exc)
-                if self._fatal is not None and self.on_fatal is not None:
-                    self.on_fatal(self._fatal)
-                continue
-            finally:
-                self._committing = False
+    # -- the commit cycle -------------------------------------------------------------------
+    def _kick(self) -> None:
+        """Records wait and no commit runs: commit now, or once the linger is over."""
+        if self.flush_interval > 0 and self._pending_bytes < self.flush_bytes and not self._closing:
+            if self._linger is None:
+                assert self._loop is not None
+                self._linger = self._loop.call_later(self.flush_interval, self._linger_over)
+            return
+        self._commit_next()
+
+    def _linger_over(self) -> None:
+        self._linger = None
+        if self._in_flight < self.max_in_flight:
+            self._commit_next()
+
+    def _commit_next(self) -> None:
+        if self._linger is not None:
+            self._linger.cancel()
+            self._linger = None
+        self._expire(time.monotonic())
+        if not self._pending or self._fatal is not None:
+            return
+        group = self._take_group()
+        began = time.perf_counter()
+        wal_wait = self.stages.wal_wait
+        for r in group:
+            wal_wait.observe((began - r.queued) * 1000)
+        self._in_flight += 1
+        self._begin(group)
+
+    def _committed(
+        self,
+        group: list[WalRecord],
+        ranges: dict[int, StreamRange],
+        exc: BaseException | None,
+        synced: float = 0.0,
+    ) -> None:
+        """On the event loop: the group's commit is over (``synced``: when it became durable,
+        perf_counter, if the WAL knows better than now)."""
+        self._in_flight -= 1
+        if exc is None:
             self.flushes += 1
+            if self._pending:  # the writer works on the next group while this one completes
+                self._kick()
             for r in group:
                 r.finish(ranges.get(r.stream_id), None)
+            if synced:
+                self.stages.complete.observe((time.perf_counter() - synced) * 1000)
+        else:  # nothing in this group is durable
+            self.failures += 1
+            log.error("WAL commit of %d records failed: %s", len(group), exc)
+            self._fail(group, exc if isinstance(exc, WalError) else WalError(str(exc)))
+            if isinstance(exc, WalFatal):
+                self.fatal(exc)
+            if self._fatal is not None and self.on_fatal is not None:
+                self.on_fatal(self._fatal)
+            if self._pending and self._in_flight < self.max_in_flight:
+                self._kick()
+        waiters, self._committed_waiters = self._committed_waiters, []
+        for w in waiters:
+            if not w.done():
+                w.set_result(None)
 
     def _expire(self, now: float) -> None:
         """Refuse records whose deadline passed before their commit began."""
@@ -200,8 +272,6 @@ class Wal(ABC):
         group = self._pending[:n]
         del self._pending[:n]
         self._pending_bytes -= size
-        if self._pending:
-            self._wakeup.set()
         return group
 
     def fatal(self, exc: BaseException) -> None:
@@ -211,17 +281,24 @@ class Wal(ABC):
             self._fail(list(self._pending), WalError(f"the WAL failed: {exc}"))
 
     async def close(self) -> None:
-        """Let the pending groups commit, then stop."""
-        if self._task is not None:
-            while (
-                (self._pending or self._committing)
-                and self._fatal is None
-                and not self._task.done()
-            ):
-                self._wakeup.set()
-                await asyncio.sleep(0.001)
-            self._task.cancel()
+        """Let the pending groups commit (no linger), then stop."""
+        if self._loop is None:
+            return
+        self._closing = True
+        while (self._pending or self._in_flight) and self._fatal is None:
+            if self._pending and self._in_flight < self.max_in_flight:
+                self._commit_next()
+                if not self._in_flight:
+                    break  # everything pending had expired
+            waiter = self._loop.create_future()
+            self._committed_waiters.append(waiter)
+            await waiter
+        if self._linger is not None:
+            self._linger.cancel()
+            self._linger = None
+        for task in list(self._commit_tasks):  # a fatal WAL's commits still retrying
+            task.cancel()
             try:
-                await self._task
-            except asyncio.CancelledError:
+                await task
+            except BaseException:  # its failure was reported to its records
                 pass

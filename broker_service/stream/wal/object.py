@@ -5,10 +5,13 @@ commits it to the metadata store (conditionally on this broker's epoch) before a
 it is reported done. The WAL object is therefore already an ordinary committed object:
 readable at once by any broker, nothing to replay after a crash, merged later by compaction.
 
-Flushes run one at a time, so each stream's committed ranges stay contiguous and ordered;
-records that arrive during a flush form the next one (group commit). ``flush_interval_ms``
-adds a linger before a flush to make objects larger (fewer PUTs) at the cost of latency;
-``flush_bytes`` cuts the linger short.
+Up to ``max_in_flight`` flushes run at once (issue 21.4): their PUTs overlap, and each
+one's metadata commit waits for the commit of the flush before it, so each stream's
+committed ranges stay contiguous and ordered and flushes complete in order. A flush's
+latency is then its linger + its PUT + its commit, not also the PUT and commit of the
+flush before it. Records that arrive while every slot is busy form the next flush (group
+commit). ``flush_interval_ms`` adds a linger before a flush to make objects larger (fewer
+PUTs) at the cost of latency; ``flush_bytes`` cuts the linger short.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import math
 import random
 import time
 from collections import OrderedDict
+from dataclasses import dataclass
 
 from broker_service.metadata.errors import (
     BrokerFenced,
@@ -29,7 +33,14 @@ from broker_service.metadata.ports import MetadataPorts
 from broker_service.metadata.records import StreamRange
 from broker_service.stream.object_writer import ObjectWriter, WrittenObject
 from broker_service.stream.objectstore.base import ObjectStore
-from broker_service.stream.wal.base import Wal, WalEntry, WalFatal, WalRecord, WalTimeout
+from broker_service.stream.wal.base import (
+    Wal,
+    WalEntry,
+    WalFatal,
+    WalRecord,
+    WalStreamFailed,
+    WalTimeout,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +56,10 @@ class ObjectWal(Wal):
         flush_interval_ms: float = 50.0,
         flush_bytes: int = 4 << 20,
         block_bytes: int = 1 << 20,
+        max_in_flight: int = 1,
     ) -> None:
         super().__init__(flush_interval_ms, flush_bytes)
+        self.max_in_flight = max(1, max_in_flight)
         # keep objects below the S3 multipart threshold: one PUT per flush
         self.max_group_bytes = max(2 * flush_bytes, block_bytes)
         self.writer = ObjectWriter(objects, block_bytes)
@@ -57,6 +70,8 @@ class ObjectWal(Wal):
         self._seq = 0
         self.last_flush_ms = 0.0
         self.aborted = 0  # flushes settled as aborted at their deadline
+        self._flights: dict[int, _Flight] = {}  # flushes begun and not reported, by group
+        self._last_flight: _Flight | None = None
 
     def bind(self, broker_id: int, broker_epoch: int) -> None:
         self.broker_id = broker_id
@@ -67,11 +82,52 @@ class ObjectWal(Wal):
         return []  # every acknowledged record is already a committed object
 
     async def _commit(self, group: list[WalRecord]) -> dict[int, StreamRange]:
-        """Flush, retrying the same object (same key) until it is committed, fenced, or the
-        earliest deadline of the group passes. Offsets are already assigned, so later records
-        wait behind this one. Past the deadline the outcome is settled: the key is written
-        ABORTED unless a commit of it landed (then the group is durable after all), so no
-        late copy of the commit can land once the producers were told it timed out."""
+        """Flush, retrying the same object (same key) until it is committed, fenced, the
+        flush before it was not committed, or the earliest deadline of the group passes.
+        Offsets are already assigned, so later records wait behind this one. Past the
+        deadline the outcome is settled: the key is written ABORTED unless a commit of it
+        landed (then the group is durable after all), so no late copy of the commit can land
+        once the producers were told it timed out.
+
+        Flushes overlap, but each one ends only after the one before it was reported (its
+        commit waits for that; a failure or an abort waits for it too), so completions stay
+        in order; a flush with a stream of an earlier flush that failed fails too."""
+        flight = self._flights[id(group)]
+        try:
+            return await self._flush(group, flight)
+        except BaseException:
+            if flight.previous is not None:  # a deadline or a fencing can end this one first
+                await asyncio.shield(flight.previous)
+            raise
+
+    def _begin(self, group: list[WalRecord]) -> None:
+        loop = asyncio.get_running_loop()
+        last = self._last_flight
+        flight = _Flight({r.stream_id for r in group}, loop.create_future(),
+                         last.reported if last is not None else None)  # fmt: skip
+        self._flights[id(group)] = self._last_flight = flight
+        super()._begin(group)
+
+    def _committed(
+        self,
+        group: list[WalRecord],
+        ranges: dict[int, StreamRange],
+        exc: BaseException | None,
+        synced: float = 0.0,
+    ) -> None:
+        flight = self._flights.pop(id(group), None)
+        if exc is not None and flight is not None:
+            # the flushes in flight took their records before this failure was known: those
+            # of its streams have offsets after the failed ones (void: the partition assigns
+            # them again), so they must not commit; what begins later is unaffected
+            for other in self._flights.values():
+                if other.streams & flight.streams:
+                    other.doomed = True
+        super()._committed(group, ranges, exc, synced)
+        if flight is not None:
+            flight.reported.set_result(None)
+
+    async def _flush(self, group: list[WalRecord], flight: _Flight) -> dict[int, StreamRange]:
         self._seq += 1
         key = f"wal/{self.broker_id}-{self.broker_epoch}-{time.time_ns()}-{self._seq}.sso"
         by_stream: OrderedDict[int, list[tuple[int, int, int, bytes | memoryview]]] = OrderedDict()
@@ -91,10 +147,9 @@ class ObjectWal(Wal):
                 if attempt == 1:  # nothing was ever sent: nothing to settle
                     raise WalTimeout("not durable before the request's timeout")
                 return await self._settle(prepared.written)
+            commit = self._committer(attempt > 1, deadline, flight, time.perf_counter())
             task = asyncio.ensure_future(
-                self.writer.put_and_commit(
-                    prepared, self._committer(attempt > 1, deadline), retry=attempt > 1
-                )
+                self.writer.put_and_commit(prepared, commit, retry=attempt > 1)
             )
             try:
                 # the attempt runs on (a thread cannot be stopped); past the deadline its
@@ -107,6 +162,8 @@ class ObjectWal(Wal):
                 raise WalFatal(f"this broker was fenced: {exc}") from exc
             except CommitDeadlinePassed:
                 return await self._settle(prepared.written)
+            except _EarlierFlushFailed as exc:  # this flush's commit was never sent
+                raise WalStreamFailed(str(exc)) from None
             except Exception as exc:
                 log.warning(
                     "object WAL flush of %s failed (attempt %d): %s; retrying", key, attempt, exc
@@ -137,8 +194,20 @@ class ObjectWal(Wal):
         self.aborted += 1
         raise WalTimeout(f"not committed before the request's timeout ({written.key} aborted)")
 
-    def _committer(self, retry: bool, deadline: float):  # type: ignore[no-untyped-def]
+    def _committer(  # type: ignore[no-untyped-def]
+        self,
+        retry: bool,
+        deadline: float,
+        flight: _Flight,
+        put_started: float,
+    ):
         async def commit(w: WrittenObject) -> None:
+            self.stages.write.observe((time.perf_counter() - put_started) * 1000)  # the PUT
+            if flight.previous is not None:  # commits (and completions) in order
+                await asyncio.shield(flight.previous)
+            if flight.doomed:
+                raise _EarlierFlushFailed("an earlier flush of these streams failed")
+            t0 = time.perf_counter()
             # the monotonic deadline as wall-clock ms, for the store to check
             deadline_ms = (
                 None
@@ -157,11 +226,27 @@ class ObjectWal(Wal):
             except ObjectAlreadyCommitted:
                 if not retry:
                     raise
+            self._synced = time.perf_counter()
+            self.stages.sync.observe((self._synced - t0) * 1000)
 
         return commit
 
     def trim(self, committed_ends: dict[int, int]) -> None:
         pass  # nothing local to trim
+
+
+@dataclass(slots=True)
+class _Flight:
+    """One flush between its begin and its report."""
+
+    streams: set[int]
+    reported: asyncio.Future[None]  # set once its outcome was reported to its records
+    previous: asyncio.Future[None] | None  # the flush before it: ``reported``
+    doomed: bool = False  # an earlier flush of one of its streams failed: never commit
+
+
+class _EarlierFlushFailed(Exception):
+    """The flush before this one was not committed: this one must not be either."""
 
 
 def _quiet(task: asyncio.Future[WrittenObject]) -> None:
