@@ -2,6 +2,10 @@
 
 acks=0 gets no response; acks=1 and acks=all are both answered once the batch is durable in
 shared storage (there are no follower replicas: durability is the storage's).
+
+A client of this broker's zone may send batches for a partition led in another zone (it was
+told this broker leads it, api/zones.py): they are validated here and forwarded through the
+object store to the leader (kafka/zone_forward.py), whose answer is the client's.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from kio.schema.errors import ErrorCode
 
 from broker_service.api.access import TOPIC_AUTHORIZATION_FAILED, allowed_topic, refuse_produce
 from broker_service.api.base import Buffers, Later, Result
+from broker_service.api.zones import serves_zone
 from broker_service.kafka.log_store import AppendRefused
 from broker_service.kafka.partition import NotDurable
 from broker_service.protocol.frames import RequestHeader
@@ -31,6 +36,7 @@ from broker_service.protocol.record_batch import (
     UnsupportedMagic,
     validate_batches,
 )
+from broker_service.protocol.zone import ForwardResult
 from broker_service.security.acl import WRITE
 from broker_service.stream.wal import WalTimeout
 
@@ -71,6 +77,7 @@ def _produce(broker: BrokerServices, header: RequestHeader, req: Any) -> Buffers
     deadline = time.monotonic() + max(req.timeout_ms, 0) / 1000 if req.acks != 0 else math.inf
     topics: list[tuple[str, list[ProducePartitionResult]]] = []
     pending: list[tuple[ProducePartitionResult, asyncio.Future[Any]]] = []
+    zoned = serves_zone(broker, header)
     for t in req.topics:
         state = broker.topics.get(t.name)
         if not allowed_topic(broker, header, WRITE, t.name):
@@ -79,7 +86,7 @@ def _produce(broker: BrokerServices, header: RequestHeader, req: Any) -> Buffers
             continue
         results = []
         for p in t.partitions:
-            res, fut = _append(broker, state, p, deadline)
+            res, fut = append_partition(broker, state, p, deadline, zoned)
             results.append(res)
             if fut is not None:
                 pending.append((res, fut))
@@ -98,16 +105,29 @@ def _ignore(fut: asyncio.Future[Any]) -> None:
         fut.exception()
 
 
-def _append(
-    broker: BrokerServices, state: TopicState | None, p: ProducePartition, deadline: float
+def append_partition(
+    broker: BrokerServices,
+    state: TopicState | None,
+    p: ProducePartition,
+    deadline: float,
+    zoned: bool = False,
 ) -> tuple[ProducePartitionResult, asyncio.Future[Any] | None]:
+    """Validate and append one partition's batches (or, ``zoned``, forward them to a leader
+    in another zone). The future resolves once durable (NotDurable if not), or, forwarded,
+    to the leader's ForwardResult."""
     res = ProducePartitionResult(p.index)
     plog = state.logs[p.index] if state is not None and 0 <= p.index < len(state.logs) else None
     if plog is None or broker.store is None:
         broker.request_refresh()  # perhaps created through another broker a moment ago
         res.error_code = ErrorCode.unknown_topic_or_partition
         return res, None
-    if plog.leader_id != broker.node_id:
+    forward = (
+        plog.leader_id != broker.node_id
+        and zoned
+        and plog.leader_id >= 0
+        and broker.forwarder is not None
+    )
+    if plog.leader_id != broker.node_id and not forward:
         broker.request_refresh()
         res.error_code = ErrorCode.not_leader_or_follower
         return res, None
@@ -138,6 +158,12 @@ def _append(
         res.error_code = ErrorCode.invalid_record
         res.error_message = "control batches are written by the transaction coordinator"
         return res, None
+    if forward:
+        assert broker.forwarder is not None
+        return res, broker.forwarder.forward(
+            plog.stream_id, plog.topic, plog.partition, plog.leader_id, p.records, batches,
+            deadline,
+        )  # fmt: skip
     try:
         res.base_offset, fut = broker.store.append_guarded(plog, p.records, batches, deadline)
     except AppendRefused as refused:
@@ -155,9 +181,18 @@ async def _respond_when_durable(
     pending: list[tuple[ProducePartitionResult, asyncio.Future[Any]]],
     throttle_ms: int = 0,
 ) -> Buffers:
+    await settle(broker, pending)
+    return [build_produce_response(version, topics, throttle_ms)]
+
+
+async def settle(
+    broker: BrokerServices, pending: list[tuple[ProducePartitionResult, asyncio.Future[Any]]]
+) -> None:
+    """Fill in each result once its batches are durable (or refused, or answered by the
+    leader they were forwarded to)."""
     for res, fut in pending:
         try:
-            await fut
+            outcome = await fut
         except NotDurable as exc:
             res.base_offset = -1
             if isinstance(exc.cause, WalTimeout):
@@ -169,7 +204,11 @@ async def _respond_when_durable(
                 res.error_code = ErrorCode.kafka_storage_error
                 res.error_message = str(exc)
             continue
+        if isinstance(outcome, ForwardResult):  # the leader in another zone answered
+            res.error_code, res.error_message = outcome.error_code, outcome.error_message
+            res.base_offset, res.log_start_offset = outcome.base_offset, outcome.log_start_offset
+            res.log_append_time = outcome.log_append_time
+            continue
         if not broker.may_acknowledge():  # lease lost meanwhile: another broker may lead now
             res.error_code = ErrorCode.not_leader_or_follower
             res.base_offset = -1
-    return [build_produce_response(version, topics, throttle_ms)]

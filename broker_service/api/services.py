@@ -16,8 +16,10 @@ from broker_service.config import BrokerConfig
 from broker_service.kafka.groups.coordinator import GroupCoordinator
 from broker_service.kafka.log_store import StreamStore
 from broker_service.kafka.partition import PartitionLog
+from broker_service.kafka.replicas import ReplicaReads
 from broker_service.kafka.topics import TopicState
 from broker_service.kafka.txn.coordinator import TransactionCoordinator
+from broker_service.kafka.zone_forward import ZoneForwarder
 from broker_service.metadata.base import BrokerRecord, MetadataStore, TopicRecord
 from broker_service.metrics import BrokerMetrics
 from broker_service.security.manager import SecurityManager
@@ -32,6 +34,8 @@ class BrokerServices(Protocol):
     txn: TransactionCoordinator
     cluster_id: str
     rpc: BrokerRpc
+    forwarder: ZoneForwarder | None  # zone-forwarded produce (api/zones.py)
+    replicas: ReplicaReads | None  # committed data of partitions led elsewhere
 
     @property
     def node_id(self) -> int: ...

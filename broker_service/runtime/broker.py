@@ -23,8 +23,10 @@ from broker_service.kafka.leadership import Leadership, NotLeader
 from broker_service.kafka.log_store import StreamStore
 from broker_service.kafka.partition import PartitionLog
 from broker_service.kafka.producer_ids import ProducerIdAllocator
+from broker_service.kafka.replicas import ReplicaReads
 from broker_service.kafka.topics import Topics, TopicState
 from broker_service.kafka.txn.coordinator import TransactionCoordinator
+from broker_service.kafka.zone_forward import ZoneForwarder
 from broker_service.metadata.base import BrokerRecord, MetadataStore, TopicRecord
 from broker_service.metrics import BrokerMetrics
 from broker_service.runtime.control_loops import ControlLoops
@@ -73,6 +75,8 @@ class Broker:
         self.timers = Timers()
         self.rpc = BrokerRpc(self._endpoint, self.security.inter_broker_security,
                              f"{FORWARDED_BY}{config.node_id}")  # fmt: skip
+        self.forwarder: ZoneForwarder | None = None
+        self.replicas: ReplicaReads | None = None
 
     @property
     def node_id(self) -> int:
@@ -101,6 +105,18 @@ class Broker:
             on_fenced=self._on_fenced,
             may_acknowledge=self.may_acknowledge,
             snapshot_interval_ms=cfg.producer_snapshot_interval_ms,
+        )
+        self.forwarder = ZoneForwarder(
+            self.object_store,
+            self.rpc,
+            block_bytes=cfg.object_block_bytes,
+            linger_ms=cfg.effective_zone_forward_linger_ms,
+            max_group_bytes=cfg.zone_forward_max_bytes,
+            on_not_leader=self.request_refresh,
+        )
+        self.forwarder.bind(cfg.node_id, me.epoch)
+        self.replicas = ReplicaReads(
+            store, self.rpc, self.metadata, on_not_leader=self.request_refresh
         )
         self.membership = membership = Membership(
             self.metadata, me, cfg.lease_ms, self._on_fenced, self.request_refresh
@@ -174,6 +190,10 @@ class Broker:
 
     async def stop(self) -> None:
         await self.timers.stop()
+        if self.forwarder is not None:
+            await self.forwarder.close()
+        if self.replicas is not None:
+            self.replicas.close()
         self.rpc.close()
         await self.metrics_service.stop()
         self.groups.stop()
