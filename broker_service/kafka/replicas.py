@@ -56,6 +56,9 @@ WANT_TTL_S = 10.0  # a partition is long-polled this long after a fetch last wai
 IDLE_DROP_S = 300.0  # a partition nobody fetched this long is forgotten
 MAX_RANGES = 20_000  # ranges a shadow keeps (the oldest go first)
 RPC_TIMEOUT_S = 10.0
+# Objects read whole (one GET, every block cached): the object WAL's, at most two flushes'
+# worth (a few MiB) and holding ranges of many partitions that this zone's consumers want
+WHOLE_OBJECT_PREFIXES = ("wal/",)
 
 
 @dataclass(eq=False)
@@ -163,12 +166,24 @@ class ReplicaReads:
             return []
         for attempt in (1, 2):
             try:
+                r = sh.log.range_for(offset)
+                if r is not None and self._whole(r.object_key):
+                    await self.store.load_object(r.object_key)
                 return await self.store.read(sh.log, offset, max_bytes, upto=upto, min_one=min_one)
             except ObjectNotFound:
                 if attempt == 2:
                     raise
                 await self._reload_from_metadata(sh)
         return []
+
+    def _whole(self, key: str) -> bool:
+        return key.startswith(WHOLE_OBJECT_PREFIXES) and not self.store.has_object(key)
+
+    def _prefetch(self, ranges: list[StreamRange]) -> None:
+        """New commits of partitions consumers wait on: have their objects here first."""
+        for key in dict.fromkeys(r.object_key for r in ranges if self._whole(r.object_key)):
+            task = asyncio.ensure_future(self.store.load_object(key))
+            task.add_done_callback(_ignore)  # a read that needs it retries and reports
 
     def want(self, sh: Shadow) -> None:
         """A fetch waits at the end of what is known: long-poll the leader for news."""
@@ -231,10 +246,14 @@ class ReplicaReads:
                 self.on_not_leader()
                 await asyncio.sleep(0.5)
                 continue
+            fresh: list[StreamRange] = []
             for sh, ask, state in zip(wanted, asks, states, strict=False):
                 if self.shadows.get(sh.log.stream_id) is sh:
                     if self._apply(sh, state, ask.from_offset, ask.aborted_from):
                         sh.wanted_until = 0.0  # not led there any more: the topics follow
+                    else:
+                        fresh += [r for r in sh.log.ranges if r.end_offset > ask.from_offset]
+            self._prefetch(fresh)
 
     def _apply(self, sh: Shadow, state: PartitionState, offset: int, aborted_from: int) -> int:
         if state.error_code:
@@ -286,6 +305,11 @@ class ReplicaReads:
         idle = [s for s, sh in self.shadows.items() if now - sh.used > IDLE_DROP_S]
         for s in idle:
             del self.shadows[s]
+
+
+def _ignore(task: asyncio.Future[None]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 __all__ = ["OffsetOutOfRange", "ReplicaReads", "Shadow"]

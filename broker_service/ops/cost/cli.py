@@ -78,6 +78,12 @@ def run(args: argparse.Namespace) -> int:
 
         if args.profile:
             return _run_profile(args, prices, assumptions)
+        if args.measured:
+            from broker_service.ops.cost.measured import report
+
+            points = [float(x) for x in args.sweep_points.split(",")]
+            print(report(args.measured, [workload(x) for x in points], prices, assumptions))
+            return 0
         if args.sweep:
             points = [float(x) for x in args.sweep_points.split(",")]
             results = [_price(workload(x), prices, assumptions) for x in points]
@@ -219,5 +225,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         metavar="MIN:MAX",
         help="a daily load from MIN to MAX write MB/s and back: this system "
         "autoscaled hour by hour, Kafka sized for the peak",
+    )
+    c.add_argument(
+        "--measured",
+        type=Path,
+        metavar="FILE",
+        help="a bench/zones.py result: the before/after table of zone-aware clients with "
+        "its measured inputs, over the --sweep-points and AutoMQ's 1 GiB/s workload",
     )
     c.add_argument("--json", action="store_true", help="print JSON instead of tables")
