@@ -5,6 +5,15 @@ Advertised listeners: each task has its own private IP (awsvpc). The broker star
 so a client bootstraps through the NLB on 9092 and then talks to every broker directly at
 ``<task-ip>:9092``, as Kafka clients need. Clients therefore run in the VPC (or a peered /
 transit-attached network); the NLB alone is not enough for a client outside it.
+
+Zonal bootstrap (``zonal_bootstrap``, on by default): every broker also listens on one port per
+AZ of the VPC (9093 for the first AZ, 9094, 9095), each a listener whose rack is that AZ
+(``BROKER_LISTENER_RACKS``); the NLB forwards the same ports. A client of AZ ``a`` bootstraps
+at ``<AZ a>.<NLB DNS name>:<port of AZ a>`` (the stack's ``ZonalBootstrap<n>`` outputs): the
+metadata it gets on that listener names, for each partition, a broker of AZ ``a``, at that
+broker's endpoint of the same listener, so its produce and fetch bytes stay in its AZ. The
+listener, not the broker the NLB picked, carries the zone, so cross-zone load balancing may
+stay on (a bootstrap is a few KB). Brokers know their own AZ from the ECS task metadata.
 """
 
 from __future__ import annotations
@@ -80,6 +89,12 @@ class BrokerStack(cdk.Stack):
         prefix = tenant.resource_prefix
 
         self.vpc = self._vpc(tenant)
+        # (listener name, port, AZ): one zonal listener per AZ of the VPC
+        self.zonal = (
+            [(f"AZ{i + 1}", tenant.broker_port + 1 + i, az)
+             for i, az in enumerate(self.vpc.availability_zones)]
+            if tenant.zonal_bootstrap else []
+        )  # fmt: skip
         client_peers = [ec2.Peer.ipv4(self.vpc.vpc_cidr_block)] + [
             ec2.Peer.ipv4(c) for c in tenant.client_cidrs
         ]
@@ -100,24 +115,29 @@ class BrokerStack(cdk.Stack):
             allow_all_outbound=True,
             description=f"{prefix} brokers: Kafka clients and the NLB in; AWS APIs out",
         )
+        client_ports = [ec2.Port.tcp(tenant.broker_port)]
+        if self.zonal:
+            client_ports.append(ec2.Port.tcp_range(self.zonal[0][1], self.zonal[-1][1]))
         for peer in client_peers:
-            self.nlb_security_group.add_ingress_rule(
-                peer, ec2.Port.tcp(tenant.broker_port), "Kafka clients (bootstrap)"
-            )
-            self.broker_security_group.add_ingress_rule(
-                peer, ec2.Port.tcp(tenant.broker_port), "Kafka clients (direct to brokers)"
-            )
+            for port in client_ports:
+                self.nlb_security_group.add_ingress_rule(
+                    peer, port, "Kafka clients (bootstrap)"
+                )
+                self.broker_security_group.add_ingress_rule(
+                    peer, port, "Kafka clients (direct to brokers)"
+                )
         self.broker_security_group.add_ingress_rule(
             ec2.Peer.ipv4(self.vpc.vpc_cidr_block),
             ec2.Port.tcp(tenant.metrics_port),
             "Prometheus /metrics from the VPC",
         )
-        self.broker_security_group.add_ingress_rule(
-            self.nlb_security_group, ec2.Port.tcp(tenant.broker_port), "NLB to brokers"
-        )
-        self.nlb_security_group.add_egress_rule(
-            self.broker_security_group, ec2.Port.tcp(tenant.broker_port), "NLB to brokers"
-        )
+        for port in client_ports:
+            self.broker_security_group.add_ingress_rule(
+                self.nlb_security_group, port, "NLB to brokers"
+            )
+            self.nlb_security_group.add_egress_rule(
+                self.broker_security_group, port, "NLB to brokers"
+            )
 
         self.cluster = ecs.Cluster(
             self,
@@ -185,7 +205,9 @@ class BrokerStack(cdk.Stack):
             port_mappings=[
                 ecs.PortMapping(container_port=tenant.broker_port, name="kafka"),
                 ecs.PortMapping(container_port=tenant.metrics_port, name="metrics"),
-            ],
+                *[ecs.PortMapping(container_port=port, name=f"kafka-{name.lower()}")
+                  for name, port, _ in self.zonal],
+            ],  # fmt: skip
             health_check=ecs.HealthCheck(
                 command=[
                     "CMD",
@@ -232,34 +254,47 @@ class BrokerStack(cdk.Stack):
             cross_zone_enabled=True,
             security_groups=[self.nlb_security_group],
         )
-        listener = self.nlb.add_listener("Kafka", port=tenant.broker_port)
-        self.target_group = listener.add_targets(
-            "Brokers",
-            port=tenant.broker_port,
-            protocol=elbv2.Protocol.TCP,
-            targets=[
-                self.service.load_balancer_target(
-                    container_name=BROKER_CONTAINER, container_port=tenant.broker_port
-                )
-            ],
-            deregistration_delay=cdk.Duration.seconds(30),
-            health_check=elbv2.HealthCheck(
-                protocol=elbv2.Protocol.TCP,
-                port=str(tenant.broker_port),
-                interval=cdk.Duration.seconds(10),
-                healthy_threshold_count=2,
-                unhealthy_threshold_count=2,
-            ),
-        )
-
+        self.target_group = self._nlb_port("Kafka", "Brokers", tenant.broker_port)
         self.bootstrap_address = f"{self.nlb.load_balancer_dns_name}:{tenant.broker_port}"
         cdk.CfnOutput(self, "BootstrapAddress", value=self.bootstrap_address)
+        # a zonal bootstrap per AZ: the NLB's name in that AZ, the port of that AZ's listener
+        self.zonal_bootstraps = []
+        for i, (name, zone_port, az) in enumerate(self.zonal):
+            self._nlb_port(f"Kafka{name}", f"Brokers{name}", zone_port)
+            address = f"{az}.{self.nlb.load_balancer_dns_name}:{zone_port}"
+            self.zonal_bootstraps.append(address)
+            cdk.CfnOutput(
+                self, f"ZonalBootstrap{i + 1}", value=address,
+                description=f"bootstrap for clients in the VPC's AZ number {i + 1} ({name})",
+            )  # fmt: skip
         cdk.CfnOutput(self, "ClusterName", value=self.cluster.cluster_name)
         cdk.CfnOutput(self, "ServiceName", value=self.service.service_name)
         cdk.CfnOutput(self, "AdminSecretArn", value=self.admin_secret.secret_arn)
         self._nag_suppressions()
 
     # -- pieces ------------------------------------------------------------------------
+    def _nlb_port(self, listener_id: str, targets_id: str, port: int) -> elbv2.NetworkTargetGroup:
+        """An NLB listener on ``port`` to the brokers' same port, with TCP health checks."""
+        listener = self.nlb.add_listener(listener_id, port=port)
+        return listener.add_targets(
+            targets_id,
+            port=port,
+            protocol=elbv2.Protocol.TCP,
+            targets=[
+                self.service.load_balancer_target(
+                    container_name=BROKER_CONTAINER, container_port=port
+                )
+            ],
+            deregistration_delay=cdk.Duration.seconds(30),
+            health_check=elbv2.HealthCheck(
+                protocol=elbv2.Protocol.TCP,
+                port=str(port),
+                interval=cdk.Duration.seconds(10),
+                healthy_threshold_count=2,
+                unhealthy_threshold_count=2,
+            ),
+        )
+
     @property
     def private_subnets(self) -> ec2.SubnetSelection:
         """Where brokers and the in-VPC functions run: isolated subnets when AWS APIs are
@@ -362,8 +397,14 @@ class BrokerStack(cdk.Stack):
             "BROKER_HOST": "0.0.0.0",
             "BROKER_PORT": str(t.broker_port),
             "BROKER_ADVERTISED_HOST": "ecs",
-            "BROKER_LISTENERS": f"{protocol}://0.0.0.0:{t.broker_port}",
-            "BROKER_ADVERTISED_LISTENERS": f"{protocol}://ecs:{t.broker_port}",
+            "BROKER_LISTENERS": ",".join(
+                [f"{protocol}://0.0.0.0:{t.broker_port}"]
+                + [f"{name}://0.0.0.0:{port}" for name, port, _ in self.zonal]
+            ),
+            "BROKER_ADVERTISED_LISTENERS": ",".join(
+                [f"{protocol}://ecs:{t.broker_port}"]
+                + [f"{name}://ecs:{port}" for name, port, _ in self.zonal]
+            ),
             "BROKER_SUPER_USERS": "User:admin",
             "BROKER_AUTHORIZER": t.authorizer,
             "BROKER_METRICS_NAMESPACE": t.metrics_namespace,
@@ -372,6 +413,11 @@ class BrokerStack(cdk.Stack):
             "BROKER_AUTO_BALANCE": "false",  # the balancer Lambda moves partitions here
             **{k: str(v) for k, v in cache_sizes(t.broker_memory_mib).items()},
         }
+        if self.zonal:  # zonal listeners: the main one's protocol, the rack of their AZ
+            env["BROKER_LISTENER_SECURITY_PROTOCOL_MAP"] = ",".join(
+                f"{name}:{protocol}" for name, _, _ in self.zonal
+            )
+            env["BROKER_LISTENER_RACKS"] = ",".join(f"{name}:{az}" for name, _, az in self.zonal)
         if storage.express_wal_bucket_name:
             # Directory bucket for the WAL; read by the broker once it splits WAL storage.
             env["BROKER_WAL_STORAGE"] = f"s3://{storage.express_wal_bucket_name}/wal"

@@ -57,6 +57,12 @@ class TenantSettings(BaseModel):
     )
     broker_port: int = Field(9092, description="Kafka client port")
     metrics_port: int = Field(9464, description="Prometheus /metrics port (VPC only)")
+    zonal_bootstrap: bool = Field(
+        True,
+        description="a listener per AZ on every broker (ports broker_port + 1, + 2, ...) and "
+        "on the NLB: a client bootstrapping through its AZ's address is served by brokers "
+        "of its AZ only (docs/ZONES.md)",
+    )
 
     # -- network -------------------------------------------------------------------------
     vpc_id: str | None = Field(None, description="deploy into this VPC (default: a new one)")

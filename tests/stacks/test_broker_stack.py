@@ -68,8 +68,18 @@ def test_broker_container_configuration(synth: Synth) -> None:
     assert env["BROKER_HOST"] == "0.0.0.0" and env["BROKER_PORT"] == "9092"
     assert env["BROKER_METRICS_NAMESPACE"] == "Kafka/acme"
     assert env["BROKER_METRICS_PORT"] == "9464"
-    assert env["BROKER_LISTENERS"] == "SASL_PLAINTEXT://0.0.0.0:9092"
-    assert env["BROKER_ADVERTISED_LISTENERS"] == "SASL_PLAINTEXT://ecs:9092"
+    # the client listener, then a zonal listener per AZ of the VPC (an environment-agnostic
+    # synth has two AZs; a deploy with an account and region has the VPC's three)
+    assert env["BROKER_LISTENERS"] == (
+        "SASL_PLAINTEXT://0.0.0.0:9092,AZ1://0.0.0.0:9093,AZ2://0.0.0.0:9094"
+    )
+    assert env["BROKER_ADVERTISED_LISTENERS"] == (
+        "SASL_PLAINTEXT://ecs:9092,AZ1://ecs:9093,AZ2://ecs:9094"
+    )
+    assert env["BROKER_LISTENER_SECURITY_PROTOCOL_MAP"] == "AZ1:SASL_PLAINTEXT,AZ2:SASL_PLAINTEXT"
+    racks = env["BROKER_LISTENER_RACKS"]["Fn::Join"][1]
+    assert racks[0] == "AZ1:" and racks[2] == ",AZ2:"
+    assert racks[1] == {"Fn::Select": [0, {"Fn::GetAZs": ""}]}
     assert env["BROKER_SUPER_USERS"] == "User:admin"
     storage = env["BROKER_STORAGE"]["Fn::Join"][1]
     assert storage[0] == "s3://" and storage[-1] == "/data"
@@ -78,7 +88,7 @@ def test_broker_container_configuration(synth: Synth) -> None:
     assert not any("PASSWORD" in k or "KEY" in k for k in env)
     secrets = {s["Name"] for s in c["Secrets"]}
     assert secrets == {"BROKER_ADMIN_USER", "BROKER_ADMIN_PASSWORD"}
-    assert [p["ContainerPort"] for p in c["PortMappings"]] == [9092, 9464]
+    assert [p["ContainerPort"] for p in c["PortMappings"]] == [9092, 9464, 9093, 9094]
     assert c["HealthCheck"]["Command"][:3] == ["CMD", "python", "-c"]
     assert c["LogConfiguration"]["LogDriver"] == "awslogs"
 
@@ -86,8 +96,9 @@ def test_broker_container_configuration(synth: Synth) -> None:
 def test_tls_tenant_gets_sasl_ssl_and_pem_secrets(synth: Synth) -> None:
     c = container(synth, "Kafka-globex-Brokers")
     env = env_of(c)
-    assert env["BROKER_LISTENERS"] == "SASL_SSL://0.0.0.0:9092"
-    assert env["BROKER_ADVERTISED_LISTENERS"] == "SASL_SSL://ecs:9092"
+    assert env["BROKER_LISTENERS"].startswith("SASL_SSL://0.0.0.0:9092,AZ1://0.0.0.0:9093")
+    assert env["BROKER_ADVERTISED_LISTENERS"].startswith("SASL_SSL://ecs:9092,AZ1://ecs:9093")
+    assert env["BROKER_LISTENER_SECURITY_PROTOCOL_MAP"].startswith("AZ1:SASL_SSL")
     wal = env["BROKER_WAL_STORAGE"]["Fn::Join"][1]
     assert wal[0] == "s3://" and "ExpressWal" in str(wal[1]) and wal[-1] == "/wal"
     secrets = {s["Name"]: s["ValueFrom"] for s in c["Secrets"]}
@@ -135,6 +146,27 @@ def test_nlb_bootstraps_on_9092_with_tcp_health_checks(synth: Synth) -> None:
     assert joined[-1] == ":9092"
 
 
+def test_a_zonal_bootstrap_per_az(synth: Synth) -> None:
+    """Each AZ's clients bootstrap at <AZ>.<NLB DNS name>:<that AZ's port>; the NLB forwards
+    each zonal port to the brokers' listener of that AZ (docs/ZONES.md)."""
+    tpl = synth.raw("Kafka-acme-Brokers")
+    listeners = sorted(
+        r["Properties"]["Port"]
+        for r in resources(tpl, "AWS::ElasticLoadBalancingV2::Listener").values()
+    )
+    assert listeners == [9092, 9093, 9094]
+    groups = sorted(
+        (r["Properties"]["Port"], r["Properties"]["HealthCheckPort"])
+        for r in resources(tpl, "AWS::ElasticLoadBalancingV2::TargetGroup").values()
+    )
+    assert groups == [(9092, "9092"), (9093, "9093"), (9094, "9094")]
+    for i, port in ((1, 9093), (2, 9094)):
+        parts = tpl["Outputs"][f"ZonalBootstrap{i}"]["Value"]["Fn::Join"][1]
+        assert parts[0] == {"Fn::Select": [i - 1, {"Fn::GetAZs": ""}]}
+        assert parts[1] == "." and parts[-1] == f":{port}"
+        assert "DNSName" in json.dumps(parts[2])
+
+
 def test_security_groups_open_only_the_client_and_metrics_ports(synth: Synth) -> None:
     tpl = synth.raw("Kafka-acme-Brokers")
     ingress: list[dict[str, Any]] = []
@@ -147,7 +179,8 @@ def test_security_groups_open_only_the_client_and_metrics_ports(synth: Synth) ->
         if rule.get("Description") == "HTTPS from the VPC":  # the interface endpoints' group
             assert (rule["FromPort"], rule["ToPort"]) == (443, 443) and "CidrIp" in rule
             continue
-        assert (rule["FromPort"], rule["ToPort"]) in ((9092, 9092), (9464, 9464)), rule
+        ports = (rule["FromPort"], rule["ToPort"])
+        assert ports in ((9092, 9092), (9093, 9094), (9464, 9464)), rule  # 9093-: zonal
         # CIDR rules come from the VPC's own CIDR; the rest from the NLB's security group.
         assert "SourceSecurityGroupId" in rule or "Fn::GetAtt" in rule["CidrIp"]
     metrics = [r for r in ingress if r["FromPort"] == 9464]
