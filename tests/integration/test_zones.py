@@ -249,3 +249,39 @@ def test_forward_objects_are_swept_after_their_grace_and_no_record_is_lost(
         assert got == acked
     finally:
         cluster.stop()
+
+
+def test_zoned_admin_lookups_and_deletions_are_answered_by_the_real_leader(
+    tmp_path: Path,
+) -> None:
+    """A zoned client is told an in-zone broker leads every partition: ListOffsets and
+    DeleteRecords sent there are asked of the real leader, so the client gets the leader's
+    answers (not NOT_LEADER_OR_FOLLOWER, which would send it back to the same broker)."""
+    from confluent_kafka import TopicPartition
+    from confluent_kafka.admin import OffsetSpec
+
+    cluster = start_zone_cluster(tmp_path / "data", BROKER_WAL="file")
+    try:
+        _create_topic(cluster)
+        p = Producer({"bootstrap.servers": cluster.admin, "linger.ms": 5})
+        for i in range(60):
+            p.produce(TOPIC, value=b"v", partition=i % PARTITIONS)
+        assert p.flush(30) == 0
+        zoned = AdminClient({"bootstrap.servers": cluster.bootstrap("a"), "client.id": "ops;az=a"})
+        classic = AdminClient({"bootstrap.servers": cluster.admin})
+        assert set(_leaders(zoned).values()) == {1}  # the broker of rack a, for every partition
+
+        def offsets(admin: AdminClient, spec: Any) -> dict[int, int]:
+            asked = {TopicPartition(TOPIC, i): spec for i in range(PARTITIONS)}
+            return {tp.partition: f.result(20).offset
+                    for tp, f in admin.list_offsets(asked).items()}  # fmt: skip
+
+        assert offsets(zoned, OffsetSpec.latest()) == {i: 10 for i in range(PARTITIONS)}
+        assert offsets(zoned, OffsetSpec.earliest()) == {i: 0 for i in range(PARTITIONS)}
+        deleted = zoned.delete_records([TopicPartition(TOPIC, i, 4) for i in range(PARTITIONS)])
+        assert {tp.partition: f.result(20).low_watermark for tp, f in deleted.items()} == {
+            i: 4 for i in range(PARTITIONS)
+        }
+        assert offsets(classic, OffsetSpec.earliest()) == {i: 4 for i in range(PARTITIONS)}
+    finally:
+        cluster.stop()
