@@ -32,6 +32,7 @@ from broker_service.security.client import ClientSecurity
 log = logging.getLogger(__name__)
 
 MAX_RESPONSE = 256 << 20
+CONNECT_TIMEOUT_S = 5.0  # private requests: connecting (and authenticating) takes at most this
 # client id prefix of requests between brokers (a forwarded request is never forwarded again)
 FORWARDED_BY = "broker-forward-"
 SASL_HANDSHAKE, SASL_AUTHENTICATE = 17, 36
@@ -199,7 +200,8 @@ class BrokerRpc:
         address = self._endpoint(broker_id)
         if address is None:
             raise RpcError(f"broker {broker_id} is not live")
-        conn = await self._connection(address, timeout, channel)
+        # a long answer timeout is no reason to wait as long for a connection
+        conn = await self._connection(address, min(timeout, CONNECT_TIMEOUT_S), channel)
         key = (address, channel)
         try:
             fut = conn.send_raw(api_key, version, body)

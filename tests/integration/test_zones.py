@@ -285,3 +285,54 @@ def test_zoned_admin_lookups_and_deletions_are_answered_by_the_real_leader(
         assert offsets(classic, OffsetSpec.earliest()) == {i: 4 for i in range(PARTITIONS)}
     finally:
         cluster.stop()
+
+
+@pytest.mark.slow
+def test_zoned_clients_ride_through_a_leader_killed_in_another_zone(tmp_path: Path) -> None:
+    """SIGKILL the broker of rack b (leading a third of the partitions) while an idempotent
+    producer of rack a writes through its in-zone broker and a consumer of rack c reads
+    through its own: the partitions move (lease expiry, recovery from the shared file WAL),
+    the in-zone brokers follow the new leaders, and every acknowledged record is consumed
+    once, at its offset."""
+    cluster = start_zone_cluster(
+        tmp_path / "data", BROKER_WAL="file", BROKER_LEASE_MS="4000",
+        BROKER_UPLOAD_INTERVAL_MS="500",
+    )  # fmt: skip
+    try:
+        _create_topic(cluster)
+        acked: dict[bytes, tuple[int, int]] = {}
+
+        def on_delivery(err: Any, m: Any) -> None:
+            if err is None:
+                acked[m.key()] = (m.partition(), m.offset())
+
+        p = Producer({"bootstrap.servers": cluster.bootstrap("a"), "enable.idempotence": True,
+                      "client.id": "ride;az=a", "linger.ms": 5, "acks": "all",
+                      "message.timeout.ms": 60000})  # fmt: skip
+        total, kill_at = 1500, 500
+        for i in range(total):
+            if i == kill_at:
+                assert p.flush(30) == 0
+                cluster.brokers[1].kill()
+            p.produce(TOPIC, key=b"%d" % i, value=b"v%d" % i, partition=i % PARTITIONS,
+                      on_delivery=on_delivery)  # fmt: skip
+            p.poll(0)
+            if i % 100 == 99:
+                time.sleep(0.02)
+        assert p.flush(90) == 0 and len(acked) == total
+
+        c = Consumer({"bootstrap.servers": cluster.bootstrap("c"), "group.id": "ride",
+                      "auto.offset.reset": "earliest", "client.id": "ride;az=c"})  # fmt: skip
+        c.subscribe([TOPIC])
+        got: list[tuple[bytes, int, int]] = []
+        deadline = time.monotonic() + 90
+        while {k for k, _, _ in got} != set(acked) and time.monotonic() < deadline:
+            got += [(m.key(), m.partition(), m.offset()) for m in c.consume(500, 0.5)
+                    if m.error() is None]  # fmt: skip
+        c.close()
+        assert {k for k, _, _ in got} == set(acked)
+        assert len(got) == len(acked), "a record was consumed twice"
+        for key, partition, offset in got:
+            assert acked[key] == (partition, offset)
+    finally:
+        cluster.stop()
