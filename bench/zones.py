@@ -498,8 +498,8 @@ def run_mode(mode: str, args: argparse.Namespace, work: Path, moto: str,
 def cost_inputs(m: dict[str, Any]) -> dict[str, float]:
     """What the cost model takes from one mode's figures (``cost --measured``)."""
     out = {
-        "ours.cross_az_produce_fraction": round(m["cross_zone_produce_fraction"], 4),
-        "ours.cross_az_consume_fraction": round(m["cross_zone_consume_fraction"], 4),
+        "ours.cross_az_produce_fraction": round(m["cross_zone_produce_fraction"], 6),
+        "ours.cross_az_consume_fraction": round(m["cross_zone_consume_fraction"], 6),
         "ours.inter_broker_bytes_per_gib_written": round(m["broker_to_broker_per_gib_produced"], 5),
     }
     if m.get("ddb_wru_per_transact_item"):
