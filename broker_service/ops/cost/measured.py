@@ -23,6 +23,7 @@ from broker_service.ops.cost.model import (
     Assumptions,
     Estimate,
     Workload,
+    apply_overrides,
     price_kafka,
     price_ours,
 )
@@ -49,7 +50,6 @@ def scenarios(
     base: Assumptions, inputs: dict[str, dict[str, Any]]
 ) -> dict[str, Assumptions]:
     """The assumption sets compared: before, after, after + lean commit (projected)."""
-    from broker_service.ops.cost.cli import apply_overrides
 
     def with_(extra: dict[str, Any]) -> Assumptions:
         return apply_overrides(base, [f"{k}={v}" for k, v in extra.items()])

@@ -325,6 +325,21 @@ class Assumptions(BaseModel):
     kafka: KafkaAssumptions = KafkaAssumptions()
 
 
+def apply_overrides(assumptions: Assumptions, settings: list[str]) -> Assumptions:
+    """``ours.target_write_mbps_per_broker=60``-style overrides, validated by the model."""
+    data: dict[str, dict[str, Any]] = assumptions.model_dump()
+    for setting in settings:
+        key, sep, value = setting.partition("=")
+        group, dot, name = key.strip().partition(".")
+        if not sep or not dot or group not in data or name not in data[group]:
+            raise ValueError(
+                f"--set {setting!r}: expected ours.NAME=VALUE or kafka.NAME=VALUE with a NAME "
+                "from the assumptions table"
+            )
+        data[group][name] = value.strip()
+    return Assumptions.model_validate(data)
+
+
 class LineItem(BaseModel):
     category: Category
     item: str
