@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := PYTHONWARNINGS=ignore $(PY) -m pip -q --disable-pip-version-check
 
-.PHONY: run test test-fast lint bench bench-quick install install-test kcat podman localstack-env clean
+.PHONY: run test test-fast test-heavy lint bench bench-quick install install-test kcat podman localstack-env clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,11 +47,22 @@ node_modules/.installed: package.json package-lock.json
 	timeout 600 npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
+# Two lanes, each on several pytest-xdist workers (every worker has its own moto server and
+# shared broker; all ports are the OS's choice): the main lane, then the heavy lane (chaos,
+# failover, soak, the S3 + DynamoDB client matrix, LocalStack). Both must pass.
+TEST_WORKERS  ?= 3
+HEAVY_WORKERS ?= 2
+PYTEST_LANE   := $(PY) -m pytest -p no:cacheprovider --dist loadgroup --durations=20
+
 test: install-test kcat podman localstack-env
-	$(PY) -m pytest
+	$(PYTEST_LANE) -m "not heavy" -n $(TEST_WORKERS)
+	$(PYTEST_LANE) -m heavy -n $(HEAVY_WORKERS)
 
 test-fast: install-test kcat
-	$(PY) -m pytest -m "not slow"
+	$(PYTEST_LANE) -m "not heavy" -n $(TEST_WORKERS)
+
+test-heavy: install-test kcat podman localstack-env
+	$(PYTEST_LANE) -m heavy -n $(HEAVY_WORKERS)
 
 lint: install-test
 	$(VENV)/bin/ruff check broker_service stacks functions tests bench

@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 from produce_consume import (
-    HOST,
     PRODUCER_CONF,
     RESULTS_DIR,
     VALUE_BYTES,
@@ -42,8 +41,8 @@ from produce_consume import (
     Deadline,
     add_run_options,
     create_topic,
-    free_port,
     on_signal,
+    ours_argv,
     save_json,
 )
 from s3_requests import (
@@ -115,7 +114,6 @@ def main(argv: list[str] | None = None) -> int:
         admin = MotoAdmin(moto)
         bucket = admin.bucket(f"bench-compaction-{uuid.uuid4().hex[:6]}")
         table = admin.table(f"bench-compaction-{uuid.uuid4().hex[:6]}")
-        port = free_port()
         env = {
             **base_env(), **aws_env(), "PYTHONPATH": str(REPO),
             "BROKER_STORAGE": f"s3://{bucket}/cluster", "BROKER_METADATA": f"dynamodb://{table}",
@@ -124,12 +122,14 @@ def main(argv: list[str] | None = None) -> int:
             "AWS_ENDPOINT_URL_S3": proxy.endpoint("broker-s3"),
             "AWS_ENDPOINT_URL_DYNAMODB": proxy.endpoint("broker-ddb"),
         }
-        argv = [sys.executable, "-m", "broker_service", "serve", "--host", HOST,
-                "--port", str(port), "--data-dir", str(work / "data")]
+        argv = ours_argv(work / "data", work / "broker.ready")
+        port = 0  # the first start's, kept by restarts
 
         def start() -> BrokerProcess:
-            b = BrokerProcess("ours", argv, port, work / "broker.log", env)
+            nonlocal port
+            b = BrokerProcess("ours", argv, port, work / "broker.log", env, work / "broker.ready")
             b.start(deadline)
+            port = b.port
             return b
 
         broker = start()
@@ -157,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
         objects_before = bucket_objects(admin, bucket, "cluster/")
         read_before = cold_read()
 
-        from broker_service.control.compaction import CompactionConfig, compact
+        from broker_service.config.compaction import CompactionConfig
+        from broker_service.control.compaction import compact
         from broker_service.metadata.dynamodb import DynamoDbMetadataStore
         from broker_service.stream.objectstore.s3 import S3ObjectStore
 

@@ -35,7 +35,6 @@ from typing import Any
 
 import boto3
 from produce_consume import (
-    HOST,
     MB,
     PRODUCER_CONF,
     REPO,
@@ -49,9 +48,9 @@ from produce_consume import (
     client_cpu,
     create_topic,
     fmt,
-    free_port,
     host_busy_cpu,
     median,
+    ours_argv,
     percentile,
     print_columns,
     print_unclean_exits,
@@ -233,10 +232,9 @@ def make_config(backend: str, flush_ms: float, tag: str, settings: Settings, wor
         counter = ObjectCounter(endpoint=moto.endpoint, prefix=f"{tag}/wal/")
     else:
         counter = ObjectCounter(wal_dir=data_dir / "objects" / "wal")
-    port = free_port()
-    argv = [sys.executable, "-m", "broker_service", "serve", "--host", HOST, "--port", str(port),
-            "--data-dir", str(data_dir)]
-    broker = BrokerProcess(f"ours-{tag}", argv, port, workdir / f"broker-{tag}.log", env)
+    ready = workdir / f"broker-{tag}.ready"
+    broker = BrokerProcess(f"ours-{tag}", ours_argv(data_dir, ready), 0,
+                           workdir / f"broker-{tag}.log", env, ready)
     return Config(backend, flush_ms, broker, counter, moto)
 
 

@@ -24,7 +24,6 @@ import platform
 import shlex
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -44,6 +43,10 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # run as `python bench/x.py`: tests/support is shared with us
+    sys.path.insert(0, str(REPO))
+from tests.support.broker import free_port  # noqa: E402 - third-party brokers (Tansu) only
+
 RESULTS_DIR = REPO / "bench" / "results"
 HOST = "127.0.0.1"
 VALUE_BYTES = 1024
@@ -120,19 +123,31 @@ class Deadline:
 
 
 # -- broker processes ---------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
+def ours_argv(data_dir: Path, ready_file: Path) -> list[str]:
+    """Our broker on port 0: it reports the port it got in ``ready_file`` (as tests do,
+    tests/support/broker.py); no free-port guess racing with other processes."""
+    return [sys.executable, "-m", "broker_service", "serve", "--host", HOST, "--port", "0",
+            "--data-dir", str(data_dir), "--ready-file", str(ready_file)]
+
+
+def with_port(argv: list[str], port: int) -> list[str]:
+    """``argv`` with its --port value replaced (a restart keeps the address it had)."""
+    out = list(argv)
+    out[out.index("--port") + 1] = str(port)
+    return out
 
 
 @dataclass
 class BrokerProcess:
+    """A broker process: ours (``ready_file``: started on port 0, the port read from the
+    file) or Tansu (``port``: a free port chosen before the start)."""
+
     name: str
     argv: list[str]
     port: int
     log_path: Path
     env: dict[str, str] | None = None
+    ready_file: Path | None = None
     popen: subprocess.Popen[bytes] | None = None
     proc: psutil.Process | None = None
     exit_info: dict[str, Any] = field(default_factory=dict)
@@ -147,8 +162,13 @@ class BrokerProcess:
         return self.popen.pid
 
     def start(self, deadline: Deadline) -> None:
+        argv = self.argv
+        if self.ready_file is not None:
+            self.ready_file.unlink(missing_ok=True)
+            if self.port:  # a restart: the same address
+                argv = with_port(argv, self.port)
         with open(self.log_path, "ab") as log:
-            self.popen = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT,
+            self.popen = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
                                           env=self.env, start_new_session=True)
         self.proc = psutil.Process(self.popen.pid)
         self._wait_ready(deadline)
@@ -156,10 +176,14 @@ class BrokerProcess:
     def _wait_ready(self, deadline: Deadline) -> None:
         while True:
             self.assert_alive("starting")
-            if self._owns_listener() and self._answers_metadata():
+            if self.ready_file is not None:
+                if self.ready_file.exists():  # written atomically once it serves
+                    self.port = int(json.loads(self.ready_file.read_text())["port"])
+                    return
+            elif self._owns_listener() and self._answers_metadata():
                 return
             deadline.check(f"waiting for {self.name} to listen on {self.bootstrap}")
-            time.sleep(0.1)
+            time.sleep(0.05)  # polling the child's start (bench code, not a test)
 
     def _owns_listener(self) -> bool:
         """True once *this* process listens on the port (not some other process)."""
@@ -221,11 +245,10 @@ class BrokerProcess:
 
 
 def ours_broker(workdir: Path, tag: str) -> BrokerProcess:
-    port = free_port()
-    argv = [sys.executable, "-m", "broker_service", "serve", "--host", HOST, "--port", str(port),
-            "--data-dir", str(workdir / f"ours-{tag}")]
+    ready = workdir / f"ours-{tag}.ready"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return BrokerProcess("ours", argv, port, workdir / f"ours-{tag}.log", env)
+    return BrokerProcess("ours", ours_argv(workdir / f"ours-{tag}", ready), 0,
+                         workdir / f"ours-{tag}.log", env, ready)
 
 
 def tansu_broker(workdir: Path, tag: str, binary: Path) -> BrokerProcess:

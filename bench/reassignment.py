@@ -43,7 +43,6 @@ from typing import Any
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from produce_consume import (
-    HOST,
     MB,
     PRODUCER_CONF,
     REPO,
@@ -56,8 +55,8 @@ from produce_consume import (
     bench_environment,
     bench_run,
     fmt,
-    free_port,
     median,
+    ours_argv,
     print_columns,
     results_path,
     save_json,
@@ -129,9 +128,10 @@ def size_label(mb: float) -> str:
 def broker_env(node_id: int, wal: str, lease_ms: int | None,
                extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BROKER_")}
-    # each broker its own /metrics port: brokers sharing a host cannot all have the default
+    # each broker its own /metrics port (auto: the OS's choice), as brokers sharing a host
+    # cannot all have the default
     env.update(PYTHONPATH=str(REPO), BROKER_NODE_ID=str(node_id), BROKER_WAL=wal,
-               BROKER_METRICS_PORT=str(free_port()), **(extra or {}))
+               BROKER_METRICS_PORT="auto", **(extra or {}))
     if lease_ms is not None:
         env["BROKER_LEASE_MS"] = str(lease_ms)
     return env
@@ -147,12 +147,12 @@ class Cluster:
         self.data_dir = self.dir / "data"
         self.brokers: list[BrokerProcess] = []
         for node_id in range(1, n + 1):
-            port = free_port()
-            argv = [sys.executable, "-m", "broker_service", "serve", "--host", HOST,
-                    "--port", str(port), "--data-dir", str(self.data_dir)]
-            self.brokers.append(BrokerProcess(f"broker-{node_id}", argv, port,
+            ready = self.dir / f"broker-{node_id}.ready"
+            self.brokers.append(BrokerProcess(f"broker-{node_id}",
+                                              ours_argv(self.data_dir, ready), 0,
                                               self.dir / f"broker-{node_id}.log",
-                                              broker_env(node_id, wal, lease_ms, extra_env)))
+                                              broker_env(node_id, wal, lease_ms, extra_env),
+                                              ready))  # fmt: skip
         self.exits: dict[str, Any] = {}
 
     def start(self, deadline: Deadline, count: int | None = None) -> None:

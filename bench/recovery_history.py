@@ -25,7 +25,7 @@ import boto3  # noqa: E402
 
 from broker_service.control.recovery import recover  # noqa: E402
 from broker_service.metadata.dynamodb import DynamoDbMetadataStore  # noqa: E402
-from tests import moto_server  # noqa: E402
+from tests.support.moto import MotoServer  # noqa: E402
 
 
 def measure(endpoint: str, fenced: int, rounds: int, forget_after_ms: int) -> dict[str, Any]:
@@ -69,7 +69,8 @@ def main() -> None:
     )
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        proc, endpoint = moto_server.start(Path(tmp) / "moto.log", threaded=False)
+        server = MotoServer(Path(tmp)).start()  # one request at a time
+        endpoint = server.endpoint
         try:
             for n in args.fenced:
                 r = measure(endpoint, n, args.rounds, args.forget_after_ms)
@@ -77,7 +78,7 @@ def main() -> None:
                       f"DynamoDB calls first {r['first_calls']}, then {r['calls']}; "
                       f"broker rows left {r['rows_left']}")  # fmt: skip
         finally:
-            moto_server.stop(proc)
+            server.stop()
 
 
 if __name__ == "__main__":

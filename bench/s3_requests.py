@@ -73,6 +73,7 @@ from produce_consume import (
     fmt,
     free_port,
     median,
+    ours_argv,
     percentile,
     print_columns,
     print_unclean_exits,
@@ -82,6 +83,8 @@ from produce_consume import (
     save_json,
     steady_produce,
 )
+
+from tests.support.moto import MotoServer as SharedMotoServer
 
 BROKERS = ("ours", "tansu", "ours-file")
 REGION = "us-east-1"
@@ -364,49 +367,36 @@ def _cpu(popen: subprocess.Popen[bytes] | None) -> float:
 
 
 class MotoServer:
-    """``moto_server`` on 127.0.0.1 (S3 + DynamoDB), stopped by its PID."""
+    """The tests' moto server (tests/support/moto.py): one request at a time (moto's threaded
+    server loses DynamoDB writes under concurrency), on a port of its own choosing; stopped
+    by its PID."""
 
     def __init__(self, log_path: Path) -> None:
-        self.log_path = log_path
-        self.port = 0
-        self.popen: subprocess.Popen[bytes] | None = None
+        self._server = SharedMotoServer(log_path.parent, log_path.stem)
+
+    @property
+    def port(self) -> int:
+        return self._server.port
 
     @property
     def endpoint(self) -> str:
-        return f"http://{HOST}:{self.port}"
+        return self._server.endpoint
+
+    @property
+    def popen(self) -> subprocess.Popen[bytes] | None:
+        return self._server.proc
 
     def start(self, deadline: Deadline) -> None:
-        exe = Path(sys.executable).parent / "moto_server"
-        if not exe.exists():
-            raise BenchError(f"{exe} not found: pip install 'moto[server]'")
-        for _ in range(3):  # the free port may be taken between probe and bind
-            self.port = free_port()
-            with open(self.log_path, "ab") as log:
-                self.popen = subprocess.Popen([str(exe), "-H", HOST, "-p", str(self.port)],
-                                              stdout=log, stderr=subprocess.STDOUT,
-                                              start_new_session=True)
-            wait = deadline.sooner(20)
-            while self.popen.poll() is None and wait.remaining() > 0:
-                if self._answers():
-                    return
-                time.sleep(0.05)
-            _stop_popen(self.popen)
-        raise BenchError(f"moto server did not start; log tail:\n{_log_tail(self.log_path)}")
-
-    def _answers(self) -> bool:
         try:
-            with urllib.request.urlopen(self.endpoint + "/moto-api/", timeout=1):
-                return True
-        except urllib.error.HTTPError:
-            return True
-        except OSError:
-            return False
+            self._server.start(timeout=max(1.0, min(60.0, deadline.remaining())))
+        except (RuntimeError, AssertionError) as exc:
+            raise BenchError(f"moto server did not start: {exc}") from exc
 
     def cpu_seconds(self) -> float:
         return _cpu(self.popen)
 
     def stop(self) -> None:
-        _stop_popen(self.popen)
+        self._server.stop()
 
 
 Snapshot = dict[str, dict[str, list[int]]]
@@ -519,6 +509,7 @@ class Target:
     env: dict[str, str] | None = None
     process: BrokerProcess | None = None
     starts: int = 0
+    ready_file: Path | None = None  # ours: started on port 0, the port read from this file
 
     def fresh(self, round_no: int, deadline: Deadline) -> BrokerProcess:
         self.stop()
@@ -526,7 +517,11 @@ class Target:
         return self.start(deadline)
 
     def start(self, deadline: Deadline) -> BrokerProcess:
-        self.process = BrokerProcess(self.name, self.argv, self.port, self.log_path, self.env)
+        port = self.port
+        if self.ready_file is not None and self.process is not None:
+            port = self.process.port  # a restart keeps the address clients know
+        self.process = BrokerProcess(self.name, self.argv, port, self.log_path, self.env,
+                                     self.ready_file)
         self.starts += 1
         self.process.start(deadline)
         return self.process
@@ -579,8 +574,8 @@ class MotoAdmin:
 
 def make_target(name: str, workdir: Path, proxy: CountingProxy, moto: MotoServer,
                 admin: MotoAdmin, settings: Settings, code: Path) -> Target:
-    port = free_port()
-    if name == "tansu":
+    if name == "tansu":  # a third-party broker: it cannot report a port it chose itself
+        port = free_port()
         url = f"tcp://{HOST}:{port}"
         env = {**base_env(), **aws_env(), "AWS_ENDPOINT": proxy.endpoint("tansu-s3"),
                "AWS_ALLOW_HTTP": "true", "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"}
@@ -602,11 +597,11 @@ def make_target(name: str, workdir: Path, proxy: CountingProxy, moto: MotoServer
                "AWS_ENDPOINT_URL_S3": proxy.endpoint(f"{name}-s3"),
                "AWS_ENDPOINT_URL_DYNAMODB": proxy.endpoint(f"{name}-ddb"),
                **settings.ours_env}
-        argv = [sys.executable, "-m", "broker_service", "serve", "--host", HOST,
-                "--port", str(port), "--data-dir", str(workdir / f"{name}-r{round_no}")]
+        argv = ours_argv(workdir / f"{name}-r{round_no}", workdir / f"{name}.ready")
         return argv, env
 
-    return Target(name, port, workdir / f"{name}.log", [f"{name}-s3", f"{name}-ddb"], ours)
+    return Target(name, 0, workdir / f"{name}.log", [f"{name}-s3", f"{name}-ddb"], ours,
+                  ready_file=workdir / f"{name}.ready")
 
 
 def proxy_listeners(brokers: list[str]) -> dict[str, str]:

@@ -2,12 +2,13 @@
 """Zone awareness, measured (issue 19): cross-rack bytes, forwarded-write latency, S3 requests
 and DynamoDB write units per GiB, before (classic clients) and after (zoned clients).
 
-Three brokers in three racks on 127.0.0.1 (tests/zone_cluster.py), S3 + DynamoDB on one
-single-threaded moto server, object WAL (the AWS configuration). Between the clients and each
-broker listener, and between the brokers, counting TCP relays; between the brokers and moto, a
-counting HTTP proxy (bench/s3_requests.py's, run as a child process) that also sizes every
-DynamoDB write by DynamoDB's rules (moto's own ConsumedCapacity is a constant per call, not a
-size). A producer and a consumer in each rack; each mode starts a fresh cluster:
+Three brokers in three racks on 127.0.0.1 (tests/zone_cluster.py), S3 + DynamoDB on a moto
+server that serves one request at a time (tests/support/moto.py), object WAL (the AWS
+configuration). Between the clients and each broker listener, and between the brokers,
+counting TCP relays; between the brokers and moto, a counting HTTP proxy (bench/s3_requests.py's,
+run as a child process) that also sizes every DynamoDB write by DynamoDB's rules (moto's own
+ConsumedCapacity is a constant per call, not a size). A producer and a consumer in each rack;
+each mode starts a fresh cluster:
 
 - ``baseline``: classic clients (no zone hint): what every client does today;
 - ``zoned``: producers with ``client.id=...;az=<rack>``; consumers by marker (rack a), by
@@ -64,7 +65,7 @@ from produce_consume import (  # noqa: E402
     percentile,
 )
 
-from tests import moto_server  # noqa: E402
+from tests.support.moto import MotoServer  # noqa: E402
 from tests.zone_cluster import RACKS, ZoneCluster, start_zone_cluster  # noqa: E402
 
 GIB = 1 << 30
@@ -556,14 +557,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for mode in [] if args.embedded_only else modes:
             print(f"[zones] {mode} ...", flush=True)
-            # a moto of its own per mode: its tables and objects grow, and it slows down
-            moto_proc, moto = moto_server.start(work / f"moto-{mode}.log", threaded=False)
+            # a moto of its own per mode (one request at a time, tests/support/moto.py): its
+            # tables and objects grow, and it slows down
+            moto = MotoServer(work, f"moto-{mode}").start()
             try:
-                report["modes"][mode] = run_mode(mode, args, work, moto, deadline)
+                report["modes"][mode] = run_mode(mode, args, work, moto.endpoint, deadline)
             except BenchError as exc:
                 report["modes"][mode] = {"mode": mode, "error": str(exc)}
             finally:
-                moto_server.stop(moto_proc)
+                moto.stop()
             print(json.dumps(_summary(report["modes"][mode])), flush=True)
         if args.embedded_latency and "zoned" in modes:
             print("[zones] zoned, embedded storage (latency) ...", flush=True)

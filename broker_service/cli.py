@@ -27,6 +27,7 @@ def _serve(args: argparse.Namespace) -> int:
             "storage": args.storage,
             "metadata": args.metadata,
             "wal": args.wal,
+            "ready_file": args.ready_file,
         }.items()
         if v is not None
     }
@@ -91,7 +92,12 @@ def main(argv: list[str] | None = None) -> int:
         "environment as BROKER_<NAME> (e.g. BROKER_PORT=9093).",
     )
     s.add_argument("--host", help="listen address (default 127.0.0.1)")
-    s.add_argument("--port", type=int, help="listen port (default 9092)")
+    s.add_argument("--port", type=int, help="listen port (default 9092; 0: any free port)")
+    s.add_argument(
+        "--ready-file",
+        type=Path,
+        help="once serving, write the bound ports to this file (JSON; see runtime/ready.py)",
+    )
     s.add_argument("--data-dir", type=Path, help="data directory (default ./data)")
     s.add_argument("--node-id", type=int, help="broker id (default 1)")
     s.add_argument("--advertised-host", help="host given to clients (default: --host)")

@@ -2,21 +2,58 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests import moto_server
-from tests.broker_process import BrokerProcess
+from tests.support.broker import BrokerProcess
+from tests.support.moto import MotoServer
+
+# Tests that must share one xdist worker (make test: --dist loadgroup), by path prefix:
+# * in order on one broker: fuzzing, then "the broker is still healthy" (the last test);
+# * one slow, read-only session fixture (the synthesized CDK app, `synth`): built once;
+# * LocalStack: two on one host break each other (CloudWatch: "unable to open database
+#   file"), and test_cleanup starts one of its own before the session's.
+# (xdist_group marks would say the same, but pytest 9.2 ignores the node-id suffix they
+# rely on, so the scheduler below groups by path.)
+XDIST_GROUPS = {
+    "tests/integration/test_bad_input.py": "bad-input",
+    "tests/integration/test_fuzz.py": "fuzz",
+    "tests/integration/test_sasl_fuzz.py": "sasl-fuzz",
+    "tests/stacks/": "cdk-synth",
+    "tests/localstack/": "localstack",
+}
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class PathGroupScheduling(LoadGroupScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            for prefix, group in XDIST_GROUPS.items():
+                if path.startswith(prefix):
+                    return group
+            return str(super()._split_scope(nodeid))  # xdist_group marks, where they work
+
+    return PathGroupScheduling(config, log)
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("slow") and not item.get_closest_marker("heavy"):
+            item.add_marker(pytest.mark.heavy)  # slow: the heavy lane's old name
 
 
 @pytest.fixture(scope="session")
 def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """One moto server subprocess for the session, stopped by its PID at the end."""
-    proc, endpoint = moto_server.start(tmp_path_factory.mktemp("moto") / "moto.log")
-    try:
-        yield endpoint
-    finally:
-        moto_server.stop(proc)
+    """One moto server subprocess per test process (each xdist worker has its own), serving
+    one request at a time (tests/support/moto.py says why); stopped by its PID."""
+    with MotoServer(tmp_path_factory.mktemp("moto")) as server:
+        yield server.endpoint
 
 
 @pytest.fixture(scope="session")

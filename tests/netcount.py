@@ -43,12 +43,18 @@ class Relays:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(10)
 
     def add(self, name: str, host: str, port: int, listen_port: int = 0) -> int:
+        """A relay to ``host:port`` (``port`` 0: not known yet, see ``retarget``)."""
         counter = Counter(name, (host, port))
         self.counters[name] = counter
         server = self._run(self._serve(counter, listen_port))
         self._servers.append(server)
         counter.port = server.sockets[0].getsockname()[1]
         return counter.port
+
+    def retarget(self, name: str, host: str, port: int) -> None:
+        """Where relay ``name`` leads from now on (a broker bound its port after the relay
+        was made: the relay's port had to be advertised first)."""
+        self.counters[name].target = (host, port)
 
     async def _serve(self, counter: Counter, listen_port: int) -> asyncio.AbstractServer:
         async def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

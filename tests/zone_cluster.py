@@ -20,8 +20,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.broker_process import BrokerProcess, free_port
 from tests.netcount import Relays
+from tests.support.broker import BrokerProcess
 
 RACKS = ("a", "b", "c")
 
@@ -85,20 +85,24 @@ def start_zone_cluster(
     client_ports: dict[tuple[int, str], int] = {}
     try:
         for i, rack in enumerate(racks):
-            port, admin = free_port(), free_port()
-            bound = [f"PLAINTEXT://127.0.0.1:{port}", f"ADMIN://127.0.0.1:{admin}"]
+            # every listener binds port 0; the relays (whose ports are advertised) learn the
+            # ports the broker got from its ready file
+            bound = ["PLAINTEXT://127.0.0.1:0", "ADMIN://127.0.0.1:0"]
             advertised = [
-                f"PLAINTEXT://127.0.0.1:{relays.add(f'b{i}:PLAINTEXT', '127.0.0.1', port)}",
-                f"ADMIN://127.0.0.1:{admin}",
+                f"PLAINTEXT://127.0.0.1:{relays.add(f'b{i}:PLAINTEXT', '127.0.0.1', 0)}",
+                "ADMIN://127.0.0.1:0",
             ]
             for z in zones:
-                name, real = client_listener(z), free_port()
-                relay = relays.add(f"b{i}:{name}", "127.0.0.1", real)
+                name = client_listener(z)
+                relay = relays.add(f"b{i}:{name}", "127.0.0.1", 0)
                 client_ports[(i, z)] = relay
-                bound.append(f"{name}://127.0.0.1:{real}")
+                bound.append(f"{name}://127.0.0.1:0")
                 advertised.append(f"{name}://127.0.0.1:{relay}")
             names = ["ADMIN"] + [client_listener(z) for z in zones]
             broker_env = {
+                # partitions stay where the topic's creation spread them: which route a
+                # write takes (direct or forwarded) is part of what is measured
+                "BROKER_AUTO_BALANCE": "false",
                 "BROKER_NODE_ID": str(i + 1),
                 "BROKER_RACK": rack,
                 "BROKER_LISTENERS": ",".join(bound),
@@ -110,8 +114,12 @@ def start_zone_cluster(
                 broker_env["BROKER_LISTENER_RACKS"] = ",".join(
                     f"{client_listener(z)}:{z}" for z in zones
                 )
-            brokers.append(BrokerProcess(data_dir, port, **broker_env).start())
-            admin_ports.append(admin)
+            b = BrokerProcess(data_dir, **broker_env).start()
+            brokers.append(b)
+            for name, port in b.ports.items():
+                if name != "ADMIN":
+                    relays.retarget(f"b{i}:{name}", "127.0.0.1", port)
+            admin_ports.append(b.ports["ADMIN"])
     except BaseException:
         for b in brokers:
             with contextlib.suppress(Exception):
@@ -126,7 +134,7 @@ def cloud_env(endpoint: str) -> dict[str, str]:
     import boto3
 
     from broker_service.metadata.dynamodb import DynamoDbMetadataStore
-    from tests.moto_server import AWS_TEST_ENV, REGION
+    from tests.support.moto import AWS_TEST_ENV, REGION
 
     bucket, table = f"zones-{uuid.uuid4().hex[:8]}", f"zones-{uuid.uuid4().hex[:8]}"
     session = boto3.session.Session(

@@ -27,6 +27,7 @@ TRANSACTIONAL_ID_AUTHORIZATION_FAILED = ErrorCode.transactional_id_authorization
 # API key -> the cluster operation it needs, for APIs answered with one top-level error.
 CLUSTER_APIS: dict[int, int] = {
     29: acl.DESCRIBE,  # DescribeAcls
+    35: acl.DESCRIBE,  # DescribeLogDirs
     43: acl.ALTER,  # ElectLeaders
     45: acl.ALTER,  # AlterPartitionReassignments
     46: acl.DESCRIBE,  # ListPartitionReassignments

@@ -1,7 +1,10 @@
-"""DescribeConfigs (topic and broker resources) and DescribeCluster."""
+"""DescribeConfigs, AlterConfigs, IncrementalAlterConfigs (topic and broker resources) and
+DescribeCluster. Definitions and validation: ``protocol/configs.py``; the durable changes:
+``kafka/configs.py``."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from kio.schema.errors import ErrorCode
@@ -10,9 +13,13 @@ from broker_service.api.access import (
     CLUSTER_AUTHORIZATION_FAILED,
     TOPIC_AUTHORIZATION_FAILED,
     allowed,
+    authorized_operations,
     broker_endpoint_fields,
 )
-from broker_service.api.base import NOT_REQUESTED_OPS, Buffers, decode, respond
+from broker_service.api.base import Buffers, decode, respond
+from broker_service.kafka.configs import alter_cluster_configs, alter_topic_configs
+from broker_service.metadata.base import ConcurrentUpdate, TopicRecord, UnknownTopic
+from broker_service.protocol import configs as C
 from broker_service.protocol.frames import RequestHeader
 from broker_service.security import acl
 
@@ -20,112 +27,208 @@ if TYPE_CHECKING:
     from broker_service.api.services import BrokerServices
 
 TOPIC, BROKER = 2, 4
-SOURCE_TOPIC, SOURCE_STATIC_BROKER, SOURCE_DEFAULT = 1, 4, 5
-_TYPES = {
-    "cleanup.policy": 7,
-    "compression.type": 2,
-    "message.timestamp.type": 2,
-    "min.insync.replicas": 3,
-    "max.message.bytes": 3,
-}  # LONG (5) otherwise
 
 
-def _entry(name: str, value: str | None, source: int, read_only: bool) -> dict[str, Any]:
+def _entry(
+    d: C.ConfigDef,
+    value: str | None,
+    source: int,
+    read_only: bool,
+    synonyms: list[tuple[str, str | None, int]] | None,
+    documentation: bool,
+) -> dict[str, Any]:
     return {
-        "name": name,
+        "name": d.name,
         "value": value,
         "read_only": read_only,
         "config_source": source,
-        "is_default": source == SOURCE_DEFAULT,
+        "is_default": source == C.DEFAULT_CONFIG,
         "is_sensitive": False,
-        "synonyms": [],
-        "config_type": _TYPES.get(name, 5),
-        "documentation": None,
+        "synonyms": [{"name": n, "value": v, "source": s} for n, v, s in synonyms or ()],
+        "config_type": d.type,
+        "documentation": d.documentation() if documentation else None,
     }
+
+
+def _resource_check(
+    broker: BrokerServices, header: RequestHeader, rtype: int, name: str, operation: int
+) -> tuple[ErrorCode, str] | None:
+    """Authorization and existence of one resource, as Kafka answers them."""
+    if rtype == TOPIC:
+        if not allowed(broker, header, operation, acl.TOPIC, name):
+            return TOPIC_AUTHORIZATION_FAILED, "Authorization failed."
+        if name not in broker.topics:
+            return ErrorCode.unknown_topic_or_partition, f"Topic {name} does not exist"
+        return None
+    if rtype == BROKER:
+        if not allowed(broker, header, operation, acl.CLUSTER, acl.CLUSTER_NAME):
+            return CLUSTER_AUTHORIZATION_FAILED, "Cluster authorization failed."
+        if name not in ("", str(broker.node_id)):
+            return (
+                ErrorCode.invalid_request,
+                f"Unexpected broker id, expected {broker.node_id} or empty string, "
+                f"but received {name}",
+            )
+        return None
+    return ErrorCode.invalid_request, f"Unsupported resource type {rtype}"
 
 
 def describe_configs(broker: BrokerServices, header: RequestHeader, frame: memoryview) -> Buffers:
     req = decode(header, frame)
+    synonyms = bool(getattr(req, "include_synonyms", False))
+    docs = bool(getattr(req, "include_documentation", False))
     results = []
     for res in req.resources:
         keys = set(res.configuration_keys) if res.configuration_keys is not None else None
-        base = {
-            "resource_type": res.resource_type,
-            "resource_name": res.resource_name,
-            "error_message": None,
-        }
-        rtype, name = (
-            (acl.TOPIC, res.resource_name) if res.resource_type == TOPIC else
-            (acl.CLUSTER, acl.CLUSTER_NAME)
-        )  # fmt: skip
-        if not allowed(broker, header, acl.DESCRIBE_CONFIGS, rtype, name):
-            code = (
-                TOPIC_AUTHORIZATION_FAILED if rtype == acl.TOPIC else CLUSTER_AUTHORIZATION_FAILED
-            )
-            results.append({**base, "error_code": code, "configs": []})
+        base = {"resource_type": res.resource_type, "resource_name": res.resource_name}
+        problem = _resource_check(
+            broker, header, res.resource_type, res.resource_name, acl.DESCRIBE_CONFIGS
+        )
+        if problem is not None:
+            code, message = problem
+            results.append({**base, "error_code": code, "error_message": message, "configs": []})
             continue
+        view = broker.configs
+        configs = []
         if res.resource_type == TOPIC:
-            state = broker.topics.get(res.resource_name)
-            if state is None:
-                results.append(
-                    {
-                        **base,
-                        "error_code": ErrorCode.unknown_topic_or_partition,
-                        "error_message": f"Topic {res.resource_name} does not exist",
-                        "configs": [],
-                    }
-                )
-                continue
-            configs = [
-                _entry(
-                    k,
-                    state.record.configs.get(k, v),
-                    SOURCE_TOPIC if k in state.record.configs else SOURCE_DEFAULT,
-                    False,
-                )
-                for k, v in broker.topic_defaults().items()
-                if keys is None or k in keys
-            ]
-        elif res.resource_type == BROKER:
-            if res.resource_name not in ("", str(broker.node_id)):
-                results.append(
-                    {
-                        **base,
-                        "error_code": ErrorCode.invalid_request,
-                        "error_message": f"Unknown broker {res.resource_name}",
-                        "configs": [],
-                    }
-                )
-                continue
-            cfg = broker.config
-            values = {
-                "broker.id": str(cfg.node_id),
-                "auto.create.topics.enable": str(cfg.auto_create_topics).lower(),
-                "num.partitions": str(cfg.default_partitions),
-                "message.max.bytes": str(cfg.message_max_bytes),
-                "socket.request.max.bytes": str(cfg.socket_request_max_bytes),
-            }
-            configs = [
-                _entry(k, v, SOURCE_STATIC_BROKER, True)
-                for k, v in values.items()
-                if keys is None or k in keys
-            ]
+            overrides = broker.topics[res.resource_name].record.configs
+            for d in C.TOPIC_CONFIGS.values():
+                if keys is None or d.name in keys:
+                    value, source = C.resolve(d.name, overrides, view.dynamic, view.static)
+                    syn = C.topic_synonyms(d.name, overrides, view.dynamic, view.static)
+                    configs.append(_entry(d, value, source, False, syn if synonyms else None, docs))
+        elif res.resource_name == "":  # the cluster-wide dynamic defaults only, as Kafka
+            for name, value in sorted(view.dynamic.items()):
+                dyn = C.BROKER_CONFIGS.get(name)
+                if dyn is not None and (keys is None or name in keys):
+                    syn = [(name, value, C.DYNAMIC_DEFAULT_BROKER_CONFIG)]
+                    configs.append(
+                        _entry(dyn, value, C.DYNAMIC_DEFAULT_BROKER_CONFIG, False,
+                               syn if synonyms else None, docs)
+                    )  # fmt: skip
         else:
-            results.append(
-                {
-                    **base,
-                    "error_code": ErrorCode.invalid_request,
-                    "error_message": f"Unsupported resource type {res.resource_type}",
-                    "configs": [],
-                }
-            )
-            continue
-        results.append({**base, "error_code": 0, "configs": configs})
+            for d in sorted(C.BROKER_CONFIGS.values(), key=lambda d: d.name):
+                if keys is not None and d.name not in keys:
+                    continue
+                syn = []
+                if d.dynamic and d.name in view.dynamic:
+                    syn.append((d.name, view.dynamic[d.name], C.DYNAMIC_DEFAULT_BROKER_CONFIG))
+                if d.name in view.static:
+                    syn.append((d.name, view.static[d.name], C.STATIC_BROKER_CONFIG))
+                syn.append((d.name, d.default, C.DEFAULT_CONFIG))
+                value, source = syn[0][1], syn[0][2]
+                configs.append(
+                    _entry(d, value, source, not d.dynamic, syn if synonyms else None, docs)
+                )
+        results.append({**base, "error_code": 0, "error_message": None, "configs": configs})
     return respond(header, {"throttle_time": 0, "results": results})
 
 
+def incremental_alter_configs(
+    broker: BrokerServices, header: RequestHeader, frame: memoryview
+) -> Awaitable[Buffers]:
+    req = decode(header, frame)
+    changes = [
+        (
+            r.resource_type,
+            r.resource_name,
+            [(c.name, c.config_operation, c.value) for c in r.configs],
+            True,
+        )
+        for r in req.resources
+    ]
+    return _alter(broker, header, changes, req.validate_only)
+
+
+def alter_configs(
+    broker: BrokerServices, header: RequestHeader, frame: memoryview
+) -> Awaitable[Buffers]:
+    req = decode(header, frame)
+    changes = [
+        (
+            r.resource_type,
+            r.resource_name,
+            [(c.name, C.SET, c.value) for c in r.configs],
+            False,
+        )
+        for r in req.resources
+    ]
+    return _alter(broker, header, changes, req.validate_only)
+
+
+async def _alter(
+    broker: BrokerServices,
+    header: RequestHeader,
+    changes: list[tuple[int, str, list[tuple[str, int, str | None]], bool]],
+    validate_only: bool,
+) -> Buffers:
+    responses = []
+    for rtype, name, ops, incremental in changes:
+        code, message = await _alter_one(broker, header, rtype, name, ops, incremental,
+                                         validate_only)  # fmt: skip
+        responses.append(
+            {
+                "error_code": code,
+                "error_message": message,
+                "resource_type": rtype,
+                "resource_name": name,
+            }
+        )
+    return respond(header, {"throttle_time": 0, "responses": responses})
+
+
+async def _alter_one(
+    broker: BrokerServices,
+    header: RequestHeader,
+    rtype: int,
+    name: str,
+    ops: list[tuple[str, int, str | None]],
+    incremental: bool,
+    validate_only: bool,
+) -> tuple[ErrorCode, str | None]:
+    problem = _resource_check(broker, header, rtype, name, acl.ALTER_CONFIGS)
+    if problem is not None:
+        return problem
+    defs = C.TOPIC_CONFIGS if rtype == TOPIC else C.BROKER_CONFIGS
+    if incremental:
+
+        def compute(current: dict[str, str]) -> dict[str, str | None]:
+            return C.apply_ops(current, ops, defs)
+
+    else:  # AlterConfigs: the given set replaces every override
+
+        def compute(current: dict[str, str]) -> dict[str, str | None]:
+            return C.apply_ops({}, ops, defs)
+
+    try:
+        if rtype == TOPIC:
+            await alter_topic_configs(broker.metadata, name, compute, validate_only,
+                                      lambda rec: _applied(broker, rec))  # fmt: skip
+        else:
+            touched = {n for n, _, _ in ops}
+            if not incremental:
+                touched |= set(broker.configs.dynamic)  # replaced: the others are deleted
+            await alter_cluster_configs(broker.metadata, broker.configs, compute, touched,
+                                        name != "", validate_only)  # fmt: skip
+    except C.InvalidConfig as exc:
+        # Kafka: INVALID_CONFIG for topics, INVALID_REQUEST for broker configs (KAFKA-13609)
+        code = ErrorCode.invalid_config if rtype == TOPIC else ErrorCode.invalid_request
+        return code, str(exc)
+    except UnknownTopic:
+        return ErrorCode.unknown_topic_or_partition, f"Topic {name} does not exist"
+    except ConcurrentUpdate as exc:  # ten compare-and-set rounds lost in a row
+        return ErrorCode.unknown_server_error, str(exc)
+    return ErrorCode.none, None
+
+
+def _applied(broker: BrokerServices, rec: TopicRecord) -> None:
+    state = broker.topics.get(rec.name)
+    if state is not None and state.topic_id == rec.topic_id:
+        state.record = rec
+
+
 def describe_cluster(broker: BrokerServices, header: RequestHeader, frame: memoryview) -> Buffers:
-    decode(header, frame)
+    req = decode(header, frame)
     return respond(
         header,
         {
@@ -143,6 +246,12 @@ def describe_cluster(broker: BrokerServices, header: RequestHeader, frame: memor
                 }
                 for b in broker.live_brokers()
             ],
-            "cluster_authorized_operations": NOT_REQUESTED_OPS,
+            "cluster_authorized_operations": authorized_operations(
+                broker,
+                header,
+                acl.CLUSTER,
+                acl.CLUSTER_NAME,
+                bool(getattr(req, "include_cluster_authorized_operations", False)),
+            ),
         },
     )

@@ -6,7 +6,12 @@ import uuid
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
-from broker_service.api.access import GROUP_AUTHORIZATION_FAILED, allowed_group, require_group
+from broker_service.api.access import (
+    GROUP_AUTHORIZATION_FAILED,
+    allowed_group,
+    authorized_operations,
+    require_group,
+)
 from broker_service.api.base import NOT_REQUESTED_OPS, Buffers, decode, respond
 from broker_service.kafka.groups import errors as E
 from broker_service.kafka.groups.consumer import (
@@ -16,7 +21,7 @@ from broker_service.kafka.groups.consumer import (
     Partitions,
 )
 from broker_service.protocol.frames import RequestHeader
-from broker_service.security.acl import DESCRIBE, READ
+from broker_service.security.acl import DESCRIBE, GROUP, READ
 
 if TYPE_CHECKING:
     from broker_service.api.services import BrokerServices
@@ -54,7 +59,13 @@ async def _heartbeat(broker: BrokerServices, header: RequestHeader, req: Any) ->
         if not req.group_id:
             raise E.GroupError(E.INVALID_GROUP_ID)
         require_group(broker, header, READ, req.group_id)
-        E.require_coordinator(broker.coordinates(req.group_id))
+        E.require_coordinator(broker.coordinates_group(req.group_id))
+        if req.member_epoch in (-1, -2) and broker.groups.maybe_downgrade(
+            req.group_id, {req.member_id}
+        ):  # the last consumer-protocol member left a group of classic members
+            return respond(header, {"throttle_time": 0, "error_code": 0, "error_message": None,
+                                    "member_id": req.member_id, "member_epoch": req.member_epoch,
+                                    "heartbeat_interval": 0, "assignment": None})  # fmt: skip
         group = broker.groups.consumer(req.group_id, create=req.member_epoch == 0)
         if group is None:
             raise E.GroupError(E.UNKNOWN_MEMBER_ID)
@@ -115,6 +126,7 @@ def _assignment_if_changed(broker: BrokerServices, member: ConsumerMember) -> di
 
 def describe(broker: BrokerServices, header: RequestHeader, frame: memoryview) -> Buffers:
     req = decode(header, frame)
+    ops = bool(getattr(req, "include_authorized_operations", False))
     groups = []
     for gid in req.group_ids:
         g = broker.groups.groups.get(gid)
@@ -130,7 +142,7 @@ def describe(broker: BrokerServices, header: RequestHeader, frame: memoryview) -
                 }
             )
             continue
-        if not broker.coordinates(gid):
+        if not broker.coordinates_group(gid):
             groups.append(
                 {
                     "error_code": E.NOT_COORDINATOR,
@@ -168,7 +180,7 @@ def describe(broker: BrokerServices, header: RequestHeader, frame: memoryview) -
                 "target_assignment": {
                     "topic_partitions": _by_name(broker, g.target.get(m.member_id, {}))
                 },
-                "member_type": 1,
+                "member_type": 0 if m.classic is not None else 1,  # classic: migrating
             }
             for m in g.members.values()
         ]
@@ -184,7 +196,7 @@ def describe(broker: BrokerServices, header: RequestHeader, frame: memoryview) -
                     (m.assignor for m in g.members.values() if m.assignor), "uniform"
                 ),
                 "members": members,
-                "authorized_operations": NOT_REQUESTED_OPS,
+                "authorized_operations": authorized_operations(broker, header, GROUP, gid, ops),
             }
         )
     return respond(header, {"throttle_time": 0, "groups": groups})

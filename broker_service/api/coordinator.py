@@ -1,11 +1,15 @@
-"""FindCoordinator: a stable hash of the key over the live brokers (``Broker.coordinator_for``);
-group APIs sent to another broker answer NOT_COORDINATOR and clients ask again. librdkafka
-also keys its LZ4 support on this API being advertised."""
+"""FindCoordinator. A group's coordinator is the leader of its __consumer_offsets partition,
+as in Kafka (the topic is created on first use); a transactional id's is a stable hash of the
+id over the live brokers (``Broker.coordinator_for``). Group APIs sent to another broker
+answer NOT_COORDINATOR and clients ask again. librdkafka also keys its LZ4 support on this API
+being advertised."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
+
+from kio.schema.errors import ErrorCode
 
 from broker_service.api.access import (
     GROUP_AUTHORIZATION_FAILED,
@@ -29,6 +33,8 @@ async def _find(broker: BrokerServices, header: RequestHeader, req: Any) -> Buff
     await broker.refresh_live()  # every broker answers from the store's current view
 
     txn = (req.key_type if header.api_version >= 1 else 0) == 1
+    if not txn:
+        await broker.ensure_offsets_topic()
 
     def entry(key: str) -> dict[str, Any]:
         rtype = acl.TRANSACTIONAL_ID if txn else acl.GROUP
@@ -36,7 +42,10 @@ async def _find(broker: BrokerServices, header: RequestHeader, req: Any) -> Buff
             code = TRANSACTIONAL_ID_AUTHORIZATION_FAILED if txn else GROUP_AUTHORIZATION_FAILED
             return {"node_id": -1, "host": "", "port": -1, "error_code": code,
                     "error_message": None}  # fmt: skip
-        b = broker.coordinator_for(key)
+        b = broker.coordinator_for(key) if txn else broker.group_coordinator(key)
+        if b is None:
+            return {"node_id": -1, "host": "", "port": -1, "error_message": None,
+                    "error_code": ErrorCode.coordinator_not_available}  # fmt: skip
         host, port = endpoint(broker, header, b)
         return {
             "node_id": b.broker_id,

@@ -19,7 +19,6 @@ from broker_service.api.zones import serves_zone
 from broker_service.cluster.rpc import RpcError
 from broker_service.metadata.base import MetadataError
 from broker_service.protocol.codec import shape
-from broker_service.protocol.configs import effective
 from broker_service.protocol.frames import RequestHeader
 
 if TYPE_CHECKING:
@@ -60,7 +59,7 @@ async def _delete_one(
     if plog.leader_id != broker.node_id or not broker.may_acknowledge():
         return ErrorCode.not_leader_or_follower, -1
     state = broker.topics[topic]
-    if "delete" not in effective(state.record.configs, "cleanup.policy").split(","):
+    if "delete" not in state.config(broker.configs, "cleanup.policy"):
         return ErrorCode.policy_violation, -1  # as Kafka: compact-only topics refuse it
     if offset != -1 and not 0 <= offset <= plog.high_watermark:
         return ErrorCode.offset_out_of_range, -1

@@ -6,14 +6,19 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
-from broker_service.api.access import GROUP_AUTHORIZATION_FAILED, allowed_group, require_group
+from broker_service.api.access import (
+    GROUP_AUTHORIZATION_FAILED,
+    allowed_group,
+    authorized_operations,
+    require_group,
+)
 from broker_service.api.base import NOT_REQUESTED_OPS, Buffers, decode, respond
 from broker_service.kafka.groups import errors as E
 from broker_service.kafka.groups.classic import JoinRequest
 from broker_service.kafka.groups.consumer import ConsumerGroup
 from broker_service.kafka.groups.consumer_protocol import encode_assignment, encode_subscription
 from broker_service.protocol.frames import RequestHeader
-from broker_service.security.acl import DELETE, DESCRIBE, READ
+from broker_service.security.acl import DELETE, DESCRIBE, GROUP, READ
 
 if TYPE_CHECKING:
     from broker_service.api.services import BrokerServices
@@ -38,7 +43,7 @@ async def _join(broker: BrokerServices, header: RequestHeader, req: Any) -> Buff
         if not req.group_id:
             raise E.GroupError(E.INVALID_GROUP_ID)
         require_group(broker, header, READ, req.group_id)
-        E.require_coordinator(broker.coordinates(req.group_id))
+        E.require_coordinator(broker.coordinates_group(req.group_id))
         if (
             not cfg.group_min_session_timeout_ms / 1000
             <= session
@@ -82,13 +87,17 @@ def sync_group(
 async def _sync(broker: BrokerServices, header: RequestHeader, req: Any) -> Buffers:
     try:
         require_group(broker, header, READ, req.group_id)
-        E.require_coordinator(broker.coordinates(req.group_id))
+        E.require_coordinator(broker.coordinates_group(req.group_id))
         group = broker.groups.classic(req.group_id, create=False)
         if group is None:
             raise E.GroupError(E.UNKNOWN_MEMBER_ID)
         if header.api_version >= 5 and (
             (req.protocol_type is not None and req.protocol_type != group.protocol_type)
-            or (req.protocol_name is not None and req.protocol_name != group.protocol_name)
+            or (
+                req.protocol_name is not None
+                and group.protocol_name is not None  # None: a KIP-848 group's classic member
+                and req.protocol_name != group.protocol_name
+            )
         ):
             raise E.GroupError(E.INCONSISTENT_GROUP_PROTOCOL)
         assignment = await group.sync(
@@ -100,7 +109,7 @@ async def _sync(broker: BrokerServices, header: RequestHeader, req: Any) -> Buff
         body = {
             "error_code": 0,
             "protocol_type": group.protocol_type,
-            "protocol_name": group.protocol_name,
+            "protocol_name": group.protocol_name or getattr(req, "protocol_name", None),
             "assignment": assignment,
         }
     except E.GroupError as exc:
@@ -118,7 +127,7 @@ def heartbeat(broker: BrokerServices, header: RequestHeader, frame: memoryview) 
     code = E.NONE
     try:
         require_group(broker, header, READ, req.group_id)
-        E.require_coordinator(broker.coordinates(req.group_id))
+        E.require_coordinator(broker.coordinates_group(req.group_id))
         group = broker.groups.classic(req.group_id, create=False)
         if group is None:
             raise E.GroupError(E.UNKNOWN_MEMBER_ID)
@@ -138,7 +147,7 @@ def leave_group(broker: BrokerServices, header: RequestHeader, frame: memoryview
         return respond(
             header, {"throttle_time": 0, "error_code": GROUP_AUTHORIZATION_FAILED, "members": []}
         )
-    if not broker.coordinates(req.group_id):
+    if not broker.coordinates_group(req.group_id):
         return respond(header, {"throttle_time": 0, "error_code": E.NOT_COORDINATOR, "members": []})
     group = broker.groups.classic(req.group_id, create=False)
     results = []
@@ -175,12 +184,13 @@ def list_groups(broker: BrokerServices, header: RequestHeader, frame: memoryview
 
 def describe_groups(broker: BrokerServices, header: RequestHeader, frame: memoryview) -> Buffers:
     req = decode(header, frame)
+    ops = bool(getattr(req, "include_authorized_operations", False))
     return respond(
         header,
         {
             "throttle_time": 0,
             "groups": [
-                _describe(broker, gid)
+                _with_operations(broker, header, _describe(broker, gid), ops)
                 if allowed_group(broker, header, DESCRIBE, gid)
                 else {
                     "error_code": GROUP_AUTHORIZATION_FAILED,
@@ -197,6 +207,17 @@ def describe_groups(broker: BrokerServices, header: RequestHeader, frame: memory
     )
 
 
+def _with_operations(
+    broker: BrokerServices, header: RequestHeader, entry: dict[str, Any], requested: bool
+) -> dict[str, Any]:
+    """DescribeGroups v3+: the client's operations on the group, when asked for."""
+    if entry["error_code"] == 0:
+        entry["authorized_operations"] = authorized_operations(
+            broker, header, GROUP, entry["group_id"], requested
+        )
+    return entry
+
+
 def _describe(broker: BrokerServices, group_id: str) -> dict[str, Any]:
     g = broker.groups.groups.get(group_id)
     base: dict[str, Any] = {
@@ -204,7 +225,7 @@ def _describe(broker: BrokerServices, group_id: str) -> dict[str, Any]:
         "group_id": group_id,
         "authorized_operations": NOT_REQUESTED_OPS,
     }
-    if not broker.coordinates(group_id):
+    if not broker.coordinates_group(group_id):
         return {
             **base,
             "error_code": E.NOT_COORDINATOR,
@@ -273,7 +294,7 @@ async def delete_groups(
         code = E.NONE
         try:
             require_group(broker, header, DELETE, gid)
-            E.require_coordinator(broker.coordinates(gid))
+            E.require_coordinator(broker.coordinates_group(gid))
             await broker.groups.delete(gid)
         except E.GroupError as exc:
             code = exc.code

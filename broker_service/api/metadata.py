@@ -15,6 +15,7 @@ from broker_service.api.access import (
 )
 from broker_service.api.base import NOT_REQUESTED_OPS, Buffers, Result, decode, respond
 from broker_service.api.zones import client_zone, zone_broker_ids, zone_server
+from broker_service.kafka.groups.offsets_topic import INTERNAL_TOPICS, OFFSETS_TOPIC
 from broker_service.metadata.base import TopicAlreadyExists
 from broker_service.protocol.configs import InvalidTopic, validate_topic_name
 from broker_service.protocol.frames import RequestHeader
@@ -48,7 +49,7 @@ def topic_entry(
         "error_code": 0,
         "name": state.name,
         "topic_id": state.topic_id,
-        "is_internal": False,
+        "is_internal": state.name in INTERNAL_TOPICS,
         "partitions": partitions,
         "topic_authorized_operations": NOT_REQUESTED_OPS,
     }
@@ -71,6 +72,7 @@ def handle(broker: BrokerServices, header: RequestHeader, frame: memoryview) -> 
         t.name
         for t in req.topics or ()
         if t.name
+        and not _by_id(header, t)
         and t.name not in broker.topics
         and _valid_name(t.name)
         and allowed_topic(broker, header, acl.DESCRIBE, t.name)
@@ -89,7 +91,9 @@ async def _look_further(
     if not allow_auto:
         return _respond(broker, header, req)
     for name in dict.fromkeys(names):
-        if name not in broker.topics and may_create_topic(broker, header, name):
+        if name == OFFSETS_TOPIC:  # created as Kafka's internal topic, never a plain one
+            await broker.ensure_offsets_topic()
+        elif name not in broker.topics and may_create_topic(broker, header, name):
             try:
                 await broker.create_topic(name, broker.config.default_partitions, {})
             except TopicAlreadyExists:
@@ -153,10 +157,17 @@ def _denied(name: str | None, topic_id: Any = None) -> dict[str, Any]:
     }
 
 
+def _by_id(header: RequestHeader, t: Any) -> bool:
+    """v12+ names a topic by id when the id is set, whatever the name says: the Java
+    AdminClient leaves it empty, others null (Kafka looks the ids up first)."""
+    topic_id = getattr(t, "topic_id", None)
+    return header.api_version >= 12 and topic_id is not None and topic_id.int != 0
+
+
 def _entry(
     broker: BrokerServices, header: RequestHeader, t: Any, zone_ids: list[int]
 ) -> dict[str, Any]:
-    if t.name is None and getattr(t, "topic_id", None) is not None:
+    if _by_id(header, t):
         state = broker.topics_by_id.get(t.topic_id)
         if state is None:
             return {

@@ -53,7 +53,7 @@ async def _commit(broker: BrokerServices, header: RequestHeader, req: Any) -> Bu
         if not req.group_id:
             raise E.GroupError(E.INVALID_GROUP_ID)
         require_group(broker, header, READ, req.group_id)
-        E.require_coordinator(broker.coordinates(req.group_id))
+        E.require_coordinator(broker.coordinates_group(req.group_id))
         _validate_commit(broker, req)
     except E.GroupError as exc:
         group_error = exc.code
@@ -93,7 +93,7 @@ def offset_fetch(broker: BrokerServices, header: RequestHeader, frame: memoryvie
     req = decode(header, frame)
     ids = [g.group_id for g in req.groups] if header.api_version >= 8 else [req.group_id]
     if any(broker.txn.has_pending_offsets(g) for g in ids) or not all(
-        broker.groups.cached(g) for g in ids if broker.coordinates(g)
+        broker.groups.cached(g) for g in ids if broker.coordinates_group(g)
     ):
         return _offset_fetch_after_loading(broker, header, req, ids)
     return _offset_fetch(broker, header, req, {})
@@ -106,7 +106,7 @@ async def _offset_fetch_after_loading(
     are inside transactions: those that ended are re-read; those still open are
     UNSTABLE_OFFSET_COMMIT for a consumer asking for stable offsets."""
     unstable = {g: await broker.txn.unstable_offsets(g) for g in ids}
-    await broker.groups.load([g for g in ids if broker.coordinates(g)])
+    await broker.groups.load([g for g in ids if broker.coordinates_group(g)])
     if not getattr(req, "require_stable", False):
         unstable = {}
     return _offset_fetch(broker, header, req, unstable)
@@ -151,7 +151,7 @@ def _fetch_group(
 ) -> dict[str, Any]:
     if not allowed_group(broker, header, DESCRIBE, group_id):
         return {"group_id": group_id, "topics": [], "error_code": GROUP_AUTHORIZATION_FAILED}
-    if not broker.coordinates(group_id):
+    if not broker.coordinates_group(group_id):
         return {"group_id": group_id, "topics": [], "error_code": E.NOT_COORDINATOR}
     group = broker.groups.groups.get(group_id)
     if member_id is not None and isinstance(group, ConsumerGroup):
@@ -206,7 +206,7 @@ async def offset_delete(
         return respond(
             header, {"throttle_time": 0, "error_code": GROUP_AUTHORIZATION_FAILED, "topics": []}
         )
-    if not broker.coordinates(req.group_id):
+    if not broker.coordinates_group(req.group_id):
         return respond(header, {"throttle_time": 0, "error_code": E.NOT_COORDINATOR, "topics": []})
     group = broker.groups.groups.get(req.group_id)
     if group is None and not broker.groups.exists(req.group_id):

@@ -21,8 +21,10 @@ from kio.schema.errors import ErrorCode
 from broker_service.api.access import TOPIC_AUTHORIZATION_FAILED, allowed_topic, refuse_produce
 from broker_service.api.base import Buffers, Later, Result
 from broker_service.api.zones import serves_zone
+from broker_service.kafka.groups.offsets_topic import INTERNAL_TOPICS
 from broker_service.kafka.log_store import AppendRefused
 from broker_service.kafka.partition import NotDurable
+from broker_service.kafka.topic_format import Refused, format_batches
 from broker_service.protocol.frames import RequestHeader
 from broker_service.protocol.produce import (
     ProducePartition,
@@ -31,9 +33,7 @@ from broker_service.protocol.produce import (
     parse_produce,
 )
 from broker_service.protocol.record_batch import (
-    InconsistentRecordBatch,
     InvalidRecordBatch,
-    UnsupportedMagic,
     validate_batches,
 )
 from broker_service.protocol.zone import ForwardResult
@@ -131,25 +131,20 @@ def append_partition(
         broker.request_refresh()
         res.error_code = ErrorCode.not_leader_or_follower
         return res, None
+    if plog.topic in INTERNAL_TOPICS:  # written by the broker only (Kafka's ReplicaManager)
+        res.error_code = ErrorCode.invalid_topic_exception
+        res.error_message = f"Cannot append to internal topic {plog.topic}"
+        return res, None
     if p.records is None or len(p.records) == 0:
         res.error_code = ErrorCode.corrupt_message
         res.error_message = "no records"
         return res, None
     try:
         batches = validate_batches(p.records)
-    except InconsistentRecordBatch as exc:
-        res.error_code = ErrorCode.invalid_record
-        res.error_message = str(exc)
+    except InvalidRecordBatch as exc:  # CORRUPT_MESSAGE, INVALID_RECORD or an old format
+        res.error_code, res.error_message = exc.code, str(exc)
         return res, None
-    except UnsupportedMagic as exc:
-        res.error_code = ErrorCode.unsupported_for_message_format
-        res.error_message = str(exc)
-        return res, None
-    except InvalidRecordBatch as exc:
-        res.error_code = ErrorCode.corrupt_message
-        res.error_message = str(exc)
-        return res, None
-    limit = state.max_message_bytes(broker.config.message_max_bytes) if state else 0
+    limit = state.config(broker.configs, "max.message.bytes") if state else 0
     if any(h.size > limit for _, h in batches):
         res.error_code = ErrorCode.message_too_large
         res.error_message = f"record batch larger than max.message.bytes={limit}"
@@ -158,18 +153,26 @@ def append_partition(
         res.error_code = ErrorCode.invalid_record
         res.error_message = "control batches are written by the transaction coordinator"
         return res, None
-    if forward:
+    if forward:  # the leader formats them (compression.type, message.timestamp.type)
         assert broker.forwarder is not None
         return res, broker.forwarder.forward(
             plog.stream_id, plog.topic, plog.partition, plog.leader_id, p.records, batches,
             deadline,
         )  # fmt: skip
+    records = p.records
+    if state is not None:  # the topic's compression.type and message.timestamp.type
+        f = format_batches(broker.configs, state.record.configs, records, batches, limit,
+                           broker.config.recompress_max_bytes)  # fmt: skip
+        if isinstance(f, Refused):
+            res.error_code, res.error_message = f.error_code, f.message
+            return res, None
+        records, batches, res.log_append_time = f.records, f.batches, f.log_append_time
     try:
-        res.base_offset, fut = broker.store.append_guarded(plog, p.records, batches, deadline)
+        res.base_offset, fut = broker.store.append_guarded(plog, records, batches, deadline)
     except AppendRefused as refused:
         res.error_code, res.error_message = refused.code, refused.message
         return res, None
-    broker.metrics.produced(plog.topic, plog.partition, len(p.records))
+    broker.metrics.produced(plog.topic, plog.partition, len(records))
     res.log_start_offset = plog.log_start_offset
     return res, fut
 

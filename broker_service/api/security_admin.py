@@ -53,7 +53,7 @@ async def _create_acls(broker: BrokerServices, header: RequestHeader, req: Any) 
             try:
                 acl.validate(binding)
             except acl.InvalidAcl as exc:
-                results.append(_error(ErrorCode.invalid_request, str(exc)))
+                results.append(_error(exc.code, str(exc)))
                 continue
             valid.append(binding)
             results.append(_error(ErrorCode.none, None))
@@ -397,7 +397,7 @@ async def _alter_quotas(broker: BrokerServices, header: RequestHeader, req: Any)
         except PermissionError:
             code, message = CLUSTER_AUTHORIZATION_FAILED, "Cluster authorization failed."
         except quotas.InvalidQuota as exc:
-            code, message = ErrorCode.invalid_request, str(exc)
+            code, message = exc.code, str(exc)
         results.append({"error_code": code, "error_message": message, "entity": entity_out})
     if changed:
         await broker.security.refresh()

@@ -13,6 +13,7 @@ from typing import Protocol
 
 from broker_service.cluster.rpc import BrokerRpc
 from broker_service.config import BrokerConfig
+from broker_service.kafka.configs import ConfigView
 from broker_service.kafka.groups.coordinator import GroupCoordinator
 from broker_service.kafka.log_store import StreamStore
 from broker_service.kafka.partition import PartitionLog
@@ -34,6 +35,7 @@ class BrokerServices(Protocol):
     txn: TransactionCoordinator
     cluster_id: str
     rpc: BrokerRpc
+    configs: ConfigView
     forwarder: ZoneForwarder | None  # zone-forwarded produce (api/zones.py)
     replicas: ReplicaReads | None  # committed data of partitions led elsewhere
 
@@ -71,6 +73,15 @@ class BrokerServices(Protocol):
     async def hand_over(self, topic: str, partition: int, target: int) -> None: ...
 
     async def delete_records(self, plog: PartitionLog, offset: int) -> int: ...
+
+    # -- groups: coordinated by the leader of their __consumer_offsets partition -------------
+    def group_coordinator(self, group_id: str) -> BrokerRecord | None: ...
+
+    def coordinates_group(self, group_id: str) -> bool: ...
+
+    async def ensure_offsets_topic(self) -> None: ...
+
+    def append_internal(self, topic: str, partition: int, records: bytearray) -> bool: ...
 
     # -- the cluster -----------------------------------------------------------------------
     def may_acknowledge(self) -> bool: ...

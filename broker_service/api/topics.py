@@ -11,8 +11,10 @@ from broker_service.api.access import TOPIC_AUTHORIZATION_FAILED, allowed_topic,
 from broker_service.api.base import Buffers, decode, respond
 from broker_service.metadata.base import TopicAlreadyExists, UnknownTopic
 from broker_service.protocol.configs import (
+    TOPIC_CONFIGS,
     InvalidConfig,
     InvalidTopic,
+    resolve,
     validate_configs,
     validate_topic_name,
 )
@@ -67,7 +69,7 @@ async def _create_one(broker: BrokerServices, t: Any, validate_only: bool) -> di
     try:
         validate_topic_name(name)
     except InvalidTopic as exc:
-        return error(ErrorCode.invalid_topic_exception, str(exc))
+        return error(exc.code, str(exc))
     if name in broker.topics:
         return error(ErrorCode.topic_already_exists, f"Topic '{name}' already exists.")
     if n < 1 or n > MAX_PARTITIONS:
@@ -84,7 +86,7 @@ async def _create_one(broker: BrokerServices, t: Any, validate_only: bool) -> di
     try:
         checked = validate_configs(configs)
     except InvalidConfig as exc:
-        return error(ErrorCode.invalid_config, str(exc))
+        return error(exc.code, str(exc))
     if not validate_only:
         try:
             state = await broker.create_topic(name, n, dict(checked))
@@ -104,12 +106,15 @@ async def _create_one(broker: BrokerServices, t: Any, validate_only: bool) -> di
         "configs": [
             {
                 "name": k,
-                "value": checked.get(k, v),
+                "value": value,
                 "read_only": False,
-                "config_source": 1 if k in checked else 5,
+                "config_source": source,
                 "is_sensitive": False,
             }
-            for k, v in broker.topic_defaults().items()
+            for k in TOPIC_CONFIGS
+            for value, source in [
+                resolve(k, checked, broker.configs.dynamic, broker.configs.static)
+            ]
         ],
     }
 

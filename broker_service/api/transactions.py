@@ -34,6 +34,14 @@ if TYPE_CHECKING:
     from broker_service.api.services import BrokerServices
 
 
+def _for_version(code: int, version: int, fenced_from: int) -> int:
+    """PRODUCER_FENCED (KIP-588) reaches clients that know it; older request versions get
+    INVALID_PRODUCER_EPOCH instead, as Kafka maps it (KafkaApis)."""
+    if code == ErrorCode.producer_fenced and version < fenced_from:
+        return ErrorCode.invalid_producer_epoch
+    return code
+
+
 def init_producer_id(
     broker: BrokerServices, header: RequestHeader, frame: memoryview
 ) -> Awaitable[Buffers]:
@@ -73,9 +81,10 @@ async def _init_producer_id(broker: BrokerServices, header: RequestHeader, req: 
             timeout_ms = int(req.transaction_timeout.total_seconds() * 1000)
             result = await broker.txn.init_producer_id(req.transactional_id, timeout_ms, current)
     except TxnError as exc:
+        code = _for_version(exc.code, header.api_version, 4)
         return respond(
             header,
-            {"throttle_time": 0, "error_code": exc.code, "producer_id": -1, "producer_epoch": -1},
+            {"throttle_time": 0, "error_code": code, "producer_id": -1, "producer_epoch": -1},
         )
     return respond(
         header,
@@ -115,7 +124,10 @@ async def _add_partitions(broker: BrokerServices, header: RequestHeader, req: An
     by_topic: dict[str, list[dict[str, int]]] = {}
     for (topic, partition), code in codes.items():
         by_topic.setdefault(topic, []).append(
-            {"partition_index": partition, "partition_error_code": code}
+            {
+                "partition_index": partition,
+                "partition_error_code": _for_version(code, header.api_version, 2),
+            }
         )
     results = [{"name": t, "results_by_partition": ps} for t, ps in by_topic.items()]
     return respond(header, {"throttle_time": 0, "results_by_topic_v3_and_below": results})
@@ -137,7 +149,9 @@ async def _add_offsets(broker: BrokerServices, header: RequestHeader, req: Any) 
         code = await broker.txn.add_offsets(
             req.transactional_id, req.producer_id, req.producer_epoch, req.group_id
         )
-    return respond(header, {"throttle_time": 0, "error_code": code})
+    return respond(
+        header, {"throttle_time": 0, "error_code": _for_version(code, header.api_version, 2)}
+    )
 
 
 def end_txn(broker: BrokerServices, header: RequestHeader, frame: memoryview) -> Awaitable[Buffers]:
@@ -152,7 +166,9 @@ async def _end_txn(broker: BrokerServices, header: RequestHeader, req: Any) -> B
         code = await broker.txn.end_txn(
             req.transactional_id, req.producer_id, req.producer_epoch, req.committed
         )
-    return respond(header, {"throttle_time": 0, "error_code": code})
+    return respond(
+        header, {"throttle_time": 0, "error_code": _for_version(code, header.api_version, 2)}
+    )
 
 
 def txn_offset_commit(

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from broker_service.config.compaction import CompactionConfig
 from broker_service.config.listeners import Listener, build_listeners
 
 
@@ -30,12 +31,17 @@ class BrokerConfig(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="BROKER_", extra="ignore")
 
     host: str = Field("127.0.0.1", description="address to listen on")
-    port: int = Field(9092, description="port to listen on")
+    port: int = Field(9092, description="port to listen on (0: any free port, see ready_file)")
     advertised_host: str | None = Field(None, description="host clients are told (default: host)")
     advertised_port: int | None = Field(None, description="port clients are told (default: port)")
     node_id: int = Field(1, description="this broker's id")
     rack: str | None = Field(None, description="rack / availability zone")
     data_dir: Path = Field(Path("data"), description="embedded data: objects, SQLite, WAL")
+    ready_file: Path | None = Field(
+        None,
+        description="once serving, write the bound ports here (JSON, atomically; "
+        "runtime/ready.py): how whoever started a broker on port 0 learns its ports",
+    )
 
     storage: str | None = Field(
         None, description="object store: s3://bucket/prefix or a directory (default data_dir)"
@@ -58,6 +64,19 @@ class BrokerConfig(BaseSettings):
         ge=1,
         description="Kafka's max.connections.per.ip (behind an NLB without "
         "client IP preservation every client has the NLB's address: keep it unlimited there)",
+    )
+    recompress_max_bytes: int = Field(
+        64 << 20,
+        ge=1 << 20,
+        description="topics with a compression.type: the most a batch's "
+        "records may decompress to when the broker re-encodes it (more: MESSAGE_TOO_LARGE)",
+    )
+    offsets_topic_partitions: int = Field(
+        8,
+        ge=1,
+        le=1000,
+        description="partitions of __consumer_offsets when it is created "
+        "(Kafka: 50; fixed afterwards, as in Kafka)",
     )
     message_max_bytes: int = Field(1048588, description="largest record batch (topic default)")
 
@@ -119,6 +138,9 @@ class BrokerConfig(BaseSettings):
     drain_timeout_ms: int = Field(
         20_000, description="on SIGTERM in a cluster: time to hand partitions to other brokers"
     )
+    compaction: CompactionConfig = Field(
+        default_factory=CompactionConfig, description="compaction's knobs (COMPACTION_*)"
+    )
     compaction_interval_ms: int = Field(
         300_000,
         ge=0,
@@ -135,7 +157,11 @@ class BrokerConfig(BaseSettings):
     log_level: str = Field("INFO", description="logging level")
 
     # -- metrics and the embedded control loops (docs/CONTROL.md) ---------------------------
-    metrics_port: int = Field(9464, ge=0, description="Prometheus /metrics port (0: off)")
+    metrics_port: Annotated[int, Field(ge=0)] | Literal["auto"] = Field(
+        9464,
+        description="Prometheus /metrics port (0: off; auto: any free port, reported "
+        "in the ready file)",
+    )
     metrics_host: str | None = Field(None, description="/metrics listen address (default: host)")
     metrics_emf: bool = Field(False, description="print CloudWatch EMF lines on stdout")
     metrics_namespace: str | None = Field(

@@ -25,6 +25,7 @@ from typing import Any
 
 from broker_service.control.balancer import safe_reassign
 from broker_service.control.metrics_source import ClusterLoad, MetricsSource
+from broker_service.control.placement import LeastLoaded
 from broker_service.control.reassignment import ReassignmentResult, reassign
 from broker_service.control.sizing import BrokerCapacity
 from broker_service.metadata.base import ACTIVE, DRAINING, BrokerFenced, MetadataStore
@@ -266,6 +267,7 @@ def _drain(
                 led[p.leader_id] += 1
             elif p.leader_id in leaving_ids:
                 by_leader[p.leader_id].append(p)
+    targets = LeastLoaded(led)
     for b in leaving:
         try:
             metadata.set_broker_state(b.broker_id, b.epoch, DRAINING)
@@ -273,13 +275,12 @@ def _drain(
             continue  # it died meanwhile: recovery moves its partitions
         result.drained.append(b.broker_id)
         for p in by_leader[b.broker_id]:
-            target = min(led, key=lambda x: (led[x], x))
+            target = targets.pick()
             r = safe_reassign(reassign_fn, f"{b.host}:{b.port}", p.topic, p.partition, target)
             result.moves.append(r)
             if not r.ok:
                 metadata.set_broker_state(b.broker_id, b.epoch, ACTIVE)  # try again next time
                 return
-            led[target] += 1
         task = info.get(b.broker_id, {}).get("task_arn")
         if task:
             result.drained_tasks.append(task)

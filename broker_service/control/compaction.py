@@ -28,10 +28,9 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
-
+from broker_service.config.compaction import CompactionConfig
 from broker_service.metadata.base import (
     ConcurrentUpdate,
     MetadataError,
@@ -41,11 +40,12 @@ from broker_service.metadata.base import (
     TopicRecord,
     UnknownTopic,
 )
-from broker_service.protocol.configs import effective
+from broker_service.protocol.configs import parse_topic
 from broker_service.protocol.control_batch import ABORT, marker_type
+from broker_service.protocol.decompress import TooLarge
 from broker_service.protocol.record_batch import BatchHeader, iter_headers
 from broker_service.protocol.record_filter import StoredRecord, rebuild_batch, records_of
-from broker_service.stream.object_format import StreamSetObjectBuilder
+from broker_service.stream.object_writer import ObjectWriter, WrittenObject
 from broker_service.stream.objectstore.base import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -53,37 +53,6 @@ log = logging.getLogger(__name__)
 # A swap is one DynamoDB transaction: lease check + one action per old range + two per old
 # object + the new object, its part and its range must fit 100 actions.
 MAX_SWAP_RANGES = 30
-
-
-class CompactionConfig(BaseSettings):
-    """Knobs of a compaction run (env ``COMPACTION_*``; the same for the Lambda and the
-    embedded timer)."""
-
-    model_config = SettingsConfigDict(env_prefix="COMPACTION_", extra="ignore")
-
-    target_object_bytes: int = Field(
-        default=64 << 20, description="size of the per-stream objects compaction writes"
-    )
-    block_bytes: int = Field(default=1 << 20, description="block size inside written objects")
-    time_budget_s: float = Field(
-        default=600.0, description="stop starting new work after this long (Lambda: 15 min max)"
-    )
-    max_bytes_per_run: int = Field(
-        default=4 << 30, description="stop after reading this many bytes"
-    )
-    lease_ms: int = Field(
-        default=900_000, description="compactor lease; must exceed time_budget_s plus one swap"
-    )
-    max_compacted_partition_bytes: int = Field(
-        default=256 << 20,
-        description="cleanup.policy=compact partitions are cleaned in memory; larger ones wait",
-    )
-    replaced_grace_ms: int = Field(
-        default=600_000, description="keep replaced objects this long (readers may still hold them)"
-    )
-    orphan_grace_ms: int = Field(
-        default=3_600_000, description="delete never-committed objects older than this"
-    )
 
 
 @dataclass
@@ -138,6 +107,7 @@ class _Run:
         self.lease_deadline = 0.0
         self.epoch = -1
         self._seq = 0
+        self.defaults: dict[str, str] = {}  # cluster-wide dynamic defaults of topic configs
 
     def now_ms(self) -> int:
         if self.fixed_now is not None:
@@ -155,6 +125,10 @@ class _Run:
 
     def lease_valid(self) -> bool:
         return time.monotonic() < self.lease_deadline
+
+    def _config(self, topic: TopicRecord, name: str) -> Any:
+        """A topic config's typed effective value (its override, else the cluster default)."""
+        return parse_topic(topic.configs, name, self.defaults)
 
     async def _md(self, fn, *args):  # type: ignore[no-untyped-def]
         return await asyncio.to_thread(fn, *args)
@@ -180,6 +154,7 @@ class _Run:
             if finish is not None:  # DynamoDB: index interrupted commits before touching ranges
                 await self._md(finish)
             listed = await self.objects.list()
+            self.defaults = await self._md(self.metadata.cluster_configs)
             topics = await self._md(self.metadata.topics)
             for topic in topics:
                 for p in topic.partitions:
@@ -220,7 +195,7 @@ class _Run:
             )
             self.result.ranges_dropped += len(chunk)
         ranges = [r for r in ranges if r.end_offset > lso]
-        policy = effective(topic.configs, "cleanup.policy").split(",")
+        policy = self._config(topic, "cleanup.policy")
         if "compact" in policy:
             await self._compact_keys(topic, p, ranges)
         else:
@@ -234,18 +209,18 @@ class _Run:
     ) -> int:
         """Raise the log start offset per retention.ms / retention.bytes; return it."""
         lso = p.log_start_offset
-        if "delete" not in effective(topic.configs, "cleanup.policy").split(","):
+        if "delete" not in self._config(topic, "cleanup.policy"):
             return lso
         live = [r for r in ranges if r.end_offset > lso]
         new = lso
-        retention_ms = int(effective(topic.configs, "retention.ms"))
+        retention_ms = self._config(topic, "retention.ms")
         if retention_ms >= 0:
             cutoff = self.now_ms() - retention_ms
             for r in live:
                 if r.max_timestamp >= cutoff:
                     break
                 new = max(new, r.end_offset)
-        retention_bytes = int(effective(topic.configs, "retention.bytes"))
+        retention_bytes = self._config(topic, "retention.bytes")
         if retention_bytes >= 0:
             total = sum(r.size for r in live)
             for r in live:  # like Kafka: drop oldest while what is left still exceeds it
@@ -305,38 +280,24 @@ class _Run:
                 ]
         if not batches:
             return
-        builder = StreamSetObjectBuilder(self.config.block_bytes)
-        builder.add_stream(stream_id, batches)
-        parts = builder.build()
-        size = sum(len(x) for x in parts)
         self._seq += 1
         key = f"so/{stream_id}/{self.epoch}-{stream_id}-{time.time_ns()}-{self._seq}.sso"
-        await self.objects.put(key, parts)
-        span = builder.spans[0]
-        new = StreamRange(
-            stream_id,
-            run[0].start_offset,  # coverage stays exactly the old ranges' (offsets never move)
-            run[-1].end_offset,
-            key,
-            span.position,
-            span.size,
-            span.max_timestamp,
-        )
+
+        async def swap(w: WrittenObject) -> None:  # compare-and-set of the stream's ranges
+            await self._md(self.metadata.replace_stream_ranges, self.epoch, stream_id, run,
+                           w.ranges, w.key, w.size, self.now_ms())  # fmt: skip
+
+        # coverage stays exactly the old ranges' (offsets never move)
+        coverage = {stream_id: (run[0].start_offset, run[-1].end_offset)}
         try:
-            await self._md(
-                self.metadata.replace_stream_ranges,
-                self.epoch,
-                stream_id,
-                run,
-                [new],
-                key,
-                size,
-                self.now_ms(),
+            written = await ObjectWriter(self.objects, self.config.block_bytes).write(
+                key, [(stream_id, batches)], swap, coverage=coverage
             )
         except ConcurrentUpdate:
             # never committed: an orphan now, deleted at once (no reader can know its key)
             await self.objects.delete(key)
             raise
+        size = written.size
         self.result.swaps += 1
         self.result.ranges_merged += len(run)
         self.result.bytes_written += size
@@ -345,9 +306,17 @@ class _Run:
     async def _compact_keys(
         self, topic: TopicRecord, p: PartitionRecord, ranges: list[StreamRange]
     ) -> None:
-        """Keep the latest record per key below the newest range (left alone, like Kafka's
-        active segment); drop tombstones older than delete.retention.ms."""
-        if len(ranges) < 2:
+        """Keep the latest record per key in the cleanable ranges (``cleanable_ranges``: the
+        topic's compaction lags and dirty ratio decide); drop tombstones older than
+        delete.retention.ms."""
+        cleanable = cleanable_ranges(
+            ranges,
+            self.now_ms(),
+            self._config(topic, "min.compaction.lag.ms"),
+            self._config(topic, "max.compaction.lag.ms"),
+            self._config(topic, "min.cleanable.dirty.ratio"),
+        )
+        if not cleanable:
             return
         total = sum(r.size for r in ranges)
         if (
@@ -363,26 +332,29 @@ class _Run:
                 total,
             )
             return
-        cleanable, head = ranges[:-1], ranges[-1]
-        delete_retention = int(effective(topic.configs, "delete.retention.ms"))
+        delete_retention = self._config(topic, "delete.retention.ms")
         horizon = self.now_ms() - delete_retention
         stored: dict[int, list[tuple[BatchHeader, bytes]]] = {}
         latest: dict[bytes, int] = {}
         last_batch_of_producer: dict[int, int] = {}  # producer id -> base offset
-        for r in [*cleanable, head]:
+        for r in ranges:
             data = await self._read(r)
             view = memoryview(data)
             stored[r.start_offset] = [
                 (h, bytes(view[pos : pos + h.size])) for pos, h in iter_headers(view)
             ]
-        everything = [b for r in [*cleanable, head] for b in stored[r.start_offset]]
+        everything = [b for r in ranges for b in stored[r.start_offset]]
         aborted, open_txn = _transaction_outcomes(everything)
         for h, raw in everything:
             if h.producer_id >= 0:
                 last_batch_of_producer[h.producer_id] = h.base_offset
             if h.is_control or h.base_offset in aborted or h.base_offset in open_txn:
                 continue  # aborted or undecided records never supersede anything
-            for rec in await asyncio.to_thread(records_of, h, raw):
+            try:
+                records = await asyncio.to_thread(records_of, h, raw)
+            except TooLarge:
+                continue  # its keys supersede nothing: older records with them are kept
+            for rec in records:
                 if rec.key is not None:
                     latest[rec.key] = rec.offset
         keep_last = set(last_batch_of_producer.values())
@@ -408,7 +380,7 @@ class _Run:
                     removed += n
                     if batch is not None:
                         out.append((h.base_offset, h.last_offset + 1, h.max_timestamp, batch))
-            if removed == 0 and len(run) == 1:
+            if removed == 0 and len(run) == 1 and compacted_output(run[0]):
                 continue  # already clean and already alone: nothing to gain
             if not out:  # everything in it is superseded: keep its last batch (offsets stay)
                 h, raw = stored[run[-1].start_offset][-1]
@@ -463,6 +435,47 @@ class _Run:
         self.result.orphans_deleted += len(orphans)
 
 
+def compacted_output(r: StreamRange) -> bool:
+    """A range written by this compactor (``_rewrite``'s per-stream objects): already clean."""
+    return r.object_key.startswith("so/")
+
+
+def cleanable_ranges(
+    ranges: Sequence[StreamRange], now_ms: int, min_lag_ms: int, max_lag_ms: int, ratio: float
+) -> list[StreamRange]:
+    """The ranges a compacted partition's cleaning may rewrite now (empty: not now), as
+    Kafka's LogCleanerManager decides it from the topic's configs:
+
+    - the newest range waits, like Kafka's active segment, unless its records are older than
+      ``max.compaction.lag.ms`` (Kafka rolls the segment then);
+    - ranges with records younger than ``min.compaction.lag.ms`` are not cleanable, nor any
+      after them;
+    - it runs when a cleanable dirty range (not yet compacted) is overdue by
+      ``max.compaction.lag.ms``, or when dirty bytes reach ``min.cleanable.dirty.ratio`` of
+      the cleanable bytes.
+
+    A range's age is its newest record's timestamp: a range spans one upload interval, so a
+    record is compacted within max.compaction.lag.ms plus that and one compaction interval."""
+
+    def overdue(r: StreamRange) -> bool:
+        return r.max_timestamp >= 0 and now_ms - r.max_timestamp > max_lag_ms
+
+    candidates = list(ranges) if ranges and overdue(ranges[-1]) else list(ranges[:-1])
+    cleanable: list[StreamRange] = []
+    for r in candidates:
+        if now_ms - r.max_timestamp < min_lag_ms:
+            break
+        cleanable.append(r)
+    dirty = [r for r in cleanable if not compacted_output(r)]
+    if not dirty:
+        return []
+    if any(overdue(r) for r in dirty):
+        return cleanable
+    dirty_bytes = sum(r.size for r in dirty)
+    total = sum(r.size for r in cleanable)
+    return cleanable if total and dirty_bytes / total >= ratio else []
+
+
 def _transaction_outcomes(
     batches: Sequence[tuple[BatchHeader, bytes]],
 ) -> tuple[set[int], set[int]]:
@@ -502,7 +515,10 @@ def _filter_batch(
     producer's last batch is kept even when emptied (its sequence state)."""
     if h.is_control:
         return raw, 0
-    records = records_of(h, raw)
+    try:
+        records = records_of(h, raw)
+    except TooLarge:
+        return raw, 0  # beyond the memory a rewrite may take: kept whole
     kept: list[StoredRecord] = [
         rec
         for rec in records

@@ -15,14 +15,10 @@ from __future__ import annotations
 import json
 import logging
 import ssl
-from functools import cache, partial
 from typing import Any, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, Field
 
-from broker_service.control.balancer import Reassign
-from broker_service.control.reassignment import reassign
 from broker_service.security.client import ClientSecurity
 
 log = logging.getLogger(__name__)
@@ -31,11 +27,9 @@ SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"]
 
 
-class KafkaAccessSettings(BaseSettings):
-    """Env vars without prefix: KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_MECHANISM,
-    ADMIN_SECRET_ARN, KAFKA_TLS_SECRET_ARN."""
-
-    model_config = SettingsConfigDict(extra="ignore")
+class KafkaAccess(BaseModel):
+    """How a control function reaches the brokers: part of ``ControlSettings`` (env vars
+    KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_MECHANISM, ADMIN_SECRET_ARN, KAFKA_TLS_SECRET_ARN)."""
 
     kafka_security_protocol: SecurityProtocol = "PLAINTEXT"
     kafka_sasl_mechanism: SaslMechanism = "SCRAM-SHA-512"
@@ -95,15 +89,3 @@ class KafkaAccessSettings(BaseSettings):
 def _secret_json(secrets: Any, arn: str) -> dict[str, str]:
     value: dict[str, str] = json.loads(secrets.get_secret_value(SecretId=arn)["SecretString"])
     return value
-
-
-@cache
-def cold_start_security() -> ClientSecurity | None:
-    """Read once per Lambda container (cold start): the secret is not fetched per event."""
-    return KafkaAccessSettings().client_security()
-
-
-def secured_reassign() -> Reassign:
-    """reassign() bound to this function's ClientSecurity (what balance() and autoscale()
-    call for each move)."""
-    return partial(reassign, security=cold_start_security())

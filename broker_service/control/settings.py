@@ -2,23 +2,33 @@
 
 from __future__ import annotations
 
+from functools import cache, partial
 from typing import Any
 from urllib.parse import urlparse
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from broker_service.config.compaction import CompactionConfig
 from broker_service.control.autoscaler import MB, AutoscalerPolicy
-from broker_service.control.balancer import BalancerPolicy
+from broker_service.control.balancer import BalancerPolicy, Reassign
+from broker_service.control.kafka_access import KafkaAccess
+from broker_service.control.reassignment import reassign
 from broker_service.control.sizing import BrokerCapacity
+from broker_service.security.client import ClientSecurity
 
 
-class ControlSettings(BaseSettings):
-    """Env vars without prefix: TENANT, METADATA_TABLE, STORAGE_URI, METRICS_NAMESPACE,
+class ControlSettings(KafkaAccess, BaseSettings):
+    """The one settings model of every control function's process (the four Lambdas).
+    Env vars without prefix: TENANT, METADATA_TABLE, STORAGE_URI, METRICS_NAMESPACE,
     ECS_CLUSTER, ECS_SERVICE, MIN_BROKERS, MAX_BROKERS, PRODUCE_MBPS_PER_BROKER,
-    CONSUME_MBPS_PER_BROKER, ... (the stacks compute the two capacities with control/sizing.py)."""
+    CONSUME_MBPS_PER_BROKER, ... (the stacks compute the two capacities with control/sizing.py);
+    how to reach the brokers (KafkaAccess: KAFKA_SECURITY_PROTOCOL, ...); compaction's knobs
+    (COMPACTION_*)."""
 
     model_config = SettingsConfigDict(extra="ignore")
+
+    compaction: CompactionConfig = Field(default_factory=CompactionConfig)
 
     tenant: str = "default"
     metadata_table: str = Field(description="DynamoDB table of the cluster's metadata")
@@ -73,6 +83,14 @@ class ControlSettings(BaseSettings):
             window_s=self.balance_window_s,
         )
 
+    def object_store(self) -> Any:
+        from broker_service.stream.objectstore.s3 import S3ObjectStore
+
+        if not self.storage_uri:
+            raise ValueError("STORAGE_URI is not set (s3://bucket/prefix)")
+        url = urlparse(self.storage_uri)
+        return S3ObjectStore(bucket=url.netloc, prefix=url.path.lstrip("/"))
+
     def metadata_store(self) -> Any:
         from broker_service.metadata.dynamodb import DynamoDbMetadataStore
 
@@ -81,3 +99,15 @@ class ControlSettings(BaseSettings):
     @property
     def bucket(self) -> str | None:
         return urlparse(self.storage_uri).netloc if self.storage_uri else None
+
+
+@cache
+def cold_start_security() -> ClientSecurity | None:
+    """Read once per Lambda container (cold start): the secret is not fetched per event."""
+    return ControlSettings().client_security()  # type: ignore[call-arg]  # from the environment
+
+
+def secured_reassign() -> Reassign:
+    """reassign() bound to this function's ClientSecurity (what balance() and autoscale()
+    call for each move)."""
+    return partial(reassign, security=cold_start_security())

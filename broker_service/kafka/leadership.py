@@ -25,6 +25,7 @@ from broker_service.metadata.base import (
     PartitionRecord,
     UnknownTopic,
 )
+from broker_service.protocol.errors import NotLeaderOrFollower
 from broker_service.stream.wal import read_wal_dir
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 DURABLE_WAIT_S = 30.0  # a hand-over waits this long for in-flight batches to settle
 
 
-class NotLeader(Exception):
+class NotLeader(NotLeaderOrFollower):
     pass
 
 

@@ -24,6 +24,7 @@ from broker_service.kafka.partition import CachedBatch, PartitionLog
 from broker_service.kafka.producer_state import APPEND, Outcome, ProducerStateTable, Verdict
 from broker_service.metadata.base import BrokerFenced, MetadataStore, PartitionRecord, StreamRange
 from broker_service.protocol.control_batch import marker_type
+from broker_service.protocol.errors import KafkaError
 from broker_service.protocol.record_batch import (
     BatchHeader,
     batch_spans,
@@ -54,13 +55,12 @@ class OffsetOutOfRange(Exception):
     pass
 
 
-class AppendRefused(Exception):
+class AppendRefused(KafkaError):
     """Batches refused before they got offsets: ``code`` is the Kafka error to answer."""
 
     def __init__(self, code: int, message: str | None = None) -> None:
-        super().__init__(message or str(code))
-        self.code = code
-        self.message = message
+        super().__init__(message)
+        self.code = ErrorCode(code)
 
 
 def _check_producer(plog: PartitionLog, batches: list[tuple[int, BatchHeader]]) -> Verdict:
@@ -389,6 +389,13 @@ class StreamStore:
         merged = fetched + [r for r in plog.ranges if r.start_offset >= end]
         if merged == plog.ranges:
             return False
+        # cached batches the compactor rewrote (a compacted topic's) are served from the new
+        # objects from now on: drop them from the front of the log cache
+        known = set(plog.ranges)
+        rewritten_end = max((r.end_offset for r in fetched if r not in known), default=-1)
+        while plog.cache and plog.cache[0].end_offset <= min(rewritten_end, plog.committed_end):
+            plog.cache_bytes -= len(plog.cache.pop(0).data)
+            plog.cache_bases.pop(0)
         plog.ranges = merged
         plog.range_starts = [r.start_offset for r in merged]
         return True
@@ -507,14 +514,19 @@ class StreamStore:
         candidates += [
             (h, b.data) for b in plog.cache[cache_from:] for _, h in iter_headers(b.data)
         ]
-        for h, data in candidates:
-            if h.base_offset >= plog.high_watermark or h.last_offset < plog.log_start_offset:
-                continue
-            if h.max_timestamp >= ts and not h.is_control:
-                for off, rts in record_timestamps(h, data):
-                    if rts >= ts and off >= plog.log_start_offset:
-                        return off, rts
-        return None
+        hw, start = plog.high_watermark, plog.log_start_offset
+
+        def scan() -> tuple[int, int] | None:  # decompresses: off the event loop
+            for h, data in candidates:
+                if h.base_offset >= hw or h.last_offset < start:
+                    continue
+                if h.max_timestamp >= ts and not h.is_control:
+                    for off, rts in record_timestamps(h, data):
+                        if rts >= ts and off >= start:
+                            return off, rts
+            return None
+
+        return await asyncio.to_thread(scan)
 
     # -- upload ------------------------------------------------------------------------
     async def upload_step(self) -> None:

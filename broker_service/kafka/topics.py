@@ -14,7 +14,9 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
+from broker_service.kafka.configs import ConfigView
 from broker_service.kafka.log_store import StreamStore
 from broker_service.kafka.partition import PartitionLog
 from broker_service.metadata.base import (
@@ -23,11 +25,7 @@ from broker_service.metadata.base import (
     PartitionRecord,
     TopicRecord,
 )
-from broker_service.protocol.configs import (
-    TOPIC_CONFIG_DEFAULTS,
-    validate_configs,
-    validate_topic_name,
-)
+from broker_service.protocol.configs import validate_configs, validate_topic_name
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +43,9 @@ class TopicState:
     def topic_id(self) -> uuid.UUID:
         return self.record.topic_id
 
-    def max_message_bytes(self, broker_default: int) -> int:
-        return int(self.record.configs.get("max.message.bytes", broker_default))
+    def config(self, view: ConfigView, name: str) -> Any:
+        """The typed effective value of one of this topic's configs."""
+        return view.topic_value(self.record.configs, name)
 
 
 LeaderChanged = Callable[[PartitionLog, PartitionRecord], Awaitable[None]]
@@ -59,20 +58,20 @@ class Topics:
         store: StreamStore,
         node_id: int,
         *,
-        message_max_bytes: int,
         live_ids: Callable[[], Awaitable[list[int]]],
         on_leader_changed: LeaderChanged,
         on_forget: Callable[[str], None],
         before_sync: Callable[[], Awaitable[None]],
+        leaders_seen: Callable[[list[TopicRecord]], Awaitable[None]],
     ) -> None:
         self.metadata = metadata
         self.store = store
         self.node_id = node_id
-        self.message_max_bytes = message_max_bytes
         self._live_ids = live_ids
         self._on_leader_changed = on_leader_changed
         self._on_forget = on_forget
         self._before_sync = before_sync
+        self._leaders_seen = leaders_seen
         self.by_name: dict[str, TopicState] = {}
         self.by_id: dict[uuid.UUID, TopicState] = {}
         self.refresh_wanted = asyncio.Event()
@@ -88,10 +87,6 @@ class Topics:
 
     def led_here(self) -> list[PartitionLog]:
         return [p for s in self.by_name.values() for p in s.logs if p.leader_id == self.node_id]
-
-    def defaults(self) -> dict[str, str]:
-        """Topic config defaults as this broker applies them."""
-        return {**TOPIC_CONFIG_DEFAULTS, "max.message.bytes": str(self.message_max_bytes)}
 
     # -- loading ---------------------------------------------------------------------------
     async def load_all(self) -> None:
@@ -151,6 +146,7 @@ class Topics:
         self._last_sync_started = time.monotonic()
         await self._before_sync()
         records = {t.name: t for t in await asyncio.to_thread(self.metadata.topics)}
+        await self._leaders_seen(list(records.values()))
         for name in [n for n in self.by_name if n not in records]:
             self._forget(name)
         for name, rec in records.items():

@@ -298,6 +298,21 @@ class MetadataStore(ABC):
     def add_partitions(self, name: str, new_total: int, leader_id: int) -> TopicRecord: ...
 
     @abstractmethod
+    def set_topic_configs(
+        self, name: str, expected: dict[str, str], configs: dict[str, str]
+    ) -> TopicRecord:
+        """Compare-and-set a topic's config overrides: ``configs`` replace them if they are
+        still ``expected`` (``ConcurrentUpdate`` otherwise, ``UnknownTopic`` if missing)."""
+
+    @abstractmethod
+    def cluster_configs(self) -> dict[str, str]:
+        """Cluster-wide dynamic broker configs (Kafka's ``--entity-default`` broker configs)."""
+
+    @abstractmethod
+    def set_cluster_configs(self, expected: dict[str, str], configs: dict[str, str]) -> None:
+        """Compare-and-set of ``cluster_configs`` (``ConcurrentUpdate`` if not ``expected``)."""
+
+    @abstractmethod
     def topics(self) -> list[TopicRecord]: ...
 
     @abstractmethod

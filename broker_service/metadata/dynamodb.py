@@ -667,6 +667,65 @@ class DynamoDbMetadataStore(MetadataStore):
                 return updated
         raise UnknownTopic(name)
 
+    # Configs are compare-and-set on a version attribute of the item (absent: 0); a topic's
+    # also on its identity (same topic_id, ACTIVE), so a re-created topic is never touched.
+    def _set_configs(
+        self,
+        pk: str,
+        sk: str,
+        expected: dict[str, str],
+        configs: dict[str, str],
+        topic_id: str | None = None,
+    ) -> None:
+        item = self._get(pk, sk) or {}
+        if dict(item.get("configs") or {}) != expected:
+            raise ConcurrentUpdate(f"configs of {sk} changed meanwhile")
+        version = int(item.get("configs_version", 0))
+        names = {"#c": "configs", "#v": "configs_version"}
+        values: dict[str, Any] = {":c": configs, ":v": version, ":next": version + 1}
+        cond = "(attribute_not_exists(#v) OR #v = :v)"
+        if topic_id is not None:
+            cond += " AND #tid = :tid AND #s = :active"
+            names |= {"#tid": "topic_id", "#s": "state"}
+            values |= {":tid": topic_id, ":active": ACTIVE}
+        try:
+            self._update(
+                pk,
+                sk,
+                "SET #c = :c, #v = :next",
+                ConditionExpression=cond,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=_item(**values),
+            )
+        except ClientError as e:
+            if _error_code(e) != "ConditionalCheckFailedException":
+                raise
+            raise ConcurrentUpdate(f"configs of {sk} changed meanwhile") from None
+
+    def set_topic_configs(
+        self, name: str, expected: dict[str, str], configs: dict[str, str]
+    ) -> TopicRecord:
+        topic = self.topic(name)
+        if topic is None:
+            raise UnknownTopic(name)
+        try:
+            self._set_configs("TOPICS", f"{name}#", expected, configs, str(topic.topic_id))
+        except ConcurrentUpdate:
+            if self.topic(name) is None:
+                raise UnknownTopic(name) from None
+            raise
+        updated = self.topic(name)
+        if updated is None:
+            raise UnknownTopic(name)
+        return updated
+
+    def cluster_configs(self) -> dict[str, str]:
+        item = self._get("CLUSTER", "CONFIGS")
+        return dict(item.get("configs") or {}) if item else {}
+
+    def set_cluster_configs(self, expected: dict[str, str], configs: dict[str, str]) -> None:
+        self._set_configs("CLUSTER", "CONFIGS", expected, configs)
+
     def topics(self) -> list[TopicRecord]:
         by_name: dict[str, tuple[dict[str, Any] | None, list[dict[str, Any]]]] = {}
         for a in self._query("TOPICS"):

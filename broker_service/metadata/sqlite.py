@@ -347,6 +347,35 @@ class SqliteMetadataStore(MetadataStore):
         assert updated is not None
         return updated
 
+    def set_topic_configs(
+        self, name: str, expected: dict[str, str], configs: dict[str, str]
+    ) -> TopicRecord:
+        with self._tx() as db:
+            topic = self._topic(db, name)
+            if topic is None:
+                raise UnknownTopic(name)
+            if topic.configs != expected:
+                raise ConcurrentUpdate(f"configs of topic {name} changed meanwhile")
+            db.execute("UPDATE topics SET configs=? WHERE name=?", (json.dumps(configs), name))
+            updated = self._topic(db, name)
+        assert updated is not None
+        return updated
+
+    def cluster_configs(self) -> dict[str, str]:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM cluster WHERE key='configs'").fetchone()
+        return dict(json.loads(row[0])) if row else {}
+
+    def set_cluster_configs(self, expected: dict[str, str], configs: dict[str, str]) -> None:
+        with self._tx() as db:
+            row = db.execute("SELECT value FROM cluster WHERE key='configs'").fetchone()
+            if (json.loads(row[0]) if row else {}) != expected:
+                raise ConcurrentUpdate("cluster configs changed meanwhile")
+            db.execute(
+                "INSERT OR REPLACE INTO cluster(key, value) VALUES('configs', ?)",
+                (json.dumps(configs),),
+            )
+
     def topics(self) -> list[TopicRecord]:
         with self._lock:
             names = [r[0] for r in self._db.execute("SELECT name FROM topics ORDER BY name")]

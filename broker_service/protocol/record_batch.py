@@ -19,12 +19,16 @@ from dataclasses import dataclass
 
 from crc32c import crc32c
 
+from broker_service.protocol import errors as E
+
 HEADER_SIZE = 61
 LOG_OVERHEAD = 12  # baseOffset + batchLength: the bytes not counted by batchLength
 
 _HEADER = struct.Struct(">qiibIhiqqqhii")
 _I64 = struct.Struct(">q")
 _I32 = struct.Struct(">i")
+_I16 = struct.Struct(">h")
+_U32 = struct.Struct(">I")
 
 COMPRESSION_MASK = 0x07
 TIMESTAMP_TYPE_MASK = 0x08
@@ -32,16 +36,20 @@ TRANSACTIONAL_FLAG = 0x10
 CONTROL_FLAG = 0x20
 
 
-class InvalidRecordBatch(ValueError):
+class InvalidRecordBatch(ValueError, E.CorruptMessage):
     """The batch is structurally broken (maps to CORRUPT_MESSAGE)."""
 
 
 class UnsupportedMagic(InvalidRecordBatch):
     """Message format v0/v1 (maps to UNSUPPORTED_FOR_MESSAGE_FORMAT)."""
 
+    code = E.UnsupportedForMessageFormat.code
+
 
 class InconsistentRecordBatch(InvalidRecordBatch):
     """A well-formed batch whose header contradicts itself (maps to INVALID_RECORD)."""
+
+    code = E.InvalidRecord.code
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +130,17 @@ def set_base_offset(buf: bytearray | memoryview, pos: int, base_offset: int) -> 
 
 def set_leader_epoch(buf: bytearray | memoryview, pos: int, epoch: int) -> None:
     _I32.pack_into(buf, pos + 12, epoch)
+
+
+def stamp_log_append_time(buf: bytearray | memoryview, pos: int, now_ms: int) -> None:
+    """``message.timestamp.type=LogAppendTime``, in place as Kafka's LogValidator does it:
+    the timestamp-type attribute bit set and maxTimestamp = the broker's clock (consumers
+    then read it as every record's timestamp), the CRC recomputed; records are not decoded."""
+    (length,) = _I32.unpack_from(buf, pos + 8)
+    (attributes,) = _I16.unpack_from(buf, pos + 21)
+    _I16.pack_into(buf, pos + 21, attributes | TIMESTAMP_TYPE_MASK)
+    _I64.pack_into(buf, pos + 35, now_ms)
+    _U32.pack_into(buf, pos + 17, crc32c(buf[pos + 21 : pos + LOG_OVERHEAD + length]))
 
 
 _SPAN = struct.Struct(">qiibIhi")  # the header's first 27 bytes, up to lastOffsetDelta

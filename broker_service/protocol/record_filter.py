@@ -17,7 +17,12 @@ from dataclasses import dataclass
 from crc32c import crc32c
 
 from broker_service.protocol.primitives import ByteReader
-from broker_service.protocol.record_batch import HEADER_SIZE, LOG_OVERHEAD, BatchHeader
+from broker_service.protocol.record_batch import (
+    HEADER_SIZE,
+    LOG_OVERHEAD,
+    TIMESTAMP_TYPE_MASK,
+    BatchHeader,
+)
 from broker_service.protocol.records import decompress
 
 _I32 = struct.Struct(">i")
@@ -35,6 +40,7 @@ class StoredRecord:
 
 def records_of(header: BatchHeader, batch: bytes | memoryview) -> list[StoredRecord]:
     body = decompress(header.compression, bytes(batch[HEADER_SIZE : header.size]))
+    log_append = bool(header.attributes & TIMESTAMP_TYPE_MASK)  # every record: max timestamp
     r = ByteReader(body)
     out = []
     for _ in range(header.record_count):
@@ -52,7 +58,7 @@ def records_of(header: BatchHeader, batch: bytes | memoryview) -> list[StoredRec
         out.append(
             StoredRecord(
                 header.base_offset + off_delta,
-                header.base_timestamp + ts_delta,
+                header.max_timestamp if log_append else header.base_timestamp + ts_delta,
                 key,
                 value_len < 0,
                 bytes(body[begin : r.pos]),

@@ -4,57 +4,33 @@ produce/fetch path. Yields (offset, timestamp) per record.
 
 from __future__ import annotations
 
-import gzip
-import struct
+from collections.abc import Iterator
 
-from broker_service.protocol.primitives import ByteReader
-from broker_service.protocol.record_batch import HEADER_SIZE, BatchHeader
+from broker_service.protocol.decompress import RecordHeads, pieces
+from broker_service.protocol.record_batch import HEADER_SIZE, TIMESTAMP_TYPE_MASK, BatchHeader
 
-_XERIAL_MAGIC = b"\x82SNAPPY\x00"
-
-
-def _snappy(data: bytes) -> bytes:
-    import cramjam
-
-    if data.startswith(_XERIAL_MAGIC):  # Java client's xerial framing: 16-byte header, chunks
-        out = bytearray()
-        pos = 16
-        while pos + 4 <= len(data):
-            (n,) = struct.unpack_from(">i", data, pos)
-            out += bytes(cramjam.snappy.decompress_raw(data[pos + 4 : pos + 4 + n]))
-            pos += 4 + n
-        return bytes(out)
-    return bytes(cramjam.snappy.decompress_raw(data))
+MAX_DECOMPRESSED = 64 << 20  # records a whole-batch reader (compaction) may hold at once
 
 
-def decompress(codec: int, data: bytes) -> bytes:
-    if codec == 0:
-        return data
-    if codec == 1:
-        return gzip.decompress(data)
-    if codec == 2:
-        return _snappy(data)
-    if codec == 3:
-        import cramjam
-
-        return bytes(cramjam.lz4.decompress(data))
-    if codec == 4:
-        import cramjam
-
-        return bytes(cramjam.zstd.decompress(data))
-    raise ValueError(f"unknown compression codec {codec}")
+def decompress(codec: int, data: bytes | memoryview, max_output: int = MAX_DECOMPRESSED) -> bytes:
+    """A batch's records section, whole (``TooLarge`` past ``max_output`` bytes)."""
+    return b"".join(pieces(codec, data, max_output))
 
 
-def record_timestamps(header: BatchHeader, batch: bytes | memoryview) -> list[tuple[int, int]]:
-    body = decompress(header.compression, bytes(batch[HEADER_SIZE : header.size]))
-    r = ByteReader(body)
-    out = []
-    for _ in range(header.record_count):
-        length = r.varint()
-        start = r.pos
-        r.i8()  # attributes
-        ts_delta = r.varint()
-        off_delta = r.varint()
-        out.append((header.base_offset + off_delta, header.base_timestamp + ts_delta))
-        r.pos = start + length
-    return out
+def record_timestamps(
+    header: BatchHeader, batch: bytes | memoryview, max_output: int = 1 << 30
+) -> Iterator[tuple[int, int]]:
+    """(offset, timestamp) of each record, decompressing piece by piece (bounded memory,
+    whatever the values hold; ``TooLarge`` past ``max_output`` decompressed bytes). A
+    LogAppendTime batch's records all have its max timestamp (the broker's clock), as Kafka's
+    DefaultRecordBatch reads them."""
+    log_append = bool(header.attributes & TIMESTAMP_TYPE_MASK)
+    heads = RecordHeads()
+    seen = 0
+    for piece in pieces(header.compression, batch[HEADER_SIZE : header.size], max_output):
+        for ts_delta, off_delta in heads.feed(piece):
+            ts = header.max_timestamp if log_append else header.base_timestamp + ts_delta
+            yield header.base_offset + off_delta, ts
+            seen += 1
+            if seen >= header.record_count:
+                return

@@ -11,24 +11,34 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
+from typing import Any
 
 from broker_service.api import reassignment
 from broker_service.cluster.membership import Membership
 from broker_service.cluster.rpc import FORWARDED_BY, BrokerRpc
 from broker_service.config import BrokerConfig
-from broker_service.control.compaction import CompactionConfig, compact
+from broker_service.control.compaction import compact
+from broker_service.kafka.configs import ConfigView, static_broker_values
+from broker_service.kafka.groups import offsets_topic
 from broker_service.kafka.groups.coordinator import GroupCoordinator
 from broker_service.kafka.leadership import Leadership, NotLeader
-from broker_service.kafka.log_store import StreamStore
+from broker_service.kafka.log_store import AppendRefused, StreamStore
 from broker_service.kafka.partition import PartitionLog
 from broker_service.kafka.producer_ids import ProducerIdAllocator
 from broker_service.kafka.replicas import ReplicaReads
 from broker_service.kafka.topics import Topics, TopicState
 from broker_service.kafka.txn.coordinator import TransactionCoordinator
 from broker_service.kafka.zone_forward import ZoneForwarder
-from broker_service.metadata.base import BrokerRecord, MetadataStore, TopicRecord
+from broker_service.metadata.base import (
+    BrokerRecord,
+    MetadataStore,
+    TopicAlreadyExists,
+    TopicRecord,
+)
 from broker_service.metrics import BrokerMetrics
+from broker_service.protocol.record_batch import validate_batches
 from broker_service.runtime.control_loops import ControlLoops
 from broker_service.runtime.metrics_service import MetricsService
 from broker_service.runtime.timers import Timers
@@ -37,6 +47,12 @@ from broker_service.stream.objectstore.base import ObjectStore
 from broker_service.stream.wal import Wal
 
 log = logging.getLogger(__name__)
+
+
+def _retrieved(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled():
+        fut.exception()
+
 
 __all__ = ["Broker", "NotLeader", "TopicState"]
 
@@ -59,11 +75,14 @@ class Broker:
         self.me: BrokerRecord | None = None
         self.store: StreamStore | None = None
         self.producer_ids = ProducerIdAllocator(metadata)
+        self.configs = ConfigView(static_broker_values(config))
         self.groups = GroupCoordinator(
             metadata,
             initial_rebalance_delay_ms=config.group_initial_rebalance_delay_ms,
             consumer_session_timeout_ms=config.group_consumer_session_timeout_ms,
         )
+        self.groups.mirror = self._mirror_group
+        self.groups.partition_counts = lambda: {n: len(t.logs) for n, t in self.topics.items()}
         self.txn = TransactionCoordinator(self)
         self.security = SecurityManager(config, metadata)
         self._fenced = False
@@ -73,6 +92,7 @@ class Broker:
         self.metrics_service = MetricsService(self)
         self.control_loops = ControlLoops(self)
         self.timers = Timers()
+        self._live_reread = 0.0  # when _learn_leaders last re-read the live brokers
         self.rpc = BrokerRpc(self._endpoint, self.security.inter_broker_security,
                              f"{FORWARDED_BY}{config.node_id}")  # fmt: skip
         self.forwarder: ZoneForwarder | None = None
@@ -87,6 +107,8 @@ class Broker:
         cfg = self.config
         host, port = cfg.advertised
         self.cluster_id = await asyncio.to_thread(self.metadata.cluster_id)
+        self.configs.static = static_broker_values(cfg, self.security.listeners)  # ports bound
+        self.configs.dynamic = await asyncio.to_thread(self.metadata.cluster_configs)
         self.me = me = await asyncio.to_thread(
             self.metadata.register_broker, cfg.node_id, host, port, cfg.rack, cfg.lease_ms
         )
@@ -135,11 +157,11 @@ class Broker:
             self.metadata,
             store,
             cfg.node_id,
-            message_max_bytes=cfg.message_max_bytes,
             live_ids=self._live_ids,
             on_leader_changed=self.leadership.changed,
             on_forget=self.groups.forget_topic,
             before_sync=self._before_sync,
+            leaders_seen=self._learn_leaders,
         )
         await membership.refresh_live()
         await self._topics.load_all()
@@ -214,10 +236,12 @@ class Broker:
     async def _compact(self) -> None:
         """The same function the compaction Lambda calls."""
         result = await compact(
-            self.metadata, self.object_store, CompactionConfig(), owner=f"broker-{self.node_id}"
+            self.metadata, self.object_store, self.config.compaction, owner=f"broker-{self.node_id}"
         )
         if result.skipped is None:
             log.info("compaction: %s", result)
+        if result.swaps:  # serve the rewritten objects, not the cached batches
+            await self._refresh_ranges()
 
     async def _refresh_ranges(self) -> None:
         """Compaction swaps objects behind the leader's back: re-read led partitions' ranges."""
@@ -227,9 +251,21 @@ class Broker:
                 await self.store.refresh_ranges(plog)
 
     async def _before_sync(self) -> None:
-        self.groups.retain(self.coordinates)
+        self.groups.retain(self.coordinates_group)
+        self.configs.dynamic = await asyncio.to_thread(self.metadata.cluster_configs)
         if not all(self.security.knows(b) for b in self.live_brokers()):
             await self.security.refresh_endpoints()  # a new broker: learn its listeners
+
+    async def _learn_leaders(self, topics: list[TopicRecord]) -> None:
+        """A partition led by a broker our live view lacks (it started less than a lease
+        renewal ago): re-read the live brokers, so Metadata never names a leader it does not
+        list. At most once a second: a dead leader stays unknown until recovery moves it."""
+        known = {b.broker_id for b in self.live_brokers()}
+        if any(p.leader_id >= 0 and p.leader_id not in known
+               for t in topics for p in t.partitions):  # fmt: skip
+            if time.monotonic() - self._live_reread >= 1.0:
+                self._live_reread = time.monotonic()
+                await self.refresh_live()
 
     def _endpoint(self, broker_id: int) -> tuple[str, int] | None:
         """Where this broker reaches another: its registered endpoint, if live."""
@@ -272,7 +308,7 @@ class Broker:
         return self._topics.partition(topic, index) if self._topics is not None else None
 
     def topic_defaults(self) -> dict[str, str]:
-        return self.topic_registry.defaults()
+        return self.configs.topic_defaults()
 
     def request_refresh(self) -> None:
         if self._topics is not None:
@@ -310,6 +346,65 @@ class Broker:
     async def delete_records(self, plog: PartitionLog, offset: int) -> int:
         assert self.leadership is not None
         return await self.leadership.delete_records(plog, offset)
+
+    # -- groups follow __consumer_offsets, as in Kafka: a group's coordinator is the leader of
+    # its partition (partition_for), so the group's records are appended where they are led.
+    def _offsets_log(self, group_id: str) -> PartitionLog | None:
+        state = self.topics.get(offsets_topic.OFFSETS_TOPIC)
+        if state is None or not state.logs:
+            return None
+        return state.logs[offsets_topic.partition_for(group_id, len(state.logs))]
+
+    def group_coordinator(self, group_id: str) -> BrokerRecord | None:
+        """The live leader of the group's __consumer_offsets partition (None: not yet known,
+        or not live: COORDINATOR_NOT_AVAILABLE, and the client asks again)."""
+        plog = self._offsets_log(group_id)
+        if plog is None:
+            return None
+        return next((b for b in self.live_brokers() if b.broker_id == plog.leader_id), None)
+
+    def coordinates_group(self, group_id: str) -> bool:
+        plog = self._offsets_log(group_id)
+        return plog is not None and plog.leader_id == self.node_id and not plog.moving
+
+    async def ensure_offsets_topic(self) -> None:
+        """Create __consumer_offsets on first use (Kafka's offsets.topic.num.partitions and
+        configs), whichever broker gets there first."""
+        name = offsets_topic.OFFSETS_TOPIC
+        if name in self.topics:
+            return
+        await self.learn_unknown_topics()
+        if name in self.topics:
+            return
+        try:
+            await self.create_topic(
+                name,
+                self.config.offsets_topic_partitions,
+                dict(offsets_topic.OFFSETS_TOPIC_CONFIGS),
+            )
+        except TopicAlreadyExists:
+            await self.sync_metadata()
+
+    def append_internal(self, topic: str, partition: int, records: bytearray) -> bool:
+        """Append a batch the broker wrote itself (an internal topic's records) to a partition
+        led here; False, writing nothing, when it is not (it moved meanwhile)."""
+        plog = self.partition(topic, partition)
+        if self.store is None or plog is None:
+            return False
+        view = memoryview(records)
+        try:
+            _, fut = self.store.append_guarded(plog, view, validate_batches(view))
+        except AppendRefused:
+            return False
+        fut.add_done_callback(_retrieved)  # nobody waits: the partition completes it anyway
+        return True
+
+    def _mirror_group(self, group_id: str, records: list[offsets_topic.Record]) -> None:
+        plog = self._offsets_log(group_id)
+        batch = offsets_topic.build_batch(records, int(time.time() * 1000))
+        if plog is None or not self.append_internal(plog.topic, plog.partition, batch):
+            log.debug("group %s: %d records not mirrored (partition not led here)",
+                      group_id, len(records))  # fmt: skip
 
     def may_acknowledge(self) -> bool:
         return not self._fenced and (self.membership is None or self.membership.may_acknowledge())

@@ -41,6 +41,7 @@ class MetricsService:
         self.broker = broker
         self.metrics: BrokerMetrics = broker.metrics
         self.metrics_url: str | None = None
+        self.port: int | None = None  # the bound /metrics port (None: off)
         self._server: Any = None
         ns = broker.config.emf_namespace
         self._emf = EmfEmitter(self.metrics, ns) if ns else None
@@ -51,13 +52,15 @@ class MetricsService:
             from broker_service.metrics.prometheus import start_http_server
 
             host = cfg.metrics_host or cfg.host
+            wanted = 0 if cfg.metrics_port == "auto" else cfg.metrics_port
             try:
-                self._server = start_http_server(self.metrics, host, cfg.metrics_port)
+                self._server = start_http_server(self.metrics, host, wanted)
             except OSError as exc:  # metrics are not worth refusing to serve Kafka for
-                log.warning("no /metrics: cannot listen on %s:%d (%s)", host, cfg.metrics_port, exc)
+                log.warning("no /metrics: cannot listen on %s:%d (%s)", host, wanted, exc)
             else:
-                self.metrics_url = f"http://{cfg.advertised[0]}:{cfg.metrics_port}/metrics"
-                log.info("Prometheus metrics on http://%s:%d/metrics", host, cfg.metrics_port)
+                self.port = int(self._server.server_address[1])
+                self.metrics_url = f"http://{cfg.advertised[0]}:{self.port}/metrics"
+                log.info("Prometheus metrics on http://%s:%d/metrics", host, self.port)
         await self.publish_info()
 
     async def publish_info(self) -> None:

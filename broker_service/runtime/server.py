@@ -9,6 +9,7 @@ import signal
 
 from broker_service.net.connection import KafkaConnection
 from broker_service.net.limits import ConnectionRegistry
+from broker_service.runtime import ready
 from broker_service.runtime.broker import Broker
 
 log = logging.getLogger(__name__)
@@ -29,11 +30,16 @@ async def serve(broker: Broker, stop: asyncio.Event | None = None) -> None:
     security = broker.security
     ssl_context = security.ssl_context()
     servers = []
+
+    def connection(i: int) -> KafkaConnection:
+        # by index: a port-0 listener is replaced below by one with its real port
+        return KafkaConnection(broker, connections, security.listeners[i])
+
     # Bind first: a broker that cannot listen must not register itself as live.
-    for listener in security.listeners:
+    for i, listener in enumerate(security.listeners):
         servers.append(
             await loop.create_server(
-                lambda lst=listener: KafkaConnection(broker, connections, lst),  # type: ignore[misc]
+                lambda i=i: connection(i),  # type: ignore[misc]
                 listener.host,
                 listener.port,
                 reuse_address=True,
@@ -41,9 +47,16 @@ async def serve(broker: Broker, stop: asyncio.Event | None = None) -> None:
                 ssl=ssl_context if listener.tls else None,
             )
         )
+    # port 0: register and advertise the ports the OS gave us (before broker.start registers)
+    security.listeners = ready.adopt_bound_ports(
+        cfg, [s.sockets[0].getsockname()[1] for s in servers]
+    )
     await broker.start()
     for server in servers:
         await server.start_serving()
+    if cfg.ready_file is not None:
+        metrics = broker.metrics_service.port if broker.metrics_service else None
+        ready.write_ready_file(cfg.ready_file, ready.ready_info(cfg, security.listeners, metrics))
     for listener in security.listeners:
         log.info(
             "listening on %s://%s:%d (advertised %s:%d)",

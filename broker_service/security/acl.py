@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from broker_service.metadata.base import AclBinding
+from broker_service.protocol.errors import InvalidRequest
 
 # Resource types
 UNKNOWN, ANY = 0, 1
@@ -46,7 +47,7 @@ SUPPORTED_OPERATIONS = {
 }  # fmt: skip
 
 
-class InvalidAcl(ValueError):
+class InvalidAcl(ValueError, InvalidRequest):
     pass
 
 

@@ -15,6 +15,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from broker_service.metadata.base import QuotaEntity
+from broker_service.protocol.errors import InvalidRequest
 
 PRODUCER_BYTE_RATE = "producer_byte_rate"
 CONSUMER_BYTE_RATE = "consumer_byte_rate"
@@ -27,7 +28,7 @@ ENTITY_TYPES = (USER, CLIENT_ID)
 DEFAULT = None  # an entity name of None is the default entity of its type
 
 
-class InvalidQuota(ValueError):
+class InvalidQuota(ValueError, InvalidRequest):
     pass
 
 

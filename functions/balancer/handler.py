@@ -17,9 +17,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from broker_service.control.arrival import wait_for_task_broker
 from broker_service.control.balancer import balance
 from broker_service.control.events import EventBridgeEnvelope, TaskStateChangeEvent
-from broker_service.control.kafka_access import secured_reassign
 from broker_service.control.metrics_source import CloudWatchMetricsSource
-from broker_service.control.settings import ControlSettings
+from broker_service.control.settings import ControlSettings, secured_reassign
 
 logger = Logger()
 metrics = Metrics()

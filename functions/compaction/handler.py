@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any
-from urllib.parse import urlparse
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
@@ -21,21 +20,9 @@ from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from broker_service.control.compaction import CompactionConfig, CompactionResult, compact
-from broker_service.metadata.dynamodb import DynamoDbMetadataStore
-from broker_service.stream.objectstore.s3 import S3ObjectStore
-
-
-class FunctionSettings(BaseSettings):
-    model_config = SettingsConfigDict(extra="ignore")
-
-    tenant: str = Field(description="the tenant whose cluster this function compacts")
-    metadata_table: str = Field(description="DynamoDB table of the cluster's metadata")
-    storage_uri: str = Field(description="s3://bucket/prefix of the cluster's objects")
-    metrics_namespace: str = Field(default="BrokerService", description="CloudWatch namespace")
-    powertools_service_name: str = Field(default="compaction", description="service in logs")
+from broker_service.control.compaction import CompactionResult, compact
+from broker_service.control.settings import ControlSettings
 
 
 class CompactionDetail(BaseModel):
@@ -56,8 +43,8 @@ logger = Logger()
 metrics = Metrics()
 
 
-def run(event: CompactionEvent, remaining_s: float, settings: FunctionSettings) -> CompactionResult:
-    config = CompactionConfig()
+def run(event: CompactionEvent, remaining_s: float, settings: ControlSettings) -> CompactionResult:
+    config = settings.compaction
     margin = min(SAFETY_MARGIN_S, remaining_s / 4)
     budget = max(1.0, min(config.time_budget_s, remaining_s - margin))
     updates: dict[str, Any] = {
@@ -68,11 +55,10 @@ def run(event: CompactionEvent, remaining_s: float, settings: FunctionSettings) 
     if event.detail.max_bytes_per_run:
         updates["max_bytes_per_run"] = event.detail.max_bytes_per_run
     config = config.model_copy(update=updates)
-    uri = urlparse(settings.storage_uri)
-    if uri.scheme != "s3":
+    if not (settings.storage_uri or "").startswith("s3://"):
         raise ValueError(f"STORAGE_URI must be s3://bucket/prefix, got {settings.storage_uri!r}")
-    metadata = DynamoDbMetadataStore(settings.metadata_table)
-    objects = S3ObjectStore(bucket=uri.netloc, prefix=uri.path.lstrip("/"))
+    metadata = settings.metadata_store()
+    objects = settings.object_store()
     try:
         return asyncio.run(compact(metadata, objects, config, owner=f"lambda:{event.id}"))
     finally:
@@ -83,7 +69,7 @@ def run(event: CompactionEvent, remaining_s: float, settings: FunctionSettings) 
 @metrics.log_metrics
 @logger.inject_lambda_context
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    settings = FunctionSettings()  # type: ignore[call-arg]  # from the environment
+    settings = ControlSettings()  # type: ignore[call-arg]  # from the environment
     metrics.namespace = settings.metrics_namespace
     metrics.add_dimension("Tenant", settings.tenant)
     parsed = parse(event=event, model=CompactionEvent)

@@ -12,7 +12,7 @@ from pathlib import Path
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from broker_service.metadata.dynamodb import DynamoDbMetadataStore
-from tests.broker_process import BrokerProcess
+from tests.support.broker import BrokerProcess
 
 
 def _broker(data: Path, bucket: str, table: str, endpoint: str) -> BrokerProcess:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,6 @@ from typing import Any
 import pytest
 
 from broker_service.metadata.dynamodb import DynamoDbMetadataStore
-from tests.broker_process import BrokerProcess
 from tests.cloud.conftest import s3_client
 from tests.integration.compaction_helpers import (
     SMALL_OBJECTS_ENV,
@@ -24,6 +22,7 @@ from tests.integration.compaction_helpers import (
     create_topic,
     produce_rounds,
 )
+from tests.support.broker import BrokerProcess
 
 EVENT = Path(__file__).resolve().parent.parent / "fixtures" / "scheduled_event.json"
 
@@ -143,5 +142,4 @@ def test_two_concurrent_invocations_one_runs(
         t.join(120)
     assert len(outs) == 2
     assert [o["skipped"] is None for o in outs].count(True) >= 1
-    time.sleep(0.2)
     assert all_batches(broker.port, topic) == before

@@ -27,6 +27,7 @@ from broker_service.stream.objectstore.s3 import (
     S3ObjectStore,
     slice_buffers,
 )
+from tests.support.wait import wait_until_async
 
 from .conftest import s3_client
 from .fault_proxy import BAD_REQUEST, HANG, LOSE_RESPONSE, SLOWDOWN, TRUNCATE, FaultProxy
@@ -192,8 +193,7 @@ def test_cancelled_multipart_put_aborts_the_upload(
         async def main() -> None:
             proxy.delay = 0.3  # requests are on the wire when the put is cancelled
             task = asyncio.create_task(s.put("big", [blob(11 * MiB)]))
-            while during not in proxy.started:
-                await asyncio.sleep(0.01)
+            await wait_until_async(lambda: during in proxy.started, 30, f"a {during} request")
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task

@@ -1,6 +1,6 @@
 """MetadataStore contract fixtures: every backend behind one ``backend`` fixture.
 
-The DynamoDB store talks to a real moto server (``moto_server -H 127.0.0.1``) over HTTP; no
+The DynamoDB store talks to a real moto server (tests/support/moto.py) over HTTP; no
 in-process mocks. Each test gets a fresh table (or SQLite file) of its own.
 """
 

@@ -29,6 +29,7 @@ from broker_service.metadata.base import (
     UnknownBroker,
     UnknownTopic,
 )
+from tests.support.wait import wait_until
 
 from .conftest import Backend
 
@@ -279,8 +280,7 @@ def test_failover_fences_the_dead_broker_and_moves_its_partitions(backend: Backe
     dead_store.commit_object(
         1, dead.epoch, "o", 30, [_range(p.stream_id, 0, 4, "o") for p in t.partitions]
     )
-    time.sleep(0.01)
-    now = _now_ms()
+    now = wait_until(lambda: (t := _now_ms()) > dead.lease_expiry_ms and t, 5, "lease lapsed")
     assert survivor.live_brokers(now) == [alive]
     expired = [b for b in survivor.brokers() if b.state != FENCED and b.lease_expiry_ms <= now]
     assert [b.broker_id for b in expired] == [1]

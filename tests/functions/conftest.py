@@ -16,8 +16,8 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.moto_server import AWS_TEST_ENV, REGION
 from tests.stacks.conftest import synth  # noqa: F401 - the synthesized templates, for the IAM check
+from tests.support.moto import AWS_TEST_ENV, REGION
 
 REPO = Path(__file__).resolve().parents[2]
 EVENTS = Path(__file__).resolve().parent / "events"

@@ -51,10 +51,9 @@ import boto3
 import botocore.session
 import pytest
 
-from tests import moto_server
 from tests.broker_process import REPO, free_port
-from tests.moto_server import AWS_TEST_ENV, REGION
 from tests.stacks.conftest import Synth, resources
+from tests.support.moto import AWS_TEST_ENV, REGION, MotoServer
 
 from .conftest import FakeHttp, LambdaContext, event, load_handler
 from .recorder.aws_call_recorder import recording_init
@@ -164,14 +163,9 @@ def test_compare_reports_both_ways_and_stale_exceptions() -> None:
 
 # -- the stand-ins: moto, the ECS task metadata endpoint ----------------------------------
 @pytest.fixture(scope="module")
-def moto() -> Iterator[str]:
-    log = Path(f"/tmp/moto-iam-{uuid.uuid4().hex[:6]}.log")
-    proc, endpoint = moto_server.start(log, threaded=False)
-    try:
-        yield endpoint
-    finally:
-        moto_server.stop(proc)
-        log.unlink(missing_ok=True)
+def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with MotoServer(tmp_path_factory.mktemp("moto-iam")) as server:  # one request at a time
+        yield server.endpoint
 
 
 class _TaskMetadataServer(http.server.ThreadingHTTPServer):
@@ -378,7 +372,7 @@ class Lambdas:
         )  # fmt: skip
 
     def run(self, name: str, evt: dict[str, Any], **env: str) -> Any:
-        from broker_service.control.kafka_access import cold_start_security
+        from broker_service.control.settings import cold_start_security
 
         cold_start_security.cache_clear()
         with self.monkeypatch.context() as m:

@@ -85,10 +85,14 @@ def test_schedule_sweeps_expired_leases(
     control_env: ControlEnv, invoke: Callable[[str, dict[str, Any]], Any]
 ) -> None:
     meta = _cluster(control_env)
-    meta.register_broker(4, "10.0.0.4", 9092, None, 1)  # its lease ran out at once
+    four = meta.register_broker(4, "10.0.0.4", 9092, None, 1)  # its lease ran out at once
     meta.create_topic("u", 2, {}, leader_id=4)
     import time
 
-    time.sleep(1.1)  # past the function's 1 s clock-skew grace
+    from tests.support.wait import wait_until
+
+    grace_ms = 1000  # the function's clock-skew grace (LEASE_GRACE_MS)
+    wait_until(lambda: time.time() * 1000 > four.lease_expiry_ms + grace_ms, 5,
+               "the lease and the grace ran out")  # fmt: skip
     out = invoke("recovery", event("scheduled.json"))
     assert out["fenced"] == [4] and len(out["moved"]) == 2

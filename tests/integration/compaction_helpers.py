@@ -5,11 +5,14 @@ from __future__ import annotations
 import struct
 import time
 from collections.abc import Callable
+from pathlib import Path
 
-from confluent_kafka import Producer
+from confluent_kafka import Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from broker_service.metadata.sqlite import SqliteMetadataStore
 from tests.kafka_wire import WireClient, fetch_request, list_offsets_request
+from tests.support.wait import wait_for_value
 
 # Small uploads so a modest load lands in many small objects (what compaction merges).
 SMALL_OBJECTS_ENV = {
@@ -30,32 +33,67 @@ def create_topic(
     fut.result(15)
 
 
+def committed_ends(data: Path, topic: str) -> dict[int, int]:
+    """Per partition, the end offset of what the broker committed to objects (embedded)."""
+    metadata = SqliteMetadataStore(data / "metadata.sqlite")
+    try:
+        rec = metadata.topic(topic)
+        assert rec is not None
+        ends = {}
+        for part in rec.partitions:
+            ranges = metadata.stream_ranges(part.stream_id)
+            ends[part.partition] = ranges[-1].end_offset if ranges else 0
+        return ends
+    finally:
+        metadata.close()
+
+
+def wait_committed(data: Path, topic: str, ends: dict[int, int], timeout: float = 30) -> None:
+    """Until the broker committed every partition's offsets below ``ends`` to objects."""
+    wait_for_value(lambda: committed_ends(data, topic),
+                   lambda got: all(got.get(p, 0) >= end for p, end in ends.items()), timeout,
+                   f"{topic}: offsets up to {ends} committed to objects")  # fmt: skip
+
+
 def produce_rounds(
     bootstrap: str,
     topic: str,
     rounds: int,
     per_round: int,
     record: Callable[[int], tuple[bytes | None, bytes | None]] | None = None,
-    pause: float = 0.06,
+    *,
+    data: Path | None = None,
+    timestamp_ms: int | None = None,
+    pause: float = 0.0,
 ) -> int:
-    """``rounds`` flushes of ``per_round`` records each, pausing so each lands in its own
-    object. Returns the number acknowledged."""
+    """``rounds`` flushes of ``per_round`` records each. With ``data`` (an embedded broker's
+    data dir) each round waits until it is committed, so each lands in objects of its own;
+    with the object WAL an acknowledged round is already one. ``pause`` only paces a load
+    generator. Returns the number acknowledged."""
     acked = 0
+    ends: dict[int, int] = {}
 
-    def on_delivery(err: object, _msg: object) -> None:
+    def on_delivery(err: object, msg: Message) -> None:
         nonlocal acked
         assert err is None, err
         acked += 1
+        part, offset = msg.partition(), msg.offset()
+        assert part is not None and offset is not None
+        ends[part] = max(ends.get(part, 0), offset + 1)
 
     p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 0})
     n = 0
     for _ in range(rounds):
         for _ in range(per_round):
             key, value = record(n) if record else (f"k{n}".encode(), f"value-{n}".encode() * 8)
-            p.produce(topic, key=key, value=value, on_delivery=on_delivery)
+            p.produce(topic, key=key, value=value, on_delivery=on_delivery,
+                      timestamp=timestamp_ms or 0)  # fmt: skip
             n += 1
         assert p.flush(30) == 0
-        time.sleep(pause)
+        if data is not None:
+            wait_committed(data, topic, ends)
+        if pause:
+            time.sleep(pause)  # a load generator's pace, not a wait for anything
     return acked
 
 

@@ -14,7 +14,7 @@ from kio.index import load_request_schema
 from scramp import ScramClient
 
 from tests import kafka_wire as w
-from tests.broker_process import BrokerProcess, free_port
+from tests.support.broker import BrokerProcess
 
 ADMIN, ADMIN_PASSWORD = "admin", "admin-secret"
 
@@ -49,15 +49,10 @@ class SecureBroker:
 
 
 def start_secure_broker(data_dir: Path, tls: Tls, **env: str) -> SecureBroker:
-    ports = {
-        "PLAINTEXT": free_port(),
-        "SASL_SSL": free_port(),
-        "SASL_PLAINTEXT": free_port(),
-        "SSL": free_port(),
-    }
-    listeners = ",".join(f"{name}://127.0.0.1:{port}" for name, port in ports.items())
+    """A broker with all four listeners, each on a port of the OS's choosing."""
+    names = ("PLAINTEXT", "SASL_SSL", "SASL_PLAINTEXT", "SSL")
     settings = {
-        "BROKER_LISTENERS": listeners,
+        "BROKER_LISTENERS": ",".join(f"{name}://127.0.0.1:0" for name in names),
         "BROKER_TLS_CERT_PEM": tls.cert_pem,  # as injected from Secrets Manager
         "BROKER_TLS_KEY_PEM": tls.key_pem,
         "BROKER_ADMIN_USER": ADMIN,
@@ -67,8 +62,8 @@ def start_secure_broker(data_dir: Path, tls: Tls, **env: str) -> SecureBroker:
         "BROKER_SECURITY_REFRESH_MS": "200",
         **env,
     }
-    b = BrokerProcess(data_dir, port=ports["PLAINTEXT"], **settings).start()
-    return SecureBroker(b, ports, tls)
+    b = BrokerProcess(data_dir, **settings).start()
+    return SecureBroker(b, b.ports, tls)
 
 
 class SecureWire(w.WireClient):

@@ -9,7 +9,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewPartitions, NewTopic
 
-from tests.broker_process import BrokerProcess
+from tests.support.broker import BrokerProcess
 
 
 def _topic(prefix: str) -> str:

@@ -16,7 +16,8 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from broker_service.control.metrics_source import parse_scrape
-from tests.broker_process import BrokerProcess
+from tests.support.broker import BrokerProcess
+from tests.support.wait import timed_wait_until, wait_until
 
 PARTITIONS = 6
 
@@ -53,9 +54,9 @@ def test_skewed_cluster_ends_within_the_band_without_loss(tmp_path: Path) -> Non
         admin = AdminClient({"bootstrap.servers": first})
         for f in admin.create_topics([NewTopic("skewed", PARTITIONS, 1)]).values():
             f.result(10)
-        for b in brokers[1:]:
-            b.start()
         assert set(_leaders(first, "skewed").values()) == {1}, "skewed: all on broker 1"
+        for b in brokers[1:]:  # the balancer may start moving partitions from here on
+            b.start()
         bootstrap = ",".join(b.bootstrap for b in brokers)
 
         def produce() -> None:  # ~600 records/s of 1 KiB, the same on every partition
@@ -79,20 +80,25 @@ def test_skewed_cluster_ends_within_the_band_without_loss(tmp_path: Path) -> Non
 
         producer = threading.Thread(target=produce)
         producer.start()
-        started = time.monotonic()
-        counts: dict[int, int] = {}
-        while time.monotonic() - started < 60:
-            leaders = _leaders(first, "skewed")
-            counts = {b: list(leaders.values()).count(b) for b in (1, 2, 3)}
-            if sorted(counts.values()) == [2, 2, 2]:
-                break
-            time.sleep(0.5)
-        spread = time.monotonic() - started
-        assert sorted(counts.values()) == [2, 2, 2], counts
-        time.sleep(1.5)  # let clients settle on the new leaders, then measure
+        def counts() -> dict[int, int]:
+            leaders = list(_leaders(first, "skewed").values())
+            return {b: leaders.count(b) for b in (1, 2, 3)}
+
+        spread = timed_wait_until(lambda: sorted(counts().values()) == [2, 2, 2], 60,
+                                  lambda: f"leaders per broker {counts()}", interval=0.5)
+        # the producer has found the new leaders: every broker's bytes in grows
+        last = [_bytes_in(brokers)]
+
+        def all_growing() -> bool:
+            now = _bytes_in(brokers)
+            grew = all(a > b for a, b in zip(now, last[0], strict=True))
+            last[0] = now
+            return grew
+
+        wait_until(all_growing, 30, "bytes in on every broker", interval=0.5)
         before = _bytes_in(brokers)
         t0 = time.monotonic()
-        time.sleep(5)
+        time.sleep(5)  # the measurement window of the rates below (not a wait)
         rates = [(a - b) / (time.monotonic() - t0) for a, b in zip(_bytes_in(brokers), before,
                                                                    strict=True)]  # fmt: skip
         mean = sum(rates) / 3

@@ -19,8 +19,8 @@ import boto3
 import pytest
 
 from broker_service.metadata.dynamodb import DynamoDbMetadataStore
-from tests.broker_process import BrokerProcess
-from tests.integration.clients import (
+from tests.support.broker import BrokerProcess
+from tests.support.clients import (
     CLIENTS,
     CODEC_IDS,
     CODECS,
@@ -38,10 +38,12 @@ from tests.integration.clients import (
     now_ms,
     stored_batches,
 )
-from tests.moto_server import AWS_TEST_ENV, REGION
+from tests.support.moto import AWS_TEST_ENV, REGION
 
 
-@pytest.fixture(scope="module", params=["embedded", "s3-dynamodb"])
+# the matrix on S3 + DynamoDB (moto) is the heavy lane's; the embedded one runs in both
+@pytest.fixture(scope="module",
+                params=["embedded", pytest.param("s3-dynamodb", marks=pytest.mark.heavy)])
 def broker(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[BrokerProcess]:
@@ -141,10 +143,17 @@ def test_librdkafka_compresses(broker: BrokerProcess, client: str, codec: str) -
     create_topic(broker.bootstrap, topic)
     records = make_records(client, codec, 2_000, per_record=PER_RECORD[client])
     PRODUCE[client](broker.bootstrap, topic, records, codec)
-    codecs = {b.codec for b in stored_batches(broker.bootstrap, topic)}
+    batches = stored_batches(broker.bootstrap, topic)
+    codecs = {b.codec for b in batches}
     _, why = librdkafka_codec(client, codec, api_versions(broker.bootstrap))
     assert why is None, why
-    assert codecs == {CODEC_IDS[codec]}, f"asked for {codec}, stored codec ids {codecs}"
+    # librdkafka sends a batch uncompressed when compressing would not shrink it (a small
+    # last batch, depending on how lingering split the records): most records compressed
+    assert codecs <= {0, CODEC_IDS[codec]}, f"asked for {codec}, stored codec ids {codecs}"
+    compressed = sum(b.count for b in batches if b.codec == CODEC_IDS[codec])
+    assert compressed >= 0.9 * sum(b.count for b in batches), (
+        f"asked for {codec}: {compressed} of {sum(b.count for b in batches)} records compressed"
+    )
 
 
 def test_read_back_after_restart(fresh_broker: BrokerProcess) -> None:

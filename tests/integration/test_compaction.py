@@ -15,12 +15,12 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from broker_service.control.compaction import CompactionConfig, CompactionResult, compact
+from broker_service.config.compaction import CompactionConfig
+from broker_service.control.compaction import CompactionResult, compact
 from broker_service.metadata.sqlite import SqliteMetadataStore
 from broker_service.protocol.record_batch import iter_headers
 from broker_service.protocol.record_filter import records_of
 from broker_service.stream.objectstore.fs import FsObjectStore
-from tests.broker_process import BrokerProcess
 from tests.integration.compaction_helpers import (
     SMALL_OBJECTS_ENV,
     all_batches,
@@ -28,7 +28,10 @@ from tests.integration.compaction_helpers import (
     fetch_error_and_records,
     list_offset,
     produce_rounds,
+    wait_committed,
 )
+from tests.support.broker import BrokerProcess
+from tests.support.wait import wait_until
 
 OFFSET_OUT_OF_RANGE = 1
 POLICY_VIOLATION = 44
@@ -59,27 +62,16 @@ def _topic(prefix: str) -> str:
 
 
 def _wait_committed(data: Path, topic: str, end: int) -> None:
-    """Until the broker committed offsets up to ``end`` to objects (uploads are async)."""
-    metadata = SqliteMetadataStore(data / "metadata.sqlite")
-    try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            rec = metadata.topic(topic)
-            assert rec is not None
-            ranges = metadata.stream_ranges(rec.partitions[0].stream_id)
-            if ranges and ranges[-1].end_offset >= end:
-                return
-            time.sleep(0.05)
-        raise AssertionError(f"{topic}: offsets up to {end} not committed in time")
-    finally:
-        metadata.close()
+    """Until the broker committed partition 0's offsets up to ``end`` (uploads are async)."""
+    wait_committed(data, topic, {0: end})
 
 
 def test_compaction_keeps_every_byte_and_drops_objects(small_broker: BrokerProcess) -> None:
     data = small_broker.data_dir
     topic = _topic("merge")
     create_topic(small_broker.bootstrap, topic)
-    assert produce_rounds(small_broker.bootstrap, topic, rounds=25, per_round=40) == 1000
+    acked = produce_rounds(small_broker.bootstrap, topic, rounds=25, per_round=40, data=data)
+    assert acked == 1000
     _wait_committed(data, topic, 1000)
     before = all_batches(small_broker.port, topic)
     objects_before = _objects(data)
@@ -119,7 +111,7 @@ def test_consumers_never_fail_while_compaction_swaps_and_deletes(
     data = small_broker.data_dir
     topic = _topic("busy")
     create_topic(small_broker.bootstrap, topic)
-    produce_rounds(small_broker.bootstrap, topic, rounds=10, per_round=30)
+    produce_rounds(small_broker.bootstrap, topic, rounds=10, per_round=30, data=data)
     stop = threading.Event()
     failures: list[str] = []
     passes = 0
@@ -143,16 +135,21 @@ def test_consumers_never_fail_while_compaction_swaps_and_deletes(
     for t in threads:
         t.start()
     try:
-        swaps = 0
-        for _ in range(6):
+        swaps = runs = 0
+
+        def compacted_enough() -> bool:  # at least 6 runs, 2 swaps, 3 full reads meanwhile
+            nonlocal swaps, runs
             swaps += _run(data, target_object_bytes=256 << 10).swaps
-            time.sleep(0.1)
+            runs += 1
+            return runs >= 6 and swaps >= 2 and passes >= 3 and not failures
+
+        wait_until(compacted_enough, 90, lambda: f"{runs} runs, {swaps} swaps, {passes} "
+                   f"passes, failures {failures[:3]}", interval=0)  # fmt: skip
     finally:
         stop.set()
         for t in threads:
             t.join(30)
     assert failures == []
-    assert swaps >= 2 and passes >= 3
     hw = list_offset(small_broker.port, topic, -1)
     batches = all_batches(small_broker.port, topic)
     assert sum(int.from_bytes(b[57:61], "big") for b in batches) == hw  # every record, once
@@ -164,17 +161,15 @@ def test_retention_bytes_moves_the_log_start_and_deletes_whole_objects(
     data = small_broker.data_dir
     topic = _topic("retain")
     create_topic(small_broker.bootstrap, topic, {"retention.bytes": "20000"})
-    produce_rounds(small_broker.bootstrap, topic, rounds=20, per_round=20)
+    produce_rounds(small_broker.bootstrap, topic, rounds=20, per_round=20, data=data)
     _wait_committed(data, topic, 400)
     assert list_offset(small_broker.port, topic, -2) == 0
     result = _run(data, target_object_bytes=1)  # retention only: no range is small
     assert result.retention_moves and result.ranges_dropped > 0
     lso = result.retention_moves[0][2]
     assert 0 < lso < 400
-    deadline = time.monotonic() + 10  # the leader follows the metadata store
-    while list_offset(small_broker.port, topic, -2) != lso and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert list_offset(small_broker.port, topic, -2) == lso
+    wait_until(lambda: list_offset(small_broker.port, topic, -2) == lso, 10,  # the leader
+               "the log start offset moved")  # follows the metadata store  # fmt: skip
     error, _, _ = fetch_error_and_records(small_broker.port, topic, lso - 1)
     assert error == OFFSET_OUT_OF_RANGE
     assert int.from_bytes(all_batches(small_broker.port, topic, lso)[0][:8], "big") <= lso
@@ -193,12 +188,12 @@ def test_retention_bytes_moves_the_log_start_and_deletes_whole_objects(
 def test_retention_ms_drops_old_data(small_broker: BrokerProcess) -> None:
     data = small_broker.data_dir
     topic = _topic("aged")
-    create_topic(small_broker.bootstrap, topic, {"retention.ms": "1000"})
-    produce_rounds(small_broker.bootstrap, topic, rounds=5, per_round=10)
-    _wait_committed(data, topic, 50)
-    time.sleep(1.2)
-    produce_rounds(small_broker.bootstrap, topic, rounds=2, per_round=10)
-    _wait_committed(data, topic, 70)
+    create_topic(small_broker.bootstrap, topic, {"retention.ms": "60000"})
+    now_ms = int(time.time() * 1000)  # retention reads the records' own (create) timestamps
+    produce_rounds(small_broker.bootstrap, topic, rounds=5, per_round=10, data=data,
+                   timestamp_ms=now_ms - 600_000)  # ten minutes old  # fmt: skip
+    produce_rounds(small_broker.bootstrap, topic, rounds=2, per_round=10, data=data,
+                   timestamp_ms=now_ms)  # fmt: skip
     result = _run(data, target_object_bytes=1)
     assert result.retention_moves and result.retention_moves[0][2] == 50
 
@@ -207,7 +202,7 @@ def test_delete_records(small_broker: BrokerProcess) -> None:
     data = small_broker.data_dir
     topic = _topic("delrec")
     create_topic(small_broker.bootstrap, topic)
-    produce_rounds(small_broker.bootstrap, topic, rounds=10, per_round=10)
+    produce_rounds(small_broker.bootstrap, topic, rounds=10, per_round=10, data=data)
     _wait_committed(data, topic, 100)
     admin = AdminClient({"bootstrap.servers": small_broker.bootstrap})
     fut = admin.delete_records([TopicPartition(topic, 0, 55)])[TopicPartition(topic, 0, 55)]
@@ -224,7 +219,7 @@ def test_delete_records(small_broker: BrokerProcess) -> None:
     assert err.value.args[0].code() == KafkaError.OFFSET_OUT_OF_RANGE
     compacted = _topic("compact-only")
     create_topic(small_broker.bootstrap, compacted, {"cleanup.policy": "compact"})
-    produce_rounds(small_broker.bootstrap, compacted, rounds=1, per_round=5)
+    produce_rounds(small_broker.bootstrap, compacted, rounds=1, per_round=5, data=data)
     tp = TopicPartition(compacted, 0, 2)
     with pytest.raises(Exception) as err:
         admin.delete_records([tp])[tp].result(15)
@@ -257,12 +252,13 @@ def test_compacted_topic_keeps_the_last_value_per_key(small_broker: BrokerProces
             return key, None  # tombstones for key-9 while n < 300 ...
         return key, f"v{n}".encode()
 
-    produce_rounds(small_broker.bootstrap, topic, rounds=20, per_round=20, record=record)
+    produce_rounds(small_broker.bootstrap, topic, rounds=20, per_round=20, record=record,
+                   data=data)  # fmt: skip
     # ... and a last tombstone for key-3: after compaction key-3 is gone entirely
     produce_rounds(small_broker.bootstrap, topic, rounds=1, per_round=1,
-                   record=lambda n: (b"key-3", None))
+                   record=lambda n: (b"key-3", None), data=data)  # fmt: skip
     produce_rounds(small_broker.bootstrap, topic, rounds=1, per_round=1,
-                   record=lambda n: (b"other", b"head"))
+                   record=lambda n: (b"other", b"head"), data=data)  # fmt: skip
     _wait_committed(data, topic, 402)
     before = _records(all_batches(small_broker.port, topic))
     assert len(before) == 402
@@ -313,7 +309,7 @@ def test_two_concurrent_runs_do_not_corrupt_anything(small_broker: BrokerProcess
     data = small_broker.data_dir
     topic = _topic("race")
     create_topic(small_broker.bootstrap, topic)
-    produce_rounds(small_broker.bootstrap, topic, rounds=20, per_round=20)
+    produce_rounds(small_broker.bootstrap, topic, rounds=20, per_round=20, data=data)
     _wait_committed(data, topic, 400)
     before = all_batches(small_broker.port, topic)
     results: list[CompactionResult] = []
@@ -356,7 +352,7 @@ def test_orphans_are_deleted_after_the_grace_period_and_committed_objects_never(
     data = small_broker.data_dir
     topic = _topic("orphan")
     create_topic(small_broker.bootstrap, topic)
-    produce_rounds(small_broker.bootstrap, topic, rounds=3, per_round=10)
+    produce_rounds(small_broker.bootstrap, topic, rounds=3, per_round=10, data=data)
     _wait_committed(data, topic, 30)
     before = all_batches(small_broker.port, topic)
     committed = _objects(data)
@@ -388,12 +384,10 @@ def test_an_embedded_broker_compacts_on_its_own_timer(tmp_path: Path) -> None:
     try:
         topic = _topic("timer")
         create_topic(broker.bootstrap, topic)
-        produce_rounds(broker.bootstrap, topic, rounds=15, per_round=20)
+        produce_rounds(broker.bootstrap, topic, rounds=15, per_round=20, data=broker.data_dir)
         before = all_batches(broker.port, topic)
-        deadline = time.monotonic() + 20
-        while len(_objects(broker.data_dir)) > 2 and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert len(_objects(broker.data_dir)) <= 2
+        wait_until(lambda: len(_objects(broker.data_dir)) <= 2, 20,
+                   lambda: f"compacted on the timer: {len(_objects(broker.data_dir))} objects")
         assert all_batches(broker.port, topic) == before
     finally:
         broker.stop()
@@ -419,7 +413,7 @@ def test_objects_shared_by_partitions_go_once_every_partition_moved_out(
     data = small_broker.data_dir
     topic = _topic("shared")
     create_topic(small_broker.bootstrap, topic, partitions=3)
-    produce_rounds(small_broker.bootstrap, topic, rounds=15, per_round=30)
+    produce_rounds(small_broker.bootstrap, topic, rounds=15, per_round=30, data=data)
     before = _consume_all(small_broker.bootstrap, topic, 3, 450)
     assert len(before) == 450 and len({p for p, *_ in before}) == 3
     objects_before = _objects(data)
@@ -452,10 +446,11 @@ def test_compaction_drops_aborted_records_and_keeps_markers(small_broker: Broker
             p.commit_transaction(15)
         else:
             p.abort_transaction(15)
-        time.sleep(0.06)  # each in its own object
+        # each in its own object: committed (marker included) before the next one starts
+        _wait_committed(data, topic, list_offset(small_broker.port, topic, -1))
     p.flush(15)
     produce_rounds(small_broker.bootstrap, topic, rounds=1, per_round=1,
-                   record=lambda n: (b"head", b"h"))
+                   record=lambda n: (b"head", b"h"), data=data)  # fmt: skip
     hw = list_offset(small_broker.port, topic, -1)
     _wait_committed(data, topic, hw)
     before = all_batches(small_broker.port, topic)

@@ -7,7 +7,6 @@ code path (settings -> secret -> ClientSecurity -> reassign) is what runs here."
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,9 +15,8 @@ from typing import Any
 import boto3
 import pytest
 
-from broker_service.control import kafka_access
+from broker_service.control import settings as control_settings
 from broker_service.control.balancer import safe_reassign
-from broker_service.control.kafka_access import KafkaAccessSettings, cold_start_security
 from broker_service.control.kafka_client import (
     BrokerUnreachable,
     ClientSecurity,
@@ -26,8 +24,8 @@ from broker_service.control.kafka_client import (
     KafkaClientError,
 )
 from broker_service.control.reassignment import reassign
+from broker_service.control.settings import ControlSettings, cold_start_security
 from tests import kafka_wire as w
-from tests.broker_process import BrokerProcess, free_port
 from tests.integration.security_support import (
     ADMIN,
     ADMIN_PASSWORD,
@@ -35,7 +33,9 @@ from tests.integration.security_support import (
     make_tls,
     start_secure_broker,
 )
-from tests.moto_server import AWS_TEST_ENV
+from tests.support.broker import BrokerProcess, running
+from tests.support.moto import AWS_TEST_ENV
+from tests.support.wait import wait_for_value, wait_until
 
 TOPIC = "moved"
 
@@ -63,6 +63,7 @@ def admin_secret(secrets: Any, password: str = ADMIN_PASSWORD) -> str:
 
 
 def lambda_env(monkeypatch: pytest.MonkeyPatch, protocol: str, **more: str) -> None:
+    monkeypatch.setenv("METADATA_TABLE", "kafka-t-metadata")  # what every control Lambda has
     monkeypatch.setenv("KAFKA_SECURITY_PROTOCOL", protocol)
     monkeypatch.setenv("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512")
     for k, v in more.items():
@@ -81,7 +82,7 @@ def test_settings_build_the_client_security_from_the_admin_secret(
     assert cold_start_security() is sec
     # The default (nothing set): plaintext, as before, and no secret read.
     monkeypatch.delenv("KAFKA_SECURITY_PROTOCOL")
-    assert KafkaAccessSettings().client_security(secrets) is None
+    assert ControlSettings().client_security(secrets) is None
 
 
 def test_settings_refuse_sasl_without_a_secret_and_bad_protocols(
@@ -89,15 +90,15 @@ def test_settings_refuse_sasl_without_a_secret_and_bad_protocols(
 ) -> None:
     lambda_env(monkeypatch, "SASL_PLAINTEXT")
     with pytest.raises(ValueError, match="ADMIN_SECRET_ARN"):
-        KafkaAccessSettings().client_security(secrets)
+        ControlSettings().client_security(secrets)
     lambda_env(monkeypatch, "SASL_SCRAM")
     with pytest.raises(ValueError, match="KAFKA_SECURITY_PROTOCOL|kafka_security_protocol"):
-        KafkaAccessSettings()
+        ControlSettings()
     # A secret that is not there: Secrets Manager's own error, naming the ARN.
     lambda_env(monkeypatch, "SASL_PLAINTEXT", ADMIN_SECRET_ARN="arn:aws:secretsmanager:"
                "us-east-1:123456789012:secret:kafka-gone/admin-AbCdEf")  # fmt: skip
     with pytest.raises(secrets.exceptions.ResourceNotFoundException):
-        KafkaAccessSettings().client_security(secrets)
+        ControlSettings().client_security(secrets)
 
 
 @pytest.fixture(scope="module")
@@ -105,26 +106,20 @@ def sasl_only_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list
     """Two brokers (ids 1, 2) on a shared directory, each with one SASL_PLAINTEXT listener,
     the ACL authorizer and the bootstrap admin as super user: the CDK deployment's shape."""
     shared = tmp_path_factory.mktemp("sasl-only") / "shared"
-    brokers = []
-    try:
-        for node_id in (1, 2):
-            port = free_port()
-            brokers.append(
-                BrokerProcess(
-                    shared,
-                    port=port,
-                    BROKER_NODE_ID=str(node_id),
-                    BROKER_LISTENERS=f"SASL_PLAINTEXT://127.0.0.1:{port}",
-                    BROKER_ADMIN_USER=ADMIN,
-                    BROKER_ADMIN_PASSWORD=ADMIN_PASSWORD,
-                    BROKER_SUPER_USERS=f"User:{ADMIN}",
-                    BROKER_AUTHORIZER="acl",
-                ).start()
-            )
+    brokers = [
+        BrokerProcess(
+            shared,
+            BROKER_NODE_ID=str(node_id),
+            BROKER_LISTENERS="SASL_PLAINTEXT://127.0.0.1:0",
+            BROKER_ADMIN_USER=ADMIN,
+            BROKER_ADMIN_PASSWORD=ADMIN_PASSWORD,
+            BROKER_SUPER_USERS=f"User:{ADMIN}",
+            BROKER_AUTHORIZER="acl",
+        )
+        for node_id in (1, 2)
+    ]
+    with running(*brokers):
         yield brokers
-    finally:
-        for b in brokers:
-            b.stop()
 
 
 def leaders(port: int, topic: str) -> dict[int, int]:
@@ -136,20 +131,15 @@ def leaders(port: int, topic: str) -> dict[int, int]:
 
 def topic_on_both(brokers: list[BrokerProcess]) -> dict[int, int]:
     """Create TOPIC (2 partitions) once both brokers see each other; its leaders."""
-    deadline = time.monotonic() + 20
     with SecureWire(brokers[0].port) as c:
         assert int(c.scram("SCRAM-SHA-512", ADMIN, ADMIN_PASSWORD).error_code) == 0
-        while len(c.call(w.metadata_request(12)).brokers) < 2:
-            assert time.monotonic() < deadline, "the two brokers never saw each other"
-            time.sleep(0.2)
+        wait_until(lambda: len(c.call(w.metadata_request(12)).brokers) == 2, 20,
+                   "the two brokers never saw each other")  # fmt: skip
         created = c.call(w.create_topics_request(7, [TOPIC], partitions=2))
         assert int(created.topics[0].error_code) in (0, 36)  # 36: exists (a rerun)
-    placement: dict[int, int] = {}
-    while set(placement.values()) != {1, 2}:
-        assert time.monotonic() < deadline, placement
-        placement = leaders(brokers[0].port, TOPIC)
-        time.sleep(0.2)
-    return placement
+    return wait_for_value(lambda: leaders(brokers[0].port, TOPIC),
+                          lambda placed: set(placed.values()) == {1, 2}, 20,
+                          "partitions on both brokers")  # fmt: skip
 
 
 def test_reassign_with_the_functions_security_moves_a_partition_on_sasl_only_brokers(
@@ -173,13 +163,11 @@ def test_reassign_with_the_functions_security_moves_a_partition_on_sasl_only_bro
 
     # With what the balancer / autoscaler build from their environment and the secret.
     lambda_env(monkeypatch, "SASL_PLAINTEXT", ADMIN_SECRET_ARN=admin_secret(secrets))
-    moved = kafka_access.secured_reassign()(address[2], TOPIC, on_two, 1)
+    moved = control_settings.secured_reassign()(address[2], TOPIC, on_two, 1)
     assert moved.ok, moved
     assert leaders(brokers[1].port, TOPIC)[on_two] == 1  # the old leader handed over
-    deadline = time.monotonic() + 10
-    while leaders(brokers[0].port, TOPIC)[on_two] != 1:  # the new one took it over
-        assert time.monotonic() < deadline, "broker 1 never served the moved partition"
-        time.sleep(0.2)
+    wait_until(lambda: leaders(brokers[0].port, TOPIC)[on_two] == 1, 10,  # the new one took
+               "broker 1 never served the moved partition")  # it over  # fmt: skip
     assert f"authenticated User:{ADMIN} with SCRAM-SHA-512" in brokers[1].log()
 
     # A wrong password is refused by the broker, named as an authentication failure.
@@ -203,7 +191,7 @@ def test_sasl_ssl_trusts_exactly_the_certificate_of_the_tls_secret(
         )["ARN"]
         lambda_env(monkeypatch, "SASL_SSL", ADMIN_SECRET_ARN=admin_secret(secrets),
                    KAFKA_TLS_SECRET_ARN=tls_arn)  # fmt: skip
-        sec = KafkaAccessSettings().client_security(secrets)
+        sec = ControlSettings().client_security(secrets)
         assert sec is not None and sec.ssl_context is not None
         conn = Connection("127.0.0.1", port, security=sec)  # TLS + SCRAM-SHA-512
         try:
@@ -218,7 +206,7 @@ def test_sasl_ssl_trusts_exactly_the_certificate_of_the_tls_secret(
             SecretId=tls_arn,
             SecretString=json.dumps({"cert_pem": other.cert_pem, "key_pem": other.key_pem}),
         )
-        untrusted = KafkaAccessSettings().client_security(secrets)
+        untrusted = ControlSettings().client_security(secrets)
         with pytest.raises(BrokerUnreachable, match="TLS .* failed.*CERTIFICATE_VERIFY_FAILED"):
             Connection("127.0.0.1", port, security=untrusted)
     finally:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests import kafka_wire as w
-from tests.broker_process import BrokerProcess
+from tests.support.broker import BrokerProcess
 
 STORAGE_ERROR = 56
 MB = 1 << 20

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from tests.broker_process import BrokerProcess
+from tests.support.broker import BrokerProcess
 
 
 def _produce_acked(bootstrap: str, topic: str, n: int, start: int = 0) -> dict[int, int]:

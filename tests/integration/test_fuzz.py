@@ -34,8 +34,9 @@ from broker_service.protocol.primitives import ProtocolError
 from broker_service.protocol.produce import parse_produce
 from broker_service.protocol.record_batch import InvalidRecordBatch, validate_batches
 from tests import kafka_wire as w
-from tests.broker_process import BrokerProcess
+from tests.support.broker import BrokerProcess
 
+# one xdist worker runs this module, in order (XDIST_GROUPS in tests/conftest.py)
 pytestmark = pytest.mark.timeout(120)
 
 ALLOWED = (ProtocolError, InvalidRecordBatch)

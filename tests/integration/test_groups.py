@@ -27,9 +27,9 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from tests.broker_process import REPO, BrokerProcess
-from tests.integration import group_clients as g
-from tests.integration.group_clients import (
+from tests.support import group_clients as g
+from tests.support.broker import REPO, BrokerProcess
+from tests.support.group_clients import (
     GROUP_ID_NOT_FOUND,
     ILLEGAL_GENERATION,
     MEMBER_ID_REQUIRED,
@@ -112,6 +112,23 @@ def test_members_share_partitions_and_process_each_record_once(
         return g.wait_for(lambda: g.shares([m.assigned() for m in active], PARTITIONS),
                           timeout, snapshot)
 
+    def all_at_work(members: list[Member]) -> None:
+        """Until each member processed records of its own since now."""
+        before = {m.name: sink.processed_by(m.name) for m in members}
+        g.wait_for(lambda: all(sink.processed_by(m.name) > before[m.name] for m in members),
+                   30, snapshot)
+
+    def ends() -> dict[int, int]:
+        out = dict.fromkeys(range(PARTITIONS), 0)
+        for p, o in producer.placed.values():
+            out[p] = max(out[p], o + 1)
+        return out
+
+    def committed() -> dict[int, int]:
+        with GroupWire(group_broker.port) as c:
+            _, offsets = c.fetch_offsets(group, topic, range(PARTITIONS))
+        return {p: x.offset for p, x in offsets.items()}
+
     try:
         for m in active:
             m.start()
@@ -127,13 +144,13 @@ def test_members_share_partitions_and_process_each_record_once(
         fourth.start()
         took = settled()
         print(f"[{client}] 4th member joined, settled in {took:.2f}s")
-        time.sleep(1.5)  # four members at work, records flowing
+        all_at_work(active)  # four members at work, records flowing
 
         leaving = active.pop(1)
         leaving.stop()
         took = settled()
         print(f"[{client}] one member left, settled in {took:.2f}s")
-        time.sleep(1.5)
+        all_at_work(active)
         producer.stop_background()
         producer.produce(1000)  # after the membership changes
 
@@ -142,7 +159,9 @@ def test_members_share_partitions_and_process_each_record_once(
         g.wait_for(lambda: sink.distinct() >= want, 60, lambda: (
             f"missing {producer.describe(want - sink.distinct())}; " + snapshot()
             + "".join(f"\n  p{p}: {sink.history(p)}" for p in range(PARTITIONS))))
-        time.sleep(0.5)  # a late duplicate would show up now
+        # everything processed is committed: from here no member can read anything again
+        g.wait_for(lambda: committed() == ends(), 30,
+                   lambda: f"committed {committed()}, ends {ends()}; " + snapshot())
     finally:
         _stop_all(members)
 
@@ -154,12 +173,9 @@ def test_members_share_partitions_and_process_each_record_once(
     assert Counter(sink.values) == Counter(producer.acked), snapshot()
     assert not errors, errors[:10]
     # and the group's committed offsets are the partitions' ends
-    ends = {p: 0 for p in range(PARTITIONS)}
-    for p, o in producer.placed.values():
-        ends[p] = max(ends[p], o + 1)
     with GroupWire(group_broker.port) as c:
-        top, committed = c.fetch_offsets(group, topic, range(PARTITIONS))
-    assert top == NONE and {p: x.offset for p, x in committed.items()} == ends, committed
+        top, final = c.fetch_offsets(group, topic, range(PARTITIONS))
+    assert top == NONE and {p: x.offset for p, x in final.items()} == ends(), final
     print(f"[{client}] processed {len(sink.values)} records, each once; "
           f"commits {[getattr(m, 'commits', '?') for m in members]}")
 
@@ -200,7 +216,7 @@ class Victim:
     def __init__(self, client: str, bootstrap: str, topic: str, group: str,
                  session_ms: int) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.integration.group_clients", "victim", client,
+            [sys.executable, "-m", "tests.support.group_clients", "victim", client,
              bootstrap, topic, group, str(session_ms)],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=REPO, text=True,
             env={**os.environ, "PYTHONPATH": str(REPO)},
@@ -243,7 +259,9 @@ def test_crashed_members_partitions_move_after_session_timeout(
         g.wait_for(lambda: g.shares([survivor.assigned(), victim.assigned], parts), 30,
                    lambda: (f"survivor {sorted(survivor.assigned())}, victim "
                             f"{sorted(victim.assigned)}, output {victim.output[-5:]}"))
-        time.sleep(1.0)  # a few heartbeats in the stable group
+        with GroupWire(group_broker.port) as wire:  # a stable group of the two
+            g.wait_for(lambda: (d := wire.describe_group(group)).group_state == "Stable"
+                       and len(d.members) == 2, 30, lambda: f"{wire.describe_group(group)}")
         assert g.shares([survivor.assigned(), victim.assigned], parts)
         victim.kill()
         killed_at = time.monotonic()
@@ -425,8 +443,9 @@ def test_heartbeat_while_rebalancing(group_broker: BrokerProcess, wire: GroupWir
     with GroupWire(group_broker.port) as other:
         second_id = other.join(group, "", topics=(topic,)).member_id  # MEMBER_ID_REQUIRED
         parked = other.start(other.join_request(group, second_id, topics=(topic,)))
-        time.sleep(0.3)
-        assert wire.heartbeat(group, first.generation, first.member_id) == REBALANCE_IN_PROGRESS
+        # once the broker has the parked join, the group prepares a rebalance
+        g.wait_for(lambda: wire.heartbeat(group, first.generation, first.member_id)
+                   == REBALANCE_IN_PROGRESS, 10, lambda: "no rebalance in progress")
         # the current generation may still commit while the group prepares the rebalance
         assert wire.commit(group, first.generation, first.member_id, topic, {0: 5}) == {0: NONE}
         rejoin = wire.join(group, first.member_id, topics=(topic,))  # completes the rebalance

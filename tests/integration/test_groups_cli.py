@@ -16,6 +16,7 @@ by ``-``. Both the classic protocol and KIP-848 (``group.protocol=consumer``) ar
 from __future__ import annotations
 
 import os
+import socket
 import struct
 import subprocess
 import sys
@@ -33,7 +34,8 @@ from broker_service.ops.groups_cli import (
     decode_consumer_assignment,
     format_offsets_table,
 )
-from tests.broker_process import REPO, BrokerProcess, free_port
+from tests.support.broker import REPO, BrokerProcess
+from tests.support.wait import wait_for_value
 
 HEADER = [
     "GROUP",
@@ -158,13 +160,12 @@ def join_and_commit(
 
 def wait_describe(group: str, bootstrap: str, until: str, timeout: float = 30.0) -> Cli:
     """Run ``groups describe`` until its stderr mentions ``until`` ('' = stable: no note)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        res = run_cli("describe", group, "--bootstrap-server", bootstrap)
-        done = until in res.stderr if until else res.stderr.strip() == ""
-        if (done and res.returncode == 0) or time.monotonic() > deadline:
-            return res
-        time.sleep(0.5)
+    def done(res: Cli) -> bool:
+        return res.returncode == 0 and (until in res.stderr if until else not res.stderr.strip())
+
+    return wait_for_value(lambda: run_cli("describe", group, "--bootstrap-server", bootstrap),
+                          done, timeout, f"describe {group}: {until or 'stable'}",
+                          interval=0.5)  # fmt: skip
 
 
 @pytest.mark.parametrize("protocol", ["classic", "consumer"])
@@ -248,7 +249,12 @@ def test_describe_unknown_group(fresh_broker: BrokerProcess) -> None:
 
 
 def test_unreachable_bootstrap_is_a_clear_error() -> None:
-    port = free_port()  # nothing listens there
+    with socket.socket() as bound:  # bound, never listening: refused, and no one else's
+        bound.bind(("127.0.0.1", 0))
+        _unreachable(bound.getsockname()[1])
+
+
+def _unreachable(port: int) -> None:
     for args in (["list"], ["describe", "g"], ["describe", "--all-groups"]):
         res = run_cli(*args, "--bootstrap-server", f"127.0.0.1:{port}", timeout=30)
         assert res.returncode == 1, res

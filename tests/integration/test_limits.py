@@ -16,7 +16,7 @@ import psutil
 import pytest
 
 from tests import kafka_wire as w
-from tests.broker_process import BrokerProcess
+from tests.support.broker import BrokerProcess
 
 MB = 1 << 20
 

@@ -11,8 +11,9 @@ from pathlib import Path
 from confluent_kafka import Consumer, Producer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.broker_process import BrokerProcess
 from tests.emf_schema import validate_emf
+from tests.support.broker import BrokerProcess
+from tests.support.wait import wait_for_value
 
 
 def _scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -48,15 +49,11 @@ def test_metrics_endpoint_and_emf_lines_show_real_traffic(tmp_path: Path) -> Non
 
         b = (("broker_id", "7"),)
         part = (("broker_id", "7"), ("partition", "0"), ("topic", "metered"))
-        deadline = time.monotonic() + 10
-        while True:  # consumer lag is refreshed on the metrics interval
-            m = _scrape(broker.metrics_url)
-            lag = m.get(("kafka_consumer_lag", (("broker_id", "7"), ("group", "lagging"),
-                                                ("topic", "metered"))))  # fmt: skip
-            if lag is not None or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
-        assert lag == 150, "high watermark 200 - committed 50"
+        lag_key = ("kafka_consumer_lag", (("broker_id", "7"), ("group", "lagging"),
+                                          ("topic", "metered")))  # fmt: skip
+        m = wait_for_value(lambda: _scrape(broker.metrics_url), lambda m: lag_key in m, 10,
+                           "consumer lag (refreshed on the metrics interval)")  # fmt: skip
+        assert m[lag_key] == 150, "high watermark 200 - committed 50"
         assert m[("kafka_broker_bytes_in_total", b)] >= 200 * len(payload)
         assert m[("kafka_broker_bytes_out_total", b)] >= 200 * len(payload)
         assert m[("kafka_partition_bytes_in_total", part)] == m[("kafka_broker_bytes_in_total", b)]

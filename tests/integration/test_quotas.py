@@ -16,7 +16,7 @@ from confluent_kafka import Producer
 from kio.index import load_request_schema
 
 from tests import kafka_wire as w
-from tests.broker_process import BrokerProcess
+from tests.support.broker import BrokerProcess
 
 pytestmark = pytest.mark.timeout(120)
 

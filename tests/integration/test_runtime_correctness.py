@@ -23,7 +23,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.broker_process import BrokerProcess
 from tests.kafka_wire import (
     WireClient,
     build_batch,
@@ -35,6 +34,7 @@ from tests.kafka_wire import (
     produce_request,
     schema_module,
 )
+from tests.support.broker import BrokerProcess
 
 BACKENDS = ["file", "object"]
 
@@ -154,6 +154,18 @@ def one_broker(tmp_path: Path) -> Iterator[BrokerProcess]:
     b.stop()
 
 
+def _find_coordinator(port: int, group: str) -> None:
+    """What every client does first (it also creates __consumer_offsets, as in Kafka)."""
+    m = schema_module(10, 4)
+
+    def found() -> bool:
+        with WireClient(port) as c:
+            resp = c.call(m.FindCoordinatorRequest(key_type=0, coordinator_keys=(group,)))
+            return int(resp.coordinators[0].error_code) == 0
+
+    _wait_until(found, 30, f"a coordinator for {group}")
+
+
 def _offset_commit(group: str, topic: str, offset: int) -> object:
     m = schema_module(8, 2)
     return m.OffsetCommitRequest(
@@ -201,6 +213,7 @@ def test_pipelined_offset_commits_take_effect_in_the_order_sent(one_broker: Brok
     with WireClient(one_broker.port) as c:
         for run in range(5):
             group = f"g{run}"
+            _find_coordinator(one_broker.port, group)
             commits = [_offset_commit(group, "ordered", i) for i in range(1, 201)]
             answers = _pipeline(c, [*commits, _offset_fetch(group, "ordered")])
             assert all(int(a.topics[0].partitions[0].error_code) == 0 for a in answers[:-1])
@@ -234,6 +247,7 @@ def test_a_locked_metadata_store_does_not_stall_other_clients(one_broker: Broker
     """While the SQLite file is locked by another process, a DeleteGroups waits for it; an
     ApiVersions on another connection is answered meanwhile (the event loop is free)."""
     _create(one_broker.port, "busy")
+    _find_coordinator(one_broker.port, "doomed")
     with WireClient(one_broker.port) as c:
         c.call(_offset_commit("doomed", "busy", 1))
     db = sqlite3.connect(

@@ -18,9 +18,10 @@ from scramp import ScramClient
 from broker_service.security.sasl import SaslAuthenticator, SaslFailed
 from broker_service.security.scram import credential_from_password
 from tests import kafka_wire as w
-from tests.broker_process import BrokerProcess
 from tests.integration.security_support import ADMIN, ADMIN_PASSWORD, SecureWire
+from tests.support.broker import BrokerProcess
 
+# one xdist worker runs this module, in order (XDIST_GROUPS in tests/conftest.py)
 pytestmark = pytest.mark.timeout(120)
 
 CREDS = [
@@ -72,18 +73,14 @@ def test_authenticator_only_raises_sasl_failed(data: st.DataObject) -> None:
 
 @pytest.fixture(scope="module")
 def sasl_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
-    from tests.broker_process import free_port
-
     d: Path = tmp_path_factory.mktemp("sasl-fuzz") / "data"
-    plain, sasl = free_port(), free_port()
     b = BrokerProcess(
         d,
-        port=plain,
-        BROKER_LISTENERS=f"PLAINTEXT://127.0.0.1:{plain},SASL_PLAINTEXT://127.0.0.1:{sasl}",
+        BROKER_LISTENERS="PLAINTEXT://127.0.0.1:0,SASL_PLAINTEXT://127.0.0.1:0",
         BROKER_ADMIN_USER=ADMIN,
         BROKER_ADMIN_PASSWORD=ADMIN_PASSWORD,
     ).start()
-    b.sasl_port = sasl  # type: ignore[attr-defined]
+    b.sasl_port = b.ports["SASL_PLAINTEXT"]  # type: ignore[attr-defined]
     yield b
     b.stop()
 

@@ -9,7 +9,7 @@ import asyncio
 import datetime
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -31,7 +31,6 @@ from confluent_kafka.admin import (
 from kafka import KafkaConsumer, KafkaProducer
 
 from tests import kafka_wire as w
-from tests.broker_process import BrokerProcess
 from tests.integration.security_support import (
     ADMIN,
     ADMIN_PASSWORD,
@@ -42,6 +41,8 @@ from tests.integration.security_support import (
     make_tls,
     start_secure_broker,
 )
+from tests.support.broker import BrokerProcess, start_all
+from tests.support.wait import wait_for_value, wait_until
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -302,11 +303,8 @@ def _fetch_error(sb: SecureBroker, user: str, password: str, topic: str) -> int:
         return int(resp.responses[0].partitions[0].error_code)
 
 
-def _wait_for(check: object, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.1)
+def _wait_for(check: Callable[[], object], timeout: float = 10.0) -> None:
+    wait_until(check, timeout, "condition not reached")
 
 
 def test_acls_prefixed_and_deny_over_allow(secure: SecureBroker) -> None:
@@ -417,7 +415,7 @@ def test_acl_apis_answer_security_disabled_without_authorizer(fresh_broker: obje
     as Kafka does: SECURITY_DISABLED."""
     from kio.index import load_request_schema
 
-    from tests.broker_process import BrokerProcess
+    from tests.support.broker import BrokerProcess
 
     assert isinstance(fresh_broker, BrokerProcess)
     with w.WireClient(fresh_broker.port) as c:
@@ -451,25 +449,33 @@ def test_clients_reauthenticate_when_the_session_expires(tmp_path: Path, tls: Tl
         _create_topic(sb, "reauth")
         p = Producer(confluent_config(sb, "SCRAM-SHA-512", ADMIN, ADMIN_PASSWORD))
         delivered: list[int] = []
-        end = time.monotonic() + 6
-        i = 0
-        while time.monotonic() < end:
-            p.produce("reauth", str(i).encode(), on_delivery=lambda e, m: delivered.append(
+        sent = 0
+
+        def renewed_twice() -> bool:  # keeps producing until then
+            nonlocal sent
+            p.produce("reauth", str(sent).encode(), on_delivery=lambda e, m: delivered.append(
                 -1 if e else int(m.value())))  # fmt: skip
-            i += 1
+            sent += 1
             p.poll(0.2)
+            auths = sb.broker.log().count(f"authenticated User:{ADMIN} with SCRAM-SHA-512")
+            return auths >= 3  # first authentication + at least two renewals
+
+        wait_until(renewed_twice, 30, lambda: f"re-authentications; log {sb.broker.log()}")
         assert p.flush(30) == 0
-        assert sorted(delivered) == list(range(i))
-        auths = sb.broker.log().count(f"authenticated User:{ADMIN} with SCRAM-SHA-512")
-        assert auths >= 3, sb.broker.log()  # first authentication + at least two renewals
+        assert sorted(delivered) == list(range(sent))
 
         with SecureWire(sb.ports["SASL_PLAINTEXT"]) as c:
+            authenticating = time.monotonic()  # the session starts after this
             resp = c.plain(ADMIN, ADMIN_PASSWORD)
             assert int(resp.error_code) == 0
             assert int(resp.session_lifetime.total_seconds() * 1000) == 2000
-            time.sleep(2.2)
-            c.send(w.frame_of(w.metadata_request(12), c.next_cid()))
-            assert c.recv_frame() is None  # expired: closed instead of answered
+
+            def closed() -> bool:  # answered while the session lasts, then closed
+                c.send(w.frame_of(w.metadata_request(12), c.next_cid()))
+                return c.recv_frame() is None
+
+            wait_until(closed, 20, "the expired session was never closed", interval=0.2)
+            assert time.monotonic() - authenticating >= 2.0, "closed before the session expired"
     finally:
         sb.broker.stop()
 
@@ -565,43 +571,36 @@ def test_brokers_reach_each_other_through_a_sasl_only_listener(tmp_path: Path) -
     """With SASL listeners only (the CDK deployment), a broker forwards a reassignment to
     the partition's leader over the leader's registered SASL listener, authenticating as the
     bootstrap admin with SCRAM-SHA-512."""
-    from tests.broker_process import free_port
-
-    ports = [free_port(), free_port()]
-    brokers = [
+    brokers = start_all(
         BrokerProcess(
             tmp_path / "shared",
-            port=port,
             BROKER_NODE_ID=str(i + 1),
-            BROKER_LISTENERS=f"SASL_PLAINTEXT://127.0.0.1:{port}",
+            BROKER_LISTENERS="SASL_PLAINTEXT://127.0.0.1:0",
             BROKER_ADMIN_USER=ADMIN,
             BROKER_ADMIN_PASSWORD=ADMIN_PASSWORD,
             BROKER_SUPER_USERS=f"User:{ADMIN}",
             BROKER_AUTHORIZER="acl",
-        ).start()
-        for i, port in enumerate(ports)
-    ]
+        )
+        for i in range(2)
+    )
     try:
-        with SecureWire(ports[0]) as c:
+        with SecureWire(brokers[0].port) as c:
             assert int(c.scram("SCRAM-SHA-512", ADMIN, ADMIN_PASSWORD).error_code) == 0
-            deadline = time.monotonic() + 20
-            while len(c.call(w.metadata_request(12)).brokers) < 2:
-                assert time.monotonic() < deadline, "the two brokers never saw each other"
-                time.sleep(0.2)
+            wait_until(lambda: len(c.call(w.metadata_request(12)).brokers) == 2, 20,
+                       "the two brokers never saw each other")  # fmt: skip
             assert (
                 int(
                     c.call(w.create_topics_request(7, ["moved"], partitions=2)).topics[0].error_code
                 )
                 == 0
             )
-            leaders = {}
-            while set(leaders.values()) != {1, 2}:
-                assert time.monotonic() < deadline, leaders
+
+            def placement() -> dict[int, int]:
                 md = c.call(w.metadata_request(12, ["moved"]))
-                leaders = {
-                    int(p.partition_index): int(p.leader_id) for p in md.topics[0].partitions
-                }
-                time.sleep(0.2)
+                return {int(p.partition_index): int(p.leader_id) for p in md.topics[0].partitions}
+
+            leaders = wait_for_value(placement, lambda placed: set(placed.values()) == {1, 2},
+                                     20, "partitions on both brokers")  # fmt: skip
             theirs = next(p for p, leader in leaders.items() if leader == 2)
             m = w.schema_module(45, 0)
             req = m.AlterPartitionReassignmentsRequest(

@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from kio.index import load_request_schema
 
 from broker_service.protocol.codec import shape
 from tests import kafka_wire as w
-from tests.broker_process import BrokerProcess
-from tests.integration.clients import create_topic
+from tests.support.broker import BrokerProcess, cluster, start_all
+from tests.support.clients import create_topic
+from tests.support.wait import wait_for_value, wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -116,28 +117,35 @@ def test_producer_state_survives_a_restart(tmp_path: Path) -> None:
 
 
 # -- confluent-kafka (librdkafka) transactions ---------------------------------------------
-def consume_all(bootstrap: str, topic: str, isolation: str, **extra: Any) -> list[str]:
+def consume_all(bootstrap: str, topic: str, isolation: str, partition: int = 0,
+                **extra: Any) -> list[str]:  # fmt: skip
+    """Every record of one partition up to its end: the last stable offset under
+    read_committed, the high watermark otherwise (where librdkafka reports PARTITION_EOF)."""
     c = Consumer(
         {
             "bootstrap.servers": bootstrap,
             "group.id": f"reader-{uuid.uuid4().hex[:6]}",
             "isolation.level": isolation,
             "enable.auto.commit": False,
+            "enable.partition.eof": True,
             **extra,
         }
     )
-    c.assign([TopicPartition(topic, 0, 0)])
+    c.assign([TopicPartition(topic, partition, 0)])
     got: list[str] = []
-    idle_until = time.monotonic() + 5
+
+    def at_end() -> bool:
+        m = c.poll(0.2)
+        if m is None:
+            return False
+        if m.error():
+            return bool(m.error().code() == KafkaError._PARTITION_EOF)
+        got.append(m.value().decode())
+        return False
+
     try:
-        while time.monotonic() < idle_until:
-            m = c.poll(0.2)
-            if m is None:
-                continue
-            if m.error():
-                continue
-            got.append(m.value().decode())
-            idle_until = time.monotonic() + 1.5
+        wait_until(at_end, 30, lambda: f"{topic}[{partition}]: the end, after {len(got)}",
+                   interval=0)  # fmt: skip
     finally:
         c.close()
     return got
@@ -217,8 +225,10 @@ def test_a_transaction_past_its_timeout_is_aborted(srv: BrokerProcess) -> None:
     other.begin_transaction()
     other.produce(topic, value=b"committed-after", partition=0)
     other.commit_transaction(15)
-    time.sleep(4)  # the coordinator aborts the stuck one after 2 s
-    # the open transaction no longer holds back the last stable offset
+    # the coordinator aborts the stuck one after 2 s: the open transaction no longer holds
+    # back the last stable offset (until then a read_committed reader sees nothing)
+    wait_for_value(lambda: consume_all(srv.bootstrap, topic, "read_committed"),
+                   lambda got: got != [], 30, "the stuck transaction aborted")  # fmt: skip
     assert consume_all(srv.bootstrap, topic, "read_committed") == ["committed-after"]
     with pytest.raises(KafkaException):
         stuck.commit_transaction(15)
@@ -363,11 +373,8 @@ def test_consume_transform_produce_stays_exactly_once_when_a_broker_dies(
 ) -> None:
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    brokers = [
-        BrokerProcess(tmp_path / "shared", BROKER_NODE_ID=str(i + 1), BROKER_LEASE_MS="4000",
-                      BROKER_WAL="object").start()
-        for i in range(3)
-    ]
+    brokers = start_all(cluster(tmp_path / "shared", 3, BROKER_LEASE_MS="4000",
+                                BROKER_WAL="object"))
     bootstrap = ",".join(b.bootstrap for b in brokers)
     try:
         admin = AdminClient({"bootstrap.servers": brokers[0].bootstrap})
@@ -383,18 +390,8 @@ def test_consume_transform_produce_stays_exactly_once_when_a_broker_dies(
                                total, kill=brokers[0].kill, kill_after=300)
         assert killed
         survivors = ",".join(b.bootstrap for b in brokers[1:])
-        out = []
-        for part in range(3):
-            c = Consumer({"bootstrap.servers": survivors, "group.id": f"chk-{part}",
-                          "isolation.level": "read_committed", "enable.auto.commit": False})
-            c.assign([TopicPartition("eos-out", part, 0)])
-            idle = time.monotonic() + 8
-            while time.monotonic() < idle:
-                for m in c.consume(500, 0.3):
-                    if m.error() is None:
-                        out.append(int(m.value()))
-                        idle = time.monotonic() + 2
-            c.close()
+        out = [int(v) for part in range(3)
+               for v in consume_all(survivors, "eos-out", "read_committed", part)]
         assert sorted(v // 10 for v in out) == list(range(total)), "each input exactly once"
         c = Consumer({"bootstrap.servers": survivors, "group.id": "eos-group"})
         committed = c.committed([TopicPartition("eos-in", p) for p in range(3)], timeout=10)
@@ -456,7 +453,7 @@ def _commit(producer: Producer) -> None:
         except KafkaException as exc:
             if not exc.args[0].retriable():
                 raise
-            time.sleep(0.5)
+            time.sleep(0.5)  # the application's retry back-off (retriable error), not a wait
     raise AssertionError("commit never succeeded")
 
 
@@ -472,10 +469,7 @@ def _committed_count(bootstrap: str, source: str, group: str) -> int:
 def test_producer_state_moves_with_a_reassigned_partition(tmp_path: Path) -> None:
     from broker_service.control.reassignment import reassign
 
-    brokers = [
-        BrokerProcess(tmp_path / "shared", BROKER_NODE_ID=str(i + 1), BROKER_WAL="object").start()
-        for i in range(2)
-    ]
+    brokers = start_all(cluster(tmp_path / "shared", 2, BROKER_WAL="object"))
     try:
         topic = new_topic(brokers[0].bootstrap)
         with w.WireClient(brokers[0].port) as c:
@@ -487,10 +481,8 @@ def test_producer_state_moves_with_a_reassigned_partition(tmp_path: Path) -> Non
         with w.WireClient(brokers[1].port) as c:
             # the new leader knows the retry of the last batch, and the next sequence
             retry = idem_batch(pid, epoch, 4, 4, "m")
-            deadline = time.monotonic() + 10
-            while (answer := produce(c, topic, retry))[0] in (3, 6):  # not learned yet
-                assert time.monotonic() < deadline, answer
-                time.sleep(0.1)
+            answer = wait_for_value(lambda: produce(c, topic, retry),  # 3, 6: not learned yet
+                                    lambda a: a[0] not in (3, 6), 10, "the new leader serves")
             assert answer == (0, 4)
             code, _ = produce(c, topic, idem_batch(pid, epoch, 20, 1, "m"))
             assert code == OUT_OF_ORDER_SEQUENCE_NUMBER
@@ -527,10 +519,8 @@ def test_a_transaction_left_half_ended_by_a_dead_coordinator_is_finished(
         store.save_transaction(  # as if the coordinator decided, then died before markers
             rec.with_(state=TXN_PREPARE_COMMIT, update_ms=int(time.time() * 1000) - 60_000)
         )
-        deadline = time.monotonic() + 20
-        got: list[str] = []
-        while time.monotonic() < deadline and len(got) < 5:
-            got = consume_all(b.bootstrap, topic, "read_committed")
+        got = wait_for_value(lambda: consume_all(b.bootstrap, topic, "read_committed"),
+                             lambda got: len(got) >= 5, 20, "the commit was finished")
         assert got == [f"decided-{i}" for i in range(5)]
         assert store.transaction(txn_id).state == "CompleteCommit"  # type: ignore[union-attr]
         store.close()

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,6 @@ import pytest
 from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from tests import moto_server
 from tests.zone_cluster import RACKS, ZoneCluster, cloud_env, start_zone_cluster
 
 TOPIC = "zones"
@@ -31,18 +29,6 @@ PARTITIONS = 6
 RECORDS = 900  # per producer
 VALUE = b"x" * 2000
 CROSS_ZONE_MAX = 0.02  # of the client bytes: the issue's goal (coordination only)
-
-
-@pytest.fixture(scope="module")
-def single_threaded_moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Several brokers share one moto: one request at a time (DESIGN.md, section 4)."""
-    proc, endpoint = moto_server.start(
-        tmp_path_factory.mktemp("moto-zones") / "moto.log", threaded=False
-    )
-    try:
-        yield endpoint
-    finally:
-        moto_server.stop(proc)
 
 
 def _leaders(admin: AdminClient) -> dict[int, int]:
@@ -144,7 +130,7 @@ def test_clients_in_each_rack_use_brokers_of_their_rack_only(
     tmp_path: Path, backend: str, route: str, request: pytest.FixtureRequest
 ) -> None:
     if backend.startswith("s3"):
-        env = {**cloud_env(request.getfixturevalue("single_threaded_moto")), "BROKER_WAL": "object"}
+        env = {**cloud_env(request.getfixturevalue("moto_endpoint")), "BROKER_WAL": "object"}
     else:
         env = {"BROKER_WAL": "file", "BROKER_UPLOAD_INTERVAL_MS": "500"}
     cluster = start_zone_cluster(tmp_path / "data", listener_racks=route == "listener", **env)

@@ -22,7 +22,7 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.broker_process import REPO, free_port
+from tests.support.broker import REPO, free_port
 
 HOST_SCRIPT = REPO / "localstack" / "host.sh"
 INSTALL_TIMEOUT_S = 900  # a cold install took 3 min 45 s here (pip, ~250 packages)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.broker_process import REPO
+from tests.support.broker import REPO
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]  # may install LocalStack
 

@@ -23,7 +23,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -38,13 +37,6 @@ from broker_service.control.sizing import (
     produce_alarm_thresholds,
 )
 from broker_service.metadata.dynamodb import DynamoDbMetadataStore
-from tests.broker_process import REPO, BrokerProcess
-from tests.integration.clients import (
-    assert_records,
-    confluent_produce,
-    kafka_python_consume,
-    make_records,
-)
 from tests.localstack.conftest import (
     ACCOUNT,
     REGION,
@@ -53,6 +45,14 @@ from tests.localstack.conftest import (
     LocalStackHost,
     _without_aws,
 )
+from tests.support.broker import REPO, BrokerProcess
+from tests.support.clients import (
+    assert_records,
+    confluent_produce,
+    kafka_python_consume,
+    make_records,
+)
+from tests.support.wait import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]  # first test may install LocalStack
 
@@ -204,13 +204,7 @@ def bridge(
 
 
 def _wait(ready: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = ready()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    return wait_until(ready, timeout, what, interval=0.5)
 
 
 def test_broker_metrics_reach_cloudwatch_and_the_alarm_event_reaches_sqs(

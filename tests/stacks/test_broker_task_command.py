@@ -15,7 +15,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,9 +23,10 @@ from typing import Any
 import pytest
 
 from broker_service.cluster.ecs_identity import resolve_ecs_environment
-from tests.broker_process import REPO, free_port
-from tests.moto_server import AWS_TEST_ENV
 from tests.stacks.conftest import Synth, only
+from tests.support.broker import REPO
+from tests.support.moto import AWS_TEST_ENV
+from tests.support.wait import wait_for_value, wait_until
 
 # Not wired here: the security listeners (issue 10) are tested by their own suite; this test
 # speaks PLAINTEXT to the broker.
@@ -125,7 +125,7 @@ def test_placeholder_without_metadata_endpoint_fails_clearly(tmp_path: Path) -> 
             "--host",
             "127.0.0.1",
             "--port",
-            str(free_port()),
+            "0",  # it stops before binding anything
         ],
         env=env,
         capture_output=True,
@@ -178,9 +178,9 @@ def test_dockerfile_command_runs_two_tasks_with_the_task_definition_env(
     cmd = dockerfile_cmd()
     assert cmd == ["python", "-m", "broker_service", "serve"]
     procs: list[subprocess.Popen[bytes]] = []
-    ports = [free_port(), free_port()]
+    ready = [tmp_path / f"task{i}.ready" for i in range(2)]
     try:
-        for i, port in enumerate(ports):
+        for i in range(2):
             env = {
                 **os.environ,
                 **AWS_TEST_ENV,
@@ -190,7 +190,8 @@ def test_dockerfile_command_runs_two_tasks_with_the_task_definition_env(
                 "ECS_CONTAINER_METADATA_URI_V4": task_metadata,
                 "PYTHONPATH": str(REPO),
                 "BROKER_HOST": "127.0.0.1",  # tests bind 127.0.0.1 only (the task binds 0.0.0.0)
-                "BROKER_PORT": str(port),
+                "BROKER_PORT": "0",  # the OS's choice, reported in the ready file
+                "BROKER_READY_FILE": str(ready[i]),
                 "BROKER_DATA_DIR": str(tmp_path / f"task{i}"),
             }
             log = open(tmp_path / f"task{i}.log", "wb")  # noqa: SIM115 - closed with the process
@@ -203,21 +204,19 @@ def test_dockerfile_command_runs_two_tasks_with_the_task_definition_env(
                     cwd=tmp_path,
                 )
             )
+        def logs() -> str:
+            return "\n".join((tmp_path / f"task{i}.log").read_text() for i in range(2))
+
+        def started() -> bool:
+            assert all(p.poll() is None for p in procs), logs()
+            return all(f.exists() for f in ready)
+
+        wait_until(started, 60, logs)
+        ports = [json.loads(f.read_text())["port"] for f in ready]
         admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{ports[0]}"})
-        deadline = time.monotonic() + 30
-        brokers: dict[int, Any] = {}
-        while time.monotonic() < deadline:
-            assert all(p.poll() is None for p in procs), [
-                (tmp_path / f"task{i}.log").read_text() for i in range(2)
-            ]
-            try:
-                brokers = admin.list_topics(timeout=2).brokers
-            except Exception:
-                brokers = {}
-            if len(brokers) == 2:
-                break
-            time.sleep(0.3)
-        assert len(brokers) == 2, [(tmp_path / f"task{i}.log").read_text() for i in range(2)]
+        brokers: dict[int, Any] = wait_for_value(lambda: admin.list_topics(timeout=5).brokers,
+                                                 lambda found: len(found) == 2, 30,
+                                                 "both tasks registered")  # fmt: skip
         assert sorted((b.host, b.port) for b in brokers.values()) == sorted(
             ("127.0.0.1", p) for p in ports
         )

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from stacks import lambda_code
-from tests.broker_process import REPO
 from tests.stacks.conftest import stub_layer_dir
+from tests.support.broker import REPO
 
 
 @pytest.mark.slow

@@ -55,7 +55,8 @@ def test_catch_up_reads_use_read_ahead_and_one_get_per_block(tmp_path: Path) -> 
                 base = int.from_bytes(b[:8], "big")
                 seen.append(base)
                 offset = base + 16
-            await asyncio.sleep(0.01)  # let read-ahead land, as a consumer's round trip would
+            # a consumer's round trip: the read-ahead started by this read lands meanwhile
+            await asyncio.gather(*store._loading.values(), return_exceptions=True)
         assert seen == [i * 16 for i in range(40)]
         block_gets = [g for g in objects.gets if g[2] is not None and g[1] >= 0]
         positions = [g[1] for g in block_gets if g[2] - g[1] > 1000]  # skip the index read

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,6 +91,12 @@ class ClassicGroup:
         self.initial_delay_s = initial_delay_s
         self._rebalance: asyncio.Task[None] | None = None
         self._joined = asyncio.Event()
+        # called when Kafka would store the group (a generation's assignment, emptied)
+        self.on_change: Callable[[ClassicGroup], None] | None = None
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change(self)
 
     # -- queries ---------------------------------------------------------------------------
     @property
@@ -117,22 +124,18 @@ class ClassicGroup:
         if not member_id:
             if req.group_instance_id and req.group_instance_id in self.static_members:
                 # a static member restarting: it takes its old place under a new member id
-                old = self.static_members[req.group_instance_id]
-                member_id = f"{req.group_instance_id}-{uuid.uuid4()}"
-                self._replace_member(old, member_id)
-            else:
-                member_id = f"{req.client_id or 'member'}-{uuid.uuid4()}"
-                if req.require_known_member_id and not req.group_instance_id:
-                    self.pending_members[member_id] = _now() + req.session_timeout_s
-                    return self._join_error(MEMBER_ID_REQUIRED, member_id)
-        elif member_id not in self.members:
-            if member_id not in self.pending_members:
+                return await self._rejoin_static(req)
+            member_id = f"{req.client_id or 'member'}-{uuid.uuid4()}"
+            if req.require_known_member_id and not req.group_instance_id:
+                self.pending_members[member_id] = _now() + req.session_timeout_s
+                return self._join_error(MEMBER_ID_REQUIRED, member_id)
+        elif member_id not in self.pending_members:
+            # Kafka's doCurrentMemberJoinGroup: a fenced instance first, then unknown ids
+            static = self.static_members.get(req.group_instance_id or "")
+            if req.group_instance_id and static not in (None, member_id):
+                raise GroupError(FENCED_INSTANCE_ID)
+            if member_id not in self.members or (req.group_instance_id and static is None):
                 raise GroupError(UNKNOWN_MEMBER_ID)
-        elif req.group_instance_id and self.static_members.get(req.group_instance_id) not in (
-            None,
-            member_id,
-        ):
-            raise GroupError(FENCED_INSTANCE_ID)
         self.pending_members.pop(member_id, None)
 
         member = self.members.get(member_id)
@@ -176,6 +179,35 @@ class ClassicGroup:
         self._joined.set()
         return await fut
 
+    async def _rejoin_static(self, req: JoinRequest) -> dict[str, Any]:
+        """Kafka's updateStaticMemberAndRebalance: the known static member gets a new member
+        id (its old one is fenced from now on). A Stable group whose selected protocol stays
+        is not rebalanced: the member is answered at once with the current generation (and
+        the leader as it was) and syncs its old assignment; otherwise it rebalances."""
+        assert req.group_instance_id is not None
+        old_id = self.static_members[req.group_instance_id]
+        new_id = f"{req.group_instance_id}-{uuid.uuid4()}"
+        leader_before = self.leader_id
+        self._replace_member(old_id, new_id)
+        member = self.members[new_id]
+        member.protocols = list(req.protocols)
+        member.client_id, member.client_host = req.client_id, req.client_host
+        member.session_timeout_s = req.session_timeout_s
+        member.rebalance_timeout_s = req.rebalance_timeout_s
+        member.last_seen = _now()
+        if self.state == STABLE and self._select_protocol() == self.protocol_name:
+            log.info("group %s: static member %s rejoined as %s without a rebalance",
+                     self.group_id, old_id, new_id)  # fmt: skip
+            self._changed()
+            response = self._join_response(member, include_members=False)
+            response["leader"] = leader_before or ""
+            return response
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        member.join_future = fut
+        self._prepare_rebalance(f"static member {req.group_instance_id} rejoined")
+        self._joined.set()
+        return await fut
+
     def _supports(self, protocols: list[tuple[str, bytes]]) -> bool:
         names = {n for n, _ in protocols}
         return all(names & {n for n, _ in m.protocols} for m in self.members.values())
@@ -186,6 +218,8 @@ class ClassicGroup:
             return
         old.member_id = new_id
         self.members[new_id] = old
+        if old.group_instance_id:  # the instance is this member id now; the old one is fenced
+            self.static_members[old.group_instance_id] = new_id
         if self.leader_id == old_id:
             self.leader_id = new_id
         for fut in (old.join_future, old.sync_future):
@@ -271,6 +305,7 @@ class ClassicGroup:
             self.protocol_name = None
             self.leader_id = None
             log.info("group %s: now empty (generation %d)", self.group_id, self.generation)
+            self._changed()
             return
         self.protocol_name = self._select_protocol()
         if self.leader_id not in self.members:
@@ -325,6 +360,7 @@ class ClassicGroup:
                 m.assignment = assignments.get(m.member_id, b"")
             self.state = STABLE
             log.info("group %s: generation %d is stable", self.group_id, self.generation)
+            self._changed()
             for m in self.members.values():
                 if m.sync_future is not None and not m.sync_future.done():
                     m.sync_future.set_result({"assignment": m.assignment})
@@ -391,13 +427,20 @@ class ClassicGroup:
             self.generation += 1
             self.state = EMPTY
             self.protocol_name = None
+            self._changed()
 
     def _member(self, member_id: str, instance_id: str | None) -> ClassicMember:
+        """Kafka's validateCurrentMember: an instance id must be mapped to this member id
+        (FENCED_INSTANCE_ID when it is another's, UNKNOWN_MEMBER_ID when unknown)."""
+        if instance_id:
+            current = self.static_members.get(instance_id)
+            if current is None:
+                raise GroupError(UNKNOWN_MEMBER_ID)
+            if current != member_id:
+                raise GroupError(FENCED_INSTANCE_ID)
         member = self.members.get(member_id)
         if member is None:
             raise GroupError(UNKNOWN_MEMBER_ID)
-        if instance_id and member.group_instance_id != instance_id:
-            raise GroupError(FENCED_INSTANCE_ID)
         return member
 
     def validate_commit(self, member_id: str, generation: int, instance_id: str | None) -> None:

@@ -38,6 +38,14 @@ Partitions = dict[str, set[int]]  # topic name -> partitions
 
 
 @dataclass(eq=False)
+class ClassicInfo:
+    """A member of a KIP-848 group that speaks the classic protocol (online migration)."""
+
+    protocols: list[tuple[str, bytes]]
+    session_timeout_s: float
+
+
+@dataclass(eq=False)
 class ConsumerMember:
     member_id: str
     instance_id: str | None
@@ -54,6 +62,7 @@ class ConsumerMember:
     owned: Partitions = field(default_factory=dict)
     last_seen: float = field(default_factory=time.monotonic)
     last_sent: Partitions | None = None
+    classic: ClassicInfo | None = None  # set for members using JoinGroup/SyncGroup
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,10 +259,17 @@ class ConsumerGroup:
             self.target.pop(member_id, None)
             log.info("group %s: member %s %s", self.group_id, member_id, why)
 
+    def expired(self, now: float) -> list[str]:
+        return [
+            m.member_id
+            for m in self.members.values()
+            if now - m.last_seen
+            > (m.classic.session_timeout_s if m.classic is not None else self.session_timeout_s)
+        ]
+
     def expire(self, now: float) -> None:
-        for m in list(self.members.values()):
-            if now - m.last_seen > self.session_timeout_s:
-                self.remove(m.member_id, "session expired")
+        for member_id in self.expired(now):
+            self.remove(member_id, "session expired")
 
     def validate_commit(self, member_id: str, epoch: int) -> None:
         if epoch < 0 and not member_id:

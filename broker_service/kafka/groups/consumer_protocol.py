@@ -51,3 +51,29 @@ def encode_subscription(topics: list[str]) -> bytes:
         out += string(t, False)
     out += struct.pack(">i", -1)
     return bytes(out)
+
+
+def decode_subscription_full(data: bytes) -> tuple[list[str], dict[str, set[int]], str | None]:
+    """(topics, owned partitions (v1+), rack (v3+)) of a ConsumerProtocolSubscription; what
+    a classic member tells a KIP-848 group about itself. Unreadable parts are empty."""
+    topics: list[str] = []
+    owned: dict[str, set[int]] = {}
+    rack: str | None = None
+    try:
+        r = ByteReader(data)
+        version = r.i16()
+        topics = [t for t in (r.string(False) for _ in range(r.array_len(False))) if t]
+        r.bytes_(False)  # user data
+        if version >= 1:
+            for _ in range(r.array_len(False)):
+                topic = r.string(False) or ""
+                parts = {r.i32() for _ in range(r.array_len(False))}
+                if parts:
+                    owned[topic] = parts
+        if version >= 2:
+            r.i32()  # generation id
+        if version >= 3:
+            rack = r.string(False)
+    except ProtocolError:
+        pass
+    return topics, owned, rack

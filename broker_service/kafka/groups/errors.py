@@ -2,6 +2,8 @@
 
 from kio.schema.errors import ErrorCode
 
+from broker_service.protocol.errors import KafkaError
+
 NONE = ErrorCode.none
 COORDINATOR_NOT_AVAILABLE = ErrorCode.coordinator_not_available
 NOT_COORDINATOR = ErrorCode.not_coordinator
@@ -29,7 +31,9 @@ def require_coordinator(coordinates: bool) -> None:
         raise GroupError(NOT_COORDINATOR)
 
 
-class GroupError(Exception):
+class GroupError(KafkaError):
+    """A group coordinator's answer: ``code`` is chosen where it is raised."""
+
     def __init__(self, code: ErrorCode, message: str | None = None) -> None:
         super().__init__(message or code.name)
         self.code = code

@@ -36,6 +36,7 @@ from broker_service.metadata.base import (
 )
 from broker_service.protocol.codec import shape
 from broker_service.protocol.control_batch import build_marker
+from broker_service.protocol.errors import KafkaError
 from broker_service.protocol.record_batch import validate_batches
 
 if TYPE_CHECKING:
@@ -67,6 +68,8 @@ class TxnHost(Protocol):
 
     def coordinates(self, key: str) -> bool: ...
 
+    def coordinates_group(self, group_id: str) -> bool: ...
+
     def may_acknowledge(self) -> bool: ...
 
     def live_brokers(self) -> list[BrokerRecord]: ...
@@ -84,10 +87,12 @@ MARKER_DEADLINE_S = 60.0
 STALE_PREPARE_MS = 5000  # a Prepare* this old has lost its coordinator: finish it
 
 
-class TxnError(Exception):
+class TxnError(KafkaError):
+    """A transaction coordinator's answer: ``code`` is chosen where it is raised."""
+
     def __init__(self, code: int, message: str = "") -> None:
         super().__init__(message or str(code))
-        self.code = code
+        self.code = ErrorCode(code)
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,7 +263,7 @@ class TransactionCoordinator:
     ) -> int:
         """At the group's coordinator: the offsets join the transaction and become visible
         (committed) only if it commits."""
-        if not self.broker.coordinates(group_id):
+        if not self.broker.coordinates_group(group_id):
             return ErrorCode.not_coordinator
         for _ in range(10):  # the transaction's coordinator may update the record meanwhile
             rec = await self._load(txn_id)
@@ -345,7 +350,7 @@ class TransactionCoordinator:
         return rec
 
     async def _commit_offsets(self, group_id: str, offsets: list[CommittedOffset]) -> None:
-        if self.broker.coordinates(group_id):
+        if self.broker.coordinates_group(group_id):
             await self.broker.groups.commit(group_id, offsets)  # its cache stays right
             self._pending_offsets.get(group_id, {}).clear()
         else:  # the group's coordinator re-reads them (see ``unstable_offsets``)

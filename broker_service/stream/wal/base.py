@@ -71,7 +71,10 @@ class WalRecord:
     def finish(self, committed: StreamRange | None, exc: BaseException | None) -> None:
         if not self.finished:
             self.finished = True
-            self.on_done(self, committed, exc)
+            try:
+                self.on_done(self, committed, exc)
+            except Exception:  # a bug in one completion must not stop the WAL for everyone
+                log.exception("WAL record completion of stream %d failed", self.stream_id)
 
 
 class Wal(ABC):

@@ -7,7 +7,7 @@
   careful at-least-once application: process a batch, commit its offsets synchronously,
   commit again on revocation, never process a record of a partition it no longer owns. With a
   correct coordinator such members process every record exactly once across rebalances.
-* A crash victim: ``python -m tests.integration.group_clients victim ...`` joins a group in
+* A crash victim: ``python -m tests.support.group_clients victim ...`` joins a group in
   a subprocess (so it can be SIGKILLed) and prints its assignment on every change.
 """
 
@@ -39,6 +39,7 @@ from kafka.errors import KafkaError as KpKafkaError
 from kafka.structs import OffsetAndMetadata
 
 from tests import kafka_wire as w
+from tests.support.wait import timed_wait_until
 
 # Kafka error codes the tests look for
 NONE = 0
@@ -419,6 +420,11 @@ class Sink:
             self.values.append(value)
             self.where.setdefault(value, []).append((member, partition, offset))
 
+    def processed_by(self, member: str) -> int:
+        """How many records ``member`` processed (first or again)."""
+        with self._lock:
+            return sum(1 for where in self.where.values() for m, _, _ in where if m == member)
+
     def count(self) -> int:
         with self._lock:
             return len(self.values)
@@ -765,13 +771,7 @@ def make_member(
 def wait_for(cond: Callable[[], bool], timeout: float, what: Callable[[], str],
              interval: float = 0.05) -> float:
     """Poll cond until true; returns the seconds it took, fails with what() on timeout."""
-    t0 = time.monotonic()
-    deadline = t0 + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return time.monotonic() - t0
-        time.sleep(interval)
-    raise AssertionError(f"not within {timeout}s: {what()}")
+    return timed_wait_until(cond, timeout, what, interval)
 
 
 def shares(assignments: Sequence[frozenset[int]], partitions: int) -> bool:

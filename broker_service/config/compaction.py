@@ -1,0 +1,39 @@
+"""Compaction's knobs: part of the one settings model of a process (the broker's
+``BrokerConfig.compaction``, the control functions' ``ControlSettings.compaction``), read
+from ``COMPACTION_*`` env vars; the same for the Lambda and the embedded timer."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class CompactionConfig(BaseSettings):
+    """Knobs of a compaction run (env ``COMPACTION_*``; the same for the Lambda and the
+    embedded timer)."""
+
+    model_config = SettingsConfigDict(env_prefix="COMPACTION_", extra="ignore")
+
+    target_object_bytes: int = Field(
+        default=64 << 20, description="size of the per-stream objects compaction writes"
+    )
+    block_bytes: int = Field(default=1 << 20, description="block size inside written objects")
+    time_budget_s: float = Field(
+        default=600.0, description="stop starting new work after this long (Lambda: 15 min max)"
+    )
+    max_bytes_per_run: int = Field(
+        default=4 << 30, description="stop after reading this many bytes"
+    )
+    lease_ms: int = Field(
+        default=900_000, description="compactor lease; must exceed time_budget_s plus one swap"
+    )
+    max_compacted_partition_bytes: int = Field(
+        default=256 << 20,
+        description="cleanup.policy=compact partitions are cleaned in memory; larger ones wait",
+    )
+    replaced_grace_ms: int = Field(
+        default=600_000, description="keep replaced objects this long (readers may still hold them)"
+    )
+    orphan_grace_ms: int = Field(
+        default=3_600_000, description="delete never-committed objects older than this"
+    )

@@ -1,0 +1,163 @@
+"""This broker's view of Kafka configs: its static settings under Kafka's broker config names,
+the cluster-wide dynamic defaults (from the metadata store, refreshed with the topics), and
+each topic's effective values (definitions and validation: ``protocol/configs.py``)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from broker_service.config import BrokerConfig
+from broker_service.config.listeners import Listener
+from broker_service.metadata.base import (
+    ConcurrentUpdate,
+    MetadataStore,
+    TopicRecord,
+    UnknownTopic,
+)
+from broker_service.protocol.compression import CODECS, LEVEL_CONFIGS
+from broker_service.protocol.configs import (
+    TOPIC_CONFIGS,
+    resolve,
+    validate_broker_dynamic,
+    validate_configs,
+)
+
+log = logging.getLogger(__name__)
+
+OFFSETS_TOPIC = "__consumer_offsets"
+
+
+def static_broker_values(
+    cfg: BrokerConfig, listeners: list[Listener] | None = None
+) -> dict[str, str]:
+    """Kafka broker config name -> this broker's value, where one of its settings is it
+    (``listeners``: as bound, when a port was 0)."""
+    listeners = listeners if listeners is not None else cfg.listener_list()
+    values = {
+        "broker.id": str(cfg.node_id),
+        "node.id": str(cfg.node_id),
+        "listeners": ",".join(f"{lst.name}://{lst.host}:{lst.port}" for lst in listeners),
+        "advertised.listeners": ",".join(
+            f"{lst.name}://{lst.advertised_host}:{lst.advertised_port}" for lst in listeners
+        ),
+        "inter.broker.listener.name": next(
+            (lst.name for lst in listeners if lst.name == "PLAINTEXT"), listeners[0].name
+        ),
+        "auto.create.topics.enable": str(cfg.auto_create_topics).lower(),
+        "num.partitions": str(cfg.default_partitions),
+        "message.max.bytes": str(cfg.message_max_bytes),
+        "socket.request.max.bytes": str(cfg.socket_request_max_bytes),
+        "group.initial.rebalance.delay.ms": str(cfg.group_initial_rebalance_delay_ms),
+        "group.min.session.timeout.ms": str(cfg.group_min_session_timeout_ms),
+        "group.max.session.timeout.ms": str(cfg.group_max_session_timeout_ms),
+        "group.consumer.session.timeout.ms": str(cfg.group_consumer_session_timeout_ms),
+        "group.consumer.heartbeat.interval.ms": str(cfg.group_consumer_heartbeat_interval_ms),
+        "transaction.max.timeout.ms": str(cfg.transaction_max_timeout_ms),
+        "log.dirs": cfg.storage or str(cfg.data_dir / "objects"),
+        "log.cleaner.enable": str(cfg.compaction_interval_ms > 0).lower(),
+        "log.retention.check.interval.ms": str(cfg.compaction_interval_ms),
+        "offsets.topic.num.partitions": str(cfg.offsets_topic_partitions),
+        # durability is the shared storage's: every topic reports one replica
+        "default.replication.factor": "1",
+        "offsets.topic.replication.factor": "1",
+        "transaction.state.log.replication.factor": "1",
+        "sasl.enabled.mechanisms": ",".join(cfg.sasl_mechanism_list()),
+    }
+    if cfg.rack:
+        values["broker.rack"] = cfg.rack
+    if cfg.super_users:
+        values["super.users"] = cfg.super_users
+    return values
+
+
+@dataclass
+class ConfigView:
+    static: dict[str, str]
+    dynamic: dict[str, str] = field(default_factory=dict)  # cluster-wide dynamic defaults
+
+    def topic_value(self, overrides: Mapping[str, str], name: str) -> Any:
+        """The typed effective value of topic config ``name``."""
+        return TOPIC_CONFIGS[name].parse(resolve(name, overrides, self.dynamic, self.static)[0])
+
+    def produce_format(self, overrides: Mapping[str, str]) -> tuple[int | None, int | None, bool]:
+        """What the produce path does to a topic's batches: (codec to re-encode them with or
+        None to keep the producer's, its level or None, stamp LogAppendTime)."""
+        name = self.topic_value(overrides, "compression.type")
+        codec = None if name == "producer" else CODECS[name]
+        level_config = LEVEL_CONFIGS.get(codec or 0)
+        level = self.topic_value(overrides, level_config) if level_config else None
+        log_append = self.topic_value(overrides, "message.timestamp.type") == "LogAppendTime"
+        return codec, level, log_append
+
+    def topic_defaults(self) -> dict[str, str]:
+        """What a topic without overrides gets, as strings (None-valued ones left out)."""
+        out = {}
+        for name in TOPIC_CONFIGS:
+            value = resolve(name, {}, self.dynamic, self.static)[0]
+            if value is not None:
+                out[name] = value
+        return out
+
+
+Compute = Callable[[dict[str, str]], dict[str, str | None]]
+_CAS_ATTEMPTS = 10
+
+
+async def alter_topic_configs(
+    metadata: MetadataStore,
+    name: str,
+    compute: Compute,
+    validate_only: bool,
+    applied: Callable[[TopicRecord], None],
+) -> dict[str, str]:
+    """Replace a topic's overrides with ``compute(current)`` after validating them (raises
+    InvalidConfig, UnknownTopic); durable in the metadata store by compare-and-set (a
+    concurrent change is re-read and ``compute`` applied again), then in effect here at once.
+    Other brokers see it with their next metadata refresh (BROKER refresh loop, 0.5 s)."""
+    for _ in range(_CAS_ATTEMPTS):
+        rec = await asyncio.to_thread(metadata.topic, name)
+        if rec is None:
+            raise UnknownTopic(name)
+        checked = validate_configs(compute(dict(rec.configs)))
+        if validate_only:
+            return checked
+        try:
+            rec = await asyncio.to_thread(
+                metadata.set_topic_configs, name, dict(rec.configs), checked
+            )
+        except ConcurrentUpdate:
+            continue
+        applied(rec)  # in effect here at once
+        log.info("topic %s: configs now %s", name, checked)
+        return checked
+    raise ConcurrentUpdate(f"configs of topic {name} kept changing")
+
+
+async def alter_cluster_configs(
+    metadata: MetadataStore,
+    view: ConfigView,
+    compute: Compute,
+    touched: Iterable[str],
+    per_broker: bool,
+    validate_only: bool,
+) -> dict[str, str]:
+    """The same for the cluster-wide dynamic broker configs (``--entity-default``)."""
+    for _ in range(_CAS_ATTEMPTS):
+        current = await asyncio.to_thread(metadata.cluster_configs)
+        new = compute(dict(current))
+        validate_broker_dynamic({k: new.get(k) for k in touched}, per_broker)
+        checked = {k: v for k, v in new.items() if v is not None}
+        if validate_only:
+            return checked
+        try:
+            await asyncio.to_thread(metadata.set_cluster_configs, current, checked)
+        except ConcurrentUpdate:
+            continue
+        view.dynamic = checked
+        log.info("cluster-wide dynamic broker configs now %s", checked)
+        return checked
+    raise ConcurrentUpdate("cluster configs kept changing")

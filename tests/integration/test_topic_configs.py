@@ -1,0 +1,361 @@
+"""Topic and broker configs as Kafka's tools and AdminClients use them (issue 17, items 1, 2
+and 9): CreateTopics validates every value and accepts Kafka's whole topic config set;
+DescribeConfigs reports values with their source (and Kafka's broker keys); AlterConfigs and
+IncrementalAlterConfigs change topic configs and the cluster-wide broker defaults durably (in
+the metadata store) and in effect at once.
+
+Clients: confluent-kafka AdminClient, kafka-python's KafkaAdminClient, aiokafka's admin, and
+raw kio requests for what no client sends (the empty broker name of ``--entity-default``).
+Every test runs on the embedded backend and on S3 + DynamoDB (moto server over HTTP).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    ConfigSource,
+    NewTopic,
+)
+from kafka.admin import ConfigResource as KpConfigResource
+from kafka.admin import ConfigResourceType as KpType
+from kafka.admin import KafkaAdminClient
+
+from tests.integration.surface import Surface, kio, surface_fixture, unique, wait_for
+from tests.unit.test_configs import KAFKA_TOPIC_CONFIGS
+
+# compaction (retention) often, so a changed retention.ms is seen acting within seconds
+surface = surface_fixture(BROKER_COMPACTION_INTERVAL_MS="1000", BROKER_UPLOAD_INTERVAL_MS="200")
+
+BAD_VALUES = {
+    "message.timestamp.type": "bogus",
+    "compression.type": "nope",
+    "retention.ms": "-5",
+    "max.message.bytes": "-5",
+    "segment.ms": "xyz",
+}
+
+
+@pytest.fixture
+def admin(surface: Surface) -> AdminClient:
+    return AdminClient({"bootstrap.servers": surface.bootstrap})
+
+
+@pytest.fixture
+def kp_admin(surface: Surface) -> Iterator[KafkaAdminClient]:
+    a = KafkaAdminClient(bootstrap_servers=surface.bootstrap, request_timeout_ms=30000)
+    yield a
+    a.close()
+
+
+def _create(admin: AdminClient, name: str, config: dict[str, str] | None = None) -> None:
+    admin.create_topics([NewTopic(name, 1, 1, config=config or {})])[name].result(30)
+
+
+def _describe(admin: AdminClient, name: str) -> dict[str, ConfigEntry]:
+    res = ConfigResource(ConfigResource.Type.TOPIC, name)
+    return dict(admin.describe_configs([res])[res].result(30))
+
+
+def _cluster_configs(surface: Surface) -> dict[str, str]:
+    store = surface.open_store()
+    try:
+        return store.cluster_configs()
+    finally:
+        store.close()
+
+
+def _stored(surface: Surface, name: str) -> dict[str, str]:
+    store = surface.open_store()
+    try:
+        rec = store.topic(name)
+        assert rec is not None
+        return dict(rec.configs)
+    finally:
+        store.close()
+
+
+# -- item 2: CreateTopics validates values ---------------------------------------------------------
+@pytest.mark.parametrize(("key", "value"), sorted(BAD_VALUES.items()))
+def test_create_topics_refuses_bad_values_confluent(
+    admin: AdminClient, key: str, value: str
+) -> None:
+    name = unique("bad")
+    with pytest.raises(KafkaException) as exc:
+        _create(admin, name, {key: value})
+    err = exc.value.args[0]
+    assert err.code() == KafkaError.INVALID_CONFIG
+    assert f"Invalid value {value} for configuration {key}" in err.str()
+    assert name not in admin.list_topics(timeout=10).topics
+
+
+def test_create_topics_refuses_bad_values_kafka_python(
+    kp_admin: KafkaAdminClient, admin: AdminClient
+) -> None:
+    for key, value in BAD_VALUES.items():
+        name = unique("bad-kp")
+        resp = kp_admin.create_topics(
+            {name: {"num_partitions": 1, "configs": {key: value}}}, raise_errors=False
+        )
+        (topic,) = resp["topics"]
+        assert (topic["name"], topic["error_code"]) == (name, 40), (key, topic)  # INVALID_CONFIG
+        assert f"Invalid value {value} for configuration {key}" in topic["error_message"]
+        assert name not in admin.list_topics(timeout=10).topics
+
+
+# -- item 9: Kafka's whole topic config set is accepted ----------------------------------------
+def test_every_kafka_topic_config_is_accepted_and_described(
+    surface: Surface, admin: AdminClient, kp_admin: KafkaAdminClient
+) -> None:
+    configs = {k: v for k, v in KAFKA_TOPIC_CONFIGS.items() if k != "max.compaction.lag.ms"}
+    a, b = unique("all-cfk"), unique("all-kp")
+    _create(admin, a, configs)
+    kp_admin.create_topics({b: {"num_partitions": 1, "configs": configs}})
+    for name in (a, b):
+        assert _stored(surface, name) == configs
+        described = _describe(admin, name)
+        for key, value in configs.items():
+            assert (described[key].value, described[key].source) == (
+                value, ConfigSource.DYNAMIC_TOPIC_CONFIG.value,
+            ), key  # fmt: skip
+    got = kp_admin.describe_configs(
+        [KpConfigResource(KpType.TOPIC, b)], config_filter="modified"
+    )["topic"][b]
+    assert {k: v["value"] for k, v in got.items()} == configs
+
+
+def test_broker_describe_configs_gives_kafkas_broker_keys(
+    surface: Surface, admin: AdminClient, kp_admin: KafkaAdminClient
+) -> None:
+    res = ConfigResource(ConfigResource.Type.BROKER, "1")
+    described = admin.describe_configs([res])[res].result(30)
+    assert len(described) > 60
+    assert described["advertised.listeners"].value == f"PLAINTEXT://127.0.0.1:{surface.port}"
+    assert described["advertised.listeners"].is_read_only
+    assert described["message.max.bytes"].value == "1048588"
+    assert described["message.max.bytes"].source == ConfigSource.STATIC_BROKER_CONFIG.value
+    assert not described["log.retention.ms"].is_read_only  # dynamic, as in Kafka
+    got = kp_admin.describe_configs([KpConfigResource(KpType.BROKER, 1)], config_filter="all")
+    keys = got["broker"]["1"]
+    assert keys["broker.id"]["value"] == "1"
+    assert keys["log.dirs"]["config_source"] == "STATIC_BROKER_CONFIG"
+    assert keys["log.cleanup.policy"]["value"] == "delete"
+
+
+# -- item 1: changing configs after creation ----------------------------------------------------
+def test_incremental_alter_topic_configs_confluent(surface: Surface, admin: AdminClient) -> None:
+    name = unique("alter-cfk")
+    _create(admin, name, {"retention.ms": "3600000", "cleanup.policy": "delete"})
+    res = ConfigResource(
+        ConfigResource.Type.TOPIC,
+        name,
+        incremental_configs=[
+            ConfigEntry("retention.ms", None, incremental_operation=AlterConfigOpType.DELETE),
+            ConfigEntry("segment.ms", "600000", incremental_operation=AlterConfigOpType.SET),
+            ConfigEntry(
+                "cleanup.policy", "compact", incremental_operation=AlterConfigOpType.APPEND
+            ),
+        ],
+    )
+    admin.incremental_alter_configs([res])[res].result(30)
+    assert _stored(surface, name) == {"cleanup.policy": "delete,compact", "segment.ms": "600000"}
+    d = _describe(admin, name)
+    assert (d["retention.ms"].value, d["retention.ms"].source) == (
+        "604800000", ConfigSource.DEFAULT_CONFIG.value,
+    )  # fmt: skip
+    assert (d["segment.ms"].value, d["segment.ms"].source) == (
+        "600000", ConfigSource.DYNAMIC_TOPIC_CONFIG.value,
+    )  # fmt: skip
+    assert d["cleanup.policy"].value == "delete,compact"
+
+    # the legacy AlterConfigs replaces the whole override set
+    legacy = ConfigResource(ConfigResource.Type.TOPIC, name, set_config={"retention.ms": "5000"})
+    admin.alter_configs([legacy])[legacy].result(30)
+    assert _stored(surface, name) == {"retention.ms": "5000"}
+
+
+@pytest.mark.parametrize(("key", "value"), sorted(BAD_VALUES.items()))
+def test_alter_refuses_bad_values_and_unknown_names(
+    surface: Surface, admin: AdminClient, key: str, value: str
+) -> None:
+    name = unique("alter-bad")
+    _create(admin, name)
+    for bad_key, bad_value, message in [
+        (key, value, f"Invalid value {value} for configuration {key}"),
+        ("no.such.config", "1", "Unknown topic config name: no.such.config"),
+    ]:
+        res = ConfigResource(
+            ConfigResource.Type.TOPIC,
+            name,
+            incremental_configs=[
+                ConfigEntry(bad_key, bad_value, incremental_operation=AlterConfigOpType.SET)
+            ],
+        )
+        with pytest.raises(KafkaException) as exc:
+            admin.incremental_alter_configs([res])[res].result(30)
+        assert exc.value.args[0].code() == KafkaError.INVALID_CONFIG
+        assert message in exc.value.args[0].str()
+    assert _stored(surface, name) == {}
+
+
+def test_alter_topic_configs_kafka_python_and_aiokafka(
+    surface: Surface, kp_admin: KafkaAdminClient, admin: AdminClient
+) -> None:
+    name = unique("alter-kp")
+    _create(admin, name)
+    # kafka-python picks IncrementalAlterConfigs when advertised
+    got = kp_admin.alter_configs(
+        [KpConfigResource(KpType.TOPIC, name, configs={"retention.bytes": "1048576"})]
+    )
+    assert got == {"topic": {name: "OK"}}
+    assert _stored(surface, name) == {"retention.bytes": "1048576"}
+    got = kp_admin.alter_configs(
+        [KpConfigResource(KpType.TOPIC, name, configs={"retention.ms": "-9"})]
+    )
+    assert "InvalidConfigurationError" in got["topic"][name]
+    assert "Value must be at least -1" in got["topic"][name]
+
+    async def aio() -> Any:
+        from aiokafka.admin import AIOKafkaAdminClient
+        from aiokafka.admin.config_resource import ConfigResource as AioResource
+        from aiokafka.admin.config_resource import ConfigResourceType as AioType
+
+        a = AIOKafkaAdminClient(bootstrap_servers=surface.bootstrap)
+        await a.start()
+        try:  # aiokafka sends the legacy AlterConfigs (replace the whole set)
+            return await a.alter_configs(
+                [AioResource(AioType.TOPIC, name, configs={"max.message.bytes": "500000"})]
+            )
+        finally:
+            await a.close()
+
+    (resp,) = asyncio.run(aio())
+    assert [(r[0], r[1]) for r in resp.resources] == [(0, None)]
+    assert _stored(surface, name) == {"max.message.bytes": "500000"}
+    d = _describe(admin, name)
+    assert d["max.message.bytes"].source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value
+
+
+def test_altered_configs_take_effect_at_once(surface: Surface, admin: AdminClient) -> None:
+    name = unique("effect")
+    _create(admin, name)
+    p = Producer({"bootstrap.servers": surface.bootstrap, "linger.ms": 0, "retries": 0,
+                  "batch.size": 2_000_000, "message.max.bytes": 3_000_000})  # fmt: skip
+    errors: list[Any] = []
+
+    def produce(value: bytes, timestamp: int = 0) -> None:
+        p.produce(name, value, timestamp=timestamp,
+                  on_delivery=lambda err, _m: errors.append(err))  # fmt: skip
+        assert p.flush(30) == 0
+
+    # retention: records an hour old stay under the default 7 days, go once retention.ms is 1 min
+    old = int(time.time() * 1000) - 3_600_000
+    for i in range(3):
+        produce(f"old-{i}".encode(), timestamp=old)
+    c = Consumer({"bootstrap.servers": surface.bootstrap, "group.id": unique("g")})
+    try:
+        tp = TopicPartition(name, 0)
+        assert c.get_watermark_offsets(tp, timeout=10) == (0, 3)
+        set_retention = ConfigResource(ConfigResource.Type.TOPIC, name, incremental_configs=[
+            ConfigEntry("retention.ms", "60000", incremental_operation=AlterConfigOpType.SET)
+        ])  # fmt: skip
+        admin.incremental_alter_configs([set_retention])[set_retention].result(30)
+        wait_for(
+            "retention.ms to move the log start offset",
+            lambda: c.get_watermark_offsets(tp, timeout=10)[0] == 3,
+        )
+    finally:
+        c.close()
+
+    produce(b"x" * 600_000)
+    assert errors[-1] is None
+    set_max = ConfigResource(ConfigResource.Type.TOPIC, name, incremental_configs=[
+        ConfigEntry("max.message.bytes", "100000", incremental_operation=AlterConfigOpType.SET)
+    ])  # fmt: skip
+    admin.incremental_alter_configs([set_max])[set_max].result(30)
+    produce(b"x" * 600_000)
+    assert errors[-1].code() == KafkaError.MSG_SIZE_TOO_LARGE
+
+
+def _raw_alter_broker(surface: Surface, name: str, ops: list[tuple[str, int, str | None]]) -> Any:
+    req = kio(44, 1, "IncrementalAlterConfigsRequest", validate_only=False, resources=(
+        kio(44, 1, "AlterConfigsResource", resource_type=4, resource_name=name, configs=tuple(
+            kio(44, 1, "AlterableConfig", name=k, config_operation=op, value=v)
+            for k, op, v in ops
+        )),
+    ))  # fmt: skip
+    (r,) = surface.call(req).responses
+    return r
+
+
+def test_cluster_wide_broker_defaults(surface: Surface, admin: AdminClient) -> None:
+    """``kafka-configs --alter --entity-type brokers --entity-default``: the empty broker name
+    (raw kio: no Python client sends it); per-broker and read-only keys are refused."""
+    name = unique("cluster-default")
+    _create(admin, name)
+    r = _raw_alter_broker(surface, "", [("log.retention.ms", 0, "7200000")])
+    assert int(r.error_code) == 0, r
+    try:
+        assert _cluster_configs(surface) == {"log.retention.ms": "7200000"}
+        d = _describe(admin, name)
+        assert (d["retention.ms"].value, d["retention.ms"].source) == (
+            "7200000", ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG.value,
+        )  # fmt: skip
+        described = surface.call(kio(32, 4, "DescribeConfigsRequest", resources=(
+            kio(32, 4, "DescribeConfigsResource", resource_type=4, resource_name="",
+                configuration_keys=None),
+        ), include_synonyms=True, include_documentation=False))  # fmt: skip
+        (res,) = described.results
+        assert [(c.name, c.value, int(c.config_source)) for c in res.configs] == [
+            ("log.retention.ms", "7200000", 3)
+        ]
+        for ops, fragment in [
+            ([("broker.id", 0, "7")], "Cannot update these configs dynamically"),
+            ([("no.such.config", 0, "1")], "Unknown broker config"),
+            ([("log.retention.ms", 0, "-7")], "Value must be at least -1"),
+        ]:
+            bad = _raw_alter_broker(surface, "", ops)
+            assert int(bad.error_code) == 42 and fragment in bad.error_message, bad
+        per_broker = _raw_alter_broker(surface, "1", [("log.retention.ms", 0, "1000")])
+        assert int(per_broker.error_code) == 42  # INVALID_REQUEST, with why
+    finally:
+        r = _raw_alter_broker(surface, "", [("log.retention.ms", 1, None)])
+        assert int(r.error_code) == 0
+    assert _cluster_configs(surface) == {}
+    assert _describe(admin, name)["retention.ms"].source == ConfigSource.DEFAULT_CONFIG.value
+
+
+def test_altered_format_configs_take_effect(surface: Surface, kp_admin: KafkaAdminClient) -> None:
+    """compression.type and message.timestamp.type changed on a live topic apply to the next
+    batch (kafka-python alters, confluent-kafka produces, raw Fetch shows the batches)."""
+    from tests.support.clients import stored_batches
+
+    name = unique("format")
+    admin = AdminClient({"bootstrap.servers": surface.bootstrap})
+    _create(admin, name, {"retention.ms": "-1"})
+    p = Producer({"bootstrap.servers": surface.bootstrap, "linger.ms": 0})
+    stamps: list[tuple[int, int]] = []
+
+    def produce() -> None:
+        p.produce(name, b"x" * 100, timestamp=1_000_000,
+                  on_delivery=lambda err, m: stamps.append(m.timestamp()))  # fmt: skip
+        assert p.flush(30) == 0
+
+    produce()
+    got = kp_admin.alter_configs([KpConfigResource(KpType.TOPIC, name, configs={
+        "compression.type": "zstd", "message.timestamp.type": "LogAppendTime"})])  # fmt: skip
+    assert got == {"topic": {name: "OK"}}
+    produce()
+    codecs = [b.codec for b in stored_batches(surface.bootstrap, name)]
+    assert codecs == [0, 4]  # the first as produced, the next re-encoded with zstd
+    assert stamps[0] == (1, 1_000_000)  # CreateTime (librdkafka's type 1)
+    assert stamps[1][0] == 2 and stamps[1][1] > 1_000_000  # LogAppendTime, the broker's clock
