@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := PYTHONWARNINGS=ignore $(PY) -m pip -q --disable-pip-version-check
 
-.PHONY: run test test-fast test-heavy lint bench bench-quick install install-test kcat podman localstack-env clean
+.PHONY: run test test-fast test-heavy lint bench bench-quick chaos install install-test kcat podman localstack-env clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -74,6 +74,13 @@ bench: install-test
 
 bench-quick: install-test
 	$(PY) bench/suite.py --quick
+
+# the kill loop for long runs (the chaos test lane runs 20 cycles per backend):
+# CYCLES=N cycles per backend, BACKENDS=embedded,cloud; exit 1 if anything is lost/duplicated
+CYCLES   ?= 100
+BACKENDS ?= embedded,cloud
+chaos: install-test
+	$(PY) bench/chaos.py --backend $(BACKENDS) --cycles $(CYCLES)
 
 clean:
 	rm -rf $(VENV) data .pytest_cache localstack/.venv localstack/.state

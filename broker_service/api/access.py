@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from kio.schema.errors import ErrorCode
 
 from broker_service.api.base import Buffers, respond
-from broker_service.metadata.base import BrokerRecord
+from broker_service.metadata.records import BrokerRecord
 from broker_service.protocol.frames import RequestHeader
 from broker_service.security import acl
 

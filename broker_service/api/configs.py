@@ -18,7 +18,8 @@ from broker_service.api.access import (
 )
 from broker_service.api.base import Buffers, decode, respond
 from broker_service.kafka.configs import alter_cluster_configs, alter_topic_configs
-from broker_service.metadata.base import ConcurrentUpdate, TopicRecord, UnknownTopic
+from broker_service.metadata.errors import ConcurrentUpdate, UnknownTopic
+from broker_service.metadata.records import TopicRecord
 from broker_service.protocol import configs as C
 from broker_service.protocol.frames import RequestHeader
 from broker_service.security import acl
@@ -202,13 +203,13 @@ async def _alter_one(
 
     try:
         if rtype == TOPIC:
-            await alter_topic_configs(broker.metadata, name, compute, validate_only,
+            await alter_topic_configs(broker.ports, name, compute, validate_only,
                                       lambda rec: _applied(broker, rec))  # fmt: skip
         else:
             touched = {n for n, _, _ in ops}
             if not incremental:
                 touched |= set(broker.configs.dynamic)  # replaced: the others are deleted
-            await alter_cluster_configs(broker.metadata, broker.configs, compute, touched,
+            await alter_cluster_configs(broker.ports, broker.configs, compute, touched,
                                         name != "", validate_only)  # fmt: skip
     except C.InvalidConfig as exc:
         # Kafka: INVALID_CONFIG for topics, INVALID_REQUEST for broker configs (KAFKA-13609)

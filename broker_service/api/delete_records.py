@@ -17,7 +17,7 @@ from kio.schema.errors import ErrorCode
 from broker_service.api.base import Buffers, decode, respond
 from broker_service.api.zones import serves_zone
 from broker_service.cluster.rpc import RpcError
-from broker_service.metadata.base import MetadataError
+from broker_service.metadata.errors import MetadataError
 from broker_service.protocol.codec import shape
 from broker_service.protocol.frames import RequestHeader
 

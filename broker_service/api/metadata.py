@@ -16,7 +16,7 @@ from broker_service.api.access import (
 from broker_service.api.base import NOT_REQUESTED_OPS, Buffers, Result, decode, respond
 from broker_service.api.zones import client_zone, zone_broker_ids, zone_server
 from broker_service.kafka.groups.offsets_topic import INTERNAL_TOPICS, OFFSETS_TOPIC
-from broker_service.metadata.base import TopicAlreadyExists
+from broker_service.metadata.errors import TopicAlreadyExists
 from broker_service.protocol.configs import InvalidTopic, validate_topic_name
 from broker_service.protocol.frames import RequestHeader
 from broker_service.security import acl

@@ -18,7 +18,7 @@ from broker_service.api.access import (
 from broker_service.api.base import Buffers, Result, decode, respond
 from broker_service.kafka.groups import errors as E
 from broker_service.kafka.groups.consumer import ConsumerGroup
-from broker_service.metadata.base import CommittedOffset
+from broker_service.metadata.records import CommittedOffset
 from broker_service.protocol.frames import RequestHeader
 from broker_service.security.acl import DELETE, DESCRIBE, READ
 

@@ -212,6 +212,16 @@ async def settle(
             res.base_offset, res.log_start_offset = outcome.base_offset, outcome.log_start_offset
             res.log_append_time = outcome.log_append_time
             continue
-        if not broker.may_acknowledge():  # lease lost meanwhile: another broker may lead now
+        if not broker.may_acknowledge() and not _in_shared_log(broker):
+            # a file WAL's batch is durable on this broker's disk only: with the lease in
+            # doubt another broker may have taken the partition over without it
             res.error_code = ErrorCode.not_leader_or_follower
             res.base_offset = -1
+
+
+def _in_shared_log(broker: BrokerServices) -> bool:
+    """Whether durable means committed in the shared log (the object WAL): the commit was
+    conditional on this broker's epoch, so no takeover came first, and any leader reads it.
+    Answering such a batch with an error would make its producer send it again, under a new
+    epoch after a timeout: a duplicate."""
+    return broker.store is not None and not broker.store.wal.needs_upload

@@ -8,7 +8,6 @@ answer, so ListPartitionReassignments has nothing in progress to list.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +16,7 @@ from kio.schema.errors import ErrorCode
 
 from broker_service.api.base import Buffers, decode, respond
 from broker_service.cluster.rpc import FORWARDED_BY, RpcError
-from broker_service.metadata.base import ConcurrentUpdate, UnknownTopic
+from broker_service.metadata.errors import ConcurrentUpdate, UnknownTopic
 from broker_service.protocol.codec import shape
 from broker_service.protocol.frames import RequestHeader
 
@@ -145,8 +144,7 @@ async def _elect(broker: BrokerServices, header: RequestHeader, req: Any) -> Buf
             message = f"leader {plog.leader_id} is not live; ask for an unclean election"
         else:
             try:
-                await asyncio.to_thread(
-                    broker.metadata.move_partition,
+                await broker.ports.topics.move_partition(
                     topic,
                     partition,
                     plog.leader_id,

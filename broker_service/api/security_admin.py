@@ -5,7 +5,6 @@ once, the others within ``security_refresh_ms``."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +12,7 @@ from kio.schema.errors import ErrorCode
 
 from broker_service.api.access import CLUSTER_AUTHORIZATION_FAILED, allowed_cluster
 from broker_service.api.base import Buffers, decode, respond
-from broker_service.metadata.base import AclBinding
+from broker_service.metadata.records import AclBinding
 from broker_service.protocol.frames import RequestHeader
 from broker_service.security import acl, quotas, scram
 
@@ -58,7 +57,7 @@ async def _create_acls(broker: BrokerServices, header: RequestHeader, req: Any) 
             valid.append(binding)
             results.append(_error(ErrorCode.none, None))
     if valid:
-        await asyncio.to_thread(broker.metadata.create_acls, valid)
+        await broker.ports.security.create_acls(valid)
         await broker.security.refresh()
     return respond(header, {"throttle_time": 0, "results": results})
 
@@ -97,7 +96,7 @@ async def _describe_acls(broker: BrokerServices, header: RequestHeader, req: Any
             },
         )
     args = _filter_args(req)
-    stored = await asyncio.to_thread(broker.metadata.acls)
+    stored = await broker.ports.security.acls()
     by_resource: dict[tuple[int, str, int], list[dict[str, Any]]] = {}
     for a in stored:
         if acl.matches_filter(a, *args):
@@ -128,7 +127,7 @@ def delete_acls(
 async def _delete_acls(broker: BrokerServices, header: RequestHeader, req: Any) -> Buffers:
     enabled = broker.security.authorizer.enabled
     may_alter = allowed_cluster(broker, header, acl.ALTER)
-    stored = await asyncio.to_thread(broker.metadata.acls) if enabled and may_alter else []
+    stored = await broker.ports.security.acls() if enabled and may_alter else []
     doomed: list[AclBinding] = []
     results = []
     for f in req.filters:
@@ -171,7 +170,7 @@ async def _delete_acls(broker: BrokerServices, header: RequestHeader, req: Any) 
             }
         )
     if doomed:
-        await asyncio.to_thread(broker.metadata.delete_acls, list(dict.fromkeys(doomed)))
+        await broker.ports.security.delete_acls(list(dict.fromkeys(doomed)))
         await broker.security.refresh()
     return respond(header, {"throttle_time": 0, "filter_results": results})
 
@@ -184,7 +183,7 @@ def describe_scram(
 
 
 async def _describe_scram(broker: BrokerServices, header: RequestHeader, req: Any) -> Buffers:
-    stored = await asyncio.to_thread(broker.metadata.scram_credentials)
+    stored = await broker.ports.security.scram_credentials()
     by_user: dict[str, list[dict[str, int]]] = {}
     for user, c in stored:
         by_user.setdefault(user, []).append(
@@ -275,7 +274,7 @@ async def _alter_scram(broker: BrokerServices, header: RequestHeader, req: Any) 
         if d.name in errors:
             continue
         mechanism = scram.MECHANISM_NAMES[int(d.mechanism)]
-        if not await asyncio.to_thread(broker.metadata.delete_scram_credential, d.name, mechanism):
+        if not await broker.ports.security.delete_scram_credential(d.name, mechanism):
             fail(
                 d.name,
                 ErrorCode.resource_not_found,
@@ -290,7 +289,7 @@ async def _alter_scram(broker: BrokerServices, header: RequestHeader, req: Any) 
             bytes(u.salted_password),
             int(u.iterations),
         )
-        await asyncio.to_thread(broker.metadata.put_scram_credential, u.name, cred)
+        await broker.ports.security.put_scram_credential(u.name, cred)
     results = [
         {
             "user": user,
@@ -340,7 +339,7 @@ async def _describe_quotas(broker: BrokerServices, header: RequestHeader, req: A
                 },
             )
     entries = []
-    for entity, values in await asyncio.to_thread(broker.metadata.client_quotas):
+    for entity, values in await broker.ports.security.client_quotas():
         as_dict = dict(entity)
         if not all(_component_matches(as_dict, c) for c in req.components):
             continue
@@ -390,9 +389,7 @@ async def _alter_quotas(broker: BrokerServices, header: RequestHeader, req: Any)
                     quotas.validate_value(op.key, float(op.value))
                     set_values[op.key] = float(op.value)
             if not req.validate_only:
-                await asyncio.to_thread(
-                    broker.metadata.alter_client_quota, entity, set_values, remove
-                )
+                await broker.ports.security.alter_client_quota(entity, set_values, remove)
                 changed = True
         except PermissionError:
             code, message = CLUSTER_AUTHORIZATION_FAILED, "Cluster authorization failed."

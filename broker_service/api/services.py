@@ -21,7 +21,9 @@ from broker_service.kafka.replicas import ReplicaReads
 from broker_service.kafka.topics import TopicState
 from broker_service.kafka.txn.coordinator import TransactionCoordinator
 from broker_service.kafka.zone_forward import ZoneForwarder
-from broker_service.metadata.base import BrokerRecord, MetadataStore, TopicRecord
+from broker_service.metadata.ports import MetadataPorts
+from broker_service.metadata.records import BrokerRecord, TopicRecord
+from broker_service.metadata.store import MetadataStore
 from broker_service.metrics import BrokerMetrics
 from broker_service.security.manager import SecurityManager
 
@@ -30,6 +32,7 @@ class BrokerServices(Protocol):
     config: BrokerConfig
     metrics: BrokerMetrics
     metadata: MetadataStore
+    ports: MetadataPorts
     security: SecurityManager
     groups: GroupCoordinator
     txn: TransactionCoordinator

@@ -9,7 +9,7 @@ from kio.schema.errors import ErrorCode
 
 from broker_service.api.access import TOPIC_AUTHORIZATION_FAILED, allowed_topic, may_create_topic
 from broker_service.api.base import Buffers, decode, respond
-from broker_service.metadata.base import TopicAlreadyExists, UnknownTopic
+from broker_service.metadata.errors import TopicAlreadyExists, UnknownTopic
 from broker_service.protocol.configs import (
     TOPIC_CONFIGS,
     InvalidConfig,

@@ -26,7 +26,7 @@ from broker_service.api.access import (
 )
 from broker_service.api.base import Buffers, decode, respond
 from broker_service.kafka.txn.coordinator import ProducerIdAndEpoch, TxnError
-from broker_service.metadata.base import CommittedOffset
+from broker_service.metadata.records import CommittedOffset
 from broker_service.protocol.frames import RequestHeader
 from broker_service.security import acl
 

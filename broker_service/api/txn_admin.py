@@ -4,7 +4,6 @@ ListTransactions and DescribeTransactions at each transaction coordinator."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import time
 from collections.abc import Awaitable
@@ -19,7 +18,7 @@ from broker_service.api.access import (
     allowed_topic,
 )
 from broker_service.api.base import Buffers, decode, respond
-from broker_service.metadata.base import (
+from broker_service.metadata.records import (
     TXN_COMPLETE_ABORT,
     TXN_COMPLETE_COMMIT,
     TXN_EMPTY,
@@ -84,7 +83,7 @@ async def _list_transactions(broker: BrokerServices, header: RequestHeader, req:
     duration = getattr(req, "duration_filter", -1)
     now = int(time.time() * 1000)
     listed = []
-    for rec in await asyncio.to_thread(broker.metadata.transactions):
+    for rec in await broker.ports.txns.transactions():
         tid = rec.transactional_id
         if not broker.coordinates(tid):  # each coordinator lists its own, as in Kafka
             continue
@@ -128,7 +127,7 @@ async def _describe_transactions(
         if not broker.coordinates(tid):
             out.append({**base, "error_code": ErrorCode.not_coordinator})
             continue
-        rec = await asyncio.to_thread(broker.metadata.transaction, tid)
+        rec = await broker.ports.txns.transaction(tid)
         if rec is None:
             out.append({**base, "error_code": ErrorCode.transactional_id_not_found})
             continue

@@ -24,7 +24,7 @@ import urllib.request
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
-from broker_service.metadata.base import MetadataStore
+from broker_service.metadata.store import MetadataStore
 
 log = logging.getLogger(__name__)
 

@@ -11,15 +11,15 @@ fences itself for being slow: the recovery check it runs leaves its own registra
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 from broker_service.control.placement import owner
 from broker_service.control.recovery import recover
-from broker_service.metadata.base import BrokerFenced, BrokerRecord, MetadataStore
+from broker_service.metadata.errors import BrokerFenced
+from broker_service.metadata.ports import MetadataPorts
+from broker_service.metadata.records import BrokerRecord
 
 log = logging.getLogger(__name__)
 
@@ -31,13 +31,13 @@ def now_ms() -> int:
 class Membership:
     def __init__(
         self,
-        metadata: MetadataStore,
+        ports: MetadataPorts,
         me: BrokerRecord,
         lease_ms: int,
         on_fenced: Callable[[], None],
         on_cluster_change: Callable[[], None],
     ) -> None:
-        self.metadata = metadata
+        self.ports = ports
         self.me = me
         self.lease_ms = lease_ms
         self.on_fenced = on_fenced
@@ -45,7 +45,6 @@ class Membership:
         self.valid_until = time.monotonic() + lease_ms * 0.8 / 1000
         self.live: list[BrokerRecord] = [me]
         self.fenced = False
-        self._lease_lane = ThreadPoolExecutor(1, thread_name_prefix="lease")
 
     @property
     def node_id(self) -> int:
@@ -86,7 +85,7 @@ class Membership:
 
     async def refresh_live(self) -> bool:
         """Re-read the live brokers (our view lags by up to lease/3); True if it changed."""
-        live = await asyncio.to_thread(self.metadata.live_brokers, now_ms())
+        live = await self.ports.brokers.live_brokers(now_ms())
         return self._set_live(live)
 
     async def is_live(self, broker_id: int) -> bool:
@@ -121,18 +120,15 @@ class Membership:
         if self.fenced:
             return
         started = time.monotonic()
-        loop = asyncio.get_running_loop()
-        try:
-            await loop.run_in_executor(
-                self._lease_lane, self.metadata.renew_lease, self.node_id, self.epoch, self.lease_ms
-            )
+        try:  # on the lease lane: one thread of its own, never behind other metadata calls
+            await self.ports.brokers.renew_lease(self.node_id, self.epoch, self.lease_ms)
         except BrokerFenced:
             log.error("broker %d epoch %d was fenced; stopping", self.node_id, self.epoch)
             self.fenced = True
             self.on_fenced()
             return
         self.valid_until = started + self.lease_ms * 0.8 / 1000
-        live = await loop.run_in_executor(self._lease_lane, self.metadata.live_brokers, now_ms())
+        live = await self.ports.brokers.lease_live_brokers(now_ms())
         self._set_live(live)
 
     async def check_others(self) -> None:
@@ -141,11 +137,8 @@ class Membership:
         partitions."""
         if self.fenced:
             return
-        result = await asyncio.to_thread(
-            recover, self.metadata, now_ms(), self.lease_ms // 5, self.node_id
+        result = await self.ports.run(
+            recover, self.ports.store, now_ms(), self.lease_ms // 5, self.node_id
         )
         if result.acted:
             self.on_cluster_change()
-
-    def close(self) -> None:
-        self._lease_lane.shutdown(wait=False)

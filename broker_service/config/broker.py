@@ -122,6 +122,11 @@ class BrokerConfig(BaseSettings):
         description="broker lease: renewed every third; a broker silent this long is "
         "fenced and its partitions move",
     )
+    metadata_threads: int = Field(
+        8,
+        ge=1,
+        description="threads for metadata store calls (lease renewal has one more of its own)",
+    )
     producer_snapshot_interval_ms: int = Field(
         5000,
         description="how often a partition's producer state (idempotence, transactions) "

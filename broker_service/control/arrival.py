@@ -9,7 +9,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from broker_service.metadata.base import MetadataStore
+from broker_service.metadata.store import MetadataStore
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,9 @@ from broker_service.control.metrics_source import ClusterLoad, MetricsSource
 from broker_service.control.placement import LeastLoaded
 from broker_service.control.reassignment import ReassignmentResult, reassign
 from broker_service.control.sizing import BrokerCapacity
-from broker_service.metadata.base import ACTIVE, DRAINING, BrokerFenced, MetadataStore
+from broker_service.metadata.errors import BrokerFenced
+from broker_service.metadata.records import ACTIVE, DRAINING
+from broker_service.metadata.store import MetadataStore
 
 log = logging.getLogger(__name__)
 

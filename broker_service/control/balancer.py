@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from broker_service.control.metrics_source import MetricsSource
 from broker_service.control.reassignment import ReassignmentResult, reassign
-from broker_service.metadata.base import MetadataStore
+from broker_service.metadata.store import MetadataStore
 
 log = logging.getLogger(__name__)
 

@@ -31,15 +31,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from broker_service.config.compaction import CompactionConfig
-from broker_service.metadata.base import (
-    ConcurrentUpdate,
-    MetadataError,
-    MetadataStore,
-    PartitionRecord,
-    StreamRange,
-    TopicRecord,
-    UnknownTopic,
-)
+from broker_service.metadata.errors import ConcurrentUpdate, MetadataError, UnknownTopic
+from broker_service.metadata.records import PartitionRecord, StreamRange, TopicRecord
+from broker_service.metadata.store import MetadataStore
 from broker_service.protocol.configs import parse_topic
 from broker_service.protocol.control_batch import ABORT, marker_type
 from broker_service.protocol.decompress import TooLarge
@@ -289,15 +283,22 @@ class _Run:
 
         # coverage stays exactly the old ranges' (offsets never move)
         coverage = {stream_id: (run[0].start_offset, run[-1].end_offset)}
+        writer = ObjectWriter(self.objects, self.config.block_bytes)
+        prepared = writer.prepare(
+            key, [(stream_id, batches)], coverage=coverage
+        )
+        size = prepared.written.size
         try:
-            written = await ObjectWriter(self.objects, self.config.block_bytes).write(
-                key, [(stream_id, batches)], swap, coverage=coverage
-            )
-        except ConcurrentUpdate:
-            # never committed: an orphan now, deleted at once (no reader can know its key)
-            await self.objects.delete(key)
-            raise
-        size = written.size
+            await writer.put_and_commit(prepared, swap)
+        except Exception:
+            # Refused, or the outcome is unknown (an error after the swap applied, a lost
+            # answer): settle it. Committed: the swap landed and readers need the object.
+            # Aborted: it never will, so the object is an orphan, deleted at once (no reader
+            # can know its key).
+            if not await self._md(self.metadata.abort_object_commit, key):
+                await self.objects.delete(key)
+                raise
+            log.info("swap of %s landed although it failed: kept", key)
         self.result.swaps += 1
         self.result.ranges_merged += len(run)
         self.result.bytes_written += size

@@ -19,16 +19,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from broker_service.control.placement import LeastLoaded
-from broker_service.metadata.base import (
-    ACTIVE,
-    DRAINING,
-    FENCED,
-    BrokerRecord,
-    ConcurrentUpdate,
-    MetadataStore,
-    PartitionRecord,
-    UnknownTopic,
-)
+from broker_service.metadata.errors import ConcurrentUpdate, UnknownTopic
+from broker_service.metadata.records import ACTIVE, DRAINING, FENCED, BrokerRecord, PartitionRecord
+from broker_service.metadata.store import MetadataStore
 
 log = logging.getLogger(__name__)
 

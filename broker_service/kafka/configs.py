@@ -4,7 +4,6 @@ each topic's effective values (definitions and validation: ``protocol/configs.py
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -12,12 +11,9 @@ from typing import Any
 
 from broker_service.config import BrokerConfig
 from broker_service.config.listeners import Listener
-from broker_service.metadata.base import (
-    ConcurrentUpdate,
-    MetadataStore,
-    TopicRecord,
-    UnknownTopic,
-)
+from broker_service.metadata.errors import ConcurrentUpdate, UnknownTopic
+from broker_service.metadata.ports import MetadataPorts
+from broker_service.metadata.records import TopicRecord
 from broker_service.protocol.compression import CODECS, LEVEL_CONFIGS
 from broker_service.protocol.configs import (
     TOPIC_CONFIGS,
@@ -108,7 +104,7 @@ _CAS_ATTEMPTS = 10
 
 
 async def alter_topic_configs(
-    metadata: MetadataStore,
+    ports: MetadataPorts,
     name: str,
     compute: Compute,
     validate_only: bool,
@@ -119,16 +115,14 @@ async def alter_topic_configs(
     concurrent change is re-read and ``compute`` applied again), then in effect here at once.
     Other brokers see it with their next metadata refresh (BROKER refresh loop, 0.5 s)."""
     for _ in range(_CAS_ATTEMPTS):
-        rec = await asyncio.to_thread(metadata.topic, name)
+        rec = await ports.topics.topic(name)
         if rec is None:
             raise UnknownTopic(name)
         checked = validate_configs(compute(dict(rec.configs)))
         if validate_only:
             return checked
         try:
-            rec = await asyncio.to_thread(
-                metadata.set_topic_configs, name, dict(rec.configs), checked
-            )
+            rec = await ports.topics.set_topic_configs(name, dict(rec.configs), checked)
         except ConcurrentUpdate:
             continue
         applied(rec)  # in effect here at once
@@ -138,7 +132,7 @@ async def alter_topic_configs(
 
 
 async def alter_cluster_configs(
-    metadata: MetadataStore,
+    ports: MetadataPorts,
     view: ConfigView,
     compute: Compute,
     touched: Iterable[str],
@@ -147,14 +141,14 @@ async def alter_cluster_configs(
 ) -> dict[str, str]:
     """The same for the cluster-wide dynamic broker configs (``--entity-default``)."""
     for _ in range(_CAS_ATTEMPTS):
-        current = await asyncio.to_thread(metadata.cluster_configs)
+        current = await ports.topics.cluster_configs()
         new = compute(dict(current))
         validate_broker_dynamic({k: new.get(k) for k in touched}, per_broker)
         checked = {k: v for k, v in new.items() if v is not None}
         if validate_only:
             return checked
         try:
-            await asyncio.to_thread(metadata.set_cluster_configs, current, checked)
+            await ports.topics.set_cluster_configs(current, checked)
         except ConcurrentUpdate:
             continue
         view.dynamic = checked

@@ -18,13 +18,9 @@ from broker_service.control.placement import LeastLoaded
 from broker_service.kafka.log_store import StreamStore
 from broker_service.kafka.partition import NotDurable, PartitionLog
 from broker_service.kafka.topics import Topics
-from broker_service.metadata.base import (
-    DRAINING,
-    BrokerRecord,
-    MetadataStore,
-    PartitionRecord,
-    UnknownTopic,
-)
+from broker_service.metadata.errors import ConcurrentUpdate, UnknownTopic
+from broker_service.metadata.ports import MetadataPorts
+from broker_service.metadata.records import DRAINING, BrokerRecord, PartitionRecord
 from broker_service.protocol.errors import NotLeaderOrFollower
 from broker_service.stream.wal import read_wal_dir
 
@@ -37,10 +33,14 @@ class NotLeader(NotLeaderOrFollower):
     pass
 
 
+class _OutcomeUnknown(RuntimeError):
+    """A move failed and the store could not say whether it applied."""
+
+
 class Leadership:
     def __init__(
         self,
-        metadata: MetadataStore,
+        ports: MetadataPorts,
         store: StreamStore,
         node_id: int,
         *,
@@ -50,7 +50,8 @@ class Leadership:
         topics: Callable[[], Topics],
         on_draining: Callable[[list[int]], None],
     ) -> None:
-        self.metadata = metadata
+        self.ports = ports
+        self.metadata = ports.store  # the few calls made before serving, in a thread
         self.store = store
         self.node_id = node_id
         self.shared_wal_dir = shared_wal_dir  # file WAL on a shared disk: other brokers' WALs
@@ -58,6 +59,7 @@ class Leadership:
         self._is_live = is_live
         self._topics = topics
         self._on_draining = on_draining
+        self._settling: set[asyncio.Future[None]] = set()  # hand-overs of unknown outcome
 
     async def changed(self, plog: PartitionLog, rec: PartitionRecord) -> None:
         """The metadata store says ``rec`` now leads ``plog``: follow it."""
@@ -69,7 +71,7 @@ class Leadership:
             plog.clear_cache()
             plog.abandon(f"{plog.topic}-{plog.partition} is now led by broker {rec.leader_id}")
             return
-        ranges = await asyncio.to_thread(self.metadata.stream_ranges, plog.stream_id)
+        ranges = await self.ports.streams.stream_ranges(plog.stream_id)
         plog.clear_cache()
         plog.log_start_offset = rec.log_start_offset
         plog.load_ranges(ranges)
@@ -119,6 +121,7 @@ class Leadership:
         if not await self._is_live(target):
             raise ValueError(f"broker {target} is not a live broker")
         plog.moving = True
+        moved = False
         try:
             if plog.in_flight():  # what the WAL holds completes (durable or refused) first
                 try:
@@ -141,13 +144,84 @@ class Leadership:
                 await asyncio.sleep(0.05)
             # the new leader starts from this snapshot: no batches to replay
             await self.store.save_producer_snapshots(force=True, only=plog)
-            rec = await asyncio.to_thread(
-                self.metadata.move_partition, topic, partition, self.node_id, plog.leader_epoch,
-                target,
-            )  # fmt: skip
+            epoch = plog.leader_epoch
+            try:
+                rec = await self._move(topic, partition, epoch, target)
+            except _OutcomeUnknown:
+                # it may have moved: refuse writes here until the store says
+                moved = True
+                settle = asyncio.ensure_future(self._settle(plog, epoch))
+                self._settling.add(settle)
+                settle.add_done_callback(self._settling.discard)
+                raise
+            moved = True
         finally:
-            plog.moving = False
+            if not moved:
+                plog.moving = False
         await self.changed(plog, rec)
+        plog.moving = False
+
+    async def _settle(self, plog: PartitionLog, epoch: int) -> None:
+        """A hand-over's outcome was unknown: read the partition until the store answers,
+        then follow the leader it names (it moved) or accept writes again (it did not)."""
+        delay = 0.5
+        while True:
+            try:
+                current = await self._current(plog.topic, plog.partition)
+                break
+            except Exception as exc:
+                log.warning("%s-%d: hand-over outcome still unknown: %s", plog.topic,
+                            plog.partition, exc)  # fmt: skip
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        if current is not None and (current.leader_id, current.leader_epoch) != (
+            self.node_id, epoch,
+        ):  # fmt: skip
+            await self.changed(plog, current)
+        plog.moving = False
+
+    async def _move(self, topic: str, partition: int, epoch: int, target: int) -> PartitionRecord:
+        """The move's compare-and-set, correct when its outcome is unknown (an error after
+        it applied, a lost answer): the partition's record then says whether it moved (to
+        ``target`` at ``epoch`` + 1), or still names this broker at ``epoch`` and the move is
+        tried again (a late first attempt and the retry cannot both apply). Raises
+        ``ConcurrentUpdate`` if someone else moved it, ``_OutcomeUnknown`` if the store
+        cannot tell (the caller keeps the partition refused until ``_settle`` reads it)."""
+        delay = 0.05
+        for attempt in range(8):
+            try:
+                return await self.ports.topics.move_partition(
+                    topic, partition, self.node_id, epoch, target
+                )
+            except (ConcurrentUpdate, UnknownTopic):
+                current = await self._current(topic, partition)
+                if current is not None and (current.leader_id, current.leader_epoch) == (
+                    target, epoch + 1,
+                ):  # fmt: skip
+                    return current  # our move landed; its answer was lost
+                raise
+            except Exception as exc:
+                log.warning("%s-%d: move to %d failed (attempt %d): %s", topic, partition,
+                            target, attempt + 1, exc)  # fmt: skip
+                try:
+                    current = await self._current(topic, partition)
+                except Exception as read_exc:
+                    raise _OutcomeUnknown(f"{topic}-{partition}: {read_exc}") from exc
+                if current is None:
+                    raise UnknownTopic(f"{topic}-{partition}") from exc
+                if (current.leader_id, current.leader_epoch) == (target, epoch + 1):
+                    return current
+                if (current.leader_id, current.leader_epoch) != (self.node_id, epoch):
+                    raise ConcurrentUpdate(f"{topic}-{partition} moved elsewhere") from exc
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        raise _OutcomeUnknown(f"{topic}-{partition}: the move failed {attempt + 1} times")
+
+    async def _current(self, topic: str, partition: int) -> PartitionRecord | None:
+        rec = await self.ports.topics.topic(topic)
+        if rec is None or partition >= len(rec.partitions):
+            return None
+        return rec.partitions[partition]
 
     async def drain(self, me: BrokerRecord) -> int:
         """Graceful shutdown in a cluster: become DRAINING (no new partitions, not a
@@ -157,14 +231,14 @@ class Leadership:
         now_ms = int(time.time() * 1000)
         others = [
             b.broker_id
-            for b in await asyncio.to_thread(self.metadata.live_brokers, now_ms)
+            for b in await self.ports.brokers.live_brokers(now_ms)
             if b.broker_id != self.node_id
         ]
         topics = self._topics()
         led = topics.led_here()
         if not others:
             return 0
-        await asyncio.to_thread(self.metadata.set_broker_state, self.node_id, me.epoch, DRAINING)
+        await self.ports.brokers.set_broker_state(self.node_id, me.epoch, DRAINING)
         self._on_draining(others)  # coordinates nothing from now on
         load = dict.fromkeys(others, 0)
         for s in topics.by_name.values():
@@ -195,8 +269,6 @@ class Leadership:
         (-1: the high watermark); returns the new low watermark. The compactor drops the
         ranges below it and deletes their objects after the grace period."""
         target = plog.high_watermark if offset == -1 else offset
-        rec = await asyncio.to_thread(
-            self.metadata.set_log_start_offset, plog.topic, plog.partition, target
-        )
+        rec = await self.ports.topics.set_log_start_offset(plog.topic, plog.partition, target)
         plog.log_start_offset = max(plog.log_start_offset, rec.log_start_offset)
         return plog.log_start_offset

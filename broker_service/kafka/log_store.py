@@ -22,7 +22,9 @@ from kio.schema.errors import ErrorCode
 
 from broker_service.kafka.partition import CachedBatch, PartitionLog
 from broker_service.kafka.producer_state import APPEND, Outcome, ProducerStateTable, Verdict
-from broker_service.metadata.base import BrokerFenced, MetadataStore, PartitionRecord, StreamRange
+from broker_service.metadata.errors import BrokerFenced
+from broker_service.metadata.ports import MetadataPorts
+from broker_service.metadata.records import PartitionRecord, StreamRange
 from broker_service.protocol.control_batch import marker_type
 from broker_service.protocol.errors import KafkaError
 from broker_service.protocol.record_batch import (
@@ -39,7 +41,12 @@ from broker_service.stream.object_format import (
     parse_footer,
     parse_index,
 )
-from broker_service.stream.object_writer import Batches, ObjectWriter, WrittenObject
+from broker_service.stream.object_writer import (
+    Batches,
+    ObjectWriter,
+    PreparedObject,
+    WrittenObject,
+)
 from broker_service.stream.objectstore.base import ObjectNotFound, ObjectStore
 from broker_service.stream.wal import Wal, WalEntry, WalRecord
 from broker_service.stream.wal.base import Done
@@ -89,7 +96,7 @@ class StreamStore:
     def __init__(
         self,
         object_store: ObjectStore,
-        metadata: MetadataStore,
+        ports: MetadataPorts,
         wal: Wal,
         broker_id: int,
         broker_epoch: int,
@@ -105,7 +112,8 @@ class StreamStore:
         snapshot_interval_ms: int = 5000,
     ) -> None:
         self.objects = object_store
-        self.metadata = metadata
+        self.ports = ports
+        self.metadata = ports.store  # the few calls made before serving, in a thread
         self.wal = wal
         self.broker_id = broker_id
         self.broker_epoch = broker_epoch
@@ -130,6 +138,8 @@ class StreamStore:
         self.snapshot_interval = snapshot_interval_ms / 1000.0
         self._object_seq = 0
         self.uploads = 0
+        # an upload whose commit failed and whose outcome is not known yet
+        self._unsettled: tuple[PreparedObject, list[tuple[PartitionLog, int]]] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
     def add_partition(
@@ -261,7 +271,7 @@ class StreamStore:
         A partition without a snapshot never had an idempotent or transactional batch
         committed (one is saved right after the first): its state starts empty, and taking
         it over reads nothing, however large it is."""
-        snap = await asyncio.to_thread(self.metadata.producer_snapshot, plog.stream_id)
+        snap = await self.ports.producers.producer_snapshot(plog.stream_id)
         plog.snapshot_offset = -1
         if snap is None or snap[0] > plog.committed_end:
             plog.committed_producers = ProducerStateTable()
@@ -303,7 +313,7 @@ class StreamStore:
                 now_ms, PRODUCER_ID_EXPIRATION_MS, plog.log_start_offset
             )
             data = plog.committed_producers.encode()
-            await asyncio.to_thread(self.metadata.save_producer_snapshot, plog.stream_id, end, data)
+            await self.ports.producers.save_producer_snapshot(plog.stream_id, end, data)
             plog.snapshot_offset = end
             saved += 1
         return saved
@@ -382,7 +392,7 @@ class StreamStore:
         """Re-read a led partition's committed ranges (compaction swaps objects and
         retention drops ranges behind the leader's back). Ranges this broker committed after
         the read stay. Returns whether anything changed."""
-        fetched = await asyncio.to_thread(self.metadata.stream_ranges, plog.stream_id)
+        fetched = await self.ports.streams.stream_ranges(plog.stream_id)
         if plog.leader_id != self.broker_id:
             return False
         end = fetched[-1].end_offset if fetched else -1
@@ -550,6 +560,10 @@ class StreamStore:
         """Upload durable, uncommitted data as one StreamSetObject of about ``upload_bytes``
         (the rest waits for the next round). Returns the object's size."""
         async with self._upload_lock:
+            if self._unsettled is not None:
+                size = self._unsettled[0].written.size
+                if await self._settle_unsettled():
+                    return size  # it is committed; the rest goes next round
             streams: list[tuple[int, Batches]] = []
             taken: list[tuple[PartitionLog, int]] = []
             size = 0
@@ -584,28 +598,53 @@ class StreamStore:
             key = (
                 f"sso/{self.broker_id}-{self.broker_epoch}-{time.time_ns()}-{self._object_seq}.sso"
             )
+            prepared = self.writer.prepare(key, streams)
             try:
-                written = await self.writer.write(key, streams, self._commit_upload)
-            except OSError as exc:
-                if exc.errno == errno.ENOSPC:  # smaller objects: committed, they free the WAL
+                await self.writer.put_and_commit(prepared, self._commit_upload)
+            except Exception as exc:
+                if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+                    # smaller objects: committed, they free the WAL
                     self._upload_cap = max(MIN_UPLOAD_BYTES, self._upload_cap // 2)
-                raise
+                # The commit may have applied (an error after the write, a lost answer):
+                # settle it before anything else is uploaded, or the same offsets would be
+                # committed again under another key.
+                self._unsettled = (prepared, taken)
+                if not await self._settle_unsettled():
+                    raise
+                return prepared.written.size
             self._upload_cap = min(self.upload_bytes, self._upload_cap * 2)
-            ranges = written.ranges
-            for r, (plog, nbytes) in zip(ranges, taken, strict=True):
+            self._uploaded(prepared.written, taken)
+            return prepared.written.size
+
+    def _uploaded(self, written: WrittenObject, taken: list[tuple[PartitionLog, int]]) -> None:
+        for r, (plog, nbytes) in zip(written.ranges, taken, strict=True):
+            if plog.committed_end == r.start_offset:
                 plog.add_range(r)
-                self._pending_upload_bytes -= nbytes
-            self.uploads += 1
-            self.wal.trim(
-                {s: p.committed_end for s, p in self.logs.items() if p.leader_id == self.broker_id}
-            )
-            self._evict()
-            log.debug("uploaded %s: %d bytes, %d streams", key, written.size, len(ranges))
-            return written.size
+            self._pending_upload_bytes -= nbytes
+        self.uploads += 1
+        self.wal.trim(
+            {s: p.committed_end for s, p in self.logs.items() if p.leader_id == self.broker_id}
+        )
+        self._evict()
+        log.debug("uploaded %s: %d bytes, %d streams", written.key, written.size, len(taken))
+
+    async def _settle_unsettled(self) -> bool:
+        """Settle the upload whose commit failed: True if it landed after all (then it is
+        recorded as uploaded), False if it never will. Raises while the store cannot say;
+        every upload first retries this."""
+        if self._unsettled is None:
+            return False
+        prepared, taken = self._unsettled
+        committed = await self.ports.streams.abort_object_commit(prepared.written.key)
+        self._unsettled = None
+        if committed:
+            log.info("upload %s committed although its commit failed", prepared.written.key)
+            self._uploaded(prepared.written, taken)
+        return bool(committed)
 
     async def _commit_upload(self, w: WrittenObject) -> None:
-        await asyncio.to_thread(
-            self.metadata.commit_object, self.broker_id, self.broker_epoch, w.key, w.size, w.ranges
+        await self.ports.streams.commit_object(
+            self.broker_id, self.broker_epoch, w.key, w.size, w.ranges
         )
 
     def _evict(self) -> None:

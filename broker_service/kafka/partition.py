@@ -15,7 +15,7 @@ from bisect import bisect_right
 from dataclasses import dataclass, field
 
 from broker_service.kafka.producer_state import ProducerStateTable
-from broker_service.metadata.base import StreamRange
+from broker_service.metadata.records import StreamRange
 from broker_service.protocol.control_batch import marker_type
 from broker_service.protocol.record_batch import BatchHeader, set_base_offset, set_leader_epoch
 

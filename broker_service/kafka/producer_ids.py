@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from broker_service.metadata.base import MetadataStore
+from broker_service.metadata.store import MetadataStore
 
 
 class ProducerIdAllocator:

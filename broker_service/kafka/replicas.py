@@ -36,7 +36,8 @@ from kio.schema.errors import ErrorCode
 from broker_service.cluster.rpc import BrokerRpc, RpcError
 from broker_service.kafka.log_store import OffsetOutOfRange, StreamStore
 from broker_service.kafka.partition import PartitionLog
-from broker_service.metadata.base import MetadataStore, StreamRange
+from broker_service.metadata.ports import MetadataPorts
+from broker_service.metadata.records import StreamRange
 from broker_service.protocol.primitives import ProtocolError
 from broker_service.protocol.zone import (
     REPLICA_STATE,
@@ -103,14 +104,14 @@ class ReplicaReads:
         self,
         store: StreamStore,
         rpc: BrokerRpc,
-        metadata: MetadataStore,
+        ports: MetadataPorts,
         *,
         poll_wait_ms: int = 500,
         on_not_leader: Callable[[], None] = lambda: None,
     ) -> None:
         self.store = store
         self.rpc = rpc
-        self.metadata = metadata
+        self.ports = ports
         self.poll_wait_ms = poll_wait_ms
         self.on_not_leader = on_not_leader
         self.shadows: dict[int, Shadow] = {}
@@ -298,7 +299,7 @@ class ReplicaReads:
     async def _reload_from_metadata(self, sh: Shadow) -> None:
         """An object is gone (compaction swapped it): the committed ranges as stored."""
         self.metadata_reloads += 1
-        ranges = await asyncio.to_thread(self.metadata.stream_ranges, sh.log.stream_id)
+        ranges = await self.ports.streams.stream_ranges(sh.log.stream_id)
         self._set_ranges(sh, ranges[-MAX_RANGES:])
 
     def _forget_idle(self, now: float) -> None:

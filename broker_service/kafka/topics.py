@@ -19,12 +19,9 @@ from typing import Any
 from broker_service.kafka.configs import ConfigView
 from broker_service.kafka.log_store import StreamStore
 from broker_service.kafka.partition import PartitionLog
-from broker_service.metadata.base import (
-    ConcurrentUpdate,
-    MetadataStore,
-    PartitionRecord,
-    TopicRecord,
-)
+from broker_service.metadata.errors import ConcurrentUpdate, UnknownTopic
+from broker_service.metadata.ports import MetadataPorts
+from broker_service.metadata.records import PartitionRecord, TopicRecord
 from broker_service.protocol.configs import validate_configs, validate_topic_name
 
 log = logging.getLogger(__name__)
@@ -54,7 +51,7 @@ LeaderChanged = Callable[[PartitionLog, PartitionRecord], Awaitable[None]]
 class Topics:
     def __init__(
         self,
-        metadata: MetadataStore,
+        ports: MetadataPorts,
         store: StreamStore,
         node_id: int,
         *,
@@ -64,7 +61,8 @@ class Topics:
         before_sync: Callable[[], Awaitable[None]],
         leaders_seen: Callable[[list[TopicRecord]], Awaitable[None]],
     ) -> None:
-        self.metadata = metadata
+        self.ports = ports
+        self.metadata = ports.store  # the few calls made before serving, in a thread
         self.store = store
         self.node_id = node_id
         self._live_ids = live_ids
@@ -90,9 +88,34 @@ class Topics:
 
     # -- loading ---------------------------------------------------------------------------
     async def load_all(self) -> None:
-        """At start: every topic, with the ranges of the partitions led here."""
-        for rec in await asyncio.to_thread(self.metadata.topics):
-            await self._load(rec)
+        """At start: every topic, with the ranges of the partitions led here (claimed first)."""
+        for rec in await self.ports.topics.topics():
+            await self._load(await self._claim(rec))
+
+    async def _claim(self, rec: TopicRecord) -> TopicRecord:
+        """A (re)starting broker takes the partitions the store still names it leader of
+        with a compare-and-set of its own (leader epoch + 1) before serving them. While it
+        was down a recoverer may have seen its old registration fenced and decided to move
+        them: that move, decided on a stale view, now loses its compare-and-set; or it landed
+        first and the claim loses. Either way one broker leads (two would both assign offsets
+        from the same committed end)."""
+        mine = [p for p in rec.partitions if p.leader_id == self.node_id]
+        if not mine:
+            return rec
+        lanes = asyncio.Semaphore(8)
+
+        async def claim(p: PartitionRecord) -> None:
+            async with lanes:
+                try:
+                    await self.ports.topics.move_partition(
+                        rec.name, p.partition, self.node_id, p.leader_epoch, self.node_id
+                    )
+                except (ConcurrentUpdate, UnknownTopic):
+                    pass  # moved or deleted meanwhile (or our claim applied, unanswered)
+
+        await asyncio.gather(*(claim(p) for p in mine))
+        fresh = await self.ports.topics.topic(rec.name)
+        return fresh if fresh is not None else rec
 
     async def _load(self, rec: TopicRecord) -> TopicState:
         state = TopicState(rec, [self.store.add_partition(p, ranges=[]) for p in rec.partitions])
@@ -100,9 +123,7 @@ class Topics:
         self.by_id[rec.topic_id] = state
         for plog in state.logs:
             if plog.leader_id == self.node_id:
-                plog.load_ranges(
-                    await asyncio.to_thread(self.metadata.stream_ranges, plog.stream_id)
-                )
+                plog.load_ranges(await self.ports.streams.stream_ranges(plog.stream_id))
                 await self.store.load_producer_state(plog)
         return state
 
@@ -145,7 +166,7 @@ class Topics:
     async def _sync(self) -> None:
         self._last_sync_started = time.monotonic()
         await self._before_sync()
-        records = {t.name: t for t in await asyncio.to_thread(self.metadata.topics)}
+        records = {t.name: t for t in await self.ports.topics.topics()}
         await self._leaders_seen(list(records.values()))
         for name in [n for n in self.by_name if n not in records]:
             self._forget(name)
@@ -172,9 +193,7 @@ class Topics:
     ) -> TopicState:
         validate_topic_name(name)
         checked = validate_configs(configs)
-        rec = await asyncio.to_thread(
-            self.metadata.create_topic, name, partitions, checked, self.node_id
-        )
+        rec = await self.ports.topics.create_topic(name, partitions, checked, self.node_id)
         rec = await self._spread_leaders(rec, 0)
         log.info(
             "created topic %s with %d partitions, led by brokers %s",
@@ -199,8 +218,7 @@ class Topics:
             if target == self.node_id or p.leader_id != self.node_id:
                 continue
             try:
-                await asyncio.to_thread(
-                    self.metadata.move_partition,
+                await self.ports.topics.move_partition(
                     rec.name,
                     p.partition,
                     self.node_id,
@@ -212,18 +230,18 @@ class Topics:
                 continue
         if not moved:
             return rec
-        fresh = await asyncio.to_thread(self.metadata.topic, rec.name)
+        fresh = await self.ports.topics.topic(rec.name)
         return fresh if fresh is not None else rec
 
     async def delete(self, name: str) -> TopicRecord:
-        rec = await asyncio.to_thread(self.metadata.delete_topic, name)
+        rec = await self.ports.topics.delete_topic(name)
         self._forget(name)
         log.info("deleted topic %s", name)
         return rec
 
     async def add_partitions(self, name: str, total: int) -> TopicState:
         before = len(self.by_name[name].logs) if name in self.by_name else 0
-        rec = await asyncio.to_thread(self.metadata.add_partitions, name, total, self.node_id)
+        rec = await self.ports.topics.add_partitions(name, total, self.node_id)
         rec = await self._spread_leaders(rec, before)
         state = self.by_name[name]
         for p in rec.partitions[len(state.logs) :]:

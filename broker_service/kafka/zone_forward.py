@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from kio.schema.errors import ErrorCode
 
 from broker_service.cluster.rpc import BrokerRpc, RpcError
-from broker_service.metadata.base import StreamRange
+from broker_service.metadata.records import StreamRange
 from broker_service.protocol.record_batch import BatchHeader
 from broker_service.protocol.zone import (
     ZONE_FORWARD_PRODUCE,

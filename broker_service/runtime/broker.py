@@ -31,12 +31,10 @@ from broker_service.kafka.replicas import ReplicaReads
 from broker_service.kafka.topics import Topics, TopicState
 from broker_service.kafka.txn.coordinator import TransactionCoordinator
 from broker_service.kafka.zone_forward import ZoneForwarder
-from broker_service.metadata.base import (
-    BrokerRecord,
-    MetadataStore,
-    TopicAlreadyExists,
-    TopicRecord,
-)
+from broker_service.metadata.errors import TopicAlreadyExists
+from broker_service.metadata.ports import MetadataPorts
+from broker_service.metadata.records import BrokerRecord, TopicRecord
+from broker_service.metadata.store import MetadataStore
 from broker_service.metrics import BrokerMetrics
 from broker_service.protocol.record_batch import validate_batches
 from broker_service.runtime.control_loops import ControlLoops
@@ -65,8 +63,11 @@ class Broker:
         object_store: ObjectStore,
         wal: Wal,
         metrics: BrokerMetrics | None = None,
+        ports: MetadataPorts | None = None,
     ) -> None:
         self.config = config
+        # every metadata call from the event loop goes through these (threads of their own)
+        self.ports = ports or MetadataPorts(metadata, workers=config.metadata_threads)
         self.metrics = metrics or BrokerMetrics(config.node_id)
         self.metadata = metadata
         self.object_store = object_store
@@ -77,14 +78,14 @@ class Broker:
         self.producer_ids = ProducerIdAllocator(metadata)
         self.configs = ConfigView(static_broker_values(config))
         self.groups = GroupCoordinator(
-            metadata,
+            self.ports,
             initial_rebalance_delay_ms=config.group_initial_rebalance_delay_ms,
             consumer_session_timeout_ms=config.group_consumer_session_timeout_ms,
         )
         self.groups.mirror = self._mirror_group
         self.groups.partition_counts = lambda: {n: len(t.logs) for n, t in self.topics.items()}
         self.txn = TransactionCoordinator(self)
-        self.security = SecurityManager(config, metadata)
+        self.security = SecurityManager(config, self.ports)
         self._fenced = False
         self.membership: Membership | None = None
         self._topics: Topics | None = None
@@ -106,16 +107,49 @@ class Broker:
     async def start(self) -> None:
         cfg = self.config
         host, port = cfg.advertised
-        self.cluster_id = await asyncio.to_thread(self.metadata.cluster_id)
+        self.cluster_id = await self.ports.brokers.cluster_id()
         self.configs.static = static_broker_values(cfg, self.security.listeners)  # ports bound
-        self.configs.dynamic = await asyncio.to_thread(self.metadata.cluster_configs)
-        self.me = me = await asyncio.to_thread(
-            self.metadata.register_broker, cfg.node_id, host, port, cfg.rack, cfg.lease_ms
+        self.configs.dynamic = await self.ports.topics.cluster_configs()
+        self.me = me = await self.ports.brokers.register_broker(
+            cfg.node_id, host, port, cfg.rack, cfg.lease_ms
         )
+        self.membership = membership = Membership(
+            self.ports, me, cfg.lease_ms, self._on_fenced, self.request_refresh
+        )
+        starting = asyncio.ensure_future(self._renew_while_starting(membership))
+        try:
+            await self._start_parts(me)
+        finally:
+            starting.cancel()
+        self._timers()
+        self.timers.start()
+        log.info(
+            "broker %d (epoch %d) of cluster %s: %d topics",
+            cfg.node_id,
+            me.epoch,
+            self.cluster_id,
+            len(self.topic_registry.by_name),
+        )
+
+    async def _renew_while_starting(self, membership: Membership) -> None:
+        """Loading the topics, ranges and producer states of what this broker leads can
+        outlast the lease (a slow store, many partitions): keep renewing it meanwhile, or
+        the other brokers fence this one before it serves anything."""
+        while True:
+            await asyncio.sleep(membership.renew_interval_s)
+            try:
+                await membership.renew()
+            except Exception:
+                log.warning("lease renewal while starting failed", exc_info=True)
+
+    async def _start_parts(self, me: BrokerRecord) -> None:
+        cfg = self.config
+        membership = self.membership
+        assert membership is not None
         await self.security.start(cfg.node_id)
         self.store = store = StreamStore(
             self.object_store,
-            self.metadata,
+            self.ports,
             self.wal,
             cfg.node_id,
             me.epoch,
@@ -138,13 +172,10 @@ class Broker:
         )
         self.forwarder.bind(cfg.node_id, me.epoch)
         self.replicas = ReplicaReads(
-            store, self.rpc, self.metadata, on_not_leader=self.request_refresh
-        )
-        self.membership = membership = Membership(
-            self.metadata, me, cfg.lease_ms, self._on_fenced, self.request_refresh
+            store, self.rpc, self.ports, on_not_leader=self.request_refresh
         )
         self.leadership = Leadership(
-            self.metadata,
+            self.ports,
             store,
             cfg.node_id,
             shared_wal_dir=cfg.data_dir / "wal" if cfg.wal == "file" else None,
@@ -154,7 +185,7 @@ class Broker:
             on_draining=membership.leaving,
         )
         self._topics = Topics(
-            self.metadata,
+            self.ports,
             store,
             cfg.node_id,
             live_ids=self._live_ids,
@@ -176,15 +207,6 @@ class Broker:
                 log.warning("uploading the recovered WAL entries failed (%s); will retry", exc)
         await self.groups.start()
         await self.metrics_service.start()
-        self._timers()
-        self.timers.start()
-        log.info(
-            "broker %d (epoch %d) of cluster %s: %d topics",
-            cfg.node_id,
-            me.epoch,
-            self.cluster_id,
-            len(self._topics.by_name),
-        )
 
     def _timers(self) -> None:
         """Every background step of the broker, and how often it runs."""
@@ -221,8 +243,7 @@ class Broker:
         self.groups.stop()
         if self.store is not None:
             await self.store.close()
-        if self.membership is not None:
-            self.membership.close()
+        self.ports.close()
         self.metadata.close()
 
     async def drain(self) -> int:
@@ -252,7 +273,7 @@ class Broker:
 
     async def _before_sync(self) -> None:
         self.groups.retain(self.coordinates_group)
-        self.configs.dynamic = await asyncio.to_thread(self.metadata.cluster_configs)
+        self.configs.dynamic = await self.ports.topics.cluster_configs()
         if not all(self.security.knows(b) for b in self.live_brokers()):
             await self.security.refresh_endpoints()  # a new broker: learn its listeners
 

@@ -23,7 +23,7 @@ from broker_service.control.sizing import BrokerCapacity
 
 if TYPE_CHECKING:
     from broker_service.config import BrokerConfig
-    from broker_service.metadata.base import MetadataStore
+    from broker_service.metadata.store import MetadataStore
 
 
 class ControlHost(Protocol):

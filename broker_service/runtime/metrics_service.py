@@ -16,7 +16,9 @@ from broker_service.metrics.emf import EmfEmitter
 if TYPE_CHECKING:
     from broker_service.config import BrokerConfig
     from broker_service.kafka.partition import PartitionLog
-    from broker_service.metadata.base import BrokerRecord, MetadataStore
+    from broker_service.metadata.ports import MetadataPorts
+    from broker_service.metadata.records import BrokerRecord
+    from broker_service.metadata.store import MetadataStore
 
 
 class MetricsHost(Protocol):
@@ -25,6 +27,7 @@ class MetricsHost(Protocol):
     config: BrokerConfig
     metrics: BrokerMetrics
     metadata: MetadataStore
+    ports: MetadataPorts
     me: BrokerRecord | None
 
     @property
@@ -80,7 +83,7 @@ class MetricsService:
         if self.broker.config.node_id_auto:
             info["node_id"] = AUTO_NODE_ID  # never reused: recovery may forget it once fenced
         try:
-            await asyncio.to_thread(self.broker.metadata.set_broker_info, me.broker_id,
+            await self.broker.ports.brokers.set_broker_info(me.broker_id,
                                     me.epoch, info)  # fmt: skip
         except Exception:
             log.exception("could not publish broker info %s", info)
@@ -121,7 +124,7 @@ class MetricsService:
                     for g in metadata.groups()]  # fmt: skip
 
         lag: dict[tuple[str, str], int] = {}
-        for group, offsets in await asyncio.to_thread(committed):
+        for group, offsets in await self.broker.ports.run(committed):
             for o in offsets:
                 plog = self.broker.partition(o.topic, o.partition)
                 if plog is None or plog.leader_id != self.broker.node_id or o.offset < 0:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from broker_service.metadata.base import AclBinding
+from broker_service.metadata.records import AclBinding
 from broker_service.protocol.errors import InvalidRequest
 
 # Resource types

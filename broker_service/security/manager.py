@@ -14,7 +14,8 @@ import ssl
 from broker_service.config import BrokerConfig
 from broker_service.config.broker import inter_broker_listener
 from broker_service.config.listeners import Listener
-from broker_service.metadata.base import BrokerRecord, MetadataStore, ScramCredential
+from broker_service.metadata.ports import MetadataPorts
+from broker_service.metadata.records import BrokerRecord, ScramCredential
 from broker_service.security.acl import Authorizer
 from broker_service.security.client import ClientSecurity
 from broker_service.security.quotas import QuotaManager
@@ -26,9 +27,10 @@ log = logging.getLogger(__name__)
 
 
 class SecurityManager:
-    def __init__(self, config: BrokerConfig, metadata: MetadataStore) -> None:
+    def __init__(self, config: BrokerConfig, ports: MetadataPorts) -> None:
         self.config = config
-        self.metadata = metadata
+        self.ports = ports
+        self.metadata = ports.store  # the few calls made before serving, in a thread
         self.listeners: list[Listener] = config.listener_list()
         unknown = [m for m in config.sasl_mechanism_list() if m not in MECHANISMS]
         if unknown:
@@ -105,14 +107,14 @@ class SecurityManager:
 
     async def refresh(self) -> None:
         if self.authorizer.enabled:
-            self.authorizer.set_acls(await asyncio.to_thread(self.metadata.acls))
-        self.quotas.set_quotas(await asyncio.to_thread(self.metadata.client_quotas))
+            self.authorizer.set_acls(await self.ports.security.acls())
+        self.quotas.set_quotas(await self.ports.security.client_quotas())
 
     async def refresh_endpoints(self) -> None:
-        self.endpoints = await asyncio.to_thread(self.metadata.broker_endpoints)
+        self.endpoints = await self.ports.brokers.broker_endpoints()
 
     async def credentials(self, user: str) -> list[ScramCredential]:
-        return [c for _, c in await asyncio.to_thread(self.metadata.scram_credentials, user)]
+        return [c for _, c in await self.ports.security.scram_credentials(user)]
 
     def knows(self, b: BrokerRecord) -> bool:
         """Whether our copy of ``b``'s listeners is current: it must contain the endpoint

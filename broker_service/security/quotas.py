@@ -14,7 +14,7 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 
-from broker_service.metadata.base import QuotaEntity
+from broker_service.metadata.records import QuotaEntity
 from broker_service.protocol.errors import InvalidRequest
 
 PRODUCER_BYTE_RATE = "producer_byte_rate"

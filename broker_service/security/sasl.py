@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 
 from broker_service.config.listeners import Listener
-from broker_service.metadata.base import ScramCredential
+from broker_service.metadata.records import ScramCredential
 from broker_service.security.scram import HASHES, ScramError, ScramServerExchange, verify_password
 
 PLAIN = "PLAIN"

@@ -14,7 +14,7 @@ import os
 
 from scramp import ScramException, ScramMechanism
 
-from broker_service.metadata.base import ScramCredential
+from broker_service.metadata.records import ScramCredential
 
 SCRAM_SHA_256, SCRAM_SHA_512 = "SCRAM-SHA-256", "SCRAM-SHA-512"
 HASHES = {SCRAM_SHA_256: "sha256", SCRAM_SHA_512: "sha512"}

@@ -1,12 +1,18 @@
 """A tiny HTTP proxy in front of moto server that injects scripted faults, so retries,
-timeouts and aborts are exercised over real HTTP and real sockets."""
+timeouts and aborts are exercised over real HTTP and real sockets.
+
+Faults match on the HTTP method and path, and on the operation: a JSON API's ``X-Amz-Target``
+action (``TransactWriteItems``, ``GetItem``...) or, for S3, the method (``PUT``, ``GET``...).
+Errors are answered in the API's own format (XML for S3, JSON for DynamoDB)."""
 
 from __future__ import annotations
 
 import http.client
+import json
 import random
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,6 +27,7 @@ BAD_REQUEST = "bad-request"  # 400 InvalidRequest (not retryable), request not f
 LOSE_RESPONSE = "lose-response"  # forwarded (so it happens), but the client gets a 500
 TRUNCATE = "truncate"  # forwarded; the client gets the headers and half the body, then EOF
 HANG = "hang"  # wait `hang_seconds` before forwarding (a read timeout for the client)
+RESPOND_LATE = "respond-late"  # forwarded at once (so it happens), answered `hang_seconds` late
 
 
 @dataclass
@@ -29,6 +36,7 @@ class Fault:
     method: str
     match: Callable[[str], bool]
     times: int
+    op: str | None = None  # the operation (X-Amz-Target action, or the S3 method); None: any
 
 
 class FaultProxy:
@@ -40,8 +48,11 @@ class FaultProxy:
         self.faults: list[Fault] = []
         self.chaos_rate = 0.0  # besides scripted faults: this share of requests gets one of
         self.chaos_actions: tuple[str, ...] = ()  # these actions, drawn at random
+        self.chaos_ops: frozenset[str] | None = None  # ... on these operations (None: all)
         self._random = random.Random(7)
         self.seen: list[tuple[str, str, int]] = []  # (method, path, status sent)
+        self.seen_ops: list[tuple[str, int]] = []  # (operation, status sent)
+        self.injected: Counter[str] = Counter()  # faults injected, by action
         self.started: list[str] = []  # methods of the requests received so far
         self.in_flight = 0
         self.max_in_flight = 0
@@ -83,25 +94,41 @@ class FaultProxy:
         method: str,
         match: Callable[[str], bool] = lambda path: True,
         times: int = 1,
+        op: str | None = None,
     ) -> None:
-        self.faults.append(Fault(action, method, match, times))
+        self.faults.append(Fault(action, method, match, times, op))
 
     def methods(self, method: str) -> list[tuple[str, int]]:
         return [(path, status) for m, path, status in self.seen if m == method]
 
-    def chaos(self, rate: float, actions: tuple[str, ...], seed: int = 7) -> None:
-        """Fail a share ``rate`` of all requests with a random one of ``actions``."""
+    def chaos(
+        self, rate: float, actions: tuple[str, ...], seed: int = 7, ops: tuple[str, ...] = ()
+    ) -> None:
+        """Fail a share ``rate`` of the requests (of operations ``ops``; all if empty) with
+        a random one of ``actions``."""
         self.chaos_rate, self.chaos_actions = rate, actions
+        self.chaos_ops = frozenset(ops) or None
         self._random = random.Random(seed)
 
-    def _take_fault(self, method: str, path: str) -> str | None:
+    def ops(self, op: str) -> list[int]:
+        """Statuses answered to the requests of one operation so far."""
+        return [status for o, status in self.seen_ops if o == op]
+
+    def _take_fault(self, method: str, path: str, op: str) -> str | None:
         with self._lock:
             for f in self.faults:
-                if f.times and f.method == method and f.match(path):
+                if f.times and f.method == method and f.op in (None, op) and f.match(path):
                     f.times -= 1
+                    self.injected[f.action] += 1
                     return f.action
-            if self.chaos_actions and self._random.random() < self.chaos_rate:
-                return self._random.choice(self.chaos_actions)
+            if (
+                self.chaos_actions
+                and (self.chaos_ops is None or op in self.chaos_ops)
+                and self._random.random() < self.chaos_rate
+            ):
+                action = self._random.choice(self.chaos_actions)
+                self.injected[action] += 1
+                return action
         return None
 
     def _handle(self, h: BaseHTTPRequestHandler) -> None:
@@ -120,7 +147,7 @@ class FaultProxy:
         body = h.rfile.read(length) if length else b""
         if self.delay:
             time.sleep(self.delay)
-        action = self._take_fault(h.command, h.path)
+        action = self._take_fault(h.command, h.path, _operation(h))
         if action == SLOWDOWN:
             return self._error(h, 503, "SlowDown", "Please reduce your request rate.")
         if action == BAD_REQUEST:
@@ -130,6 +157,8 @@ class FaultProxy:
         status, headers, data = self._forward(h, body)
         if action == LOSE_RESPONSE:
             return self._error(h, 500, "InternalError", "injected: the response was lost")
+        if action == RESPOND_LATE:
+            time.sleep(self.hang_seconds)
         self._record(h, status)
         h.send_response(status)
         for name, value in headers:
@@ -165,16 +194,30 @@ class FaultProxy:
     def _record(self, h: BaseHTTPRequestHandler, status: int) -> None:
         with self._lock:
             self.seen.append((h.command, h.path, status))
+            self.seen_ops.append((_operation(h), status))
 
     def _error(self, h: BaseHTTPRequestHandler, status: int, code: str, message: str) -> None:
         self._record(h, status)
-        data = (
-            f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
-            f"<Message>{message}</Message><RequestId>proxy</RequestId></Error>"
-        ).encode()
+        if h.headers.get("X-Amz-Target"):  # a JSON API (DynamoDB): its error format
+            content_type = "application/x-amz-json-1.0"
+            kind = {500: "InternalServerError", 503: "ThrottlingException"}.get(status, code)
+            data = json.dumps({"__type": f"com.amazonaws.dynamodb.v20120810#{kind}",
+                               "message": message}).encode()  # fmt: skip
+        else:
+            content_type = "application/xml"
+            data = (
+                f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
+                f"<Message>{message}</Message><RequestId>proxy</RequestId></Error>"
+            ).encode()
         h.send_response(status)
-        h.send_header("Content-Type", "application/xml")
+        h.send_header("Content-Type", content_type)
         h.send_header("Content-Length", "0" if h.command == "HEAD" else str(len(data)))
         h.end_headers()
         if h.command != "HEAD":
             h.wfile.write(data)
+
+
+def _operation(h: BaseHTTPRequestHandler) -> str:
+    """The request's operation: a JSON API's X-Amz-Target action, else the HTTP method."""
+    target = h.headers.get("X-Amz-Target") or ""
+    return target.rpartition(".")[2] if target else h.command

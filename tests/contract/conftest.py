@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from broker_service.metadata.base import MetadataStore
+from broker_service.metadata.store import MetadataStore
 
 REGION = "us-east-1"
 
@@ -102,3 +102,29 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
 @pytest.fixture
 def store(backend: Backend) -> MetadataStore:
     return backend.store()
+
+
+# -- DynamoDB-only tests: a table of their own, and stores opened on it (closed at the end) --
+@pytest.fixture
+def table(dynamodb_endpoint: str) -> str:
+    from broker_service.metadata.dynamodb import DynamoDbMetadataStore
+
+    name = f"meta-{uuid.uuid4().hex[:12]}"
+    DynamoDbMetadataStore(name, client=dynamodb_client(dynamodb_endpoint)).create_table()
+    return name
+
+
+@pytest.fixture
+def open_store(dynamodb_endpoint: str, table: str) -> Iterator[Callable[[], Any]]:
+    from broker_service.metadata.dynamodb import DynamoDbMetadataStore
+
+    opened: list[DynamoDbMetadataStore] = []
+
+    def open_() -> DynamoDbMetadataStore:
+        s = DynamoDbMetadataStore(table, client=dynamodb_client(dynamodb_endpoint))
+        opened.append(s)
+        return s
+
+    yield open_
+    for s in opened:
+        s.close()

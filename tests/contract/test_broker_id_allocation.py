@@ -5,7 +5,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 from broker_service.cluster.ecs_identity import allocate_node_id
-from broker_service.metadata.base import MetadataStore
+from broker_service.metadata.store import MetadataStore
 from tests.contract.conftest import Backend
 
 

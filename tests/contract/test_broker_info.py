@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from broker_service.metadata.base import BrokerFenced, MetadataStore
+from broker_service.metadata.errors import BrokerFenced
+from broker_service.metadata.store import MetadataStore
 
 from .conftest import Backend
 

@@ -17,18 +17,14 @@ from typing import Any, TypeVar
 
 import pytest
 
-from broker_service.metadata.base import (
-    ACTIVE,
-    DRAINING,
-    FENCED,
+from broker_service.metadata.errors import (
     BrokerFenced,
     ConcurrentUpdate,
-    MetadataStore,
-    PartitionRecord,
-    StreamRange,
     UnknownBroker,
     UnknownTopic,
 )
+from broker_service.metadata.records import ACTIVE, DRAINING, FENCED, PartitionRecord, StreamRange
+from broker_service.metadata.store import MetadataStore
 from tests.support.wait import wait_until
 
 from .conftest import Backend

@@ -7,7 +7,9 @@ import threading
 
 import pytest
 
-from broker_service.metadata.base import ConcurrentUpdate, MetadataStore, StreamRange
+from broker_service.metadata.errors import ConcurrentUpdate
+from broker_service.metadata.records import StreamRange
+from broker_service.metadata.store import MetadataStore
 
 from .conftest import Backend
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from broker_service.metadata.base import ConcurrentUpdate, MetadataStore, UnknownTopic
+from broker_service.metadata.errors import ConcurrentUpdate, UnknownTopic
+from broker_service.metadata.store import MetadataStore
 
 from .conftest import Backend
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 import time
 
 from broker_service.control.recovery import recover
-from broker_service.metadata.base import ACTIVE, FENCED, MetadataStore
+from broker_service.metadata.records import ACTIVE, FENCED
+from broker_service.metadata.store import MetadataStore
 
 from .conftest import Backend
 

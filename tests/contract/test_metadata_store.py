@@ -8,15 +8,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from broker_service.metadata.base import (
+from broker_service.metadata.errors import (
     BrokerFenced,
-    CommittedOffset,
-    GroupRecord,
-    MetadataStore,
-    StreamRange,
+    MetadataError,
+    ObjectAlreadyCommitted,
     TopicAlreadyExists,
     UnknownTopic,
 )
+from broker_service.metadata.records import CommittedOffset, GroupRecord, StreamRange
+from broker_service.metadata.store import MetadataStore
 
 from .conftest import Backend
 
@@ -153,6 +153,27 @@ def test_stream_ranges_are_ordered_by_start_offset(store: MetadataStore) -> None
     big = StreamRange(s1, 4, 2**40, "k4", 2**33, 2**32 + 5, -1)  # values past 32 bits
     store.commit_object(1, me.epoch, "k4", 2**34, [big])
     assert store.stream_ranges(s1)[-1] == big
+
+
+def test_a_range_committed_again_under_another_key_replaces_the_first(backend: Backend) -> None:
+    """A commit whose answer was lost may be retried with the same key (refused as
+    ObjectAlreadyCommitted, nothing changes) or uploaded again under a new key from the same
+    start offset (the file WAL's next upload): the later range replaces the first, which is
+    then referenced by nothing (compaction releases it)."""
+    store, reader = backend.store(), backend.store()
+    me = store.register_broker(1, "h", 1, None, 60_000)
+    sid = store.create_topic("t", 1, {}, 1).partitions[0].stream_id
+    first = _range(sid, 0, 10, "k1")
+    store.commit_object(1, me.epoch, "k1", 100, [first])
+    with pytest.raises(ObjectAlreadyCommitted):
+        store.commit_object(1, me.epoch, "k1", 100, [first])
+    again = _range(sid, 0, 14, "k2")  # the same records and four more, in a new object
+    store.commit_object(1, me.epoch, "k2", 140, [again])
+    store.commit_object(1, me.epoch, "k3", 100, [_range(sid, 14, 20, "k3")])
+    assert reader.stream_ranges(sid) == [again, _range(sid, 14, 20, "k3")]
+    with pytest.raises(MetadataError, match="duplicate"):
+        store.commit_object(1, me.epoch, "k4", 100, [_range(sid, 20, 21, "k4")] * 2)
+    assert store.committed_objects(["k1", "k2", "k4"]) == {"k1", "k2"}
 
 
 def test_commit_is_fenced_by_epoch_after_re_registration(backend: Backend) -> None:

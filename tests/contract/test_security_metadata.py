@@ -3,7 +3,8 @@ listener endpoints), run against SQLite and DynamoDB (moto server)."""
 
 from __future__ import annotations
 
-from broker_service.metadata.base import AclBinding, MetadataStore, ScramCredential
+from broker_service.metadata.records import AclBinding, ScramCredential
+from broker_service.metadata.store import MetadataStore
 
 from .conftest import Backend
 

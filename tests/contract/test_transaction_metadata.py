@@ -6,13 +6,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from broker_service.metadata.base import (
-    TXN_ONGOING,
-    CommittedOffset,
-    ConcurrentUpdate,
-    MetadataStore,
-    TxnRecord,
-)
+from broker_service.metadata.errors import ConcurrentUpdate
+from broker_service.metadata.records import TXN_ONGOING, CommittedOffset, TxnRecord
+from broker_service.metadata.store import MetadataStore
 
 from .conftest import Backend
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from broker_service.metadata.base import ACTIVE, DRAINING
 from broker_service.metadata.dynamodb import DynamoDbMetadataStore
+from broker_service.metadata.records import ACTIVE, DRAINING
 
 from .conftest import AwsCalls, ControlEnv, event
 

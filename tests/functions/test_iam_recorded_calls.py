@@ -453,8 +453,8 @@ def test_every_component_is_granted_exactly_what_it_calls(
     task_metadata: Callable[[str], str],
 ) -> None:  # fmt: skip
     from broker_service.control.arrival import wait_for_task_broker
-    from broker_service.metadata.base import DRAINING, FENCED
     from broker_service.metadata.dynamodb import DynamoDbMetadataStore
+    from broker_service.metadata.records import DRAINING, FENCED
 
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
         monkeypatch.delenv(name, raising=False)

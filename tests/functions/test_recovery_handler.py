@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from broker_service.metadata.base import ACTIVE, FENCED
 from broker_service.metadata.dynamodb import DynamoDbMetadataStore
+from broker_service.metadata.records import ACTIVE, FENCED
 
 from .conftest import ControlEnv, event
 

@@ -15,9 +15,9 @@ from typing import Any
 import boto3
 import pytest
 
-from broker_service.metadata.base import MetadataStore
 from broker_service.metadata.dynamodb import DynamoDbMetadataStore
 from broker_service.metadata.sqlite import SqliteMetadataStore
+from broker_service.metadata.store import MetadataStore
 from tests.broker_process import BrokerProcess
 from tests.kafka_wire import WireClient, schema_module
 from tests.moto_server import AWS_TEST_ENV, REGION

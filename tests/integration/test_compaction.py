@@ -335,7 +335,7 @@ def test_two_concurrent_runs_do_not_corrupt_anything(small_broker: BrokerProcess
         rec = metadata.topic(topic)
         assert rec is not None
         ranges = metadata.stream_ranges(rec.partitions[0].stream_id)
-        from broker_service.metadata.base import ConcurrentUpdate
+        from broker_service.metadata.errors import ConcurrentUpdate
 
         with pytest.raises(ConcurrentUpdate):
             metadata.replace_stream_ranges(

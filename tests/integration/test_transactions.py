@@ -498,7 +498,7 @@ def test_a_transaction_left_half_ended_by_a_dead_coordinator_is_finished(
 ) -> None:
     """The coordinator recorded PrepareCommit and died before writing markers: whoever
     coordinates the id now finishes the commit from the durable record."""
-    from broker_service.metadata.base import TXN_ONGOING, TXN_PREPARE_COMMIT
+    from broker_service.metadata.records import TXN_ONGOING, TXN_PREPARE_COMMIT
     from broker_service.metadata.sqlite import SqliteMetadataStore
 
     b = BrokerProcess(tmp_path / "data", BROKER_TRANSACTION_SCAN_MS="500").start()

@@ -4,7 +4,7 @@ min.compaction.lag.ms, max.compaction.lag.ms and min.cleanable.dirty.ratio. Pure
 from __future__ import annotations
 
 from broker_service.control.compaction import cleanable_ranges
-from broker_service.metadata.base import StreamRange
+from broker_service.metadata.records import StreamRange
 
 NOW = 1_000_000
 NEVER = 2**63 - 1

@@ -7,7 +7,8 @@ import asyncio
 from pathlib import Path
 
 from broker_service.kafka.log_store import StreamStore
-from broker_service.metadata.base import PartitionRecord
+from broker_service.metadata.ports import MetadataPorts
+from broker_service.metadata.records import PartitionRecord
 from broker_service.metadata.sqlite import SqliteMetadataStore
 from broker_service.protocol.record_batch import validate_batches
 from broker_service.stream.objectstore.fs import FsObjectStore
@@ -34,7 +35,7 @@ def test_catch_up_reads_use_read_ahead_and_one_get_per_block(tmp_path: Path) -> 
         topic = md.create_topic("t", 1, {}, 1)
         objects = CountingStore(tmp_path / "objects")
         wal = FileWal(tmp_path / "wal")
-        store = StreamStore(objects, md, wal, 1, me.epoch, block_bytes=64 * 1024,
+        store = StreamStore(objects, MetadataPorts(md), wal, 1, me.epoch, block_bytes=64 * 1024,
                             read_ahead_blocks=2, log_cache_bytes=0)
         await wal.open()
         plog = store.add_partition(

@@ -8,7 +8,8 @@ import base64
 import pytest
 
 from broker_service.config.listeners import ListenerConfigError, build_listeners
-from broker_service.metadata.base import AclBinding
+from broker_service.metadata.ports import MetadataPorts
+from broker_service.metadata.records import AclBinding
 from broker_service.security import acl
 from broker_service.security.quotas import QuotaManager, candidate_entities
 from broker_service.security.sasl import (
@@ -254,7 +255,7 @@ def test_bootstrap_admin_follows_the_configured_password(tmp_path: object) -> No
     try:
         def boot(password: str) -> dict[str, object]:
             cfg = BrokerConfig(admin_user="admin", admin_password=password)
-            SecurityManager(cfg, md)._bootstrap(1)
+            SecurityManager(cfg, MetadataPorts(md))._bootstrap(1)
             return {c.mechanism: c for _, c in md.scram_credentials("admin")}
 
         first = boot("old-secret")

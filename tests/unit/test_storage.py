@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from broker_service.metadata.base import BrokerFenced, StreamRange
+from broker_service.metadata.errors import BrokerFenced
+from broker_service.metadata.records import StreamRange
 from broker_service.metadata.sqlite import SqliteMetadataStore
 from broker_service.stream.block_cache import BlockCache
 from broker_service.stream.object_format import StreamSetObjectBuilder, parse_object

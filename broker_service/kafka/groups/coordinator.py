@@ -6,7 +6,6 @@ Apache Kafka); committed offsets and group identities are durable in the Metadat
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -20,7 +19,8 @@ from broker_service.kafka.groups.errors import (
     NON_EMPTY_GROUP,
     GroupError,
 )
-from broker_service.metadata.base import CommittedOffset, GroupRecord, MetadataStore
+from broker_service.metadata.ports import MetadataPorts
+from broker_service.metadata.records import CommittedOffset, GroupRecord
 
 log = logging.getLogger(__name__)
 
@@ -69,12 +69,13 @@ def group_metadata_record(g: ClassicGroup) -> T.Record:
 class GroupCoordinator:
     def __init__(
         self,
-        metadata: MetadataStore,
+        ports: MetadataPorts,
         *,
         initial_rebalance_delay_ms: int,
         consumer_session_timeout_ms: int,
     ) -> None:
-        self.metadata = metadata
+        self.ports = ports
+        self.metadata = ports.store  # the few calls made before serving, in a thread
         self.initial_delay_s = initial_rebalance_delay_ms / 1000
         self.consumer_session_timeout_s = consumer_session_timeout_ms / 1000
         self.groups: dict[str, Group] = {}
@@ -87,7 +88,7 @@ class GroupCoordinator:
         self.partition_counts: Callable[[], dict[str, int]] = dict
 
     async def start(self) -> None:
-        self._known = {g.group_id: g for g in await asyncio.to_thread(self.metadata.groups)}
+        self._known = {g.group_id: g for g in await self.ports.groups.groups()}
 
     def stop(self) -> None:
         for g in self.groups.values():
@@ -165,7 +166,7 @@ class GroupCoordinator:
         rec = GroupRecord(group.group_id, group.group_type, protocol_type)
         if self._known.get(group.group_id) != rec:
             self._known[group.group_id] = rec
-            await asyncio.to_thread(self.metadata.save_group, rec)
+            await self.ports.groups.save_group(rec)
 
     def listing(self) -> list[tuple[str, str, str, str]]:
         """(group_id, protocol_type, state, type) for every live or remembered group."""
@@ -188,7 +189,7 @@ class GroupCoordinator:
         if not self.exists(group_id) and not self.committed(group_id):
             raise GroupError(GROUP_ID_NOT_FOUND)
         offsets = self.committed(group_id)
-        await asyncio.to_thread(self.metadata.delete_group, group_id)
+        await self.ports.groups.delete_group(group_id)
         self.groups.pop(group_id, None)
         self._known.pop(group_id, None)
         self._offsets.pop(group_id, None)
@@ -207,7 +208,7 @@ class GroupCoordinator:
         """Read the committed offsets of groups not cached here yet (off the event loop)."""
         for gid in group_ids:
             if gid not in self._offsets:
-                stored = await asyncio.to_thread(self.metadata.committed_offsets, gid)
+                stored = await self.ports.groups.committed_offsets(gid)
                 if gid in self._offsets:  # a commit meanwhile filled the cache: it wins
                     continue
                 offsets = self._offsets[gid] = {(o.topic, o.partition): o for o in stored}
@@ -225,7 +226,7 @@ class GroupCoordinator:
         if not offsets:
             return
         # durable first (in a worker thread: SQLite fsyncs), then visible to OffsetFetch
-        await asyncio.to_thread(self.metadata.commit_offsets, group_id, offsets)
+        await self.ports.groups.commit_offsets(group_id, offsets)
         await self.load([group_id])
         cache = self._offsets[group_id]
         for o in offsets:
@@ -238,7 +239,7 @@ class GroupCoordinator:
             ptype = (g.protocol_type or "") if g is not None else ""
             rec = GroupRecord(group_id, gtype, ptype)
             self._known[group_id] = rec
-            await asyncio.to_thread(self.metadata.save_group, rec)
+            await self.ports.groups.save_group(rec)
 
     def invalidate_offsets(self, group_id: str) -> None:
         """Another broker committed offsets for this group (a transaction it coordinates
@@ -248,7 +249,7 @@ class GroupCoordinator:
             self._stale.setdefault(group_id, before)
 
     async def delete_offsets(self, group_id: str, partitions: list[tuple[str, int]]) -> None:
-        await asyncio.to_thread(self.metadata.delete_offsets, group_id, partitions)
+        await self.ports.groups.delete_offsets(group_id, partitions)
         await self.load([group_id])
         cache = self._offsets[group_id]
         for tp in partitions:

@@ -23,7 +23,8 @@ from kio.schema.errors import ErrorCode
 
 from broker_service.kafka.log_store import AppendRefused
 from broker_service.kafka.partition import NotDurable
-from broker_service.metadata.base import (
+from broker_service.metadata.errors import ConcurrentUpdate
+from broker_service.metadata.records import (
     TXN_COMPLETE_ABORT,
     TXN_COMPLETE_COMMIT,
     TXN_EMPTY,
@@ -31,7 +32,6 @@ from broker_service.metadata.base import (
     TXN_PREPARE_ABORT,
     TXN_PREPARE_COMMIT,
     CommittedOffset,
-    ConcurrentUpdate,
     TxnRecord,
 )
 from broker_service.protocol.codec import shape
@@ -46,7 +46,9 @@ if TYPE_CHECKING:
     from broker_service.kafka.log_store import StreamStore
     from broker_service.kafka.partition import PartitionLog
     from broker_service.kafka.producer_ids import ProducerIdAllocator
-    from broker_service.metadata.base import BrokerRecord, MetadataStore
+    from broker_service.metadata.ports import MetadataPorts
+    from broker_service.metadata.records import BrokerRecord
+    from broker_service.metadata.store import MetadataStore
 
 
 class TxnHost(Protocol):
@@ -56,6 +58,7 @@ class TxnHost(Protocol):
     metadata: MetadataStore
     groups: GroupCoordinator
     producer_ids: ProducerIdAllocator
+    ports: MetadataPorts
     rpc: BrokerRpc
 
     @property
@@ -109,6 +112,7 @@ class TransactionCoordinator:
     def __init__(self, broker: TxnHost) -> None:
         self.broker = broker
         self.metadata = broker.metadata
+        self.ports = broker.ports
         self._locks: dict[str, asyncio.Lock] = {}
         # group -> transactional id -> txn_seq of a transaction holding offsets for it
         self._pending_offsets: dict[str, dict[str, int]] = {}
@@ -123,10 +127,10 @@ class TransactionCoordinator:
         return lock
 
     async def _load(self, txn_id: str) -> TxnRecord | None:
-        return await asyncio.to_thread(self.metadata.transaction, txn_id)
+        return await self.ports.txns.transaction(txn_id)
 
     async def _save(self, rec: TxnRecord) -> TxnRecord:
-        saved = await asyncio.to_thread(self.metadata.save_transaction, rec)
+        saved = await self.ports.txns.save_transaction(rec)
         if saved.state == TXN_ONGOING:  # watched here for its timeout, no polling needed
             self._deadlines[saved.transactional_id] = saved.start_ms + saved.timeout_ms
         else:
@@ -143,7 +147,7 @@ class TransactionCoordinator:
         its id and epoch) the same id with the epoch bumped, which resets its sequences."""
         if current is not None and 0 <= current.producer_epoch < MAX_EPOCH:
             return ProducerIdAndEpoch(current.producer_id, current.producer_epoch + 1)
-        return ProducerIdAndEpoch(await asyncio.to_thread(self.broker.producer_ids.next), 0)
+        return ProducerIdAndEpoch(await self.ports.run(self.broker.producer_ids.next), 0)
 
     async def init_producer_id(
         self, txn_id: str, timeout_ms: int, current: ProducerIdAndEpoch | None
@@ -158,7 +162,7 @@ class TransactionCoordinator:
         async with self._lock(txn_id):
             rec = await self._load(txn_id)
             if rec is None:
-                pid = await asyncio.to_thread(self.broker.producer_ids.next)
+                pid = await self.ports.run(self.broker.producer_ids.next)
                 rec = await self._save(TxnRecord(txn_id, pid, 0, timeout_ms, update_ms=_now_ms()))
                 log.info("transactional id %r: producer id %d epoch 0", txn_id, pid)
                 return ProducerIdAndEpoch(pid, 0)
@@ -178,7 +182,7 @@ class TransactionCoordinator:
                 epoch = rec.producer_epoch + 1
             pid = rec.producer_id
             if epoch > MAX_EPOCH:
-                pid, epoch = await asyncio.to_thread(self.broker.producer_ids.next), 0
+                pid, epoch = await self.ports.run(self.broker.producer_ids.next), 0
             await self._save(
                 rec.with_(
                     producer_id=pid,
@@ -354,7 +358,7 @@ class TransactionCoordinator:
             await self.broker.groups.commit(group_id, offsets)  # its cache stays right
             self._pending_offsets.get(group_id, {}).clear()
         else:  # the group's coordinator re-reads them (see ``unstable_offsets``)
-            await asyncio.to_thread(self.metadata.commit_offsets, group_id, offsets)
+            await self.ports.groups.commit_offsets(group_id, offsets)
 
     # -- markers ----------------------------------------------------------------------------
     async def _write_markers(self, rec: TxnRecord, commit: bool) -> None:
@@ -491,7 +495,7 @@ class TransactionCoordinator:
         coordinates (all, or the ids in ``only``). Returns how many it acted on."""
         acted = 0
         if only is None:
-            records = await asyncio.to_thread(self.metadata.transactions)
+            records = await self.ports.txns.transactions()
         else:
             for txn_id in only:
                 self._deadlines.pop(txn_id, None)

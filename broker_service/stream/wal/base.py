@@ -23,7 +23,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from broker_service.metadata.base import StreamRange
+from broker_service.metadata.records import StreamRange
 
 log = logging.getLogger(__name__)
 

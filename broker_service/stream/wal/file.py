@@ -27,7 +27,7 @@ from pathlib import Path
 
 from crc32c import crc32c
 
-from broker_service.metadata.base import StreamRange
+from broker_service.metadata.records import StreamRange
 from broker_service.stream.wal.base import Wal, WalEntry, WalError, WalFatal, WalRecord
 
 log = logging.getLogger(__name__)

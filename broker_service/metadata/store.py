@@ -1,212 +1,33 @@
-"""The MetadataStore contract: all cluster state lives here, never on a broker's disk.
+"""The metadata store's contract: one small interface per domain, and their composition.
 
-Embedded mode uses ``SqliteMetadataStore``; the cloud issue adds a DynamoDB store behind the
-same interface.
+Callers depend on the narrowest domain they use (a transaction coordinator needs a
+``TxnStore``, not the whole store); a backend (``metadata/sqlite``, ``metadata/dynamodb``)
+implements ``MetadataStore``, which is all of them plus ``close``. The records and errors live
+in ``records.py`` and ``errors.py``; ``ports.py`` puts an async facade over these.
 """
 
 from __future__ import annotations
 
-import json
-import uuid
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass, field, replace
+
+from broker_service.metadata.records import (
+    AclBinding,
+    BrokerRecord,
+    CommittedOffset,
+    CompactorLease,
+    GroupRecord,
+    PartitionRecord,
+    QuotaEntity,
+    ScramCredential,
+    StreamRange,
+    TopicRecord,
+    TxnRecord,
+)
 
 
-class MetadataError(Exception):
-    pass
+class BrokerRegistry(ABC):
+    """Brokers: identity, epochs, leases, fencing, and what they tell the control plane."""
 
-
-class TopicAlreadyExists(MetadataError):
-    pass
-
-
-class UnknownTopic(MetadataError):
-    pass
-
-
-class ObjectAlreadyCommitted(MetadataError):
-    """The object key is committed already (a retried commit whose first answer was lost)."""
-
-
-class BrokerFenced(MetadataError):
-    """Refused because the broker's epoch is stale or its state is FENCED (a fenced broker
-    must stop serving; it may re-register to get a new epoch)."""
-
-
-class UnknownBroker(MetadataError):
-    """No broker with that id ever registered."""
-
-
-class ConcurrentUpdate(MetadataError):
-    """A compare-and-set lost: the record no longer has the expected epoch / leader (someone
-    else fenced the broker or moved the partition first). Re-read and decide again."""
-
-
-# Broker states. ACTIVE: serving, eligible for new partitions. DRAINING: shutting down
-# gracefully; keeps its lease and may still commit (flush) while it hands its partitions over,
-# but gets no new ones. FENCED: declared dead by a recoverer; every commit / renewal with its
-# old epoch fails, and it must re-register (new epoch) to serve again.
-ACTIVE = "ACTIVE"
-DRAINING = "DRAINING"
-FENCED = "FENCED"
-SERVING_STATES = frozenset({ACTIVE, DRAINING})
-
-
-@dataclass(frozen=True, slots=True)
-class BrokerRecord:
-    broker_id: int
-    host: str
-    port: int
-    rack: str | None
-    epoch: int
-    state: str
-    lease_expiry_ms: int
-
-
-@dataclass(frozen=True, slots=True)
-class PartitionRecord:
-    topic: str
-    partition: int
-    stream_id: int
-    leader_id: int
-    leader_epoch: int
-    log_start_offset: int
-
-
-@dataclass(frozen=True, slots=True)
-class TopicRecord:
-    name: str
-    topic_id: uuid.UUID
-    configs: dict[str, str] = field(default_factory=dict)
-    partitions: tuple[PartitionRecord, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class StreamRange:
-    """Offsets [start_offset, end_offset) of one stream stored at a byte range of an object."""
-
-    stream_id: int
-    start_offset: int
-    end_offset: int
-    object_key: str
-    position: int
-    size: int
-    max_timestamp: int = -1
-
-
-@dataclass(frozen=True, slots=True)
-class CommittedOffset:
-    topic: str
-    partition: int
-    offset: int
-    leader_epoch: int
-    metadata: str | None
-    commit_ms: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class CompactorLease:
-    """Who compacts now: one run at a time, fenced by ``epoch`` (bumped by every acquire)."""
-
-    epoch: int
-    owner: str
-    expiry_ms: int
-
-
-@dataclass(frozen=True, slots=True)
-class GroupRecord:
-    """What outlives a coordinator: a group's identity; members re-join after a move."""
-
-    group_id: str
-    group_type: str  # "classic" or "consumer" (KIP-848)
-    protocol_type: str
-
-
-# Transaction states, as Kafka's transaction coordinator names them.
-TXN_EMPTY = "Empty"
-TXN_ONGOING = "Ongoing"
-TXN_PREPARE_COMMIT = "PrepareCommit"
-TXN_PREPARE_ABORT = "PrepareAbort"
-TXN_COMPLETE_COMMIT = "CompleteCommit"
-TXN_COMPLETE_ABORT = "CompleteAbort"
-
-
-@dataclass(frozen=True, slots=True)
-class TxnRecord:
-    """A transactional id's durable state. ``version`` is the compare-and-set token: every
-    save names the version it read, so two coordinators (one a zombie) cannot both win.
-    ``txn_seq`` counts transactions, so a pending offset commit knows which one it joined."""
-
-    transactional_id: str
-    producer_id: int
-    producer_epoch: int
-    timeout_ms: int
-    state: str = TXN_EMPTY
-    partitions: tuple[tuple[str, int], ...] = ()
-    groups: tuple[str, ...] = ()
-    # group -> offsets committed in this transaction (visible when it commits)
-    pending_offsets: tuple[tuple[str, tuple[CommittedOffset, ...]], ...] = ()
-    txn_seq: int = 0
-    start_ms: int = -1
-    update_ms: int = 0
-    version: int = 0
-
-    def to_json(self) -> str:
-        d = asdict(self)
-        d.pop("version")
-        return json.dumps(d, separators=(",", ":"))
-
-    @classmethod
-    def from_json(cls, text: str, version: int) -> TxnRecord:
-        d = json.loads(text)
-        return cls(
-            **{
-                **d,
-                "partitions": tuple((t, p) for t, p in d["partitions"]),
-                "groups": tuple(d["groups"]),
-                "pending_offsets": tuple(
-                    (g, tuple(CommittedOffset(**o) for o in offs))
-                    for g, offs in d["pending_offsets"]
-                ),
-                "version": version,
-            }
-        )
-
-    def with_(self, **changes: object) -> TxnRecord:
-        return replace(self, **changes)  # type: ignore[arg-type]
-
-
-@dataclass(frozen=True, slots=True)
-class ScramCredential:
-    """A salted, iterated SCRAM credential (RFC 5802): never the password itself."""
-
-    mechanism: str  # "SCRAM-SHA-256" or "SCRAM-SHA-512"
-    salt: bytes
-    stored_key: bytes
-    server_key: bytes
-    iterations: int
-
-
-@dataclass(frozen=True, slots=True)
-class AclBinding:
-    """One Kafka ACL, with Kafka's numeric codes (resource type, pattern type, operation,
-    permission type: see security/acl.py)."""
-
-    resource_type: int
-    resource_name: str
-    pattern_type: int
-    principal: str
-    host: str
-    operation: int
-    permission_type: int
-
-
-# A client-quota entity: ((entity_type, name or None for the default), ...) sorted by type,
-# e.g. (("client-id", None), ("user", "alice")).
-QuotaEntity = tuple[tuple[str, str | None], ...]
-
-
-class MetadataStore(ABC):
     @abstractmethod
     def cluster_id(self) -> str: ...
 
@@ -247,6 +68,33 @@ class MetadataStore(ABC):
         """
 
     @abstractmethod
+    def live_brokers(self, now_ms: int) -> list[BrokerRecord]:
+        """ACTIVE brokers whose lease expires after ``now_ms``, by id (a consistent read)."""
+
+    @abstractmethod
+    def allocate_broker_id(self) -> int:
+        """A broker (node) id never handed out before in this cluster, >= 1 (for brokers
+        started with ``BROKER_NODE_ID=auto``, e.g. Fargate tasks)."""
+
+    @abstractmethod
+    def set_broker_info(self, broker_id: int, epoch: int, info: dict[str, str]) -> None:
+        """Replace what a broker tells the control plane about itself (its ECS task ARN,
+        private IP, metrics URL). Conditional on ``epoch`` and a serving state
+        (``BrokerFenced`` otherwise), so a fenced broker cannot claim a task it lost."""
+
+    @abstractmethod
+    def broker_info(self) -> dict[int, dict[str, str]]:
+        """Every broker's info, by broker id (brokers that never set any are absent)."""
+
+    @abstractmethod
+    def save_broker_endpoints(self, broker_id: int, endpoints: dict[str, tuple[str, int]]) -> None:
+        """The advertised endpoint of each of the broker's listeners (by listener name)."""
+
+    @abstractmethod
+    def broker_endpoints(self) -> dict[int, dict[str, tuple[str, int]]]:
+        """broker id -> listener name -> (host, port), for every broker that saved some."""
+
+    @abstractmethod
     def forget_broker(self, broker_id: int, expected_epoch: int) -> bool:
         """Delete a fenced broker's record (with its broker info and listener endpoints),
         only if it is still FENCED at ``expected_epoch``; False (nothing deleted) otherwise.
@@ -255,11 +103,27 @@ class MetadataStore(ABC):
         forgotten id would start its epochs over. Recovery forgets only such brokers, once
         they lead no partition (control/recovery.py)."""
 
-    @abstractmethod
-    def live_brokers(self, now_ms: int) -> list[BrokerRecord]:
-        """ACTIVE brokers whose lease expires after ``now_ms``, by id (a consistent read)."""
 
-    # -- partition leadership -----------------------------------------------------------
+class TopicCatalog(ABC):
+    """Topics and partitions: names, configs, stream ids, leadership, log start offsets."""
+
+    @abstractmethod
+    def create_topic(
+        self, name: str, num_partitions: int, configs: dict[str, str], leader_id: int
+    ) -> TopicRecord: ...
+
+    @abstractmethod
+    def delete_topic(self, name: str) -> TopicRecord: ...
+
+    @abstractmethod
+    def add_partitions(self, name: str, new_total: int, leader_id: int) -> TopicRecord: ...
+
+    @abstractmethod
+    def topics(self) -> list[TopicRecord]: ...
+
+    @abstractmethod
+    def topic(self, name: str) -> TopicRecord | None: ...
+
     @abstractmethod
     def move_partition(
         self,
@@ -287,17 +151,6 @@ class MetadataStore(ABC):
         ``ValueError`` for a negative offset. The caller keeps it <= the high watermark."""
 
     @abstractmethod
-    def create_topic(
-        self, name: str, num_partitions: int, configs: dict[str, str], leader_id: int
-    ) -> TopicRecord: ...
-
-    @abstractmethod
-    def delete_topic(self, name: str) -> TopicRecord: ...
-
-    @abstractmethod
-    def add_partitions(self, name: str, new_total: int, leader_id: int) -> TopicRecord: ...
-
-    @abstractmethod
     def set_topic_configs(
         self, name: str, expected: dict[str, str], configs: dict[str, str]
     ) -> TopicRecord:
@@ -312,11 +165,9 @@ class MetadataStore(ABC):
     def set_cluster_configs(self, expected: dict[str, str], configs: dict[str, str]) -> None:
         """Compare-and-set of ``cluster_configs`` (``ConcurrentUpdate`` if not ``expected``)."""
 
-    @abstractmethod
-    def topics(self) -> list[TopicRecord]: ...
 
-    @abstractmethod
-    def topic(self, name: str) -> TopicRecord | None: ...
+class StreamObjects(ABC):
+    """Committed objects and the per-stream ranges they hold (the WAL's commit point)."""
 
     @abstractmethod
     def commit_object(
@@ -326,21 +177,49 @@ class MetadataStore(ABC):
         object_key: str,
         object_size: int,
         ranges: list[StreamRange],
+        deadline_ms: int | None = None,
     ) -> None:
         """Atomically record an uploaded object and its stream ranges.
 
         Conditional on the broker's epoch and its state being ACTIVE or DRAINING (a draining
-        broker still flushes what it acknowledged); raises ``BrokerFenced`` otherwise.
+        broker still flushes what it acknowledged); raises ``BrokerFenced`` otherwise. With
+        ``deadline_ms`` (wall clock), refused with ``CommitDeadlinePassed`` when that time
+        has passed before it is written (SQLite: inside the transaction; DynamoDB: before
+        every attempt, botocore's retries included). ``ObjectAlreadyCommitted`` when the key
+        has a record (committed, or aborted by ``abort_object_commit``).
         """
 
     @abstractmethod
+    def abort_object_commit(self, object_key: str) -> bool:
+        """Settle a commit whose outcome is unknown: unless ``object_key`` has a record,
+        write it ABORTED, so no commit of that key can ever land afterwards (a late one
+        fails its condition). True if the key turned out COMMITTED (the commit landed: it is
+        durable), False if it is aborted. Idempotent."""
+
+    @abstractmethod
     def stream_ranges(self, stream_id: int) -> list[StreamRange]: ...
+
+
+class ProducerStore(ABC):
+    """Producer ids and the per-stream producer-state snapshots."""
 
     @abstractmethod
     def allocate_producer_ids(self, count: int) -> int:
         """Reserve ``count`` consecutive producer ids, unique cluster-wide; return the first."""
 
-    # -- consumer groups ---------------------------------------------------------------
+    @abstractmethod
+    def producer_snapshot(self, stream_id: int) -> tuple[int, bytes] | None:
+        """The latest producer-state snapshot of a stream: (offset it covers up to, data)."""
+
+    @abstractmethod
+    def save_producer_snapshot(self, stream_id: int, offset: int, data: bytes) -> bool:
+        """Store a snapshot unless one covering a later offset is stored; True if stored.
+        Snapshots only describe committed data, so any broker's is valid for its offset."""
+
+
+class GroupStore(ABC):
+    """Consumer groups and their committed offsets."""
+
     @abstractmethod
     def save_group(self, group: GroupRecord) -> None: ...
 
@@ -361,10 +240,10 @@ class MetadataStore(ABC):
     @abstractmethod
     def delete_offsets(self, group_id: str, partitions: list[tuple[str, int]]) -> None: ...
 
-    @abstractmethod
-    def close(self) -> None: ...
 
-    # -- transactions ----------------------------------------------------------------------
+class TxnStore(ABC):
+    """Transaction coordinator state, one record per transactional id (compare-and-set)."""
+
     @abstractmethod
     def transaction(self, transactional_id: str) -> TxnRecord | None: ...
 
@@ -376,32 +255,10 @@ class MetadataStore(ABC):
         """Store ``rec`` if the stored version is still ``rec.version`` (0: must not exist);
         return it with the new version. Raises ConcurrentUpdate otherwise."""
 
-    @abstractmethod
-    def producer_snapshot(self, stream_id: int) -> tuple[int, bytes] | None:
-        """The latest producer-state snapshot of a stream: (offset it covers up to, data)."""
 
-    @abstractmethod
-    def save_producer_snapshot(self, stream_id: int, offset: int, data: bytes) -> bool:
-        """Store a snapshot unless one covering a later offset is stored; True if stored.
-        Snapshots only describe committed data, so any broker's is valid for its offset."""
+class CompactionStore(ABC):
+    """Compaction and retention (control/compaction.py): lease, range swaps, object lifecycle."""
 
-    @abstractmethod
-    def allocate_broker_id(self) -> int:
-        """A broker (node) id never handed out before in this cluster, >= 1 (for brokers
-        started with ``BROKER_NODE_ID=auto``, e.g. Fargate tasks)."""
-
-    # -- broker info (control plane) ----------------------------------------------------
-    @abstractmethod
-    def set_broker_info(self, broker_id: int, epoch: int, info: dict[str, str]) -> None:
-        """Replace what a broker tells the control plane about itself (its ECS task ARN,
-        private IP, metrics URL). Conditional on ``epoch`` and a serving state
-        (``BrokerFenced`` otherwise), so a fenced broker cannot claim a task it lost."""
-
-    @abstractmethod
-    def broker_info(self) -> dict[int, dict[str, str]]:
-        """Every broker's info, by broker id (brokers that never set any are absent)."""
-
-    # -- compaction and retention (control/compaction.py) ---------------------------------
     @abstractmethod
     def acquire_compactor_lease(self, owner: str, lease_ms: int, now_ms: int) -> CompactorLease:
         """Take the compactor lease with a new epoch if it is free or expired at ``now_ms``;
@@ -452,7 +309,10 @@ class MetadataStore(ABC):
         """Delete object records and release marks (the objects themselves are deleted from
         the object store afterwards; an object left behind is an orphan and swept later)."""
 
-    # -- security: SCRAM credentials, ACLs, client quotas, listener endpoints ------------
+
+class SecurityStore(ABC):
+    """SCRAM credentials, ACLs and client quotas."""
+
     @abstractmethod
     def put_scram_credential(self, user: str, credential: ScramCredential) -> None:
         """Create or replace ``user``'s credential for ``credential.mechanism``."""
@@ -487,10 +347,18 @@ class MetadataStore(ABC):
     def client_quotas(self) -> list[tuple[QuotaEntity, dict[str, float]]]:
         """Every entity with at least one quota value."""
 
-    @abstractmethod
-    def save_broker_endpoints(self, broker_id: int, endpoints: dict[str, tuple[str, int]]) -> None:
-        """The advertised endpoint of each of the broker's listeners (by listener name)."""
+
+class MetadataStore(
+    BrokerRegistry,
+    TopicCatalog,
+    StreamObjects,
+    ProducerStore,
+    GroupStore,
+    TxnStore,
+    CompactionStore,
+    SecurityStore,
+):
+    """Every domain in one store: what a backend implements and a broker is handed."""
 
     @abstractmethod
-    def broker_endpoints(self) -> dict[int, dict[str, tuple[str, int]]]:
-        """broker id -> listener name -> (host, port), for every broker that saved some."""
+    def close(self) -> None: ...

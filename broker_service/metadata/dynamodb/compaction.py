@@ -1,0 +1,217 @@
+"""DynamoDB: the compactor lease, range swaps and the object lifecycle."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from broker_service.metadata.dynamodb.base import (
+    MAX_TX_ITEMS,
+    DynamoBase,
+    Item,
+    _backoff,
+    _cancel_reasons,
+    _chunks,
+    _error_code,
+    _item,
+    _key,
+    _load,
+)
+from broker_service.metadata.dynamodb.stream_index import entry_sk, log_pk
+from broker_service.metadata.dynamodb.streams import _CCF, StreamConflict
+from broker_service.metadata.errors import ConcurrentUpdate, MetadataError
+from broker_service.metadata.records import CompactorLease, StreamRange
+from broker_service.metadata.store import CompactionStore
+
+
+class DynamoCompaction(DynamoBase, CompactionStore):
+    """Items ``CLUSTER/COMPACTOR``, ``RELEASED/<key>``; swaps rewrite ``STREAM#`` chunks."""
+
+    def acquire_compactor_lease(self, owner: str, lease_ms: int, now_ms: int) -> CompactorLease:
+        # Read, then a compare-and-set on the epoch read (a one-action transaction, like
+        # fence_broker: a retry after a lost response does not fail its own condition).
+        current = self._get("CLUSTER", "COMPACTOR")
+        if current is not None and int(current["expiry_ms"]) > now_ms:
+            raise ConcurrentUpdate(
+                f"compactor lease held by {current['owner']} (epoch {current['epoch']})"
+            )
+        seen = int(current["epoch"]) if current is not None else 0
+        lease = CompactorLease(seen + 1, owner, now_ms + lease_ms)
+        put: dict[str, Any] = {
+            "TableName": self.table,
+            "Item": {
+                **_key("CLUSTER", "COMPACTOR"),
+                **_item(
+                    kind="compactor", epoch=lease.epoch, owner=owner, expiry_ms=lease.expiry_ms
+                ),
+            },
+        }
+        if current is None:
+            put["ConditionExpression"] = "attribute_not_exists(pk)"
+        else:
+            put["ConditionExpression"] = "#e = :seen"
+            put["ExpressionAttributeNames"] = {"#e": "epoch"}
+            put["ExpressionAttributeValues"] = _item(**{":seen": seen})
+        try:
+            self._retrying(self._c.transact_write_items, TransactItems=[{"Put": put}])
+        except ClientError as e:
+            if _cancel_reasons(e)[:1] != ["ConditionalCheckFailed"]:
+                raise
+            raise ConcurrentUpdate("another run took the compactor lease first") from None
+        return lease
+
+    def release_compactor_lease(self, epoch: int) -> None:
+        try:
+            self._update(
+                "CLUSTER",
+                "COMPACTOR",
+                "SET #x = :zero",
+                ConditionExpression="#e = :e",
+                ExpressionAttributeNames={"#x": "expiry_ms", "#e": "epoch"},
+                ExpressionAttributeValues=_item(**{":zero": 0, ":e": epoch}),
+            )
+        except ClientError as e:
+            if _error_code(e) != "ConditionalCheckFailedException":
+                raise
+
+    def replace_stream_ranges(
+        self,
+        compactor_epoch: int,
+        stream_id: int,
+        old: list[StreamRange],
+        new: list[StreamRange],
+        object_key: str | None,
+        object_size: int,
+        now_ms: int,
+    ) -> None:
+        # One transaction: the lease check, the new object's record, release marks of the old
+        # objects, and the stream's rewrite (the chunks holding old ranges are replaced, the
+        # log tail is folded in), conditional on the stream head's version: O(1) items per
+        # output object whatever the stream's length. A head that moved (a fold, a claim) is
+        # read again; old ranges that changed or went are a ConcurrentUpdate.
+        t = self.table
+        extra: list[Item] = [
+            {
+                "ConditionCheck": {
+                    "TableName": t,
+                    "Key": _key("CLUSTER", "COMPACTOR"),
+                    "ConditionExpression": "#e = :e AND #x > :now",
+                    "ExpressionAttributeNames": {"#e": "epoch", "#x": "expiry_ms"},
+                    "ExpressionAttributeValues": _item(**{":e": compactor_epoch, ":now": now_ms}),
+                }
+            }
+        ]
+        if object_key is not None:
+            record = _item(
+                kind="object",
+                object_key=object_key,
+                size=object_size,
+                state="COMMITTED",
+                broker_id=-1,
+                broker_epoch=compactor_epoch,
+                committed_ms=now_ms,
+                range_count=len(new),
+            )
+            extra.append(
+                {
+                    "Put": {
+                        "TableName": t,
+                        "Item": {**_key(f"OBJECT#{object_key}", "OBJECT"), **record},
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                }
+            )
+        extra += [
+            {
+                "Put": {
+                    "TableName": t,
+                    "Item": {**_key("RELEASED", k), **_item(kind="released", released_ms=now_ms)},
+                }
+            }
+            for k in sorted({r.object_key for r in old})
+        ]
+        if len(extra) + 3 > MAX_TX_ITEMS:
+            raise MetadataError(f"a swap of {len(old)} ranges needs {len(extra) + 3} items")
+        for attempt in range(self._attempts):
+            state = self._stream_state(stream_id)
+            current = {r.start_offset: r for r in state.ranges()}
+            for r in old:
+                if current.get(r.start_offset) != r:
+                    raise ConcurrentUpdate(f"range {stream_id}@{r.start_offset} changed")
+            for r in old:
+                del current[r.start_offset]
+            current.update({r.start_offset: r for r in new})
+            try:
+                self._write_stream(state, [current[k] for k in sorted(current)], extra)
+                return
+            except StreamConflict as c:
+                if c.head_moved and _CCF not in c.reasons[: c.head_index]:
+                    _backoff(attempt)
+                    continue  # a fold or claim: read the stream again
+                raise ConcurrentUpdate(
+                    f"stream {stream_id}: the compactor lease or the new object key changed"
+                ) from None
+        raise ConcurrentUpdate(f"stream {stream_id}: too much contention")
+
+    def committed_objects(self, keys: list[str]) -> set[str]:
+        found: set[str] = set()
+        for chunk in _chunks(sorted(set(keys)), 100):
+            pending: dict[str, Any] = {
+                self.table: {
+                    "Keys": [_key(f"OBJECT#{k}", "OBJECT") for k in chunk],
+                    "ProjectionExpression": "object_key, #s",
+                    "ExpressionAttributeNames": {"#s": "state"},
+                    "ConsistentRead": True,
+                }
+            }
+            for attempt in range(self._attempts + 5):
+                resp = self._c.batch_get_item(RequestItems=pending)
+                found.update(
+                    a["object_key"]
+                    for a in map(_load, resp["Responses"].get(self.table, []))
+                    if a.get("state") != "ABORTED"
+                )
+                pending = resp.get("UnprocessedKeys") or {}
+                if not pending:
+                    break
+                _backoff(attempt)
+            else:
+                raise MetadataError("DynamoDB kept returning unprocessed keys")
+        return found
+
+    def released_objects(self) -> dict[str, int]:
+        return {str(a["sk"]): int(a["released_ms"]) for a in self._query("RELEASED")}
+
+    def mark_released(self, keys: list[str], now_ms: int) -> None:
+        for k in keys:
+            try:
+                self._put(
+                    {**_key("RELEASED", k), **_item(kind="released", released_ms=now_ms)},
+                    "attribute_not_exists(pk)",
+                )
+            except ClientError as e:
+                if _error_code(e) != "ConditionalCheckFailedException":
+                    raise
+
+    def unmark_released(self, keys: list[str]) -> None:
+        self._batch_delete(_key("RELEASED", k) for k in keys)
+
+    def forget_objects(self, keys: list[str]) -> None:
+        doomed: list[Item] = []
+        for k in keys:
+            for a in self._query(f"OBJECT#{k}"):
+                doomed.append(_key(str(a["pk"]), str(a["sk"])))
+                if a.get("sk") == "OBJECT" and a.get("log") is not None:
+                    # its log entry only serves readers of ranges in it, and none refer to
+                    # the object any more (that is why it is forgotten)
+                    doomed += self._entry_keys(str(a["log"]), int(a["seq"]), k)
+            doomed.append(_key("RELEASED", k))
+        self._batch_delete(doomed)
+
+    def _entry_keys(self, log_: str, seq: int, object_key: str) -> list[Item]:
+        items = self._query(log_pk(log_), entry_sk(seq))
+        first = next((a for a in items if a.get("sk") == entry_sk(seq)), None)
+        if first is None or list(first.get("keys") or []) != [object_key]:
+            return []  # its ranges name other objects too: keep it
+        return [_key(str(a["pk"]), str(a["sk"])) for a in items]
