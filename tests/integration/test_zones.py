@@ -113,7 +113,7 @@ def _consume(
                         raise KafkaException(m.error())
                     continue
                 got.append((m.key(), m.partition(), m.offset()))
-        time.sleep(1)  # anything after the last expected record would show up now
+        # a duplicate after the last expected record would arrive within this poll
         got += [(m.key(), m.partition(), m.offset()) for m in c.consume(500, 1) if not m.error()]
     finally:
         c.close()
@@ -218,8 +218,7 @@ def test_forward_objects_are_swept_after_their_grace_and_no_record_is_lost(
 
         assert sweep(3_600_000) == 0
         assert all(f.exists() for f in forwarded), "within the grace period they stay"
-        time.sleep(0.05)
-        assert sweep(1) >= len(forwarded)
+        assert sweep(0) >= len(forwarded)  # written before this run: past a grace of 0
         assert not any(f.exists() for f in forwarded)
 
         c = Consumer({"bootstrap.servers": cluster.bootstrap("c"), "group.id": "sweep",
