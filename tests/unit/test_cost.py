@@ -108,9 +108,14 @@ def test_single_workload_matches_hand_calculation() -> None:
     assert line(ours, "S3 PUT: WAL objects")["usd_month"] == pytest.approx(
         commits * price("s3_put_requests")
     )
-    # each commit: 3 fixed items + 96/3 range items, 2 WRU each (transactional)
+    # each commit (the lean commit): the broker check, the object's log entry and a 2 KB
+    # packed item for 96/3 ranges of 64 bytes: 4 items of 1 KB, 2 WRU each (transactional);
+    # each range folded into its stream's chunks later for 0.2 WRU
     assert line(ours, "DynamoDB WRU: WAL commits")["usd_month"] == pytest.approx(
-        commits * 2 * (3 + 32) * price("dynamodb_write_request_units")
+        commits * 2 * (2 + 2) * price("dynamodb_write_request_units")
+    )
+    assert line(ours, "DynamoDB WRU: range folds")["usd_month"] == pytest.approx(
+        commits * 32 * 0.2 * price("dynamodb_write_request_units")
     )
     # clients: 2/3 of produced and consumed bytes cross AZs, at $0.01 each way
     assert line(ours, "cross-AZ: producers")["usd_month"] == pytest.approx(
@@ -270,10 +275,16 @@ def test_zone_aware_adds_forward_objects_and_replica_reads_and_drops_cross_az() 
 def test_packed_commits_write_o1_items_per_commit() -> None:
     prices = load_prices("us-east-1")
     w = Workload(write_mbps=80, read_mbps=160, retention_h=72, partitions=96)
-    per_range = _lines(price_ours(w, prices, Assumptions()))["DynamoDB WRU: WAL commits"]
-    packed_a = Assumptions(ours=OursAssumptions(ddb_commit_layout="packed"))
-    packed = _lines(price_ours(w, prices, packed_a))["DynamoDB WRU: WAL commits"]
+    per_range_a = Assumptions(ours=OursAssumptions(ddb_commit_layout="item_per_range"))
+    per_range_lines = _lines(price_ours(w, prices, per_range_a))
+    per_range = per_range_lines["DynamoDB WRU: WAL commits"]
+    packed_lines = _lines(price_ours(w, prices, Assumptions()))  # the lean commit: the default
+    packed = packed_lines["DynamoDB WRU: WAL commits"]
     assert packed.quantity == pytest.approx(per_range.quantity * (2 + 2) / (3 + 32))
+    # the ranges are folded into their streams' chunks later: ~0.2 WRU each, only when packed
+    commits = per_range.quantity / (2 * (3 + 32))
+    assert packed_lines["DynamoDB WRU: range folds"].quantity == pytest.approx(commits * 32 * 0.2)
+    assert per_range_lines["DynamoDB WRU: range folds"].quantity == 0
 
 
 def test_measured_before_after_table(tmp_path: Path) -> None:
@@ -286,9 +297,9 @@ def test_measured_before_after_table(tmp_path: Path) -> None:
                   "ours.inter_broker_bytes_per_gib_written": 0.002},
     }}))  # fmt: skip
     out = run_cost("--measured", str(measured), "--sweep-points", "80").stdout
-    assert "ours before" in out and "ours after" in out and "lean commit" in out
+    assert "ours before" in out and "ours zoned clients" in out and "ours after" in out
     assert "1073.74 / 1073.74" in out  # AutoMQ's workload
     row = next(line for line in out.splitlines() if line.strip().startswith("80 / 160"))
-    cells = row.split()  # 80 / 160 | 96 | Kafka | before | ratio | after | ratio | ...
-    kafka, before, after = (float(cells[i].replace(",", "")) for i in (4, 5, 7))
-    assert after < before < kafka
+    cells = row.split()  # 80 / 160 | 96 | Kafka | before | ratio | zoned | ratio | after | ratio
+    kafka, before, zoned, after = (float(cells[i].replace(",", "")) for i in (4, 5, 7, 9))
+    assert after < zoned < before < kafka

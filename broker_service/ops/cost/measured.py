@@ -6,8 +6,9 @@ The bench's JSON carries ``cost_inputs``: assumption overrides measured with cla
 (``after``: the same shares, the bytes between brokers, the GETs per forward object and per
 WAL object, the WRU per transactional item). Rates per GiB that depend on the bench's small
 load (objects per GiB, commits per GiB) are left to the model, which derives them from the
-flush cycle at each workload's rate. A third column projects the lean metadata commit (issue
-19 item 3, built on another branch): ranges packed into the object's item.
+flush cycle at each workload's rate. Three columns: ``before`` (classic clients, a range item
+per partition in every WAL commit: the system before issue 19), ``zoned clients`` (item 1-2
+alone) and ``after`` (zoned clients and the lean metadata commit, item 3: the code now).
 """
 
 from __future__ import annotations
@@ -49,16 +50,17 @@ def load_inputs(path: Path) -> dict[str, dict[str, Any]]:
 def scenarios(
     base: Assumptions, inputs: dict[str, dict[str, Any]]
 ) -> dict[str, Assumptions]:
-    """The assumption sets compared: before, after, after + lean commit (projected)."""
+    """The assumption sets compared: before, zoned clients alone, after (zoned + lean)."""
 
     def with_(extra: dict[str, Any]) -> Assumptions:
         return apply_overrides(base, [f"{k}={v}" for k, v in extra.items()])
 
+    per_range = {"ours.ddb_commit_layout": "item_per_range"}
     after = {**inputs["after"], "ours.zone_aware": "true"}
     return {
-        "before": with_({**inputs["before"], "ours.zone_aware": "false"}),
-        "after": with_(after),
-        "after + lean commit": with_({**after, "ours.ddb_commit_layout": "packed"}),
+        "before": with_({**inputs["before"], **per_range, "ours.zone_aware": "false"}),
+        "zoned clients": with_({**after, **per_range}),
+        "after": with_({**after, "ours.ddb_commit_layout": "packed"}),
     }
 
 

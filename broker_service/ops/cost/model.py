@@ -92,10 +92,17 @@ class OursAssumptions(BaseModel):
         "ConditionCheck + object + part (docs/DYNAMODB.md)",
     )
     ddb_commit_layout: Literal["item_per_range", "packed"] = Field(
-        default="item_per_range",
-        description="how a WAL commit lands in DynamoDB: one range item per partition (the "
-        "code today), or the ranges packed into the object's item (issue 19 item 3, branch "
-        "metadata-layer: a projection here, not measured)",
+        default="packed",
+        description="how a WAL commit lands in DynamoDB: the ranges packed into the object's "
+        "log entry (the lean commit, issue 19 item 3: the code since main cc0fb88; "
+        "docs/DYNAMODB.md), or one range item per partition (the layout before it)",
+    )
+    ddb_fold_wru_per_range: float = Field(
+        default=0.2,
+        ge=0,
+        description="packed: WRU of folding a committed range into its stream's chunks later "
+        "(background; measured by bench/dynamodb_wru.py: (14.6 - 8) / 32 and (84.5 - 32) / 256 "
+        "WRU per range, docs/DYNAMODB.md)",
     )
     ddb_packed_range_bytes: float = Field(
         default=64, gt=0, description="bytes of one range in a packed object item (packed)"
@@ -542,10 +549,14 @@ def price_ours(workload: Workload, prices: PriceTable, assumptions: Assumptions)
     commits = brokers * flushes_per_s * SECONDS_PER_MONTH
     compaction_puts_per_gib = 1024 / a.compaction_output_object_mib
     if a.ddb_commit_layout == "packed":
-        # the object item carries every range (1 KB units); the other fixed items stay
-        packed_kb = math.ceil(ranges_per_object * a.ddb_packed_range_bytes / 1024)
+        # the object item carries every range (billed per started KB; ranges_per_object is
+        # a mean over commits of varying sizes, so the mean KB, not the ceiling of the mean:
+        # a ceiling would make costs fall where one more broker shrinks the mean across a KB)
+        packed_kb = max(1.0, ranges_per_object * a.ddb_packed_range_bytes / 1024)
         commit_items: float = a.ddb_items_per_commit_fixed - 1 + packed_kb
-        commit_basis = f"{a.ddb_items_per_commit_fixed - 1} items + a {packed_kb} KB packed item"
+        commit_basis = (
+            f"{a.ddb_items_per_commit_fixed - 1} items + a {packed_kb:.1f} KB packed item"
+        )
         compaction_items_per_gib = (
             wal_objects_per_gib * (1 + packed_kb) + compaction_puts_per_gib * 3
         )
@@ -558,6 +569,7 @@ def price_ours(workload: Workload, prices: PriceTable, assumptions: Assumptions)
             wal_objects_per_gib * (ranges_per_object + 2) + compaction_puts_per_gib * 3
         )
     wru_per_commit = a.ddb_wru_per_transact_item * commit_items
+    folded_ranges = commits * ranges_per_object if a.ddb_commit_layout == "packed" else 0.0
     compaction_gb_s_per_gib = (
         GIB / (a.compaction_mbps_per_lambda * MB) * a.compaction_lambda_memory_mb / 1024
     )
@@ -657,6 +669,13 @@ def price_ours(workload: Workload, prices: PriceTable, assumptions: Assumptions)
             commits * wru_per_commit,
             p.dynamodb_write_request_units,
             f"{commits:,.0f} commits x {wru_per_commit:.1f} WRU ({commit_basis})",
+        ),
+        _line(
+            "other",
+            "DynamoDB WRU: range folds",
+            folded_ranges * a.ddb_fold_wru_per_range,
+            p.dynamodb_write_request_units,
+            f"{folded_ranges:,.0f} ranges x {a.ddb_fold_wru_per_range:g} WRU (packed commits)",
         ),
         _line(
             "other",
