@@ -87,6 +87,9 @@ SCENARIOS: list[Scenario] = [
               "--latency-seconds", "3", "--records", "20000"],
              ["--flush-ms", "0,50", "--backends", "local", "--rounds", "1",
               "--latency-seconds", "1", "--records", "5000"], 200, 40),
+    Scenario("slowmd", "slow_metadata.py",
+             "metadata calls +50-150 ms: produce ack latency, another client's ApiVersions RTT",
+             ["--seconds", "6"], ["--seconds", "2", "--wals", "object"], 120, 40),
     Scenario("reassign", "reassignment.py", "reassignment time vs. partition size",
              ["--parts", "reassign", "--wals", "file", "--sizes-mb", "10,100,1000",
               "--moves", "3", "--upload-wait", "30"],
@@ -308,6 +311,7 @@ def build_report(outcomes: list[Outcome], quick: bool) -> Report:
         "s3_requests": s3_request_rows(docs.get("s3")),
         "compaction": compaction_rows(docs.get("compaction")),
         "zones": zones_rows(docs.get("zones")),
+        "slowmd": (docs.get("slowmd") or {}).get("runs", []),
         "compaction_note": None if docs.get("compaction") else
         "after compaction: not measured ("
         + (next((o.skipped or "it failed" for o in outcomes if o.name == "compaction"),
@@ -432,6 +436,16 @@ def tables(report: Report) -> list[Table]:
                   for r in report["zones"]]
         t.notes = ["bytes per GiB of payload produced + consumed; per GiB figures of S3 and "
                    "DynamoDB are at the bench's small rate (objects and commits are small)"]
+        out.append(t)
+    if report.get("slowmd"):
+        t = Table("metadata calls slowed: produce acks and another client's ApiVersions",
+                  ["WAL", "metadata +ms", "ack p50", "ack p99", "ApiVersions p50",
+                   "ApiVersions p99", "ApiVersions max"])
+        t.rows = [[r["wal"], r["metadata_latency_ms"], num(r["ack"]["p50_ms"]),
+                   num(r["ack"]["p99_ms"]), num(r["api_versions_rtt"]["p50_ms"]),
+                   num(r["api_versions_rtt"]["p99_ms"]), num(r["api_versions_rtt"]["max_ms"])]
+                  for r in report["slowmd"]]
+        t.notes = ["ms; the ApiVersions probe runs on its own connection every 20 ms"]
         out.append(t)
     return out
 

@@ -142,18 +142,15 @@ class StreamStore:
         self._unsettled: tuple[PreparedObject, list[tuple[PartitionLog, int]]] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
-    def add_partition(
-        self, rec: PartitionRecord, ranges: list[StreamRange] | None = None
-    ) -> PartitionLog:
-        """Start serving a partition; ``ranges`` when known (a new partition has none)."""
+    def add_partition(self, rec: PartitionRecord, ranges: list[StreamRange]) -> PartitionLog:
+        """Start serving a partition with the ranges read for it (a new partition has none;
+        the caller reads them through the metadata port, never on the event loop here)."""
         plog = PartitionLog(
             rec.topic, rec.partition, rec.stream_id, rec.leader_epoch, rec.log_start_offset
         )
         plog.leader_id = rec.leader_id
         if rec.leader_id == self.broker_id:
-            plog.load_ranges(
-                self.metadata.stream_ranges(rec.stream_id) if ranges is None else ranges
-            )
+            plog.load_ranges(ranges)
         self.logs[rec.stream_id] = plog
         return plog
 
@@ -608,6 +605,7 @@ class StreamStore:
                 # The commit may have applied (an error after the write, a lost answer):
                 # settle it before anything else is uploaded, or the same offsets would be
                 # committed again under another key.
+                log.info("upload %s: its commit failed (%s); settling", prepared.written.key, exc)
                 self._unsettled = (prepared, taken)
                 if not await self._settle_unsettled():
                     raise

@@ -1,17 +1,24 @@
-"""Errors of the metadata store (every backend raises these, never its own)."""
+"""Errors of the metadata store (every backend raises these, never its own).
+
+Those that always mean one Kafka error inherit its class too (protocol/errors.py), so code
+that answers clients may use ``exc.code``; the others (a lost compare-and-set, a fenced
+broker) mean different things to different requests and are mapped where they are caught.
+"""
 
 from __future__ import annotations
+
+from broker_service.protocol import errors as kafka
 
 
 class MetadataError(Exception):
     pass
 
 
-class TopicAlreadyExists(MetadataError):
+class TopicAlreadyExists(MetadataError, kafka.TopicAlreadyExists):
     pass
 
 
-class UnknownTopic(MetadataError):
+class UnknownTopic(MetadataError, kafka.UnknownTopicOrPartition):
     pass
 
 
@@ -19,7 +26,7 @@ class ObjectAlreadyCommitted(MetadataError):
     """The object key is committed already (a retried commit whose first answer was lost)."""
 
 
-class CommitDeadlinePassed(MetadataError):
+class CommitDeadlinePassed(MetadataError, kafka.RequestTimedOut):
     """A commit given a deadline was refused because the deadline passed before it was
     written (the producers waiting for it were answered REQUEST_TIMED_OUT)."""
 

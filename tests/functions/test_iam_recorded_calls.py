@@ -11,8 +11,10 @@ process), so the S3 object store's own session is seen as well as boto3's defaul
 The scenario makes each component do what its role grants:
 
 - brokers: produce, fetch, group commits, leadership moves both ways, compaction and its
-  garbage collection on a broker's own timer (BatchGetItem, DeleteObject), graceful stop;
-- compaction: merges WAL objects (swaps) and deletes the replaced ones and orphans;
+  garbage collection on a broker's own timer (BatchGetItem, DeleteObject), DeleteTopics,
+  graceful stop;
+- compaction: merges WAL objects (swaps) and deletes the replaced ones and orphans, then
+  merges newer batches with a merged range (its index chunk replaced);
 - balancer: a RUNNING task's broker arrives; it reads the admin secret and moves partitions
   onto it over the brokers' SASL listener;
 - autoscaler: scales in: drains the newest broker (UpdateItem, moves over SASL), lists the
@@ -310,7 +312,7 @@ def _wait_for(
 def _traffic(tenant: Tenant, broker: Broker, topic: str, partitions: int, rounds: int) -> None:
     """Create a topic, produce ``rounds`` separate batches (several WAL objects to compact),
     consume them all in a group and commit."""
-    from confluent_kafka import Consumer, KafkaException, Producer
+    from confluent_kafka import Consumer, KafkaException
     from confluent_kafka.admin import AdminClient, NewTopic
 
     conf = tenant.client_config(broker)
@@ -323,11 +325,7 @@ def _traffic(tenant: Tenant, broker: Broker, topic: str, partitions: int, rounds
         except KafkaException:
             if time.monotonic() > deadline:
                 raise
-    p = Producer({**conf, "enable.idempotence": True, "linger.ms": 5})
-    for r in range(rounds):
-        for i in range(200):
-            p.produce(topic, key=str(i % 7).encode(), value=b"v" * 200 + str(r).encode())
-        assert p.flush(30) == 0
+    _produce(tenant, broker, topic, rounds)
     c = Consumer({**conf, "group.id": f"g-{topic}", "auto.offset.reset": "earliest",
                   "enable.auto.commit": False})  # fmt: skip
     c.subscribe([topic])
@@ -339,6 +337,24 @@ def _traffic(tenant: Tenant, broker: Broker, topic: str, partitions: int, rounds
     c.commit(asynchronous=False)
     c.close()
     assert got == 200 * rounds
+
+
+def _produce(tenant: Tenant, broker: Broker, topic: str, rounds: int) -> None:
+    """``rounds`` separate batches of 200 records (each its own WAL objects)."""
+    from confluent_kafka import Producer
+
+    p = Producer({**tenant.client_config(broker), "enable.idempotence": True, "linger.ms": 5})
+    for r in range(rounds):
+        for i in range(200):
+            p.produce(topic, key=str(i % 7).encode(), value=b"v" * 200 + str(r).encode())
+        assert p.flush(30) == 0
+
+
+def _delete_topic(tenant: Tenant, broker: Broker, topic: str) -> None:
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient(tenant.client_config(broker))  # alive until the answer came
+    admin.delete_topics([topic])[topic].result(timeout=30)
 
 
 # -- the Lambdas, in this process ------------------------------------------------------------
@@ -477,6 +493,11 @@ def test_every_component_is_granted_exactly_what_it_calls(
         # 2. compaction: merges A's WAL objects, deletes the replaced ones
         out = lambdas.run("compaction", event("scheduled.json"), **no_grace)
         assert out["swaps"] >= 1 and out["objects_deleted"] >= 1, out
+        # more small batches after the merged ones: the next run merges them with the merged
+        # range, so the index chunk that held it is replaced (a Delete in the transaction)
+        _produce(t, a, "iam-a", 2)
+        out = lambdas.run("compaction", event("scheduled.json"), **no_grace)
+        assert out["swaps"] >= 1, out
 
         # 3. broker B's task is RUNNING: the balancer waits for its broker, reads the admin
         # secret and moves partitions onto it over SASL (an idle cluster: counts balanced)
@@ -496,6 +517,8 @@ def test_every_component_is_granted_exactly_what_it_calls(
                 return op in t.recorded()
 
             _wait_for(f"broker GC {op}", seen, [a, b], 90)
+        _traffic(t, b, "iam-gone", 1, 1)
+        _delete_topic(t, b, "iam-gone")  # DeleteTopics: the topic's record goes
 
         # 5. no load, 2 brokers, a tenant whose minimum is 1: the autoscaler scales in. It
         # drains B (the newest) over SASL, protects A's task, lowers the desired count.

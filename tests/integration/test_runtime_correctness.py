@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime
 import re
+import select
 import sqlite3
 import time
 import urllib.request
@@ -278,6 +279,51 @@ def test_a_locked_metadata_store_does_not_stall_other_clients(one_broker: Broker
     _, resp = decode_response(42, 2, payload)
     assert int(resp.results[0].error_code) == 0
     slow.close()
+
+
+# -- 4. timeouts are honoured --------------------------------------------------------------------
+def test_a_produce_that_cannot_be_durable_in_time_times_out(tmp_path: Path) -> None:
+    """The object WAL's commit needs the metadata store; while it is locked the first group's
+    commit waits, and batches behind it are refused at their deadline with
+    REQUEST_TIMED_OUT (never committed afterwards); the broker then serves normally."""
+    b = BrokerProcess(tmp_path / "data", BROKER_WAL="object", BROKER_WAL_FLUSH_MS="0").start()
+    try:
+        _create(b.port, "late")
+        db = sqlite3.connect(str(b.data_dir / "metadata.sqlite"), timeout=30, isolation_level=None)
+        with WireClient(b.port, timeout=30) as c:
+            db.execute("BEGIN EXCLUSIVE")
+            try:
+                cids = [c.next_cid() for _ in range(3)]
+                c.send(
+                    b"".join(
+                        _produce_frame("late", build_batch([b"x%d" % i]), cid, timeout_ms=300)
+                        for i, cid in enumerate(cids)
+                    )
+                )
+                # The fault lasts three produce timeouts; nothing is acknowledged meanwhile
+                # (an answer may come early only as REQUEST_TIMED_OUT, checked below).
+                select.select([c.sock], [], [], 0.9)
+            finally:
+                db.execute("ROLLBACK")
+                db.close()
+            codes = []
+            for cid in cids:
+                payload = c.recv_frame()
+                assert payload is not None
+                got, resp = decode_response(0, 9, payload)
+                assert got == cid
+                codes.append(int(resp.responses[0].partition_responses[0].error_code))
+        assert 7 in codes, f"REQUEST_TIMED_OUT (7) for what waited past its timeout: {codes}"
+        timed_out = [i for i, code in enumerate(codes) if code == 7]
+        records = _fetch_all(b.port, "late")
+        blob = records[0] if records else b""
+        for i in timed_out:
+            assert b"x%d" % i not in blob, "a timed-out batch was committed afterwards"
+        with WireClient(b.port) as c:  # healthy: the next produce is durable and acknowledged
+            resp = c.call(produce_request(9, {"late": {0: build_batch([b"after"])}}))
+            assert int(resp.responses[0].partition_responses[0].error_code) == 0
+    finally:
+        b.stop()
 
 
 # -- 6. metrics count what was sent --------------------------------------------------------------

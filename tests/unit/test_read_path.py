@@ -39,7 +39,7 @@ def test_catch_up_reads_use_read_ahead_and_one_get_per_block(tmp_path: Path) -> 
                             read_ahead_blocks=2, log_cache_bytes=0)
         await wal.open()
         plog = store.add_partition(
-            PartitionRecord("t", 0, topic.partitions[0].stream_id, 1, 0, 0))
+            PartitionRecord("t", 0, topic.partitions[0].stream_id, 1, 0, 0), [])
         for i in range(40):  # 40 batches of ~16 KiB: ~10 blocks of 64 KiB
             raw = bytearray(build_batch([b"x" * 1000] * 16, base_timestamp=1000 + i))
             _, fut = store.append(plog, memoryview(raw), validate_batches(memoryview(raw)))
