@@ -120,6 +120,11 @@ SCENARIOS: list[Scenario] = [
              "add a broker under load: time until it leads its share, bytes copied",
              ["--partitions", "8", "--fill-mb", "100", "--rounds", "2"],
              ["--partitions", "4", "--fill-mb", "10", "--rounds", "1"], 150, 45),
+    Scenario("zones", "zones.py",
+             "zone-aware clients, 3 brokers in 3 racks on S3+DynamoDB (moto): cross-rack "
+             "bytes, forwarded vs direct ack latency, S3 requests and DynamoDB WRU per GiB",
+             ["--mb", "40", "--latency-seconds", "15"],
+             ["--quick"], 420, 150),
     Scenario("compaction", "compaction.py",
              "objects and cold-read S3 requests per GiB, before and after compaction",
              ["--seconds", "8"], ["--seconds", "3"], 150, 60,
@@ -291,6 +296,30 @@ def compaction_rows(doc: dict[str, Any] | None) -> list[dict[str, Any]]:
     ]
 
 
+def zones_rows(doc: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """bench/zones.py: one row per mode (baseline = classic clients, zoned)."""
+    if not doc:
+        return []
+    rows = []
+    for name, m in doc.get("modes", {}).items():
+        lat = m.get("latency", {})
+        rows.append({
+            "mode": name, "error": m.get("error"),
+            "cross_per_gib": m.get("cross_zone_per_gib"),
+            "cross_produce": m.get("cross_zone_produce_fraction"),
+            "cross_consume": m.get("cross_zone_consume_fraction"),
+            "b2b_per_gib": m.get("broker_to_broker_per_gib"),
+            "direct_p50": lat.get("direct", {}).get("p50_ms"),
+            "direct_p99": lat.get("direct", {}).get("p99_ms"),
+            "other_p50": (lat.get("forwarded") or lat.get("cross-rack") or {}).get("p50_ms"),
+            "other_p99": (lat.get("forwarded") or lat.get("cross-rack") or {}).get("p99_ms"),
+            "put_per_gib": m.get("s3_put_per_gib_produced"),
+            "get_per_gib": m.get("s3_get_per_gib_produced"),
+            "wru_per_gib": m.get("ddb_wru_per_gib_produced"),
+        })  # fmt: skip
+    return rows
+
+
 def build_report(outcomes: list[Outcome], quick: bool) -> Report:
     docs = {o.name: load(o.json_path) for o in outcomes}
     scale = docs.get("scaleout")
@@ -309,6 +338,7 @@ def build_report(outcomes: list[Outcome], quick: bool) -> Report:
         if scale else None,
         "s3_requests": s3_request_rows(docs.get("s3")),
         "compaction": compaction_rows(docs.get("compaction")),
+        "zones": zones_rows(docs.get("zones")),
         "slowmd": (docs.get("slowmd") or {}).get("runs", []),
         "compaction_note": None if docs.get("compaction") else
         "after compaction: not measured ("
@@ -435,6 +465,20 @@ def tables(report: Report) -> list[Table]:
         t.rows = [[r["metric"], num(r["before"]), num(r["after"]),
                    num(r["after"] / r["before"], ".2f") + "x" if r["before"] and
                    r["after"] is not None else "n/a"] for r in report["compaction"]]
+        out.append(t)
+    if report.get("zones"):
+        t = Table("zone-aware clients: 3 brokers in 3 racks, a producer and a consumer per rack",
+                  ["mode", "cross-rack B/GiB", "produce", "consume", "broker-broker B/GiB",
+                   "direct p50/p99 ms", "forwarded (or cross) p50/p99 ms", "S3 PUT/GiB",
+                   "S3 GET/GiB", "DDB WRU/GiB"])
+        t.rows = [[r["mode"], num(r["cross_per_gib"], ".4f"), num(r["cross_produce"], ".4f"),
+                   num(r["cross_consume"], ".4f"), num(r["b2b_per_gib"], ".4f"),
+                   f"{num(r['direct_p50'])}/{num(r['direct_p99'])}",
+                   f"{num(r['other_p50'])}/{num(r['other_p99'])}", num(r["put_per_gib"], ".0f"),
+                   num(r["get_per_gib"], ".0f"), num(r["wru_per_gib"], ".0f")]
+                  for r in report["zones"]]
+        t.notes = ["bytes per GiB of payload produced + consumed; per GiB figures of S3 and "
+                   "DynamoDB are at the bench's small rate (objects and commits are small)"]
         out.append(t)
     if report.get("slowmd"):
         t = Table("metadata calls slowed: produce acks and another client's ApiVersions",

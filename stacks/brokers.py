@@ -10,6 +10,16 @@ Every vCPU works (issue 21.3): a task runs one broker process per vCPU
 (``BROKER_PROCESSES``, broker_service/runtime/processes.py), the i-th on port 9092 + i (and
 /metrics on 9464 + i), each a broker of its own. Every port is a listener of the NLB with a
 target group of its own, so any of them bootstraps a client.
+
+Zonal bootstrap (``zonal_bootstrap``, on by default): every broker also listens on one port per
+AZ of the VPC (9093 for the first AZ, 9094, 9095; broker process i adds i x (1 + the AZs) to
+every port), each a listener whose rack is that AZ
+(``BROKER_LISTENER_RACKS``); the NLB forwards the same ports. A client of AZ ``a`` bootstraps
+at ``<AZ a>.<NLB DNS name>:<port of AZ a>`` (the stack's ``ZonalBootstrap<n>`` outputs): the
+metadata it gets on that listener names, for each partition, a broker of AZ ``a``, at that
+broker's endpoint of the same listener, so its produce and fetch bytes stay in its AZ. The
+listener, not the broker the NLB picked, carries the zone, so cross-zone load balancing may
+stay on (a bootstrap is a few KB). Brokers know their own AZ from the ECS task metadata.
 """
 
 from __future__ import annotations
@@ -98,6 +108,20 @@ class BrokerStack(cdk.Stack):
         prefix = tenant.resource_prefix
 
         self.vpc = self._vpc(tenant)
+        # (listener name, port, AZ): one zonal listener per AZ of the VPC
+        self.zonal = (
+            [(f"AZ{i + 1}", tenant.broker_port + 1 + i, az)
+             for i, az in enumerate(self.vpc.availability_zones)]
+            if tenant.zonal_bootstrap else []
+        )  # fmt: skip
+        # Broker process i listens on every port above + i x the span (runtime/processes.py)
+        self.port_span = 1 + len(self.zonal)
+        self.broker_ports = [  # each process's main client port
+            tenant.broker_port + i * self.port_span for i in range(tenant.processes)
+        ]
+        self.client_ports = [  # every client port of the task: main and zonal, each process
+            port + k for port in self.broker_ports for k in range(self.port_span)
+        ]
         client_peers = [ec2.Peer.ipv4(self.vpc.vpc_cidr_block)] + [
             ec2.Peer.ipv4(c) for c in tenant.client_cidrs
         ]
@@ -118,7 +142,7 @@ class BrokerStack(cdk.Stack):
             allow_all_outbound=True,
             description=f"{prefix} brokers: Kafka clients and the NLB in; AWS APIs out",
         )
-        client_ports = port_range(tenant.broker_ports)
+        client_ports = port_range(self.client_ports)
         for peer in client_peers:
             self.nlb_security_group.add_ingress_rule(
                 peer, client_ports, "Kafka clients (bootstrap)"
@@ -201,14 +225,14 @@ class BrokerStack(cdk.Stack):
             environment=self.broker_environment(storage),
             secrets=self._broker_secrets(),
             logging=ecs.LogDrivers.aws_logs(stream_prefix="broker", log_group=self.log_group),
-            port_mappings=[  # one client and one metrics port per broker process
+            port_mappings=[  # the client ports (main and zonal) and a metrics port per process
                 *(ecs.PortMapping(container_port=p, name=f"kafka{i or ''}")
-                  for i, p in enumerate(tenant.broker_ports)),
+                  for i, p in enumerate(self.client_ports)),
                 *(ecs.PortMapping(container_port=p, name=f"metrics{i or ''}")
                   for i, p in enumerate(tenant.metrics_ports)),
             ],  # fmt: skip
             health_check=ecs.HealthCheck(
-                command=["CMD", "python", "-c", health_check_command(tenant.broker_ports)],
+                command=["CMD", "python", "-c", health_check_command(self.broker_ports)],
                 interval=cdk.Duration.seconds(10),
                 timeout=cdk.Duration.seconds(5),
                 retries=3,
@@ -248,39 +272,57 @@ class BrokerStack(cdk.Stack):
             cross_zone_enabled=True,
             security_groups=[self.nlb_security_group],
         )
-        self.target_groups = []
-        for i, port in enumerate(tenant.broker_ports):  # a listener per broker process
-            listener = self.nlb.add_listener(f"Kafka{i or ''}", port=port)
-            self.target_groups.append(listener.add_targets(
-                f"Brokers{i or ''}",
-                port=port,
-                protocol=elbv2.Protocol.TCP,
-                targets=[
-                    self.service.load_balancer_target(
-                        container_name=BROKER_CONTAINER, container_port=port
-                    )
-                ],
-                deregistration_delay=cdk.Duration.seconds(30),
-                health_check=elbv2.HealthCheck(
-                    protocol=elbv2.Protocol.TCP,
-                    port=str(port),
-                    interval=cdk.Duration.seconds(10),
-                    healthy_threshold_count=2,
-                    unhealthy_threshold_count=2,
-                ),
-            ))  # fmt: skip
+        # a listener per broker process (its main port), each with a target group of its own
+        self.target_groups = [
+            self._nlb_port(f"Kafka{i or ''}", f"Brokers{i or ''}", port)
+            for i, port in enumerate(self.broker_ports)
+        ]
         self.target_group = self.target_groups[0]
-
         self.bootstrap_address = ",".join(
-            f"{self.nlb.load_balancer_dns_name}:{port}" for port in tenant.broker_ports
+            f"{self.nlb.load_balancer_dns_name}:{port}" for port in self.broker_ports
         )
         cdk.CfnOutput(self, "BootstrapAddress", value=self.bootstrap_address)
+        # a zonal bootstrap per AZ: the NLB's name in that AZ, the port of that AZ's listener
+        self.zonal_bootstraps = []
+        for i, (name, zone_port, az) in enumerate(self.zonal):
+            ports = [zone_port + proc * self.port_span for proc in range(tenant.processes)]
+            for proc, port in enumerate(ports):
+                suffix = f"{name}{proc or ''}"
+                self._nlb_port(f"Kafka{suffix}", f"Brokers{suffix}", port)
+            address = ",".join(f"{az}.{self.nlb.load_balancer_dns_name}:{port}" for port in ports)
+            self.zonal_bootstraps.append(address)
+            cdk.CfnOutput(
+                self, f"ZonalBootstrap{i + 1}", value=address,
+                description=f"bootstrap for clients in the VPC's AZ number {i + 1} ({name})",
+            )  # fmt: skip
         cdk.CfnOutput(self, "ClusterName", value=self.cluster.cluster_name)
         cdk.CfnOutput(self, "ServiceName", value=self.service.service_name)
         cdk.CfnOutput(self, "AdminSecretArn", value=self.admin_secret.secret_arn)
         self._nag_suppressions()
 
     # -- pieces ------------------------------------------------------------------------
+    def _nlb_port(self, listener_id: str, targets_id: str, port: int) -> elbv2.NetworkTargetGroup:
+        """An NLB listener on ``port`` to the brokers' same port, with TCP health checks."""
+        listener = self.nlb.add_listener(listener_id, port=port)
+        return listener.add_targets(
+            targets_id,
+            port=port,
+            protocol=elbv2.Protocol.TCP,
+            targets=[
+                self.service.load_balancer_target(
+                    container_name=BROKER_CONTAINER, container_port=port
+                )
+            ],
+            deregistration_delay=cdk.Duration.seconds(30),
+            health_check=elbv2.HealthCheck(
+                protocol=elbv2.Protocol.TCP,
+                port=str(port),
+                interval=cdk.Duration.seconds(10),
+                healthy_threshold_count=2,
+                unhealthy_threshold_count=2,
+            ),
+        )
+
     @property
     def private_subnets(self) -> ec2.SubnetSelection:
         """Where brokers and the in-VPC functions run: isolated subnets when AWS APIs are
@@ -383,8 +425,14 @@ class BrokerStack(cdk.Stack):
             "BROKER_HOST": "0.0.0.0",
             "BROKER_PORT": str(t.broker_port),
             "BROKER_ADVERTISED_HOST": "ecs",
-            "BROKER_LISTENERS": f"{protocol}://0.0.0.0:{t.broker_port}",
-            "BROKER_ADVERTISED_LISTENERS": f"{protocol}://ecs:{t.broker_port}",
+            "BROKER_LISTENERS": ",".join(
+                [f"{protocol}://0.0.0.0:{t.broker_port}"]
+                + [f"{name}://0.0.0.0:{port}" for name, port, _ in self.zonal]
+            ),
+            "BROKER_ADVERTISED_LISTENERS": ",".join(
+                [f"{protocol}://ecs:{t.broker_port}"]
+                + [f"{name}://ecs:{port}" for name, port, _ in self.zonal]
+            ),
             "BROKER_SUPER_USERS": "User:admin",
             "BROKER_AUTHORIZER": t.authorizer,
             "BROKER_METRICS_NAMESPACE": t.metrics_namespace,
@@ -394,6 +442,11 @@ class BrokerStack(cdk.Stack):
             "BROKER_PROCESSES": str(t.processes),  # one broker per vCPU (runtime/processes.py)
             **{k: str(v) for k, v in cache_sizes(t.broker_memory_mib, t.processes).items()},
         }
+        if self.zonal:  # zonal listeners: the main one's protocol, the rack of their AZ
+            env["BROKER_LISTENER_SECURITY_PROTOCOL_MAP"] = ",".join(
+                f"{name}:{protocol}" for name, _, _ in self.zonal
+            )
+            env["BROKER_LISTENER_RACKS"] = ",".join(f"{name}:{az}" for name, _, az in self.zonal)
         if storage.express_wal_bucket_name:
             # Directory bucket for the WAL; read by the broker once it splits WAL storage.
             env["BROKER_WAL_STORAGE"] = f"s3://{storage.express_wal_bucket_name}/wal"

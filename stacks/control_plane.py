@@ -40,7 +40,7 @@ from .alarms import (
     threshold_alarm,
     throughput_alarms,
 )
-from .brokers import BrokerStack, port_range, set_retention
+from .brokers import BrokerStack, set_retention
 from .nag import acknowledge_wildcards, arn, finding_resource
 from .storage import StorageStack
 from .tenant import TenantSettings
@@ -171,7 +171,7 @@ class ControlPlaneStack(cdk.Stack):
     def _kafka_client_security_group(self) -> ec2.SecurityGroup:
         """The balancer's and autoscaler's group: no ingress; out to the brokers' client port
         and HTTPS (AWS APIs through the NAT gateway or the gateway endpoints)."""
-        b, ports = self.brokers, self.tenant.broker_ports
+        b, ports = self.brokers, self.brokers.broker_ports
         sg = ec2.SecurityGroup(
             self,
             "KafkaClientFunctions",
@@ -183,9 +183,10 @@ class ControlPlaneStack(cdk.Stack):
         sg.add_egress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "AWS APIs (HTTPS)")
         # Egress on this group and, in this stack (the brokers stack must not depend on this
         # one), the brokers' ingress from this group on the client port only.
-        sg.connections.allow_to(
-            b.broker_security_group, port_range(ports), "balancer/autoscaler to brokers (Kafka)"
-        )
+        for port in ports:  # each broker process's main client port (not the zonal ones)
+            sg.connections.allow_to(
+                b.broker_security_group, ec2.Port.tcp(port), "balancer/autoscaler to brokers"
+            )
         return sg
 
     def _function(self, name: str, code: lambda_.Code) -> lambda_.Function:

@@ -63,6 +63,12 @@ class TenantSettings(BaseModel):
     )
     broker_port: int = Field(9092, description="Kafka client port")
     metrics_port: int = Field(9464, description="Prometheus /metrics port (VPC only)")
+    zonal_bootstrap: bool = Field(
+        True,
+        description="a listener per AZ on every broker (ports broker_port + 1, + 2, ...) and "
+        "on the NLB: a client bootstrapping through its AZ's address is served by brokers "
+        "of its AZ only (docs/ZONES.md)",
+    )
 
     # -- network -------------------------------------------------------------------------
     vpc_id: str | None = Field(None, description="deploy into this VPC (default: a new one)")
@@ -143,11 +149,6 @@ class TenantSettings(BaseModel):
     def processes(self) -> int:
         """Broker processes in each task: one per vCPU unless set (runtime/processes.py)."""
         return self.broker_processes or max(1, self.broker_cpu // 1024)
-
-    @property
-    def broker_ports(self) -> list[int]:
-        """The client port of each broker process of a task."""
-        return [self.broker_port + i for i in range(self.processes)]
 
     @property
     def metrics_ports(self) -> list[int]:

@@ -20,13 +20,16 @@ from broker_service.api import (
     offsets,
     produce,
     reassignment,
+    replica_state,
     sasl,
     security_admin,
     topics,
     transactions,
     txn_admin,
+    zone_forward,
 )
 from broker_service.api.base import APIS, Api
+from broker_service.protocol.zone import REPLICA_STATE, ZONE_FORWARD_PRODUCE
 
 APIS.update(
     (a.key, a)
@@ -81,7 +84,11 @@ APIS.update(
         Api(68, "ConsumerGroupHeartbeat", 0, 1, consumer_groups.heartbeat),
         Api(69, "ConsumerGroupDescribe", 0, 1, consumer_groups.describe),
         Api(75, "DescribeTopicPartitions", 0, 0, log_dirs.describe_topic_partitions),
-    ]
+        # between brokers only (protocol/zone.py)
+        Api(ZONE_FORWARD_PRODUCE, "ZoneForwardProduce", 0, 0, zone_forward.handle,
+            internal=True),
+        Api(REPLICA_STATE, "ReplicaState", 0, 0, replica_state.handle, internal=True),
+    ]  # fmt: skip
 )
 
 __all__ = ["APIS", "Api"]

@@ -23,6 +23,7 @@ def api_keys() -> list[dict[str, int]]:
             "max_version": a.max_version,
         }
         for a in sorted(APIS.values(), key=lambda a: a.key)
+        if not a.internal
     ]
 
 

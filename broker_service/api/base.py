@@ -51,6 +51,8 @@ class Api:
     # librdkafka (e.g. Debian's kcat) only compresses with gzip/snappy/lz4 when Produce v0-v2
     # are advertised; like Apache Kafka 4.0 (KAFKA-18659) we advertise and refuse them.
     advertised_min: int | None = None
+    # served only between brokers (protocol/zone.py): never advertised in ApiVersions
+    internal: bool = False
 
 
 # API key -> its Api, filled in by api/__init__.py (ApiVersions reads it to answer)

@@ -1,4 +1,11 @@
-"""Fetch: read from the log cache or objects, long-poll until min_bytes or max_wait."""
+"""Fetch: read from the log cache or objects, long-poll until min_bytes or max_wait.
+
+Zone awareness (api/zones.py): a consumer of this broker's zone (its client.id marker, its
+listener, or its ``rack_id``, KIP-392) is served committed data of partitions led elsewhere
+(kafka/replicas.py); a consumer with a ``rack_id`` of another zone that has brokers is sent
+to one of them as ``preferred_read_replica``, as a Kafka leader does with
+``replica.selector.class=RackAwareReplicaSelector``.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +18,7 @@ from kio.schema.errors import ErrorCode
 
 from broker_service.api.access import TOPIC_AUTHORIZATION_FAILED, allowed_topic
 from broker_service.api.base import Buffers, Later, decode
+from broker_service.api.zones import serves_zone, zone_broker_ids, zone_server
 from broker_service.kafka.log_store import OffsetOutOfRange
 from broker_service.protocol.fetch import (
     FetchPartitionResult,
@@ -56,13 +64,19 @@ async def _fetch(broker: BrokerServices, header: RequestHeader, req: Any) -> Buf
     deadline = time.monotonic() + req.max_wait.total_seconds()
     read_committed = req.isolation_level == READ_COMMITTED
     collector = _Collector(broker, wanted, max_bytes, by_id, read_committed)
+    rack = getattr(req, "rack_id", None) or None
+    collector.as_replica = serves_zone(broker, header) or (
+        rack is not None and rack == broker.config.rack
+    )
+    if rack is not None and rack != broker.config.rack:
+        collector.rack_brokers = zone_broker_ids(broker, rack)
     while True:
         results, total, errors, logs = await collector.collect()
         remaining = deadline - time.monotonic()
         if total >= req.min_bytes or errors or remaining <= 0 or not logs or denied:
             collector.count_sent(results)  # what the response carries, once
             return build_fetch_response(version, results + denied)
-        await _wait_for_data(logs, remaining)
+        await wait_for_data(logs, remaining)
 
 
 def _denied(t: Any, name: str, by_id: bool) -> FetchTopicResult:
@@ -91,6 +105,10 @@ class _Collector:
         self.max_bytes = max_bytes
         self.by_id = by_id
         self.read_committed = read_committed
+        # serve partitions led elsewhere from committed objects (the client is in our zone)
+        self.as_replica = False
+        # brokers of the client's rack (KIP-392 rack_id), when it is not ours
+        self.rack_brokers: list[int] = []
         # (topic index, partition index) -> (visible end it was read at, its result)
         self._seen: dict[tuple[int, int], tuple[int, FetchPartitionResult]] = {}
 
@@ -118,10 +136,31 @@ class _Collector:
                         else ErrorCode.unknown_topic_or_partition
                     )
                     errors = True
+                elif (
+                    plog.leader_id != broker.node_id
+                    and plog.leader_id >= 0
+                    and self.as_replica
+                    and broker.replicas is not None
+                ):
+                    res, error, shadow_log = await self._read_replica(
+                        ti, pi, plog, p, res, total
+                    )
+                    errors |= error
+                    if shadow_log is not None:
+                        logs.append(shadow_log)
+                    total += res.size
                 elif plog.leader_id != broker.node_id:
                     broker.request_refresh()
                     res.error_code = ErrorCode.not_leader_or_follower
                     errors = True
+                elif self.rack_brokers and (
+                    preferred := zone_server(self.rack_brokers, plog)
+                ) != broker.node_id:
+                    res.preferred_read_replica = preferred  # no data: the client goes there
+                    res.high_watermark = plog.high_watermark
+                    res.last_stable_offset = plog.last_stable_offset
+                    res.log_start_offset = plog.log_start_offset
+                    errors = True  # answer at once
                 else:
                     logs.append(plog)
                     lso = plog.last_stable_offset
@@ -145,6 +184,42 @@ class _Collector:
             ) or ZERO_UUID
             results.append(FetchTopicResult(name, topic_id, presults))
         return results, total, errors, logs
+
+    async def _read_replica(
+        self, ti: int, pi: int, plog: PartitionLog, p: Any, res: FetchPartitionResult, total: int
+    ) -> tuple[FetchPartitionResult, bool, PartitionLog | None]:
+        """A partition led elsewhere, served from its committed objects (kafka/replicas.py).
+        Returns the result, whether it is an error, and what a long poll waits on."""
+        replicas = self.broker.replicas
+        assert replicas is not None
+        sh = replicas.shadow(plog)
+        code = await replicas.prepare(sh, p.fetch_offset, self.read_committed)
+        if code:
+            res.error_code = code
+            return res, True, None
+        visible = sh.visible(self.read_committed)
+        seen = self._seen.get((ti, pi))
+        if seen is not None and seen[0] == visible and not seen[1].records:
+            res = seen[1]
+        else:
+            res.high_watermark = sh.end
+            res.last_stable_offset = min(sh.leader_lso, sh.end)
+            res.log_start_offset = sh.log.log_start_offset
+            limit = min(p.partition_max_bytes, self.max_bytes - total)
+            if limit > 0 or total == 0:
+                try:
+                    res.records = await replicas.read(
+                        sh, p.fetch_offset, max(limit, 0), self.read_committed, total == 0
+                    )
+                except OffsetOutOfRange:
+                    res.error_code = ErrorCode.offset_out_of_range
+                    return res, True, None
+                if self.read_committed and res.records:
+                    res.aborted = sh.aborted_between(p.fetch_offset, visible)
+            self._seen[(ti, pi)] = (visible, res)
+        if p.fetch_offset >= visible:
+            replicas.want(sh)
+        return res, False, sh.log
 
     async def _read(
         self,
@@ -183,7 +258,7 @@ class _Collector:
                     metrics.fetched(t.name, res.index, res.size)
 
 
-async def _wait_for_data(logs: list[PartitionLog], timeout: float) -> None:
+async def wait_for_data(logs: list[PartitionLog], timeout: float) -> None:
     loop = asyncio.get_running_loop()
     fut: asyncio.Future[None] = loop.create_future()
     for plog in logs:

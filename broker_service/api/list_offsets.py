@@ -1,14 +1,22 @@
-"""ListOffsets: earliest, latest, max timestamp, and first offset at/after a timestamp."""
+"""ListOffsets: earliest, latest, max timestamp, and first offset at/after a timestamp.
+
+A client of this broker's zone was told this broker leads partitions it does not
+(api/zones.py): their lookups are asked of the real leader (a small request between brokers,
+the answer is the leader's), so the client never loops on NOT_LEADER_OR_FOLLOWER."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
+from kio.index import load_request_schema
 from kio.schema.errors import ErrorCode
 
 from broker_service.api.access import TOPIC_AUTHORIZATION_FAILED, allowed_topic
 from broker_service.api.base import Buffers, decode, respond
+from broker_service.api.zones import serves_zone
+from broker_service.cluster.rpc import RpcError
+from broker_service.protocol.codec import shape
 from broker_service.protocol.frames import RequestHeader
 from broker_service.security.acl import DESCRIBE
 
@@ -17,6 +25,7 @@ if TYPE_CHECKING:
     from broker_service.kafka.partition import PartitionLog
 
 LATEST, EARLIEST, MAX_TIMESTAMP = -1, -2, -3
+LIST_OFFSETS = 2
 
 
 def handle(broker: BrokerServices, header: RequestHeader, frame: memoryview) -> Awaitable[Buffers]:
@@ -27,11 +36,23 @@ async def _list_offsets(broker: BrokerServices, header: RequestHeader, req: Any)
     topics = []
     if any(t.name not in broker.topics for t in req.topics or ()):
         await broker.learn_unknown_topics()
+    zoned = serves_zone(broker, header)
+    elsewhere: dict[int, list[tuple[str, Any, dict[str, Any]]]] = {}  # leader -> asks
     for t in req.topics or ():
         parts = []
         may_describe = allowed_topic(broker, header, DESCRIBE, t.name)
         for p in t.partitions or ():
             plog = broker.partition(t.name, p.partition_index)
+            if (
+                zoned
+                and may_describe
+                and plog is not None
+                and plog.leader_id not in (broker.node_id, -1)
+            ):
+                answer = {"partition_index": p.partition_index}
+                elsewhere.setdefault(plog.leader_id, []).append((t.name, p, answer))
+                parts.append(answer)  # filled in by the leader's answer
+                continue
             if not may_describe or plog is None or plog.leader_id != broker.node_id:
                 parts.append(
                     {
@@ -59,7 +80,53 @@ async def _list_offsets(broker: BrokerServices, header: RequestHeader, req: Any)
                 }
             )
         topics.append({"name": t.name, "partitions": parts})
+    for leader, asks in elsewhere.items():
+        await _ask_leader(broker, header, req, leader, asks)
     return respond(header, {"throttle_time": 0, "topics": topics})
+
+
+async def _ask_leader(
+    broker: BrokerServices,
+    header: RequestHeader,
+    req: Any,
+    leader: int,
+    asks: list[tuple[str, Any, dict[str, Any]]],
+) -> None:
+    """The same lookups, asked of the partitions' leader in another zone."""
+    by_topic: dict[str, list[Any]] = {}
+    for name, p, _ in asks:
+        by_topic.setdefault(name, []).append(p)
+    body = {
+        "replica_id": -1,
+        "isolation_level": getattr(req, "isolation_level", 0),
+        "topics": [
+            {"name": name, "partitions": [
+                {"partition_index": p.partition_index, "timestamp": p.timestamp,
+                 "current_leader_epoch": getattr(p, "current_leader_epoch", -1)}
+                for p in parts
+            ]}
+            for name, parts in by_topic.items()
+        ],
+    }  # fmt: skip
+    found: dict[tuple[str, int], Any] = {}
+    try:
+        request = shape(load_request_schema(LIST_OFFSETS, header.api_version), body)
+        resp = await broker.rpc.call(leader, request, 15.0)
+        for t in resp.topics:
+            for rp in t.partitions:
+                found[(t.name, rp.partition_index)] = rp
+    except RpcError:
+        broker.request_refresh()
+    for name, p, answer in asks:
+        rp = found.get((name, p.partition_index))
+        answer.update(
+            {"error_code": int(rp.error_code), "timestamp": int(rp.timestamp),
+             "offset": int(rp.offset),
+             "leader_epoch": int(getattr(rp, "leader_epoch", -1))}
+            if rp is not None
+            else {"error_code": ErrorCode.not_leader_or_follower, "timestamp": -1,
+                  "offset": -1, "leader_epoch": -1}
+        )  # fmt: skip
 
 
 async def _lookup(

@@ -14,6 +14,7 @@ from broker_service.api.access import (
     may_create_topic,
 )
 from broker_service.api.base import NOT_REQUESTED_OPS, Buffers, Result, decode
+from broker_service.api.zones import client_zone, zone_broker_ids, zone_server
 from broker_service.kafka.groups.offsets_topic import INTERNAL_TOPICS, OFFSETS_TOPIC
 from broker_service.metadata.errors import TopicAlreadyExists
 from broker_service.protocol.configs import InvalidTopic, validate_topic_name
@@ -27,28 +28,36 @@ if TYPE_CHECKING:
 
 
 # Topic entries encoded once, reused until they change (a full Metadata of 10,000 topics
-# would otherwise cost ~350 ms of the event loop each time).
+# would otherwise cost ~350 ms of the event loop each time). A zoned client's entries name
+# other leaders: they are other entries, cached alike (the cache is keyed by content).
 RESPONSES = MetadataResponseEncoder()
 
 
-def topic_entry(broker: BrokerServices, state: TopicState) -> dict[str, Any]:
+def topic_entry(
+    broker: BrokerServices, state: TopicState, zone_ids: list[int] | None = None
+) -> dict[str, Any]:
+    """A topic as a client sees it; a client in a zone with brokers (``zone_ids``) is told
+    an in-zone broker as every partition's leader (api/zones.py), with the real epoch."""
+    partitions = []
+    for p in state.logs:
+        leader = zone_server(zone_ids, p) if zone_ids else p.leader_id
+        partitions.append(
+            {
+                "error_code": 0,
+                "partition_index": p.partition,
+                "leader_id": leader,
+                "leader_epoch": p.leader_epoch,
+                "replica_nodes": [leader],
+                "isr_nodes": [leader],
+                "offline_replicas": [],
+            }
+        )
     return {
         "error_code": 0,
         "name": state.name,
         "topic_id": state.topic_id,
         "is_internal": state.name in INTERNAL_TOPICS,
-        "partitions": [
-            {
-                "error_code": 0,
-                "partition_index": p.partition,
-                "leader_id": p.leader_id,
-                "leader_epoch": p.leader_epoch,
-                "replica_nodes": [p.leader_id],
-                "isr_nodes": [p.leader_id],
-                "offline_replicas": [],
-            }
-            for p in state.logs
-        ],
+        "partitions": partitions,
         "topic_authorized_operations": NOT_REQUESTED_OPS,
     }
 
@@ -109,15 +118,16 @@ def _valid_name(name: str) -> bool:
 
 def _respond(broker: BrokerServices, header: RequestHeader, req: Any) -> Buffers:
     requested = req.topics
+    zone_ids = zone_broker_ids(broker, client_zone(header))
     if requested is None or (header.api_version == 0 and not requested):
         # all topics: those the client may not describe are left out, as Kafka does
         topics = [
-            topic_entry(broker, broker.topics[n])
+            topic_entry(broker, broker.topics[n], zone_ids)
             for n in sorted(broker.topics)
             if allowed_topic(broker, header, acl.DESCRIBE, n)
         ]
     else:
-        topics = [_entry(broker, header, t) for t in requested]
+        topics = [_entry(broker, header, t, zone_ids) for t in requested]
     if getattr(req, "include_topic_authorized_operations", False):
         for t in topics:
             if t.get("error_code") == 0:
@@ -159,7 +169,9 @@ def _by_id(header: RequestHeader, t: Any) -> bool:
     return header.api_version >= 12 and topic_id is not None and topic_id.int != 0
 
 
-def _entry(broker: BrokerServices, header: RequestHeader, t: Any) -> dict[str, Any]:
+def _entry(
+    broker: BrokerServices, header: RequestHeader, t: Any, zone_ids: list[int]
+) -> dict[str, Any]:
     if _by_id(header, t):
         state = broker.topics_by_id.get(t.topic_id)
         if state is None:
@@ -171,12 +183,12 @@ def _entry(broker: BrokerServices, header: RequestHeader, t: Any) -> dict[str, A
             }
         if not allowed_topic(broker, header, acl.DESCRIBE, state.name):
             return _denied(None, t.topic_id)
-        return topic_entry(broker, state)
+        return topic_entry(broker, state, zone_ids)
     if not allowed_topic(broker, header, acl.DESCRIBE, t.name or ""):
         return _denied(t.name)
     state = broker.topics.get(t.name or "")
     if state is not None:
-        return topic_entry(broker, state)
+        return topic_entry(broker, state, zone_ids)
     code = (
         ErrorCode.unknown_topic_or_partition
         if _valid_name(t.name or "")

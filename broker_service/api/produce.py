@@ -15,7 +15,8 @@ from kio.schema.errors import ErrorCode
 
 from broker_service.api.access import TOPIC_AUTHORIZATION_FAILED, allowed_topic, refuse_produce
 from broker_service.api.base import Buffers, Later, Result
-from broker_service.api.produce_answer import ProduceAnswer, ignore_durability
+from broker_service.api.produce_answer import ProduceAnswer, forwarded, ignore_durability
+from broker_service.api.zones import serves_zone
 from broker_service.kafka.groups.offsets_topic import INTERNAL_TOPICS
 from broker_service.kafka.log_store import AppendRefused
 from broker_service.kafka.topic_format import Refused, format_batches
@@ -72,13 +73,15 @@ def _produce(broker: BrokerServices, header: RequestHeader, req: Any) -> Buffers
     topics: list[tuple[str, list[ProducePartitionResult]]] = []
     # acks=0: nobody waits; the partitions complete the appends all the same
     answer = ProduceAnswer(broker, version, topics, header.throttle_ms) if req.acks else None
+    zoned = serves_zone(broker, header)
     for t in req.topics:
         state = broker.topics.get(t.name)
         if not allowed_topic(broker, header, WRITE, t.name):
             denied = TOPIC_AUTHORIZATION_FAILED
             topics.append((t.name, [ProducePartitionResult(p.index, denied) for p in t.partitions]))
             continue
-        topics.append((t.name, [_append(broker, state, p, deadline, answer) for p in t.partitions]))
+        topics.append((t.name, [append_partition(broker, state, p, deadline, answer, zoned)
+                                for p in t.partitions]))  # fmt: skip
     if answer is None:
         return None
     if not answer.waiting:
@@ -87,20 +90,30 @@ def _produce(broker: BrokerServices, header: RequestHeader, req: Any) -> Buffers
     return Later(answer.future)
 
 
-def _append(
+def append_partition(
     broker: BrokerServices,
     state: TopicState | None,
     p: ProducePartition,
     deadline: float,
     answer: ProduceAnswer | None,
+    zoned: bool = False,
 ) -> ProducePartitionResult:
+    """Validate and append one partition's batches (or, ``zoned``, forward them to a leader
+    in another zone); ``answer`` hears when they are durable (or refused, or answered by the
+    leader they were forwarded to)."""
     res = ProducePartitionResult(p.index)
     plog = state.logs[p.index] if state is not None and 0 <= p.index < len(state.logs) else None
     if plog is None or broker.store is None:
         broker.request_refresh()  # perhaps created through another broker a moment ago
         res.error_code = ErrorCode.unknown_topic_or_partition
         return res
-    if plog.leader_id != broker.node_id:
+    forward = (
+        plog.leader_id != broker.node_id
+        and zoned
+        and plog.leader_id >= 0
+        and broker.forwarder is not None
+    )
+    if plog.leader_id != broker.node_id and not forward:
         broker.request_refresh()
         res.error_code = ErrorCode.not_leader_or_follower
         return res
@@ -127,6 +140,16 @@ def _append(
     if any(h.is_control for _, h in batches):
         res.error_code = ErrorCode.invalid_record
         res.error_message = "control batches are written by the transaction coordinator"
+        return res
+    if forward:  # the leader formats them (compression.type, message.timestamp.type)
+        assert broker.forwarder is not None
+        fut = broker.forwarder.forward(
+            plog.stream_id, plog.topic, plog.partition, plog.leader_id, p.records, batches,
+            deadline,
+        )  # fmt: skip
+        fut.add_done_callback(
+            forwarded(res, answer.observer(res, remote=True) if answer else ignore_durability)
+        )
         return res
     records = p.records
     if state is not None:  # the topic's compression.type and message.timestamp.type

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from kio.schema.errors import ErrorCode
@@ -22,6 +23,7 @@ from kio.schema.errors import ErrorCode
 from broker_service.api.base import Buffers
 from broker_service.kafka.partition import DurableCallback, NotDurable
 from broker_service.protocol.produce import ProducePartitionResult, build_produce_response
+from broker_service.protocol.zone import ForwardResult
 from broker_service.stream.wal import WalTimeout
 
 if TYPE_CHECKING:
@@ -43,10 +45,15 @@ class ProduceAnswer:
         self.future: asyncio.Future[Buffers] = asyncio.get_running_loop().create_future()
         self._left = 1  # reports still to come, plus the handler's own until ``arm``
         self._appended = 0.0
+        self._remote: set[int] = set()  # results the leader in another zone answered
+        self.build: Callable[[], Buffers] = self._produce_response  # what the answer is
 
-    def observer(self, res: ProducePartitionResult) -> DurableCallback:
-        """The callback of one partition's append (``forget`` it if the append is refused)."""
+    def observer(self, res: ProducePartitionResult, remote: bool = False) -> DurableCallback:
+        """The callback of one partition's append (``forget`` it if the append is refused);
+        ``remote``: appended by the leader in another zone, whose answer stands as it is."""
         self._left += 1
+        if remote:
+            self._remote.add(id(res))
 
         def durable(exc: BaseException | None) -> None:
             if exc is not None:
@@ -69,6 +76,9 @@ class ProduceAnswer:
         self._appended = time.perf_counter()
         self._report()
 
+    def _produce_response(self) -> Buffers:
+        return [build_produce_response(self.version, self.topics, self.throttle_ms)]
+
     def _report(self) -> None:
         self._left -= 1
         if self._left:
@@ -82,10 +92,10 @@ class ProduceAnswer:
             # doubt another broker may have taken the partition over without it
             for _, results in self.topics:
                 for res in results:
-                    if res.error_code == 0:
+                    if res.error_code == 0 and id(res) not in self._remote:
                         res.error_code = ErrorCode.not_leader_or_follower
                         res.base_offset = -1
-        response: Buffers = [build_produce_response(self.version, self.topics, self.throttle_ms)]
+        response = self.build()
         stages.respond.observe((time.perf_counter() - t0) * 1000)
         if not self.future.done():  # cancelled: the client went away
             self.future.set_result(response)
@@ -115,3 +125,26 @@ def _in_shared_log(broker: BrokerServices) -> bool:
 
 def ignore_durability(exc: BaseException | None) -> None:
     """acks=0: nobody waits; the partition completes the append all the same."""
+
+
+def forwarded(
+    res: ProducePartitionResult, done: DurableCallback
+) -> Callable[[asyncio.Future[ForwardResult]], None]:
+    """The completion of a batch forwarded to its leader in another zone: the leader's answer
+    becomes this partition's result."""
+
+    def complete(fut: asyncio.Future[ForwardResult]) -> None:
+        if fut.cancelled():
+            done(NotDurable("the forwarded batch's answer was cancelled"))
+            return
+        exc = fut.exception()
+        if exc is not None:
+            done(exc)
+            return
+        out = fut.result()
+        res.error_code, res.error_message = out.error_code, out.error_message
+        res.base_offset, res.log_start_offset = out.base_offset, out.log_start_offset
+        res.log_append_time = out.log_append_time
+        done(None)
+
+    return complete

@@ -17,8 +17,10 @@ from broker_service.kafka.configs import ConfigView
 from broker_service.kafka.groups.coordinator import GroupCoordinator
 from broker_service.kafka.log_store import StreamStore
 from broker_service.kafka.partition import PartitionLog
+from broker_service.kafka.replicas import ReplicaReads
 from broker_service.kafka.topics import TopicState
 from broker_service.kafka.txn.coordinator import TransactionCoordinator
+from broker_service.kafka.zone_forward import ZoneForwarder
 from broker_service.metadata.ports import MetadataPorts
 from broker_service.metadata.records import BrokerRecord, TopicRecord
 from broker_service.metadata.store import MetadataStore
@@ -37,6 +39,8 @@ class BrokerServices(Protocol):
     cluster_id: str
     rpc: BrokerRpc
     configs: ConfigView
+    forwarder: ZoneForwarder | None  # zone-forwarded produce (api/zones.py)
+    replicas: ReplicaReads | None  # committed data of partitions led elsewhere
 
     @property
     def node_id(self) -> int: ...

@@ -1,7 +1,12 @@
-"""Requests from this broker to the others (reassignment forwarding, transaction markers),
-async: one connection per broker, pipelined, a future per correlation id (as aiokafka's
-connection does). Connections open on first use, authenticate as the bootstrap admin when the
-peer's registered listener needs it, and are dropped on any error (the next call reconnects).
+"""Requests from this broker to the others (reassignment forwarding, transaction markers,
+zone-forwarded produce, replica state), async: one connection per broker, pipelined, a future
+per correlation id (as aiokafka's connection does). Connections open on first use,
+authenticate as the bootstrap admin when the peer's registered listener needs it, and are
+dropped on any error (the next call reconnects).
+
+Kafka requests are kio entities; the private inter-broker requests (protocol/zone.py) are
+raw bodies (``submit_raw``), sent in call order on the peer's one connection, so a peer
+applies them in the order this broker sent them.
 """
 
 from __future__ import annotations
@@ -14,13 +19,20 @@ from typing import Any
 
 from kio.index import load_request_schema
 
-from broker_service.protocol.client import decode_response, request_frame, response_correlation_id
+from broker_service.protocol.client import (
+    decode_response,
+    raw_request_frame,
+    request_frame,
+    response_correlation_id,
+)
 from broker_service.protocol.codec import shape
+from broker_service.protocol.zone import PRIVATE_KEYS
 from broker_service.security.client import ClientSecurity
 
 log = logging.getLogger(__name__)
 
 MAX_RESPONSE = 256 << 20
+CONNECT_TIMEOUT_S = 5.0  # private requests: connecting (and authenticating) takes at most this
 # client id prefix of requests between brokers (a forwarded request is never forwarded again)
 FORWARDED_BY = "broker-forward-"
 SASL_HANDSHAKE, SASL_AUTHENTICATE = 17, 36
@@ -100,6 +112,19 @@ class _Connection:
         finally:
             self._waiting.pop(cid, None)
 
+    def send_raw(self, api_key: int, version: int, body: bytes) -> asyncio.Future[bytes]:
+        """Write a private request now; the future gets the response body (after the
+        correlation id)."""
+        if self._writer is None:
+            raise RpcError("not connected")
+        self._cid = (self._cid + 1) & 0x7FFFFFFF
+        cid = self._cid
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiting[cid] = (api_key, version, fut)
+        self._writer.write(raw_request_frame(api_key, version, cid, self.client_id, body))
+        fut.add_done_callback(lambda _f, c=cid: self._waiting.pop(c, None))  # type: ignore[misc]
+        return fut
+
     async def _read_responses(self) -> None:
         assert self._reader is not None
         try:
@@ -112,7 +137,11 @@ class _Connection:
                 if waiting is None:
                     continue  # its caller gave up
                 api_key, version, fut = waiting
-                if not fut.done():
+                if fut.done():
+                    continue
+                if api_key in PRIVATE_KEYS:
+                    fut.set_result(frame[4:])
+                else:
                     fut.set_result(decode_response(api_key, version, frame))
         except (asyncio.IncompleteReadError, OSError, ValueError, RpcError) as exc:
             self.close(exc if isinstance(exc, RpcError) else RpcError(str(exc) or "closed"))
@@ -139,8 +168,8 @@ class BrokerRpc:
         self._endpoint = endpoint
         self._security = security
         self.client_id = client_id
-        self._conns: dict[tuple[str, int], _Connection] = {}
-        self._opening: dict[tuple[str, int], asyncio.Lock] = {}
+        self._conns: dict[tuple[tuple[str, int], str], _Connection] = {}
+        self._opening: dict[tuple[tuple[str, int], str], asyncio.Lock] = {}
 
     async def call(self, broker_id: int, request: Any, timeout: float = 15.0) -> Any:
         """Send a kio request to a broker and return its decoded response."""
@@ -151,13 +180,68 @@ class BrokerRpc:
         try:
             return await conn.call(request, timeout)
         except RpcError:
-            self._conns.pop(address, None)
+            self._drop((address, ""), conn)
             raise
 
-    async def _connection(self, address: tuple[str, int], timeout: float) -> _Connection:
-        lock = self._opening.setdefault(address, asyncio.Lock())
+    async def submit_raw(
+        self,
+        broker_id: int,
+        api_key: int,
+        version: int,
+        body: bytes,
+        timeout: float,
+        channel: str = "",
+    ) -> asyncio.Future[bytes]:
+        """Send a private request to a broker now (requests submitted one after the other
+        reach it in that order) and return the future of its response body; an error, or no
+        answer within ``timeout``, fails it with RpcError. ``channel`` names a connection of
+        its own: answers leave a connection in request order, so a long poll gets one, and
+        the requests behind it are not held up."""
+        address = self._endpoint(broker_id)
+        if address is None:
+            raise RpcError(f"broker {broker_id} is not live")
+        # a long answer timeout is no reason to wait as long for a connection
+        conn = await self._connection(address, min(timeout, CONNECT_TIMEOUT_S), channel)
+        key = (address, channel)
+        try:
+            fut = conn.send_raw(api_key, version, body)
+        except RpcError:
+            self._drop(key, conn)
+            raise
+        loop = asyncio.get_running_loop()
+
+        def expire() -> None:
+            if not fut.done():
+                why = RpcError(f"{address[0]}:{address[1]} did not answer in {timeout} s")
+                conn.close(why)  # as call() does: the connection is in an unknown state
+                self._drop(key, conn)
+
+        timer = loop.call_later(timeout, expire)
+        fut.add_done_callback(lambda _f: timer.cancel())
+        return fut
+
+    async def call_raw(
+        self,
+        broker_id: int,
+        api_key: int,
+        version: int,
+        body: bytes,
+        timeout: float = 15.0,
+        channel: str = "",
+    ) -> bytes:
+        return await (await self.submit_raw(broker_id, api_key, version, body, timeout, channel))
+
+    def _drop(self, key: tuple[tuple[str, int], str], conn: _Connection) -> None:
+        if self._conns.get(key) is conn:
+            del self._conns[key]
+
+    async def _connection(
+        self, address: tuple[str, int], timeout: float, channel: str = ""
+    ) -> _Connection:
+        key = (address, channel)
+        lock = self._opening.setdefault(key, asyncio.Lock())
         async with lock:
-            conn = self._conns.get(address)
+            conn = self._conns.get(key)
             if conn is not None and conn.alive:
                 return conn
             conn = _Connection(address[0], address[1], self.client_id)
@@ -166,7 +250,7 @@ class BrokerRpc:
             except (OSError, TimeoutError, RpcError) as exc:
                 conn.close()
                 raise RpcError(f"cannot reach broker at {address[0]}:{address[1]}: {exc}") from None
-            self._conns[address] = conn
+            self._conns[key] = conn
             return conn
 
     def close(self) -> None:

@@ -12,6 +12,21 @@ from broker_service.config.compaction import CompactionConfig
 from broker_service.config.listeners import Listener, build_listeners
 
 
+def inter_broker_listener(listeners: list[Listener]) -> Listener:
+    """The listener brokers reach each other on: the one named PLAINTEXT, else the first of
+    protocol PLAINTEXT without a rack, else the first without a rack (zonal listeners serve
+    clients of one zone), else the first."""
+    for test in (
+        lambda lst: lst.name == "PLAINTEXT",
+        lambda lst: lst.protocol == "PLAINTEXT" and lst.rack is None,
+        lambda lst: lst.rack is None,
+    ):
+        found = next((lst for lst in listeners if test(lst)), None)
+        if found is not None:
+            return found
+    return listeners[0]
+
+
 class BrokerConfig(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="BROKER_", extra="ignore")
 
@@ -90,6 +105,15 @@ class BrokerConfig(BaseSettings):
         16 << 20,
         description="WAL segment size (a segment is deleted once all of it is in objects: small "
         "segments give space back sooner, e.g. when the disk is nearly full)",
+    )
+    zone_forward_linger_ms: float | None = Field(
+        None,
+        ge=0,
+        description="zone-forwarded produce: linger before writing a forward object "
+        "(default: the WAL's group-commit linger; larger objects, fewer PUTs)",
+    )
+    zone_forward_max_bytes: int = Field(
+        8 << 20, ge=1, description="zone-forwarded produce: largest forward object"
     )
     upload_interval_ms: int = Field(2000, description="max age of data before it goes to objects")
     upload_bytes: int = Field(32 << 20, description="upload as soon as this much is pending")
@@ -203,6 +227,16 @@ class BrokerConfig(BaseSettings):
     advertised_listeners: str | None = Field(
         None, description="what clients are told per listener (same format; by name or position)"
     )
+    listener_security_protocol_map: str | None = Field(
+        None,
+        description="NAME:PROTOCOL,... gives listeners other names (Kafka's "
+        "listener.security.protocol.map), e.g. a listener per availability zone",
+    )
+    listener_racks: str | None = Field(
+        None,
+        description="NAME:rack,...: clients connecting through that listener are in that "
+        "zone (zone-aware produce and fetch, docs/ZONES.md); e.g. ZONE_A:us-east-1a",
+    )
     sasl_mechanisms: str = Field(
         "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512", description="SASL mechanisms offered"
     )
@@ -249,6 +283,12 @@ class BrokerConfig(BaseSettings):
         return 50.0 if self.wal == "object" else 0.0
 
     @property
+    def effective_zone_forward_linger_ms(self) -> float:
+        if self.zone_forward_linger_ms is not None:
+            return self.zone_forward_linger_ms
+        return self.effective_wal_flush_ms
+
+    @property
     def emf_namespace(self) -> str | None:
         """The EMF namespace when EMF is on (BROKER_METRICS_EMF or a namespace set)."""
         if self.metrics_namespace:
@@ -257,10 +297,9 @@ class BrokerConfig(BaseSettings):
 
     @property
     def advertised(self) -> tuple[str, int]:
-        """The endpoint registered in the metadata store: the first PLAINTEXT listener's (what
-        brokers use to reach each other), else the first listener's."""
-        listeners = self.listener_list()
-        primary = next((lst for lst in listeners if lst.name == "PLAINTEXT"), listeners[0])
+        """The endpoint registered in the metadata store (what brokers use to reach each
+        other): the inter-broker listener's (``inter_broker_listener``)."""
+        primary = inter_broker_listener(self.listener_list())
         return (primary.advertised_host, primary.advertised_port)
 
     def listener_list(self) -> list[Listener]:
@@ -271,6 +310,8 @@ class BrokerConfig(BaseSettings):
             self.port,
             self.advertised_host,
             self.advertised_port,
+            self.listener_security_protocol_map,
+            self.listener_racks,
         )
 
     def super_user_set(self) -> frozenset[str]:

@@ -126,6 +126,7 @@ class StreamStore:
         self.writer = ObjectWriter(object_store, block_bytes)
         self._indexes: OrderedDict[str, dict[int, list[IndexEntry]]] = OrderedDict()
         self._loading: dict[tuple[str, int], asyncio.Future[bytes]] = {}
+        self._whole: dict[str, asyncio.Future[None]] = {}  # whole-object reads under way
         self.read_ahead_blocks = read_ahead_blocks
         self.on_fenced = on_fenced
         self.may_acknowledge = may_acknowledge
@@ -468,6 +469,34 @@ class StreamStore:
             out.append(b.data)
             total += n
         return out
+
+    def has_object(self, key: str) -> bool:
+        """Whether the index of ``key`` is cached (its blocks may still be evicted)."""
+        return key in self._indexes
+
+    async def load_object(self, key: str) -> None:
+        """Read a whole (small) object with one GET and cache its index and every block. A
+        broker serving many partitions of one WAL object (zone replica reads) then pays one
+        request, not one per partition's range; S3 bytes are free within a region, requests
+        are not."""
+        loading = self._whole.get(key)
+        if loading is None:
+            loading = asyncio.ensure_future(self._load_whole(key))
+            self._whole[key] = loading
+            loading.add_done_callback(lambda _f: self._whole.pop(key, None))
+        await asyncio.shield(loading)
+
+    async def _load_whole(self, key: str) -> None:
+        data = memoryview(await self.objects.get(key))
+        pos, size = parse_footer(bytes(data[-FOOTER_SIZE:]))
+        index: dict[int, list[IndexEntry]] = {}
+        for e in parse_index(bytes(data[pos : pos + size])):
+            index.setdefault(e.stream_id, []).append(e)
+            if self.block_cache.get(key, e.position) is None:
+                self.block_cache.put(key, e.position, bytes(data[e.position : e.position + e.size]))
+        self._indexes[key] = index
+        if len(self._indexes) > 4096:
+            self._indexes.popitem(last=False)
 
     async def _stream_blocks(self, r: StreamRange) -> list[IndexEntry]:
         """The blocks of ``r``'s stream in its object, from the object's (cached) index."""

@@ -201,6 +201,7 @@ class PartitionLog:
         if self.has_producers:
             self._commit_producer_state(self.committed_end, r.end_offset)
         self.committed_end = r.end_offset
+        self.wake()  # brokers serving committed data of this partition wait for this too
 
     def _commit_producer_state(self, start: int, end: int) -> None:
         """Apply the batches in [start, end) (still cached: they were just committed) to the

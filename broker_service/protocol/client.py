@@ -34,6 +34,16 @@ def request_frame(entity: Any, correlation_id: int, client_id: str | None) -> by
     return _I32.pack(len(payload)) + payload
 
 
+def raw_request_frame(
+    api_key: int, version: int, correlation_id: int, client_id: str | None, body: bytes
+) -> bytes:
+    """A request frame (header v1) around a body encoded elsewhere (the private
+    inter-broker requests of protocol/zone.py)."""
+    payload = _HEADER.pack(api_key, version, correlation_id) + legacy_string(client_id, False)
+    payload += body
+    return _I32.pack(len(payload)) + payload
+
+
 def response_correlation_id(frame: bytes | memoryview) -> int:
     if len(frame) < 4:
         raise ProtocolError("response shorter than its header")

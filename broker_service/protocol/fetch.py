@@ -26,6 +26,7 @@ class FetchPartitionResult:
     log_start_offset: int = -1
     records: list[memoryview | bytes] = field(default_factory=list)
     aborted: list[tuple[int, int]] = field(default_factory=list)  # (producer id, first offset)
+    preferred_read_replica: int = -1  # KIP-392 (v11+): fetch from this broker instead
 
     @property
     def size(self) -> int:
@@ -66,7 +67,7 @@ def build_fetch_response(
                 if flexible:
                     head += b"\x00"
             if version >= 11:
-                head += pack_i32(-1)  # preferred_read_replica
+                head += pack_i32(p.preferred_read_replica)
             size = p.size
             head += bytes_len(size, flexible)
             if size:

@@ -27,8 +27,10 @@ from broker_service.kafka.leadership import Leadership, NotLeader
 from broker_service.kafka.log_store import AppendRefused, StreamStore
 from broker_service.kafka.partition import PartitionLog
 from broker_service.kafka.producer_ids import ProducerIdAllocator
+from broker_service.kafka.replicas import ReplicaReads
 from broker_service.kafka.topics import Topics, TopicState
 from broker_service.kafka.txn.coordinator import TransactionCoordinator
+from broker_service.kafka.zone_forward import ZoneForwarder
 from broker_service.metadata.errors import TopicAlreadyExists
 from broker_service.metadata.ports import MetadataPorts
 from broker_service.metadata.records import BrokerRecord, TopicRecord
@@ -95,6 +97,8 @@ class Broker:
         self._live_reread = 0.0  # when _learn_leaders last re-read the live brokers
         self.rpc = BrokerRpc(self._endpoint, self.security.inter_broker_security,
                              f"{FORWARDED_BY}{config.node_id}")  # fmt: skip
+        self.forwarder: ZoneForwarder | None = None
+        self.replicas: ReplicaReads | None = None
 
     @property
     def node_id(self) -> int:
@@ -159,6 +163,18 @@ class Broker:
             may_acknowledge=self.may_acknowledge,
             snapshot_interval_ms=cfg.producer_snapshot_interval_ms,
         )
+        self.forwarder = ZoneForwarder(
+            self.object_store,
+            self.rpc,
+            block_bytes=cfg.object_block_bytes,
+            linger_ms=cfg.effective_zone_forward_linger_ms,
+            max_group_bytes=cfg.zone_forward_max_bytes,
+            on_not_leader=self.request_refresh,
+        )
+        self.forwarder.bind(cfg.node_id, me.epoch)
+        self.replicas = ReplicaReads(
+            store, self.rpc, self.ports, on_not_leader=self.request_refresh
+        )
         self.leadership = Leadership(
             self.ports,
             store,
@@ -219,6 +235,10 @@ class Broker:
 
     async def stop(self) -> None:
         await self.timers.stop()
+        if self.forwarder is not None:
+            await self.forwarder.close()
+        if self.replicas is not None:
+            self.replicas.close()
         self.rpc.close()
         await self.metrics_service.stop()
         self.groups.stop()

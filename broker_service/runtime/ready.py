@@ -51,7 +51,9 @@ def adopt_bound_ports(config: BrokerConfig, bound: list[int]) -> list[Listener]:
     )
     if config.advertised_listeners:
         adv = []
-        for i, (name, host, port) in enumerate(parse_endpoints(config.advertised_listeners)):
+        protocols = {lst.name: lst.protocol for lst in listeners}  # names mapped to protocols
+        advertised = parse_endpoints(config.advertised_listeners, protocols)
+        for i, (name, host, port) in enumerate(advertised):
             if port == 0:  # the bound port of the listener it describes (by name, else position)
                 port = by_name.get(name, bound[min(i, len(bound) - 1)])
             adv.append(_endpoint(name, host, port))

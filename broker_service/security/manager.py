@@ -12,6 +12,7 @@ import logging
 import ssl
 
 from broker_service.config import BrokerConfig
+from broker_service.config.broker import inter_broker_listener
 from broker_service.config.listeners import Listener
 from broker_service.metadata.ports import MetadataPorts
 from broker_service.metadata.records import BrokerRecord, ScramCredential
@@ -57,9 +58,8 @@ class SecurityManager:
         with the bootstrap admin's credentials (SCRAM-SHA-512, whose server proof the client
         checks; TLS without certificate verification, as the certificate names the service,
         not each task's address)."""
-        primary = next((lst for lst in self.listeners if lst.name == "PLAINTEXT"), None)
-        primary = primary or self.listeners[0]
-        if primary.name == "PLAINTEXT":
+        primary = inter_broker_listener(self.listeners)
+        if primary.protocol == "PLAINTEXT":
             return None
         ctx = None
         if primary.tls:
@@ -73,7 +73,7 @@ class SecurityManager:
                 "brokers (reassignment forwarding, transaction markers) cannot authenticate"
             )
         return ClientSecurity(
-            primary.name,
+            primary.protocol,
             c.admin_user,
             c.admin_password.get_secret_value() if c.admin_password is not None else None,
             "SCRAM-SHA-512",

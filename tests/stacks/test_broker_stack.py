@@ -68,8 +68,18 @@ def test_broker_container_configuration(synth: Synth) -> None:
     assert env["BROKER_HOST"] == "0.0.0.0" and env["BROKER_PORT"] == "9092"
     assert env["BROKER_METRICS_NAMESPACE"] == "Kafka/acme"
     assert env["BROKER_METRICS_PORT"] == "9464"
-    assert env["BROKER_LISTENERS"] == "SASL_PLAINTEXT://0.0.0.0:9092"
-    assert env["BROKER_ADVERTISED_LISTENERS"] == "SASL_PLAINTEXT://ecs:9092"
+    # the client listener, then a zonal listener per AZ of the VPC (an environment-agnostic
+    # synth has two AZs; a deploy with an account and region has the VPC's three)
+    assert env["BROKER_LISTENERS"] == (
+        "SASL_PLAINTEXT://0.0.0.0:9092,AZ1://0.0.0.0:9093,AZ2://0.0.0.0:9094"
+    )
+    assert env["BROKER_ADVERTISED_LISTENERS"] == (
+        "SASL_PLAINTEXT://ecs:9092,AZ1://ecs:9093,AZ2://ecs:9094"
+    )
+    assert env["BROKER_LISTENER_SECURITY_PROTOCOL_MAP"] == "AZ1:SASL_PLAINTEXT,AZ2:SASL_PLAINTEXT"
+    racks = env["BROKER_LISTENER_RACKS"]["Fn::Join"][1]
+    assert racks[0] == "AZ1:" and racks[2] == ",AZ2:"
+    assert racks[1] == {"Fn::Select": [0, {"Fn::GetAZs": ""}]}
     assert env["BROKER_SUPER_USERS"] == "User:admin"
     storage = env["BROKER_STORAGE"]["Fn::Join"][1]
     assert storage[0] == "s3://" and storage[-1] == "/data"
@@ -79,7 +89,8 @@ def test_broker_container_configuration(synth: Synth) -> None:
     secrets = {s["Name"] for s in c["Secrets"]}
     assert secrets == {"BROKER_ADMIN_USER", "BROKER_ADMIN_PASSWORD"}
     assert env["BROKER_PROCESSES"] == "2"  # a broker process per vCPU
-    assert [p["ContainerPort"] for p in c["PortMappings"]] == [9092, 9093, 9464, 9465]
+    # process i: 9092 + 3i (main), + 1 and + 2 (the zonal listeners of the 2 AZs); 9464 + i
+    assert [p["ContainerPort"] for p in c["PortMappings"]] == [*range(9092, 9098), 9464, 9465]
     assert c["HealthCheck"]["Command"][:3] == ["CMD", "python", "-c"]
     assert c["LogConfiguration"]["LogDriver"] == "awslogs"
 
@@ -87,8 +98,9 @@ def test_broker_container_configuration(synth: Synth) -> None:
 def test_tls_tenant_gets_sasl_ssl_and_pem_secrets(synth: Synth) -> None:
     c = container(synth, "Kafka-globex-Brokers")
     env = env_of(c)
-    assert env["BROKER_LISTENERS"] == "SASL_SSL://0.0.0.0:9092"
-    assert env["BROKER_ADVERTISED_LISTENERS"] == "SASL_SSL://ecs:9092"
+    assert env["BROKER_LISTENERS"].startswith("SASL_SSL://0.0.0.0:9092,AZ1://0.0.0.0:9093")
+    assert env["BROKER_ADVERTISED_LISTENERS"].startswith("SASL_SSL://ecs:9092,AZ1://ecs:9093")
+    assert env["BROKER_LISTENER_SECURITY_PROTOCOL_MAP"].startswith("AZ1:SASL_SSL")
     wal = env["BROKER_WAL_STORAGE"]["Fn::Join"][1]
     assert wal[0] == "s3://" and "ExpressWal" in str(wal[1]) and wal[-1] == "/wal"
     secrets = {s["Name"]: s["ValueFrom"] for s in c["Secrets"]}
@@ -120,7 +132,7 @@ def test_nlb_bootstraps_on_every_broker_port_with_tcp_health_checks(synth: Synth
         "AWS::ElasticLoadBalancingV2::LoadBalancer",
         {"Type": "network", "Scheme": "internal", "Name": "kafka-acme"},
     )
-    for port in (9092, 9093):
+    for port in (9092, 9095):  # each process's main port (9093-9094: its zonal ones)
         t.has_resource_properties(
             "AWS::ElasticLoadBalancingV2::Listener", {"Port": port, "Protocol": "TCP"}
         )
@@ -135,13 +147,36 @@ def test_nlb_bootstraps_on_every_broker_port_with_tcp_health_checks(synth: Synth
             },
         )
     service = only(synth.raw("Kafka-acme-Brokers"), "AWS::ECS::Service")
-    assert sorted(lb["ContainerPort"] for lb in service["LoadBalancers"]) == [9092, 9093]
+    assert sorted(lb["ContainerPort"] for lb in service["LoadBalancers"]) == [
+        *range(9092, 9098)]  # fmt: skip
     globex = only(synth.raw("Kafka-globex-Brokers"), "AWS::ECS::Service")
-    assert sorted(lb["ContainerPort"] for lb in globex["LoadBalancers"]) == [
-        9092, 9093, 9094, 9095]  # fmt: skip  (4 vCPU)
+    mains = [lb["ContainerPort"] for lb in globex["LoadBalancers"]]
+    assert len(mains) % 4 == 0 and len(mains) >= 4  # (4 vCPU: 4 processes, each its ports)
     outputs = synth.raw("Kafka-acme-Brokers")["Outputs"]
     joined = "".join(str(x) for x in outputs["BootstrapAddress"]["Value"]["Fn::Join"][1])
-    assert joined.endswith(":9093") and ":9092," in joined
+    assert joined.endswith(":9095") and ":9092," in joined
+
+
+def test_a_zonal_bootstrap_per_az(synth: Synth) -> None:
+    """Each AZ's clients bootstrap at <AZ>.<NLB DNS name>:<that AZ's port>; the NLB forwards
+    each zonal port to the brokers' listener of that AZ (docs/ZONES.md)."""
+    tpl = synth.raw("Kafka-acme-Brokers")
+    listeners = sorted(
+        r["Properties"]["Port"]
+        for r in resources(tpl, "AWS::ElasticLoadBalancingV2::Listener").values()
+    )
+    assert listeners == [*range(9092, 9098)]  # 2 processes x (main + 2 AZs)
+    groups = sorted(
+        (r["Properties"]["Port"], r["Properties"]["HealthCheckPort"])
+        for r in resources(tpl, "AWS::ElasticLoadBalancingV2::TargetGroup").values()
+    )
+    assert groups == [(p, str(p)) for p in range(9092, 9098)]
+    for i, port in ((1, 9093), (2, 9094)):  # the AZ's port on each of the 2 processes
+        parts = tpl["Outputs"][f"ZonalBootstrap{i}"]["Value"]["Fn::Join"][1]
+        assert parts[0] == {"Fn::Select": [i - 1, {"Fn::GetAZs": ""}]}
+        assert parts[1] == "." and "DNSName" in json.dumps(parts[2])
+        text = "".join(x for x in parts if isinstance(x, str))
+        assert f":{port}," in text and text.endswith(f":{port + 3}")
 
 
 def test_security_groups_open_only_the_client_and_metrics_ports(synth: Synth) -> None:
@@ -156,8 +191,8 @@ def test_security_groups_open_only_the_client_and_metrics_ports(synth: Synth) ->
         if rule.get("Description") == "HTTPS from the VPC":  # the interface endpoints' group
             assert (rule["FromPort"], rule["ToPort"]) == (443, 443) and "CidrIp" in rule
             continue
-        # one broker process per vCPU: its client port 9092 + i, its /metrics 9464 + i
-        assert (rule["FromPort"], rule["ToPort"]) in ((9092, 9093), (9464, 9465)), rule
+        # processes 0 and 1, each its main port and the zonal ports of 2 AZs; /metrics 9464 + i
+        assert (rule["FromPort"], rule["ToPort"]) in ((9092, 9097), (9464, 9465)), rule
         # CIDR rules come from the VPC's own CIDR; the rest from the NLB's security group.
         assert "SourceSecurityGroupId" in rule or "Fn::GetAtt" in rule["CidrIp"]
     metrics = [r for r in ingress if r["FromPort"] == 9464]

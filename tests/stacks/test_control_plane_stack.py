@@ -297,15 +297,18 @@ def test_brokers_let_the_functions_in_on_the_client_port_only(synth: Synth) -> N
          "IpProtocol": "tcp", "ToPort": 443}
     ]  # fmt: skip
     ingress = [r["Properties"] for r in resources(tpl, "AWS::EC2::SecurityGroupIngress").values()]
-    (rule,) = ingress  # the one rule this stack adds anywhere
-    assert rule["SourceSecurityGroupId"] == this_group
-    assert "BrokerSecurityGroup" in json.dumps(rule["GroupId"])
-    # the client ports of the task's broker processes (one per vCPU: 9092, 9093), no other
-    assert (rule["IpProtocol"], rule["FromPort"], rule["ToPort"]) == ("tcp", 9092, 9093)
-    (egress,) = [r["Properties"] for r in resources(tpl, "AWS::EC2::SecurityGroupEgress").values()]
-    assert egress["GroupId"] == this_group
-    assert egress["DestinationSecurityGroupId"] == rule["GroupId"]
-    assert (egress["FromPort"], egress["ToPort"]) == (9092, 9093)
+    # the main client port of each of the task's broker processes (one per vCPU; process i
+    # listens on 9092 + 3i, its zonal listeners next to it), no other: the only rules here
+    assert sorted((r["IpProtocol"], r["FromPort"], r["ToPort"]) for r in ingress) == [
+        ("tcp", 9092, 9092), ("tcp", 9095, 9095)]  # fmt: skip
+    for rule in ingress:
+        assert rule["SourceSecurityGroupId"] == this_group
+        assert "BrokerSecurityGroup" in json.dumps(rule["GroupId"])
+    egress = [r["Properties"] for r in resources(tpl, "AWS::EC2::SecurityGroupEgress").values()]
+    assert sorted((e["FromPort"], e["ToPort"]) for e in egress) == [(9092, 9092), (9095, 9095)]
+    for e in egress:
+        assert e["GroupId"] == this_group
+        assert e["DestinationSecurityGroupId"] == ingress[0]["GroupId"]
 
 
 def test_kafka_listener_settings_and_the_one_admin_secret(synth: Synth) -> None:

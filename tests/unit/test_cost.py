@@ -108,9 +108,14 @@ def test_single_workload_matches_hand_calculation() -> None:
     assert line(ours, "S3 PUT: WAL objects")["usd_month"] == pytest.approx(
         commits * price("s3_put_requests")
     )
-    # each commit: 3 fixed items + 96/3 range items, 2 WRU each (transactional)
+    # each commit (the lean commit): the broker check, the object's log entry and a 2 KB
+    # packed item for 96/3 ranges of 64 bytes: 4 items of 1 KB, 2 WRU each (transactional);
+    # each range folded into its stream's chunks later for 0.2 WRU
     assert line(ours, "DynamoDB WRU: WAL commits")["usd_month"] == pytest.approx(
-        commits * 2 * (3 + 32) * price("dynamodb_write_request_units")
+        commits * 2 * (2 + 2) * price("dynamodb_write_request_units")
+    )
+    assert line(ours, "DynamoDB WRU: range folds")["usd_month"] == pytest.approx(
+        commits * 32 * 0.2 * price("dynamodb_write_request_units")
     )
     # clients: 2/3 of produced and consumed bytes cross AZs, at $0.01 each way
     assert line(ours, "cross-AZ: producers")["usd_month"] == pytest.approx(
@@ -230,3 +235,71 @@ def test_daily_profile_autoscales_ours_and_sizes_kafka_for_the_peak() -> None:
     assert line(doc["ours"], "cross-AZ: producers")["usd_month"] == pytest.approx(
         640e6 * SECONDS / GIB * 2 / 3 * price("cross_az_gb")
     )
+
+
+# -- issue 19: what the model missed, zone-aware lines, measured inputs --------------------
+def _lines(est: Any) -> dict[str, Any]:
+    return {line.item: line for line in est.lines}
+
+
+def test_compaction_reads_one_get_per_range() -> None:
+    prices = load_prices("us-east-1")
+    w = Workload(write_mbps=80, read_mbps=160, retention_h=72, partitions=96)
+    a = OursAssumptions()
+    object_bytes = wal_object_bytes(80 / 3, a)
+    written_gib = 80e6 * SECONDS / GIB
+    gets = _lines(price_ours(w, prices, Assumptions()))["S3 GET: compaction input"]
+    assert gets.quantity == pytest.approx(written_gib * GIB / object_bytes * 96 / 3)
+    assert 700 < gets.usd_month < 850  # the issue's ~$776/month at 80 MB/s
+
+
+def test_zone_aware_adds_forward_objects_and_replica_reads_and_drops_cross_az() -> None:
+    prices = load_prices("us-east-1")
+    w = Workload(write_mbps=80, read_mbps=160, retention_h=72, partitions=96)
+    classic = _lines(price_ours(w, prices, Assumptions()))
+    zoned_a = Assumptions(ours=OursAssumptions(
+        zone_aware=True, cross_az_produce_fraction=0.0, cross_az_consume_fraction=0.0,
+        inter_broker_bytes_per_gib_written=0.002))  # fmt: skip
+    zoned = _lines(price_ours(w, prices, zoned_a))
+    assert "S3 PUT: zone forward objects" not in classic
+    wal_puts = zoned["S3 PUT: WAL objects"].quantity
+    assert zoned["S3 GET: zone replica reads"].quantity == pytest.approx(2 * wal_puts)
+    forward = zoned["S3 PUT: zone forward objects"].quantity
+    assert zoned["S3 GET: forwarded batches (leaders)"].quantity == pytest.approx(2 * forward)
+    assert zoned["cross-AZ: producers"].usd_month == 0
+    assert zoned["cross-AZ: broker to broker"].quantity == pytest.approx(
+        80e6 * SECONDS / GIB * 0.002
+    )
+
+
+def test_packed_commits_write_o1_items_per_commit() -> None:
+    prices = load_prices("us-east-1")
+    w = Workload(write_mbps=80, read_mbps=160, retention_h=72, partitions=96)
+    per_range_a = Assumptions(ours=OursAssumptions(ddb_commit_layout="item_per_range"))
+    per_range_lines = _lines(price_ours(w, prices, per_range_a))
+    per_range = per_range_lines["DynamoDB WRU: WAL commits"]
+    packed_lines = _lines(price_ours(w, prices, Assumptions()))  # the lean commit: the default
+    packed = packed_lines["DynamoDB WRU: WAL commits"]
+    assert packed.quantity == pytest.approx(per_range.quantity * (2 + 2) / (3 + 32))
+    # the ranges are folded into their streams' chunks later: ~0.2 WRU each, only when packed
+    commits = per_range.quantity / (2 * (3 + 32))
+    assert packed_lines["DynamoDB WRU: range folds"].quantity == pytest.approx(commits * 32 * 0.2)
+    assert per_range_lines["DynamoDB WRU: range folds"].quantity == 0
+
+
+def test_measured_before_after_table(tmp_path: Path) -> None:
+    measured = tmp_path / "zones.json"
+    measured.write_text(json.dumps({"cost_inputs": {
+        "before": {"ours.cross_az_produce_fraction": 0.675,
+                   "ours.cross_az_consume_fraction": 0.674},
+        "after": {"ours.cross_az_produce_fraction": 0.0003,
+                  "ours.cross_az_consume_fraction": 0.0001,
+                  "ours.inter_broker_bytes_per_gib_written": 0.002},
+    }}))  # fmt: skip
+    out = run_cost("--measured", str(measured), "--sweep-points", "80").stdout
+    assert "ours before" in out and "ours zoned clients" in out and "ours after" in out
+    assert "1073.74 / 1073.74" in out  # AutoMQ's workload
+    row = next(line for line in out.splitlines() if line.strip().startswith("80 / 160"))
+    cells = row.split()  # 80 / 160 | 96 | Kafka | before | ratio | zoned | ratio | after | ratio
+    kafka, before, zoned, after = (float(cells[i].replace(",", "")) for i in (4, 5, 7, 9))
+    assert after < zoned < before < kafka

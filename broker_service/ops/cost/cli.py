@@ -14,6 +14,7 @@ from broker_service.ops.cost.model import (
     Assumptions,
     Estimate,
     Workload,
+    apply_overrides,
     diurnal_profile,
     price_kafka,
     price_ours,
@@ -31,21 +32,6 @@ from broker_service.ops.cost.report import (
 )
 
 DEFAULT_SWEEP = (80, 160, 320, 640, 960, 1200)
-
-
-def apply_overrides(assumptions: Assumptions, settings: list[str]) -> Assumptions:
-    """``ours.target_write_mbps_per_broker=60``-style overrides, validated by the model."""
-    data: dict[str, dict[str, Any]] = assumptions.model_dump()
-    for setting in settings:
-        key, sep, value = setting.partition("=")
-        group, dot, name = key.strip().partition(".")
-        if not sep or not dot or group not in data or name not in data[group]:
-            raise ValueError(
-                f"--set {setting!r}: expected ours.NAME=VALUE or kafka.NAME=VALUE with a NAME "
-                "from the assumptions table"
-            )
-        data[group][name] = value.strip()
-    return Assumptions.model_validate(data)
 
 
 def _price(w: Workload, prices: PriceTable, a: Assumptions) -> tuple[Workload, Estimate, Estimate]:
@@ -78,6 +64,12 @@ def run(args: argparse.Namespace) -> int:
 
         if args.profile:
             return _run_profile(args, prices, assumptions)
+        if args.measured:
+            from broker_service.ops.cost.measured import report
+
+            points = [float(x) for x in args.sweep_points.split(",")]
+            print(report(args.measured, [workload(x) for x in points], prices, assumptions))
+            return 0
         if args.sweep:
             points = [float(x) for x in args.sweep_points.split(",")]
             results = [_price(workload(x), prices, assumptions) for x in points]
@@ -219,5 +211,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         metavar="MIN:MAX",
         help="a daily load from MIN to MAX write MB/s and back: this system "
         "autoscaled hour by hour, Kafka sized for the peak",
+    )
+    c.add_argument(
+        "--measured",
+        type=Path,
+        metavar="FILE",
+        help="a bench/zones.py result: the before/after table of zone-aware clients with "
+        "its measured inputs, over the --sweep-points and AutoMQ's 1 GiB/s workload",
     )
     c.add_argument("--json", action="store_true", help="print JSON instead of tables")

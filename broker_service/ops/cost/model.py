@@ -91,6 +91,22 @@ class OursAssumptions(BaseModel):
         description="items in a WAL commit besides one range item per partition: broker "
         "ConditionCheck + object + part (docs/DYNAMODB.md)",
     )
+    ddb_commit_layout: Literal["item_per_range", "packed"] = Field(
+        default="packed",
+        description="how a WAL commit lands in DynamoDB: the ranges packed into the object's "
+        "log entry (the lean commit, issue 19 item 3: the code since main cc0fb88; "
+        "docs/DYNAMODB.md), or one range item per partition (the layout before it)",
+    )
+    ddb_fold_wru_per_range: float = Field(
+        default=0.2,
+        ge=0,
+        description="packed: WRU of folding a committed range into its stream's chunks later "
+        "(background; measured by bench/dynamodb_wru.py: (14.6 - 8) / 32 and (84.5 - 32) / 256 "
+        "WRU per range, docs/DYNAMODB.md)",
+    )
+    ddb_packed_range_bytes: float = Field(
+        default=64, gt=0, description="bytes of one range in a packed object item (packed)"
+    )
     ddb_wru_per_transact_item: float = Field(
         default=2,
         ge=0,
@@ -146,10 +162,21 @@ class OursAssumptions(BaseModel):
         "rewritten once and each WAL object is read with one GET",
     )
     compaction_mbps_per_lambda: float = Field(
-        default=100, gt=0, description="MB/s one compaction Lambda merges (a guess)"
+        default=25,
+        gt=0,
+        description="MB/s one compaction Lambda merges (a guess: 100 MB/s at 2 GB scaled to "
+        "the 512 MB the stacks deploy, Lambda CPU being proportional to memory)",
     )
     compaction_lambda_memory_mb: float = Field(
-        default=2048, gt=0, description="compaction Lambda memory"
+        default=512,
+        gt=0,
+        description="compaction Lambda memory: what the stacks deploy (function_memory_mib)",
+    )
+    compaction_gets_per_range: float = Field(
+        default=1,
+        ge=0,
+        description="compaction reads each range of a WAL object with a GET of its own, not "
+        "the object with one (issue 19)",
     )
     compaction_grace_h: float = Field(
         default=1, ge=0, description="hours merged-away objects stay before deletion (readers)"
@@ -169,22 +196,50 @@ class OursAssumptions(BaseModel):
         default=2, ge=0, description="duration of an autoscaler/balancer/recovery run (a guess)"
     )
     scheduled_lambda_memory_mb: float = Field(
-        default=256, gt=0, description="memory of those Lambdas"
+        default=512,
+        gt=0,
+        description="memory of those Lambdas: what the stacks deploy (function_memory_mib)",
     )
     cross_az_produce_fraction: float = Field(
         default=2 / 3,
         ge=0,
         le=1,
-        description="share of produced bytes sent to a leader in another AZ. Today a "
-        "partition's leader is wherever it is: 2/3 with 3 AZs. 0 with zone-aware leaders "
-        "(--zone-aware: not implemented yet)",
+        description="share of produced bytes sent to a broker in another AZ: 2/3 with 3 AZs "
+        "for classic clients (a partition's leader is wherever it is; measured 0.675 with "
+        "bench/zones.py), ~0 for zoned clients (measured 0.0002-0.0003)",
     )
     cross_az_consume_fraction: float = Field(
         default=2 / 3,
         ge=0,
         le=1,
-        description="share of consumed bytes fetched from a broker in another AZ (2/3 "
-        "today; 0 if any broker in the client's AZ served the fetch, --zone-aware)",
+        description="share of consumed bytes fetched from a broker in another AZ: 2/3 for "
+        "classic clients, ~0 for zoned ones (bench/zones.py)",
+    )
+    zone_aware: bool = Field(
+        default=False,
+        description="clients use brokers of their own AZ (client.id az= marker, zonal "
+        "bootstrap, client.rack): writes for a leader in another AZ go through a forward "
+        "object, consumers in other AZs read committed objects (docs/ZONES.md). "
+        "--zone-aware and --measured (after) set it",
+    )
+    zone_leader_gets_per_forward_object: float = Field(
+        default=2.0,
+        ge=0,
+        description="ranged GETs leaders make per forward object: one per leader in another "
+        "AZ with batches in it, at most azs - 1 (measured 1.58 with 12 partitions)",
+    )
+    zone_replica_gets_per_wal_object: float = Field(
+        default=2.0,
+        ge=0,
+        description="GETs per WAL object by the brokers serving it to consumers of other AZs: "
+        "one whole-object read per other AZ with consumers (measured 2.0)",
+    )
+    inter_broker_bytes_per_gib_written: float = Field(
+        default=0.0,
+        ge=0,
+        description="bytes between brokers per byte written (every one crosses an AZ): "
+        "forward pointers, replica long polls, coordinator requests; measured ~0.002 zoned, "
+        "0 for classic clients",
     )
     nlb_processed_gb_per_hour: float = Field(
         default=0.1,
@@ -198,6 +253,22 @@ class OursAssumptions(BaseModel):
         description="custom metrics each broker publishes (EMF, per-broker dimension)",
     )
     cloudwatch_alarms: int = Field(default=4, ge=0, description="alarms driving the autoscaler")
+    consumer_group_topics: int = Field(
+        default=10,
+        ge=0,
+        description="(consumer group, topic) pairs: each is a ConsumerLag metric series, and "
+        "each broker prints its EMF line every minute",
+    )
+    emf_document_bytes: float = Field(
+        default=450,
+        gt=0,
+        description="one EMF document (broker, partition or group line; measured 350-520)",
+    )
+    broker_log_bytes_per_minute: float = Field(
+        default=2000,
+        ge=0,
+        description="broker log lines per minute at INFO besides EMF (a guess: a few lines)",
+    )
     control_path: Literal["endpoints", "nat_per_az"] = Field(
         default="endpoints",
         description="how tasks and functions reach AWS APIs other than S3/DynamoDB (image "
@@ -259,6 +330,21 @@ class Assumptions(BaseModel):
 
     ours: OursAssumptions = OursAssumptions()
     kafka: KafkaAssumptions = KafkaAssumptions()
+
+
+def apply_overrides(assumptions: Assumptions, settings: list[str]) -> Assumptions:
+    """``ours.target_write_mbps_per_broker=60``-style overrides, validated by the model."""
+    data: dict[str, dict[str, Any]] = assumptions.model_dump()
+    for setting in settings:
+        key, sep, value = setting.partition("=")
+        group, dot, name = key.strip().partition(".")
+        if not sep or not dot or group not in data or name not in data[group]:
+            raise ValueError(
+                f"--set {setting!r}: expected ours.NAME=VALUE or kafka.NAME=VALUE with a NAME "
+                "from the assumptions table"
+            )
+        data[group][name] = value.strip()
+    return Assumptions.model_validate(data)
 
 
 class LineItem(BaseModel):
@@ -406,6 +492,46 @@ def _cross_az_client_lines(
     ]
 
 
+def zone_aware_lines(
+    w: Workload,
+    a: OursAssumptions,
+    prices: PriceTable,
+    brokers: int,
+    wal_commits: float,
+    written_gib: float,
+) -> list[LineItem]:
+    """What zone-aware clients add (docs/ZONES.md): forward objects for the writes whose
+    leader is in another AZ (as many as the WAL's objects at that rate: the forwarder lingers
+    as the WAL does), the leaders' GETs of them, the whole-object GETs of brokers serving
+    other AZs' consumers, and the pointers between brokers."""
+    p = prices.prices
+    lines = []
+    if a.inter_broker_bytes_per_gib_written:
+        lines.append(
+            _line("network", "cross-AZ: broker to broker",
+                  written_gib * a.inter_broker_bytes_per_gib_written, p.cross_az_gb,
+                  f"{a.inter_broker_bytes_per_gib_written:.4f} of written bytes (pointers, "
+                  "polls)")
+        )  # fmt: skip
+    if not a.zone_aware:
+        return lines
+    forwarded = 1 - 1 / a.azs  # leaders spread over the AZs
+    broker_forward = w.write_mbps * forwarded / brokers
+    forward_bytes = wal_object_bytes(broker_forward, a)
+    forward_puts = brokers * broker_forward * MB / forward_bytes * SECONDS_PER_MONTH
+    return lines + [
+        _line("other", "S3 PUT: zone forward objects", forward_puts, p.s3_put_requests,
+              f"{forwarded:.2f} of writes, {broker_forward:.1f} MB/s per broker in "
+              f"{forward_bytes / MB:.2f} MB objects"),
+        _line("other", "S3 GET: forwarded batches (leaders)",
+              forward_puts * a.zone_leader_gets_per_forward_object, p.s3_get_requests,
+              f"{a.zone_leader_gets_per_forward_object:g} per forward object"),
+        _line("other", "S3 GET: zone replica reads",
+              wal_commits * a.zone_replica_gets_per_wal_object, p.s3_get_requests,
+              f"{a.zone_replica_gets_per_wal_object:g} whole-object reads per WAL object"),
+    ]  # fmt: skip
+
+
 def price_ours(workload: Workload, prices: PriceTable, assumptions: Assumptions) -> Estimate:
     a, p = assumptions.ours, prices.prices
     w = workload
@@ -421,15 +547,29 @@ def price_ours(workload: Workload, prices: PriceTable, assumptions: Assumptions)
     read_gib = _gib_per_month(w.read_mbps)
     s3_read_gib = read_gib * (1 - a.read_cache_hit_fraction)
     commits = brokers * flushes_per_s * SECONDS_PER_MONTH
-    wru_per_commit = a.ddb_wru_per_transact_item * (
-        a.ddb_items_per_commit_fixed + ranges_per_object
-    )
     compaction_puts_per_gib = 1024 / a.compaction_output_object_mib
-    # compaction's metadata swap (transactional): delete each WAL object's range items, its
-    # object + part items, write each stream object's object + part + range items
-    compaction_items_per_gib = (
-        wal_objects_per_gib * (ranges_per_object + 2) + compaction_puts_per_gib * 3
-    )
+    if a.ddb_commit_layout == "packed":
+        # the object item carries every range (billed per started KB; ranges_per_object is
+        # a mean over commits of varying sizes, so the mean KB, not the ceiling of the mean:
+        # a ceiling would make costs fall where one more broker shrinks the mean across a KB)
+        packed_kb = max(1.0, ranges_per_object * a.ddb_packed_range_bytes / 1024)
+        commit_items: float = a.ddb_items_per_commit_fixed - 1 + packed_kb
+        commit_basis = (
+            f"{a.ddb_items_per_commit_fixed - 1} items + a {packed_kb:.1f} KB packed item"
+        )
+        compaction_items_per_gib = (
+            wal_objects_per_gib * (1 + packed_kb) + compaction_puts_per_gib * 3
+        )
+    else:
+        commit_items = a.ddb_items_per_commit_fixed + ranges_per_object
+        commit_basis = f"{a.ddb_items_per_commit_fixed} + {ranges_per_object:.1f} range items"
+        # compaction's metadata swap (transactional): delete each WAL object's range items,
+        # its object + part items, write each stream object's object + part + range items
+        compaction_items_per_gib = (
+            wal_objects_per_gib * (ranges_per_object + 2) + compaction_puts_per_gib * 3
+        )
+    wru_per_commit = a.ddb_wru_per_transact_item * commit_items
+    folded_ranges = commits * ranges_per_object if a.ddb_commit_layout == "packed" else 0.0
     compaction_gb_s_per_gib = (
         GIB / (a.compaction_mbps_per_lambda * MB) * a.compaction_lambda_memory_mb / 1024
     )
@@ -438,6 +578,15 @@ def price_ours(workload: Workload, prices: PriceTable, assumptions: Assumptions)
     scheduled = a.control_lambda_invocations_per_hour * HOURS_PER_MONTH
     compaction_fanout = max(1, math.ceil(w.write_mbps / a.compaction_mbps_per_lambda - 1e-9))
     compaction_invocations = compaction_fanout * a.compaction_runs_per_hour * HOURS_PER_MONTH
+    metrics = (
+        brokers * a.cloudwatch_metrics_per_broker + 2 * w.partitions + a.consumer_group_topics
+    )
+    emf_docs = brokers * (1 + a.consumer_group_topics) + w.partitions  # per minute
+    log_gib = (
+        (emf_docs * a.emf_document_bytes + brokers * a.broker_log_bytes_per_minute)
+        * 60 * HOURS_PER_MONTH / GIB
+    )
+    zone_lines = zone_aware_lines(w, a, prices, brokers, commits, written_gib)
 
     lines: list[LineItem] = [
         _line(
@@ -501,9 +650,10 @@ def price_ours(workload: Workload, prices: PriceTable, assumptions: Assumptions)
         _line(
             "other",
             "S3 GET: compaction input",
-            written_gib * wal_objects_per_gib,
+            written_gib * wal_objects_per_gib * ranges_per_object * a.compaction_gets_per_range,
             p.s3_get_requests,
-            "one GET per WAL object",
+            f"one GET per range: {wal_objects_per_gib:.0f} WAL objects/GiB x "
+            f"{ranges_per_object:.1f} ranges",
         ),
         _line(
             "other",
@@ -518,8 +668,14 @@ def price_ours(workload: Workload, prices: PriceTable, assumptions: Assumptions)
             "DynamoDB WRU: WAL commits",
             commits * wru_per_commit,
             p.dynamodb_write_request_units,
-            f"{commits:,.0f} commits x {wru_per_commit:.1f} WRU "
-            f"({a.ddb_items_per_commit_fixed} + {ranges_per_object:.1f} range items)",
+            f"{commits:,.0f} commits x {wru_per_commit:.1f} WRU ({commit_basis})",
+        ),
+        _line(
+            "other",
+            "DynamoDB WRU: range folds",
+            folded_ranges * a.ddb_fold_wru_per_range,
+            p.dynamodb_write_request_units,
+            f"{folded_ranges:,.0f} ranges x {a.ddb_fold_wru_per_range:g} WRU (packed commits)",
         ),
         _line(
             "other",
@@ -559,9 +715,18 @@ def price_ours(workload: Workload, prices: PriceTable, assumptions: Assumptions)
         _line(
             "other",
             "CloudWatch metrics",
-            brokers * a.cloudwatch_metrics_per_broker,
+            metrics,
             p.cloudwatch_metric_month,
-            f"{brokers} x {a.cloudwatch_metrics_per_broker}",
+            f"{brokers} brokers x {a.cloudwatch_metrics_per_broker} + {w.partitions} "
+            f"partitions x 2 (bytes in, out) + {a.consumer_group_topics} group lag series",
+        ),
+        _line(
+            "other",
+            "CloudWatch Logs ingestion",
+            log_gib,
+            p.cloudwatch_logs_ingest_gb,
+            f"{emf_docs:.0f} EMF documents/min x {a.emf_document_bytes:g} B + {brokers} "
+            f"brokers x {a.broker_log_bytes_per_minute:g} B/min of logs",
         ),
         _line(
             "other",
@@ -570,6 +735,7 @@ def price_ours(workload: Workload, prices: PriceTable, assumptions: Assumptions)
             p.cloudwatch_alarm_month,
             "autoscaler alarms",
         ),
+        *zone_lines,
         *_cross_az_client_lines(written_gib, read_gib, a, prices, "; S3 traffic is free in-region"),
         *control_path_lines(brokers, a, p),
         _line("network", "NLB hours", HOURS_PER_MONTH, p.nlb_hour, "one NLB (bootstrap)"),

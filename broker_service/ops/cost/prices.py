@@ -70,6 +70,7 @@ class Prices(BaseModel):
     ebs_gp3_gb_month: Price
     ebs_gp3_mbps_month: Price
     cloudwatch_metric_month: Price
+    cloudwatch_logs_ingest_gb: Price
     cloudwatch_alarm_month: Price
     nat_gateway_hour: Price
     nat_gateway_gb: Price
