@@ -342,7 +342,10 @@ def create_topic(bootstrap: str, topic: str, partitions: int, deadline: Deadline
 
 
 def produce_all(bootstrap: str, topic: str, partitions: int, records: int,
-                deadline: Deadline) -> float:
+                deadline: Deadline, offset: int = 0, client_id: str = "bench-producer",
+                conf: dict[str, Any] | None = None) -> float:
+    """Produce ``records`` round-robin over the partitions (starting at ``offset``) and flush;
+    the seconds it took. Raises BenchError on any delivery error."""
     errors: list[str] = []
 
     def on_delivery(err: Any, _msg: Any) -> None:
@@ -350,15 +353,15 @@ def produce_all(bootstrap: str, topic: str, partitions: int, records: int,
             errors.append(str(err))
 
     producer = Producer({**PRODUCER_CONF, "bootstrap.servers": bootstrap,
-                         "client.id": "bench-producer", "on_delivery": on_delivery,
-                         "delivery.report.only.error": True})
+                         "client.id": client_id, "on_delivery": on_delivery,
+                         "delivery.report.only.error": True, **(conf or {})})
     producer.list_topics(topic, timeout=max(1.0, min(10.0, deadline.remaining())))  # warm-up
     value = os.urandom(VALUE_BYTES)
     start = time.perf_counter()
     for i in range(records):
         while True:
             try:
-                producer.produce(topic, value, partition=i % partitions)
+                producer.produce(topic, value, partition=(i + offset) % partitions)
                 break
             except BufferError:  # local queue full: let deliveries drain
                 producer.poll(0.005)

@@ -69,6 +69,7 @@ from produce_consume import (
     percentile,
     print_columns,
     print_unclean_exits,
+    produce_all,
     py_spy,
     report_profile,
     results_path,
@@ -309,36 +310,9 @@ def stage_rows(before: dict[str, dict[str, float]],
 # -- the loads ------------------------------------------------------------------------------
 def produce_bulk(bootstrap: str, topic: str, partitions: int, records: int,
                  deadline: Deadline, offset: int = 0) -> float:
-    errors: list[str] = []
-
-    def on_delivery(err: Any, _msg: Any) -> None:
-        if err is not None:
-            errors.append(str(err))
-
-    producer = Producer({**PRODUCER_CONF, "bootstrap.servers": bootstrap,
-                         "client.id": "bench-stages", "on_delivery": on_delivery,
-                         "delivery.report.only.error": True,
-                         "queue.buffering.max.kbytes": 256 << 10})
-    producer.list_topics(topic, timeout=10)
-    value = os.urandom(VALUE_BYTES)
-    start = time.perf_counter()
-    for i in range(records):
-        while True:
-            try:
-                producer.produce(topic, value, partition=(i + offset) % partitions)
-                break
-            except BufferError:
-                producer.poll(0.005)
-                deadline.check(f"producing ({i}/{records})")
-        if i % 4096 == 0:
-            producer.poll(0)
-            deadline.check(f"producing ({i}/{records})")
-    left = producer.flush(max(0.1, deadline.remaining()))
-    elapsed = time.perf_counter() - start
-    if left or errors:
-        raise BenchError(f"produce: {left} undelivered, {len(errors)} errors "
-                         f"{errors[:1]}")
-    return elapsed
+    """produce_consume.produce_all with a deeper local queue (1 MiB batches keep it full)."""
+    return produce_all(bootstrap, topic, partitions, records, deadline, offset, "bench-stages",
+                       {"queue.buffering.max.kbytes": 256 << 10})
 
 
 def _producer_proc(args: tuple[str, str, int, int, int, float]) -> tuple[float, float]:
