@@ -135,9 +135,33 @@ def _offset_fetch(
     g = _fetch_group(
         broker, header, req.group_id, req.topics, None, -1, unstable.get(req.group_id, set())
     )
+    if header.api_version < 2 and g["error_code"] != E.NONE:
+        g["topics"] = _error_per_partition(req.topics or (), g["error_code"])
     return respond(
         header, {"throttle_time": 0, "topics": g["topics"], "error_code": g["error_code"]}
     )
+
+
+def _error_per_partition(topics: Any, code: int) -> list[dict[str, Any]]:
+    """OffsetFetch v0-v1 has no group-level error field: Kafka puts the group's error on every
+    requested partition (OffsetFetchRequest.getErrorResponse), or a client would read "no
+    offsets" where it should retry (NOT_COORDINATOR) or stop (GROUP_AUTHORIZATION_FAILED)."""
+    return [
+        {
+            "name": t.name,
+            "partitions": [
+                {
+                    "partition_index": p,
+                    "committed_offset": -1,
+                    "committed_leader_epoch": -1,
+                    "metadata": "",
+                    "error_code": code,
+                }  # fmt: skip
+                for p in (getattr(t, "partition_indexes", ()) or ())
+            ],
+        }
+        for t in topics
+    ]
 
 
 def _fetch_group(

@@ -35,6 +35,7 @@ from tests.support.group_clients import (
     MEMBER_ID_REQUIRED,
     NON_EMPTY_GROUP,
     NONE,
+    NOT_COORDINATOR,
     REBALANCE_IN_PROGRESS,
     UNKNOWN_MEMBER_ID,
     GroupWire,
@@ -371,6 +372,29 @@ def test_offset_fetch_of_unknown_group_is_minus_one_without_error(wire: GroupWir
         assert sorted(got) == [0, 1, 2], (v, got)
         for p, c in got.items():
             assert (c.offset, c.error) == (-1, NONE), (v, p, c)
+
+
+def test_offset_fetch_before_the_coordinator_exists_says_not_coordinator(
+    tmp_path: Path,
+) -> None:
+    """No FindCoordinator yet, so no __consumer_offsets: Kafka answers NOT_COORDINATOR, at
+    the top from v2 and on every requested partition in v0-v1 (which have no top-level error
+    field), never an empty answer the client would read as "nothing committed"."""
+    b = BrokerProcess(tmp_path / "data", port=None, **GROUP_ENV).start()
+    try:
+        topic = g.unique("of-early")
+        g.create_topic(b.bootstrap, topic, 3)
+        with GroupWire(b.port, find_coordinator=False) as c:
+            for v in c.versions(g.API_OFFSET_FETCH):
+                top, got = c.fetch_offsets(g.unique("early"), topic, [0, 1, 2], version=v)
+                if v < 2:
+                    assert top == NONE, (v, top)
+                    assert {p: (x.offset, x.error) for p, x in got.items()} == dict.fromkeys(
+                        [0, 1, 2], (-1, NOT_COORDINATOR)), (v, got)
+                else:
+                    assert top == NOT_COORDINATOR, (v, top, got)
+    finally:
+        b.stop()
 
 
 def _stable_group(wire: GroupWire, topic: str = "t") -> tuple[str, g.Joined]:

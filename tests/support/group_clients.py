@@ -49,10 +49,12 @@ REBALANCE_IN_PROGRESS = 27
 NON_EMPTY_GROUP = 68
 GROUP_ID_NOT_FOUND = 69
 MEMBER_ID_REQUIRED = 79
+NOT_COORDINATOR = 16
 
 API_OFFSET_COMMIT, API_OFFSET_FETCH, API_JOIN, API_HEARTBEAT = 8, 9, 11, 12
 API_LEAVE, API_SYNC, API_DESCRIBE_GROUPS, API_LIST_GROUPS, API_DELETE_GROUPS = 13, 14, 15, 16, 42
 API_CONSUMER_HEARTBEAT = 68
+API_FIND_COORDINATOR = 10
 
 CLIENTS = ("confluent", "confluent-consumer", "kafka-python", "aiokafka")
 
@@ -127,7 +129,7 @@ class Committed:
 class GroupWire(w.WireClient):
     """A raw client with group requests; versions default to the highest both sides know."""
 
-    def __init__(self, port: int, timeout: float = 15.0) -> None:
+    def __init__(self, port: int, timeout: float = 15.0, find_coordinator: bool = True) -> None:
         super().__init__(port, timeout)
         self.port = port
         av = self.call(w.api_versions_request(0))
@@ -135,9 +137,25 @@ class GroupWire(w.WireClient):
             int(k.api_key): (int(k.min_version), int(k.max_version)) for k in av.api_keys
         }
         self._topic_ids: dict[str, uuid.UUID] = {}
+        # as every client does before its first group request: FindCoordinator creates
+        # __consumer_offsets, without which a group request is answered NOT_COORDINATOR
+        if find_coordinator:
+            self.wait_for_coordinator("group-wire")
 
     def __enter__(self) -> GroupWire:
         return self
+
+    def wait_for_coordinator(self, group: str, timeout: float = 30.0) -> int:
+        """FindCoordinator (v4, one key) until it names a broker; returns its node id."""
+        m = w.schema_module(API_FIND_COORDINATOR, 4)
+        deadline = time.monotonic() + timeout
+        while True:
+            resp = self.call(m.FindCoordinatorRequest(key_type=0, coordinator_keys=(group,)))
+            c = resp.coordinators[0]
+            if int(c.error_code) == NONE:
+                return int(c.node_id)
+            assert time.monotonic() < deadline, f"no coordinator for {group}: {c!r}"
+            time.sleep(0.05)
 
     def versions(self, api_key: int, lo: int = 0, hi: int = 99) -> list[int]:
         """Versions both the broker and kio know, within [lo, hi]."""
