@@ -16,7 +16,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -61,7 +62,12 @@ from broker_service.metadata.dynamodb.stream_index import (
     seq_of,
     stream_pk,
 )
-from broker_service.metadata.errors import BrokerFenced, MetadataError, ObjectAlreadyCommitted
+from broker_service.metadata.errors import (
+    BrokerFenced,
+    CommitDeadlinePassed,
+    MetadataError,
+    ObjectAlreadyCommitted,
+)
 from broker_service.metadata.records import ACTIVE, DRAINING, StreamRange
 from broker_service.metadata.store import StreamObjects
 
@@ -96,6 +102,10 @@ class DynamoStreams(DynamoBase, StreamObjects):
     """Items ``OBJECT#<key>``, ``LOG#<broker>#<epoch>/E#<seq>``, ``STREAM#<id>/HEAD`` and
     ``STREAM#<id>/C#...`` (see stream_index.py)."""
 
+    _calls: ThreadPoolExecutor | None = None  # runs commits that have a deadline
+    # A TransactWriteItems answers in tens of ms; one unanswered after this long has stalled
+    # (settled and sent again, see _transact_by_deadline). A false alarm costs one PutItem.
+    commit_stall_ms = 2000
     fold_every = 64  # fold a stream once this writer committed this many of its ranges
     fold_min_advance = 256  # or, with no new ranges, once its cursors can skip this many entries
 
@@ -162,6 +172,8 @@ class DynamoStreams(DynamoBase, StreamObjects):
                 except _SeqTaken:
                     writer.seq = self._last_seq(writer.log)  # another instance wrote there
                     continue
+                except _Stalled:
+                    continue  # that seq is sealed, the deadline still ahead: once more
                 break
             else:
                 raise MetadataError(f"log {writer.log}: no free sequence number")
@@ -213,7 +225,7 @@ class DynamoStreams(DynamoBase, StreamObjects):
         ]
         assert len(items) <= MAX_TX_ITEMS
         try:
-            self._retrying(self._c.transact_write_items, TransactItems=items)
+            self._transact_by_deadline(items)
         except ClientError as e:
             reasons = _cancel_reasons(e)
             if _error_code(e) == "TransactionCanceledException" and reasons:
@@ -236,6 +248,44 @@ class DynamoStreams(DynamoBase, StreamObjects):
             return
         writer.seq = seq
 
+    def _transact_by_deadline(self, items: list[Item]) -> None:
+        """The commit's ``TransactWriteItems``, waited for ``commit_stall_ms`` at most (and
+        never past the commit's deadline). A call still unanswered by then may be on its way
+        (a stalled connection, a slow DynamoDB): raise ``_Unanswered`` and let ``_settle``
+        decide its seq, instead of holding the writer's lock, and with it every later commit
+        of this broker, for as long as the call takes (issue 22.1: one 12 s stall failed
+        every commit for 12 s, producers timed out, bumped their epochs and resent what had
+        landed). A tombstone at the seq makes the late call fail its condition, so it can
+        never land after its producers were answered; an answer that was only slow is found
+        as landed."""
+        deadline = getattr(self._deadline, "ms", None)
+        if deadline is None:
+            self._retrying(self._c.transact_write_items, TransactItems=items)
+            return
+
+        def call() -> None:
+            self._deadline.ms = deadline  # per thread: checked before every HTTP attempt
+            try:
+                self._retrying(self._c.transact_write_items, TransactItems=items)
+            finally:
+                self._deadline.ms = None
+
+        future = self._commit_calls().submit(call)
+        wait_ms = min(deadline - _now_ms(), self.commit_stall_ms)
+        try:
+            future.result(timeout=max(wait_ms, 0) / 1000)
+        except FutureTimeout:
+            if future.cancel():  # never started: it never will
+                raise CommitDeadlinePassed("commit deadline passed before it was sent") from None
+            future.add_done_callback(_ignore_outcome)
+            raise _Unanswered(f"no answer in {wait_ms} ms") from None
+
+    def _commit_calls(self) -> ThreadPoolExecutor:
+        with self._ix.lock:
+            if self._calls is None:
+                self._calls = ThreadPoolExecutor(max_workers=8, thread_name_prefix="ddb-commit")
+            return self._calls
+
     def _settle(self, writer: Writer, seq: int, object_key: str, exc: BaseException) -> None:
         """Turn an unknown outcome into a known one: it landed (return) or it never will
         (re-raise ``exc``). If even that fails, the next commit under the epoch tries again
@@ -248,6 +298,13 @@ class DynamoStreams(DynamoBase, StreamObjects):
                         writer.log, seq, exc_info=True)  # fmt: skip
             raise exc from None
         if landed != object_key:
+            if isinstance(exc, _Unanswered):  # and now it never will be written
+                deadline = getattr(self._deadline, "ms", None)
+                if deadline is not None and _now_ms() < deadline:
+                    log.info("commit %s (log %s seq %d): %s; sealed, committing again",
+                             object_key, writer.log, seq, exc)  # fmt: skip
+                    raise _Stalled() from None
+                raise CommitDeadlinePassed(str(exc)) from None
             raise exc
         log.info("commit %s answered %r but had landed: committed", object_key, exc)
 
@@ -664,8 +721,25 @@ class DynamoStreams(DynamoBase, StreamObjects):
 
     def close(self) -> None:
         self._ix.folder.close()
+        if self._calls is not None:
+            self._calls.shutdown(wait=False, cancel_futures=True)
         super().close()
 
 
 class _SeqTaken(Exception):
     """The log entry's key exists: another store instance wrote under the same broker epoch."""
+
+
+class _Unanswered(Exception):
+    """A commit's call did not answer in time: its outcome is unknown until settled."""
+
+
+class _Stalled(Exception):
+    """A commit's call did not answer in time and its seq is now sealed without it: it can
+    be sent again under the next seq while the deadline allows."""
+
+
+def _ignore_outcome(future: Future[None]) -> None:
+    """A call abandoned at its deadline ends later, one way or another: its seq was settled."""
+    if not future.cancelled():
+        future.exception()
