@@ -10,6 +10,7 @@ to one of them as ``preferred_read_replica``, as a Kafka leader does with
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -27,7 +28,9 @@ from broker_service.protocol.fetch import (
 )
 from broker_service.protocol.frames import RequestHeader
 from broker_service.security.acl import READ
+from broker_service.stream.objectstore.base import ObjectNotFound
 
+log = logging.getLogger(__name__)
 ZERO_UUID = uuid.UUID(int=0)
 READ_COMMITTED = 1
 
@@ -214,6 +217,8 @@ class _Collector:
                 except OffsetOutOfRange:
                     res.error_code = ErrorCode.offset_out_of_range
                     return res, True, None
+                except ObjectNotFound as exc:
+                    return _storage_error(res, plog, exc), True, None
                 if self.read_committed and res.records:
                     res.aborted = sh.aborted_between(p.fetch_offset, visible)
             self._seen[(ti, pi)] = (visible, res)
@@ -243,6 +248,9 @@ class _Collector:
         except OffsetOutOfRange:
             res.error_code = ErrorCode.offset_out_of_range
             return True
+        except ObjectNotFound as exc:
+            _storage_error(res, plog, exc)
+            return True
         if self.read_committed and res.records and plog.producers.aborted:
             res.aborted = [
                 (a.producer_id, a.first_offset)
@@ -270,3 +278,14 @@ async def wait_for_data(logs: list[PartitionLog], timeout: float) -> None:
     finally:
         for plog in logs:
             plog.waiters.discard(fut)
+
+
+def _storage_error(
+    res: FetchPartitionResult, plog: PartitionLog, exc: ObjectNotFound
+) -> FetchPartitionResult:
+    """An object a committed range names is gone (not a compaction swap: that is re-read):
+    the partition answers KAFKA_STORAGE_ERROR, as Kafka does for an unreadable log, and the
+    connection and the other partitions go on."""
+    log.error("fetch of stream %s: object missing: %s", plog.stream_id, exc)
+    res.error_code = ErrorCode.kafka_storage_error
+    return res

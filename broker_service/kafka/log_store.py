@@ -391,9 +391,12 @@ class StreamStore:
                 out = await self._read_range(r, offset, max_bytes, hw, min_one)
             except ObjectNotFound:
                 # compaction replaced the object and its grace period ended: re-read the
-                # ranges from metadata (once) and read the replacement
-                if not await self.refresh_ranges(plog):
-                    raise
+                # ranges from metadata and read the replacement. This broker's own compactor
+                # may have swapped them in already while the read waited: then the refresh
+                # finds nothing new, but the range holding the offset has changed.
+                await self.refresh_ranges(plog)
+                if plog.range_for(offset) == r and offset < plog.cache_start():
+                    raise  # the same range, its object gone: not a swap
                 continue
             if out:
                 return out
@@ -535,10 +538,12 @@ class StreamStore:
 
     async def offset_for_timestamp(self, plog: PartitionLog, ts: int) -> tuple[int, int] | None:
         """First (offset, timestamp) in offset order with timestamp >= ts, or None."""
+        ranges = plog.ranges
         try:
             return await self._offset_for_timestamp(plog, ts)
         except ObjectNotFound:
-            if not await self.refresh_ranges(plog):  # compaction replaced the object
+            # compaction replaced the object (here, or already known while this waited)
+            if not await self.refresh_ranges(plog) and plog.ranges is ranges:
                 raise
             return await self._offset_for_timestamp(plog, ts)
 
