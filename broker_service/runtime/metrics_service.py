@@ -48,6 +48,7 @@ class MetricsService:
         self._server: Any = None
         ns = broker.config.emf_namespace
         self._emf = EmfEmitter(self.metrics, ns) if ns else None
+        self._last_stamp = 0  # the boundary (ms) of the last EMF datapoints with consumer lag
 
     async def start(self) -> None:
         cfg = self.broker.config
@@ -102,12 +103,16 @@ class MetricsService:
         """At every wall-clock multiple of the metrics interval (runtime/timers.py runs it
         aligned): consumer lag, then the EMF line stamped with that boundary."""
         interval = self.broker.config.metrics_interval_s
-        boundary = round(time.time() / interval) * interval
+        stamp = round(round(time.time() / interval) * interval * 1000)
         try:
             self.metrics.consumer_lag = await self.consumer_lag()
         finally:
             if self._emf is not None:
-                self._emit(round(boundary * 1000))
+                if stamp <= self._last_stamp:  # a run so late it rounded to the next boundary
+                    stamp = self._last_stamp  # keep the counters; lag was already reported there
+                    self.metrics.consumer_lag = {}
+                self._last_stamp = stamp
+                self._emit(stamp)
 
     def _emit(self, timestamp_ms: int) -> None:
         assert self._emf is not None

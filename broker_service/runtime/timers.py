@@ -89,13 +89,19 @@ class Timers:
 
     async def _run(self, t: Timer) -> None:
         first = True
+        last_boundary = -math.inf  # aligned timers: the boundary of the last run
         while True:
             delay = t.interval_s * (random.uniform(1 - t.jitter, 1 + t.jitter) if t.jitter else 1)
             if first and t.first_s is not None:
                 delay = t.first_s
             elif t.aligned:
+                # A wait can end a little before its boundary (uvloop rounds delays to whole
+                # ms): the next run is for the boundary after the last one run, never the same.
                 now = time.time()
-                delay = next_boundary_s(now, t.interval_s) - now
+                boundary = next_boundary_s(max(now, last_boundary + t.interval_s / 2),
+                                           t.interval_s)  # fmt: skip
+                last_boundary = boundary
+                delay = boundary - now
             first = False
             waits = [self._stopping.wait()] + ([t.wake.wait()] if t.wake is not None else [])
             waiting = [asyncio.ensure_future(w) for w in waits]

@@ -27,3 +27,41 @@ def test_boundaries_of_drifting_wakeups_fall_in_distinct_minutes() -> None:
         minutes.append(int(b // 60))
         now = b + 0.35  # woke up late and worked 0.35 s
     assert minutes == list(range(minutes[0], minutes[0] + 1440))
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_an_aligned_timer_runs_once_per_boundary_even_when_woken_early(loop: str) -> None:
+    """uvloop rounds a timer's delay to whole milliseconds, so a wait for the next boundary
+    can end up to 1 ms before it; the timer must then not run a second time for the same
+    boundary (each run of the metrics timer is a CloudWatch datapoint: two consumer-lag
+    datapoints in one period double the lag the alarm sums)."""
+    import asyncio
+    import time
+
+    from broker_service.runtime.timers import Timers
+
+    factory = None
+    if loop == "uvloop":
+        import uvloop  # a runtime dependency on Linux
+
+        factory = uvloop.new_event_loop
+    interval = 0.01
+    runs: list[int] = []
+
+    async def main() -> None:
+        done = asyncio.Event()
+
+        async def step() -> None:
+            runs.append(round(time.time() / interval))
+            if len(runs) >= 30:
+                done.set()
+
+        timers = Timers()
+        timers.every("emf", interval, step, aligned=True)
+        timers.start()
+        await asyncio.wait_for(done.wait(), 30)
+        await timers.stop()
+
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(main())
+    assert len(set(runs)) == len(runs), f"{len(runs) - len(set(runs))} runs repeated a boundary"
