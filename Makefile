@@ -47,16 +47,17 @@ node_modules/.installed: package.json package-lock.json
 	timeout 600 npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-# Two lanes, each on several pytest-xdist workers (every worker has its own moto server and
-# shared broker; all ports are the OS's choice): the main lane, then the heavy lane (chaos,
-# failover, soak, the S3 + DynamoDB client matrix, LocalStack). Both must pass.
-TEST_WORKERS  ?= 3
-HEAVY_WORKERS ?= 2
+# Two lanes in one pytest-xdist run (every worker has its own moto server and shared broker;
+# all ports are the OS's choice): the main lane and the heavy lane (chaos, failover, soak,
+# the S3 + DynamoDB client matrix, LocalStack) share the workers, the longest tests starting
+# first (tests/conftest.py), so the heavy lane's waiting overlaps the main lane's work.
+# Both lanes must pass; test-fast and test-heavy run one lane each.
+TEST_WORKERS  ?= 6
+HEAVY_WORKERS ?= 3
 PYTEST_LANE   := $(PY) -m pytest -p no:cacheprovider --dist loadgroup --durations=20
 
 test: install-test kcat podman localstack-env
-	$(PYTEST_LANE) -m "not heavy" -n $(TEST_WORKERS)
-	$(PYTEST_LANE) -m heavy -n $(HEAVY_WORKERS)
+	$(PYTEST_LANE) -n $(TEST_WORKERS)
 
 test-fast: install-test kcat
 	$(PYTEST_LANE) -m "not heavy" -n $(TEST_WORKERS)

@@ -41,11 +41,33 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     return PathGroupScheduling(config, log)
 
 
+# The longest tests first (xdist hands work out in collection order): a long test that
+# started last would hold the lane open alone. A scheduling hint only; the order of the
+# tests within a module is kept.
+LONGEST_FIRST = (
+    "tests/chaos/test_chaos.py::test_random_sigkills_lose_and_duplicate_nothing[cloud]",
+    "tests/chaos/test_chaos.py::test_random_sigkills_lose_and_duplicate_nothing[embedded]",
+    "tests/contract/test_dynamodb_stream_index.py::test_a_compaction_swap_writes_the_same_items_whatever_the_streams_length[300]",
+    "tests/contract/test_dynamodb_store.py::test_commit_larger_than_one_item_is_atomic_and_readable",
+    "tests/cloud/test_slow_start.py",
+    "tests/cloud/test_commit_outcomes.py::test_stalled_metadata_commits_never_land_after_the_producer_gave_up",
+    "tests/integration/test_limits.py::test_idle_connections_cost_little_memory",
+)  # fmt: skip
+
+
+def _start_rank(item: pytest.Item) -> int:
+    for rank, prefix in enumerate(LONGEST_FIRST):
+        if item.nodeid.startswith(prefix):
+            return rank
+    return len(LONGEST_FIRST)
+
+
 @pytest.hookimpl(tryfirst=True)  # before -m deselects
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("slow") and not item.get_closest_marker("heavy"):
             item.add_marker(pytest.mark.heavy)  # slow: the heavy lane's old name
+    items.sort(key=_start_rank)  # stable: every other test keeps its place
 
 
 @pytest.fixture(scope="session")

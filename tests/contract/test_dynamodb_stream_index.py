@@ -244,7 +244,7 @@ def test_a_graceful_move_folds_the_stream_and_drops_the_old_leaders_log(
 
 
 @pytest.mark.parametrize(
-    "history", [60, pytest.param(600, marks=pytest.mark.heavy)]  # 600: ~2,000 requests
+    "history", [60, pytest.param(300, marks=pytest.mark.heavy)]  # 300: ~1,000 requests
 )
 def test_a_compaction_swap_writes_the_same_items_whatever_the_streams_length(
     open_store: Open, history: int
