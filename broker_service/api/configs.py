@@ -128,29 +128,26 @@ def describe_configs(broker: BrokerServices, header: RequestHeader, frame: memor
 def incremental_alter_configs(
     broker: BrokerServices, header: RequestHeader, frame: memoryview
 ) -> Awaitable[Buffers]:
-    req = decode(header, frame)
-    changes = [
-        (
-            r.resource_type,
-            r.resource_name,
-            [(c.name, c.config_operation, c.value) for c in r.configs],
-            True,
-        )
-        for r in req.resources
-    ]
-    return _alter(broker, header, changes, req.validate_only)
+    return _alter_request(broker, header, frame, incremental=True)
 
 
 def alter_configs(
     broker: BrokerServices, header: RequestHeader, frame: memoryview
+) -> Awaitable[Buffers]:
+    """The legacy call: the listed configs replace every override of the resource."""
+    return _alter_request(broker, header, frame, incremental=False)
+
+
+def _alter_request(
+    broker: BrokerServices, header: RequestHeader, frame: memoryview, incremental: bool
 ) -> Awaitable[Buffers]:
     req = decode(header, frame)
     changes = [
         (
             r.resource_type,
             r.resource_name,
-            [(c.name, C.SET, c.value) for c in r.configs],
-            False,
+            [(c.name, c.config_operation if incremental else C.SET, c.value) for c in r.configs],
+            incremental,
         )
         for r in req.resources
     ]
