@@ -406,12 +406,21 @@ def run(cfg: ChaosConfig) -> ChaosResult:
         time.sleep(cfg.up_s[1])  # a last stretch of service after the last restart
         _restart_crashed(cluster, unexpected, cfg.log)
         producer.stop_event.set()
-        producer.join(cfg.message_timeout_ms / 1000 + 30)
+        # The end phase keeps the supervisor's job (ECS restarts a task whose broker exited):
+        # a broker that stopped itself, e.g. fenced after the metadata store stalled past its
+        # lease (moto, one request at a time, on a loaded CI host: 12 s without an answer),
+        # is restarted while the clients drain, as it is during the cycles.
+        flushed_by = time.monotonic() + cfg.message_timeout_ms / 1000 + 30
+        while producer.is_alive() and time.monotonic() < flushed_by:
+            producer.join(1.0)
+            _restart_crashed(cluster, unexpected, cfg.log)
         if producer.error is not None:
             raise producer.error
-        _wait_group(consumer, producer, cfg.drain_s)
+        _wait_group(consumer, producer, cfg.drain_s,
+                    lambda: _restart_crashed(cluster, unexpected, cfg.log))  # fmt: skip
         consumer.stop_event.set()
         consumer.join(30)
+        _restart_crashed(cluster, unexpected, cfg.log)
         log_records = read_back(cluster.bootstrap, cfg.partitions, cfg.drain_s)
         overlaps, overlap_examples = range_overlaps(cluster, cfg.partitions)
         headers = batch_headers(cluster) if _has_duplicates(log_records) else {}
@@ -498,10 +507,16 @@ def _restart_crashed(cluster: Cluster, unexpected: list[dict[str, Any]], log: An
             b.start(timeout=60)
 
 
-def _wait_group(consumer: GroupConsumerThread, producer: ProducerThread, bound_s: float) -> None:
+def _wait_group(
+    consumer: GroupConsumerThread,
+    producer: ProducerThread,
+    bound_s: float,
+    meanwhile: Callable[[], None] = lambda: None,
+) -> None:
     deadline = time.monotonic() + bound_s
     while time.monotonic() < deadline and any(k not in consumer.seen for k in producer.acked):
         time.sleep(0.5)
+        meanwhile()
 
 
 def read_back(bootstrap: str, partitions: int, bound_s: float) -> dict[int, list[tuple[int, int]]]:
