@@ -218,7 +218,8 @@ class _Collector:
                     res.error_code = ErrorCode.offset_out_of_range
                     return res, True, None
                 except ObjectNotFound as exc:
-                    return _storage_error(res, plog, exc), True, None
+                    _storage_error(res, plog, exc)
+                    return res, True, None
                 if self.read_committed and res.records:
                     res.aborted = sh.aborted_between(p.fetch_offset, visible)
             self._seen[(ti, pi)] = (visible, res)
@@ -280,12 +281,9 @@ async def wait_for_data(logs: list[PartitionLog], timeout: float) -> None:
             plog.waiters.discard(fut)
 
 
-def _storage_error(
-    res: FetchPartitionResult, plog: PartitionLog, exc: ObjectNotFound
-) -> FetchPartitionResult:
+def _storage_error(res: FetchPartitionResult, plog: PartitionLog, exc: ObjectNotFound) -> None:
     """An object a committed range names is gone (not a compaction swap: that is re-read):
     the partition answers KAFKA_STORAGE_ERROR, as Kafka does for an unreadable log, and the
     connection and the other partitions go on."""
     log.error("fetch of stream %s: object missing: %s", plog.stream_id, exc)
     res.error_code = ErrorCode.kafka_storage_error
-    return res

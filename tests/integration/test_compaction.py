@@ -375,13 +375,18 @@ def test_orphans_are_deleted_after_the_grace_period_and_committed_objects_never(
     assert all_batches(small_broker.port, topic) == before
 
 
-def test_an_embedded_broker_compacts_on_its_own_timer(tmp_path: Path) -> None:
-    broker = BrokerProcess(
+def _self_compacting_broker(tmp_path: Path, interval_ms: int) -> BrokerProcess:
+    """An embedded broker compacting on its own timer, deleting replaced objects at once."""
+    return BrokerProcess(
         tmp_path / "data",
-        **{**SMALL_OBJECTS_ENV, "BROKER_COMPACTION_INTERVAL_MS": "300"},
+        **{**SMALL_OBJECTS_ENV, "BROKER_COMPACTION_INTERVAL_MS": str(interval_ms)},
         COMPACTION_REPLACED_GRACE_MS="0",
         COMPACTION_TARGET_OBJECT_BYTES=str(1 << 20),
     ).start()
+
+
+def test_an_embedded_broker_compacts_on_its_own_timer(tmp_path: Path) -> None:
+    broker = _self_compacting_broker(tmp_path, 300)
     try:
         topic = _topic("timer")
         create_topic(broker.bootstrap, topic)
@@ -399,12 +404,7 @@ def test_reads_racing_the_brokers_own_compaction_are_always_answered(tmp_path: P
     objects at once: a read that picked a range before the swap finds its object gone after
     the broker already knows the new ranges. It must read the replacement (the same batches),
     never drop the connection (last CI run: "connection closed instead of answering")."""
-    broker = BrokerProcess(
-        tmp_path / "data",
-        **{**SMALL_OBJECTS_ENV, "BROKER_COMPACTION_INTERVAL_MS": "20"},
-        COMPACTION_REPLACED_GRACE_MS="0",
-        COMPACTION_TARGET_OBJECT_BYTES=str(1 << 20),
-    ).start()
+    broker = _self_compacting_broker(tmp_path, 20)
     try:
         topic = _topic("race")
         create_topic(broker.bootstrap, topic)
