@@ -7,6 +7,11 @@ last renewal plus 80% of the lease, leaving room for clock skew): past that, ano
 already have fenced it and taken its partitions, so it must not acknowledge anything until a
 renewal succeeds again (a stopped-then-resumed "zombie" finds its lease gone). A broker never
 fences itself for being slow: the recovery check it runs leaves its own registration alone.
+
+Nor does it fence others for what was the store's slowness: when its own renewal was late,
+the store stalled for everyone, and every other lease ran out behind the same stall while
+those brokers' renewals were queued. It then fences nobody until its renewals have been on
+time for a whole lease (a broker that really died during the stall is fenced a lease later).
 """
 
 from __future__ import annotations
@@ -45,6 +50,8 @@ class Membership:
         self.valid_until = time.monotonic() + lease_ms * 0.8 / 1000
         self.live: list[BrokerRecord] = [me]
         self.fenced = False
+        self._renewing_since: float | None = None  # monotonic start of a renewal under way
+        self._fence_nobody_until = 0.0  # monotonic: after a late renewal of our own
 
     @property
     def node_id(self) -> int:
@@ -119,7 +126,7 @@ class Membership:
         """One renewal, on the lease's own thread."""
         if self.fenced:
             return
-        started = time.monotonic()
+        started = self._renewing_since = time.monotonic()
         try:  # on the lease lane: one thread of its own, never behind other metadata calls
             await self.ports.brokers.renew_lease(self.node_id, self.epoch, self.lease_ms)
         except BrokerFenced:
@@ -127,6 +134,14 @@ class Membership:
             self.fenced = True
             self.on_fenced()
             return
+        finally:
+            self._renewing_since = None
+        done = time.monotonic()
+        if started > self.valid_until or done - started > self.renew_interval_s:
+            self._fence_nobody_until = done + self.lease_ms / 1000
+            log.warning("lease renewal was late (took %.1f s): the metadata store stalled for "
+                        "every broker, so this one fences nobody for a lease",
+                        done - started)  # fmt: skip
         self.valid_until = started + self.lease_ms * 0.8 / 1000
         live = await self.ports.brokers.lease_live_brokers(now_ms())
         self._set_live(live)
@@ -135,10 +150,22 @@ class Membership:
         """The recovery check: fence brokers whose lease ran out (never this one: a broker
         that was merely slow to renew stops acknowledging until it renews) and move their
         partitions."""
-        if self.fenced:
+        if self.fenced or not self._store_on_time():
             return
         result = await self.ports.run(
-            recover, self.ports.store, now_ms(), self.lease_ms // 5, self.node_id
+            recover, self.ports.store, now_ms(), self.lease_ms // 5, spare=self.node_id,
+            stale_read_ms=self.lease_ms // 3,
         )
         if result.acted:
             self.on_cluster_change()
+
+    def _store_on_time(self) -> bool:
+        """Whether this broker's own renewals say the store answers in time (else leases
+        that look expired are the store's stall, not dead brokers)."""
+        now = time.monotonic()
+        renewing = self._renewing_since
+        return (
+            self.lease_valid()
+            and now >= self._fence_nobody_until
+            and (renewing is None or now - renewing <= self.renew_interval_s)
+        )

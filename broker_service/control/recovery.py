@@ -15,6 +15,7 @@ nothing is forgotten once its lease ran out more than ``forget_after_ms`` ago.
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -47,15 +48,26 @@ def recover(
     grace_ms: int = 0,
     forget_after_ms: int = FORGET_AFTER_MS,
     spare: int | None = None,
+    stale_read_ms: int | None = None,
 ) -> RecoveryResult:
     """Fence every broker whose lease ran out more than ``grace_ms`` ago (clock skew margin),
     then move the partitions led by fenced brokers to live ones, spread evenly; forget
     auto-id fenced brokers that lead nothing after ``forget_after_ms``. ``spare``: the
     broker running the check, never fenced by itself (being slow to renew is not being
-    dead; others fence it if it really is)."""
+    dead; others fence it if it really is). ``stale_read_ms``: a read of the brokers that
+    took longer than this fences nobody: the store was stalled, so every lease may look
+    expired while the renewals that refresh them are still queued behind that stall."""
     result = RecoveryResult()
+    started = time.monotonic()
     brokers = metadata.brokers()
-    for i, b in enumerate(brokers):
+    read_ms = (time.monotonic() - started) * 1000
+    stale = stale_read_ms is not None and read_ms > stale_read_ms
+    if stale:
+        log.warning(
+            "reading the brokers took %.0f ms (more than %s): the metadata store was stalled, "
+            "so no lease is judged this round", read_ms, stale_read_ms,
+        )  # fmt: skip
+    for i, b in enumerate([] if stale else brokers):
         if b.broker_id == spare:
             continue
         if b.state in (ACTIVE, DRAINING) and b.lease_expiry_ms + grace_ms < now_ms:

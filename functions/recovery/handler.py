@@ -39,7 +39,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     broker_ids: list[int] = []
     result = RecoveryResult()
     if envelope.detail_type != "ECS Task State Change":
-        result = recover(metadata, now_ms, settings.lease_grace_ms)  # the lease sweep
+        result = recover(metadata, now_ms, settings.lease_grace_ms,  # the lease sweep
+                         stale_read_ms=settings.lease_stale_read_ms)
     else:
         task = parse(event=event, model=TaskStateChangeEvent).detail
         if task.last_status != "STOPPED":
@@ -47,7 +48,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         elif not (found := brokers_for_task(metadata, task.task_arn, task.private_ips())):
             logger.warning("stopped task %s (%s) ran no known broker; sweeping leases",
                            task.task_arn, task.private_ips())  # fmt: skip
-            result = recover(metadata, now_ms, settings.lease_grace_ms)
+            result = recover(metadata, now_ms, settings.lease_grace_ms,
+                             stale_read_ms=settings.lease_stale_read_ms)
         else:  # every broker process the task ran (serve --processes N)
             broker_ids = [bid for bid, _ in found]
             why = f"its task {task.task_arn} stopped ({task.stopped_reason or task.stop_code})"

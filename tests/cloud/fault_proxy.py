@@ -56,6 +56,7 @@ class FaultProxy:
         self.started: list[str] = []  # methods of the requests received so far
         self.in_flight = 0
         self.max_in_flight = 0
+        self._stalled_until: dict[str, float] = {}  # operation -> monotonic end of its stall
         self._lock = threading.Lock()
         proxy = self
 
@@ -97,6 +98,12 @@ class FaultProxy:
         op: str | None = None,
     ) -> None:
         self.faults.append(Fault(action, method, match, times, op))
+
+    def stall(self, op: str, seconds: float) -> None:
+        """An outage of one operation: its requests arriving in the next ``seconds`` wait
+        until then, and are forwarded when it ends (so they happen, late)."""
+        with self._lock:
+            self._stalled_until[op] = time.monotonic() + seconds
 
     def methods(self, method: str) -> list[tuple[str, int]]:
         return [(path, status) for m, path, status in self.seen if m == method]
@@ -147,7 +154,11 @@ class FaultProxy:
         body = h.rfile.read(length) if length else b""
         if self.delay:
             time.sleep(self.delay)
-        action = self._take_fault(h.command, h.path, _operation(h))
+        op = _operation(h)
+        stalled = self._stalled_until.get(op, 0.0) - time.monotonic()
+        if stalled > 0:
+            time.sleep(stalled)
+        action = self._take_fault(h.command, h.path, op)
         if action == SLOWDOWN:
             return self._error(h, 503, "SlowDown", "Please reduce your request rate.")
         if action == BAD_REQUEST:

@@ -1,0 +1,65 @@
+"""The recovery check a broker runs for the others (cluster/membership.py), over a real SQLite
+metadata store: it fences brokers whose lease ran out, never the broker running it, and
+nobody while its own renewals say the store itself was stalled. The cluster-wide case (a
+store stall of two leases under three broker processes) is tests/cloud/test_store_stall.py."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from broker_service.cluster.membership import Membership
+from broker_service.metadata.ports import MetadataPorts
+from broker_service.metadata.records import BrokerRecord
+from broker_service.metadata.sqlite import SqliteMetadataStore
+from tests.support.wait import wait_until
+
+LEASE_MS = 3000  # the checking broker's lease: grace lease/5, a stale read lease/3
+
+
+@pytest.fixture
+def ports(tmp_path: Path) -> Iterator[MetadataPorts]:
+    ports = MetadataPorts(SqliteMetadataStore(tmp_path / "meta.db"))
+    yield ports
+    ports.close()
+
+
+def _expired_pair(ports: MetadataPorts) -> tuple[BrokerRecord, BrokerRecord]:
+    """Brokers 1 and 2 registered with a 1 ms lease: both run out at once."""
+    store = ports.store
+    me = store.register_broker(1, "127.0.0.1", 9092, None, 1)
+    other = store.register_broker(2, "127.0.0.1", 9093, None, 1)
+    grace = LEASE_MS // 5
+    wait_until(lambda: time.time() * 1000 > max(me.lease_expiry_ms, other.lease_expiry_ms)
+               + grace + 1, 10, "both leases past their grace")  # fmt: skip
+    return me, other
+
+
+def _states(ports: MetadataPorts) -> dict[int, str]:
+    return {b.broker_id: b.state for b in ports.store.brokers()}
+
+
+def test_the_check_fences_expired_brokers_but_never_the_one_running_it(
+    ports: MetadataPorts,
+) -> None:
+    me, _ = _expired_pair(ports)
+    membership = Membership(ports, me, LEASE_MS, lambda: None, lambda: None)
+    asyncio.run(membership.check_others())
+    # before: the broker's own id went in as forget_after_ms, so it fenced itself too
+    assert _states(ports) == {1: "ACTIVE", 2: "FENCED"}
+
+
+def test_after_a_late_renewal_of_its_own_a_broker_fences_nobody_for_a_lease(
+    ports: MetadataPorts,
+) -> None:
+    me, _ = _expired_pair(ports)
+    membership = Membership(ports, me, LEASE_MS, lambda: None, lambda: None)
+    membership.valid_until = time.monotonic() - 1  # our lease lapsed before this renewal
+    asyncio.run(membership.renew())
+    assert membership.lease_valid()
+    asyncio.run(membership.check_others())
+    assert _states(ports) == {1: "ACTIVE", 2: "ACTIVE"}, "fenced a peer after a store stall"
