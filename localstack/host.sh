@@ -72,15 +72,23 @@ pid_alive() {
   [[ -f "$PID_FILE" ]] && kill -0 "$(cat "$PID_FILE")" 2>/dev/null
 }
 
+# Healthy when S3 is up. A slow answer still counts (a loaded host); why the last check
+# failed goes to $HEALTH_FILE, printed if the start times out.
+HEALTH_FILE="$STATE_DIR/health.last"
 healthy() {
-  "$VENV/bin/python" - "$ENDPOINT" <<'EOF'
+  "$VENV/bin/python" - "$ENDPOINT" "$HEALTH_FILE" <<'EOF'
 import json, sys, urllib.request
 try:
-    with urllib.request.urlopen(sys.argv[1] + "/_localstack/health", timeout=2) as r:
-        services = json.load(r)["services"]
-except Exception:
+    with urllib.request.urlopen(sys.argv[1] + "/_localstack/health", timeout=10) as r:
+        answer = json.load(r)
+    services = answer["services"]
+except Exception as exc:
+    open(sys.argv[2], "w").write(f"{type(exc).__name__}: {exc}\n")
     sys.exit(1)
-sys.exit(0 if services.get("s3") in ("available", "running") else 1)
+ok = services.get("s3") in ("available", "running")
+if not ok:
+    open(sys.argv[2], "w").write(f"s3 is {services.get('s3')!r}: {json.dumps(answer)[:500]}\n")
+sys.exit(0 if ok else 1)
 EOF
 }
 
@@ -115,7 +123,8 @@ start() {
     fi
     if (( $(date +%s) >= deadline )); then
       tail -30 "$LOG_FILE" >&2
-      echo "LocalStack not healthy after ${START_TIMEOUT}s; stopping it" >&2
+      echo "LocalStack not healthy after ${START_TIMEOUT}s ($(cat "$HEALTH_FILE" 2>/dev/null));" \
+        "stopping it" >&2
       stop
       exit 1
     fi
