@@ -8,10 +8,12 @@ already have fenced it and taken its partitions, so it must not acknowledge anyt
 renewal succeeds again (a stopped-then-resumed "zombie" finds its lease gone). A broker never
 fences itself for being slow: the recovery check it runs leaves its own registration alone.
 
-Nor does it fence others for what was the store's slowness: when its own renewal was late,
-the store stalled for everyone, and every other lease ran out behind the same stall while
-those brokers' renewals were queued. It then fences nobody until its renewals have been on
-time for a whole lease (a broker that really died during the stall is fenced a lease later).
+Nor does it fence others for what was the store's slowness. A renewal that takes more than
+half a lease (or starts after this broker's own lease lapsed) says the store stalled for
+everyone: the other brokers' renewals, just as slow, may have let their leases run out. It then
+fences nobody while such a renewal hangs, nor for a lease after it (a broker that really died
+during the stall is fenced a lease later). Below half a lease, a slow store is only slow: the
+renewals of the others still land within their lease, and fencing goes on as usual.
 """
 
 from __future__ import annotations
@@ -119,6 +121,11 @@ class Membership:
         return self.lease_ms / 3000
 
     @property
+    def stalled_after_s(self) -> float:
+        """A store call slower than this (half a lease) is a stall, not slowness."""
+        return self.lease_ms / 2000
+
+    @property
     def recover_interval_s(self) -> float:
         return self.lease_ms / 2000
 
@@ -137,7 +144,7 @@ class Membership:
         finally:
             self._renewing_since = None
         done = time.monotonic()
-        if started > self.valid_until or done - started > self.renew_interval_s:
+        if started > self.valid_until or done - started > self.stalled_after_s:
             self._fence_nobody_until = done + self.lease_ms / 1000
             log.warning("lease renewal was late (took %.1f s): the metadata store stalled for "
                         "every broker, so this one fences nobody for a lease",
@@ -154,7 +161,7 @@ class Membership:
             return
         result = await self.ports.run(
             recover, self.ports.store, now_ms(), self.lease_ms // 5, spare=self.node_id,
-            stale_read_ms=self.lease_ms // 3,
+            stale_read_ms=int(self.stalled_after_s * 1000),
         )
         if result.acted:
             self.on_cluster_change()
@@ -167,5 +174,5 @@ class Membership:
         return (
             self.lease_valid()
             and now >= self._fence_nobody_until
-            and (renewing is None or now - renewing <= self.renew_interval_s)
+            and (renewing is None or now - renewing <= self.stalled_after_s)
         )

@@ -55,8 +55,9 @@ class ControlSettings(KafkaAccess, BaseSettings):
     balance_window_s: float = 300.0
     lease_grace_ms: int = 1000
     lease_stale_read_ms: int = Field(
-        2000, gt=0, description="recovery sweep: a read of the brokers slower than this "
-        "judges no lease (the store stalled; renewals may be queued behind it)",
+        3000, gt=0, description="recovery sweep: a read of the brokers slower than this "
+        "judges no lease (the store stalled; renewals may be queued behind it). Half the "
+        "brokers' lease (BROKER_LEASE_MS, 6 s by default), as the brokers' own checks use",
     )
     arrival_timeout_s: float = Field(
         30.0, ge=0, description="balancer: how long to wait for a RUNNING task's broker"

@@ -13,6 +13,9 @@ from pathlib import Path
 import pytest
 
 from broker_service.cluster.membership import Membership
+from broker_service.config.faults import FaultPlan
+from broker_service.control.recovery import recover
+from broker_service.metadata.latency import with_faults
 from broker_service.metadata.ports import MetadataPorts
 from broker_service.metadata.records import BrokerRecord
 from broker_service.metadata.sqlite import SqliteMetadataStore
@@ -63,3 +66,15 @@ def test_after_a_late_renewal_of_its_own_a_broker_fences_nobody_for_a_lease(
     assert membership.lease_valid()
     asyncio.run(membership.check_others())
     assert _states(ports) == {1: "ACTIVE", 2: "ACTIVE"}, "fenced a peer after a store stall"
+
+
+def test_a_recovery_read_slower_than_its_bound_judges_no_lease(ports: MetadataPorts) -> None:
+    """A read of the brokers that waited on a stalled store fences nobody; the same read on
+    time fences the expired broker."""
+    me, _ = _expired_pair(ports)
+    slow = with_faults(ports.store, FaultPlan(lo_ms=50, hi_ms=50, ops=frozenset({"brokers"})))
+    now = int(time.time() * 1000)
+    stalled = recover(slow, now, LEASE_MS // 5, spare=me.broker_id, stale_read_ms=10)
+    assert stalled.fenced == [] and _states(ports) == {1: "ACTIVE", 2: "ACTIVE"}
+    on_time = recover(slow, now, LEASE_MS // 5, spare=me.broker_id, stale_read_ms=5_000)
+    assert on_time.fenced == [2] and _states(ports) == {1: "ACTIVE", 2: "FENCED"}
