@@ -56,15 +56,13 @@ TEST_WORKERS  ?= 6
 HEAVY_WORKERS ?= 3
 PYTEST_LANE   := $(PY) -m pytest -p no:cacheprovider --dist loadgroup --durations=20
 
-# LocalStack's own venv is installed by the LocalStack tests' fixture (host.sh start installs
-# what is missing), on their worker while the others run: not before the run starts.
-test: install-test kcat podman node_modules/.installed
+test: install-test kcat podman localstack-env
 	$(PYTEST_LANE) -n $(TEST_WORKERS)
 
 test-fast: install-test kcat
 	$(PYTEST_LANE) -m "not heavy" -n $(TEST_WORKERS)
 
-test-heavy: install-test kcat podman node_modules/.installed
+test-heavy: install-test kcat podman localstack-env
 	$(PYTEST_LANE) -m heavy -n $(HEAVY_WORKERS)
 
 lint: install-test
