@@ -61,14 +61,14 @@ def recover(
     started = time.monotonic()
     brokers = metadata.brokers()
     read_ms = (time.monotonic() - started) * 1000
-    stale = stale_read_ms is not None and read_ms > stale_read_ms
-    if stale:
+    judge = stale_read_ms is None or read_ms <= stale_read_ms
+    if not judge:
         log.warning(
             "reading the brokers took %.0f ms (more than %s): the metadata store was stalled, "
             "so no lease is judged this round", read_ms, stale_read_ms,
         )  # fmt: skip
-    for i, b in enumerate([] if stale else brokers):
-        if b.broker_id == spare:
+    for i, b in enumerate(brokers):
+        if not judge or b.broker_id == spare:
             continue
         if b.state in (ACTIVE, DRAINING) and b.lease_expiry_ms + grace_ms < now_ms:
             try:

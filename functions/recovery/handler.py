@@ -38,9 +38,13 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     envelope = parse(event=event, model=EventBridgeEnvelope)
     broker_ids: list[int] = []
     result = RecoveryResult()
+
+    def sweep() -> RecoveryResult:  # the lease sweep
+        return recover(metadata, now_ms, settings.lease_grace_ms,
+                       stale_read_ms=settings.lease_stale_read_ms)  # fmt: skip
+
     if envelope.detail_type != "ECS Task State Change":
-        result = recover(metadata, now_ms, settings.lease_grace_ms,  # the lease sweep
-                         stale_read_ms=settings.lease_stale_read_ms)
+        result = sweep()
     else:
         task = parse(event=event, model=TaskStateChangeEvent).detail
         if task.last_status != "STOPPED":
@@ -48,8 +52,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         elif not (found := brokers_for_task(metadata, task.task_arn, task.private_ips())):
             logger.warning("stopped task %s (%s) ran no known broker; sweeping leases",
                            task.task_arn, task.private_ips())  # fmt: skip
-            result = recover(metadata, now_ms, settings.lease_grace_ms,
-                             stale_read_ms=settings.lease_stale_read_ms)
+            result = sweep()
         else:  # every broker process the task ran (serve --processes N)
             broker_ids = [bid for bid, _ in found]
             why = f"its task {task.task_arn} stopped ({task.stopped_reason or task.stop_code})"
