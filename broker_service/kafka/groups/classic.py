@@ -22,6 +22,7 @@ from broker_service.kafka.groups.errors import (
     INCONSISTENT_GROUP_PROTOCOL,
     MEMBER_ID_REQUIRED,
     NONE,
+    NOT_COORDINATOR,
     REBALANCE_IN_PROGRESS,
     UNKNOWN_MEMBER_ID,
     GroupError,
@@ -457,5 +458,15 @@ class ClassicGroup:
         member.last_seen = _now()
 
     def close(self) -> None:
+        """The group leaves this broker (its coordinator moved, or the broker stops): as
+        Kafka's onGroupUnloaded, every parked JoinGroup and SyncGroup is answered
+        NOT_COORDINATOR, so its member finds the new coordinator now rather than after its
+        request timeout (librdkafka: the rebalance timeout + 3 s, 5 minutes by default)."""
         if self._rebalance is not None:
             self._rebalance.cancel()
+        for m in self.members.values():
+            if m.join_future is not None and not m.join_future.done():
+                m.join_future.set_result(self._join_error(NOT_COORDINATOR, m.member_id))
+            if m.sync_future is not None and not m.sync_future.done():
+                m.sync_future.set_exception(GroupError(NOT_COORDINATOR))
+            m.join_future = m.sync_future = None
