@@ -315,27 +315,56 @@ class ProducerThread(threading.Thread):
 
 
 class GroupConsumerThread(threading.Thread):
-    def __init__(self, bootstrap: str) -> None:
+    def __init__(self, bootstrap: str, log_path: Path | None = None) -> None:
         super().__init__(daemon=True, name="chaos-consumer")
         self.bootstrap = bootstrap
+        self.log_path = log_path
         self.stop_event = threading.Event()
         self.seen: Counter[int] = Counter()
         self.errors: list[str] = []
+        # what the group consumer was doing, for a run where it missed records
+        self.last_at: dict[int, tuple[float, int]] = {}  # partition: (monotonic, offset)
+        self.assignment: list[int] = []
+        self.rebalances: list[tuple[float, str, list[int]]] = []
+        self.started_at = time.monotonic()
 
     def run(self) -> None:
+        import logging
+
         from confluent_kafka import Consumer
 
-        c = Consumer({
+        conf: dict[str, Any] = {
             "bootstrap.servers": self.bootstrap, "group.id": "chaos-group",
             "auto.offset.reset": "earliest", "session.timeout.ms": 10000,
             "enable.auto.commit": True, "auto.commit.interval.ms": 500, "log_level": 2,
-        })  # fmt: skip
-        c.subscribe([TOPIC])
+        }  # fmt: skip
+        if self.log_path is not None:
+            # librdkafka's group protocol trace: why a group consumer stops getting records
+            logger = logging.getLogger(f"chaos-consumer-{id(self)}")
+            logger.propagate = False
+            logger.setLevel(logging.DEBUG)
+            handler = logging.FileHandler(self.log_path)
+            handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+            logger.addHandler(handler)
+            conf.update({"debug": "cgrp", "log_level": 7, "logger": logger})
+        c = Consumer(conf)
+
+        def on_assign(_c: Any, parts: list[Any]) -> None:
+            self.assignment = sorted(p.partition for p in parts)
+            self.rebalances.append((time.monotonic(), "assign", self.assignment))
+
+        def on_revoke(_c: Any, parts: list[Any]) -> None:
+            self.rebalances.append((time.monotonic(), "revoke", sorted(p.partition for p in parts)))
+            self.assignment = []
+
+        self.started_at = time.monotonic()
+        c.subscribe([TOPIC], on_assign=on_assign, on_revoke=on_revoke)
         try:
             while not self.stop_event.is_set():
                 for m in c.consume(1000, 0.2):
                     if m.error() is None:
                         self.seen[int(m.key())] += 1
+                        self.last_at[m.partition()] = (time.monotonic(), m.offset())
                     elif not m.error().retriable():
                         self.errors.append(str(m.error()))
         finally:
@@ -381,7 +410,7 @@ def run(cfg: ChaosConfig) -> ChaosResult:
         cluster.start()
         _create_topic(cluster, cfg.partitions)
         producer = ProducerThread(cfg, cluster.bootstrap)
-        consumer = GroupConsumerThread(cluster.bootstrap)
+        consumer = GroupConsumerThread(cluster.bootstrap, cfg.workdir / "group-consumer.log")
         producer.start()
         consumer.start()
         for cycle in range(cfg.cycles):
@@ -519,6 +548,26 @@ def _wait_group(
         meanwhile()
 
 
+def _group_state(
+    consumer: GroupConsumerThread, acked: dict[int, tuple[int, int]]
+) -> dict[str, Any]:
+    """Where the group consumer stood: per partition, what it missed and when it last got one."""
+    t0 = consumer.started_at
+    missed: Counter[int] = Counter(part for k, (part, _) in acked.items() if k not in consumer.seen)
+    first_missed: dict[int, int] = {}
+    for k, (part, off) in acked.items():
+        if k not in consumer.seen and off < first_missed.get(part, 1 << 62):
+            first_missed[part] = off
+    return {
+        "missed_by_partition": dict(missed),
+        "first_missed_offset": first_missed,
+        "last_record": {p: (round(t - t0, 1), off) for p, (t, off) in consumer.last_at.items()},
+        "assignment": consumer.assignment,
+        "rebalances": [(round(t - t0, 1), what, ps) for t, what, ps in consumer.rebalances[-12:]],
+        "errors": consumer.errors[-5:],
+    }
+
+
 def read_back(bootstrap: str, partitions: int, bound_s: float) -> dict[int, list[tuple[int, int]]]:
     """Every partition from offset 0 to its high watermark: {partition: [(offset, key)]}."""
     from confluent_kafka import Consumer, TopicPartition
@@ -614,6 +663,8 @@ def verify(
     examples["acked_missing"] = sorted(missing)[:10]
     examples["range_overlaps"] = overlap_examples
     group_missed = sum(1 for k in acked if k not in consumer.seen)
+    if group_missed:
+        examples["group_missed"] = [_group_state(consumer, acked)]
     unavailable = [s for k in kills for s in k.unavailable_s.values()]
     failed_errors = Counter(producer.failed.values())
     return ChaosResult(
@@ -688,7 +739,7 @@ def run_fault_phases(
         proxy = proxies[0]
         _create_topic(cluster, cfg.partitions)
         producer = ProducerThread(cfg, cluster.bootstrap)
-        consumer = GroupConsumerThread(cluster.bootstrap)
+        consumer = GroupConsumerThread(cluster.bootstrap, cfg.workdir / "group-consumer.log")
         producer.start()
         consumer.start()
         marks = [time.monotonic()]

@@ -31,6 +31,9 @@ def test_random_sigkills_lose_and_duplicate_nothing(tmp_path: Path, backend: str
         print(f"broker {e['broker']} exited by itself (code {e['exit_code']})")
     assert result.cycles == CYCLES
     assert result.acked > 0
+    trace = tmp_path / "group-consumer.log"
+    if result.group_missed and trace.exists():  # librdkafka's group trace, for the record
+        print("".join(trace.read_text(errors="replace").splitlines(keepends=True)[-80:]))
     assert not result.violations(), (result.violations(), result.examples)
     # every kill of a leader was followed by service again on each of its partitions
     unserved = [(k["cycle"], p) for k in result.kills for p in k["led"]
