@@ -24,6 +24,11 @@ class CompactionConfig(BaseSettings):
     max_bytes_per_run: int = Field(
         default=4 << 30, description="stop after reading this many bytes"
     )
+    read_buffer_bytes: int = Field(
+        default=128 << 20,
+        description="bytes of shared objects a run holds so each is read with one GET "
+        "(control/compaction_reads.py); 0 reads every range with a GET of its own",
+    )
     lease_ms: int = Field(
         default=900_000, description="compactor lease; must exceed time_budget_s plus one swap"
     )

@@ -8,8 +8,10 @@ One run, under the compactor lease (a fenced identity in the metadata store):
    (DeleteRecords raises it directly); ranges wholly below the log start offset are dropped.
 2. **Merge**: runs of small ranges of one stream (from WAL / stream-set objects shared by many
    partitions) are copied, batch bytes unchanged, into one per-stream object of about
-   ``target_object_bytes``. Compacted topics (``cleanup.policy=compact``) are rewritten keeping
-   the latest record per key (tombstones go after ``delete.retention.ms``).
+   ``target_object_bytes``. Every partition's merges are planned first and run oldest first
+   across partitions, so each shared object is read with one GET (``compaction_reads``).
+   Compacted topics (``cleanup.policy=compact``) are rewritten keeping the latest record per
+   key (tombstones go after ``delete.retention.ms``).
 3. **Swap**: each new object is committed with ``replace_stream_ranges``, a compare-and-set on
    the exact old ranges and on the lease epoch: a concurrent writer or compactor makes it fail
    and the stream is skipped (retried next run). Offsets never change.
@@ -31,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from broker_service.config.compaction import CompactionConfig
+from broker_service.control.compaction_reads import SpanReader
 from broker_service.metadata.errors import ConcurrentUpdate, MetadataError, UnknownTopic
 from broker_service.metadata.records import PartitionRecord, StreamRange, TopicRecord
 from broker_service.metadata.store import MetadataStore
@@ -56,6 +59,7 @@ class CompactionResult:
     streams: int = 0
     swaps: int = 0
     ranges_merged: int = 0
+    gets: int = 0  # object GETs (a shared object once per run where the read buffer allows)
     bytes_read: int = 0
     bytes_written: int = 0
     records_removed: int = 0  # compacted topics: superseded records and expired tombstones
@@ -102,6 +106,8 @@ class _Run:
         self.epoch = -1
         self._seq = 0
         self.defaults: dict[str, str] = {}  # cluster-wide dynamic defaults of topic configs
+        self.reader = SpanReader(objects, config.read_buffer_bytes)
+        self._planned: list[tuple[str, int, list[StreamRange]]] = []  # label, stream, run
 
     def now_ms(self) -> int:
         if self.fixed_now is not None:
@@ -161,6 +167,7 @@ class _Run:
                         log.info("%s-%d: %s; retried next run", topic.name, p.partition, exc)
                     except UnknownTopic:
                         continue
+            await self._merge_planned()
             if self.lease_valid():
                 await self._collect_garbage(listed)
         finally:
@@ -192,11 +199,31 @@ class _Run:
         policy = self._config(topic, "cleanup.policy")
         if "compact" in policy:
             await self._compact_keys(topic, p, ranges)
-        else:
+        else:  # merged after every partition is planned (_merge_planned)
             for run in self._merge_runs(ranges):
-                if self.out_of_budget() or not self.lease_valid():
-                    return
-                await self._rewrite(p.stream_id, run, None)
+                self._planned.append((f"{topic.name}-{p.partition}", p.stream_id, run))
+                self.reader.plan(run)
+
+    async def _merge_planned(self) -> None:
+        """The planned merges, oldest first across partitions: the ranges one WAL object
+        holds for many partitions are read together, the object with one GET."""
+        def oldest_first(x: tuple[str, int, list[StreamRange]]) -> tuple[int, int]:
+            return object_created_ms(x[2][0].object_key) or 0, x[1]
+
+        planned = sorted(self._planned, key=oldest_first)
+        self._planned = []
+        for i, (label, stream_id, run) in enumerate(planned):
+            if self.out_of_budget() or not self.lease_valid():
+                for _, _, rest in planned[i:]:
+                    self.reader.unplan(rest)
+                return
+            try:
+                await self._rewrite(stream_id, run, None)
+            except ConcurrentUpdate as exc:
+                self.result.conflicts += 1
+                log.info("%s: %s; retried next run", label, exc)
+            except UnknownTopic:
+                continue
 
     async def _retention(
         self, topic: TopicRecord, p: PartitionRecord, ranges: list[StreamRange]
@@ -250,10 +277,11 @@ class _Run:
             runs.append(run)
         return runs
 
-    async def _read(self, r: StreamRange) -> bytes:
-        data = await self.objects.get(r.object_key, r.position, r.position + r.size)
-        self.result.bytes_read += len(data)
-        return data
+    async def _read_all(self, ranges: Sequence[StreamRange]) -> list[bytes]:
+        try:
+            return await self.reader.read_run(ranges)
+        finally:
+            self.result.gets, self.result.bytes_read = self.reader.gets, self.reader.bytes_read
 
     async def _rewrite(
         self,
@@ -265,8 +293,7 @@ class _Run:
         and swap it in."""
         if batches is None:
             batches = []
-            for r in run:
-                data = await self._read(r)
+            for data in await self._read_all(run):
                 view = memoryview(data)
                 batches += [
                     (h.base_offset, h.last_offset + 1, h.max_timestamp, bytes(view[p : p + h.size]))
@@ -338,8 +365,7 @@ class _Run:
         stored: dict[int, list[tuple[BatchHeader, bytes]]] = {}
         latest: dict[bytes, int] = {}
         last_batch_of_producer: dict[int, int] = {}  # producer id -> base offset
-        for r in ranges:
-            data = await self._read(r)
+        for r, data in zip(ranges, await self._read_all(ranges), strict=True):
             view = memoryview(data)
             stored[r.start_offset] = [
                 (h, bytes(view[pos : pos + h.size])) for pos, h in iter_headers(view)

@@ -9,6 +9,7 @@ import struct
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -45,13 +46,28 @@ def small_broker(tmp_path: Path) -> Iterator[BrokerProcess]:
     b.stop()
 
 
-def _run(data: Path, **knobs: float) -> CompactionResult:
+class _CountingGets(FsObjectStore):
+    """The directory store, counting GETs per object (what S3 bills compaction for)."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.gets: Counter[str] = Counter()
+
+    async def get(self, key: str, start: int = 0, end: int | None = None) -> bytes:
+        self.gets[key] += 1
+        return await super().get(key, start, end)
+
+
+def _run(data: Path, gets: Counter[str] | None = None, **knobs: float) -> CompactionResult:
     config = CompactionConfig(**{"replaced_grace_ms": 0, **knobs})  # type: ignore[arg-type]
     metadata = SqliteMetadataStore(data / "metadata.sqlite")
+    objects = _CountingGets(data / "objects")
     try:
-        return asyncio.run(compact(metadata, FsObjectStore(data / "objects"), config))
+        return asyncio.run(compact(metadata, objects, config))
     finally:
         metadata.close()
+        if gets is not None:
+            gets.update(objects.gets)
 
 
 def _objects(data: Path) -> list[Path]:
@@ -443,8 +459,14 @@ def test_objects_shared_by_partitions_go_once_every_partition_moved_out(
     before = _consume_all(small_broker.bootstrap, topic, 3, 450)
     assert len(before) == 450 and len({p for p, *_ in before}) == 3
     objects_before = _objects(data)
-    result = _run(data, target_object_bytes=1 << 20)
+    gets: Counter[str] = Counter()
+    result = _run(data, gets, target_object_bytes=1 << 20)
     assert result.swaps >= 3
+    # each object, holding a range of all three partitions, was read with one GET (S3 bills
+    # GETs: range by range it was three)
+    shared = [k for k in gets if not k.startswith("so/")]
+    assert shared and max(gets[k] for k in shared) == 1, gets
+    assert result.gets == sum(gets.values()), (result.gets, gets)
     assert result.objects_deleted == len(objects_before)
     assert len(_objects(data)) == result.swaps
     assert _consume_all(small_broker.bootstrap, topic, 3, 450) == before
