@@ -129,6 +129,44 @@ class Serialised:
                     close()
 
 
+def snapshot_each_table_once() -> None:
+    """moto's TransactWriteItems snapshots a table (a deep copy of every item) for its
+    rollback once per ITEM of the transaction naming it, so a 3-item WAL commit copied the
+    whole table three times: 46% of the moto server's CPU in the cloud kill loop, growing
+    with the table. The snapshots of one call are all taken before anything is written, so
+    they are equal: copying each table once per call and handing out that one copy keeps
+    the rollback exactly what it was (the server is serialised: no call overlaps)."""
+    import copy
+
+    import moto.dynamodb.models as models
+    from moto.dynamodb.models.table import Table
+
+    transact = models.DynamoDBBackend.transact_write_items
+    if getattr(transact, "snapshots_once", False):
+        return
+
+    class OneSnapshotPerTable:
+        def __init__(self) -> None:
+            self.taken: dict[int, Any] = {}
+
+        def deepcopy(self, obj: Any, memo: Any = None) -> Any:
+            if not isinstance(obj, Table):
+                return copy.deepcopy(obj, memo)
+            if id(obj) not in self.taken:
+                self.taken[id(obj)] = copy.deepcopy(obj, memo)
+            return self.taken[id(obj)]
+
+    def transact_write_items(self: Any, transact_items: Any) -> None:
+        models.copy = OneSnapshotPerTable()  # type: ignore[assignment]
+        try:
+            transact(self, transact_items)
+        finally:
+            models.copy = copy  # type: ignore[assignment]
+
+    transact_write_items.snapshots_once = True  # type: ignore[attr-defined]
+    models.DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+
+
 def serve(ready_file: Path, host: str = HOST) -> None:
     """Run moto's WSGI app, one request at a time, on a port of the OS's choosing; write
     that port to ``ready_file`` (atomically) once listening."""
@@ -142,6 +180,7 @@ def serve(ready_file: Path, host: str = HOST) -> None:
     class Handler(MotoRequestHandler):
         timeout = REQUEST_READ_TIMEOUT_S  # socket timeout: a silent client is dropped
 
+    snapshot_each_table_once()
     app = Serialised(DomainDispatcherApplication(create_backend_app))
     server = make_server(host, 0, app, threaded=True, request_handler=Handler)
     # the services moto builds URLs for (presigned URLs, redirects) read MOTO_PORT
