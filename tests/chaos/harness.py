@@ -337,6 +337,13 @@ class GroupConsumerThread(threading.Thread):
             "bootstrap.servers": self.bootstrap, "group.id": "chaos-group",
             "auto.offset.reset": "earliest", "session.timeout.ms": 10000,
             "enable.auto.commit": True, "auto.commit.interval.ms": 500, "log_level": 2,
+            # librdkafka 2.16 was seen (1 of ~15 runs) to subscribe, ask for the topic's
+            # metadata while its bootstrap connections were being replaced, and then wait in
+            # join-state wait-metadata without asking again until the periodic refresh (5 min
+            # by default): it never joined the group. The producer refreshes every second
+            # already; a refresh every 5 s unsticks that client state, while wrong metadata
+            # from a broker would still fail the run. The group trace below records it.
+            "topic.metadata.refresh.interval.ms": 5000,
         }  # fmt: skip
         if self.log_path is not None:
             # librdkafka's group protocol trace: why a group consumer stops getting records
@@ -346,7 +353,7 @@ class GroupConsumerThread(threading.Thread):
             handler = logging.FileHandler(self.log_path)
             handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
             logger.addHandler(handler)
-            conf.update({"debug": "cgrp", "log_level": 7, "logger": logger})
+            conf.update({"debug": "cgrp,metadata,topic", "log_level": 7, "logger": logger})
         c = Consumer(conf)
 
         def on_assign(_c: Any, parts: list[Any]) -> None:
