@@ -85,6 +85,11 @@ class ChaosConfig:
     victims: str = "leaders"  # "leaders": kill a broker leading partitions; "any"
     message_timeout_ms: int = 120_000
     request_timeout_ms: int = 30_000
+    # producer linger; default 5 ms on the embedded backend, 100 ms on the cloud one: there a
+    # produce is acknowledged after the object WAL's commit (a few hundred ms on moto), the
+    # idempotent producer's 5-request window stays full, and librdkafka's broker thread
+    # busy-polls (poll timeout 0) while it waits: 75% of a core, the harness's largest cost
+    linger_ms: int | None = None
     drain_s: float = 150.0  # bound on the end phase (flush, consumer catching up)
     broker_env: dict[str, str] = field(default_factory=dict)  # extra settings for brokers
     log: Callable[[str], None] = print
@@ -278,7 +283,9 @@ class ProducerThread(threading.Thread):
         cfg = self.cfg
         p = Producer({
             "bootstrap.servers": self.bootstrap, "acks": "all", "enable.idempotence": True,
-            "linger.ms": 5, "message.timeout.ms": cfg.message_timeout_ms,
+            "linger.ms": cfg.linger_ms if cfg.linger_ms is not None
+            else 100 if cfg.backend == "cloud" else 5,
+            "message.timeout.ms": cfg.message_timeout_ms,
             "request.timeout.ms": cfg.request_timeout_ms, "max.in.flight": 5,
             "topic.metadata.refresh.interval.ms": 1000, "log_level": 2,
         })  # fmt: skip
