@@ -119,3 +119,24 @@ def test_release_marks(store: MetadataStore) -> None:
     store.forget_objects(["wal/a"])
     assert store.released_objects() == {"wal/b": NOW}
     assert store.committed_objects(["wal/a", "wal/b", "wal/c"]) == {"wal/b", "wal/c"}
+
+
+def test_a_merge_of_the_most_ranges_a_run_swaps_lands_in_one_call(store: MetadataStore) -> None:
+    """Compaction merges up to MAX_SWAP_RANGES ranges, each in an object of its own (WAL
+    objects), in one swap: it must fit one DynamoDB transaction (100 actions)."""
+    from broker_service.control.compaction import MAX_SWAP_RANGES
+
+    sid = store.create_topic("wide", 1, {}, 1).partitions[0].stream_id
+    b = store.register_broker(1, "h", 9092, None, 60_000)
+    ranges = []
+    for i in range(MAX_SWAP_RANGES + 5):
+        r = _range(sid, i * 10, i * 10 + 10, f"wal/w{i:03d}")
+        store.commit_object(1, b.epoch, r.object_key, 100, [r])
+        ranges.append(r)
+    lease = store.acquire_compactor_lease("c", 60_000, NOW)
+    old = ranges[:MAX_SWAP_RANGES]
+    merged = StreamRange(sid, 0, old[-1].end_offset, "so/wide", 0, 10 * old[-1].end_offset,
+                         old[-1].max_timestamp)  # fmt: skip
+    store.replace_stream_ranges(lease.epoch, sid, old, [merged], "so/wide", 1000, NOW)
+    assert store.stream_ranges(sid) == [merged, *ranges[MAX_SWAP_RANGES:]]
+    assert len(store.released_objects()) == MAX_SWAP_RANGES
