@@ -18,6 +18,7 @@ from broker_service.ops.cost.model import (
     CATEGORIES,
     KafkaAssumptions,
     OursAssumptions,
+    compaction_levels,
     diurnal_profile,
     wal_object_bytes,
 )
@@ -242,15 +243,28 @@ def _lines(est: Any) -> dict[str, Any]:
     return {line.item: line for line in est.lines}
 
 
-def test_compaction_reads_one_get_per_range() -> None:
+def test_compaction_reads_each_wal_object_once_and_merges_in_levels() -> None:
     prices = load_prices("us-east-1")
     w = Workload(write_mbps=80, read_mbps=160, retention_h=72, partitions=96)
     a = OursAssumptions()
     object_bytes = wal_object_bytes(80 / 3, a)
     written_gib = 80e6 * SECONDS / GIB
-    gets = _lines(price_ours(w, prices, Assumptions()))["S3 GET: compaction input"]
-    assert gets.quantity == pytest.approx(written_gib * GIB / object_bytes * 96 / 3)
-    assert 700 < gets.usd_month < 850  # the issue's ~$776/month at 80 MB/s
+    lines = _lines(price_ours(w, prices, Assumptions()))
+    levels = compaction_levels(object_bytes / 32, a)
+    # 80-range merges of ~108 KB ranges: 8.7 MB objects, merged again up to 64 MiB
+    assert 1 < levels.puts_per_gib * 64 / 1024 < 10
+    assert levels.gets_per_gib == pytest.approx(levels.puts_per_gib - 1024 / 64)
+    gets = lines["S3 GET: compaction input"]
+    assert gets.quantity == pytest.approx(written_gib * (GIB / object_bytes + levels.gets_per_gib))
+    puts = lines["S3 PUT: compaction output"]
+    assert puts.quantity == pytest.approx(written_gib * levels.puts_per_gib)
+    # before (one GET per range of a WAL object): the issue's ~$776/month at 80 MB/s
+    per_range = Assumptions(ours=OursAssumptions(compaction_gets_per_wal_object=32))
+    before = _lines(price_ours(w, prices, per_range))["S3 GET: compaction input"]
+    assert 700 < before.usd_month - gets.usd_month < 850
+    # fewer ranges per merge mean more levels: more objects written and read again
+    narrow = compaction_levels(object_bytes / 32, OursAssumptions(compaction_ranges_per_swap=30))
+    assert narrow.puts_per_gib > levels.puts_per_gib
 
 
 def test_zone_aware_adds_forward_objects_and_replica_reads_and_drops_cross_az() -> None:

@@ -12,6 +12,7 @@ which is 2^30 bytes, so storage and transfer are counted in GiB; a month is 730 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -158,8 +159,16 @@ class OursAssumptions(BaseModel):
     compaction_output_object_mib: float = Field(
         default=64,
         gt=0,
-        description="stream objects written by compaction (one PUT each); every byte is "
-        "rewritten once and each WAL object is read with one GET",
+        description="stream objects compaction ends with (COMPACTION_TARGET_OBJECT_BYTES). A "
+        "merge swaps at most compaction_ranges_per_swap ranges, so small ranges reach this "
+        "size over several merges (levels), each writing its objects (one PUT each) and "
+        "reading the last level's objects (one GET each)",
+    )
+    compaction_ranges_per_swap: float = Field(
+        default=80,
+        gt=1,
+        description="ranges one merge replaces: MAX_SWAP_RANGES in control/compaction.py "
+        "(one DynamoDB transaction of at most 100 actions)",
     )
     compaction_mbps_per_lambda: float = Field(
         default=25,
@@ -172,11 +181,13 @@ class OursAssumptions(BaseModel):
         gt=0,
         description="compaction Lambda memory: what the stacks deploy (function_memory_mib)",
     )
-    compaction_gets_per_range: float = Field(
+    compaction_gets_per_wal_object: float = Field(
         default=1,
         ge=0,
-        description="compaction reads each range of a WAL object with a GET of its own, not "
-        "the object with one (issue 19)",
+        description="GETs compaction makes per WAL object: a run plans every merge first and "
+        "fetches an object's planned ranges with one GET (control/compaction_reads.py; "
+        "tests/integration/test_compaction.py counts them). Before: one GET per range "
+        "(set it to the ranges per object to price that)",
     )
     compaction_grace_h: float = Field(
         default=1, ge=0, description="hours merged-away objects stay before deletion (readers)"
@@ -431,6 +442,37 @@ def control_path_lines(brokers: int, a: OursAssumptions, p: Any) -> list[LineIte
     ]  # fmt: skip
 
 
+@dataclass(frozen=True)
+class CompactionLevels:
+    puts_per_gib: float  # objects written by all merge levels
+    gets_per_gib: float  # reads of earlier levels' objects (the WAL objects' are apart)
+    items_per_gib: float  # metadata items the swaps write and delete, WAL side apart
+    basis: str
+
+
+def compaction_levels(range_bytes: float, a: OursAssumptions) -> CompactionLevels:
+    """Merges from WAL ranges of ``range_bytes`` to objects of the target size. A merge swaps
+    at most N = compaction_ranges_per_swap objects of one level into one of the next, so
+    there are L = log_N(target / range) levels, level k writing GiB / (range x N^k) objects;
+    every object but the final ones is read once more (one GET: it holds one range) by the
+    next level. L is taken as a real number (the mean over partitions writing at different
+    rates: with a whole number a level one rate needs and a slightly higher one does not
+    would be a step in the cost). Per GiB: puts = (GiB / range) (1 - range / target) /
+    (N - 1), at least GiB / target; gets = puts - GiB / target; 3 metadata items written
+    per new object (object, part, range) and deleted per object read again."""
+    target = a.compaction_output_object_mib * 1024 * 1024
+    n = a.compaction_ranges_per_swap
+    final = GIB / target
+    puts = max(final, GIB / range_bytes * (1 - range_bytes / target) / (n - 1))
+    gets = puts - final
+    levels = max(1.0, math.log(target / range_bytes) / math.log(n))
+    first = min(range_bytes * n, target)
+    return CompactionLevels(
+        puts, gets, 3 * (puts + gets),
+        f"{levels:.1f} merge levels, the first writing {first / MB:.1f} MB objects",
+    )
+
+
 def wal_object_bytes(broker_write_mbps: float, a: OursAssumptions) -> float:
     """Mean WAL object size at a steady per-broker produce rate.
 
@@ -547,7 +589,8 @@ def price_ours(workload: Workload, prices: PriceTable, assumptions: Assumptions)
     read_gib = _gib_per_month(w.read_mbps)
     s3_read_gib = read_gib * (1 - a.read_cache_hit_fraction)
     commits = brokers * flushes_per_s * SECONDS_PER_MONTH
-    compaction_puts_per_gib = 1024 / a.compaction_output_object_mib
+    merges = compaction_levels(object_bytes / ranges_per_object, a)
+    compaction_puts_per_gib = merges.puts_per_gib
     if a.ddb_commit_layout == "packed":
         # the object item carries every range (billed per started KB; ranges_per_object is
         # a mean over commits of varying sizes, so the mean KB, not the ceiling of the mean:
@@ -557,16 +600,14 @@ def price_ours(workload: Workload, prices: PriceTable, assumptions: Assumptions)
         commit_basis = (
             f"{a.ddb_items_per_commit_fixed - 1} items + a {packed_kb:.1f} KB packed item"
         )
-        compaction_items_per_gib = (
-            wal_objects_per_gib * (1 + packed_kb) + compaction_puts_per_gib * 3
-        )
+        compaction_items_per_gib = wal_objects_per_gib * (1 + packed_kb) + merges.items_per_gib
     else:
         commit_items = a.ddb_items_per_commit_fixed + ranges_per_object
         commit_basis = f"{a.ddb_items_per_commit_fixed} + {ranges_per_object:.1f} range items"
         # compaction's metadata swap (transactional): delete each WAL object's range items,
         # its object + part items, write each stream object's object + part + range items
         compaction_items_per_gib = (
-            wal_objects_per_gib * (ranges_per_object + 2) + compaction_puts_per_gib * 3
+            wal_objects_per_gib * (ranges_per_object + 2) + merges.items_per_gib
         )
     wru_per_commit = a.ddb_wru_per_transact_item * commit_items
     folded_ranges = commits * ranges_per_object if a.ddb_commit_layout == "packed" else 0.0
@@ -645,15 +686,16 @@ def price_ours(workload: Workload, prices: PriceTable, assumptions: Assumptions)
             "S3 PUT: compaction output",
             written_gib * compaction_puts_per_gib,
             p.s3_put_requests,
-            f"{compaction_puts_per_gib:g}/GiB written",
+            f"{compaction_puts_per_gib:.0f}/GiB written ({merges.basis})",
         ),
         _line(
             "other",
             "S3 GET: compaction input",
-            written_gib * wal_objects_per_gib * ranges_per_object * a.compaction_gets_per_range,
+            written_gib
+            * (wal_objects_per_gib * a.compaction_gets_per_wal_object + merges.gets_per_gib),
             p.s3_get_requests,
-            f"one GET per range: {wal_objects_per_gib:.0f} WAL objects/GiB x "
-            f"{ranges_per_object:.1f} ranges",
+            f"{a.compaction_gets_per_wal_object:g} per WAL object ({wal_objects_per_gib:.0f}/GiB)"
+            f" + one per merged object of a later level ({merges.gets_per_gib:.0f}/GiB)",
         ),
         _line(
             "other",
