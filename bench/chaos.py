@@ -67,8 +67,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  VIOLATIONS {result.violations()}; examples {result.examples}")
         for e in result.unexpected_exits:
             print(f"  broker {e['broker']} exited by itself: code {e['exit_code']}")
-        print(f"  data and logs in {work}" if args.keep_data or result.violations() else "")
-        if not args.keep_data and not result.violations():
+        keep = args.keep_data or bool(result.violations()) or bool(result.unexpected_exits)
+        print(f"  data and logs in {work}" if keep else "")
+        if not keep:  # a run that lost data or whose broker stopped itself keeps its logs
             import shutil
 
             shutil.rmtree(work, ignore_errors=True)
@@ -103,5 +104,18 @@ def faults(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
+def _stop_on_sigterm() -> None:
+    """SIGTERM (a job killed, a CI timeout) stops the run the way Ctrl-C does, so the
+    harness's ``finally`` stops the brokers and the moto server it started: they were left
+    running, orphaned, still writing to each other."""
+    import signal
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, stop)
+
+
 if __name__ == "__main__":
+    _stop_on_sigterm()
     sys.exit(main())
