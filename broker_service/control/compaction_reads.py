@@ -20,10 +20,15 @@ from broker_service.metadata.records import StreamRange
 from broker_service.stream.objectstore.base import ObjectStore
 
 
+def _planned_id(r: StreamRange) -> tuple[int, int, str, int]:
+    return r.stream_id, r.start_offset, r.object_key, r.position
+
+
 class SpanReader:
     def __init__(self, objects: ObjectStore, budget_bytes: int) -> None:
         self.objects = objects
         self.budget_bytes = budget_bytes
+        self._planned: Counter[tuple[int, int, str, int]] = Counter()  # ranges not read yet
         self._wanted: Counter[str] = Counter()  # planned ranges not read yet, per object
         self._span: dict[str, tuple[int, int]] = {}  # bytes covering them all
         self._held: dict[str, tuple[int, bytes]] = {}  # object -> (span start, span bytes)
@@ -34,6 +39,7 @@ class SpanReader:
     def plan(self, ranges: Iterable[StreamRange]) -> None:
         for r in ranges:
             key, end = r.object_key, r.position + r.size
+            self._planned[_planned_id(r)] += 1
             self._wanted[key] += 1
             lo, hi = self._span.get(key, (r.position, end))
             self._span[key] = (min(lo, r.position), max(hi, end))
@@ -41,7 +47,7 @@ class SpanReader:
     def unplan(self, ranges: Iterable[StreamRange]) -> None:
         """Planned ranges that will not be read after all (a run skipped or failed)."""
         for r in ranges:
-            self._consumed(r.object_key)
+            self._consumed(r)
 
     async def read_run(self, ranges: Sequence[StreamRange]) -> list[bytes]:
         """The bytes of each range, in order; the planned ones not read (an error) are
@@ -56,7 +62,7 @@ class SpanReader:
 
     async def read(self, r: StreamRange) -> bytes:
         key, start, end = r.object_key, r.position, r.position + r.size
-        planned = self._wanted.get(key, 0) > 0
+        planned = self._planned.get(_planned_id(r), 0) > 0  # others' ranges do not count
         held = self._held.get(key)
         if held is None and planned and self._wanted[key] > 1:
             lo, hi = self._span[key]
@@ -71,9 +77,15 @@ class SpanReader:
             return await self._get(key, start, end)
         finally:
             if planned:
-                self._consumed(key)
+                self._consumed(r)
 
-    def _consumed(self, key: str) -> None:
+    def _consumed(self, r: StreamRange) -> None:
+        rid, key = _planned_id(r), r.object_key
+        if self._planned.get(rid, 0) <= 0:
+            return  # not planned (or already read): nothing is held for it
+        self._planned[rid] -= 1
+        if self._planned[rid] == 0:
+            del self._planned[rid]
         left = self._wanted.get(key, 0) - 1
         if left > 0:
             self._wanted[key] = left
