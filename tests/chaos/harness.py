@@ -10,7 +10,8 @@ Backends:
 
 A cycle: let the cluster run ``up_s``, SIGKILL a broker (one leading partitions, unless
 ``victims="any"``), leave it dead ``down_s`` (drawn up to 1.5 leases, so some restarts beat
-the lease and some come after the takeover), restart it. The producer writes numbered
+the lease and some come after the takeover), restart it: it boots during the next ``up_s``,
+and the next kill waits until it serves (one broker down at a time). The producer writes numbered
 records (key = the number) to every partition at a steady rate throughout, with
 ``enable.idempotence``; the group consumer reads along. At the end the verifier reads every
 partition from offset 0 to its high watermark and counts what must all be 0:
@@ -430,8 +431,12 @@ def run(cfg: ChaosConfig) -> ChaosResult:
         consumer = GroupConsumerThread(cluster.bootstrap, cfg.workdir / "group-consumer.log")
         producer.start()
         consumer.start()
+        booting: BrokerProcess | None = None  # restarted last cycle, booting meanwhile
         for cycle in range(cfg.cycles):
             time.sleep(rng.uniform(*cfg.up_s))  # the cluster runs: pacing, not a wait
+            if booting is not None:  # one broker down at a time: the last one serves again
+                booting.wait_ready(60)
+                booting = None
             _restart_crashed(cluster, unexpected, cfg.log)
             leaders = _leaders(cluster.bootstrap, cfg.partitions)
             candidates = list(range(1, len(cluster.brokers) + 1))
@@ -444,12 +449,15 @@ def run(cfg: ChaosConfig) -> ChaosResult:
             b.kill()
             kills.append(kill)
             time.sleep(kill.down_s)  # the broker stays dead this long
-            b.start(timeout=60)
+            b.launch()  # it boots while the cluster runs (as ECS restarts a task)
+            booting = b
             cfg.log(
                 f"[{cfg.backend}] cycle {cycle + 1}/{cfg.cycles}: killed broker {victim} "
                 f"(led {kill.led}) for {kill.down_s:.1f}s; acked {len(producer.acked)}"
             )
         time.sleep(cfg.up_s[1])  # a last stretch of service after the last restart
+        if booting is not None:
+            booting.wait_ready(60)
         _restart_crashed(cluster, unexpected, cfg.log)
         producer.stop_event.set()
         # The end phase keeps the supervisor's job (ECS restarts a task whose broker exited):
