@@ -33,6 +33,7 @@ from tests.integration.compaction_helpers import (
     wait_committed,
 )
 from tests.support.broker import BrokerProcess
+from tests.support.objects import CountingGets
 from tests.support.wait import wait_until
 
 OFFSET_OUT_OF_RANGE = 1
@@ -46,22 +47,10 @@ def small_broker(tmp_path: Path) -> Iterator[BrokerProcess]:
     b.stop()
 
 
-class _CountingGets(FsObjectStore):
-    """The directory store, counting GETs per object (what S3 bills compaction for)."""
-
-    def __init__(self, root: Path) -> None:
-        super().__init__(root)
-        self.gets: Counter[str] = Counter()
-
-    async def get(self, key: str, start: int = 0, end: int | None = None) -> bytes:
-        self.gets[key] += 1
-        return await super().get(key, start, end)
-
-
 def _run(data: Path, gets: Counter[str] | None = None, **knobs: float) -> CompactionResult:
     config = CompactionConfig(**{"replaced_grace_ms": 0, **knobs})  # type: ignore[arg-type]
     metadata = SqliteMetadataStore(data / "metadata.sqlite")
-    objects = _CountingGets(data / "objects")
+    objects = CountingGets(data / "objects")
     try:
         return asyncio.run(compact(metadata, objects, config))
     finally:

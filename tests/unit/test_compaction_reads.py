@@ -5,22 +5,12 @@ and a range nobody planned neither fetches a span nor uses up a planned one."""
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 from pathlib import Path
 
 from broker_service.control.compaction_reads import SpanReader
 from broker_service.metadata.records import StreamRange
 from broker_service.stream.objectstore.fs import FsObjectStore
-
-
-class _Counting(FsObjectStore):
-    def __init__(self, root: Path) -> None:
-        super().__init__(root)
-        self.gets: Counter[str] = Counter()
-
-    async def get(self, key: str, start: int = 0, end: int | None = None) -> bytes:
-        self.gets[key] += 1
-        return await super().get(key, start, end)
+from tests.support.objects import CountingGets
 
 
 def _object(store: FsObjectStore, key: str, streams: int) -> list[StreamRange]:
@@ -31,7 +21,7 @@ def _object(store: FsObjectStore, key: str, streams: int) -> list[StreamRange]:
 
 
 def test_shared_objects_are_read_once_and_released(tmp_path: Path) -> None:
-    store = _Counting(tmp_path)
+    store = CountingGets(tmp_path)
     a = _object(store, "wal/a", 4)
     b = _object(store, "wal/b", 4)
     reader = SpanReader(store, budget_bytes=1 << 20)
@@ -54,7 +44,7 @@ def test_shared_objects_are_read_once_and_released(tmp_path: Path) -> None:
 
 
 def test_over_budget_and_abandoned_plans_read_range_by_range(tmp_path: Path) -> None:
-    store = _Counting(tmp_path)
+    store = CountingGets(tmp_path)
     a = _object(store, "wal/a", 3)
     reader = SpanReader(store, budget_bytes=150)  # the 300-byte span does not fit
     reader.plan(a)
