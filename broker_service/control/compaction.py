@@ -121,7 +121,7 @@ class _Run:
         c = self.config
         if (
             time.monotonic() - self.started > c.time_budget_s
-            or self.result.bytes_read >= c.max_bytes_per_run
+            or self.reader.bytes_read >= c.max_bytes_per_run
         ):
             self.result.budget_exhausted = True
         return self.result.budget_exhausted
@@ -178,6 +178,7 @@ class _Run:
                 await self._md(self.metadata.release_compactor_lease, self.epoch)
             except MetadataError:
                 log.exception("could not release the compactor lease (it expires anyway)")
+        self.result.gets, self.result.bytes_read = self.reader.gets, self.reader.bytes_read
         self.result.seconds = time.monotonic() - self.started
         return self.result
 
@@ -280,12 +281,6 @@ class _Run:
             runs.append(run)
         return runs
 
-    async def _read_all(self, ranges: Sequence[StreamRange]) -> list[bytes]:
-        try:
-            return await self.reader.read_run(ranges)
-        finally:
-            self.result.gets, self.result.bytes_read = self.reader.gets, self.reader.bytes_read
-
     async def _rewrite(
         self,
         stream_id: int,
@@ -296,7 +291,7 @@ class _Run:
         and swap it in."""
         if batches is None:
             batches = []
-            for data in await self._read_all(run):
+            for data in await self.reader.read_run(run):
                 view = memoryview(data)
                 batches += [
                     (h.base_offset, h.last_offset + 1, h.max_timestamp, bytes(view[p : p + h.size]))
@@ -351,7 +346,7 @@ class _Run:
             return
         total = sum(r.size for r in ranges)
         if (
-            self.result.bytes_read + total > self.config.max_bytes_per_run
+            self.reader.bytes_read + total > self.config.max_bytes_per_run
             or total > self.config.max_compacted_partition_bytes
         ):
             # the key map needs the whole partition in one run, in memory
@@ -368,7 +363,7 @@ class _Run:
         stored: dict[int, list[tuple[BatchHeader, bytes]]] = {}
         latest: dict[bytes, int] = {}
         last_batch_of_producer: dict[int, int] = {}  # producer id -> base offset
-        for r, data in zip(ranges, await self._read_all(ranges), strict=True):
+        for r, data in zip(ranges, await self.reader.read_run(ranges), strict=True):
             view = memoryview(data)
             stored[r.start_offset] = [
                 (h, bytes(view[pos : pos + h.size])) for pos, h in iter_headers(view)

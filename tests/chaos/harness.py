@@ -578,11 +578,12 @@ def _group_state(
 ) -> dict[str, Any]:
     """Where the group consumer stood: per partition, what it missed and when it last got one."""
     t0 = consumer.started_at
-    missed: Counter[int] = Counter(part for k, (part, _) in acked.items() if k not in consumer.seen)
+    missed: Counter[int] = Counter()
     first_missed: dict[int, int] = {}
     for k, (part, off) in acked.items():
-        if k not in consumer.seen and off < first_missed.get(part, 1 << 62):
-            first_missed[part] = off
+        if k not in consumer.seen:
+            missed[part] += 1
+            first_missed[part] = min(off, first_missed.get(part, off))
     return {
         "missed_by_partition": dict(missed),
         "first_missed_offset": first_missed,

@@ -56,6 +56,14 @@ class ClassicMember:
     join_future: asyncio.Future[dict[str, Any]] | None = None
     sync_future: asyncio.Future[dict[str, Any]] | None = None
 
+    def fail_parked(self, code: Any) -> None:
+        """Answer this member's parked JoinGroup / SyncGroup with the error ``code`` (the
+        handler builds the error response)."""
+        for fut in (self.join_future, self.sync_future):
+            if fut is not None and not fut.done():
+                fut.set_exception(GroupError(code))
+        self.join_future = self.sync_future = None
+
     def metadata_for(self, protocol: str) -> bytes:
         for name, meta in self.protocols:
             if name == protocol:
@@ -223,10 +231,7 @@ class ClassicGroup:
             self.static_members[old.group_instance_id] = new_id
         if self.leader_id == old_id:
             self.leader_id = new_id
-        for fut in (old.join_future, old.sync_future):
-            if fut is not None and not fut.done():
-                fut.set_exception(GroupError(FENCED_INSTANCE_ID))
-        old.join_future = old.sync_future = None
+        old.fail_parked(FENCED_INSTANCE_ID)
 
     def _join_error(self, code: Any, member_id: str = "") -> dict[str, Any]:
         return {
@@ -419,9 +424,7 @@ class ClassicGroup:
             return
         if m.group_instance_id and self.static_members.get(m.group_instance_id) == member_id:
             del self.static_members[m.group_instance_id]
-        for fut in (m.join_future, m.sync_future):
-            if fut is not None and not fut.done():
-                fut.set_exception(GroupError(UNKNOWN_MEMBER_ID))
+        m.fail_parked(UNKNOWN_MEMBER_ID)
         if self.leader_id == member_id:
             self.leader_id = None
         if not self.members and self.state in (STABLE, COMPLETING_REBALANCE):
@@ -465,8 +468,4 @@ class ClassicGroup:
         if self._rebalance is not None:
             self._rebalance.cancel()
         for m in self.members.values():
-            if m.join_future is not None and not m.join_future.done():
-                m.join_future.set_result(self._join_error(NOT_COORDINATOR, m.member_id))
-            if m.sync_future is not None and not m.sync_future.done():
-                m.sync_future.set_exception(GroupError(NOT_COORDINATOR))
-            m.join_future = m.sync_future = None
+            m.fail_parked(NOT_COORDINATOR)

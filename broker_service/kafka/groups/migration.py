@@ -85,9 +85,7 @@ def upgrade(g: ClassicGroup, session_timeout_s: float, counts: dict[str, int]) -
             classic=ClassicInfo(list(m.protocols), m.session_timeout_s),
         )
         out.target[m.member_id] = {t: set(ps) for t, ps in assigned.items()}
-        for fut in (m.join_future, m.sync_future):
-            if fut is not None and not fut.done():
-                fut.set_exception(GroupError(REBALANCE_IN_PROGRESS))
+        m.fail_parked(REBALANCE_IN_PROGRESS)
     g.close()
     log.info("group %s: upgraded to the consumer protocol with %d classic members",
              g.group_id, len(out.members))  # fmt: skip
