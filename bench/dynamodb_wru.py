@@ -43,7 +43,7 @@ import boto3  # noqa: E402
 
 from broker_service.metadata.dynamodb import DynamoDbMetadataStore  # noqa: E402
 from broker_service.metadata.records import StreamRange  # noqa: E402
-from tests import moto_server  # noqa: E402
+from tests.support.moto import MotoServer  # noqa: E402
 
 REGION = "us-east-1"
 
@@ -211,14 +211,22 @@ def run(endpoint: str, partitions: int, commits: int) -> Result:
     sids = [p.stream_id for p in store.create_topic("t", partitions, {}, 1).partitions]
     per_commit: list[dict[str, float]] = []
     before = meter.wru, meter.items
-    ends = dict.fromkeys(sids, 0)
+    # what a busy broker's flush holds: partitions well into their history (offsets in the
+    # millions), each range's bytes right after the last one's in the object, a few records
+    # of ~1 KB per partition, timestamps of this millisecond give or take a few
+    ends = {sid: 10_000_000 + 7919 * j for j, sid in enumerate(sids)}
+    now_ms = int(time.time() * 1000)
     for i in range(commits):
-        key = f"wal/1-{me.epoch}-{i}.sso"
+        key = f"wal/1-{me.epoch}-{time.time_ns()}-{i}.sso"  # as ObjectWal names them
         ranges = []
+        position = 0
         for j, sid in enumerate(sids):
             n = 3 + (i + j) % 5  # a few records per partition per flush
-            ranges.append(StreamRange(sid, ends[sid], ends[sid] + n, key, 4096 * j, 900, 10**12))
+            size = 1100 * n + 61 * (j % 7)
+            ts = now_ms + 130 * i + (i * 7 + j * 3) % 11
+            ranges.append(StreamRange(sid, ends[sid], ends[sid] + n, key, position, size, ts))
             ends[sid] += n
+            position += size
         with meter.window() as w:
             store.commit_object(1, me.epoch, key, 4096 * partitions, ranges)
         per_commit.append(w)
@@ -262,8 +270,8 @@ def main() -> None:
     ap.add_argument("--commits", type=int, default=100)
     ap.add_argument("--out", type=Path, help="write the results as JSON here")
     args = ap.parse_args()
-    log = Path("/tmp") / f"wru-moto-{uuid.uuid4().hex[:6]}.log"
-    proc, endpoint = moto_server.start(log)
+    server = MotoServer(Path("/tmp") / f"wru-moto-{uuid.uuid4().hex[:6]}").start()
+    endpoint = server.endpoint
     try:
         results = []
         for p in args.partitions:
@@ -280,7 +288,7 @@ def main() -> None:
                 flush=True,
             )
     finally:
-        moto_server.stop(proc)
+        server.stop()
     if args.out:
         args.out.write_text(json.dumps([asdict(r) for r in results], indent=2))
 

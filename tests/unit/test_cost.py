@@ -109,14 +109,14 @@ def test_single_workload_matches_hand_calculation() -> None:
     assert line(ours, "S3 PUT: WAL objects")["usd_month"] == pytest.approx(
         commits * price("s3_put_requests")
     )
-    # each commit (the lean commit): the broker check, the object's log entry and a 2 KB
-    # packed item for 96/3 ranges of 64 bytes: 4 items of 1 KB, 2 WRU each (transactional);
-    # each range folded into its stream's chunks later for 0.2 WRU
+    # each commit (the lean commit): the broker check, the object record and the log entry
+    # packing 96/3 ranges of 16 bytes (under 1 KB): 3 items of 1 KB, 2 WRU each
+    # (transactional); each range folded into its stream's chunks later for 0.13 WRU
     assert line(ours, "DynamoDB WRU: WAL commits")["usd_month"] == pytest.approx(
-        commits * 2 * (2 + 2) * price("dynamodb_write_request_units")
+        commits * 2 * 3 * price("dynamodb_write_request_units")
     )
     assert line(ours, "DynamoDB WRU: range folds")["usd_month"] == pytest.approx(
-        commits * 32 * 0.2 * price("dynamodb_write_request_units")
+        commits * 32 * 0.13 * price("dynamodb_write_request_units")
     )
     # clients: 2/3 of produced and consumed bytes cross AZs, at $0.01 each way
     assert line(ours, "cross-AZ: producers")["usd_month"] == pytest.approx(
@@ -294,10 +294,10 @@ def test_packed_commits_write_o1_items_per_commit() -> None:
     per_range = per_range_lines["DynamoDB WRU: WAL commits"]
     packed_lines = _lines(price_ours(w, prices, Assumptions()))  # the lean commit: the default
     packed = packed_lines["DynamoDB WRU: WAL commits"]
-    assert packed.quantity == pytest.approx(per_range.quantity * (2 + 2) / (3 + 32))
-    # the ranges are folded into their streams' chunks later: ~0.2 WRU each, only when packed
+    assert packed.quantity == pytest.approx(per_range.quantity * 3 / (3 + 32))
+    # the ranges are folded into their streams' chunks later: ~0.13 WRU each, only when packed
     commits = per_range.quantity / (2 * (3 + 32))
-    assert packed_lines["DynamoDB WRU: range folds"].quantity == pytest.approx(commits * 32 * 0.2)
+    assert packed_lines["DynamoDB WRU: range folds"].quantity == pytest.approx(commits * 32 * 0.13)
     assert per_range_lines["DynamoDB WRU: range folds"].quantity == 0
 
 

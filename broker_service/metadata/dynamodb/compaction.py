@@ -18,6 +18,7 @@ from broker_service.metadata.dynamodb.base import (
     _key,
     _load,
 )
+from broker_service.metadata.dynamodb.ranges import unpack_keys
 from broker_service.metadata.dynamodb.stream_index import entry_sk, log_pk
 from broker_service.metadata.dynamodb.streams import _CCF, StreamConflict
 from broker_service.metadata.errors import ConcurrentUpdate, MetadataError
@@ -212,6 +213,6 @@ class DynamoCompaction(DynamoBase, CompactionStore):
     def _entry_keys(self, log_: str, seq: int, object_key: str) -> list[Item]:
         items = self._query(log_pk(log_), entry_sk(seq))
         first = next((a for a in items if a.get("sk") == entry_sk(seq)), None)
-        if first is None or list(first.get("keys") or []) != [object_key]:
+        if first is None or unpack_keys(first.get("keys")) != [object_key]:
             return []  # its ranges name other objects too: keep it
         return [_key(str(a["pk"]), str(a["sk"])) for a in items]

@@ -29,7 +29,6 @@ from broker_service.metadata.dynamodb.base import (
     Item,
     _backoff,
     _cancel_reasons,
-    _chunks,
     _error_code,
     _item,
     _key,
@@ -38,8 +37,10 @@ from broker_service.metadata.dynamodb.base import (
 )
 from broker_service.metadata.dynamodb.ranges import (
     MAX_RANGES_PER_OBJECT,
-    RANGES_PER_PART,
+    pack_keys,
     pack_ranges,
+    split_for_items,
+    unpack_keys,
     unpack_ranges,
 )
 from broker_service.metadata.dynamodb.stream_index import (
@@ -344,7 +345,7 @@ class DynamoStreams(DynamoBase, StreamObjects):
             kind="log-entry",
             object_key=object_key,
             committed_ms=now,
-            keys=keys,
+            keys=pack_keys(keys),
             ranges=parts[0] if parts else b"",
             range_count=len(ranges),
             part_count=len(parts),
@@ -446,7 +447,7 @@ class DynamoStreams(DynamoBase, StreamObjects):
         if cached is not None:
             return cached
         chunks = [
-            Chunk(str(a["sk"]), tuple(unpack_ranges(a["keys"], a["ranges"])))
+            Chunk(str(a["sk"]), tuple(unpack_ranges(unpack_keys(a["keys"]), a["ranges"])))
             for a in self._query(stream_pk(stream_id), CHUNK_PREFIX)
         ]
         if len(chunks) != head.chunk_count or digest(c.sk for c in chunks) != head.digest:
@@ -515,8 +516,9 @@ class DynamoStreams(DynamoBase, StreamObjects):
             if first.get("kind") != "log-entry" or len(items) != max(1, int(first["part_count"])):
                 return out, False  # its parts are not all visible yet
             ranges: list[StreamRange] = []
+            keys = unpack_keys(first["keys"])
             for a in items:
-                ranges += unpack_ranges(first["keys"], a["ranges"])
+                ranges += unpack_ranges(keys, a["ranges"])
             if len(ranges) != int(first["range_count"]):
                 return out, False
             by_stream: dict[int, list[StreamRange]] = {}
@@ -627,7 +629,7 @@ class DynamoStreams(DynamoBase, StreamObjects):
         fresh = [r for r in want if r.start_offset not in in_kept]
         new_chunks = [
             Chunk(new_chunk_sk(part[0].start_offset), tuple(part))
-            for part in _chunks(fresh, RANGES_PER_PART)
+            for part in split_for_items(fresh)
         ]
         chunks = kept + new_chunks
         chunk_digest = digest(c.sk for c in chunks)
@@ -678,7 +680,7 @@ class DynamoStreams(DynamoBase, StreamObjects):
                         **_key(stream_pk(sid), c.sk),
                         **_item(
                             kind="stream-chunk",
-                            keys=keys,
+                            keys=pack_keys(keys),
                             ranges=parts[0],
                             range_count=len(c.ranges),
                         ),  # fmt: skip

@@ -99,14 +99,20 @@ class OursAssumptions(BaseModel):
         "docs/DYNAMODB.md), or one range item per partition (the layout before it)",
     )
     ddb_fold_wru_per_range: float = Field(
-        default=0.2,
+        default=0.13,
         ge=0,
         description="packed: WRU of folding a committed range into its stream's chunks later "
-        "(background; measured by bench/dynamodb_wru.py: (14.6 - 8) / 32 and (84.5 - 32) / 256 "
-        "WRU per range, docs/DYNAMODB.md)",
+        "(background; measured by bench/dynamodb_wru.py on 2026-12-03: (10.2 - 6) / 32 and "
+        "(43.3 - 10) / 256 WRU per range with the delta-varint layout; 0.25 and 0.21 with the "
+        "52-byte one before it, docs/DYNAMODB.md)",
     )
     ddb_packed_range_bytes: float = Field(
-        default=64, gt=0, description="bytes of one range in a packed object item (packed)"
+        default=16,
+        gt=0,
+        description="bytes of one range in a packed log entry: seven varints of its "
+        "differences from the range before it (metadata/dynamodb/ranges.py; 11-12 bytes in "
+        "bench/dynamodb_wru.py, up to ~28 for random values, tests/unit/test_packed_ranges.py; "
+        "52 in the fixed layout before it)",
     )
     ddb_wru_per_transact_item: float = Field(
         default=2,
