@@ -392,6 +392,10 @@ class Row:
     objects: float | None
     puts_per_s: float | None
     avg_object_kb: float | None
+    # throughput phase: the broker process's CPU time per GiB produced, and what one vCPU
+    # carries at 100 % of it (control/sizing.py plans a share of that)
+    broker_cpu_s_per_gib: float | None = None
+    mbps_per_vcpu_at_full_cpu: float | None = None
     stage_ms: dict[str, float | None] = field(default_factory=dict)  # mean per request
 
 
@@ -408,6 +412,8 @@ def summarize(results: list[RoundResult], settings: Settings) -> list[Row]:
             fill_percentiles(pooled)
             lat_objs = [p.objects for p in lats if p.objects is not None]
             tp_objs = [p.objects for p in tps if p.objects is not None]
+            gib = settings.records * VALUE_BYTES / (1 << 30)
+            cpu_per_gib = median([p.broker_cpu_s / gib for p in tps if p.broker_cpu_s > 0])
             rows.append(Row(
                 backend=backend, flush_ms=flush_ms, rounds_ok=len(ok),
                 p50_ms=pooled.p50_ms, p99_ms=pooled.p99_ms, p999_ms=pooled.p999_ms,
@@ -420,6 +426,10 @@ def summarize(results: list[RoundResult], settings: Settings) -> list[Row]:
                 objects=median([o.count for o in tp_objs]),
                 puts_per_s=median([o.per_s for o in tp_objs]),
                 avg_object_kb=median([o.avg_kb for o in tp_objs]),
+                broker_cpu_s_per_gib=cpu_per_gib,
+                mbps_per_vcpu_at_full_cpu=(
+                    (1 << 30) / cpu_per_gib / MB if cpu_per_gib else None
+                ),
                 stage_ms={st: median([row.mean_ms for p in lats if p.stages
                                       for row in p.stages if row.stage == st])
                           for st in STAGE_ORDER},
@@ -430,7 +440,7 @@ def summarize(results: list[RoundResult], settings: Settings) -> list[Row]:
 def print_table(rows: list[Row], settings: Settings) -> None:
     cols = [("backend", 7), ("flush_ms", 8), ("p50 ms", 7), ("p99 ms", 7), ("p999 ms", 7),
             ("lat PUT/s", 9), ("lat obj KB", 10), ("MB/s", 6), ("objects", 7),
-            ("PUT/s", 6), ("obj KB", 7)]
+            ("PUT/s", 6), ("obj KB", 7), ("CPU-s/GiB", 9), ("MB/s/vCPU", 9)]
     flush_bytes = settings.flush_bytes if settings.flush_bytes is not None else "default"
     print(f"\nobject WAL, BROKER_WAL_FLUSH_BYTES={flush_bytes}; {settings.rounds} round(s) "
           "per row" + (f"; s3: +{settings.put_latency_ms:g} ms on every S3 PUT (proxy)"
@@ -441,11 +451,14 @@ def print_table(rows: list[Row], settings: Settings) -> None:
           "per second and their mean size in this phase (median of rounds).")
     print(f"throughput: {settings.records} x {VALUE_BYTES} B, linger.ms=5, batch.size=1000000, "
           f"acks=all, {settings.partitions} partition(s). MB/s, objects (written per run), "
-          "PUT/s, obj KB (mean object size): medians of rounds.")
+          "PUT/s, obj KB (mean object size), CPU-s/GiB (the broker process's CPU time per GiB "
+          "produced), MB/s/vCPU (what one vCPU carries at 100 % of that: control/sizing.py "
+          "plans a third of it): medians of rounds.")
     print_columns(cols, [
         [r.backend, f"{r.flush_ms:g}", fmt(r.p50_ms), fmt(r.p99_ms), fmt(r.p999_ms),
          fmt(r.latency_puts_per_s, ".0f"), fmt(r.latency_avg_object_kb), fmt(r.mb_per_s),
-         fmt(r.objects, ".0f"), fmt(r.puts_per_s, ".0f"), fmt(r.avg_object_kb, ".0f")]
+         fmt(r.objects, ".0f"), fmt(r.puts_per_s, ".0f"), fmt(r.avg_object_kb, ".0f"),
+         fmt(r.broker_cpu_s_per_gib, ".2f"), fmt(r.mbps_per_vcpu_at_full_cpu, ".0f")]
         for r in rows])
     if any(any(v is not None for v in r.stage_ms.values()) for r in rows):
         names = ("wal_wait", "write", "sync", "complete", "durable_wait", "total")

@@ -19,17 +19,29 @@ from dataclasses import dataclass
 MB = 1_000_000
 
 # -- measured figures (per vCPU of a broker task) ----------------------------------------------
-# Where they come from: docs/PERFORMANCE.md, "Latest run: a quiet host (2026-11-25)", on a
-# 2-vCPU host shared by the broker, moto and the client: S3 (moto) produce 60.3 MB/s, warm
-# consume 261.0 MB/s. A broker is sized for about 2/3 of the produce figure and 60 % of the
-# consume figure (headroom for a failed broker's partitions, catch-up reads from S3, and
-# reassignment), per vCPU: 2 vCPU -> 40 MB/s produce, 160 MB/s consume.
-# To be replaced by the measured per-vCPU produce throughput on Fargate (bench/, pending).
-# The 2026-12-02 runs (docs/PERFORMANCE.md, issue 21, a host with load 4-17) measured a task
-# of 2 processes at 1.19x one process with the clients on the same 2 vCPUs, and the object
-# WAL on moto at 42.6 MB/s per process: too noisy to replace these figures yet.
-PRODUCE_MBPS_PER_VCPU = 20.0
-CONSUME_MBPS_PER_VCPU = 80.0
+# One broker process uses at most one vCPU (the GIL); a task runs one per vCPU (``serve
+# --processes auto``). What a vCPU carries follows from the broker's CPU time per byte, measured
+# on this project's 2-core Xeon (2.6 GHz) host, the broker process alone counted (not the
+# clients, not moto):
+# - produce: 3.45-3.53 CPU-s per GiB (bench/object_wal.py --backends s3 --flush-ms 50
+#   --records 400000 --partitions 32, 2026-12-03: the object WAL on the S3 and DynamoDB APIs,
+#   idempotent acks=all, 1 KiB records in 1 MB batches, 3 rounds of 414 MB at 96-101 MB/s,
+#   the broker at a third of a core: moto, not the broker, was the limit);
+# - consume: 3.9 CPU-s per GiB (bench/produce_stages.py, 2026-12-02, 32 partitions from the
+#   log cache; 1.2 and 1.4 at 1 and 4 partitions).
+# A broker is planned to use PLANNED_CPU_SHARE of its vCPU at the load it is sized for: the rest
+# is headroom for a failed broker's partitions (a third more load with three brokers, half
+# with two), catch-up reads from S3, TLS (not measured), small producer batches (more CPU per
+# byte) and bursts. Fargate's vCPU is taken as this host's core; a task's network bandwidth is
+# not measured (docs/PERFORMANCE.md).
+# Before 2026-12-03 the figures were 20 and 80 MB/s per vCPU: the wall-clock throughput of a
+# broker on a host it shared with moto and the client, not what the broker itself can do.
+PRODUCE_CPU_S_PER_GIB = 3.5
+CONSUME_CPU_S_PER_GIB = 3.9
+PLANNED_CPU_SHARE = 1 / 3
+_GIB = 1 << 30
+PRODUCE_MBPS_PER_VCPU = round(PLANNED_CPU_SHARE * _GIB / PRODUCE_CPU_S_PER_GIB / MB, 1)  # 102.3
+CONSUME_MBPS_PER_VCPU = round(PLANNED_CPU_SHARE * _GIB / CONSUME_CPU_S_PER_GIB / MB, 1)  # 91.8
 DEFAULT_TASK_VCPU = 2.0  # the stacks' default task (2048 CPU units)
 
 # Consumed bytes per produced byte that a cluster is sized for when nothing better is known

@@ -124,17 +124,18 @@ def test_tenant_settings_defaults_and_validation(tmp_path: Any) -> None:
 
 def test_max_brokers_sanity_uses_the_sizing_model() -> None:
     """peak_produce_mbps is checked against what max_brokers carry (control/sizing.py): 12
-    brokers of 2 vCPU carry 384 MB/s of produce read once; 500 MB/s is refused, with the
-    figures, and bigger brokers or more of them fix it."""
+    brokers of 2 vCPU carry 12 x 96.8 = 1161 MB/s of produce read once; 1500 MB/s is
+    refused, with the figures, and bigger brokers or more of them fix it."""
     from broker_service.control.sizing import BrokerCapacity
 
     t = TenantSettings(name="acme", peak_produce_mbps=300)
     assert t.capacity == BrokerCapacity.for_vcpu(2)
-    assert t.max_produce_mbps == pytest.approx(384.0)
-    with pytest.raises(ValueError, match="needs 16 brokers.*max_brokers 12 carries 384 MB/s"):
-        TenantSettings(name="acme", peak_produce_mbps=500)
-    assert TenantSettings(name="acme", peak_produce_mbps=500, max_brokers=16).max_brokers == 16
-    big = TenantSettings(name="acme", peak_produce_mbps=500, broker_cpu=4096)
+    carried = BrokerCapacity.for_vcpu(2).produce_capacity_mbps(1)
+    assert t.max_produce_mbps == pytest.approx(12 * carried)
+    with pytest.raises(ValueError, match="needs 16 brokers.*max_brokers 12 carries 1161 MB/s"):
+        TenantSettings(name="acme", peak_produce_mbps=1500)
+    assert TenantSettings(name="acme", peak_produce_mbps=1500, max_brokers=16).max_brokers == 16
+    big = TenantSettings(name="acme", peak_produce_mbps=1500, broker_cpu=4096)
     assert big.capacity == BrokerCapacity.for_vcpu(4)
     with pytest.raises(ValueError, match="needs"):
-        TenantSettings(name="acme", peak_produce_mbps=300, read_fanout=3)
+        TenantSettings(name="acme", peak_produce_mbps=900, read_fanout=3)

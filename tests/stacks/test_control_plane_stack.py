@@ -62,7 +62,9 @@ def test_four_functions_with_the_contract_environment(synth: Synth) -> None:
         assert env["POWERTOOLS_SERVICE_NAME"] == name
         assert (env["MIN_BROKERS"], env["MAX_BROKERS"]) == ("3", "12")
         # control/sizing.py's figures for a 2-vCPU task
-        assert (env["PRODUCE_MBPS_PER_BROKER"], env["CONSUME_MBPS_PER_BROKER"]) == ("40", "160")
+        assert (env["PRODUCE_MBPS_PER_BROKER"], env["CONSUME_MBPS_PER_BROKER"]) == (
+            "204.6", "183.6"
+        )
         assert env["STORAGE_URI"]["Fn::Join"][1][-1] == "/data"
         assert "DeadLetterConfig" in props
     globex = {
@@ -70,7 +72,7 @@ def test_four_functions_with_the_contract_environment(synth: Synth) -> None:
         for r in resources(synth.raw("Kafka-globex-Control"), "AWS::Lambda::Function").values()
     }
     assert globex["kafka-globex-autoscaler"]["MAX_BROKERS"] == "20"
-    assert globex["kafka-globex-autoscaler"]["PRODUCE_MBPS_PER_BROKER"] == "80"  # 4 vCPU
+    assert globex["kafka-globex-autoscaler"]["PRODUCE_MBPS_PER_BROKER"] == "409.2"  # 4 vCPU
 
 
 def test_async_invocations_retry_then_dead_letter(synth: Synth) -> None:
@@ -197,10 +199,10 @@ def test_alarms_on_broker_metrics(synth: Synth) -> None:
     high = alarms["kafka-acme-throughput-high"]
     (query,) = high["Metrics"]
     assert query["Expression"] == 'SELECT SUM(BytesIn) FROM SCHEMA("Kafka/acme", BrokerId)'
-    # control/sizing.py: 3 brokers of 2 vCPU carry 96 MB/s of produce read once; 80 % of it
+    # control/sizing.py: 3 brokers of 2 vCPU carry 3 x 96.8 MB/s of produce read once; 80 %
     thresholds = produce_alarm_thresholds(BrokerCapacity.for_vcpu(2), 3, 1.0)
     assert high["Threshold"] == pytest.approx(thresholds.high_bytes_per_s * 60)
-    assert high["Threshold"] == pytest.approx(0.8 * 96e6 * 60)
+    assert high["Threshold"] == pytest.approx(0.8 * 3 / (1 / 204.6 + 1 / 183.6) * 1e6 * 60)
     low = alarms["kafka-acme-throughput-low"]
     assert low["Threshold"] == pytest.approx(thresholds.low_bytes_per_s * 60)
     # A group's lag on a topic is the SUM of the brokers' parts (each reports the partitions

@@ -69,10 +69,12 @@ def test_alarms_are_simple_metric_alarms_on_the_cluster_series(local: LocalSynth
         assert props["Namespace"] == "Kafka/acme"
         assert "Dimensions" not in props
         assert (props["Period"], props["EvaluationPeriods"]) == (10, 1)
-    # control/sizing.py: a broker sized for 0.5 MB/s produce (2 MB/s consume) carries 0.4 MB/s
-    # produced and read once; x 1 broker x 10 s = 4 MB: 80 % and 30 % of it.
-    assert alarms["kafka-acme-throughput-high"]["Threshold"] == pytest.approx(3.2e6)
-    assert alarms["kafka-acme-throughput-low"]["Threshold"] == pytest.approx(1.2e6)
+    # control/sizing.py: a broker sized for 0.5 MB/s produce (consume in the measured ratio,
+    # 0.5 x 91.8 / 102.3) carries 1 / (1/0.5 + 1/0.449) MB/s produced and read once; x 1 broker
+    # x 10 s: 80 % and 30 % of it.
+    carried = 1 / (1 / 0.5 + 1 / (0.5 * 91.8 / 102.3)) * 1e6 * 10
+    assert alarms["kafka-acme-throughput-high"]["Threshold"] == pytest.approx(0.8 * carried)
+    assert alarms["kafka-acme-throughput-low"]["Threshold"] == pytest.approx(0.3 * carried)
     assert alarms["kafka-acme-throughput-high"]["MetricName"] == "BytesIn"
 
 

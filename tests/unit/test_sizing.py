@@ -15,31 +15,35 @@ from broker_service.ops.cost.model import (
     brokers_needed,
 )
 
+P, C = sizing.PRODUCE_MBPS_PER_VCPU, sizing.CONSUME_MBPS_PER_VCPU
+
 
 def test_per_vcpu_figures_scale_with_the_task() -> None:
     two = BrokerCapacity.for_vcpu(2)
-    assert (two.produce_mbps, two.consume_mbps) == (40.0, 160.0)
+    assert (two.produce_mbps, two.consume_mbps) == (2 * P, 2 * C)
     assert BrokerCapacity.for_cpu_units(4096) == BrokerCapacity.for_vcpu(4)
     assert BrokerCapacity.for_cpu_units(4096).produce_mbps == 2 * two.produce_mbps
-    assert BrokerCapacity.for_produce(10) == BrokerCapacity(10, 40)
+    assert BrokerCapacity.for_produce(10) == BrokerCapacity(10, 10 * C / P)
 
 
-def test_brokers_needed_weighs_reads_less_than_writes() -> None:
+def test_brokers_needed_adds_produce_and_consume_load() -> None:
     cap = BrokerCapacity.for_vcpu(2)
-    assert cap.brokers_needed(40, 0) == 1
-    assert cap.brokers_needed(40, 160) == 2  # one broker's worth of each
-    assert cap.brokers_needed(100, 100, min_brokers=3) == 4  # 2.5 + 0.625
+    assert cap.brokers_needed(2 * P, 0) == 1
+    assert cap.brokers_needed(2 * P, 2 * C) == 2  # one broker's worth of each
+    # 2.5 brokers' worth of produce + 0.625 of consume
+    assert cap.brokers_needed(5 * P, 1.25 * C, min_brokers=3) == 4
     assert cap.brokers_needed(0, 0, min_brokers=3) == 3
 
 
 def test_produce_capacity_and_alarm_thresholds() -> None:
     cap = BrokerCapacity.for_vcpu(2)
-    # fan-out 1: a produced MB costs 1/40 + 1/160 of a broker -> 32 MB/s per broker
-    assert cap.produce_capacity_mbps(1) == pytest.approx(32.0)
-    assert cap.produce_capacity_mbps(12) == pytest.approx(384.0)
+    # fan-out 1: a produced MB costs 1/2P + 1/2C of a broker
+    per_broker = 1 / (1 / (2 * P) + 1 / (2 * C))
+    assert cap.produce_capacity_mbps(1) == pytest.approx(per_broker)
+    assert cap.produce_capacity_mbps(12) == pytest.approx(12 * per_broker)
     t = produce_alarm_thresholds(cap, 3)
-    assert t.high_bytes_per_s == pytest.approx(0.8 * 96 * MB)
-    assert t.low_bytes_per_s == pytest.approx(0.3 * 96 * MB)
+    assert t.high_bytes_per_s == pytest.approx(0.8 * 3 * per_broker * MB)
+    assert t.low_bytes_per_s == pytest.approx(0.3 * 3 * per_broker * MB)
 
 
 def test_autoscaler_settings_and_cost_model_use_the_same_figures(
@@ -54,5 +58,9 @@ def test_autoscaler_settings_and_cost_model_use_the_same_figures(
     a = Assumptions().ours
     assert brokers_needed(100, 100, a) == BrokerCapacity.for_vcpu().brokers_needed(100, 100, 3)
     monkeypatch.setenv("PRODUCE_MBPS_PER_BROKER", "10")
-    assert ControlSettings().autoscaler_policy().capacity == BrokerCapacity(10, 40)
-    assert sizing.PRODUCE_MBPS_PER_VCPU * sizing.DEFAULT_TASK_VCPU == 40
+    assert ControlSettings().autoscaler_policy().capacity == BrokerCapacity(
+        10, 10 * sizing.CONSUME_MBPS_PER_VCPU / sizing.PRODUCE_MBPS_PER_VCPU
+    )
+    # the figures follow from the measured CPU time per byte and the planned share of a vCPU
+    assert sizing.PRODUCE_MBPS_PER_VCPU == pytest.approx(1 / 3 * (1 << 30) / 3.5 / 1e6, abs=0.1)
+    assert sizing.CONSUME_MBPS_PER_VCPU == pytest.approx(1 / 3 * (1 << 30) / 3.9 / 1e6, abs=0.1)

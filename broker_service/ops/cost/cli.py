@@ -45,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
         if args.zone_aware:
             assumptions.ours.cross_az_produce_fraction = 0.0
             assumptions.ours.cross_az_consume_fraction = 0.0
+            assumptions.ours.zone_aware = True  # with the forward objects' and replicas' lines
         if args.kafka_instance:
             assumptions.kafka.instance_type = args.kafka_instance
         assumptions = apply_overrides(assumptions, args.set or [])
