@@ -42,7 +42,7 @@ PLANNED_CPU_SHARE = 1 / 3
 _GIB = 1 << 30
 PRODUCE_MBPS_PER_VCPU = round(PLANNED_CPU_SHARE * _GIB / PRODUCE_CPU_S_PER_GIB / MB, 1)  # 102.3
 CONSUME_MBPS_PER_VCPU = round(PLANNED_CPU_SHARE * _GIB / CONSUME_CPU_S_PER_GIB / MB, 1)  # 91.8
-DEFAULT_TASK_VCPU = 2.0  # the stacks' default task (2048 CPU units)
+DEFAULT_TASK_VCPU = 1.0  # the stacks' default task (1024 CPU units, stacks/tenant.py)
 
 # Consumed bytes per produced byte that a cluster is sized for when nothing better is known
 # (one consumer group reading everything): the alarms watch produce bytes only.

@@ -18,6 +18,8 @@ import pytest
 
 TENANTS_TOML = """
 [tenants.acme]
+broker_cpu = 2048  # two broker processes a task: the multi-process wiring is tested on acme
+broker_memory_mib = 8192
 
 [tenants.globex]
 broker_cpu = 4096

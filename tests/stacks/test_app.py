@@ -103,7 +103,8 @@ def test_no_wildcard_resource_unless_aws_requires_it(synth: Synth) -> None:
 
 def test_tenant_settings_defaults_and_validation(tmp_path: Any) -> None:
     (t,) = load_tenants({"tenant": "acme"})
-    assert (t.broker_cpu, t.broker_memory_mib, t.min_brokers) == (2048, 8192, 3)
+    assert (t.broker_cpu, t.broker_memory_mib, t.min_brokers) == (1024, 4096, 3)
+    assert t.processes == 1
     assert t.metrics_namespace == "Kafka/acme"
     assert t.control_path == "endpoints" and t.authorizer == "acl" and not t.adopt_data
     # CLI context values arrive as strings.
@@ -124,18 +125,18 @@ def test_tenant_settings_defaults_and_validation(tmp_path: Any) -> None:
 
 def test_max_brokers_sanity_uses_the_sizing_model() -> None:
     """peak_produce_mbps is checked against what max_brokers carry (control/sizing.py): 12
-    brokers of 2 vCPU carry 12 x 96.8 = 1161 MB/s of produce read once; 1500 MB/s is
-    refused, with the figures, and bigger brokers or more of them fix it."""
+    brokers of 1 vCPU (the default task) carry 12 x 48.4 = 581 MB/s of produce read once;
+    1000 MB/s is refused, with the figures, and bigger brokers or more of them fix it."""
     from broker_service.control.sizing import BrokerCapacity
 
     t = TenantSettings(name="acme", peak_produce_mbps=300)
-    assert t.capacity == BrokerCapacity.for_vcpu(2)
-    carried = BrokerCapacity.for_vcpu(2).produce_capacity_mbps(1)
+    assert t.capacity == BrokerCapacity.for_vcpu(1)
+    carried = BrokerCapacity.for_vcpu(1).produce_capacity_mbps(1)
     assert t.max_produce_mbps == pytest.approx(12 * carried)
-    with pytest.raises(ValueError, match="needs 16 brokers.*max_brokers 12 carries 1161 MB/s"):
-        TenantSettings(name="acme", peak_produce_mbps=1500)
-    assert TenantSettings(name="acme", peak_produce_mbps=1500, max_brokers=16).max_brokers == 16
-    big = TenantSettings(name="acme", peak_produce_mbps=1500, broker_cpu=4096)
+    with pytest.raises(ValueError, match="needs 21 brokers.*max_brokers 12 carries 581 MB/s"):
+        TenantSettings(name="acme", peak_produce_mbps=1000)
+    assert TenantSettings(name="acme", peak_produce_mbps=1000, max_brokers=21).max_brokers == 21
+    big = TenantSettings(name="acme", peak_produce_mbps=1000, broker_cpu=4096)
     assert big.capacity == BrokerCapacity.for_vcpu(4)
     with pytest.raises(ValueError, match="needs"):
-        TenantSettings(name="acme", peak_produce_mbps=900, read_fanout=3)
+        TenantSettings(name="acme", peak_produce_mbps=300, read_fanout=3)

@@ -48,10 +48,10 @@ class OursAssumptions(BaseModel):
 
     min_brokers: int = Field(default=3, ge=1, description="autoscaler floor (one broker per AZ)")
     task_vcpu: float = Field(
-        default=2, gt=0, description="Fargate task size, vCPU (stacks default)"
+        default=1, gt=0, description="Fargate task size, vCPU (stacks default: broker_cpu 1024)"
     )
     task_memory_gb: float = Field(
-        default=8, gt=0, description="Fargate task size, GB (stacks default)"
+        default=4, gt=0, description="Fargate task size, GB (stacks default: 4096 MiB)"
     )
     target_write_mbps_per_broker: float | None = Field(
         default=None,
@@ -99,12 +99,13 @@ class OursAssumptions(BaseModel):
         "docs/DYNAMODB.md), or one range item per partition (the layout before it)",
     )
     ddb_fold_wru_per_range: float = Field(
-        default=0.13,
+        default=0.1,
         ge=0,
         description="packed: WRU of folding a committed range into its stream's chunks later "
-        "(background; measured by bench/dynamodb_wru.py on 2026-12-03: (10.2 - 6) / 32 and "
-        "(43.3 - 10) / 256 WRU per range with the delta-varint layout; 0.25 and 0.21 with the "
-        "52-byte one before it, docs/DYNAMODB.md)",
+        "(background; measured by bench/dynamodb_wru.py on 2026-12-03 over 256 commits, the "
+        "steady state: (9.1 - 6) / 32 and (36.1 - 10) / 256 WRU per range with the "
+        "delta-varint layout; 0.13 over 100 commits, where each stream's first claim weighs "
+        "more; 0.21-0.25 with the 52-byte layout before it, docs/DYNAMODB.md)",
     )
     ddb_packed_range_bytes: float = Field(
         default=16,
