@@ -25,6 +25,15 @@ produced, and consumed (three consumers: 3x). The JSON's ``cost_inputs`` are wha
 ``python -m broker_service cost --measured FILE`` applies (``before``: baseline, ``after``:
 zoned).
 
+S3 requests are counted by object kind (``s3_by_kind``, the key's first part: ``wal``,
+``zfw``, ...). On the object WAL, forwarded batches ride in the in-zone broker's WAL objects
+(no ``zfw`` object: ``PUT:zfw`` stays 0); the proxy reads each WAL object's index as it is
+PUT, counts those carrying forwarded sections (``PUT:wal+fwd``, a subset of ``PUT:wal``) and
+the leaders' ranged GETs of those sections (``GET:wal-fwd``, not in ``GET:wal``):
+``leader_gets_per_forward_object`` is those GETs per forward-carrying object (zfw objects
+and WAL objects alike), ``gets_per_wal_object`` the other zones' replica reads per WAL
+object, ``s3_put_per_gib_produced`` every S3 PUT per GiB produced.
+
     .venv/bin/python bench/zones.py                 # both modes, 40 MB per producer
     .venv/bin/python bench/zones.py --quick         # 8 MB per producer, short steady phase
 """
@@ -40,6 +49,7 @@ import os
 import select
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
@@ -158,18 +168,59 @@ def capacity_units(op: str, body: bytes, response: bytes) -> tuple[float, float,
     return 0.0, 0.0, 0
 
 
+def forwarded_region(body: bytes) -> tuple[int, int] | None:
+    """Where a WAL object's forwarded sections lie (they follow its own streams, side by
+    side: stream/wal/object.py), or None if it carries none (or is not an object)."""
+    from broker_service.stream.object_format import FORWARDED_STREAM_ID, parse_object
+
+    try:
+        entries = [e for e in parse_object(body) if e.stream_id == FORWARDED_STREAM_ID]
+    except (ValueError, struct.error):
+        return None
+    if not entries:
+        return None
+    return min(e.position for e in entries), max(e.position + e.size for e in entries)
+
+
+def _range(headers: list[tuple[str, str]]) -> tuple[int, int] | None:
+    """A GET's ``Range: bytes=lo-hi`` as [lo, hi + 1), or None (whole object, suffix)."""
+    value = next((v for k, v in headers if k.lower() == "range"), "")
+    lo, _, hi = value.removeprefix("bytes=").partition("-")
+    return (int(lo), int(hi) + 1) if lo.isdigit() and hi.isdigit() else None
+
+
 class _UnitServer(s3r._ProxyServer):
     """The counting proxy, also sizing DynamoDB calls (pseudo-op rows ``ddbunits:<op>``:
-    bytes up = write units x 1000, bytes down = read units x 1000, micros = items)."""
+    bytes up = write units x 1000, bytes down = read units x 1000, micros = items).
+
+    S3 GETs and PUTs of objects are counted by kind, the key's first part (``s3kind:GET:wal``
+    ...). With the object WAL, forwarded batches ride in WAL objects: a PUT of one that
+    carries forwarded sections is also counted as ``PUT:wal+fwd`` (the proxy reads its index
+    from the body), and a ranged GET lying within those sections (a leader reading its
+    spans; the other zones' replicas read WAL objects whole) as ``GET:wal-fwd`` instead of
+    ``GET:wal``."""
+
+    regions: dict[str, tuple[int, int]] = {}  # WAL object path -> its forwarded sections
 
     def forward(self, method: str, target: str, headers: list[tuple[str, str]],
                 body: bytes | None) -> tuple[int, str, list[tuple[str, str]], bytes]:
         status, reason, resp_headers, data = super().forward(method, target, headers, body)
         if self.service == "s3" and status < 400 and method in ("GET", "PUT"):
             # which writer's object: /<bucket>/<prefix>/<kind>/... (wal, zfw, sso, so)
-            parts = target.split("?")[0].strip("/").split("/")
+            path = target.split("?")[0]
+            parts = path.strip("/").split("/")
             if len(parts) >= 4 and parts[-1].endswith(".sso"):
-                self.tally.add(self.label, f"{KINDS}{method}:{parts[2]}", False, 0, 0, 0)
+                kind = parts[2]
+                if kind == "wal" and method == "PUT" and body:
+                    region = forwarded_region(body)
+                    if region is not None:
+                        self.regions[path] = region
+                        self.tally.add(self.label, f"{KINDS}PUT:wal+fwd", False, 0, 0, 0)
+                elif kind == "wal" and (region := self.regions.get(path)) is not None:
+                    span = _range(headers)
+                    if span is not None and region[0] <= span[0] and span[1] <= region[1]:
+                        kind = "wal-fwd"
+                self.tally.add(self.label, f"{KINDS}{method}:{kind}", False, 0, 0, 0)
         if self.service == "dynamodb" and status < 400:
             op = next((v for k, v in headers if k.lower() == "x-amz-target"), "?")
             op = op.rpartition(".")[2]
@@ -451,6 +502,8 @@ def run_mode(mode: str, args: argparse.Namespace, work: Path, moto: str,
     commits = units.get("TransactWriteItems", [0, 0, 0, 0, 0])
     gib_in, gib_out = produced / GIB, consumed_bytes / GIB
     s3_puts = sum(n for op, n in s3.items() if op in S3_WRITES)
+    forward_objects = kinds.get("PUT:zfw", 0) + kinds.get("PUT:wal+fwd", 0)
+    leader_gets = kinds.get("GET:zfw", 0) + kinds.get("GET:wal-fwd", 0)
     s3_gets = s3.get("GetObject", 0)
     result = {
         "mode": mode,
@@ -473,8 +526,13 @@ def run_mode(mode: str, args: argparse.Namespace, work: Path, moto: str,
         "latency": {route: _lat(v) for route, v in lat.items() if v},
         "s3_requests": s3,
         "s3_by_kind": kinds,
-        "leader_gets_per_forward_object": (kinds.get("GET:zfw", 0) / kinds["PUT:zfw"]
-                                           if kinds.get("PUT:zfw") else None),
+        # objects that carried forwarded batches: forward objects (file WAL layout, or a
+        # broker before forwarded batches rode in the object WAL) and WAL objects with
+        # forwarded sections; the leaders' GETs of their spans
+        "forward_carrying_objects": forward_objects,
+        "leader_gets_per_forward_object": (leader_gets / forward_objects
+                                           if forward_objects else None),
+        # the other zones' replica reads (the leaders' span reads are counted above)
         "gets_per_wal_object": (kinds.get("GET:wal", 0) / kinds["PUT:wal"]
                                 if kinds.get("PUT:wal") else None),
         "s3_put_per_gib_produced": s3_puts / gib_in if s3 else None,
@@ -597,7 +655,8 @@ def _summary(m: dict[str, Any]) -> dict[str, Any]:
             "latency", "s3_put_per_gib_produced", "s3_get_per_gib_produced",
             "ddb_wru_per_gib_produced", "ddb_commit_wru_per_gib_produced",
             "ddb_items_per_transact_write", "ddb_wru_per_transact_item",
-            "leader_gets_per_forward_object", "gets_per_wal_object", "s3_by_kind")
+            "forward_carrying_objects", "leader_gets_per_forward_object",
+            "gets_per_wal_object", "s3_by_kind")
     return {k: m[k] for k in keys if k in m}
 
 

@@ -109,11 +109,14 @@ class BrokerConfig(BaseSettings):
     zone_forward_linger_ms: float | None = Field(
         None,
         ge=0,
-        description="zone-forwarded produce: linger before writing a forward object "
-        "(default: the WAL's group-commit linger; larger objects, fewer PUTs)",
+        description="zone-forwarded produce with the file WAL: linger before writing a "
+        "forward object (default: the WAL's group-commit linger; larger objects, fewer PUTs). "
+        "The object WAL carries forwarded batches in its own flushes (its linger applies)",
     )
     zone_forward_max_bytes: int = Field(
-        8 << 20, ge=1, description="zone-forwarded produce: largest forward object"
+        8 << 20,
+        ge=1,
+        description="zone-forwarded produce with the file WAL: largest forward object",
     )
     upload_interval_ms: int = Field(2000, description="max age of data before it goes to objects")
     upload_bytes: int = Field(32 << 20, description="upload as soon as this much is pending")

@@ -37,6 +37,7 @@ from broker_service.protocol.records import record_timestamps
 from broker_service.stream.block_cache import BlockCache
 from broker_service.stream.object_format import (
     FOOTER_SIZE,
+    FORWARDED_STREAM_ID,
     IndexEntry,
     parse_footer,
     parse_index,
@@ -494,6 +495,8 @@ class StreamStore:
         pos, size = parse_footer(bytes(data[-FOOTER_SIZE:]))
         index: dict[int, list[IndexEntry]] = {}
         for e in parse_index(bytes(data[pos : pos + size])):
+            if e.stream_id == FORWARDED_STREAM_ID:  # another leader's, read there: not cached
+                continue
             index.setdefault(e.stream_id, []).append(e)
             if self.block_cache.get(key, e.position) is None:
                 self.block_cache.put(key, e.position, bytes(data[e.position : e.position + e.size]))

@@ -4,31 +4,44 @@ A client in this broker's zone was told this broker leads a partition whose real
 another zone (api/zones.py). Its produce comes here; the batches are validated by the produce
 handler, then:
 
-1. pending batches of all partitions form a group (the next group gathers while a write runs);
-   the group becomes one stream-set object, PUT once through the ObjectWriter under
-   ``zfw/<broker>-<epoch>-<time_ns>-<seq>.sso``, grouped by leader. It is never committed:
-   no metadata write, no range (its batches have no offsets yet);
-2. each leader gets one small request (protocol/zone.py ZoneForwardProduce) naming the object
-   and the byte span of each partition's batches; requests go out in group order on the
-   leader's one connection (cluster/rpc.py), so the leader appends them in the order the
-   clients sent them;
+1. they are made durable in the object store without offsets, in one of two layouts:
+
+   - object WAL (``wal=object``, the cloud): they ride in this broker's own WAL flush
+     (stream/wal/object.py): records with ``forward_to`` set join the group commit, and the
+     flush's one object ``wal/<broker>-<epoch>-<time_ns>-<seq>.sso`` holds this broker's own
+     streams (committed as always) followed by the forwarded batches, grouped by leader, as
+     sections no range names. One PUT per flush cycle carries both; the forwarded sections
+     are never committed;
+   - file WAL (embedded): pending batches of all partitions form a group (the next group
+     gathers while a write runs) and become a forward object of their own, PUT once through
+     the ObjectWriter under ``zfw/<broker>-<epoch>-<time_ns>-<seq>.sso``, grouped by leader,
+     never committed;
+
+2. as soon as the object's PUT returned (the object WAL does not wait for its metadata
+   commit: the bytes are durable, which is all a leader needs), each leader gets one small
+   request (protocol/zone.py ZoneForwardProduce) naming the object and the byte span of each
+   partition's batches; requests go out in object order on the leader's one connection
+   (cluster/rpc.py), so the leader appends them in the order the clients sent them;
 3. the leader reads its spans from the object store (a ranged GET: S3 traffic is free within
    a region and crosses no zone boundary) and appends them through its normal guarded append
    (producer rules, transactions, fencing, offsets, its own WAL), then answers with the
    offsets or the error, which is what the client is answered here.
 
-Only the pointer crosses zones. The forward object is garbage as soon as the leader has read
-it; never referenced by a range, it is removed by compaction's orphan sweep after its grace
-period (control/compaction.py). A batch whose request timed out before its object was written
-is refused here and never forwarded; after that, the leader's WAL refuses it past the
-request's deadline, so a timed-out batch is never committed later (DESIGN.md invariant 11).
+Only the pointer crosses zones. The forwarded bytes are garbage as soon as the leader has read
+them: a zfw object (or a WAL object carrying forwarded batches only, never committed) is
+removed by compaction's orphan sweep after its grace period (control/compaction.py); a WAL
+object with ranges of this broker's lives as long as they do. A batch whose request timed out
+before its object was written is refused here and never forwarded; after that, the leader's
+WAL refuses it past the request's deadline, so a timed-out batch is never committed later
+(DESIGN.md invariant 11). A batch whose object could not be written is answered
+KAFKA_STORAGE_ERROR (the client retries).
 
-Why the leader re-writes the bytes instead of committing a range into the forward object: a
-range pointing into another broker's object would need readers to rebase offsets, a WAL
-record format for pointers, and a commit of the forward object's record atomically with the
-leader's own ranges (which the file WAL commits only at upload, possibly long after the orphan
-sweep's grace); the copy keeps the leader's write path, its commits and every reader as they
-are, at the cost of one ranged GET per leader and group. docs/ZONES.md has the figures.
+Why the leader re-writes the bytes instead of committing a range into the forwarding object:
+a range pointing into another broker's object would need readers to rebase offsets, a WAL
+record format for pointers, and a commit of the object's record atomically with the leader's
+own ranges (which the file WAL commits only at upload, possibly long after the orphan sweep's
+grace); the copy keeps the leader's write path, its commits and every reader as they are, at
+the cost of one ranged GET per leader and object. docs/ZONES.md has the figures.
 """
 
 from __future__ import annotations
@@ -37,7 +50,8 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 
 from kio.schema.errors import ErrorCode
@@ -55,6 +69,7 @@ from broker_service.protocol.zone import (
 )
 from broker_service.stream.object_writer import ObjectWriter, WrittenObject
 from broker_service.stream.objectstore.base import ObjectStore
+from broker_service.stream.wal import Wal, WalRecord, WalTimeout
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +111,12 @@ class ZoneForwarder:
         linger_ms: float = 0.0,
         max_group_bytes: int = 8 << 20,
         on_not_leader: Callable[[], None] = lambda: None,
+        wal: Wal | None = None,
     ) -> None:
+        # A WAL that writes objects carries the forwarded batches in its own flush (one PUT
+        # per cycle, not two); otherwise they go into forward objects of their own, with
+        # the linger and size given here.
+        self.wal = wal if wal is not None and wal.carries_forwarded else None
         self.writer = ObjectWriter(objects, block_bytes)
         self.objects = objects
         self.rpc = rpc
@@ -110,7 +130,12 @@ class ZoneForwarder:
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._seq = 0
-        # counters (metrics, bench)
+        self._riding = 0  # handed to the WAL, not yet handed back written (or failed)
+        self._written: deque[tuple[_Item, StreamRange]] = deque()  # written, to be sent
+        self._closed = False
+        self._busy = False  # a group is being written or sent (close waits for it)
+        # counters (metrics, bench): objects that carried forwarded batches (zfw objects, or
+        # WAL objects with forwarded sections), the batches' bytes, the batches
         self.objects_written = 0
         self.bytes_forwarded = 0
         self.batches_forwarded = 0
@@ -134,29 +159,90 @@ class ZoneForwarder:
         fut: asyncio.Future[ForwardResult] = loop.create_future()
         count = sum(h.last_offset_delta + 1 for _, h in batches)
         max_ts = max(h.max_timestamp for _, h in batches)
-        self._pending.append(
-            _Item(stream_id, topic, partition, leader_id, records, count, max_ts, deadline, fut)
-        )
+        item = _Item(stream_id, topic, partition, leader_id, records, count, max_ts, deadline, fut)
+        if self.wal is not None:
+            self._ride(item)
+            return fut
+        self._pending.append(item)
         self._pending_bytes += len(records)
-        if self._task is None or self._task.done():
-            self._task = loop.create_task(self._flusher())
+        self._start(self._flusher)
         self._wakeup.set()
         return fut
 
+    def _start(self, loop_fn: Callable[[], Coroutine[None, None, None]]) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(loop_fn())
+
+    def _ride(self, item: _Item) -> None:
+        """Hand the batches to the object WAL: they go out with its next flush, and come back
+        with their span once its object is written (stream/wal/object.py)."""
+        assert self.wal is not None
+
+        def written(_r: WalRecord, span: StreamRange | None, exc: BaseException | None) -> None:
+            self._riding -= 1
+            if isinstance(exc, WalTimeout):  # never forwarded: the client is told so
+                _fail([item], ErrorCode.request_timed_out,
+                      "not forwarded before the request's timeout")  # fmt: skip
+            elif exc is not None or span is None:
+                why = f"forwarded batches not written: {exc}"
+                _fail([item], ErrorCode.kafka_storage_error, why)
+            elif self._closed:
+                _fail([item], ErrorCode.not_leader_or_follower, "the broker is stopping")
+            else:  # sent in the order the WAL hands them back: its flushes' order
+                self._written.append((item, span))
+                self._start(self._sender)
+                self._wakeup.set()
+
+        self._riding += 1
+        self.wal.append(
+            WalRecord(item.stream_id, 0, item.records_count, item.records, item.max_timestamp,
+                      written, item.deadline, forward_to=item.leader_id)
+        )  # fmt: skip
+
     async def close(self) -> None:
-        """Let what is queued go out, then stop (answers still arrive on the RPC)."""
-        if self._task is None:
-            return
-        while self._pending and not self._task.done():
+        """Let what is queued go out (what rides in the WAL comes back with its flush), then
+        stop (answers still arrive on the RPC)."""
+        while self._riding or (
+            (self._pending or self._written or self._busy)
+            and self._task is not None
+            and not self._task.done()
+        ):
             self._wakeup.set()
             await asyncio.sleep(0.001)
-        self._task.cancel()
-        try:
-            await self._task
-        except asyncio.CancelledError:
-            pass
-        _fail(self._pending, ErrorCode.not_leader_or_follower, "the broker is stopping")
+        self._closed = True
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        left = self._pending + [it for it, _ in self._written]
+        _fail(left, ErrorCode.not_leader_or_follower, "the broker is stopping")
         self._pending.clear()
+        self._written.clear()
+
+    async def _sender(self) -> None:
+        """The object WAL's layout: send what its flushes wrote, one object after the other
+        (each flush's forwarded batches come back together, and flushes in order)."""
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._written:
+                key = self._written[0][1].object_key
+                items: list[_Item] = []
+                spans: list[StreamRange] = []
+                while self._written and self._written[0][1].object_key == key:
+                    item, span = self._written.popleft()
+                    items.append(item)
+                    spans.append(span)
+                self._busy = True
+                try:
+                    await self._dispatch(key, items, spans)
+                except Exception as exc:  # never leave a client waiting
+                    log.exception("zone forward of %d batches failed", len(items))
+                    _fail(items, ErrorCode.kafka_storage_error, str(exc))
+                finally:
+                    self._busy = False
 
     async def _flusher(self) -> None:
         while True:
@@ -168,11 +254,14 @@ class ZoneForwarder:
             self._wakeup.clear()
             group = self._take_group()
             if group:
+                self._busy = True
                 try:
                     await self._send(group)
                 except Exception as exc:  # never leave a client waiting
                     log.exception("zone forward of %d batches failed", len(group))
                     _fail(group, ErrorCode.kafka_storage_error, str(exc))
+                finally:
+                    self._busy = False
 
     def _take_group(self) -> list[_Item]:
         n, size = 0, 0
@@ -209,17 +298,21 @@ class ZoneForwarder:
             log.warning("zone forward object %s could not be written: %s", key, exc)
             _fail(group, ErrorCode.kafka_storage_error, f"forward object not written: {exc}")
             return
+        await self._dispatch(key, group, written.ranges)  # one range per item, in order
+
+    async def _dispatch(self, key: str, items: list[_Item], spans: list[StreamRange]) -> None:
+        """One object's forwarded batches, grouped by leader (as they sit in the object):
+        one request per leader, in this order on each leader's connection."""
         self.objects_written += 1
-        self.bytes_forwarded += written.size
-        self.batches_forwarded += len(group)
-        spans = written.ranges  # one per item, in group order
+        self.bytes_forwarded += sum(s.size for s in spans)
+        self.batches_forwarded += len(items)
         start = 0
-        while start < len(group):
-            leader = group[start].leader_id
+        while start < len(items):
+            leader = items[start].leader_id
             end = start
-            while end < len(group) and group[end].leader_id == leader:
+            while end < len(items) and items[end].leader_id == leader:
                 end += 1
-            await self._ask_leader(leader, key, group[start:end], spans[start:end])
+            await self._ask_leader(leader, key, items[start:end], spans[start:end])
             start = end
 
     async def _ask_leader(

@@ -10,9 +10,12 @@ idea RequestQueueTime, LocalTime, RemoteTime, ResponseQueueTime, ResponseSendTim
 - ``parse``: the request header and the Produce body;
 - ``validate``: batch headers and CRC-32C (and a topic's compression / timestamp type);
 - ``append``: offsets, producer state, log cache, handed to the WAL;
-- ``wal_wait``: handed to the WAL -> its group commit begins (the commit before it, a linger);
-- ``write``: the group's bytes written (file WAL: writev; object WAL: the PUT);
-- ``sync``: the group made durable (file WAL: fsync; object WAL: the metadata commit);
+- ``wal_wait``: handed to the WAL -> its group commit begins (the commit before it, a linger;
+  on the object WAL, zone-forwarded batches riding in its flushes too);
+- ``write``: the group's bytes written (file WAL: writev; object WAL: the PUT, also of a flush
+  carrying forwarded batches only);
+- ``sync``: the group made durable (file WAL: fsync; object WAL: the metadata commit, which a
+  flush of forwarded batches only does not make);
 - ``complete``: the WAL thread done -> the event loop ran the group's completions (high
   watermark, waiting answers);
 - ``durable_wait``: appended -> every partition of the request durable (covers the four WAL

@@ -170,6 +170,7 @@ class Broker:
             linger_ms=cfg.effective_zone_forward_linger_ms,
             max_group_bytes=cfg.zone_forward_max_bytes,
             on_not_leader=self.request_refresh,
+            wal=self.wal,  # the object WAL carries forwarded batches in its own flushes
         )
         self.forwarder.bind(cfg.node_id, me.epoch)
         self.replicas = ReplicaReads(

@@ -30,6 +30,12 @@ FOOTER_SIZE = _FOOTER.size
 
 Buffer = bytes | bytearray | memoryview
 
+# The stream id in the index of a section no stream range will ever name: zone-forwarded
+# batches riding in a WAL object (stream/wal/object.py), read by position by the leader they
+# are forwarded to. Stream ids are positive, so a reader looking up a stream's blocks in the
+# index never takes these bytes (with no offsets yet, their index offsets are 0..count).
+FORWARDED_STREAM_ID = -1
+
 
 @dataclass(frozen=True, slots=True)
 class IndexEntry:

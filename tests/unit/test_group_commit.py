@@ -283,3 +283,191 @@ def test_a_failed_flush_fails_the_flushes_in_flight_of_its_streams_only(tmp_path
     done, ranges = asyncio.run(run())
     assert done == ["a0: WalTimeout", "a1: WalStreamFailed", "b0", "a0 again"]
     assert list(ranges.values()) == [[(0, 1)], [(0, 1)]]
+
+
+# -- forwarded records riding in the object WAL's flush (kafka/zone_forward.py) -------------
+def _object_wal(tmp_path: Path, store: FsObjectStore, **kw: float) -> tuple[
+        ObjectWal, SqliteMetadataStore, MetadataPorts, int]:  # fmt: skip
+    md = SqliteMetadataStore(tmp_path / "m.sqlite")
+    me = md.register_broker(1, "h", 1, None, 60_000)
+    sid = md.create_topic("t", 1, {}, 1).partitions[0].stream_id
+    ports = MetadataPorts(md)
+    wal = ObjectWal(store, ports, **kw)  # type: ignore[arg-type]
+    wal.bind(1, me.epoch)
+    return wal, md, ports, sid
+
+
+def _ride(wal: Wal, leader: int, data: bytes, seen: list[str], name: str,
+          deadline: float = math.inf) -> asyncio.Future[StreamRange]:  # fmt: skip
+    """A forwarded batch (stream 999: another broker's partition) for ``leader``."""
+    fut: asyncio.Future[StreamRange] = asyncio.get_running_loop().create_future()
+
+    def done(rec: WalRecord, span: StreamRange | None, exc: BaseException | None) -> None:
+        seen.append(name if exc is None else f"{name}: {type(exc).__name__}")
+        fut.set_exception(exc) if exc is not None else fut.set_result(span)  # type: ignore[arg-type]
+
+    wal.append(WalRecord(999, 0, 1, data, 7, done, deadline, forward_to=leader))
+    return fut
+
+
+def _own(sid: int, base: int, seen: list[str], name: str,
+         deadline: float = math.inf) -> WalRecord:  # fmt: skip
+    def done(rec: WalRecord, rng: StreamRange | None, exc: BaseException | None) -> None:
+        seen.append(name if exc is None else f"{name}: {type(exc).__name__}")
+
+    return WalRecord(sid, base, base + 1, b"own%d" % base, 5, done, deadline)
+
+
+def test_forwarded_records_ride_in_the_flush_and_are_handed_over_before_its_commit(
+    tmp_path: Path,
+) -> None:
+    """One flush, one PUT: the object holds the own record (committed, its range only) and
+    the forwarded batches after it, grouped by leader, under a stream id no range names;
+    each forwarded record gets its span once the PUT returned, before the commit."""
+    from broker_service.stream.object_format import FORWARDED_STREAM_ID, parse_object
+
+    async def run() -> None:
+        store = FsObjectStore(tmp_path / "objects")
+        size = len(b"own0") + len(b"for-3") + len(b"for-2a") + len(b"for-2b")
+        # the linger ends when the last of them arrives (flush_bytes)
+        wal, md, ports, sid = _object_wal(tmp_path, store, flush_interval_ms=600_000,
+                                          flush_bytes=size)  # fmt: skip
+        await wal.open()
+        seen: list[str] = []
+        wal.append(_own(sid, 0, seen, "own"))
+        to3 = _ride(wal, 3, b"for-3", seen, "to 3")
+        to2 = [_ride(wal, 2, b"for-2a", seen, "to 2a"), _ride(wal, 2, b"for-2b", seen, "to 2b")]
+        spans = await asyncio.wait_for(asyncio.gather(to3, *to2), 30)
+        await wal.close()
+        keys = await store.list()
+        assert len(keys) == 1 and keys[0].startswith("wal/") and wal.flushes == 1
+        assert seen == ["to 2a", "to 2b", "to 3", "own"]  # leader order; before the commit
+        obj = await store.get(keys[0])
+        for span, data in zip(spans, [b"for-3", b"for-2a", b"for-2b"], strict=True):
+            assert span.object_key == keys[0]
+            assert obj[span.position : span.position + span.size] == data
+        [own] = md.stream_ranges(sid)
+        assert (own.object_key, own.start_offset, own.end_offset) == (keys[0], 0, 1)
+        assert own.position + own.size <= min(s.position for s in spans)  # own bytes first
+        index = parse_object(obj)
+        assert [e.stream_id for e in index] == [sid] + [FORWARDED_STREAM_ID] * 3
+        ports.close()
+        md.close()
+
+    asyncio.run(run())
+
+
+def test_a_flush_of_forwarded_records_only_is_written_not_committed_and_swept_as_an_orphan(
+    tmp_path: Path,
+) -> None:
+    """Forwarded records alone wake a flush (after its linger): one PUT, no metadata commit;
+    compaction's orphan sweep keeps the object within its grace and deletes it after."""
+    from broker_service.control.compaction import CompactionConfig, compact
+
+    async def run() -> None:
+        store = FsObjectStore(tmp_path / "objects")
+        wal, md, ports, _sid = _object_wal(tmp_path, store, flush_interval_ms=20)
+        await wal.open()
+        seen: list[str] = []
+        span = await asyncio.wait_for(_ride(wal, 2, b"alone", seen, "to 2"), 30)
+        await wal.close()
+        assert wal.forward_only == 1 and wal.stages.write.count == 1
+        assert await store.get(span.object_key, span.position, span.position + span.size) == (
+            b"alone"
+        )
+        assert md.committed_objects([span.object_key]) == set()
+        kept = await compact(md, store, CompactionConfig())
+        assert kept.orphans_deleted == 0 and await store.list() == [span.object_key]
+        swept = await compact(md, store, CompactionConfig(orphan_grace_ms=0))
+        assert swept.orphans_deleted == 1 and await store.list() == []
+        ports.close()
+        md.close()
+
+    asyncio.run(run())
+
+
+class _FailingStore(FsObjectStore):
+    """The real local store whose first ``fail`` PUTs raise (after writing nothing)."""
+
+    def __init__(self, root: Path, fail: int) -> None:
+        super().__init__(root)
+        self.fail = fail
+        self.keys: list[str] = []
+
+    async def put(self, key: str, parts: Sequence[Buffer]) -> None:
+        self.keys.append(key)
+        if self.fail:
+            self.fail -= 1
+            raise OSError("S3 said 500")
+        await super().put(key, parts)
+
+
+def test_a_failed_put_fails_its_forwarded_records_at_once_and_the_retry_keeps_its_key(
+    tmp_path: Path,
+) -> None:
+    """The flush's PUT fails: its forwarded record is failed at once (a storage error, not a
+    timeout: the client retries), while the WAL retries its own record under the same key;
+    the next flush carries forwarded records again."""
+    from broker_service.stream.wal import WalError
+
+    async def run() -> None:
+        store = _FailingStore(tmp_path / "objects", fail=1)
+        wal, md, ports, sid = _object_wal(tmp_path, store, flush_interval_ms=600_000,
+                                          flush_bytes=len(b"own0") + 3)  # fmt: skip
+        await wal.open()
+        seen: list[str] = []
+        wal.append(_own(sid, 0, seen, "own"))
+        failed = _ride(wal, 2, b"fwd", seen, "to 2")
+        with pytest.raises(WalError) as info:
+            await asyncio.wait_for(failed, 30)
+        assert not isinstance(info.value, WalTimeout)
+        again = _ride(wal, 2, b"fwd", seen, "to 2 again")
+        await wal.close()
+        span = await again
+        assert seen == ["to 2: WalError", "own", "to 2 again"]
+        assert store.keys[0] == store.keys[1] != span.object_key  # retried as the same object
+        assert [r.object_key for r in md.stream_ranges(sid)] == [store.keys[0]]
+        ports.close()
+        md.close()
+
+    asyncio.run(run())
+
+
+def test_forwarded_records_are_handed_over_in_flush_order_and_refused_past_their_deadline(
+    tmp_path: Path,
+) -> None:
+    """Two flushes in flight, the second's PUT lands first: its forwarded records wait for
+    the first flush's (a partition's batches reach its leader in order). A forwarded record
+    past its deadline when its object is written is refused, never handed a span; its
+    failure is its own (the own record of the same flush commits)."""
+
+    async def run() -> None:
+        store = _GatedStore(tmp_path / "objects")
+        wal, md, ports, sid = _object_wal(tmp_path, store, flush_interval_ms=50, max_in_flight=2)
+        await wal.open()
+        seen: list[str] = []
+        first = _ride(wal, 2, b"first", seen, "first")  # flush 1, after its linger
+        await store.started.get()
+        late_at = time.monotonic() + 1.0
+        wal.append(_own(sid, 0, seen, "own"))  # flush 2 (a slot is free), after its linger
+        second = _ride(wal, 2, b"second", seen, "second")
+        late = _ride(wal, 2, b"late", seen, "late", deadline=late_at)
+        await store.started.get()
+        while time.monotonic() <= late_at:  # its deadline passes while the PUT runs
+            await asyncio.sleep(0.01)
+        store.gates[1].set()  # flush 2 is written first...
+        while wal.stages.write.count < 1:
+            await asyncio.sleep(0.01)
+        assert seen == []  # ...but its forwarded records wait for flush 1's
+        store.gates[0].set()
+        spans = await asyncio.wait_for(asyncio.gather(first, second), 30)
+        with pytest.raises(WalTimeout):
+            await late
+        await wal.close()
+        assert seen == ["first", "second", "late: WalTimeout", "own"]
+        assert spans[0].object_key != spans[1].object_key
+        assert [r.object_key for r in md.stream_ranges(sid)] == [spans[1].object_key]
+        ports.close()
+        md.close()
+
+    asyncio.run(run())

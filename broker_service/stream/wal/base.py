@@ -11,6 +11,14 @@ REQUEST_TIMED_OUT and will retry: committing it later would duplicate). A failed
 every later record of its stream too: their offsets follow it, so they must be assigned again.
 A failure is not fatal to the WAL: the next group tries again (a full disk refuses writes
 until space returns), unless the WAL says it can never write again (``fatal``).
+
+A WAL that writes objects (``carries_forwarded``: the object WAL) also carries *forwarded*
+records (``forward_to`` set): batches of partitions led by another broker, which this broker
+makes durable for the leader to read (kafka/zone_forward.py). They join the group commit like
+any record (they wake a flush, count towards its linger and size, and wait behind a flush in
+flight) but have no offsets and are never committed: their ``on_done`` gets their byte span
+in the object as soon as the object is written, and a forwarded record's failure is its own
+(no stream of this broker's follows it).
 """
 
 from __future__ import annotations
@@ -69,6 +77,10 @@ class WalRecord:
     deadline: float = math.inf  # time.monotonic() by which it must be durable
     finished: bool = field(default=False)
     queued: float = 0.0  # when it was handed to the WAL (perf_counter; the wal_wait stage)
+    # Set: a batch forwarded to that broker (module docstring). Its offsets are meaningless
+    # (base 0, end = its record count), and records with the same value sit side by side in
+    # the object, so each leader reads its spans with one short ranged GET.
+    forward_to: int | None = None
 
     def finish(self, committed: StreamRange | None, exc: BaseException | None) -> None:
         if not self.finished:
@@ -93,6 +105,8 @@ class Wal(ABC):
     # Whether acknowledged data still has to be uploaded to objects (file WAL) or is already
     # committed there by the WAL itself (object WAL).
     needs_upload = True
+    # Whether it takes forwarded records (``WalRecord.forward_to``) into its objects.
+    carries_forwarded = False
     # Called when the WAL can never make anything durable again (this broker was fenced, or
     # its log is in a state it cannot repair): the broker must stop acknowledging.
     on_fatal: Callable[[BaseException], None] | None = None
@@ -171,6 +185,9 @@ class Wal(ABC):
         if self._fatal is not None:
             record.finish(None, WalError(f"the WAL failed: {self._fatal}"))
             return
+        if record.forward_to is not None and not self.carries_forwarded:
+            record.finish(None, WalError("this WAL does not carry forwarded batches"))
+            return
         record.queued = time.perf_counter()
         self._pending.append(record)
         self._pending_bytes += len(record.data)
@@ -248,11 +265,13 @@ class Wal(ABC):
 
     def _fail(self, failed: list[WalRecord], exc: BaseException) -> None:
         """Fail these records and every pending record of their streams (offsets after a
-        failed record are void: the partition assigns them again)."""
-        streams = {r.stream_id for r in failed}
+        failed record are void: the partition assigns them again). Forwarded records have no
+        offsets: none follows another, each fails alone."""
+        streams = {r.stream_id for r in failed if r.forward_to is None}
         for r in failed:
             r.finish(None, exc)
-        rest = [r for r in self._pending if r.stream_id in streams and not r.finished]
+        rest = [r for r in self._pending
+                if r.stream_id in streams and r.forward_to is None and not r.finished]  # fmt: skip
         if rest:
             gone = WalStreamFailed(f"an earlier record of the stream failed: {exc}")
             for r in rest:

@@ -12,6 +12,28 @@ latency is then its linger + its PUT + its commit, not also the PUT and commit o
 flush before it. Records that arrive while every slot is busy form the next flush (group
 commit). ``flush_interval_ms`` adds a linger before a flush to make objects larger (fewer
 PUTs) at the cost of latency; ``flush_bytes`` cuts the linger short.
+
+Forwarded batches ride along (``carries_forwarded``; kafka/zone_forward.py): batches this
+broker accepted for partitions led in another zone join the group commit as records with
+``forward_to`` set, so a broker makes one PUT per flush cycle for both, not a WAL object and
+a forward object. In the object they follow this broker's own streams, grouped by leader,
+each as a section of ``FORWARDED_STREAM_ID`` (no range names them, no reader of this
+broker's streams sees them); the commit records only the own streams' ranges. As soon as the
+PUT returned, each forwarded record is given its span (key, position, size) and the
+forwarder sends it to its leader, who reads it with a ranged GET and appends it to its own
+log: durable in S3 is all a forward needs, so the hand-off waits for neither this flush's
+metadata commit nor the flush before it. Hand-offs keep flush order (a partition's batches
+reach its leader in the order they were queued).
+
+A flush of forwarded records only is PUT and never committed (no metadata write: nothing in
+it is this broker's, and the commit would cost a DynamoDB transaction per cycle for nothing);
+like the forward objects it replaces, compaction's orphan sweep deletes it once past
+``orphan_grace_ms`` (1 h; its key has the ``<broker>-<epoch>-<time_ns>-<seq>.sso`` form the
+sweep dates). A flush that also holds own records is committed as always and lives as long
+as its ranges, then ``replaced_grace_ms`` (10 min) after compaction released it. Either way
+the forwarded spans are needed only until their leader has read them, which it does when
+their request arrives (its first step, before any append), seconds after the PUT; if they
+are gone the leader answers KAFKA_STORAGE_ERROR and the client retries, nothing is lost.
 """
 
 from __future__ import annotations
@@ -22,7 +44,7 @@ import math
 import random
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from broker_service.metadata.errors import (
     BrokerFenced,
@@ -31,11 +53,13 @@ from broker_service.metadata.errors import (
 )
 from broker_service.metadata.ports import MetadataPorts
 from broker_service.metadata.records import StreamRange
-from broker_service.stream.object_writer import ObjectWriter, WrittenObject
+from broker_service.stream.object_format import FORWARDED_STREAM_ID
+from broker_service.stream.object_writer import ObjectWriter, PreparedObject, WrittenObject
 from broker_service.stream.objectstore.base import ObjectStore
 from broker_service.stream.wal.base import (
     Wal,
     WalEntry,
+    WalError,
     WalFatal,
     WalRecord,
     WalStreamFailed,
@@ -47,6 +71,7 @@ log = logging.getLogger(__name__)
 
 class ObjectWal(Wal):
     needs_upload = False
+    carries_forwarded = True
 
     def __init__(
         self,
@@ -70,6 +95,7 @@ class ObjectWal(Wal):
         self._seq = 0
         self.last_flush_ms = 0.0
         self.aborted = 0  # flushes settled as aborted at their deadline
+        self.forward_only = 0  # objects PUT with forwarded records only (never committed)
         self._flights: dict[int, _Flight] = {}  # flushes begun and not reported, by group
         self._last_flight: _Flight | None = None
 
@@ -103,8 +129,14 @@ class ObjectWal(Wal):
     def _begin(self, group: list[WalRecord]) -> None:
         loop = asyncio.get_running_loop()
         last = self._last_flight
-        flight = _Flight({r.stream_id for r in group}, loop.create_future(),
-                         last.reported if last is not None else None)  # fmt: skip
+        flight = _Flight(
+            {r.stream_id for r in group if r.forward_to is None},
+            loop.create_future(),
+            last.reported if last is not None else None,
+            handed=loop.create_future(),
+            previous_handed=last.handed if last is not None else None,
+            riders=[r for r in group if r.forward_to is not None],
+        )
         self._flights[id(group)] = self._last_flight = flight
         super()._begin(group)
 
@@ -116,6 +148,10 @@ class ObjectWal(Wal):
         synced: float = 0.0,
     ) -> None:
         flight = self._flights.pop(id(group), None)
+        if flight is not None and not flight.handing:  # e.g. cancelled before it began
+            self._hand_over(flight, WalError(f"forwarded batches not written ({exc})"))
+        if flight is not None and not flight.streams:
+            synced = 0.0  # nothing of this broker's was committed: no completion stage
         if exc is not None and flight is not None:
             # the flushes in flight took their records before this failure was known: those
             # of its streams have offsets after the failed ones (void: the partition assigns
@@ -127,16 +163,70 @@ class ObjectWal(Wal):
         if flight is not None:
             flight.reported.set_result(None)
 
-    async def _flush(self, group: list[WalRecord], flight: _Flight) -> dict[int, StreamRange]:
+    def _prepare(self, group: list[WalRecord], flight: _Flight) -> PreparedObject:
+        """The flush's object: own streams first (a read of their ranges never spans a
+        forwarded byte), then the forwarded records grouped by leader (stable: a partition's
+        batches keep their order). ``written`` names the own ranges only (what is
+        committed); the forwarded spans go to ``flight``. Built once: a retried PUT writes
+        the same bytes under the same key, so the spans stay those of the object written."""
         self._seq += 1
         key = f"wal/{self.broker_id}-{self.broker_epoch}-{time.time_ns()}-{self._seq}.sso"
         by_stream: OrderedDict[int, list[tuple[int, int, int, bytes | memoryview]]] = OrderedDict()
         for r in group:
-            by_stream.setdefault(r.stream_id, []).append(
-                (r.base_offset, r.end_offset, r.max_timestamp, r.data)
-            )
-        prepared = self.writer.prepare(key, list(by_stream.items()))
-        deadline = min(r.deadline for r in group)  # time.monotonic()
+            if r.forward_to is None:
+                by_stream.setdefault(r.stream_id, []).append(
+                    (r.base_offset, r.end_offset, r.max_timestamp, r.data)
+                )
+        riders = sorted(flight.riders, key=lambda r: r.forward_to or 0)
+        sections = list(by_stream.items()) + [
+            (FORWARDED_STREAM_ID, [(0, r.end_offset, r.max_timestamp, r.data)]) for r in riders
+        ]
+        prepared = self.writer.prepare(key, sections)
+        own = len(by_stream)
+        flight.riders, flight.spans = riders, prepared.written.ranges[own:]
+        written = prepared.written
+        return PreparedObject(
+            prepared.parts, WrittenObject(written.key, written.size, written.ranges[:own])
+        )
+
+    def _hand_over(self, flight: _Flight, exc: BaseException | None) -> None:
+        """Give the flight's forwarded records their spans (``exc`` None: the object is
+        written) or their failure, once the flight before it did (hand-offs in flush order,
+        whichever PUT returned first). At most once per flight; a record past its deadline
+        when its turn comes is refused (REQUEST_TIMED_OUT), never forwarded."""
+        if flight.handing:
+            return
+        flight.handing = True
+
+        def go(_previous: object = None) -> None:
+            if exc is not None:
+                for r in flight.riders:
+                    r.finish(None, exc)
+            else:
+                now = time.monotonic()
+                late = WalTimeout("not forwarded before the request's timeout")
+                for r, span in zip(flight.riders, flight.spans, strict=True):
+                    if r.deadline < now:
+                        r.finish(None, late)
+                    else:
+                        r.finish(span, None)
+            if not flight.handed.done():
+                flight.handed.set_result(None)
+
+        previous = flight.previous_handed
+        if previous is None or previous.done():
+            go()
+        else:
+            previous.add_done_callback(go)
+
+    async def _flush(self, group: list[WalRecord], flight: _Flight) -> dict[int, StreamRange]:
+        prepared = self._prepare(group, flight)
+        key = prepared.written.key
+        own = [r for r in group if r.forward_to is None]
+        if not own:
+            return await self._put_forwarded(prepared, flight)
+        # own records' deadlines only: a forwarded record's passing refuses that record alone
+        deadline = min(r.deadline for r in own)  # time.monotonic()
         delay = 0.05
         attempt = 0
         started = time.monotonic()
@@ -144,6 +234,7 @@ class ObjectWal(Wal):
             attempt += 1
             remaining = deadline - time.monotonic()
             if remaining <= 0:
+                self._hand_over(flight, WalError("the WAL object was not written in time"))
                 if attempt == 1:  # nothing was ever sent: nothing to settle
                     raise WalTimeout("not durable before the request's timeout")
                 return await self._settle(prepared.written)
@@ -157,6 +248,8 @@ class ObjectWal(Wal):
                 written = await asyncio.wait_for(asyncio.shield(task), remaining)
             except TimeoutError:
                 task.add_done_callback(_quiet)
+                # the PUT may still land, but its forwarded records are not waited for
+                self._hand_over(flight, WalError("the WAL object was not written in time"))
                 return await self._settle(prepared.written)
             except BrokerFenced as exc:
                 raise WalFatal(f"this broker was fenced: {exc}") from exc
@@ -168,6 +261,10 @@ class ObjectWal(Wal):
                 log.warning(
                     "object WAL flush of %s failed (attempt %d): %s; retrying", key, attempt, exc
                 )
+                # a PUT that failed fails its forwarded records now (their clients retry; a
+                # retry of the PUT is for this broker's records); after a PUT that returned
+                # they were handed over already and this does nothing
+                self._hand_over(flight, WalError(f"forwarded batches not written: {exc}"))
                 await asyncio.sleep(
                     min(delay * (0.5 + random.random()), max(deadline - time.monotonic(), 0))
                 )
@@ -175,6 +272,28 @@ class ObjectWal(Wal):
                 continue
             self.last_flush_ms = (time.monotonic() - started) * 1000
             return {r.stream_id: r for r in written.ranges}
+
+    async def _put_forwarded(
+        self, prepared: PreparedObject, flight: _Flight
+    ) -> dict[int, StreamRange]:
+        """A flush of forwarded records only: one PUT, no commit (the module docstring says
+        why), no retry (as the forward objects it replaces: their clients retry)."""
+        started = time.perf_counter()
+
+        async def hand_over(_w: WrittenObject) -> None:  # the PUT returned: durable
+            self.stages.write.observe((time.perf_counter() - started) * 1000)
+            self.forward_only += 1
+            self._hand_over(flight, None)
+
+        try:
+            await self.writer.put_and_commit(prepared, hand_over)
+        except Exception as exc:
+            log.warning("object WAL flush %s (forwarded batches) failed: %s",
+                        prepared.written.key, exc)  # fmt: skip
+            self._hand_over(flight, WalError(f"forwarded batches not written: {exc}"))
+        if flight.previous is not None:  # reported in order: the next commit waits on it
+            await asyncio.shield(flight.previous)
+        return {}
 
     async def _settle(self, written: WrittenObject) -> dict[int, StreamRange]:
         """The deadline passed without a known commit: abort the key, unless it committed.
@@ -203,6 +322,13 @@ class ObjectWal(Wal):
     ):
         async def commit(w: WrittenObject) -> None:
             self.stages.write.observe((time.perf_counter() - put_started) * 1000)  # the PUT
+            # The forwarded records go out now, whatever becomes of this commit: their bytes
+            # are durable, which is all their leader needs (it appends them to its own log;
+            # this broker never commits them). A commit that then fails (fenced, past its
+            # deadline, an earlier flush failed) fails this broker's records only; the
+            # forwarded ones are acknowledged by their leader's answer alone, so none is
+            # acknowledged twice or lost once acknowledged.
+            self._hand_over(flight, None)
             if flight.previous is not None:  # commits (and completions) in order
                 await asyncio.shield(flight.previous)
             if flight.doomed:
@@ -239,10 +365,15 @@ class ObjectWal(Wal):
 class _Flight:
     """One flush between its begin and its report."""
 
-    streams: set[int]
+    streams: set[int]  # of its own records (not the forwarded ones)
     reported: asyncio.Future[None]  # set once its outcome was reported to its records
     previous: asyncio.Future[None] | None  # the flush before it: ``reported``
+    handed: asyncio.Future[None]  # set once its forwarded records were told their span or fate
+    previous_handed: asyncio.Future[None] | None  # the flush before it: ``handed``
     doomed: bool = False  # an earlier flush of one of its streams failed: never commit
+    handing: bool = False  # ``_hand_over`` was called
+    riders: list[WalRecord] = field(default_factory=list)  # its forwarded records, in the
+    spans: list[StreamRange] = field(default_factory=list)  # object's order, and their spans
 
 
 class _EarlierFlushFailed(Exception):
