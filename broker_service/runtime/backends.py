@@ -60,14 +60,14 @@ def wal_for(config: BrokerConfig, objects: ObjectStore, ports: MetadataPorts) ->
             objects,
             ports,
             flush_interval_ms=config.effective_wal_flush_ms,
-            flush_bytes=config.wal_flush_bytes,
+            flush_bytes=config.effective_wal_flush_bytes,
             block_bytes=config.object_block_bytes,
             max_in_flight=config.wal_max_in_flight,
         )
     return FileWal(
         config.data_dir / "wal" / f"broker-{config.node_id}",
         flush_interval_ms=config.effective_wal_flush_ms,
-        flush_bytes=config.wal_flush_bytes,
+        flush_bytes=config.effective_wal_flush_bytes,
         segment_bytes=config.wal_segment_bytes,
     )
 

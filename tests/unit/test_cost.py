@@ -149,11 +149,11 @@ def test_single_workload_matches_hand_calculation() -> None:
 
 
 def test_wal_object_size_follows_the_flush_rules() -> None:
-    a = OursAssumptions()  # 50 ms linger, 4 MiB flush bytes, 8 MiB cap, 80 ms commit
+    a = OursAssumptions()  # 50 ms linger, 8 MiB flush bytes, 16 MiB cap, 80 ms commit
     assert wal_object_bytes(10, a) == pytest.approx(10e6 * 0.130)  # time-driven
-    assert wal_object_bytes(40, a) == pytest.approx(4 * 2**20)  # linger cut at 4 MiB
-    assert wal_object_bytes(80, a) == pytest.approx(80e6 * 0.080)  # arrived during a commit
-    assert wal_object_bytes(500, a) == pytest.approx(8 * 2**20)  # largest object
+    assert wal_object_bytes(80, a) == pytest.approx(8 * 2**20)  # linger cut at 8 MiB
+    assert wal_object_bytes(160, a) == pytest.approx(160e6 * 0.080)  # arrived during a commit
+    assert wal_object_bytes(500, a) == pytest.approx(16 * 2**20)  # largest object
 
 
 def test_costs_never_fall_as_throughput_rises() -> None:
@@ -268,7 +268,7 @@ def test_compaction_reads_each_wal_object_once_and_merges_in_levels() -> None:
     assert narrow.puts_per_gib > levels.puts_per_gib
 
 
-def test_zone_aware_adds_forward_objects_and_replica_reads_and_drops_cross_az() -> None:
+def test_zone_aware_adds_forwarded_bytes_to_wal_objects_and_replica_reads() -> None:
     prices = load_prices("us-east-1")
     w = Workload(write_mbps=80, read_mbps=160, retention_h=72, partitions=96)
     classic = _lines(price_ours(w, prices, Assumptions()))
@@ -277,14 +277,24 @@ def test_zone_aware_adds_forward_objects_and_replica_reads_and_drops_cross_az() 
         inter_broker_bytes_per_gib_written=0.002))  # fmt: skip
     zoned = _lines(price_ours(w, prices, zoned_a))
     assert "S3 PUT: zone forward objects" not in classic
+    # the forwarded batches (2/3 of a broker's 26.7 MB/s) ride in its WAL flushes: no object
+    # of their own, WAL objects of (1 + 2/3) x 26.7 MB/s x 130 ms, one per cycle
+    assert "S3 PUT: zone forward objects" not in zoned
     wal_puts = zoned["S3 PUT: WAL objects"].quantity
+    assert wal_puts == pytest.approx(classic["S3 PUT: WAL objects"].quantity)
+    assert "5.78 MB objects" in zoned["S3 PUT: WAL objects"].basis
     assert zoned["S3 GET: zone replica reads"].quantity == pytest.approx(2 * wal_puts)
-    forward = zoned["S3 PUT: zone forward objects"].quantity
-    assert zoned["S3 GET: forwarded batches (leaders)"].quantity == pytest.approx(2 * forward)
+    assert zoned["S3 GET: forwarded batches (leaders)"].quantity == pytest.approx(2 * wal_puts)
     assert zoned["cross-AZ: producers"].usd_month == 0
     assert zoned["cross-AZ: broker to broker"].quantity == pytest.approx(
         80e6 * SECONDS / GIB * 0.002
     )
+    # the layout before: a forward object of their own per cycle, leaders' GETs of those
+    before = _lines(price_ours(w, prices, Assumptions(
+        ours=zoned_a.ours.model_copy(update={"zone_forward_in_wal": False}))))  # fmt: skip
+    forward = before["S3 PUT: zone forward objects"].quantity
+    assert forward == pytest.approx(wal_puts)
+    assert before["S3 GET: forwarded batches (leaders)"].quantity == pytest.approx(2 * forward)
 
 
 def test_packed_commits_write_o1_items_per_commit() -> None:

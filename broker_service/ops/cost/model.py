@@ -71,12 +71,14 @@ class OursAssumptions(BaseModel):
         description="object WAL group-commit linger (BrokerConfig default for wal=object)",
     )
     wal_flush_bytes: float = Field(
-        default=_broker_defaults.wal_flush_bytes,
+        default=_broker_defaults.effective_wal_flush_bytes,
         gt=0,
-        description="pending bytes that cut the linger short (BrokerConfig default)",
+        description="pending bytes that cut the linger short (BrokerConfig default for "
+        "wal=object; 4 MiB before 2026-12-03, when forwarded batches began to ride in WAL "
+        "flushes and would have cut most cycles short)",
     )
     wal_max_object_bytes: float = Field(
-        default=2 * _broker_defaults.wal_flush_bytes,
+        default=2 * _broker_defaults.effective_wal_flush_bytes,
         gt=0,
         description="largest WAL object, 2 x flush bytes (ObjectWal.max_group_bytes)",
     )
@@ -239,6 +241,13 @@ class OursAssumptions(BaseModel):
         "bootstrap, client.rack): writes for a leader in another AZ go through a forward "
         "object, consumers in other AZs read committed objects (docs/ZONES.md). "
         "--zone-aware and --measured (after) set it",
+    )
+    zone_forward_in_wal: bool = Field(
+        default=True,
+        description="zone-forwarded batches ride in the in-zone broker's own WAL flush (the "
+        "object WAL, stream/wal/object.py: one PUT per flush cycle, its objects 1 + 2/3 of "
+        "the broker's write rate); False: a forward object of their own per cycle (the "
+        "layout before 2026-12-03)",
     )
     zone_leader_gets_per_forward_object: float = Field(
         default=2.0,
@@ -541,6 +550,12 @@ def _cross_az_client_lines(
     ]
 
 
+def forwarded_share(a: OursAssumptions) -> float:
+    """Share of a zone-aware broker's client writes whose leader is in another AZ (leaders
+    spread over the AZs)."""
+    return 1 - 1 / a.azs
+
+
 def zone_aware_lines(
     w: Workload,
     a: OursAssumptions,
@@ -549,10 +564,12 @@ def zone_aware_lines(
     wal_commits: float,
     written_gib: float,
 ) -> list[LineItem]:
-    """What zone-aware clients add (docs/ZONES.md): forward objects for the writes whose
-    leader is in another AZ (as many as the WAL's objects at that rate: the forwarder lingers
-    as the WAL does), the leaders' GETs of them, the whole-object GETs of brokers serving
-    other AZs' consumers, and the pointers between brokers."""
+    """What zone-aware clients add (docs/ZONES.md): the leaders' GETs of the batches forwarded
+    to them (in the in-zone broker's WAL objects, or with ``zone_forward_in_wal`` off in
+    forward objects of their own, as many as the WAL's objects at that rate: the forwarder
+    lingers as the WAL does), the whole-object GETs of brokers serving other AZs' consumers,
+    and the pointers between brokers. The WAL objects' larger size when they carry forwarded
+    batches is priced by ``price_ours``."""
     p = prices.prices
     lines = []
     if a.inter_broker_bytes_per_gib_written:
@@ -564,7 +581,17 @@ def zone_aware_lines(
         )  # fmt: skip
     if not a.zone_aware:
         return lines
-    forwarded = 1 - 1 / a.azs  # leaders spread over the AZs
+    forwarded = forwarded_share(a)
+    if a.zone_forward_in_wal:  # no object of their own: the WAL's flushes carry them
+        return lines + [
+            _line("other", "S3 GET: forwarded batches (leaders)",
+                  wal_commits * a.zone_leader_gets_per_forward_object, p.s3_get_requests,
+                  f"{a.zone_leader_gets_per_forward_object:g} per WAL object (its forwarded "
+                  "sections)"),
+            _line("other", "S3 GET: zone replica reads",
+                  wal_commits * a.zone_replica_gets_per_wal_object, p.s3_get_requests,
+                  f"{a.zone_replica_gets_per_wal_object:g} whole-object reads per WAL object"),
+        ]  # fmt: skip
     broker_forward = w.write_mbps * forwarded / brokers
     forward_bytes = wal_object_bytes(broker_forward, a)
     forward_puts = brokers * broker_forward * MB / forward_bytes * SECONDS_PER_MONTH
@@ -586,9 +613,14 @@ def price_ours(workload: Workload, prices: PriceTable, assumptions: Assumptions)
     w = workload
     brokers = brokers_needed(w.write_mbps, w.read_mbps, a)
     broker_write = w.write_mbps / brokers
-    object_bytes = wal_object_bytes(broker_write, a)
-    flushes_per_s = broker_write * MB / object_bytes  # per broker
-    wal_objects_per_gib = GIB / object_bytes
+    # zone-aware clients: a broker's flushes also carry the batches it forwards to leaders in
+    # other AZs (the leaders append them to their own WAL as well)
+    riding = forwarded_share(a) if a.zone_aware and a.zone_forward_in_wal else 0.0
+    wal_rate = broker_write * (1 + riding)
+    object_bytes = wal_object_bytes(wal_rate, a)
+    flushes_per_s = wal_rate * MB / object_bytes  # per broker
+    own_bytes = object_bytes / (1 + riding)  # this broker's committed ranges in an object
+    wal_objects_per_gib = GIB / own_bytes
     # every partition has data in every flush of its leader; leaders spread over the
     # brokers, so a flush commits partitions / brokers range items on average
     ranges_per_object = w.partitions / brokers
@@ -596,7 +628,7 @@ def price_ours(workload: Workload, prices: PriceTable, assumptions: Assumptions)
     read_gib = _gib_per_month(w.read_mbps)
     s3_read_gib = read_gib * (1 - a.read_cache_hit_fraction)
     commits = brokers * flushes_per_s * SECONDS_PER_MONTH
-    merges = compaction_levels(object_bytes / ranges_per_object, a)
+    merges = compaction_levels(own_bytes / ranges_per_object, a)
     compaction_puts_per_gib = merges.puts_per_gib
     if a.ddb_commit_layout == "packed":
         # the object item carries every range (billed per started KB; ranges_per_object is
