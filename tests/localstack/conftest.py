@@ -32,7 +32,7 @@ REGION = "us-east-1"
 ACCOUNT = "000000000000"  # LocalStack's default account
 TENANT = "lstest"
 # Thresholds (stacks/local.py, control/sizing.py): one broker sized for 0.0001 MB/s of produce
-# carries 0.00008 MB/s read once; 80 % of it over the 10 s period is 640 bytes.
+# carries 0.0000473 MB/s read once; 80 % of it over the 10 s period is 378 bytes.
 TENANT_KNOBS = {"min_brokers": "1", "target_mbps_per_broker": "0.0001", "retain_data": "false"}
 
 

@@ -99,15 +99,18 @@ def test_cdklocal_deploys_the_local_flavour(
     )
     assert (high["Period"], high["EvaluationPeriods"]) == (10, 1)
     # The one sizing model (control/sizing.py), scaled to the 10 s local period: one broker
-    # sized for 0.0001 MB/s of produce (0.0004 MB/s of consume) carries 0.00008 MB/s of
-    # produce read once; the alarm is at 80 % of it: 64 B/s, 640 bytes in 10 s.
+    # sized for 0.0001 MB/s of produce (0.0001 x 91.8 / 102.3 MB/s of consume) carries
+    # 0.0000473 MB/s of produce read once; the alarm is at 80 % of it: 37.8 B/s, 378 bytes
+    # in 10 s.
     expected = produce_alarm_thresholds(
         BrokerCapacity.for_produce(float(TENANT_KNOBS["target_mbps_per_broker"])),
         int(TENANT_KNOBS["min_brokers"]),
         DEFAULT_READ_FANOUT,
     )
     assert high["Threshold"] == pytest.approx(expected.high_bytes_per_s * 10)
-    assert high["Threshold"] == pytest.approx(640.0)
+    assert high["Threshold"] == pytest.approx(
+        0.8 * 10 / (1 / 100 + 1 / (100 * 91.8 / 102.3)), rel=1e-6
+    )
 
     events = localstack_host.client("events")
     rule = events.describe_rule(Name=f"kafka-{t}-throughput-alarms")
