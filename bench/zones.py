@@ -55,6 +55,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,7 @@ S3_WRITES = {"PutObject", "UploadPart", "CopyObject", "CompleteMultipartUpload",
 DDB_WRITES = {"PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems", "BatchWriteItem"}
 UNITS = "ddbunits:"  # pseudo-operation rows of the proxy's tally: write/read units x 1000
 KINDS = "s3kind:"  # pseudo-operation rows: GET/PUT of objects by key prefix
+COMMITS = "walcommits"  # pseudo-operation row: WAL commits (calls) and their ranges (units)
 
 
 # == DynamoDB capacity units, by DynamoDB's sizing rules =====================================
@@ -168,6 +170,20 @@ def capacity_units(op: str, body: bytes, response: bytes) -> tuple[float, float,
     return 0.0, 0.0, 0
 
 
+def committed_ranges(body: bytes) -> int:
+    """Ranges a TransactWriteItems commits as an object's log entry (a WAL commit), else 0."""
+    try:
+        req = json.loads(body or b"{}")
+    except ValueError:
+        return 0
+    n = 0
+    for it in req.get("TransactItems", []):
+        item = it.get("Put", {}).get("Item", {})
+        if item.get("kind", {}).get("S") == "log-entry":
+            n += int(item.get("range_count", {}).get("N", 0))
+    return n
+
+
 def forwarded_region(body: bytes) -> tuple[int, int] | None:
     """Where a WAL object's forwarded sections lie (they follow its own streams, side by
     side: stream/wal/object.py), or None if it carries none (or is not an object)."""
@@ -227,6 +243,10 @@ class _UnitServer(s3r._ProxyServer):
             wru, rru, items = capacity_units(op, body or b"", data)
             self.tally.add(self.label, f"{UNITS}{op}", False, int(wru * 1000), int(rru * 1000),
                            items / 1e6)
+            if op == "TransactWriteItems" and (ranges := committed_ranges(body or b"")):
+                # a WAL commit: its ranges (what the replicas' long polls carry), in the
+                # write-units slot of a row of its own
+                self.tally.add(self.label, COMMITS, False, ranges * 1000, 0, 0)
         return status, reason, resp_headers, data
 
 
@@ -421,6 +441,28 @@ class _NoProxy:
         pass
 
 
+def _inter_broker_bytes(cluster: Any) -> dict[str, int]:
+    """Bytes of the brokers' requests to each other and of the answers, and the requests
+    (``<API> requests``), by API, summed over the brokers' /metrics."""
+    names = {32100: "ZoneForwardProduce", 32101: "ReplicaState"}
+    out: dict[str, int] = {}
+    for b in cluster.brokers:
+        try:
+            with urllib.request.urlopen(b.metrics_url, timeout=5) as r:
+                text = r.read().decode()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            for metric, suffix in (("kafka_broker_inter_broker_bytes_total{", ""),
+                                   ("kafka_broker_inter_broker_requests_total{", " requests")):
+                if line.startswith(metric):
+                    labels, _, value = line.rpartition(" ")
+                    key = int(labels.split('api_key="')[1].split('"')[0])
+                    name = names.get(key, f"api {key}") + suffix
+                    out[name] = out.get(name, 0) + int(float(value))
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
 def run_mode(mode: str, args: argparse.Namespace, work: Path, moto: str,
              deadline: Deadline, embedded: bool = False) -> dict[str, Any]:
     """One mode on S3 + DynamoDB (moto, object WAL), or ``embedded`` (local directory,
@@ -471,6 +513,7 @@ def run_mode(mode: str, args: argparse.Namespace, work: Path, moto: str,
         time.sleep(args.settle)  # the last commits, polls and offset commits
         relays1, proxy1, seconds = cluster.relays.snapshot(), proxy.counts(), time.monotonic() - t0
         load1 = os.getloadavg()
+        by_api = _inter_broker_bytes(cluster)
     finally:
         cluster.stop()
         proxy.stop()
@@ -497,6 +540,8 @@ def run_mode(mode: str, args: argparse.Namespace, work: Path, moto: str,
     ddb = {op.partition(":")[2]: row[0] for op, row in ops.items() if op.startswith("dynamodb:")}
     units = {op[len(UNITS):]: row for op, row in ops.items() if op.startswith(UNITS)}
     kinds = {op[len(KINDS):]: row[0] for op, row in ops.items() if op.startswith(KINDS)}
+    wal_commits, commit_ranges = (ops[COMMITS][0], ops[COMMITS][2] // 1000) if COMMITS in ops \
+        else (0, 0)
     wru = {op: row[2] / 1000 for op, row in units.items() if row[2]}
     rru = {op: row[3] / 1000 for op, row in units.items() if row[3]}
     commits = units.get("TransactWriteItems", [0, 0, 0, 0, 0])
@@ -523,6 +568,9 @@ def run_mode(mode: str, args: argparse.Namespace, work: Path, moto: str,
         "cross_zone_per_gib": (cross_up + cross_down) / (produced + consumed_bytes),
         "broker_to_broker_per_gib": b2b / (produced + consumed_bytes),
         "broker_to_broker_per_gib_produced": b2b / produced,
+        # what the brokers' requests to each other were (their /metrics), by API: bytes
+        # sent + received over the whole run (the cluster's start included)
+        "inter_broker_bytes_by_api": by_api,
         "latency": {route: _lat(v) for route, v in lat.items() if v},
         "s3_requests": s3,
         "s3_by_kind": kinds,
@@ -530,6 +578,10 @@ def run_mode(mode: str, args: argparse.Namespace, work: Path, moto: str,
         # broker before forwarded batches rode in the object WAL) and WAL objects with
         # forwarded sections; the leaders' GETs of their spans
         "forward_carrying_objects": forward_objects,
+        "racks": len(set(cluster.racks)),
+        "partitions": args.partitions,
+        "wal_commits": wal_commits,
+        "wal_commit_ranges": commit_ranges,
         "leader_gets_per_forward_object": (leader_gets / forward_objects
                                            if forward_objects else None),
         # the other zones' replica reads (the leaders' span reads are counted above)
@@ -556,11 +608,19 @@ def run_mode(mode: str, args: argparse.Namespace, work: Path, moto: str,
 
 def cost_inputs(m: dict[str, Any]) -> dict[str, float]:
     """What the cost model takes from one mode's figures (``cost --measured``)."""
+    polls = m.get("inter_broker_bytes_by_api", {}).get("ReplicaState", 0)
+    b2b = m["bytes"]["broker_to_broker"]
     out = {
         "ours.cross_az_produce_fraction": round(m["cross_zone_produce_fraction"], 6),
         "ours.cross_az_consume_fraction": round(m["cross_zone_consume_fraction"], 6),
-        "ours.inter_broker_bytes_per_gib_written": round(m["broker_to_broker_per_gib_produced"], 5),
+        # the replicas' long polls apart: the model prices them per commit
+        "ours.inter_broker_bytes_per_gib_written": round(
+            max(b2b - polls, 0) / m["produced_bytes"], 5),
     }
+    if polls and m.get("wal_commits"):  # per commit, partition its leader leads, other AZ
+        led = m["partitions"] / m["racks"]
+        out["ours.zone_replica_poll_bytes_per_partition"] = round(
+            polls / (m["wal_commits"] * led * (m["racks"] - 1)), 1)
     if m.get("ddb_wru_per_transact_item"):
         out["ours.ddb_wru_per_transact_item"] = round(2 * m["ddb_wru_per_transact_item"], 3)
     if m.get("leader_gets_per_forward_object") is not None:
@@ -656,7 +716,8 @@ def _summary(m: dict[str, Any]) -> dict[str, Any]:
             "ddb_wru_per_gib_produced", "ddb_commit_wru_per_gib_produced",
             "ddb_items_per_transact_write", "ddb_wru_per_transact_item",
             "forward_carrying_objects", "leader_gets_per_forward_object",
-            "gets_per_wal_object", "s3_by_kind")
+            "gets_per_wal_object", "s3_by_kind", "inter_broker_bytes_by_api", "wal_commits",
+            "wal_commit_ranges")
     return {k: m[k] for k in keys if k in m}
 
 

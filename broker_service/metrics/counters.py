@@ -52,12 +52,23 @@ class BrokerMetrics:
         self.s3_gets = 0  # object store GETs (ranged reads included)
         self.partition_bytes_in: dict[tuple[str, int], int] = {}
         self.partition_bytes_out: dict[tuple[str, int], int] = {}
+        # this broker's requests to other brokers, by API key (cluster/rpc.py): [bytes sent,
+        # bytes received (the answers), requests]
+        self.inter_broker_bytes: dict[int, list[int]] = {}
         # Set by the broker: how many produce / fetch requests wait for an answer now, and
         # the consumer lag (group, topic) -> messages, refreshed on the metrics timer.
         self.queue_depth = lambda api_key: 0
         self.consumer_lag: dict[tuple[str, str], int] = {}
 
     # -- hot-path hooks ---------------------------------------------------------------------
+    def inter_broker(self, api_key: int, sent: int, received: int) -> None:
+        counts = self.inter_broker_bytes.get(api_key)
+        if counts is None:
+            counts = self.inter_broker_bytes[api_key] = [0, 0, 0]
+        counts[0] += sent
+        counts[1] += received
+        counts[2] += sent > 0
+
     def produced(self, topic: str, partition: int, nbytes: int) -> None:
         self.bytes_in += nbytes
         key = (topic, partition)

@@ -90,6 +90,23 @@ class BrokerCollector(Collector):
         yield _stage_histograms(b[0], m.stages)
         yield counter("kafka_broker_s3_put_requests", "Object store PUTs", m.s3_puts)
         yield counter("kafka_broker_s3_get_requests", "Object store GETs", m.s3_gets)
+        ib = CounterMetricFamily(
+            "kafka_broker_inter_broker_bytes",
+            "Bytes of this broker's requests to other brokers (sent) and their answers "
+            "(received), by API key: on AWS each crosses an AZ",
+            labels=["broker_id", "api_key", "direction"],
+        )
+        ir = CounterMetricFamily(
+            "kafka_broker_inter_broker_requests",
+            "Requests this broker sent to other brokers, by API key",
+            labels=["broker_id", "api_key"],
+        )
+        for api_key, (sent, received, requests) in sorted(dict(m.inter_broker_bytes).items()):
+            ib.add_metric([*b, str(api_key), "sent"], sent)
+            ib.add_metric([*b, str(api_key), "received"], received)
+            ir.add_metric([*b, str(api_key)], requests)
+        yield ib
+        yield ir
         for name, doc, values in (
             (PARTITION_BYTES_IN, "Bytes produced to a partition here", m.partition_bytes_in),
             (PARTITION_BYTES_OUT, "Bytes fetched from a partition here", m.partition_bytes_out),

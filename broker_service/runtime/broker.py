@@ -95,8 +95,12 @@ class Broker:
         self.control_loops = ControlLoops(self)
         self.timers = Timers()
         self._live_reread = 0.0  # when _learn_leaders last re-read the live brokers
-        self.rpc = BrokerRpc(self._endpoint, self.security.inter_broker_security,
-                             f"{FORWARDED_BY}{config.node_id}")  # fmt: skip
+        self.rpc = BrokerRpc(
+            self._endpoint,
+            self.security.inter_broker_security,
+            f"{FORWARDED_BY}{config.node_id}",
+            self.metrics.inter_broker,  # bytes by API: on AWS every one crosses an AZ
+        )
         self.forwarder: ZoneForwarder | None = None
         self.replicas: ReplicaReads | None = None
 

@@ -264,9 +264,20 @@ class OursAssumptions(BaseModel):
     inter_broker_bytes_per_gib_written: float = Field(
         default=0.0,
         ge=0,
-        description="bytes between brokers per byte written (every one crosses an AZ): "
-        "forward pointers, replica long polls, coordinator requests; measured ~0.002 zoned, "
-        "0 for classic clients",
+        description="bytes between brokers per byte written (every one crosses an AZ) "
+        "besides the replicas' long polls: forward pointers (ZoneForwardProduce), coordinator "
+        "requests; 0 for classic clients (bench/zones.py, from the brokers' /metrics)",
+    )
+    zone_replica_poll_bytes_per_partition: float = Field(
+        default=484.0,
+        ge=0,
+        description="zone-aware: bytes between brokers per WAL commit, per partition its "
+        "broker leads and per other AZ: the long polls (ReplicaState) that tell a broker "
+        "serving another AZ's consumers what the leader committed; each answers with every "
+        "waited-on partition's state and its new ranges. Measured by bench/zones.py --quick "
+        "on 2026-12-03 from the brokers' /metrics: 747 KB in 750 polls over 193 commits of "
+        "leaders of 4 partitions, 2 other AZs. It grows with commits and partitions, not "
+        "bytes written",
     )
     nlb_processed_gb_per_hour: float = Field(
         default=0.1,
@@ -563,6 +574,7 @@ def zone_aware_lines(
     brokers: int,
     wal_commits: float,
     written_gib: float,
+    partitions_led: float,
 ) -> list[LineItem]:
     """What zone-aware clients add (docs/ZONES.md): the leaders' GETs of the batches forwarded
     to them (in the in-zone broker's WAL objects, or with ``zone_forward_in_wal`` off in
@@ -581,6 +593,14 @@ def zone_aware_lines(
         )  # fmt: skip
     if not a.zone_aware:
         return lines
+    poll_bytes = (
+        wal_commits * partitions_led * (a.azs - 1) * a.zone_replica_poll_bytes_per_partition
+    )
+    lines.append(
+        _line("network", "cross-AZ: replica long polls", poll_bytes / GIB, p.cross_az_gb,
+              f"{a.zone_replica_poll_bytes_per_partition:g} B per commit, partition led and "
+              f"other AZ ({a.azs - 1})")
+    )  # fmt: skip
     forwarded = forwarded_share(a)
     if a.zone_forward_in_wal:  # no object of their own: the WAL's flushes carry them
         return lines + [
@@ -666,7 +686,9 @@ def price_ours(workload: Workload, prices: PriceTable, assumptions: Assumptions)
         (emf_docs * a.emf_document_bytes + brokers * a.broker_log_bytes_per_minute)
         * 60 * HOURS_PER_MONTH / GIB
     )
-    zone_lines = zone_aware_lines(w, a, prices, brokers, commits, written_gib)
+    zone_lines = zone_aware_lines(
+        w, a, prices, brokers, commits, written_gib, ranges_per_object
+    )
 
     lines: list[LineItem] = [
         _line(
