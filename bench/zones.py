@@ -458,7 +458,9 @@ def _inter_broker_bytes(cluster: Any) -> dict[str, int]:
                 if line.startswith(metric):
                     labels, _, value = line.rpartition(" ")
                     key = int(labels.split('api_key="')[1].split('"')[0])
-                    name = names.get(key, f"api {key}") + suffix
+                    channel = labels.split('channel="')[1].split('"')[0]
+                    name = names.get(key, f"api {key}") + (f" ({channel})" if channel else "")
+                    name += suffix
                     out[name] = out.get(name, 0) + int(float(value))
     return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
@@ -608,7 +610,8 @@ def run_mode(mode: str, args: argparse.Namespace, work: Path, moto: str,
 
 def cost_inputs(m: dict[str, Any]) -> dict[str, float]:
     """What the cost model takes from one mode's figures (``cost --measured``)."""
-    polls = m.get("inter_broker_bytes_by_api", {}).get("ReplicaState", 0)
+    polls = sum(v for k, v in m.get("inter_broker_bytes_by_api", {}).items()
+                if k.startswith("ReplicaState") and not k.endswith(" requests"))
     b2b = m["bytes"]["broker_to_broker"]
     out = {
         "ours.cross_az_produce_fraction": round(m["cross_zone_produce_fraction"], 6),

@@ -16,6 +16,7 @@ Broker ``i`` is in rack ``racks[i]`` and listens on:
 from __future__ import annotations
 
 import contextlib
+import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +64,34 @@ class ZoneCluster:
                 key = f"client:{rack}->broker:{broker_rack}"
                 out[key] = out.get(key, 0) + up + down
                 out["in_zone" if rack == broker_rack else "cross_zone"] += up + down
+        return out
+
+    def inter_broker_counted(self) -> dict[str, int]:
+        """What the brokers themselves count of their requests to each other (/metrics:
+        ``kafka_broker_inter_broker_bytes``), bytes by API key, summed over the brokers."""
+        out: dict[str, int] = {}
+        for b in self.brokers:
+            with urllib.request.urlopen(b.metrics_url, timeout=10) as r:
+                text = r.read().decode()
+            for line in text.splitlines():
+                if line.startswith("kafka_broker_inter_broker_bytes_total{"):
+                    labels, _, value = line.rpartition(" ")
+                    key = labels.split('api_key="')[1].split('"')[0]
+                    out[key] = out.get(key, 0) + int(float(value))
+        return out
+
+    def inter_broker_requests(self, broker: int) -> dict[tuple[str, str], int]:
+        """Requests broker ``broker`` (an index) sent to other brokers, by (API key,
+        connection channel), from its /metrics (``kafka_broker_inter_broker_requests``)."""
+        with urllib.request.urlopen(self.brokers[broker].metrics_url, timeout=10) as r:
+            text = r.read().decode()
+        out: dict[tuple[str, str], int] = {}
+        for line in text.splitlines():
+            if line.startswith("kafka_broker_inter_broker_requests_total{"):
+                labels, _, value = line.rpartition(" ")
+                key = labels.split('api_key="')[1].split('"')[0]
+                channel = labels.split('channel="')[1].split('"')[0]
+                out[(key, channel)] = int(float(value))
         return out
 
     def stop(self) -> None:

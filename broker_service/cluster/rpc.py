@@ -42,21 +42,26 @@ class RpcError(Exception):
     """No answer (unreachable, closed, timed out, refused authentication)."""
 
 
-# (api_key, bytes sent, bytes received) of one request or response: every inter-broker byte
-# crosses an AZ on AWS, so the broker counts them by API (metrics/counters.py)
-Traffic = Callable[[int, int, int], None]
+# (api_key, channel, bytes sent, bytes received) of one request or response: every
+# inter-broker byte crosses an AZ on AWS, so the broker counts them (metrics/counters.py)
+Traffic = Callable[[int, str, int, int], None]
 
 
-def _uncounted(_api_key: int, _sent: int, _received: int) -> None:
+def _uncounted(_api_key: int, _channel: str, _sent: int, _received: int) -> None:
     pass
 
 
 class _Connection:
     def __init__(
-        self, host: str, port: int, client_id: str, traffic: Traffic = _uncounted
+        self,
+        host: str,
+        port: int,
+        client_id: str,
+        traffic: Traffic = _uncounted,
+        channel: str = "",
     ) -> None:
         self.host, self.port, self.client_id = host, port, client_id
-        self.traffic = traffic
+        self.traffic, self.channel = traffic, channel
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._waiting: dict[int, tuple[int, int, asyncio.Future[Any]]] = {}
@@ -116,7 +121,7 @@ class _Connection:
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waiting[cid] = (int(entity.__api_key__), int(entity.__version__), fut)
         frame = request_frame(entity, cid, self.client_id)
-        self.traffic(int(entity.__api_key__), len(frame), 0)
+        self.traffic(int(entity.__api_key__), self.channel, len(frame), 0)
         self._writer.write(frame)
         try:
             return await asyncio.wait_for(fut, timeout)
@@ -136,7 +141,7 @@ class _Connection:
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waiting[cid] = (api_key, version, fut)
         frame = raw_request_frame(api_key, version, cid, self.client_id, body)
-        self.traffic(api_key, len(frame), 0)
+        self.traffic(api_key, self.channel, len(frame), 0)
         self._writer.write(frame)
         fut.add_done_callback(lambda _f, c=cid: self._waiting.pop(c, None))  # type: ignore[misc]
         return fut
@@ -153,7 +158,7 @@ class _Connection:
                 if waiting is None:
                     continue  # its caller gave up
                 api_key, version, fut = waiting
-                self.traffic(api_key, 0, 4 + size)
+                self.traffic(api_key, self.channel, 0, 4 + size)
                 if fut.done():
                     continue
                 if api_key in PRIVATE_KEYS:
@@ -263,7 +268,7 @@ class BrokerRpc:
             conn = self._conns.get(key)
             if conn is not None and conn.alive:
                 return conn
-            conn = _Connection(address[0], address[1], self.client_id, self.traffic)
+            conn = _Connection(address[0], address[1], self.client_id, self.traffic, channel)
             try:
                 await conn.open(self._security() or ClientSecurity(), timeout)
             except (OSError, TimeoutError, RpcError) as exc:

@@ -134,7 +134,9 @@ class ReplicaReads:
             )  # fmt: skip
             shadow_log.leader_id = plog.leader_id
             shadow_log.load_ranges([])
-            sh = Shadow(shadow_log, plog.leader_id, plog.leader_epoch)
+            # used now: a shadow's idle time counts from its last use, and a new one made
+            # with 0.0 (the monotonic clock's zero is the host's boot) was forgotten at once
+            sh = Shadow(shadow_log, plog.leader_id, plog.leader_epoch, used=now)
             self.shadows[plog.stream_id] = sh
             self._forget_idle(now)
         sh.used = now

@@ -52,19 +52,21 @@ class BrokerMetrics:
         self.s3_gets = 0  # object store GETs (ranged reads included)
         self.partition_bytes_in: dict[tuple[str, int], int] = {}
         self.partition_bytes_out: dict[tuple[str, int], int] = {}
-        # this broker's requests to other brokers, by API key (cluster/rpc.py): [bytes sent,
-        # bytes received (the answers), requests]
-        self.inter_broker_bytes: dict[int, list[int]] = {}
+        # this broker's requests to other brokers by (API key, connection channel: e.g. the
+        # replicas' long polls have one of their own; cluster/rpc.py): [bytes sent, bytes
+        # received (the answers), requests]
+        self.inter_broker_bytes: dict[tuple[int, str], list[int]] = {}
         # Set by the broker: how many produce / fetch requests wait for an answer now, and
         # the consumer lag (group, topic) -> messages, refreshed on the metrics timer.
         self.queue_depth = lambda api_key: 0
         self.consumer_lag: dict[tuple[str, str], int] = {}
 
     # -- hot-path hooks ---------------------------------------------------------------------
-    def inter_broker(self, api_key: int, sent: int, received: int) -> None:
-        counts = self.inter_broker_bytes.get(api_key)
+    def inter_broker(self, api_key: int, channel: str, sent: int, received: int) -> None:
+        key = (api_key, channel)
+        counts = self.inter_broker_bytes.get(key)
         if counts is None:
-            counts = self.inter_broker_bytes[api_key] = [0, 0, 0]
+            counts = self.inter_broker_bytes[key] = [0, 0, 0]
         counts[0] += sent
         counts[1] += received
         counts[2] += sent > 0

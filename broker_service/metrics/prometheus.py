@@ -93,18 +93,20 @@ class BrokerCollector(Collector):
         ib = CounterMetricFamily(
             "kafka_broker_inter_broker_bytes",
             "Bytes of this broker's requests to other brokers (sent) and their answers "
-            "(received), by API key: on AWS each crosses an AZ",
-            labels=["broker_id", "api_key", "direction"],
+            "(received), by API key and connection channel: on AWS each crosses an AZ",
+            labels=["broker_id", "api_key", "channel", "direction"],
         )
         ir = CounterMetricFamily(
             "kafka_broker_inter_broker_requests",
-            "Requests this broker sent to other brokers, by API key",
-            labels=["broker_id", "api_key"],
+            "Requests this broker sent to other brokers, by API key and connection channel",
+            labels=["broker_id", "api_key", "channel"],
         )
-        for api_key, (sent, received, requests) in sorted(dict(m.inter_broker_bytes).items()):
-            ib.add_metric([*b, str(api_key), "sent"], sent)
-            ib.add_metric([*b, str(api_key), "received"], received)
-            ir.add_metric([*b, str(api_key)], requests)
+        for (api_key, channel), (sent, received, requests) in sorted(
+            dict(m.inter_broker_bytes).items()
+        ):
+            ib.add_metric([*b, str(api_key), channel, "sent"], sent)
+            ib.add_metric([*b, str(api_key), channel, "received"], received)
+            ir.add_metric([*b, str(api_key), channel], requests)
         yield ib
         yield ir
         for name, doc, values in (
