@@ -269,15 +269,15 @@ class OursAssumptions(BaseModel):
         "requests; 0 for classic clients (bench/zones.py, from the brokers' /metrics)",
     )
     zone_replica_poll_bytes_per_partition: float = Field(
-        default=484.0,
+        default=170.0,
         ge=0,
         description="zone-aware: bytes between brokers per WAL commit, per partition its "
         "broker leads and per other AZ: the long polls (ReplicaState) that tell a broker "
-        "serving another AZ's consumers what the leader committed; each answers with every "
-        "waited-on partition's state and its new ranges. Measured by bench/zones.py --quick "
-        "on 2026-12-03 from the brokers' /metrics: 747 KB in 750 polls over 193 commits of "
-        "leaders of 4 partitions, 2 other AZs. It grows with commits and partitions, not "
-        "bytes written",
+        "serving another AZ's consumers what the leader committed. Default: one poll per "
+        "commit carrying every partition's ask (~40 B), state (46 B) and new range (~82 B); "
+        "bench/zones.py measured 40 B on 2026-12-03 at its low rate (polls batch commits "
+        "there), after the fix that made replicas long-poll at all (before it every fetch "
+        "queried: ~1,200 B)",
     )
     nlb_processed_gb_per_hour: float = Field(
         default=0.1,
