@@ -397,6 +397,10 @@ class PhaseResult:
     cpu_s_per_gib: float
     loadavg: float  # the host's 1-minute load average at the end of the phase
     client_cpu_s: float = 0.0  # this process (the client, librdkafka's threads included)
+    # produce: the broker's CPU after the last acknowledgement until it went idle (ours
+    # uploads its file WAL to objects in the background), counted in cpu_s: the work a write
+    # causes, so none of it lands in the consume phase that follows
+    background_cpu_s: float = 0.0
 
 
 @dataclass
@@ -424,13 +428,33 @@ def children_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def phase(b: Broker, records: int, run: Any) -> PhaseResult:
+def phase(b: Broker, records: int, run: Any, until_idle: bool = False) -> PhaseResult:
     cpu0, me0 = cpu_of(b), client_cpu() + children_cpu()
     seconds = run()
+    background = wait_idle(b) if until_idle else 0.0
     cpu, me = cpu_of(b) - cpu0, client_cpu() + children_cpu() - me0
     nbytes = records * VALUE_BYTES
     return PhaseResult(seconds, nbytes / MB / seconds, cpu, cpu / (nbytes / GIB),
-                       os.getloadavg()[0], me)
+                       os.getloadavg()[0], me, background)
+
+
+IDLE_CPU_SHARE = 0.05  # a broker using less of a core than this over IDLE_WINDOW_S is idle
+IDLE_WINDOW_S = 0.5
+IDLE_MAX_S = 30.0
+
+
+def wait_idle(b: Broker) -> float:
+    """Wait until the broker's background work is done (it uses under IDLE_CPU_SHARE of a
+    core for IDLE_WINDOW_S; at most IDLE_MAX_S); returns the CPU it used meanwhile."""
+    start = last = cpu_of(b)
+    until = time.monotonic() + IDLE_MAX_S
+    while time.monotonic() < until:
+        time.sleep(IDLE_WINDOW_S)
+        now = cpu_of(b)
+        if now - last < IDLE_CPU_SHARE * IDLE_WINDOW_S:
+            break
+        last = now
+    return cpu_of(b) - start
 
 
 def run_round(b: Broker, partitions: int, round_no: int, s: Settings,
@@ -448,10 +472,10 @@ def run_round(b: Broker, partitions: int, round_no: int, s: Settings,
         if profile is not None and isinstance(b, OursTask):
             raw = profile / f"ours-p{partitions}-produce.txt"
             with py_spy(b.broker.pid if s.processes == 1 else b.pids[-1], raw, s.py_spy_args):
-                r.produce = phase(b, s.records, produce)
+                r.produce = phase(b, s.records, produce, until_idle=True)
             report_profile(raw)
         else:
-            r.produce = phase(b, s.records, produce)
+            r.produce = phase(b, s.records, produce, until_idle=True)
         if before is not None and isinstance(b, OursTask):
             r.stages = stage_rows(before, b.scrape())
             if not any(x.count for x in r.stages):
@@ -482,7 +506,8 @@ def describe(r: RoundResult) -> str:
     lat = (f"  lat p50/p99 {fmt(r.latency.p50_ms)}/{fmt(r.latency.p99_ms)} ms"
            if r.latency else "")
     return (f"{head} produce {r.produce.mb_per_s:6.1f} MB/s ({r.produce.cpu_s_per_gib:5.1f} "
-            f"cpu-s/GiB, client {r.produce.client_cpu_s / r.produce.seconds:.0%} cpu)  "
+            f"cpu-s/GiB, {r.produce.background_cpu_s:.2f} s of it after the last ack, "
+            f"client {r.produce.client_cpu_s / r.produce.seconds:.0%} cpu)  "
             f"consume {r.consume.mb_per_s:6.1f} MB/s "
             f"({r.consume.cpu_s_per_gib:5.1f} cpu-s/GiB){lat}  load {r.produce.loadavg:.1f}")
 

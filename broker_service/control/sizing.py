@@ -28,7 +28,9 @@ MB = 1_000_000
 #   idempotent acks=all, 1 KiB records in 1 MB batches, 3 rounds of 414 MB at 96-101 MB/s,
 #   the broker at a third of a core: moto, not the broker, was the limit);
 # - consume: 3.9 CPU-s per GiB (bench/produce_stages.py, 2026-12-02, 32 partitions from the
-#   log cache; 1.2 and 1.4 at 1 and 4 partitions).
+#   log cache; 1.2 and 1.4 at 1 and 4 partitions). The 2026-12-03 re-run, whose consume phase
+#   starts once the broker is idle (no uploads in it), measured 2.2: the higher figure stays,
+#   for headroom.
 # A broker is planned to use PLANNED_CPU_SHARE of its vCPU at the load it is sized for: the rest
 # is headroom for a failed broker's partitions (a third more load with three brokers, half
 # with two), catch-up reads from S3, TLS (not measured), small producer batches (more CPU per
