@@ -47,6 +47,39 @@ def _create_topic(cluster: ZoneCluster) -> None:
         time.sleep(0.2)
 
 
+def _acking_producer(
+    cluster: ZoneCluster, client_id: str, **conf: Any
+) -> tuple[Producer, dict[bytes, tuple[int, int]], Any]:
+    """An idempotent producer in rack a, the (partition, offset) of each acknowledged key, and
+    the delivery callback that fills it (give it to produce())."""
+    acked: dict[bytes, tuple[int, int]] = {}
+
+    def on_delivery(err: Any, m: Any) -> None:
+        if err is None:
+            acked[m.key()] = (m.partition(), m.offset())
+
+    p = Producer({"bootstrap.servers": cluster.bootstrap("a"), "enable.idempotence": True,
+                  "client.id": client_id, "linger.ms": 5, **conf})  # fmt: skip
+    return p, acked, on_delivery
+
+
+def _consume_in_c(
+    cluster: ZoneCluster, group: str, acked: dict[bytes, tuple[int, int]]
+) -> list[tuple[bytes, int, int]]:
+    """A zoned consumer in rack c reads until it has every acked key (90 s at most): each
+    record's (key, partition, offset) as it came."""
+    c = Consumer({"bootstrap.servers": cluster.bootstrap("c"), "group.id": group,
+                  "auto.offset.reset": "earliest", "client.id": f"{group};az=c"})  # fmt: skip
+    c.subscribe([TOPIC])
+    got: list[tuple[bytes, int, int]] = []
+    deadline = time.monotonic() + 90
+    while {k for k, _, _ in got} != set(acked) and time.monotonic() < deadline:
+        got += [(m.key(), m.partition(), m.offset()) for m in c.consume(500, 0.5)
+                if m.error() is None]  # fmt: skip
+    c.close()
+    return got
+
+
 def _client_id(role: str, rack: str, route: str) -> str:
     return f"{role}-{rack};az={rack}" if route == "marker" else f"{role}-{rack}"
 
@@ -203,13 +236,7 @@ def test_forward_objects_are_swept_after_their_grace_and_no_record_is_lost(
     cluster = start_zone_cluster(data, BROKER_WAL="file", BROKER_UPLOAD_INTERVAL_MS="200")
     try:
         _create_topic(cluster)
-        acked: dict[bytes, tuple[int, int]] = {}
-        p = Producer({"bootstrap.servers": cluster.bootstrap("a"), "enable.idempotence": True,
-                      "client.id": "sweep;az=a", "linger.ms": 5})  # fmt: skip
-        def on_delivery(err: Any, m: Any) -> None:
-            if err is None:
-                acked[m.key()] = (m.partition(), m.offset())
-
+        p, acked, on_delivery = _acking_producer(cluster, "sweep;az=a")
         for i in range(300):
             p.produce(TOPIC, key=b"%d" % i, value=VALUE, partition=i % PARTITIONS,
                       on_delivery=on_delivery)  # fmt: skip
@@ -293,17 +320,10 @@ def test_on_the_object_wal_forwarded_batches_ride_in_wal_objects_not_forward_obj
         bucket = env["BROKER_STORAGE"].removeprefix("s3://").split("/")[0]
         cluster = start_zone_cluster(tmp_path / "data", BROKER_WAL="object", **env)
         _create_topic(cluster)
-        acked: dict[bytes, tuple[int, int]] = {}
-
-        def on_delivery(err: Any, m: Any) -> None:
-            if err is None:
-                acked[m.key()] = (m.partition(), m.offset())
-
         # small batches: many requests in flight per partition, spread over many flushes
         # (the leader's sequence checks see any batch forwarded out of order)
-        p = Producer({"bootstrap.servers": cluster.bootstrap("a"), "enable.idempotence": True,
-                      "client.id": "ride-wal;az=a", "linger.ms": 5, "acks": "all",
-                      "batch.size": 16384})  # fmt: skip
+        p, acked, on_delivery = _acking_producer(cluster, "ride-wal;az=a", acks="all",
+                                                 **{"batch.size": 16384})  # fmt: skip
         total = 600
         for i in range(total):
             p.produce(TOPIC, key=b"%d" % i, value=VALUE, partition=i % PARTITIONS,
@@ -313,15 +333,7 @@ def test_on_the_object_wal_forwarded_batches_ride_in_wal_objects_not_forward_obj
         leaders = _leaders(AdminClient({"bootstrap.servers": cluster.admin}))
         assert {leaders[part] for part, _ in acked.values()} == {1, 2, 3}  # 2/3 forwarded
 
-        c = Consumer({"bootstrap.servers": cluster.bootstrap("c"), "group.id": "ride-wal",
-                      "auto.offset.reset": "earliest", "client.id": "ride-wal;az=c"})  # fmt: skip
-        c.subscribe([TOPIC])
-        got: list[tuple[bytes, int, int]] = []
-        deadline = time.monotonic() + 90
-        while {k for k, _, _ in got} != set(acked) and time.monotonic() < deadline:
-            got += [(m.key(), m.partition(), m.offset()) for m in c.consume(500, 0.5)
-                    if m.error() is None]  # fmt: skip
-        c.close()
+        got = _consume_in_c(cluster, "ride-wal", acked)
         traffic = cluster.traffic()
         cluster.stop()
         cluster = None
@@ -410,15 +422,8 @@ def test_zoned_clients_ride_through_a_leader_killed_in_another_zone(tmp_path: Pa
     )  # fmt: skip
     try:
         _create_topic(cluster)
-        acked: dict[bytes, tuple[int, int]] = {}
-
-        def on_delivery(err: Any, m: Any) -> None:
-            if err is None:
-                acked[m.key()] = (m.partition(), m.offset())
-
-        p = Producer({"bootstrap.servers": cluster.bootstrap("a"), "enable.idempotence": True,
-                      "client.id": "ride;az=a", "linger.ms": 5, "acks": "all",
-                      "message.timeout.ms": 60000})  # fmt: skip
+        p, acked, on_delivery = _acking_producer(cluster, "ride;az=a", acks="all",
+                                                 **{"message.timeout.ms": 60000})  # fmt: skip
         total, kill_at = 1500, 500
         for i in range(total):
             if i == kill_at:
@@ -431,15 +436,7 @@ def test_zoned_clients_ride_through_a_leader_killed_in_another_zone(tmp_path: Pa
                 time.sleep(0.02)
         assert p.flush(90) == 0 and len(acked) == total
 
-        c = Consumer({"bootstrap.servers": cluster.bootstrap("c"), "group.id": "ride",
-                      "auto.offset.reset": "earliest", "client.id": "ride;az=c"})  # fmt: skip
-        c.subscribe([TOPIC])
-        got: list[tuple[bytes, int, int]] = []
-        deadline = time.monotonic() + 90
-        while {k for k, _, _ in got} != set(acked) and time.monotonic() < deadline:
-            got += [(m.key(), m.partition(), m.offset()) for m in c.consume(500, 0.5)
-                    if m.error() is None]  # fmt: skip
-        c.close()
+        got = _consume_in_c(cluster, "ride", acked)
         assert {k for k, _, _ in got} == set(acked)
         assert len(got) == len(acked), "a record was consumed twice"
         for key, partition, offset in got:

@@ -167,8 +167,11 @@ def unpack_keys(value: bytes | Sequence[str] | None) -> list[str]:
 
 
 def _varints(data: bytes | bytearray, i: int, n: int) -> tuple[list[int], int]:
+    """``n`` varints from ``data[i:]`` (all of them to the end when ``n`` is -1), and where
+    they end."""
     out: list[int] = []
-    for _ in range(n):
+    end = len(data)
+    while n and i < end:
         u = shift = 0
         while True:
             b = data[i]
@@ -178,6 +181,7 @@ def _varints(data: bytes | bytearray, i: int, n: int) -> tuple[list[int], int]:
                 break
             shift += 7
         out.append(u)
+        n -= 1
     return out, i
 
 
@@ -193,18 +197,7 @@ def unpack_ranges(keys: Sequence[str], part: bytes) -> list[StreamRange]:
 def _unpack_v2(keys: Sequence[str], part: bytes) -> list[StreamRange]:
     if part[: len(_MAGIC)] != _MAGIC:
         raise ValueError("not a packed-ranges part")
-    vals: list[int] = []
-    i, n = len(_MAGIC), len(part)
-    while i < n:  # every varint of the part, then seven at a time
-        u = shift = 0
-        while True:
-            b = part[i]
-            i += 1
-            u |= (b & 0x7F) << shift
-            if b < 0x80:
-                break
-            shift += 7
-        vals.append(u)
+    vals, _ = _varints(part, len(_MAGIC), -1)
     if len(vals) % 7:
         raise ValueError("a packed-ranges part ends inside a range")
     out: list[StreamRange] = []
