@@ -55,7 +55,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -443,25 +442,18 @@ class _NoProxy:
 
 def _inter_broker_bytes(cluster: Any) -> dict[str, int]:
     """Bytes of the brokers' requests to each other and of the answers, and the requests
-    (``<API> requests``), by API, summed over the brokers' /metrics."""
-    names = {32100: "ZoneForwardProduce", 32101: "ReplicaState"}
+    (``<API> requests``), by API and connection channel, summed over the brokers' /metrics
+    (tests/zone_cluster.py ``inter_broker``)."""
+    names = {"32100": "ZoneForwardProduce", "32101": "ReplicaState"}
+    try:
+        counted = cluster.inter_broker()
+    except OSError:
+        return {}
     out: dict[str, int] = {}
-    for b in cluster.brokers:
-        try:
-            with urllib.request.urlopen(b.metrics_url, timeout=5) as r:
-                text = r.read().decode()
-        except OSError:
-            continue
-        for line in text.splitlines():
-            for metric, suffix in (("kafka_broker_inter_broker_bytes_total{", ""),
-                                   ("kafka_broker_inter_broker_requests_total{", " requests")):
-                if line.startswith(metric):
-                    labels, _, value = line.rpartition(" ")
-                    key = int(labels.split('api_key="')[1].split('"')[0])
-                    channel = labels.split('channel="')[1].split('"')[0]
-                    name = names.get(key, f"api {key}") + (f" ({channel})" if channel else "")
-                    name += suffix
-                    out[name] = out.get(name, 0) + int(float(value))
+    for (kind, api_key, channel), n in counted.items():
+        name = names.get(api_key, f"api {api_key}") + (f" ({channel})" if channel else "")
+        name += " requests" if kind == "requests" else ""
+        out[name] = out.get(name, 0) + n
     return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
 

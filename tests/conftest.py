@@ -48,7 +48,6 @@ LONGEST_FIRST = (
     "tests/chaos/test_chaos.py::test_random_sigkills_lose_and_duplicate_nothing[cloud]",
     "tests/chaos/test_chaos.py::test_random_sigkills_lose_and_duplicate_nothing[embedded]",
     "tests/contract/test_dynamodb_stream_index.py::test_a_compaction_swap_writes_the_same_items_whatever_the_streams_length[300]",
-    "tests/contract/test_dynamodb_store.py::test_commit_larger_than_one_item_is_atomic_and_readable",
     "tests/cloud/test_slow_start.py",
     "tests/cloud/test_commit_outcomes.py::test_stalled_metadata_commits_never_land_after_the_producer_gave_up",
     "tests/integration/test_limits.py::test_idle_connections_cost_little_memory",

@@ -21,6 +21,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from tests.netcount import Relays
 from tests.support.broker import BrokerProcess
 
@@ -66,33 +68,38 @@ class ZoneCluster:
                 out["in_zone" if rack == broker_rack else "cross_zone"] += up + down
         return out
 
-    def inter_broker_counted(self) -> dict[str, int]:
-        """What the brokers themselves count of their requests to each other (/metrics:
-        ``kafka_broker_inter_broker_bytes``), bytes by API key, summed over the brokers."""
-        out: dict[str, int] = {}
-        for b in self.brokers:
+    def inter_broker(self, broker: int | None = None) -> dict[tuple[str, str, str], int]:
+        """What the brokers count of their requests to each other (their /metrics:
+        ``kafka_broker_inter_broker_bytes`` and ``_requests``), as (``bytes`` or
+        ``requests``, API key, connection channel) -> total, summed over every broker or
+        only ``broker`` (an index)."""
+        out: dict[tuple[str, str, str], int] = {}
+        for b in self.brokers if broker is None else [self.brokers[broker]]:
             with urllib.request.urlopen(b.metrics_url, timeout=10) as r:
                 text = r.read().decode()
-            for line in text.splitlines():
-                if line.startswith("kafka_broker_inter_broker_bytes_total{"):
-                    labels, _, value = line.rpartition(" ")
-                    key = labels.split('api_key="')[1].split('"')[0]
-                    out[key] = out.get(key, 0) + int(float(value))
+            for family in text_string_to_metric_families(text):
+                kind = family.name.removeprefix("kafka_broker_inter_broker_")
+                if kind not in ("bytes", "requests"):
+                    continue
+                for sample in family.samples:
+                    if sample.name.endswith("_total"):
+                        key = (kind, sample.labels["api_key"], sample.labels["channel"])
+                        out[key] = out.get(key, 0) + int(sample.value)
+        return out
+
+    def inter_broker_counted(self) -> dict[str, int]:
+        """Bytes the brokers sent each other and got back, by API key (``inter_broker``)."""
+        out: dict[str, int] = {}
+        for (kind, api_key, _), n in self.inter_broker().items():
+            if kind == "bytes":
+                out[api_key] = out.get(api_key, 0) + n
         return out
 
     def inter_broker_requests(self, broker: int) -> dict[tuple[str, str], int]:
         """Requests broker ``broker`` (an index) sent to other brokers, by (API key,
-        connection channel), from its /metrics (``kafka_broker_inter_broker_requests``)."""
-        with urllib.request.urlopen(self.brokers[broker].metrics_url, timeout=10) as r:
-            text = r.read().decode()
-        out: dict[tuple[str, str], int] = {}
-        for line in text.splitlines():
-            if line.startswith("kafka_broker_inter_broker_requests_total{"):
-                labels, _, value = line.rpartition(" ")
-                key = labels.split('api_key="')[1].split('"')[0]
-                channel = labels.split('channel="')[1].split('"')[0]
-                out[(key, channel)] = int(float(value))
-        return out
+        connection channel)."""
+        return {(k, ch): n for (kind, k, ch), n in self.inter_broker(broker).items()
+                if kind == "requests"}  # fmt: skip
 
     def stop(self) -> None:
         for b in self.brokers:
