@@ -17,6 +17,12 @@ Reported per partition count: the commit call itself (WRU and items written by t
 commit_object call, median over the commits), the total over the run divided by the number of
 commits (everything the store wrote, index maintenance included, amortised), and how many
 requests a fresh store makes to read every partition back once the broker was fenced.
+
+Then compaction's metadata writes on the same objects: every stream's ranges merged in runs
+of ``MAX_SWAP_RANGES`` (control/compaction.py) into one new object each with
+``replace_stream_ranges``, as a compaction run swaps them, and the WAL objects, now referenced
+by no range, released and forgotten as its garbage collection does: WRU per merge (swap) and
+per WAL object (garbage collection), the figures the cost model's swap line rests on.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ sys.path.insert(0, str(REPO))
 
 import boto3  # noqa: E402
 
+from broker_service.control.compaction import MAX_SWAP_RANGES  # noqa: E402
 from broker_service.metadata.dynamodb import DynamoDbMetadataStore  # noqa: E402
 from broker_service.metadata.records import StreamRange  # noqa: E402
 from tests.support.moto import MotoServer  # noqa: E402
@@ -183,6 +190,11 @@ class Result:
     total_items_per_commit: float
     takeover_read_requests: int
     by_op: dict[str, float]
+    swaps: int = 0
+    swap_wru_per_merge: float = 0.0
+    swap_items_per_merge: float = 0.0
+    swap_wru_per_wal_object: float = 0.0
+    gc_wru_per_wal_object: float = 0.0
 
 
 def client(endpoint: str) -> Any:
@@ -236,6 +248,7 @@ def run(endpoint: str, partitions: int, commits: int) -> Result:
     if flush is not None:  # background index maintenance still queued: count it too
         flush()
     total_wru, total_items = meter.wru - before[0], meter.items - before[1]
+    swaps, swap, gc = compact(store, meter, sids, now_ms + 130 * commits)
     # a failover: broker 1 is fenced, then a fresh store (no caches) reads every partition
     reader_client = client(endpoint)
     DynamoDbMetadataStore(table, client=reader_client).fence_broker(1, me.epoch)
@@ -248,7 +261,8 @@ def run(endpoint: str, partitions: int, commits: int) -> Result:
     reader = DynamoDbMetadataStore(table, client=reader_client)
     for sid in sids:
         got = reader.stream_ranges(sid)
-        assert len(got) == commits and got[-1].end_offset == ends[sid], (sid, len(got))
+        merged = -(-commits // MAX_SWAP_RANGES)
+        assert len(got) == merged and got[-1].end_offset == ends[sid], (sid, len(got))
     store.close()
     reader.close()
     return Result(
@@ -261,7 +275,41 @@ def run(endpoint: str, partitions: int, commits: int) -> Result:
         round(total_items / commits, 2),
         calls["n"],
         meter.by_op,
+        swaps,
+        round(swap["wru"] / swaps, 2),
+        round(swap["items"] / swaps, 2),
+        round(swap["wru"] / commits, 2),
+        round(gc["wru"] / commits, 2),
     )
+
+
+def compact(
+    store: DynamoDbMetadataStore, meter: Meter, sids: list[int], now_ms: int
+) -> tuple[int, dict[str, float], dict[str, float]]:
+    """Compaction's metadata writes over every stream: its swaps, then its garbage
+    collection of the WAL objects no range names any more (control/compaction.py)."""
+    lease = store.acquire_compactor_lease("bench", 600_000, now_ms)
+    wal_keys: set[str] = set()
+    swaps = 0
+    with meter.window() as swap:
+        for sid in sids:
+            ranges = store.stream_ranges(sid)
+            wal_keys.update(r.object_key for r in ranges)
+            for i in range(0, len(ranges), MAX_SWAP_RANGES):
+                run = ranges[i : i + MAX_SWAP_RANGES]
+                key = f"so/{sid}-{run[0].start_offset}-{time.time_ns()}.so"
+                size = sum(r.size for r in run)
+                new = StreamRange(sid, run[0].start_offset, run[-1].end_offset, key, 0, size,
+                                  max(r.max_timestamp for r in run))  # fmt: skip
+                store.replace_stream_ranges(lease.epoch, sid, run, [new], key, size, now_ms)
+                swaps += 1
+    keys = sorted(wal_keys)
+    with meter.window() as gc:
+        released = store.released_objects()
+        committed = store.committed_objects(keys)
+        store.mark_released([k for k in keys if k in committed and k not in released], now_ms)
+        store.forget_objects(keys)
+    return swaps, swap, gc
 
 
 def main() -> None:
@@ -283,7 +331,11 @@ def main() -> None:
                 f"({r.commit_items_median:.0f} items, {r.commit_requests_median:.0f} requests); "
                 f"all writes {r.total_wru_per_commit:>7.1f} WRU/commit "
                 f"({r.total_items_per_commit:.1f} items/commit); "
-                f"takeover of {p} partitions: {r.takeover_read_requests} requests "
+                f"takeover of {p} partitions: {r.takeover_read_requests} requests; "
+                f"compaction: {r.swaps} swaps of <= {MAX_SWAP_RANGES} ranges, "
+                f"{r.swap_wru_per_merge:.1f} WRU ({r.swap_items_per_merge:.1f} items) a swap, "
+                f"{r.swap_wru_per_wal_object:.1f} WRU of swaps and "
+                f"{r.gc_wru_per_wal_object:.1f} of garbage collection per WAL object "
                 f"[{time.monotonic() - started:.0f} s]",
                 flush=True,
             )

@@ -48,11 +48,14 @@ from broker_service.stream.objectstore.base import ObjectStore
 log = logging.getLogger(__name__)
 
 # A swap is one DynamoDB transaction of at most 100 actions: the lease check, the new object,
-# a release mark per old object (each range of a WAL run is in an object of its own) and the
-# stream's rewrite (its head and the chunks that change: a few). It was 30 when a swap also
-# deleted an item per old range; merges of 30 ranges left ~3 MB objects at 80 MB/s that had
-# to be merged again (tests/contract/test_compaction_metadata.py swaps this many).
-MAX_SWAP_RANGES = 80
+# the stream's head and the chunks that change (those holding old ranges, ~64 ranges each,
+# replaced; a swap across more of them first merges them, the ranges unchanged). It marks no
+# old object (garbage collection does, once no range names it), so the number of old objects
+# costs nothing: 640 ranges reach 64 MiB objects in one merge from ranges of 100 KB, a
+# 32-partition broker's share of a WAL object at 80 MB/s (80, when a swap also marked each old
+# object released, left 8.7 MB objects there that were merged again, and wrote 70 WRU per WAL
+# object; tests/contract/test_compaction_metadata.py swaps this many).
+MAX_SWAP_RANGES = 640
 
 
 @dataclass
@@ -428,10 +431,13 @@ class _Run:
         relive = [k for k in released if k in live]
         if relive:  # committed after an earlier run looked: not garbage
             await self._md(self.metadata.unmark_released, relive)
+        # Swaps mark nothing: the objects they emptied are marked here, in the same run, so
+        # their grace period starts seconds after the swap
         fresh = [k for k in unreferenced if k in committed and k not in released]
         if fresh:
             await self._md(self.metadata.mark_released, fresh, now)
             self.result.objects_released += len(fresh)
+            released = {**released, **dict.fromkeys(fresh, now)}
         listed_set = set(listed)
         doomed = [
             k

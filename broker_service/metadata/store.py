@@ -283,7 +283,7 @@ class CompactionStore(ABC):
         """Compare-and-set swap of one stream's ranges: ``old`` (exactly as stored) become
         ``new`` (stored in the new object ``object_key``, recorded as committed), atomically.
         ``new`` empty and ``object_key`` None drops ``old`` (retention). The objects ``old``
-        named are marked released at ``now_ms`` (their grace period restarts).
+        named are not marked released: garbage collection marks what no range names.
 
         ``ConcurrentUpdate`` (nothing written) if the compactor lease is no longer
         ``compactor_epoch`` or expired at ``now_ms``, or any old range is gone or changed."""

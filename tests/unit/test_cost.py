@@ -252,9 +252,25 @@ def test_compaction_reads_each_wal_object_once_and_merges_in_levels() -> None:
     written_gib = 80e6 * SECONDS / GIB
     lines = _lines(price_ours(w, prices, Assumptions()))
     levels = compaction_levels(object_bytes / 32, a)
-    # 80-range merges of ~108 KB ranges: 8.7 MB objects, merged again up to 64 MiB
-    assert 1 < levels.puts_per_gib * 64 / 1024 < 10
-    assert levels.gets_per_gib == pytest.approx(levels.puts_per_gib - 1024 / 64)
+    # 640-range merges of ~108 KB ranges reach 64 MiB in one merge: nothing merged again
+    assert levels.puts_per_gib == pytest.approx(1024 / 64)
+    assert levels.gets_per_gib == pytest.approx(0)
+    # 80-range merges (the limit while swaps marked each old object): 8.7 MB objects, merged
+    # again up to 64 MiB
+    eighty = compaction_levels(object_bytes / 32, OursAssumptions(compaction_ranges_per_swap=80))
+    assert 1 < eighty.puts_per_gib * 64 / 1024 < 10
+    assert eighty.gets_per_gib == pytest.approx(eighty.puts_per_gib - 1024 / 64)
+    # the swaps' WRU: each WAL object retired once, a swap per new object and a little per
+    # range it replaces; nothing per (range, old object) pair any more
+    swaps = lines["DynamoDB WRU: compaction swaps"]
+    ranges_per_gib = GIB / (object_bytes / 32)
+    want = (
+        GIB / object_bytes * a.ddb_gc_wru_per_object
+        + levels.puts_per_gib * (a.ddb_swap_wru_fixed + a.ddb_gc_wru_per_object)
+        + ranges_per_gib * a.ddb_swap_wru_per_range
+    )
+    assert swaps.quantity == pytest.approx(written_gib * want)
+    assert want < 2 * GIB / object_bytes * a.ddb_gc_wru_per_object  # ~4 WRU per WAL object
     gets = lines["S3 GET: compaction input"]
     assert gets.quantity == pytest.approx(written_gib * (GIB / object_bytes + levels.gets_per_gib))
     puts = lines["S3 PUT: compaction output"]

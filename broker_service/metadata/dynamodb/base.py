@@ -27,7 +27,7 @@ from broker_service.metadata.errors import CommitDeadlinePassed, MetadataError
 from broker_service.metadata.records import StreamRange
 
 if TYPE_CHECKING:
-    from broker_service.metadata.dynamodb.stream_index import StreamState
+    from broker_service.metadata.dynamodb.stream_index import Chunk, StreamState
 
 log = logging.getLogger(__name__)
 
@@ -298,7 +298,11 @@ class DynamoBase:
         want: list[StreamRange],
         extra: list[Item],
         drop: Iterable[str] = (),
+        rechunk: frozenset[str] = frozenset(),
     ) -> None:
+        raise NotImplementedError  # streams.py
+
+    def merge_chunks(self, stream_id: int, chunks: Sequence[Chunk]) -> None:
         raise NotImplementedError  # streams.py
 
     def _delete_topic_offsets(self, topic: str) -> None:

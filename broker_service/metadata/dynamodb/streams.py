@@ -617,14 +617,23 @@ class DynamoStreams(DynamoBase, StreamObjects):
         want: list[StreamRange],
         extra: list[Item],
         drop: Iterable[str] = (),
+        rechunk: frozenset[str] = frozenset(),
     ) -> None:
         """Make the stream's index ``want`` (sorted by start offset), in one transaction
-        with ``extra`` actions: chunks that would change are replaced, the log tail becomes
-        chunks, cursors advance to what ``state`` read (``drop``: removed). Conditional on the
-        head's version: ``StreamConflict`` if anything changed since ``state`` was read."""
+        with ``extra`` actions: chunks that would change are replaced (and those named in
+        ``rechunk``), the log tail becomes chunks, cursors advance to what ``state`` read
+        (``drop``: removed). Conditional on the head's version: ``StreamConflict`` if anything
+        changed since ``state`` was read; ``TooManyChunks`` if the chunks to replace do not
+        fit one transaction (``merge_chunks`` makes fewer of them)."""
         by_start = {r.start_offset: r for r in want}
-        kept = [c for c in state.chunks if all(by_start.get(r.start_offset) == r for r in c.ranges)]
+        kept = [
+            c
+            for c in state.chunks
+            if c.sk not in rechunk and all(by_start.get(r.start_offset) == r for r in c.ranges)
+        ]
         replaced = [c for c in state.chunks if c not in kept]
+        if len(replaced) + len(extra) + 3 > MAX_TX_ITEMS:
+            raise TooManyChunks(replaced)
         in_kept = {r.start_offset for c in kept for r in c.ranges}
         fresh = [r for r in want if r.start_offset not in in_kept]
         new_chunks = [
@@ -698,6 +707,17 @@ class DynamoStreams(DynamoBase, StreamObjects):
             raise
         self._ix.chunks.put(sid, chunk_digest, chunks)
 
+    def merge_chunks(self, stream_id: int, chunks: Sequence[Chunk]) -> None:
+        """Rewrite ``chunks`` (consecutive, each small) as fewer: the same ranges, so readers
+        see no change, in one transaction conditional on the head's version (a
+        ``StreamConflict`` is for the caller to read again). Makes room for a swap whose old
+        ranges lie in more chunks than one transaction can replace (a stream folded in many
+        small steps: moves, restarts)."""
+        state = self._stream_state(stream_id)
+        self._write_stream(
+            state, state.ranges(), [], rechunk=frozenset(c.sk for c in chunks[: MAX_TX_ITEMS - 8])
+        )
+
     def _head_item(
         self, sid: int, version: int, cursors: dict[str, int], chunks: list[Chunk], d: str
     ) -> Item:
@@ -726,6 +746,14 @@ class DynamoStreams(DynamoBase, StreamObjects):
         if self._calls is not None:
             self._calls.shutdown(wait=False, cancel_futures=True)
         super().close()
+
+
+class TooManyChunks(Exception):
+    """A stream rewrite would replace more chunks than one transaction holds."""
+
+    def __init__(self, chunks: list[Chunk]) -> None:
+        super().__init__(f"a stream rewrite would replace {len(chunks)} chunks")
+        self.chunks = chunks
 
 
 class _SeqTaken(Exception):

@@ -74,10 +74,6 @@ class SqliteCompaction(SqliteBase, CompactionStore):
                     for r in new
                 ],
             )
-            db.executemany(
-                "INSERT OR REPLACE INTO released_objects VALUES(?, ?)",
-                [(k, now_ms) for k in {r.object_key for r in old}],
-            )
 
     def committed_objects(self, keys: list[str]) -> set[str]:
         found: set[str] = set()

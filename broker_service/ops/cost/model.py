@@ -174,10 +174,32 @@ class OursAssumptions(BaseModel):
         "reading the last level's objects (one GET each)",
     )
     compaction_ranges_per_swap: float = Field(
-        default=80,
+        default=640,
         gt=1,
         description="ranges one merge replaces: MAX_SWAP_RANGES in control/compaction.py "
-        "(one DynamoDB transaction of at most 100 actions)",
+        "(80 before 2026-12-03, when each swap also marked every old object released)",
+    )
+    ddb_swap_wru_fixed: float = Field(
+        default=10,
+        ge=0,
+        description="packed: WRU of one compaction swap besides its ranges (lease check, new "
+        "object record, stream head, chunk rewrite, transactional). Measured by "
+        "bench/dynamodb_wru.py on 2026-12-03: 12.0 / 19.9 / 48.0 WRU for swaps of 40 / 160 / "
+        "640 ranges (before that day a swap also put a release mark per old object: 177 WRU "
+        "for 80 ranges)",
+    )
+    ddb_swap_wru_per_range: float = Field(
+        default=0.06,
+        ge=0,
+        description="packed: WRU per range a swap replaces (its bytes in the chunks deleted and "
+        "written; same measurement)",
+    )
+    ddb_gc_wru_per_object: float = Field(
+        default=4,
+        ge=0,
+        description="packed: WRU to retire one object once no range names it: its release "
+        "mark, then its record, log entry and mark deleted (compaction's garbage "
+        "collection; measured 4.0 by bench/dynamodb_wru.py on 2026-12-03)",
     )
     compaction_mbps_per_lambda: float = Field(
         default=25,
@@ -473,7 +495,8 @@ def control_path_lines(brokers: int, a: OursAssumptions, p: Any) -> list[LineIte
 class CompactionLevels:
     puts_per_gib: float  # objects written by all merge levels
     gets_per_gib: float  # reads of earlier levels' objects (the WAL objects' are apart)
-    items_per_gib: float  # metadata items the swaps write and delete, WAL side apart
+    items_per_gib: float  # metadata items the swaps write and delete, WAL side apart (items)
+    wru_per_gib: float  # packed: the swaps' WRU and retiring merged objects, WAL side apart
     basis: str
 
 
@@ -485,8 +508,10 @@ def compaction_levels(range_bytes: float, a: OursAssumptions) -> CompactionLevel
     next level. L is taken as a real number (the mean over partitions writing at different
     rates: with a whole number a level one rate needs and a slightly higher one does not
     would be a step in the cost). Per GiB: puts = (GiB / range) (1 - range / target) /
-    (N - 1), at least GiB / target; gets = puts - GiB / target; 3 metadata items written
-    per new object (object, part, range) and deleted per object read again."""
+    (N - 1), at least GiB / target; gets = puts - GiB / target. Item layout: 3 metadata
+    items written per new object (object, part, range) and deleted per object read again.
+    Packed: a swap per new object (a fixed part and a part per range it replaces, the ranges
+    being the WAL's and the re-merged objects'), and every merged object retired once."""
     target = a.compaction_output_object_mib * 1024 * 1024
     n = a.compaction_ranges_per_swap
     final = GIB / target
@@ -494,8 +519,9 @@ def compaction_levels(range_bytes: float, a: OursAssumptions) -> CompactionLevel
     gets = puts - final
     levels = max(1.0, math.log(target / range_bytes) / math.log(n))
     first = min(range_bytes * n, target)
+    swap_wru = puts * a.ddb_swap_wru_fixed + (GIB / range_bytes + gets) * a.ddb_swap_wru_per_range
     return CompactionLevels(
-        puts, gets, 3 * (puts + gets),
+        puts, gets, 3 * (puts + gets), swap_wru + puts * a.ddb_gc_wru_per_object,
         f"{levels:.1f} merge levels, the first writing {first / MB:.1f} MB objects",
     )
 
@@ -659,13 +685,16 @@ def price_ours(workload: Workload, prices: PriceTable, assumptions: Assumptions)
         commit_basis = (
             f"{a.ddb_items_per_commit_fixed - 1} items + a {packed_kb:.1f} KB packed item"
         )
-        compaction_items_per_gib = wal_objects_per_gib * (1 + packed_kb) + merges.items_per_gib
+        # swaps write O(1) items each; every WAL object is retired once (garbage collection)
+        compaction_wru_per_gib = (
+            wal_objects_per_gib * a.ddb_gc_wru_per_object + merges.wru_per_gib
+        )
     else:
         commit_items = a.ddb_items_per_commit_fixed + ranges_per_object
         commit_basis = f"{a.ddb_items_per_commit_fixed} + {ranges_per_object:.1f} range items"
         # compaction's metadata swap (transactional): delete each WAL object's range items,
         # its object + part items, write each stream object's object + part + range items
-        compaction_items_per_gib = (
+        compaction_wru_per_gib = a.ddb_wru_per_transact_item * (
             wal_objects_per_gib * (ranges_per_object + 2) + merges.items_per_gib
         )
     wru_per_commit = a.ddb_wru_per_transact_item * commit_items
@@ -783,9 +812,9 @@ def price_ours(workload: Workload, prices: PriceTable, assumptions: Assumptions)
         _line(
             "other",
             "DynamoDB WRU: compaction swaps",
-            written_gib * compaction_items_per_gib * a.ddb_wru_per_transact_item,
+            written_gib * compaction_wru_per_gib,
             p.dynamodb_write_request_units,
-            f"{compaction_items_per_gib:.0f} items/GiB",
+            f"{compaction_wru_per_gib:.0f} WRU/GiB (swaps and retiring objects)",
         ),
         _line(
             "other",
