@@ -170,10 +170,15 @@ def main(argv: list[str] | None = None) -> int:
         result = None
         for _ in range(3):  # until a run finds nothing more to merge
             snap = proxy.counts()
+            cpu = time.process_time()  # moto and the proxy are other processes: this is ours
             result = asyncio.run(compact(metadata, objects,
                                          CompactionConfig(replaced_grace_ms=0)))
+            cpu = time.process_time() - cpu
             w = window(snap, proxy.counts(), ["compactor-s3", "compactor-ddb"], result.seconds)
-            runs.append({"seconds": round(result.seconds, 2), "swaps": result.swaps,
+            runs.append({"seconds": round(result.seconds, 2), "cpu_seconds": round(cpu, 3),
+                         "cpu_s_per_gib_written": round(cpu / max(result.bytes_written, 1) * GIB,
+                                                        2),
+                         "swaps": result.swaps,
                          "ranges_merged": result.ranges_merged,
                          "bytes_read": result.bytes_read, "bytes_written": result.bytes_written,
                          "objects_deleted": result.objects_deleted, "requests": w.by_op,

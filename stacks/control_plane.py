@@ -87,6 +87,19 @@ OBJECTS_REASON = (
 METRICS_REASON = "cloudwatch:GetMetricData has no resource-level permissions (AWS requires '*')."
 
 
+# What a compaction run holds besides its read buffer: the interpreter, boto3, the object it
+# writes (up to COMPACTION_TARGET_OBJECT_BYTES, twice while it is built and sent).
+COMPACTION_MEMORY_HEADROOM_MIB = 512
+
+
+def compaction_environment(memory_mib: int) -> dict[str, str]:
+    """The compaction function's read buffer (control/compaction_reads.py): the larger it is,
+    the longer the merges that read every WAL object once (one GET whatever the partitions in
+    it), so the fewer objects a later run merges again."""
+    buffer_mib = max(64, memory_mib - COMPACTION_MEMORY_HEADROOM_MIB)
+    return {"COMPACTION_READ_BUFFER_BYTES": str(buffer_mib << 20)}
+
+
 @dataclass(frozen=True)
 class BrokerMetric:
     name: str
@@ -231,11 +244,12 @@ class ControlPlaneStack(cdk.Stack):
             layers=[self.layer],
             role=role,
             log_group=log_group,
-            memory_size=t.function_memory_mib,
+            memory_size=t.compaction_memory_mib if name == "compaction" else t.function_memory_mib,
             timeout=cdk.Duration.seconds(t.function_timeout_s),
             environment={
                 **self.function_environment(),
                 **(self.kafka_environment() if in_vpc else {}),
+                **(compaction_environment(t.compaction_memory_mib) if name == "compaction" else {}),
                 "POWERTOOLS_SERVICE_NAME": name,
             },
             vpc=self.brokers.vpc if in_vpc else None,

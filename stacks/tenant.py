@@ -115,6 +115,13 @@ class TenantSettings(BaseModel):
 
     # -- control plane ------------------------------------------------------------------
     function_memory_mib: int = Field(512)
+    compaction_memory_mib: int = Field(
+        1769,
+        ge=512,
+        description="the compaction function's memory: one vCPU (Lambda's CPU grows with "
+        "memory up to 1,769 MB, and compaction is single-threaded Python) and room for its "
+        "read buffer",
+    )
     function_timeout_s: int = Field(120)
     function_reserved_concurrency: int | None = Field(
         None, description="reserve Lambda concurrency for this tenant's functions"

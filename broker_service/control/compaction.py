@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from broker_service.config.compaction import CompactionConfig
-from broker_service.control.compaction_reads import SpanReader
+from broker_service.control.compaction_reads import SpanReader, read_windows
 from broker_service.metadata.errors import ConcurrentUpdate, MetadataError, UnknownTopic
 from broker_service.metadata.records import PartitionRecord, StreamRange, TopicRecord
 from broker_service.metadata.store import MetadataStore
@@ -113,7 +113,8 @@ class _Run:
         self._seq = 0
         self.defaults: dict[str, str] = {}  # cluster-wide dynamic defaults of topic configs
         self.reader = SpanReader(objects, config.read_buffer_bytes)
-        self._planned: list[tuple[str, int, list[StreamRange]]] = []  # label, stream, run
+        # label, stream, ranges: what every partition could merge, planned all together
+        self._candidates: list[tuple[str, int, list[StreamRange]]] = []
 
     def now_ms(self) -> int:
         if self.fixed_now is not None:
@@ -207,18 +208,31 @@ class _Run:
         if "compact" in policy:
             await self._compact_keys(topic, p, ranges)
         else:  # merged after every partition is planned (_merge_planned)
-            for run in self._merge_runs(ranges):
-                self._planned.append((f"{topic.name}-{p.partition}", p.stream_id, run))
-                self.reader.plan(run)
+            self._candidates.append((f"{topic.name}-{p.partition}", p.stream_id, ranges))
 
     async def _merge_planned(self) -> None:
-        """The planned merges, oldest first across partitions: the ranges one WAL object
-        holds for many partitions are read together, the object with one GET."""
-        def oldest_first(x: tuple[str, int, list[StreamRange]]) -> tuple[int, int]:
-            return object_created_ms(x[2][0].object_key) or 0, x[1]
+        """Every partition's merges, cut at read windows (``read_windows``) and run window by
+        window, oldest first: the ranges one WAL object holds for many partitions are read
+        together, the object with one GET."""
+        small = self.config.target_object_bytes // 2
+        windows = read_windows(
+            (r for _, _, ranges in self._candidates for r in ranges if r.size < small),
+            self.config.read_buffer_bytes,
+            lambda key: (object_created_ms(key) or 0, key),
+        )
+        planned: list[tuple[str, int, list[StreamRange]]] = []
+        for label, stream_id, ranges in self._candidates:
+            for run in self._merge_runs(ranges, windows):
+                planned.append((label, stream_id, run))
+                self.reader.plan(run)
+        self._candidates = []
+        last = max(windows.values(), default=-1) + 1  # runs of unshared objects go last
 
-        planned = sorted(self._planned, key=oldest_first)
-        self._planned = []
+        def in_window_order(x: tuple[str, int, list[StreamRange]]) -> tuple[int, int, int]:
+            window = min((windows.get(r.object_key, last) for r in x[2]), default=last)
+            return window, object_created_ms(x[2][0].object_key) or 0, x[1]
+
+        planned.sort(key=in_window_order)
         for i, (label, stream_id, run) in enumerate(planned):
             if self.out_of_budget() or not self.lease_valid():
                 for _, _, rest in planned[i:]:
@@ -263,23 +277,32 @@ class _Run:
             return int(rec.log_start_offset)
         return lso
 
-    def _merge_runs(self, ranges: Sequence[StreamRange]) -> list[list[StreamRange]]:
-        """Consecutive small ranges grouped up to the target size (two or more each)."""
+    def _merge_runs(
+        self, ranges: Sequence[StreamRange], windows: dict[str, int] | None = None
+    ) -> list[list[StreamRange]]:
+        """Consecutive small ranges grouped up to the target size (two or more each), none
+        across two read windows (``windows``: shared object -> window)."""
         target = self.config.target_object_bytes
+        windows = windows or {}
         runs: list[list[StreamRange]] = []
         run: list[StreamRange] = []
         size = 0
+        run_window: int | None = None
         for r in ranges:
             contiguous = not run or run[-1].end_offset == r.start_offset
             full = size + r.size > target or len(run) >= MAX_SWAP_RANGES
-            if r.size >= target // 2 or not contiguous or full:
+            window = windows.get(r.object_key)
+            crosses = window is not None and run_window is not None and window != run_window
+            if r.size >= target // 2 or not contiguous or full or crosses:
                 if len(run) > 1:
                     runs.append(run)
-                run, size = [], 0
+                run, size, run_window = [], 0, None
                 if r.size >= target // 2:
                     continue
             run.append(r)
             size += r.size
+            if run_window is None:
+                run_window = window
         if len(run) > 1:
             runs.append(run)
         return runs

@@ -57,7 +57,15 @@ def test_four_functions_with_the_contract_environment(synth: Synth) -> None:
         assert props["Handler"] == f"functions.{name}.handler.handler"
         assert len(props["Layers"]) == 1
         env = props["Environment"]["Variables"]
-        assert set(env) == CONTRACT_ENV | (KAFKA_ENV if name in KAFKA_CLIENTS else set())
+        own = {"COMPACTION_READ_BUFFER_BYTES"} if name == "compaction" else set()
+        assert set(env) == CONTRACT_ENV | own | (KAFKA_ENV if name in KAFKA_CLIENTS else set())
+        # compaction: one vCPU and a read buffer of all but 512 MiB of it (each WAL object
+        # read once per run: control/compaction_reads.py); the others the tenant's 512 MB
+        if name == "compaction":
+            assert props["MemorySize"] == 1769
+            assert env["COMPACTION_READ_BUFFER_BYTES"] == str((1769 - 512) << 20)
+        else:
+            assert props["MemorySize"] == 512
         assert env["TENANT"] == "acme" and env["METRICS_NAMESPACE"] == "Kafka/acme"
         assert env["POWERTOOLS_SERVICE_NAME"] == name
         assert (env["MIN_BROKERS"], env["MAX_BROKERS"]) == ("3", "12")

@@ -251,13 +251,23 @@ def test_compaction_reads_each_wal_object_once_and_merges_in_levels() -> None:
     object_bytes = wal_object_bytes(80 / 3, a)
     written_gib = 80e6 * SECONDS / GIB
     lines = _lines(price_ours(w, prices, Assumptions()))
-    levels = compaction_levels(object_bytes / 32, a)
-    # 640-range merges of ~108 KB ranges reach 64 MiB in one merge: nothing merged again
-    assert levels.puts_per_gib == pytest.approx(1024 / 64)
-    assert levels.gets_per_gib == pytest.approx(0)
+    # 640-range merges of ~108 KB ranges would reach 64 MiB in one merge, nothing merged
+    # again, with a read buffer holding 640 WAL objects
+    unbounded = compaction_levels(object_bytes / 32, a)
+    assert unbounded.puts_per_gib == pytest.approx(1024 / 64)
+    assert unbounded.gets_per_gib == pytest.approx(0)
+    # the compaction Lambda's 1,257 MiB hold ~380 of those 3.5 MB WAL objects: first merges
+    # of ~41 MB (each WAL object read once), merged again (one GET each) up to 64 MiB
+    levels = compaction_levels(object_bytes / 32, a, object_bytes)
+    window = a.compaction_read_buffer_mib * 1024 * 1024 / object_bytes
+    first = object_bytes / 32 * window
+    assert 35e6 < first < 45e6
+    assert levels.puts_per_gib == pytest.approx(GIB / first + 1024 / 64)
+    assert levels.gets_per_gib == pytest.approx(GIB / first)
     # 80-range merges (the limit while swaps marked each old object): 8.7 MB objects, merged
     # again up to 64 MiB
-    eighty = compaction_levels(object_bytes / 32, OursAssumptions(compaction_ranges_per_swap=80))
+    eighty = compaction_levels(object_bytes / 32, OursAssumptions(compaction_ranges_per_swap=80),
+                               object_bytes)
     assert 1 < eighty.puts_per_gib * 64 / 1024 < 10
     assert eighty.gets_per_gib == pytest.approx(eighty.puts_per_gib - 1024 / 64)
     # the swaps' WRU: each WAL object retired once, a swap per new object and a little per
@@ -267,7 +277,7 @@ def test_compaction_reads_each_wal_object_once_and_merges_in_levels() -> None:
     want = (
         GIB / object_bytes * a.ddb_gc_wru_per_object
         + levels.puts_per_gib * (a.ddb_swap_wru_fixed + a.ddb_gc_wru_per_object)
-        + ranges_per_gib * a.ddb_swap_wru_per_range
+        + (ranges_per_gib + levels.gets_per_gib) * a.ddb_swap_wru_per_range
     )
     assert swaps.quantity == pytest.approx(written_gib * want)
     assert want < 2 * GIB / object_bytes * a.ddb_gc_wru_per_object  # ~4 WRU per WAL object
@@ -280,7 +290,8 @@ def test_compaction_reads_each_wal_object_once_and_merges_in_levels() -> None:
     before = _lines(price_ours(w, prices, per_range))["S3 GET: compaction input"]
     assert 700 < before.usd_month - gets.usd_month < 850
     # fewer ranges per merge mean more levels: more objects written and read again
-    narrow = compaction_levels(object_bytes / 32, OursAssumptions(compaction_ranges_per_swap=30))
+    narrow = compaction_levels(object_bytes / 32, OursAssumptions(compaction_ranges_per_swap=30),
+                               object_bytes)
     assert narrow.puts_per_gib > levels.puts_per_gib
 
 

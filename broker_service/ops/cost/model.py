@@ -202,15 +202,26 @@ class OursAssumptions(BaseModel):
         "collection; measured 4.0 by bench/dynamodb_wru.py on 2026-12-03)",
     )
     compaction_mbps_per_lambda: float = Field(
-        default=25,
+        default=81,
         gt=0,
-        description="MB/s one compaction Lambda merges (a guess: 100 MB/s at 2 GB scaled to "
-        "the 512 MB the stacks deploy, Lambda CPU being proportional to memory)",
+        description="MB/s one compaction Lambda merges: its CPU-bound rate at one vCPU "
+        "(1,769 MB). bench/compaction.py measured 13.2 CPU-s per GiB merged on 2026-12-03 "
+        "(S3 and DynamoDB on moto over HTTP, where botocore also hashes every PUT body for "
+        "its signature, which it skips over HTTPS); the guess before it was 25 MB/s at 512 MB",
     )
     compaction_lambda_memory_mb: float = Field(
-        default=512,
+        default=1769,
         gt=0,
-        description="compaction Lambda memory: what the stacks deploy (function_memory_mib)",
+        description="compaction Lambda memory: what the stacks deploy (compaction_memory_mib; "
+        "512 before 2026-12-03)",
+    )
+    compaction_read_buffer_mib: float = Field(
+        default=1769 - 512,
+        gt=0,
+        description="bytes of WAL objects a compaction run holds (COMPACTION_READ_BUFFER_BYTES, "
+        "the stacks: memory - 512 MiB). Merges are cut at read windows of this many bytes of "
+        "WAL objects, so each is read once: a first merge holds buffer / WAL object ranges "
+        "of a partition at most",
     )
     compaction_gets_per_wal_object: float = Field(
         default=1,
@@ -500,7 +511,9 @@ class CompactionLevels:
     basis: str
 
 
-def compaction_levels(range_bytes: float, a: OursAssumptions) -> CompactionLevels:
+def compaction_levels(
+    range_bytes: float, a: OursAssumptions, wal_object: float | None = None
+) -> CompactionLevels:
     """Merges from WAL ranges of ``range_bytes`` to objects of the target size. A merge swaps
     at most N = compaction_ranges_per_swap objects of one level into one of the next, so
     there are L = log_N(target / range) levels, level k writing GiB / (range x N^k) objects;
@@ -515,10 +528,16 @@ def compaction_levels(range_bytes: float, a: OursAssumptions) -> CompactionLevel
     target = a.compaction_output_object_mib * 1024 * 1024
     n = a.compaction_ranges_per_swap
     final = GIB / target
-    puts = max(final, GIB / range_bytes * (1 - range_bytes / target) / (n - 1))
+    # the first merge of WAL ranges stops at a read window: buffer / WAL object ranges
+    n1 = n
+    if wal_object:
+        n1 = max(2.0, min(n, a.compaction_read_buffer_mib * 1024 * 1024 / wal_object))
+    first = min(range_bytes * n1, target)
+    puts = GIB / first
+    if first < target:  # the later merges, of per-stream objects, n at a time
+        puts += max(final, GIB / first * (1 - first / target) / (n - 1))
     gets = puts - final
-    levels = max(1.0, math.log(target / range_bytes) / math.log(n))
-    first = min(range_bytes * n, target)
+    levels = 1 + max(0.0, math.log(target / first) / math.log(n))
     swap_wru = puts * a.ddb_swap_wru_fixed + (GIB / range_bytes + gets) * a.ddb_swap_wru_per_range
     return CompactionLevels(
         puts, gets, 3 * (puts + gets), swap_wru + puts * a.ddb_gc_wru_per_object,
@@ -674,7 +693,7 @@ def price_ours(workload: Workload, prices: PriceTable, assumptions: Assumptions)
     read_gib = _gib_per_month(w.read_mbps)
     s3_read_gib = read_gib * (1 - a.read_cache_hit_fraction)
     commits = brokers * flushes_per_s * SECONDS_PER_MONTH
-    merges = compaction_levels(own_bytes / ranges_per_object, a)
+    merges = compaction_levels(own_bytes / ranges_per_object, a, object_bytes)
     compaction_puts_per_gib = merges.puts_per_gib
     if a.ddb_commit_layout == "packed":
         # the object item carries every range (billed per started KB; ranges_per_object is
