@@ -355,3 +355,20 @@ def test_measured_before_after_table(tmp_path: Path) -> None:
     cells = row.split()  # 80 / 160 | 96 | Kafka | before | ratio | zoned | ratio | after | ratio
     kafka, before, zoned, after = (float(cells[i].replace(",", "")) for i in (4, 5, 7, 9))
     assert after < zoned < before < kafka
+
+
+def test_garbage_collection_lists_every_stored_object_each_run() -> None:
+    """Each compaction run lists the bucket (control/compaction.py: ``objects.list()``): a
+    LIST, priced like a PUT, per 1,000 stored objects, stored being mostly compaction's
+    64 MiB objects."""
+    prices = load_prices("us-east-1")
+    w = Workload(write_mbps=80, read_mbps=160, retention_h=72, partitions=96)
+    est = price_ours(w, prices, Assumptions())
+    lines = _lines(est)
+    listed = lines["S3 LIST: compaction's garbage collection"]
+    stored_gib = sum(
+        line.quantity for line in est.lines if line.item.startswith("S3 Standard storage")
+    )
+    objects = stored_gib * GIB / (64 << 20)
+    assert listed.quantity == pytest.approx(math.ceil(objects / 1000) * 12 * 730)
+    assert listed.usd_month == pytest.approx(listed.quantity * 0.005 / 1000)

@@ -723,6 +723,8 @@ def price_ours(workload: Workload, prices: PriceTable, assumptions: Assumptions)
     )
     stored_gib = retained_gib(w) + w.write_mbps * MB * a.compaction_grace_h * 3600 / GIB
     task_hours = brokers * HOURS_PER_MONTH
+    # what compaction leaves: stream objects of the target size (WAL objects live minutes)
+    stored_objects = stored_gib * GIB / (a.compaction_output_object_mib * 1024 * 1024)
     scheduled = a.control_lambda_invocations_per_hour * HOURS_PER_MONTH
     compaction_fanout = max(1, math.ceil(w.write_mbps / a.compaction_mbps_per_lambda - 1e-9))
     compaction_invocations = compaction_fanout * a.compaction_runs_per_hour * HOURS_PER_MONTH
@@ -796,6 +798,14 @@ def price_ours(workload: Workload, prices: PriceTable, assumptions: Assumptions)
             written_gib * compaction_puts_per_gib,
             p.s3_put_requests,
             f"{compaction_puts_per_gib:.0f}/GiB written ({merges.basis})",
+        ),
+        _line(
+            "other",
+            "S3 LIST: compaction's garbage collection",
+            math.ceil(stored_objects / 1000) * a.compaction_runs_per_hour * HOURS_PER_MONTH,
+            p.s3_put_requests,
+            f"every run lists every object (1,000 keys a request): {stored_objects:,.0f} "
+            f"objects of ~{a.compaction_output_object_mib:g} MiB",
         ),
         _line(
             "other",
