@@ -57,6 +57,14 @@ log = logging.getLogger(__name__)
 # object; tests/contract/test_compaction_metadata.py swaps this many).
 MAX_SWAP_RANGES = 640
 
+# Compaction's own objects (``so/<stream id>/...``) are nearly all the bucket: 4 million at
+# 1 GiB/s with 72 h retention, minutes of LIST requests. A run lists every other prefix (WAL
+# uploads and forwarded batches live minutes: few) and one shard of its own, by the first
+# digit of the stream id, in turn by lease epoch: each object is listed every ten runs (orphans,
+# objects emptied by a run that did not finish). What a run empties itself it retires at once.
+COMPACTED_PREFIX = "so/"
+LISTING_SHARDS = 10
+
 
 @dataclass
 class CompactionResult:
@@ -115,6 +123,7 @@ class _Run:
         self.reader = SpanReader(objects, config.read_buffer_bytes)
         # label, stream, ranges: what every partition could merge, planned all together
         self._candidates: list[tuple[str, int, list[StreamRange]]] = []
+        self._emptied: set[str] = set()  # compaction's own objects this run's swaps left
 
     def now_ms(self) -> int:
         if self.fixed_now is not None:
@@ -160,7 +169,7 @@ class _Run:
             finish = getattr(self.metadata, "finish_pending_commits", None)
             if finish is not None:  # DynamoDB: index interrupted commits before touching ranges
                 await self._md(finish)
-            listed = await self.objects.list()
+            listed = await self._list_objects()
             self.defaults = await self._md(self.metadata.cluster_configs)
             topics = await self._md(self.metadata.topics)
             for topic in topics:
@@ -176,7 +185,7 @@ class _Run:
                         continue
             await self._merge_planned()
             if self.lease_valid():
-                await self._collect_garbage(listed)
+                await self._collect_garbage(sorted(set(listed) | self._emptied))
         finally:
             try:
                 await self._md(self.metadata.release_compactor_lease, self.epoch)
@@ -185,6 +194,19 @@ class _Run:
         self.result.gets, self.result.bytes_read = self.reader.gets, self.reader.bytes_read
         self.result.seconds = time.monotonic() - self.started
         return self.result
+
+    async def _list_objects(self) -> list[str]:
+        """Every object but compaction's own, and one shard of those (``LISTING_SHARDS``)."""
+        shard = f"{COMPACTED_PREFIX}{self.epoch % LISTING_SHARDS}"
+        keys: list[str] = []
+        for top in await self.objects.list_tops():
+            if top == COMPACTED_PREFIX:
+                keys += await self.objects.list(shard)
+            elif top.endswith("/"):
+                keys += await self.objects.list(top)
+            else:
+                keys.append(top)
+        return keys
 
     async def _partition(self, topic: TopicRecord, p: PartitionRecord) -> None:
         ranges: list[StreamRange] = await self._md(self.metadata.stream_ranges, p.stream_id)
@@ -203,6 +225,7 @@ class _Run:
                 self.now_ms(),
             )
             self.result.ranges_dropped += len(chunk)
+            self._emptied.update(r.object_key for r in chunk if compacted_output(r))
         ranges = [r for r in ranges if r.end_offset > lso]
         policy = self._config(topic, "cleanup.policy")
         if "compact" in policy:
@@ -326,7 +349,8 @@ class _Run:
         if not batches:
             return
         self._seq += 1
-        key = f"so/{stream_id}/{self.epoch}-{stream_id}-{time.time_ns()}-{self._seq}.sso"
+        name = f"{self.epoch}-{stream_id}-{time.time_ns()}-{self._seq}.sso"
+        key = f"{COMPACTED_PREFIX}{stream_id}/{name}"
 
         async def swap(w: WrittenObject) -> None:  # compare-and-set of the stream's ranges
             await self._md(self.metadata.replace_stream_ranges, self.epoch, stream_id, run,
@@ -352,6 +376,7 @@ class _Run:
             log.info("swap of %s landed although it failed: kept", key)
         self.result.swaps += 1
         self.result.ranges_merged += len(run)
+        self._emptied.update(r.object_key for r in run if compacted_output(r))
         self.result.bytes_written += size
 
     # -- cleanup.policy=compact -----------------------------------------------------------
@@ -461,7 +486,6 @@ class _Run:
             await self._md(self.metadata.mark_released, fresh, now)
             self.result.objects_released += len(fresh)
             released = {**released, **dict.fromkeys(fresh, now)}
-        listed_set = set(listed)
         doomed = [
             k
             for k, since in released.items()
@@ -479,10 +503,9 @@ class _Run:
         if doomed:
             # metadata first: a crash before the object delete leaves an orphan, swept later
             await self._md(self.metadata.forget_objects, doomed)
-            for k in doomed:
-                if k in listed_set:
-                    await self.objects.delete(k)
-            self.result.objects_deleted += sum(1 for k in doomed if k in listed_set)
+            for k in doomed:  # listed or not (a shard not listed this run): gone if missing
+                await self.objects.delete(k)
+            self.result.objects_deleted += len(doomed)
         for k in orphans:
             await self.objects.delete(k)
             log.info("deleted orphan object %s (written, never committed)", k)
@@ -491,7 +514,7 @@ class _Run:
 
 def compacted_output(r: StreamRange) -> bool:
     """A range written by this compactor (``_rewrite``'s per-stream objects): already clean."""
-    return r.object_key.startswith("so/")
+    return r.object_key.startswith(COMPACTED_PREFIX)
 
 
 def cleanable_ranges(

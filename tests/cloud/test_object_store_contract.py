@@ -113,6 +113,19 @@ def test_list_by_prefix_sorted(store: ObjectStore) -> None:
     assert run(store.list("nothing/")) == []
 
 
+def test_list_tops_names_each_first_level_prefix_once(store: ObjectStore) -> None:
+    """What compaction lists the bucket by (a shard of its own objects a run, not every key)."""
+    keys = ["wal/1-1-1-1.sso", "wal/1-1-2-1.sso", "so/12/a.sso", "so/3/b.sso", "sso/x.sso"]
+    keys += ["loose"]
+
+    async def fill() -> None:
+        await asyncio.gather(*(store.put(k, [k.encode()]) for k in keys))
+
+    assert run(store.list_tops()) == []
+    run(fill())
+    assert run(store.list_tops()) == ["loose", "so/", "sso/", "wal/"]
+
+
 @pytest.mark.parametrize("key", ["/abs", "a/../b", ".."])
 def test_bad_keys_are_refused(store: ObjectStore, key: str) -> None:
     ops: list[Callable[[], Coroutine[Any, Any, object]]] = [

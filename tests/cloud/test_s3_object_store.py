@@ -223,6 +223,19 @@ def test_list_paginates(s3_bucket: str, stores: list[Any]) -> None:
     assert calls.n["ListObjectsV2"] == 4  # 3 + 3 + 3 + 1
 
 
+def test_list_tops_asks_s3_for_the_first_level_only(s3_bucket: str, stores: list[Any]) -> None:
+    s = make(stores, s3_bucket, prefix="p", list_page_size=3)
+    calls = Calls(s, "ListObjectsV2")
+    keys = [f"so/{i}/{j}.sso" for i in range(5) for j in range(20)] + ["wal/1.sso"]
+
+    async def fill() -> None:
+        await asyncio.gather(*(s.put(k, [b"x"]) for k in keys))
+
+    run(fill())
+    assert run(s.list_tops()) == ["so/", "wal/"]
+    assert calls.n["ListObjectsV2"] == 1  # a delimited listing: two prefixes, no keys
+
+
 # -- retries, timeouts ---------------------------------------------------------------------
 def test_slowdown_is_retried_with_backoff(
     s3_bucket: str, moto_endpoint: str, stores: list[Any]

@@ -357,10 +357,10 @@ def test_measured_before_after_table(tmp_path: Path) -> None:
     assert after < zoned < before < kafka
 
 
-def test_garbage_collection_lists_every_stored_object_each_run() -> None:
-    """Each compaction run lists the bucket (control/compaction.py: ``objects.list()``): a
-    LIST, priced like a PUT, per 1,000 stored objects, stored being mostly compaction's
-    64 MiB objects."""
+def test_garbage_collection_lists_a_shard_of_the_stored_objects_each_run() -> None:
+    """Each compaction run lists a tenth of compaction's own objects (control/compaction.py,
+    LISTING_SHARDS) and the first level and WAL prefixes: a LIST, priced like a PUT, per
+    1,000 keys, stored objects being mostly compaction's 64 MiB objects."""
     prices = load_prices("us-east-1")
     w = Workload(write_mbps=80, read_mbps=160, retention_h=72, partitions=96)
     est = price_ours(w, prices, Assumptions())
@@ -370,5 +370,5 @@ def test_garbage_collection_lists_every_stored_object_each_run() -> None:
         line.quantity for line in est.lines if line.item.startswith("S3 Standard storage")
     )
     objects = stored_gib * GIB / (64 << 20)
-    assert listed.quantity == pytest.approx(math.ceil(objects / 1000) * 12 * 730)
+    assert listed.quantity == pytest.approx((math.ceil(objects / 10 / 1000) + 4) * 12 * 730)
     assert listed.usd_month == pytest.approx(listed.quantity * 0.005 / 1000)

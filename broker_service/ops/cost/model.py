@@ -231,6 +231,13 @@ class OursAssumptions(BaseModel):
         "tests/integration/test_compaction.py counts them). Before: one GET per range "
         "(set it to the ranges per object to price that)",
     )
+    compaction_listing_shards: float = Field(
+        default=10,
+        ge=1,
+        description="a compaction run lists this share of compaction's own objects "
+        "(LISTING_SHARDS in control/compaction.py; every run listed all of them before "
+        "2026-12-03)",
+    )
     compaction_grace_h: float = Field(
         default=1, ge=0, description="hours merged-away objects stay before deletion (readers)"
     )
@@ -802,10 +809,12 @@ def price_ours(workload: Workload, prices: PriceTable, assumptions: Assumptions)
         _line(
             "other",
             "S3 LIST: compaction's garbage collection",
-            math.ceil(stored_objects / 1000) * a.compaction_runs_per_hour * HOURS_PER_MONTH,
+            (math.ceil(stored_objects / a.compaction_listing_shards / 1000) + 4)
+            * a.compaction_runs_per_hour * HOURS_PER_MONTH,
             p.s3_put_requests,
-            f"every run lists every object (1,000 keys a request): {stored_objects:,.0f} "
-            f"objects of ~{a.compaction_output_object_mib:g} MiB",
+            f"a run lists 1/{a.compaction_listing_shards:g} of {stored_objects:,.0f} objects "
+            f"of ~{a.compaction_output_object_mib:g} MiB (1,000 keys a request), and the "
+            "bucket's first level and WAL prefixes (minutes of objects)",
         ),
         _line(
             "other",

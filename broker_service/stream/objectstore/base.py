@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
@@ -37,3 +38,13 @@ class ObjectStore(ABC):
 
     @abstractmethod
     async def list(self, prefix: str = "") -> list[str]: ...
+
+    async def list_tops(self) -> builtins.list[str]:
+        """The first level of the key space: each ``<name>/`` prefix once, and each key with
+        no ``/``. Lets a caller list a part of a large store (compaction lists a shard of its
+        own objects per run); stores that can answer without listing every key do."""
+        tops: set[str] = set()
+        for key in await self.list():
+            head, slash, _ = key.partition("/")
+            tops.add(head + slash if slash else key)
+        return sorted(tops)

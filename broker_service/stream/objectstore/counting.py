@@ -3,6 +3,7 @@ neither the S3 nor the directory implementation needs a hook."""
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,6 +29,9 @@ class CountingObjectStore(ObjectStore):
 
     async def list(self, prefix: str = "") -> list[str]:
         return await self.inner.list(prefix)
+
+    async def list_tops(self) -> builtins.list[str]:
+        return await self.inner.list_tops()
 
     def __getattr__(self, name: str) -> Any:  # close(), root, bucket... of the inner store
         return getattr(self.inner, name)

@@ -7,6 +7,7 @@ is left; temp files a crash left behind are swept when the store opens.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import os
 import time
 from collections.abc import Sequence
@@ -99,6 +100,18 @@ class FsObjectStore(ObjectStore):
             return sorted(out)
 
         return await asyncio.to_thread(walk)
+
+    async def list_tops(self) -> builtins.list[str]:
+        def top() -> list[str]:
+            out = []
+            for p in self.root.iterdir() if self.root.exists() else ():
+                if p.is_dir():
+                    out.append(p.name + "/")
+                elif not p.name.endswith(".tmp"):
+                    out.append(p.name)
+            return sorted(out)
+
+        return await asyncio.to_thread(top)
 
 
 def _write_all(fd: int, views: list[memoryview]) -> None:

@@ -10,6 +10,7 @@ in ``broker_service/faults.py``.
 from __future__ import annotations
 
 import asyncio
+import builtins
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -55,6 +56,9 @@ class FaultyObjectStore(ObjectStore):
 
     async def list(self, prefix: str = "") -> list[str]:
         return await self._around("list", lambda: self.inner.list(prefix))
+
+    async def list_tops(self) -> builtins.list[str]:
+        return await self._around("list", self.inner.list_tops)
 
     def __getattr__(self, name: str) -> Any:  # close(), root, bucket... of the inner store
         return getattr(self.inner, name)

@@ -25,6 +25,7 @@ the put raises ObjectExists. Keys are ``prefix + key`` in ``bucket``.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import concurrent.futures
 import functools
 import io
@@ -349,6 +350,18 @@ class S3ObjectStore(ObjectStore):
             keys.extend(o["Key"][len(self.prefix) :] for o in page.get("Contents", ()))
             if not page.get("IsTruncated"):
                 return sorted(keys)
+            kwargs["ContinuationToken"] = page["NextContinuationToken"]
+
+
+    async def list_tops(self) -> builtins.list[str]:
+        tops: list[str] = []
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": self.prefix, "Delimiter": "/"}
+        while True:
+            page = await self._call(self.client.list_objects_v2, **kwargs)
+            tops += [c["Prefix"][len(self.prefix) :] for c in page.get("CommonPrefixes", ())]
+            tops += [o["Key"][len(self.prefix) :] for o in page.get("Contents", ())]
+            if not page.get("IsTruncated"):
+                return sorted(tops)
             kwargs["ContinuationToken"] = page["NextContinuationToken"]
 
 
