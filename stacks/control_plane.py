@@ -92,12 +92,24 @@ METRICS_REASON = "cloudwatch:GetMetricData has no resource-level permissions (AW
 COMPACTION_MEMORY_HEADROOM_MIB = 512
 
 
-def compaction_environment(memory_mib: int) -> dict[str, str]:
-    """The compaction function's read buffer (control/compaction_reads.py): the larger it is,
-    the longer the merges that read every WAL object once (one GET whatever the partitions in
-    it), so the fewer objects a later run merges again."""
-    buffer_mib = max(64, memory_mib - COMPACTION_MEMORY_HEADROOM_MIB)
-    return {"COMPACTION_READ_BUFFER_BYTES": str(buffer_mib << 20)}
+# What one compaction Lambda merges per second at one vCPU (bench/compaction.py: 13.2 CPU-s
+# per GiB), for the byte budget of a run that lasts the function's timeout.
+COMPACTION_MB_PER_S = 81
+
+
+def compaction_environment(t: TenantSettings) -> dict[str, str]:
+    """The compaction function's knobs. Its read buffer (control/compaction_reads.py): the
+    larger it is, the longer the merges that read every WAL object once (one GET whatever the
+    partitions in it), so the fewer objects a later run merges again. Its budget: the whole
+    timeout but the handler's margin, and what one vCPU merges in it (the 600 s and 4 GiB
+    defaults suit a broker compacting on its own timer, not the one compactor of a tenant)."""
+    buffer_mib = max(64, t.compaction_memory_mib - COMPACTION_MEMORY_HEADROOM_MIB)
+    seconds = t.compaction_timeout_s - 60
+    return {
+        "COMPACTION_READ_BUFFER_BYTES": str(buffer_mib << 20),
+        "COMPACTION_TIME_BUDGET_S": str(seconds),
+        "COMPACTION_MAX_BYTES_PER_RUN": str(seconds * COMPACTION_MB_PER_S * 10**6),
+    }
 
 
 @dataclass(frozen=True)
@@ -245,11 +257,13 @@ class ControlPlaneStack(cdk.Stack):
             role=role,
             log_group=log_group,
             memory_size=t.compaction_memory_mib if name == "compaction" else t.function_memory_mib,
-            timeout=cdk.Duration.seconds(t.function_timeout_s),
+            timeout=cdk.Duration.seconds(
+                t.compaction_timeout_s if name == "compaction" else t.function_timeout_s
+            ),
             environment={
                 **self.function_environment(),
                 **(self.kafka_environment() if in_vpc else {}),
-                **(compaction_environment(t.compaction_memory_mib) if name == "compaction" else {}),
+                **(compaction_environment(t) if name == "compaction" else {}),
                 "POWERTOOLS_SERVICE_NAME": name,
             },
             vpc=self.brokers.vpc if in_vpc else None,

@@ -57,15 +57,20 @@ def test_four_functions_with_the_contract_environment(synth: Synth) -> None:
         assert props["Handler"] == f"functions.{name}.handler.handler"
         assert len(props["Layers"]) == 1
         env = props["Environment"]["Variables"]
-        own = {"COMPACTION_READ_BUFFER_BYTES"} if name == "compaction" else set()
+        own = {"COMPACTION_READ_BUFFER_BYTES", "COMPACTION_TIME_BUDGET_S",
+               "COMPACTION_MAX_BYTES_PER_RUN"} if name == "compaction" else set()  # fmt: skip
         assert set(env) == CONTRACT_ENV | own | (KAFKA_ENV if name in KAFKA_CLIENTS else set())
         # compaction: one vCPU and a read buffer of all but 512 MiB of it (each WAL object
-        # read once per run: control/compaction_reads.py); the others the tenant's 512 MB
+        # read once per run: control/compaction_reads.py), runs of up to 15 minutes that stop
+        # a minute early, with the bytes one vCPU merges in that time (one compactor works
+        # nearly all the time); the others the tenant's 512 MB and 120 s
         if name == "compaction":
-            assert props["MemorySize"] == 1769
+            assert (props["MemorySize"], props["Timeout"]) == (1769, 900)
             assert env["COMPACTION_READ_BUFFER_BYTES"] == str((1769 - 512) << 20)
+            assert env["COMPACTION_TIME_BUDGET_S"] == "840"
+            assert env["COMPACTION_MAX_BYTES_PER_RUN"] == str(840 * 81 * 10**6)
         else:
-            assert props["MemorySize"] == 512
+            assert (props["MemorySize"], props["Timeout"]) == (512, 120)
         assert env["TENANT"] == "acme" and env["METRICS_NAMESPACE"] == "Kafka/acme"
         assert env["POWERTOOLS_SERVICE_NAME"] == name
         assert (env["MIN_BROKERS"], env["MAX_BROKERS"]) == ("3", "12")
