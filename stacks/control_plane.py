@@ -31,7 +31,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from broker_service.control.sizing import produce_alarm_thresholds
+from broker_service.control.sizing import COMPACTION_MBPS_PER_VCPU, produce_alarm_thresholds
 
 from . import lambda_code
 from .alarms import (
@@ -92,11 +92,6 @@ METRICS_REASON = "cloudwatch:GetMetricData has no resource-level permissions (AW
 COMPACTION_MEMORY_HEADROOM_MIB = 512
 
 
-# What one compaction Lambda merges per second at one vCPU (bench/compaction.py: 13.2 CPU-s
-# per GiB), for the byte budget of a run that lasts the function's timeout.
-COMPACTION_MB_PER_S = 81
-
-
 def compaction_environment(t: TenantSettings) -> dict[str, str]:
     """The compaction function's knobs. Its read buffer (control/compaction_reads.py): the
     larger it is, the longer the merges that read every WAL object once (one GET whatever the
@@ -108,7 +103,7 @@ def compaction_environment(t: TenantSettings) -> dict[str, str]:
     return {
         "COMPACTION_READ_BUFFER_BYTES": str(buffer_mib << 20),
         "COMPACTION_TIME_BUDGET_S": str(seconds),
-        "COMPACTION_MAX_BYTES_PER_RUN": str(seconds * COMPACTION_MB_PER_S * 10**6),
+        "COMPACTION_MAX_BYTES_PER_RUN": str(int(seconds * COMPACTION_MBPS_PER_VCPU * 10**6)),
     }
 
 

@@ -46,6 +46,14 @@ PRODUCE_MBPS_PER_VCPU = round(PLANNED_CPU_SHARE * _GIB / PRODUCE_CPU_S_PER_GIB /
 CONSUME_MBPS_PER_VCPU = round(PLANNED_CPU_SHARE * _GIB / CONSUME_CPU_S_PER_GIB / MB, 1)  # 91.8
 DEFAULT_TASK_VCPU = 1.0  # the stacks' default task (1024 CPU units, stacks/tenant.py)
 
+# What one compactor merges: 13.2 CPU-s per GiB written into merged objects (bench/compaction.py,
+# 2026-12-03, S3 and DynamoDB on moto over HTTP, where botocore also hashes every PUT body for
+# its signature), so ~81 MB/s at one vCPU, the compaction Lambda's size. A tenant runs one
+# compactor at a time (one lease): the stacks give a run the bytes it merges in its budget, the
+# cost model says when the write rate needs more.
+COMPACTION_CPU_S_PER_GIB = 13.2
+COMPACTION_MBPS_PER_VCPU = round(_GIB / COMPACTION_CPU_S_PER_GIB / MB, 1)  # 81.3
+
 # Consumed bytes per produced byte that a cluster is sized for when nothing better is known
 # (one consumer group reading everything): the alarms watch produce bytes only.
 DEFAULT_READ_FANOUT = 1.0

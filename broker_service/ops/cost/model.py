@@ -18,7 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from broker_service.config import BrokerConfig
-from broker_service.control.sizing import BrokerCapacity
+from broker_service.control.sizing import COMPACTION_MBPS_PER_VCPU, BrokerCapacity
 from broker_service.ops.cost.prices import Price, PriceTable
 
 HOURS_PER_MONTH = 730.0
@@ -202,7 +202,7 @@ class OursAssumptions(BaseModel):
         "collection; measured 4.0 by bench/dynamodb_wru.py on 2026-12-03)",
     )
     compaction_mbps_per_lambda: float = Field(
-        default=81,
+        default=COMPACTION_MBPS_PER_VCPU,
         gt=0,
         description="MB/s one compaction Lambda merges: its CPU-bound rate at one vCPU "
         "(1,769 MB). bench/compaction.py measured 13.2 CPU-s per GiB merged on 2026-12-03 "

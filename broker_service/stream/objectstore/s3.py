@@ -352,7 +352,6 @@ class S3ObjectStore(ObjectStore):
                 return sorted(keys)
             kwargs["ContinuationToken"] = page["NextContinuationToken"]
 
-
     async def list_tops(self) -> builtins.list[str]:
         tops: list[str] = []
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": self.prefix, "Delimiter": "/"}
