@@ -124,6 +124,7 @@ class _Run:
         # label, stream, ranges: what every partition could merge, planned all together
         self._candidates: list[tuple[str, int, list[StreamRange]]] = []
         self._emptied: set[str] = set()  # compaction's own objects this run's swaps left
+        self._swapped_out: set[str] = set()  # objects whose ranges this run's swaps replaced
 
     def now_ms(self) -> int:
         if self.fixed_now is not None:
@@ -225,6 +226,7 @@ class _Run:
                 self.now_ms(),
             )
             self.result.ranges_dropped += len(chunk)
+            self._swapped_out.update(r.object_key for r in chunk)
             self._emptied.update(r.object_key for r in chunk if compacted_output(r))
         ranges = [r for r in ranges if r.end_offset > lso]
         policy = self._config(topic, "cleanup.policy")
@@ -376,6 +378,7 @@ class _Run:
             log.info("swap of %s landed although it failed: kept", key)
         self.result.swaps += 1
         self.result.ranges_merged += len(run)
+        self._swapped_out.update(r.object_key for r in run)
         self._emptied.update(r.object_key for r in run if compacted_output(r))
         self.result.bytes_written += size
 
@@ -480,12 +483,15 @@ class _Run:
         if relive:  # committed after an earlier run looked: not garbage
             await self._md(self.metadata.unmark_released, relive)
         # Swaps mark nothing: the objects they emptied are marked here, in the same run, so
-        # their grace period starts seconds after the swap
+        # their grace period starts seconds after the swap. Only those (committed long ago,
+        # never committed again) may go in this run too; an object found unreferenced only by
+        # the listing may be a commit landing right now (it was not in ``live`` when read):
+        # it goes in a later run, after the ``relive`` check above had its chance.
         fresh = [k for k in unreferenced if k in committed and k not in released]
         if fresh:
             await self._md(self.metadata.mark_released, fresh, now)
             self.result.objects_released += len(fresh)
-            released = {**released, **dict.fromkeys(fresh, now)}
+            released = {**released, **{k: now for k in fresh if k in self._swapped_out}}
         doomed = [
             k
             for k, since in released.items()
