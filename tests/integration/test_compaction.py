@@ -463,17 +463,20 @@ def test_objects_shared_by_partitions_go_once_every_partition_moved_out(
     assert shared and max(gets[k] for k in shared) == 1, gets
     assert result.swaps >= (3 if read_buffer == "ample" else 12), result  # shorter merges
     assert result.gets == sum(gets.values()), (result.gets, gets)
-    assert result.objects_deleted == len(objects_before)
-    assert len(_objects(data)) == result.swaps
     assert _consume_all(small_broker.bootstrap, topic, 3, 450) == before
-    if read_buffer == "three objects":
-        # the next run joins each partition's short merges into one object and retires the
-        # objects it emptied at once, though it lists one shard of compaction's objects only
-        first = result.swaps
-        again = _run(data, target_object_bytes=1 << 20)
-        assert again.swaps == 3 and again.objects_deleted == first, again
-        assert len(_objects(data)) == 3
-        assert _consume_all(small_broker.bootstrap, topic, 3, 450) == before
+    if read_buffer == "ample":
+        assert result.objects_deleted == len(objects_before)
+        assert len(_objects(data)) == result.swaps
+        return
+    # A window may end with one object, whose lone range per partition no merge took yet.
+    # The next run joins each partition's short merges (and any such range) into one object
+    # and retires at once the objects it emptied, though it lists one shard of compaction's
+    # objects only
+    again = _run(data, target_object_bytes=1 << 20)
+    assert again.swaps == 3, again
+    assert result.objects_deleted + again.objects_deleted == len(objects_before) + result.swaps
+    assert len(_objects(data)) == 3
+    assert _consume_all(small_broker.bootstrap, topic, 3, 450) == before
 
 
 def test_compaction_drops_aborted_records_and_keeps_markers(small_broker: BrokerProcess) -> None:
