@@ -6,6 +6,7 @@ once, at its offset."""
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 import urllib.request
@@ -113,6 +114,9 @@ def test_skewed_cluster_ends_within_the_band_without_loss(tmp_path: Path) -> Non
         stop.set()
         if "producer" in locals():
             producer.join(90)
+        if sys.exc_info()[0] is not None:  # failed before the checks below: stop the brokers
+            for b in brokers:
+                b.stop()
     try:
         assert not errors, errors[:5]
         c = Consumer({"bootstrap.servers": bootstrap, "group.id": "balanced-check",
