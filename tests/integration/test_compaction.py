@@ -461,7 +461,8 @@ def test_objects_shared_by_partitions_go_once_every_partition_moved_out(
     # GETs: range by range it was three)
     shared = [k for k in gets if not k.startswith("so/")]
     assert shared and max(gets[k] for k in shared) == 1, gets
-    assert result.swaps >= (3 if read_buffer == "ample" else 12), result  # shorter merges
+    # a buffer of three objects cuts each partition's merges short: more than one merge each
+    assert result.swaps >= 3 if read_buffer == "ample" else result.swaps > 3, result
     assert result.gets == sum(gets.values()), (result.gets, gets)
     assert _consume_all(small_broker.bootstrap, topic, 3, 450) == before
     if read_buffer == "ample":
