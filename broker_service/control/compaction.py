@@ -123,7 +123,6 @@ class _Run:
         self.reader = SpanReader(objects, config.read_buffer_bytes)
         # label, stream, ranges: what every partition could merge, planned all together
         self._candidates: list[tuple[str, int, list[StreamRange]]] = []
-        self._emptied: set[str] = set()  # compaction's own objects this run's swaps left
         self._swapped_out: set[str] = set()  # objects whose ranges this run's swaps replaced
 
     def now_ms(self) -> int:
@@ -186,7 +185,9 @@ class _Run:
                         continue
             await self._merge_planned()
             if self.lease_valid():
-                await self._collect_garbage(sorted(set(listed) | self._emptied))
+                # compaction's own objects this run emptied, listed or not (a shard per run)
+                emptied = {k for k in self._swapped_out if k.startswith(COMPACTED_PREFIX)}
+                await self._collect_garbage(sorted(set(listed) | emptied))
         finally:
             try:
                 await self._md(self.metadata.release_compactor_lease, self.epoch)
@@ -227,7 +228,6 @@ class _Run:
             )
             self.result.ranges_dropped += len(chunk)
             self._swapped_out.update(r.object_key for r in chunk)
-            self._emptied.update(r.object_key for r in chunk if compacted_output(r))
         ranges = [r for r in ranges if r.end_offset > lso]
         policy = self._config(topic, "cleanup.policy")
         if "compact" in policy:
@@ -379,7 +379,6 @@ class _Run:
         self.result.swaps += 1
         self.result.ranges_merged += len(run)
         self._swapped_out.update(r.object_key for r in run)
-        self._emptied.update(r.object_key for r in run if compacted_output(r))
         self.result.bytes_written += size
 
     # -- cleanup.policy=compact -----------------------------------------------------------
