@@ -91,6 +91,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--rate", type=int, default=2000)
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--partitions", type=int, default=4)
+    ap.add_argument("--wal-flush-ms", type=float, default=None,
+                    help="the broker's BROKER_WAL_FLUSH_MS (object WAL linger): larger "
+                    "flushes make fewer, larger WAL objects, as at high per-broker rates")
     add_run_options(ap, "compaction", 300)  # --timeout, --keep-data, --out (bench/suite.py)
     return ap.parse_args(argv)
 
@@ -122,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
             "AWS_ENDPOINT_URL_S3": proxy.endpoint("broker-s3"),
             "AWS_ENDPOINT_URL_DYNAMODB": proxy.endpoint("broker-ddb"),
         }
+        if args.wal_flush_ms is not None:
+            env["BROKER_WAL_FLUSH_MS"] = str(args.wal_flush_ms)
         argv = ours_argv(work / "data", work / "broker.ready")
         port = 0  # the first start's, kept by restarts
 

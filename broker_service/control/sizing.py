@@ -46,13 +46,31 @@ PRODUCE_MBPS_PER_VCPU = round(PLANNED_CPU_SHARE * _GIB / PRODUCE_CPU_S_PER_GIB /
 CONSUME_MBPS_PER_VCPU = round(PLANNED_CPU_SHARE * _GIB / CONSUME_CPU_S_PER_GIB / MB, 1)  # 91.8
 DEFAULT_TASK_VCPU = 1.0  # the stacks' default task (1024 CPU units, stacks/tenant.py)
 
-# What one compactor merges: 13.2 CPU-s per GiB written into merged objects (bench/compaction.py,
-# 2026-12-03, S3 and DynamoDB on moto over HTTP, where botocore also hashes every PUT body for
-# its signature), so ~81 MB/s at one vCPU, the compaction Lambda's size. A tenant runs one
-# compactor at a time (one lease): the stacks give a run the bytes it merges in its budget, the
-# cost model says when the write rate needs more.
-COMPACTION_CPU_S_PER_GIB = 13.2
-COMPACTION_MBPS_PER_VCPU = round(_GIB / COMPACTION_CPU_S_PER_GIB / MB, 1)  # 81.3
+# What one compactor merges. Its CPU goes mostly to requests (botocore spends ~2-3 ms of CPU on
+# each S3 or DynamoDB call), so it scales with the WAL objects merged as much as with bytes:
+# bench/compaction.py --wal-flush-ms 50 and 400 on 2026-12-03, 124 MB merged either way,
+# medians of three runs: 1.16 CPU-s with ~66 WAL objects, 0.67 with 15 (S3 and DynamoDB on
+# moto over HTTP, where botocore also hashes every PUT body for its signature). A run also
+# spends ~0.08 CPU-s finding there is nothing to merge. A tenant runs one compactor at a time
+# (one lease): the stacks give a run the bytes it merges in its budget, the cost model says
+# when the write rate needs more.
+COMPACTION_CPU_S_PER_GIB = 3.9
+COMPACTION_CPU_S_PER_WAL_OBJECT = 0.0094
+# WAL objects per GiB written the stacks plan a compaction run's bytes for: 8 MiB flushes,
+# two thirds of each a zone-forwarded copy (the cost model's figure at high rates, 213/GiB)
+PLANNED_WAL_OBJECTS_PER_GIB = 213
+
+
+def compaction_cpu_s_per_gib(wal_objects_per_gib: float) -> float:
+    """CPU seconds one compactor spends per GiB it merges out of WAL objects this dense."""
+    return COMPACTION_CPU_S_PER_GIB + COMPACTION_CPU_S_PER_WAL_OBJECT * wal_objects_per_gib
+
+
+def compaction_mbps_per_vcpu(wal_objects_per_gib: float = PLANNED_WAL_OBJECTS_PER_GIB) -> float:
+    return round(_GIB / compaction_cpu_s_per_gib(wal_objects_per_gib) / MB, 1)
+
+
+COMPACTION_MBPS_PER_VCPU = compaction_mbps_per_vcpu()  # 181.9
 
 # Consumed bytes per produced byte that a cluster is sized for when nothing better is known
 # (one consumer group reading everything): the alarms watch produce bytes only.

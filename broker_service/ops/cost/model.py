@@ -18,7 +18,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from broker_service.config import BrokerConfig
-from broker_service.control.sizing import COMPACTION_MBPS_PER_VCPU, BrokerCapacity
+from broker_service.control.sizing import (
+    COMPACTION_CPU_S_PER_GIB,
+    COMPACTION_CPU_S_PER_WAL_OBJECT,
+    BrokerCapacity,
+)
 from broker_service.ops.cost.prices import Price, PriceTable
 
 HOURS_PER_MONTH = 730.0
@@ -201,13 +205,22 @@ class OursAssumptions(BaseModel):
         "mark, then its record, log entry and mark deleted (compaction's garbage "
         "collection; measured 4.0 by bench/dynamodb_wru.py on 2026-12-03)",
     )
-    compaction_mbps_per_lambda: float = Field(
-        default=COMPACTION_MBPS_PER_VCPU,
-        gt=0,
-        description="MB/s one compaction Lambda merges: its CPU-bound rate at one vCPU "
-        "(1,769 MB). bench/compaction.py measured 13.2 CPU-s per GiB merged on 2026-12-03 "
-        "(S3 and DynamoDB on moto over HTTP, where botocore also hashes every PUT body for "
-        "its signature, which it skips over HTTPS); the guess before it was 25 MB/s at 512 MB",
+    compaction_cpu_s_per_gib: float = Field(
+        default=COMPACTION_CPU_S_PER_GIB,
+        ge=0,
+        description="CPU seconds a compactor spends per GiB merged, besides its per-object "
+        "work. bench/compaction.py on 2026-12-03 (--wal-flush-ms 50 and 400, 124 MB merged out "
+        "of ~66 or 15 WAL objects, medians of three runs: 1.16 and 0.67 CPU-s): 3.9 CPU-s per "
+        "GiB and 9.4 ms per WAL object (S3 and DynamoDB on moto over HTTP, where botocore also "
+        "hashes every PUT body for its signature). Before that day a flat 13.2 CPU-s per GiB, "
+        "measured with the bench's 1.8 MB objects only",
+    )
+    compaction_cpu_s_per_wal_object: float = Field(
+        default=COMPACTION_CPU_S_PER_WAL_OBJECT,
+        ge=0,
+        description="CPU seconds a compactor spends per WAL object it merges and retires: "
+        "its GET, its share of the swaps, garbage collection's reads and writes (botocore "
+        "costs ~2-3 ms of CPU a request; same measurement)",
     )
     compaction_lambda_memory_mb: float = Field(
         default=1769,
@@ -251,7 +264,7 @@ class OursAssumptions(BaseModel):
         ge=0,
         description="compaction's schedule: every 5 min one Lambda; a run works up to its "
         "15-minute timeout, later ticks find the compactor lease held and end at once, so one "
-        "compactor works all the time (compaction_mbps_per_lambda is all it merges: above it, "
+        "compactor works all the time (the compaction MB/s of the sizing line is all it merges: above it, "
         "compaction falls behind)",
     )
     scheduled_lambda_seconds: float = Field(
@@ -727,9 +740,12 @@ def price_ours(workload: Workload, prices: PriceTable, assumptions: Assumptions)
         )
     wru_per_commit = a.ddb_wru_per_transact_item * commit_items
     folded_ranges = commits * ranges_per_object if a.ddb_commit_layout == "packed" else 0.0
-    compaction_gb_s_per_gib = (
-        GIB / (a.compaction_mbps_per_lambda * MB) * a.compaction_lambda_memory_mb / 1024
+    # one vCPU (the compaction Lambda's 1,769 MB) busy for the CPU time of a GiB
+    compaction_cpu_per_gib = (
+        a.compaction_cpu_s_per_gib + a.compaction_cpu_s_per_wal_object * wal_objects_per_gib
     )
+    compaction_mbps = GIB / MB / compaction_cpu_per_gib
+    compaction_gb_s_per_gib = compaction_cpu_per_gib * a.compaction_lambda_memory_mb / 1024
     stored_gib = retained_gib(w) + w.write_mbps * MB * a.compaction_grace_h * 3600 / GIB
     task_hours = brokers * HOURS_PER_MONTH
     # what compaction leaves: stream objects of the target size (WAL objects live minutes)
@@ -738,7 +754,7 @@ def price_ours(workload: Workload, prices: PriceTable, assumptions: Assumptions)
     # compactors that would keep up: the code runs one at a time (one compactor lease), so
     # above one Lambda's rate compaction falls behind (said in the sizing line); its
     # duration is priced per byte merged either way, an invocation per schedule tick
-    compactors_needed = max(1, math.ceil(w.write_mbps / a.compaction_mbps_per_lambda - 1e-9))
+    compactors_needed = max(1, math.ceil(w.write_mbps / compaction_mbps - 1e-9))
     compaction_invocations = a.compaction_runs_per_hour * HOURS_PER_MONTH
     metrics = (
         brokers * a.cloudwatch_metrics_per_broker + 2 * w.partitions + a.consumer_group_topics
@@ -931,6 +947,7 @@ def price_ours(workload: Workload, prices: PriceTable, assumptions: Assumptions)
         "range items per WAL commit": round(ranges_per_object, 2),
         "stored GiB": round(stored_gib, 1),
         "written GiB/month": round(written_gib, 1),
+        "compaction MB/s per compactor": round(compaction_mbps, 1),
         "compactors to keep up": compactors_needed,
         "compaction keeps up": "yes" if compactors_needed == 1 else "NO (one compactor runs)",
     }
