@@ -56,6 +56,26 @@ def data_bucket(scope: Construct, tenant: TenantSettings, removal: cdk.RemovalPo
     return bucket
 
 
+def _billing(tenant: TenantSettings) -> dynamodb.Billing:
+    """On demand by default; provisioned capacity auto-scaled to a target utilization for
+    tenants with a steady load (docs/COST.md prices both)."""
+    if tenant.metadata_billing == "on_demand":
+        return dynamodb.Billing.on_demand()
+    target = tenant.metadata_target_utilization_percent
+    return dynamodb.Billing.provisioned(
+        read_capacity=dynamodb.Capacity.autoscaled(
+            min_capacity=tenant.metadata_min_read_capacity,
+            max_capacity=tenant.metadata_max_read_capacity,
+            target_utilization_percent=target,
+        ),
+        write_capacity=dynamodb.Capacity.autoscaled(
+            min_capacity=tenant.metadata_min_write_capacity,
+            max_capacity=tenant.metadata_max_write_capacity,
+            target_utilization_percent=target,
+        ),
+    )
+
+
 class StorageStack(cdk.Stack):
     def __init__(
         self, scope: Construct, construct_id: str, *, tenant: TenantSettings, **kwargs: Any
@@ -93,7 +113,7 @@ class StorageStack(cdk.Stack):
             table_name=table_name,
             partition_key=dynamodb.Attribute(name="pk", type=dynamodb.AttributeType.STRING),
             sort_key=dynamodb.Attribute(name="sk", type=dynamodb.AttributeType.STRING),
-            billing=dynamodb.Billing.on_demand(),
+            billing=_billing(tenant),
             point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
                 point_in_time_recovery_enabled=True
             ),

@@ -100,6 +100,29 @@ class TenantSettings(BaseModel):
     express_wal_az_id: str | None = Field(
         None, description="create an S3 Express One Zone bucket for the WAL in this AZ id"
     )
+    metadata_billing: Literal["on_demand", "provisioned"] = Field(
+        "on_demand",
+        description="the metadata table's capacity mode. on_demand: pay per request, nothing "
+        "to plan (small or bursty tenants). provisioned: write and read capacity auto-scaled "
+        "between the bounds below to keep metadata_target_utilization_percent in use, ~2.4x "
+        "cheaper per request at a steady load (`cost --set ours.ddb_billing=provisioned`); a "
+        "burst above the capacity is throttled (the brokers retry) until it scales up",
+    )
+    metadata_min_write_capacity: int = Field(
+        25, ge=1, description="provisioned: lowest write capacity (WCU) auto scaling keeps"
+    )
+    metadata_max_write_capacity: int = Field(
+        40_000, ge=1, description="provisioned: highest write capacity (WCU)"
+    )
+    metadata_min_read_capacity: int = Field(
+        25, ge=1, description="provisioned: lowest read capacity (RCU) auto scaling keeps"
+    )
+    metadata_max_read_capacity: int = Field(
+        10_000, ge=1, description="provisioned: highest read capacity (RCU)"
+    )
+    metadata_target_utilization_percent: int = Field(
+        70, ge=20, le=90, description="provisioned: share of capacity auto scaling keeps in use"
+    )
 
     # -- security -------------------------------------------------------------------------
     authorizer: Literal["acl", "none"] = Field(
@@ -145,6 +168,13 @@ class TenantSettings(BaseModel):
     def _bounds(self) -> TenantSettings:
         if self.max_brokers < self.min_brokers:
             raise ValueError(f"max_brokers {self.max_brokers} < min_brokers {self.min_brokers}")
+        for kind in ("write", "read"):
+            low = getattr(self, f"metadata_min_{kind}_capacity")
+            high = getattr(self, f"metadata_max_{kind}_capacity")
+            if high < low:
+                raise ValueError(
+                    f"metadata_max_{kind}_capacity {high} < metadata_min_{kind}_capacity {low}"
+                )
         peak = self.peak_produce_mbps
         if peak is not None:
             need = self.capacity.brokers_needed(peak, peak * self.read_fanout)

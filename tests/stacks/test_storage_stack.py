@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from aws_cdk.assertions import Match
 
 from tests.stacks.conftest import Synth, only, resources
@@ -87,6 +88,32 @@ def test_table_is_on_demand_with_pitr_and_deletion_protection(synth: Synth) -> N
             ],
         },
     )
+
+
+def test_table_capacity_is_provisioned_and_auto_scaled_when_the_tenant_asks(
+    synth: Synth,
+) -> None:
+    """metadata_billing = "provisioned" (globex): write and read capacity auto-scaled to keep
+    70% of it in use, between the tenant's bounds; on demand (acme) has neither."""
+    acme = only(synth.raw("Kafka-acme-Storage"), "AWS::DynamoDB::GlobalTable")
+    assert "WriteProvisionedThroughputSettings" not in acme
+    table = only(synth.raw("Kafka-globex-Storage"), "AWS::DynamoDB::GlobalTable")
+    assert table["BillingMode"] == "PROVISIONED"
+    writes = table["WriteProvisionedThroughputSettings"]["WriteCapacityAutoScalingSettings"]
+    assert (writes["MinCapacity"], writes["MaxCapacity"]) == (25, 8000)
+    assert writes["TargetTrackingScalingPolicyConfiguration"]["TargetValue"] == 70
+    (replica,) = table["Replicas"]
+    reads = replica["ReadProvisionedThroughputSettings"]["ReadCapacityAutoScalingSettings"]
+    assert (reads["MinCapacity"], reads["MaxCapacity"]) == (25, 10_000)
+    assert reads["TargetTrackingScalingPolicyConfiguration"]["TargetValue"] == 70
+
+
+def test_capacity_bounds_are_checked() -> None:
+    from stacks.tenant import TenantSettings
+
+    with pytest.raises(ValueError, match="metadata_max_write_capacity 10 < "):
+        TenantSettings(name="acme", metadata_min_write_capacity=50,
+                       metadata_max_write_capacity=10)  # fmt: skip
 
 
 def test_express_wal_bucket_only_when_asked(synth: Synth) -> None:

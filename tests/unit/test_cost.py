@@ -339,6 +339,29 @@ def test_packed_commits_write_o1_items_per_commit() -> None:
     assert per_range_lines["DynamoDB WRU: range folds"].quantity == 0
 
 
+def test_provisioned_metadata_capacity_prices_each_unit_per_capacity_hour() -> None:
+    """ddb_billing=provisioned (the tenant knob metadata_billing): the same request units,
+    each priced as a capacity-unit hour / 3600 at the target utilization."""
+    prices = load_prices("us-east-1")
+    w = Workload(write_mbps=1073.74, read_mbps=1073.74, retention_h=72, partitions=256)
+    on_demand = _lines(price_ours(w, prices, Assumptions()))
+    provisioned = _lines(price_ours(
+        w, prices, Assumptions(ours=OursAssumptions(ddb_billing="provisioned"))
+    ))  # fmt: skip
+    wcu_hour = prices.prices.dynamodb_write_capacity_unit_hour.usd
+    rcu_hour = prices.prices.dynamodb_read_capacity_unit_hour.usd
+    for item, hour in [("DynamoDB WRU: WAL commits", wcu_hour),
+                       ("DynamoDB WRU: compaction swaps", wcu_hour),
+                       ("DynamoDB RRU: broker checks", rcu_hour)]:  # fmt: skip
+        a, b = on_demand[item], provisioned[item]
+        assert b.quantity == pytest.approx(a.quantity)
+        assert b.usd_month == pytest.approx(b.quantity * hour / 3600 / 0.7)
+        assert b.usd_month < a.usd_month
+    # nothing else changes
+    put = "S3 PUT: WAL objects"
+    assert provisioned[put].usd_month == on_demand[put].usd_month
+
+
 def test_measured_before_after_table(tmp_path: Path) -> None:
     measured = tmp_path / "zones.json"
     measured.write_text(json.dumps({"cost_inputs": {

@@ -104,6 +104,19 @@ class OursAssumptions(BaseModel):
         "log entry (the lean commit, issue 19 item 3: the code since main cc0fb88; "
         "docs/DYNAMODB.md), or one range item per partition (the layout before it)",
     )
+    ddb_billing: Literal["on_demand", "provisioned"] = Field(
+        default="on_demand",
+        description="the metadata table's capacity mode: the stacks' tenant knob "
+        "metadata_billing (stacks/storage.py). provisioned: write and read capacity auto-scaled "
+        "to keep ddb_target_utilization of it in use, billed per capacity-unit hour",
+    )
+    ddb_target_utilization: float = Field(
+        default=0.7,
+        gt=0,
+        le=1,
+        description="provisioned: the share of capacity auto scaling keeps in use (the stacks' "
+        "target, metadata_target_utilization_percent / 100); capacity = load / this",
+    )
     ddb_fold_wru_per_range: float = Field(
         default=0.1,
         ge=0,
@@ -264,8 +277,8 @@ class OursAssumptions(BaseModel):
         ge=0,
         description="compaction's schedule: every 5 min one Lambda; a run works up to its "
         "15-minute timeout, later ticks find the compactor lease held and end at once, so one "
-        "compactor works all the time (the compaction MB/s of the sizing line is all it merges: above it, "
-        "compaction falls behind)",
+        "compactor works all the time (the compaction MB/s of the sizing line is all it "
+        "merges: above it, compaction falls behind)",
     )
     scheduled_lambda_seconds: float = Field(
         default=2, ge=0, description="duration of an autoscaler/balancer/recovery run (a guess)"
@@ -475,6 +488,29 @@ def _line(category: Category, item: str, quantity: float, price: Price, basis: s
         price_per=price.per,
         usd_month=price.cost(quantity),
         basis=basis,
+    )
+
+
+def _dynamodb_unit_prices(a: OursAssumptions, prices: PriceTable) -> tuple[Price, Price]:
+    """What one write and one read request unit costs in the table's capacity mode. Provisioned:
+    a unit a second for an hour is one capacity-unit hour, and auto scaling keeps
+    ``ddb_target_utilization`` of the capacity in use, so a unit costs hour price / 3600 /
+    utilization (a steady load; bursts above the capacity are throttled until it scales)."""
+    p = prices.prices
+    if a.ddb_billing == "on_demand":
+        return p.dynamodb_write_request_units, p.dynamodb_read_request_units
+
+    def per_unit(hour: Price, unit: str) -> Price:
+        usd = hour.usd / hour.per / 3600 / a.ddb_target_utilization * 1_000_000
+        used = f"{a.ddb_target_utilization:.0%} used"
+        return Price(
+            usd=usd, per=1_000_000, unit=f"{unit} (provisioned, {used})",
+            source=hour.source, confirmed_by=hour.confirmed_by, note=hour.note,
+        )  # fmt: skip
+
+    return (
+        per_unit(p.dynamodb_write_capacity_unit_hour, "write request unit"),
+        per_unit(p.dynamodb_read_capacity_unit_hour, "read request unit"),
     )
 
 
@@ -738,6 +774,7 @@ def price_ours(workload: Workload, prices: PriceTable, assumptions: Assumptions)
         compaction_wru_per_gib = a.ddb_wru_per_transact_item * (
             wal_objects_per_gib * (ranges_per_object + 2) + merges.items_per_gib
         )
+    wru_price, rru_price = _dynamodb_unit_prices(a, prices)
     wru_per_commit = a.ddb_wru_per_transact_item * commit_items
     folded_ranges = commits * ranges_per_object if a.ddb_commit_layout == "packed" else 0.0
     # one vCPU (the compaction Lambda's 1,769 MB) busy for the CPU time of a GiB
@@ -857,49 +894,49 @@ def price_ours(workload: Workload, prices: PriceTable, assumptions: Assumptions)
             "other",
             "DynamoDB WRU: WAL commits",
             commits * wru_per_commit,
-            p.dynamodb_write_request_units,
+            wru_price,
             f"{commits:,.0f} commits x {wru_per_commit:.1f} WRU ({commit_basis})",
         ),
         _line(
             "other",
             "DynamoDB WRU: range folds",
             folded_ranges * a.ddb_fold_wru_per_range,
-            p.dynamodb_write_request_units,
+            wru_price,
             f"{folded_ranges:,.0f} ranges x {a.ddb_fold_wru_per_range:g} WRU (packed commits)",
         ),
         _line(
             "other",
             "DynamoDB WRU: compaction swaps",
             written_gib * compaction_wru_per_gib,
-            p.dynamodb_write_request_units,
+            wru_price,
             f"{compaction_wru_per_gib:.0f} WRU/GiB (swaps and retiring objects)",
         ),
         _line(
             "other",
             "DynamoDB WRU: leases",
             brokers * a.ddb_idle_updates_per_s_per_broker * SECONDS_PER_MONTH,
-            p.dynamodb_write_request_units,
+            wru_price,
             f"{brokers} x {a.ddb_idle_updates_per_s_per_broker:g} UpdateItem/s",
         ),
         _line(
             "other",
             "DynamoDB WRU: offset commits",
             a.offset_commit_items_per_s * SECONDS_PER_MONTH * a.ddb_wru_per_transact_item * 2,
-            p.dynamodb_write_request_units,
+            wru_price,
             f"{a.offset_commit_items_per_s:g} offsets/s, transactional",
         ),
         _line(
             "other",
             "DynamoDB WRU: producer snapshots",
             w.partitions * 1000 / a.producer_snapshot_interval_ms * SECONDS_PER_MONTH,
-            p.dynamodb_write_request_units,
+            wru_price,
             f"{w.partitions} partitions x 1 PutItem / {a.producer_snapshot_interval_ms:g} ms",
         ),
         _line(
             "other",
             "DynamoDB RRU: broker checks",
             brokers * a.ddb_idle_queries_per_s_per_broker * a.ddb_rru_per_query * SECONDS_PER_MONTH,
-            p.dynamodb_read_request_units,
+            rru_price,
             f"{brokers} x {a.ddb_idle_queries_per_s_per_broker:g} Query/s",
         ),
         _line(

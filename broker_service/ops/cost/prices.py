@@ -61,6 +61,8 @@ class Prices(BaseModel):
     s3_get_requests: Price
     dynamodb_write_request_units: Price
     dynamodb_read_request_units: Price
+    dynamodb_write_capacity_unit_hour: Price
+    dynamodb_read_capacity_unit_hour: Price
     dynamodb_storage_gb_month: Price
     lambda_requests: Price
     lambda_gb_second: Price
