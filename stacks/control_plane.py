@@ -104,6 +104,7 @@ def compaction_environment(t: TenantSettings) -> dict[str, str]:
         "COMPACTION_READ_BUFFER_BYTES": str(buffer_mib << 20),
         "COMPACTION_TIME_BUDGET_S": str(seconds),
         "COMPACTION_MAX_BYTES_PER_RUN": str(int(seconds * COMPACTION_MBPS_PER_VCPU * 10**6)),
+        "COMPACTION_SHARDS": str(t.compaction_shards),
     }
 
 
@@ -407,6 +408,23 @@ class ControlPlaneStack(cdk.Stack):
             targets=[self._target(name)],
         )
 
+    def _shard_target(self, shard: int) -> targets.LambdaFunction:
+        """The compaction function for one compactor shard: the scheduled event as
+        EventBridge sends it, with ``{"shard": k}`` as its detail."""
+        event = {
+            "version": "0", "id": events.EventField.event_id,
+            "detail-type": events.EventField.detail_type, "source": events.EventField.source,
+            "account": events.EventField.account, "time": events.EventField.time,
+            "region": events.EventField.region, "resources": [], "detail": {"shard": shard},
+        }  # fmt: skip
+        return targets.LambdaFunction(
+            self.functions["compaction"],
+            event=events.RuleTargetInput.from_object(event),
+            dead_letter_queue=self.dlq,
+            retry_attempts=RETRY_ATTEMPTS,
+            max_event_age=MAX_EVENT_AGE,
+        )
+
     def _rules(self) -> None:
         for name, minutes in SCHEDULES.items():
             events.Rule(
@@ -415,6 +433,17 @@ class ControlPlaneStack(cdk.Stack):
                 description=f"{self.tenant.resource_prefix}: run {name} every {minutes} min",
                 schedule=events.Schedule.rate(cdk.Duration.minutes(minutes)),
                 targets=[self._target(name)],
+            )
+        # more compactor shards: their targets, five to a rule (EventBridge's limit)
+        extra = [self._shard_target(k) for k in range(1, self.tenant.compaction_shards)]
+        for i in range(0, len(extra), 5):
+            events.Rule(
+                self,
+                f"CompactionShardsSchedule{i // 5 + 1}",
+                description=f"{self.tenant.resource_prefix}: run compactor shards "
+                f"{i + 1}-{min(i + 5, len(extra))} every {SCHEDULES['compaction']} min",
+                schedule=events.Schedule.rate(cdk.Duration.minutes(SCHEDULES["compaction"])),
+                targets=extra[i : i + 5],
             )
         throughput = [self.alarms["throughput-high"], self.alarms["throughput-low"]]
         events.Rule(

@@ -154,6 +154,14 @@ class TenantSettings(BaseModel):
         "memory up to 1,769 MB, and compaction is single-threaded Python) and room for its "
         "read buffer",
     )
+    compaction_shards: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="compactors working at once, each under its own lease and schedule "
+        "target (COMPACTION_SHARDS): one merges ~180 MB/s of writes (control/sizing.py); "
+        "`cost` prints the compactors a write rate needs",
+    )
     function_timeout_s: int = Field(120)
     function_reserved_concurrency: int | None = Field(
         None, description="reserve Lambda concurrency for this tenant's functions"

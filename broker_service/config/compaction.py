@@ -29,6 +29,18 @@ class CompactionConfig(BaseSettings):
         description="bytes of shared objects a run holds so each is read with one GET "
         "(control/compaction_reads.py); 0 reads every range with a GET of its own",
     )
+    shards: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="compactors working at once (one lease each): shard k merges the ranges "
+        "of the WAL objects written in time buckets k, k + shards, ...; shard 0 also does "
+        "retention, compacted topics, merges of merged objects and garbage collection",
+    )
+    shard: int = Field(default=0, ge=0, le=63, description="this run's shard (< shards)")
+    shard_bucket_ms: int = Field(
+        default=60_000, gt=0, description="time bucket of WAL objects handed to one shard"
+    )
     lease_ms: int = Field(
         default=900_000, description="compactor lease; must exceed time_budget_s plus one swap"
     )

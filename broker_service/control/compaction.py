@@ -21,6 +21,13 @@ One run, under the compactor lease (a fenced identity in the metadata store):
 
 Work is bounded by ``time_budget_s`` and ``max_bytes_per_run``; everything lives in the
 metadata store, so the next run resumes where this one stopped.
+
+A tenant writing faster than one compactor merges runs ``shards`` of them at once, each under
+a lease of its own: shard k merges the ranges held by the WAL objects written in time buckets
+k, k + shards, ... (``shard_bucket_ms``), so each WAL object is still read by one run, with one
+GET; swaps of one stream by two shards meet at its compare-and-set (the later one is retried
+next run). Shard 0 alone does retention, compacted topics, merges of merged objects and
+garbage collection.
 """
 
 from __future__ import annotations
@@ -35,7 +42,12 @@ from typing import Any
 from broker_service.config.compaction import CompactionConfig
 from broker_service.control.compaction_reads import SpanReader, read_windows
 from broker_service.metadata.errors import ConcurrentUpdate, MetadataError, UnknownTopic
-from broker_service.metadata.records import PartitionRecord, StreamRange, TopicRecord
+from broker_service.metadata.records import (
+    MAX_COMPACTOR_SHARDS,
+    PartitionRecord,
+    StreamRange,
+    TopicRecord,
+)
 from broker_service.metadata.store import MetadataStore
 from broker_service.protocol.configs import parse_topic
 from broker_service.protocol.control_batch import ABORT, marker_type
@@ -124,6 +136,20 @@ class _Run:
         # label, stream, ranges: what every partition could merge, planned all together
         self._candidates: list[tuple[str, int, list[StreamRange]]] = []
         self._swapped_out: set[str] = set()  # objects whose ranges this run's swaps replaced
+        self.shard = config.shard if config.shards > 1 else 0
+        if self.shard >= config.shards:
+            raise ValueError(f"compactor shard {config.shard} of {config.shards}")
+
+    def mine(self, r: StreamRange) -> bool:
+        """Whether this shard merges ``r``: every range when there is one shard; else the
+        ranges of WAL objects of this shard's time buckets, and merged objects in shard 0."""
+        c = self.config
+        if c.shards == 1:
+            return True
+        created = None if compacted_output(r) else object_created_ms(r.object_key)
+        if created is None:
+            return self.shard == 0
+        return (created // c.shard_bucket_ms) % c.shards == self.shard
 
     def now_ms(self) -> int:
         if self.fixed_now is not None:
@@ -157,6 +183,7 @@ class _Run:
                 self.owner,
                 self.config.lease_ms,
                 self.now_ms(),
+                self.shard,
             )
         except ConcurrentUpdate as exc:
             self.result.skipped = str(exc)
@@ -169,7 +196,7 @@ class _Run:
             finish = getattr(self.metadata, "finish_pending_commits", None)
             if finish is not None:  # DynamoDB: index interrupted commits before touching ranges
                 await self._md(finish)
-            listed = await self._list_objects()
+            listed = await self._list_objects() if self.shard == 0 else []
             self.defaults = await self._md(self.metadata.cluster_configs)
             topics = await self._md(self.metadata.topics)
             for topic in topics:
@@ -184,7 +211,7 @@ class _Run:
                     except UnknownTopic:
                         continue
             await self._merge_planned()
-            if self.lease_valid():
+            if self.lease_valid() and self.shard == 0:
                 # compaction's own objects this run emptied, listed or not (a shard per run)
                 emptied = {k for k in self._swapped_out if k.startswith(COMPACTED_PREFIX)}
                 await self._collect_garbage(sorted(set(listed) | emptied))
@@ -199,7 +226,8 @@ class _Run:
 
     async def _list_objects(self) -> list[str]:
         """Every object but compaction's own, and one shard of those (``LISTING_SHARDS``)."""
-        shard = f"{COMPACTED_PREFIX}{self.epoch % LISTING_SHARDS}"
+        turn = self.epoch // MAX_COMPACTOR_SHARDS  # epochs step by MAX_COMPACTOR_SHARDS
+        shard = f"{COMPACTED_PREFIX}{turn % LISTING_SHARDS}"
         keys: list[str] = []
         for top in await self.objects.list_tops():
             if top == COMPACTED_PREFIX:
@@ -213,6 +241,12 @@ class _Run:
     async def _partition(self, topic: TopicRecord, p: PartitionRecord) -> None:
         ranges: list[StreamRange] = await self._md(self.metadata.stream_ranges, p.stream_id)
         self.result.streams += 1
+        if self.shard != 0:  # retention and compacted topics are shard 0's
+            if "compact" not in self._config(topic, "cleanup.policy"):
+                lso = p.log_start_offset
+                live = [r for r in ranges if r.end_offset > lso]
+                self._candidates.append((f"{topic.name}-{p.partition}", p.stream_id, live))
+            return
         lso = await self._retention(topic, p, ranges)
         below = [r for r in ranges if r.end_offset <= lso]
         for chunk in _chunks(below, MAX_SWAP_RANGES):
@@ -241,7 +275,8 @@ class _Run:
         together, the object with one GET."""
         small = self.config.target_object_bytes // 2
         windows = read_windows(
-            (r for _, _, ranges in self._candidates for r in ranges if r.size < small),
+            (r for _, _, ranges in self._candidates for r in ranges
+             if r.size < small and self.mine(r)),
             self.config.read_buffer_bytes,
             lambda key: (object_created_ms(key) or 0, key),
         )
@@ -318,11 +353,12 @@ class _Run:
             full = size + r.size > target or len(run) >= MAX_SWAP_RANGES
             window = windows.get(r.object_key)
             crosses = window is not None and run_window is not None and window != run_window
-            if r.size >= target // 2 or not contiguous or full or crosses:
+            big = r.size >= target // 2 or not self.mine(r)  # another shard's: a cut too
+            if big or not contiguous or full or crosses:
                 if len(run) > 1:
                     runs.append(run)
                 run, size, run_window = [], 0, None
-                if r.size >= target // 2:
+                if big:
                     continue
             run.append(r)
             size += r.size

@@ -71,9 +71,29 @@ class CommittedOffset:
     commit_ms: int = 0
 
 
+# Compactor shards (control/compaction.py): shard k's lease epochs are k modulo this. Shard 0's
+# epochs are multiples of it; a table from before shards held epochs 1, 2, ... for the one
+# lease, and the next acquire of shard 0 moves on to the next multiple.
+MAX_COMPACTOR_SHARDS = 64
+
+
+def compactor_shard(epoch: int) -> int:
+    return epoch % MAX_COMPACTOR_SHARDS
+
+
+def next_compactor_epoch(seen: int, shard: int) -> int:
+    """The smallest epoch above ``seen`` that names ``shard``."""
+    if not 0 <= shard < MAX_COMPACTOR_SHARDS:
+        raise ValueError(f"compactor shard {shard} not in 0..{MAX_COMPACTOR_SHARDS - 1}")
+    base = seen - seen % MAX_COMPACTOR_SHARDS + shard
+    return base if base > seen else base + MAX_COMPACTOR_SHARDS
+
+
 @dataclass(frozen=True, slots=True)
 class CompactorLease:
-    """Who compacts now: one run at a time, fenced by ``epoch`` (bumped by every acquire)."""
+    """Who compacts now: one run at a time per compactor shard, fenced by ``epoch`` (bumped by
+    every acquire). An epoch names its shard (``compactor_shard``), so a swap checks the lease
+    of the shard that made it."""
 
     epoch: int
     owner: str

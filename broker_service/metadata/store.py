@@ -260,14 +260,18 @@ class CompactionStore(ABC):
     """Compaction and retention (control/compaction.py): lease, range swaps, object lifecycle."""
 
     @abstractmethod
-    def acquire_compactor_lease(self, owner: str, lease_ms: int, now_ms: int) -> CompactorLease:
-        """Take the compactor lease with a new epoch if it is free or expired at ``now_ms``;
-        ``ConcurrentUpdate`` if another run holds it. Every acquire bumps the epoch, so a run
-        that outlived its lease is fenced even when the same owner takes it again."""
+    def acquire_compactor_lease(
+        self, owner: str, lease_ms: int, now_ms: int, shard: int = 0
+    ) -> CompactorLease:
+        """Take compactor shard ``shard``'s lease with a new epoch (``next_compactor_epoch``:
+        it names the shard) if it is free or expired at ``now_ms``; ``ConcurrentUpdate`` if
+        another run holds it. Every acquire bumps the epoch, so a run that outlived its lease
+        is fenced even when the same owner takes it again. Shards' leases are independent."""
 
     @abstractmethod
     def release_compactor_lease(self, epoch: int) -> None:
-        """End the lease early (only if ``epoch`` still holds it; otherwise a no-op)."""
+        """End the lease of ``epoch``'s shard early (only if ``epoch`` still holds it;
+        otherwise a no-op)."""
 
     @abstractmethod
     def replace_stream_ranges(
@@ -285,8 +289,9 @@ class CompactionStore(ABC):
         ``new`` empty and ``object_key`` None drops ``old`` (retention). The objects ``old``
         named are not marked released: garbage collection marks what no range names.
 
-        ``ConcurrentUpdate`` (nothing written) if the compactor lease is no longer
-        ``compactor_epoch`` or expired at ``now_ms``, or any old range is gone or changed."""
+        ``ConcurrentUpdate`` (nothing written) if the lease of ``compactor_epoch``'s shard is
+        no longer ``compactor_epoch`` or expired at ``now_ms``, or any old range is gone or
+        changed (a swap of another shard got there first)."""
 
     @abstractmethod
     def committed_objects(self, keys: list[str]) -> set[str]:

@@ -30,6 +30,8 @@ class CompactionDetail(BaseModel):
 
     max_bytes_per_run: int | None = Field(default=None, gt=0)
     time_budget_s: float | None = Field(default=None, gt=0)
+    # the compactor shard of this run (the stacks' schedule targets of COMPACTION_SHARDS > 1)
+    shard: int = Field(default=0, ge=0, le=63)
 
 
 class CompactionEvent(EventBridgeModel):
@@ -54,6 +56,9 @@ def run(event: CompactionEvent, remaining_s: float, settings: ControlSettings) -
     }
     if event.detail.max_bytes_per_run:
         updates["max_bytes_per_run"] = event.detail.max_bytes_per_run
+    if event.detail.shard >= config.shards:
+        raise ValueError(f"shard {event.detail.shard} but COMPACTION_SHARDS={config.shards}")
+    updates["shard"] = event.detail.shard
     config = config.model_copy(update=updates)
     if not (settings.storage_uri or "").startswith("s3://"):
         raise ValueError(f"STORAGE_URI must be s3://bucket/prefix, got {settings.storage_uri!r}")

@@ -143,3 +143,40 @@ def test_two_concurrent_invocations_one_runs(
     assert len(outs) == 2
     assert [o["skipped"] is None for o in outs].count(True) >= 1
     assert all_batches(broker.port, topic) == before
+
+
+def test_compactor_shards_run_at_once_on_s3_and_dynamodb(
+    cloud_setup: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """COMPACTION_SHARDS=2 (the stacks' compaction_shards): the schedule's two targets, the
+    scheduled event with detail {"shard": 0} and {"shard": 1}, both run at the same time under
+    leases of their own and merge objects of their own time buckets; the data is unchanged."""
+    from functions.compaction.handler import handler
+
+    broker, _bucket, _endpoint = cloud_setup
+    topic = f"shards-{uuid.uuid4().hex[:6]}"
+    create_topic(broker.bootstrap, topic)
+    produce_rounds(broker.bootstrap, topic, rounds=16, per_round=20)
+    before = all_batches(broker.port, topic)
+    monkeypatch.setenv("COMPACTION_REPLACED_GRACE_MS", "0")
+    monkeypatch.setenv("COMPACTION_SHARDS", "2")
+    monkeypatch.setenv("COMPACTION_SHARD_BUCKET_MS", "1")  # objects alternate between shards
+    event = json.loads(EVENT.read_text())
+    with pytest.raises(ValueError, match="shard 2 but COMPACTION_SHARDS=2"):
+        handler({**event, "detail": {"shard": 2}}, LambdaContextStandIn())
+    outs: dict[int, dict[str, Any]] = {}
+    barrier = threading.Barrier(2)
+
+    def invoke(shard: int) -> None:
+        barrier.wait()
+        outs[shard] = handler({**event, "detail": {"shard": shard}}, LambdaContextStandIn())
+
+    threads = [threading.Thread(target=invoke, args=(k,)) for k in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert set(outs) == {0, 1}
+    assert all(o["skipped"] is None and o["swaps"] >= 1 for o in outs.values()), outs
+    assert outs[1]["objects_deleted"] == 0  # garbage collection is shard 0's
+    assert all_batches(broker.port, topic) == before

@@ -8,7 +8,12 @@ import threading
 import pytest
 
 from broker_service.metadata.errors import ConcurrentUpdate
-from broker_service.metadata.records import StreamRange
+from broker_service.metadata.records import (
+    MAX_COMPACTOR_SHARDS,
+    StreamRange,
+    compactor_shard,
+    next_compactor_epoch,
+)
 from broker_service.metadata.store import MetadataStore
 
 from .conftest import Backend
@@ -38,12 +43,51 @@ def test_compactor_lease_one_holder_at_a_time_and_epochs_grow(store: MetadataSto
     with pytest.raises(ConcurrentUpdate):
         store.acquire_compactor_lease("b", 1000, NOW + 999)
     second = store.acquire_compactor_lease("b", 1000, NOW + 1000)  # expired: taken over
-    assert second.epoch == first.epoch + 1
+    assert second.epoch == next_compactor_epoch(first.epoch, 0) > first.epoch
     store.release_compactor_lease(first.epoch)  # stale release: no effect
     with pytest.raises(ConcurrentUpdate):
         store.acquire_compactor_lease("c", 1000, NOW + 1001)
     store.release_compactor_lease(second.epoch)
-    assert store.acquire_compactor_lease("a", 1000, NOW + 1001).epoch == second.epoch + 1
+    assert store.acquire_compactor_lease("a", 1000, NOW + 1001).epoch == next_compactor_epoch(
+        second.epoch, 0
+    )
+
+
+def test_compactor_shards_have_leases_of_their_own(store: MetadataStore) -> None:
+    """COMPACTION_SHARDS > 1: each shard's lease is taken, fenced and released on its own, and
+    its epochs name it (a swap checks the lease of the shard whose epoch it carries)."""
+    zero = store.acquire_compactor_lease("z", 60_000, NOW)
+    one = store.acquire_compactor_lease("o", 1000, NOW, shard=1)  # shard 0 held: no matter
+    three = store.acquire_compactor_lease("t", 60_000, NOW, shard=3)
+    assert [compactor_shard(x.epoch) for x in (zero, one, three)] == [0, 1, 3]
+    with pytest.raises(ConcurrentUpdate):
+        store.acquire_compactor_lease("o2", 1000, NOW + 10, shard=1)
+    sid, ranges = _stream_with_objects(store)
+    # shard 1's lease expired while shards 0 and 3 hold theirs: its swap is refused
+    with pytest.raises(ConcurrentUpdate):
+        store.replace_stream_ranges(one.epoch, sid, ranges[:1], [], None, 0, NOW + 1500)
+    assert store.stream_ranges(sid) == ranges
+    store.replace_stream_ranges(three.epoch, sid, ranges[:1], [], None, 0, NOW + 1500)
+    assert store.stream_ranges(sid) == ranges[1:]
+    # a stale epoch of shard 1 does not end shard 3's lease, its own does
+    store.release_compactor_lease(one.epoch)
+    store.release_compactor_lease(three.epoch)
+    again = store.acquire_compactor_lease("t2", 60_000, NOW + 1501, shard=3)
+    assert again.epoch == next_compactor_epoch(three.epoch, 3)
+    with pytest.raises(ConcurrentUpdate):
+        store.replace_stream_ranges(three.epoch, sid, ranges[1:2], [], None, 0, NOW + 1502)
+    with pytest.raises(ConcurrentUpdate):  # shard 0 is still held
+        store.acquire_compactor_lease("z2", 60_000, NOW + 1502)
+
+
+def test_next_compactor_epoch_names_the_shard_and_grows() -> None:
+    assert next_compactor_epoch(0, 0) == MAX_COMPACTOR_SHARDS
+    assert next_compactor_epoch(0, 5) == 5
+    assert next_compactor_epoch(5, 5) == MAX_COMPACTOR_SHARDS + 5
+    # a lease epoch of before shards (1, 2, ...) moves on to shard 0's next multiple
+    assert next_compactor_epoch(7, 0) == MAX_COMPACTOR_SHARDS
+    with pytest.raises(ValueError):
+        next_compactor_epoch(0, MAX_COMPACTOR_SHARDS)
 
 
 def test_racing_acquirers_get_one_lease(backend: Backend) -> None:

@@ -18,7 +18,7 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from broker_service.config.compaction import CompactionConfig
-from broker_service.control.compaction import CompactionResult, compact
+from broker_service.control.compaction import CompactionResult, compact, object_created_ms
 from broker_service.metadata.sqlite import SqliteMetadataStore
 from broker_service.protocol.record_batch import iter_headers
 from broker_service.protocol.record_filter import records_of
@@ -478,6 +478,53 @@ def test_objects_shared_by_partitions_go_once_every_partition_moved_out(
     assert result.objects_deleted + again.objects_deleted == len(objects_before) + result.swaps
     assert len(_objects(data)) == 3
     assert _consume_all(small_broker.bootstrap, topic, 3, 450) == before
+
+
+def test_compactor_shards_merge_their_own_objects_at_once_each_read_once(
+    small_broker: BrokerProcess,
+) -> None:
+    """COMPACTION_SHARDS=2, both shards running at the same time: each merges the ranges of
+    the objects of its own time buckets (every shared object read once in all), neither
+    corrupts the other's swaps, shard 1 deletes nothing (garbage collection is shard 0's),
+    and shard 0's next runs retire what both emptied."""
+    data = small_broker.data_dir
+    topic = _topic("shards")
+    create_topic(small_broker.bootstrap, topic, partitions=3)
+    produce_rounds(small_broker.bootstrap, topic, rounds=16, per_round=30, data=data)
+    before = _consume_all(small_broker.bootstrap, topic, 3, 480)
+    objects_before = _objects(data)
+    created = sorted(t for p in objects_before if (t := object_created_ms(p.name)) is not None)
+    bucket_ms = max(1, (created[-1] - created[0]) // 6)  # ~7 buckets: both shards get some
+    knobs: dict[str, float] = {"target_object_bytes": 1 << 20, "shards": 2,
+                               "shard_bucket_ms": bucket_ms}  # fmt: skip
+    gets: list[Counter[str]] = [Counter(), Counter()]
+    results: dict[int, CompactionResult] = {}
+    barrier = threading.Barrier(2)
+
+    def shard(k: int) -> None:
+        barrier.wait()
+        results[k] = _run(data, gets[k], shard=k, **knobs)
+
+    threads = [threading.Thread(target=shard, args=(k,)) for k in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert set(results) == {0, 1}
+    assert all(r.skipped is None and r.swaps >= 1 for r in results.values()), results
+    mine = [{k for k in g if not k.startswith("so/")} for g in gets]
+    assert mine[0] and mine[1] and not mine[0] & mine[1], mine  # split, none read by both
+    assert max((gets[0] + gets[1])[k] for k in mine[0] | mine[1]) == 1
+    assert results[1].objects_deleted == 0 and results[1].objects_released == 0
+    assert _consume_all(small_broker.bootstrap, topic, 3, 480) == before
+    # shard 0 alone from here: merges what is left (ranges the cuts between buckets left
+    # alone) and retires every object nothing names any more
+    for _ in range(4):
+        if _run(data, **{**knobs, "shards": 1}).swaps == 0:
+            break
+    assert _consume_all(small_broker.bootstrap, topic, 3, 480) == before
+    left = {p.name for p in _objects(data)}
+    assert not left & {p.name for p in objects_before}, left  # every WAL object retired
 
 
 def test_compaction_drops_aborted_records_and_keeps_markers(small_broker: BrokerProcess) -> None:

@@ -28,6 +28,7 @@ min_brokers = 4
 max_brokers = 20
 express_wal_az_id = "use1-az4"
 metadata_billing = "provisioned"
+compaction_shards = 7
 metadata_max_write_capacity = 8000
 tls_secret_arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:globex-tls-AbCdEf"
 control_path = "nat_per_az"

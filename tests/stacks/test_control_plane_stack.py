@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -58,7 +59,8 @@ def test_four_functions_with_the_contract_environment(synth: Synth) -> None:
         assert len(props["Layers"]) == 1
         env = props["Environment"]["Variables"]
         own = {"COMPACTION_READ_BUFFER_BYTES", "COMPACTION_TIME_BUDGET_S",
-               "COMPACTION_MAX_BYTES_PER_RUN"} if name == "compaction" else set()  # fmt: skip
+               "COMPACTION_MAX_BYTES_PER_RUN", "COMPACTION_SHARDS"}  # fmt: skip
+        own = own if name == "compaction" else set()
         assert set(env) == CONTRACT_ENV | own | (KAFKA_ENV if name in KAFKA_CLIENTS else set())
         # compaction: one vCPU and a read buffer of all but 512 MiB of it (each WAL object
         # read once per run: control/compaction_reads.py), runs of up to 15 minutes that stop
@@ -386,3 +388,29 @@ def test_balancer_rule_wants_tasks_meant_to_stay_running(synth: Synth) -> None:
     (pattern,) = patterns
     assert pattern["detail"]["lastStatus"] == ["RUNNING"]
     assert pattern["detail"]["desiredStatus"] == ["RUNNING"]
+
+
+def test_each_compactor_shard_is_a_schedule_target_of_its_own(synth: Synth) -> None:
+    """compaction_shards = 7 (globex): shard 0 is the plain schedule; shards 1-6 are targets
+    of two more rules (EventBridge takes five targets a rule), each sending the scheduled
+    event with {"shard": k} as its detail; the function knows the count."""
+    tpl = synth.raw("Kafka-globex-Control")
+    (lid,) = [lid for lid, r in resources(tpl, "AWS::Lambda::Function").items()
+              if r["Properties"]["FunctionName"] == "kafka-globex-compaction"]  # fmt: skip
+    env = resources(tpl, "AWS::Lambda::Function")[lid]["Properties"]["Environment"]["Variables"]
+    assert env["COMPACTION_SHARDS"] == "7"
+    rules = rules_targeting(tpl, lid)
+    assert sorted(len(r["Targets"]) for r in rules) == [1, 1, 5]
+    assert all(r["ScheduleExpression"] == "rate(5 minutes)" for r in rules)
+    shards = []
+    for r in rules:
+        for t in r["Targets"]:
+            if "InputTransformer" not in t:
+                shards.append(0)  # the scheduled event as it is: detail {}
+                continue
+            template = t["InputTransformer"]["InputTemplate"]
+            # EventBridge puts each field's value, quoted, where its <name> is
+            event = json.loads(re.sub(r"<[a-z-]+>", '"x"', template))
+            assert event["detail-type"] == event["id"] == "x" and event["version"] == "0"
+            shards.append(event["detail"]["shard"])
+    assert sorted(shards) == list(range(7))

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from broker_service.config.compaction import CompactionConfig
 from broker_service.control.compaction import LISTING_SHARDS, compact
+from broker_service.metadata.records import MAX_COMPACTOR_SHARDS
 from broker_service.metadata.sqlite import SqliteMetadataStore
 from broker_service.stream.objectstore.fs import FsObjectStore
 
@@ -46,7 +47,9 @@ def test_each_run_lists_one_shard_of_compactions_objects_and_every_other_prefix(
         for run in range(LISTING_SHARDS):
             objects.prefixes.clear()
             result = asyncio.run(compact(metadata, objects, config))
-            shard = f"so/{result.lease_epoch % LISTING_SHARDS}"
+            # a lease epoch steps by MAX_COMPACTOR_SHARDS (it names its compactor shard)
+            turn = result.lease_epoch // MAX_COMPACTOR_SHARDS
+            shard = f"so/{turn % LISTING_SHARDS}"
             assert sorted(objects.prefixes) == [shard, "sso/", "wal/"]  # never the whole bucket
             keys = set(asyncio.run(objects.list()))
             gone = {k for k in left if k not in keys}

@@ -21,27 +21,41 @@ from broker_service.metadata.dynamodb.ranges import unpack_keys
 from broker_service.metadata.dynamodb.stream_index import entry_sk, log_pk
 from broker_service.metadata.dynamodb.streams import _CCF, StreamConflict, TooManyChunks
 from broker_service.metadata.errors import ConcurrentUpdate, MetadataError
-from broker_service.metadata.records import CompactorLease, StreamRange
+from broker_service.metadata.records import (
+    CompactorLease,
+    StreamRange,
+    compactor_shard,
+    next_compactor_epoch,
+)
 from broker_service.metadata.store import CompactionStore
 
 
-class DynamoCompaction(DynamoBase, CompactionStore):
-    """Items ``CLUSTER/COMPACTOR``, ``RELEASED/<key>``; swaps rewrite ``STREAM#`` chunks."""
+def _lease_sk(shard: int) -> str:
+    """Shard 0's lease is the item of the single lease before shards."""
+    return "COMPACTOR" if shard == 0 else f"COMPACTOR#{shard}"
 
-    def acquire_compactor_lease(self, owner: str, lease_ms: int, now_ms: int) -> CompactorLease:
+
+class DynamoCompaction(DynamoBase, CompactionStore):
+    """Items ``CLUSTER/COMPACTOR[#shard]``, ``RELEASED/<key>``; swaps rewrite ``STREAM#``
+    chunks."""
+
+    def acquire_compactor_lease(
+        self, owner: str, lease_ms: int, now_ms: int, shard: int = 0
+    ) -> CompactorLease:
         # Read, then a compare-and-set on the epoch read (a one-action transaction, like
         # fence_broker: a retry after a lost response does not fail its own condition).
-        current = self._get("CLUSTER", "COMPACTOR")
+        sk = _lease_sk(shard)
+        current = self._get("CLUSTER", sk)
         if current is not None and int(current["expiry_ms"]) > now_ms:
             raise ConcurrentUpdate(
                 f"compactor lease held by {current['owner']} (epoch {current['epoch']})"
             )
         seen = int(current["epoch"]) if current is not None else 0
-        lease = CompactorLease(seen + 1, owner, now_ms + lease_ms)
+        lease = CompactorLease(next_compactor_epoch(seen, shard), owner, now_ms + lease_ms)
         put: dict[str, Any] = {
             "TableName": self.table,
             "Item": {
-                **_key("CLUSTER", "COMPACTOR"),
+                **_key("CLUSTER", sk),
                 **_item(
                     kind="compactor", epoch=lease.epoch, owner=owner, expiry_ms=lease.expiry_ms
                 ),
@@ -65,7 +79,7 @@ class DynamoCompaction(DynamoBase, CompactionStore):
         try:
             self._update(
                 "CLUSTER",
-                "COMPACTOR",
+                _lease_sk(compactor_shard(epoch)),
                 "SET #x = :zero",
                 ConditionExpression="#e = :e",
                 ExpressionAttributeNames={"#x": "expiry_ms", "#e": "epoch"},
@@ -99,7 +113,7 @@ class DynamoCompaction(DynamoBase, CompactionStore):
             {
                 "ConditionCheck": {
                     "TableName": t,
-                    "Key": _key("CLUSTER", "COMPACTOR"),
+                    "Key": _key("CLUSTER", _lease_sk(compactor_shard(compactor_epoch))),
                     "ConditionExpression": "#e = :e AND #x > :now",
                     "ExpressionAttributeNames": {"#e": "epoch", "#x": "expiry_ms"},
                     "ExpressionAttributeValues": _item(**{":e": compactor_epoch, ":now": now_ms}),

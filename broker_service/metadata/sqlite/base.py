@@ -51,6 +51,9 @@ CREATE TABLE IF NOT EXISTS broker_info (broker_id INTEGER PRIMARY KEY, info TEXT
 CREATE TABLE IF NOT EXISTS compactor (
     id INTEGER PRIMARY KEY CHECK (id = 1), epoch INTEGER NOT NULL, owner TEXT NOT NULL,
     expiry_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS compactor_shards (
+    shard INTEGER PRIMARY KEY, epoch INTEGER NOT NULL, owner TEXT NOT NULL,
+    expiry_ms INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS released_objects (
     object_key TEXT PRIMARY KEY, released_ms INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS scram_credentials (

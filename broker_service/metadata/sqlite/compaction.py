@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 from broker_service.metadata.errors import ConcurrentUpdate
-from broker_service.metadata.records import CompactorLease, StreamRange
+from broker_service.metadata.records import (
+    CompactorLease,
+    StreamRange,
+    compactor_shard,
+    next_compactor_epoch,
+)
 from broker_service.metadata.sqlite.base import SqliteBase
 from broker_service.metadata.store import CompactionStore
 
@@ -11,21 +18,38 @@ from broker_service.metadata.store import CompactionStore
 class SqliteCompaction(SqliteBase, CompactionStore):
     """The ``compactor`` and ``released_objects`` tables (and ranges / objects for swaps)."""
 
-    def acquire_compactor_lease(self, owner: str, lease_ms: int, now_ms: int) -> CompactorLease:
+    # Shard 0's lease is the row of the single lease before shards (table ``compactor``,
+    # id 1); the other shards' are rows of ``compactor_shards``.
+    @staticmethod
+    def _lease_row(db: sqlite3.Connection, shard: int) -> tuple[int, str, int] | None:
+        if shard == 0:
+            return db.execute("SELECT epoch, owner, expiry_ms FROM compactor").fetchone()
+        return db.execute(
+            "SELECT epoch, owner, expiry_ms FROM compactor_shards WHERE shard=?", (shard,)
+        ).fetchone()
+
+    def acquire_compactor_lease(
+        self, owner: str, lease_ms: int, now_ms: int, shard: int = 0
+    ) -> CompactorLease:
         with self._tx() as db:
-            row = db.execute("SELECT epoch, owner, expiry_ms FROM compactor").fetchone()
+            row = self._lease_row(db, shard)
             if row is not None and row[2] > now_ms:
                 raise ConcurrentUpdate(f"compactor lease held by {row[1]} (epoch {row[0]})")
-            lease = CompactorLease((row[0] if row else 0) + 1, owner, now_ms + lease_ms)
-            db.execute(
-                "INSERT OR REPLACE INTO compactor VALUES(1, ?, ?, ?)",
-                (lease.epoch, lease.owner, lease.expiry_ms),
-            )
+            epoch = next_compactor_epoch(row[0] if row else 0, shard)
+            lease = CompactorLease(epoch, owner, now_ms + lease_ms)
+            values = (lease.epoch, lease.owner, lease.expiry_ms)
+            if shard == 0:
+                db.execute("INSERT OR REPLACE INTO compactor VALUES(1, ?, ?, ?)", values)
+            else:
+                db.execute(
+                    "INSERT OR REPLACE INTO compactor_shards VALUES(?, ?, ?, ?)", (shard, *values)
+                )
         return lease
 
     def release_compactor_lease(self, epoch: int) -> None:
         with self._tx() as db:
             db.execute("UPDATE compactor SET expiry_ms=0 WHERE epoch=?", (epoch,))
+            db.execute("UPDATE compactor_shards SET expiry_ms=0 WHERE epoch=?", (epoch,))
 
     def replace_stream_ranges(
         self,
@@ -38,8 +62,8 @@ class SqliteCompaction(SqliteBase, CompactionStore):
         now_ms: int,
     ) -> None:
         with self._tx() as db:
-            row = db.execute("SELECT epoch, expiry_ms FROM compactor").fetchone()
-            if row is None or row[0] != compactor_epoch or row[1] <= now_ms:
+            row = self._lease_row(db, compactor_shard(compactor_epoch))
+            if row is None or row[0] != compactor_epoch or row[2] <= now_ms:
                 raise ConcurrentUpdate(f"compactor epoch {compactor_epoch} lost its lease")
             for r in old:
                 stored = db.execute(

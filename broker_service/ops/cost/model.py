@@ -278,7 +278,7 @@ class OursAssumptions(BaseModel):
         description="compaction's schedule: every 5 min one Lambda; a run works up to its "
         "15-minute timeout, later ticks find the compactor lease held and end at once, so one "
         "compactor works all the time (the compaction MB/s of the sizing line is all it "
-        "merges: above it, compaction falls behind)",
+        "merges; the tenant's compaction_shards run that many at once, one per lease)",
     )
     scheduled_lambda_seconds: float = Field(
         default=2, ge=0, description="duration of an autoscaler/balancer/recovery run (a guess)"
@@ -788,11 +788,11 @@ def price_ours(workload: Workload, prices: PriceTable, assumptions: Assumptions)
     # what compaction leaves: stream objects of the target size (WAL objects live minutes)
     stored_objects = stored_gib * GIB / (a.compaction_output_object_mib * 1024 * 1024)
     scheduled = a.control_lambda_invocations_per_hour * HOURS_PER_MONTH
-    # compactors that would keep up: the code runs one at a time (one compactor lease), so
-    # above one Lambda's rate compaction falls behind (said in the sizing line); its
-    # duration is priced per byte merged either way, an invocation per schedule tick
+    # compactors that keep up: one merges compaction_mbps; the tenant's compaction_shards
+    # (stacks/tenant.py) runs that many at once, each invoked every schedule tick. Their
+    # duration is priced per byte merged whatever the number
     compactors_needed = max(1, math.ceil(w.write_mbps / compaction_mbps - 1e-9))
-    compaction_invocations = a.compaction_runs_per_hour * HOURS_PER_MONTH
+    compaction_invocations = a.compaction_runs_per_hour * HOURS_PER_MONTH * compactors_needed
     metrics = (
         brokers * a.cloudwatch_metrics_per_broker + 2 * w.partitions + a.consumer_group_topics
     )
@@ -985,8 +985,7 @@ def price_ours(workload: Workload, prices: PriceTable, assumptions: Assumptions)
         "stored GiB": round(stored_gib, 1),
         "written GiB/month": round(written_gib, 1),
         "compaction MB/s per compactor": round(compaction_mbps, 1),
-        "compactors to keep up": compactors_needed,
-        "compaction keeps up": "yes" if compactors_needed == 1 else "NO (one compactor runs)",
+        "compactors to keep up (compaction_shards)": compactors_needed,
     }
     return Estimate(system="ours", sizing=sizing, lines=lines)
 
