@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -62,13 +63,27 @@ RPC_TIMEOUT_S = 10.0
 WHOLE_OBJECT_PREFIXES = ("wal/",)
 
 
+class ShadowLog(PartitionLog):
+    """A shadow's log: its ranges are a window of the committed log, which moves (a long
+    poll's answer trims its front or restarts it, a reload from the metadata store replaces
+    it). An offset below the window is not known here: ``range_for`` says so (None), where a
+    leader's log gives its first range (what retention and DeleteRecords leave below it is
+    gone). A window's first range is only where the window starts now: serving an offset
+    below it from there skipped records, silently."""
+
+    def range_for(self, offset: int) -> StreamRange | None:
+        if not self.ranges or offset < self.ranges[0].start_offset:
+            return None
+        return super().range_for(offset)
+
+
 @dataclass(eq=False)
 class Shadow:
-    """What this broker knows of a partition led elsewhere. ``log`` is a PartitionLog with
-    only committed ranges (its high watermark and committed end are their end, its cache is
-    empty), so the StreamStore's read path serves it unchanged."""
+    """What this broker knows of a partition led elsewhere. ``log`` is a ShadowLog, a
+    PartitionLog with only committed ranges (its high watermark and committed end are their
+    end, its cache is empty), so the StreamStore's read path serves it unchanged."""
 
-    log: PartitionLog
+    log: ShadowLog
     leader_id: int
     leader_epoch: int
     leader_hw: int = -1
@@ -128,7 +143,7 @@ class ReplicaReads:
         if sh is None or sh.leader_id != plog.leader_id or sh.leader_epoch != plog.leader_epoch:
             if sh is not None:
                 sh.log.abandon("the partition's leader changed")
-            shadow_log = PartitionLog(
+            shadow_log = ShadowLog(
                 plog.topic, plog.partition, plog.stream_id, plog.leader_epoch,
                 plog.log_start_offset,
             )  # fmt: skip
@@ -162,22 +177,38 @@ class ReplicaReads:
     async def read(
         self, sh: Shadow, offset: int, max_bytes: int, read_committed: bool, min_one: bool
     ) -> list[memoryview | bytes]:
-        """Committed batches from ``offset`` (raises OffsetOutOfRange); none at the end of
-        what is known (``want`` then long-polls the leader)."""
+        """Committed batches from ``offset``, the batch holding it first (raises
+        OffsetOutOfRange); none at the end of what is known (``want`` then long-polls the
+        leader). The window can lose ``offset`` while this waits (after ``prepare``, during
+        a whole-object load or the read itself): the leader is asked again at ``offset``, as
+        ``prepare`` does, and if the window has moved on again by then, nothing is answered
+        this round (the client fetches again). Never batches of a later range."""
         upto = sh.visible(read_committed)
         if offset >= upto:
             return []
-        for attempt in (1, 2):
+        reloaded = asked = False
+        while True:
             try:
                 r = sh.log.range_for(offset)
                 if r is not None and self._whole(r.object_key):
                     await self.store.load_object(r.object_key)
                 return await self.store.read(sh.log, offset, max_bytes, upto=upto, min_one=min_one)
             except ObjectNotFound:
-                if attempt == 2:
+                if reloaded:
                     raise
-                await self._reload_from_metadata(sh)
-        return []
+                reloaded = True
+                await self._reload_from_metadata(sh, offset)
+            except OffsetOutOfRange:
+                if offset < sh.log.log_start_offset:
+                    raise  # below the log start the leader told: out of range indeed
+                if asked:
+                    return []
+                asked = True
+                async with sh.lock:
+                    if sh.log.range_for(offset) is None:
+                        aborted_from = offset if read_committed else NO_ABORTED
+                        if await self._query(sh, offset, aborted_from):
+                            return []  # the next fetch's prepare reports it
 
     def _whole(self, key: str) -> bool:
         return key.startswith(WHOLE_OBJECT_PREFIXES) and not self.store.has_object(key)
@@ -274,7 +305,10 @@ class ReplicaReads:
             keep = [r for r in slog.ranges if r.end_offset <= new[0].start_offset]
             if keep and keep[-1].end_offset != new[0].start_offset:
                 keep = []  # not contiguous: the window restarts here
-            self._set_ranges(sh, (keep + new)[-MAX_RANGES:])
+            # the oldest go first, never the ranges just asked for (an answer holds at most
+            # the protocol's MAX_RANGES, far fewer than a shadow keeps)
+            keep = keep[max(len(keep) + len(new) - MAX_RANGES, 0) :]
+            self._set_ranges(sh, keep + new)
         elif not slog.ranges:
             end = max(state.committed_end, state.log_start_offset)
             slog.committed_end = slog.next_offset = slog.high_watermark = end
@@ -298,11 +332,14 @@ class ReplicaReads:
         end = ranges[-1].end_offset if ranges else slog.log_start_offset
         slog.committed_end = slog.next_offset = slog.high_watermark = end
 
-    async def _reload_from_metadata(self, sh: Shadow) -> None:
-        """An object is gone (compaction swapped it): the committed ranges as stored."""
+    async def _reload_from_metadata(self, sh: Shadow, offset: int) -> None:
+        """An object is gone (compaction swapped it): the committed ranges as stored, the
+        latest that fit in the window with the one holding ``offset`` (the read's)."""
         self.metadata_reloads += 1
         ranges = await self.ports.streams.stream_ranges(sh.log.stream_id)
-        self._set_ranges(sh, ranges[-MAX_RANGES:])
+        first = max(bisect_right([r.start_offset for r in ranges], offset) - 1, 0)
+        start = min(first, max(len(ranges) - MAX_RANGES, 0))
+        self._set_ranges(sh, ranges[start : start + MAX_RANGES])
 
     def _forget_idle(self, now: float) -> None:
         idle = [s for s, sh in self.shadows.items() if now - sh.used > IDLE_DROP_S]
