@@ -118,13 +118,21 @@ class Topics:
         return fresh if fresh is not None else rec
 
     async def _load(self, rec: TopicRecord) -> TopicState:
-        state = TopicState(rec, [self.store.add_partition(p, ranges=[]) for p in rec.partitions])
+        """Load a topic; the partitions led here with their ranges and producer state read
+        first. The topic is published (to requests) only then: published before, a produce
+        arriving during those reads was appended, then wiped by them."""
+        logs: list[PartitionLog] = []
+        for p in rec.partitions:
+            if p.leader_id != self.node_id:
+                logs.append(self.store.add_partition(p, ranges=[]))
+                continue
+            ranges = await self.ports.streams.stream_ranges(p.stream_id)
+            plog = self.store.add_partition(p, ranges=ranges)
+            await self.store.load_producer_state(plog)
+            logs.append(plog)
+        state = TopicState(rec, logs)
         self.by_name[rec.name] = state
         self.by_id[rec.topic_id] = state
-        for plog in state.logs:
-            if plog.leader_id == self.node_id:
-                plog.load_ranges(await self.ports.streams.stream_ranges(plog.stream_id))
-                await self.store.load_producer_state(plog)
         return state
 
     def _add_new(self, rec: TopicRecord) -> TopicState:

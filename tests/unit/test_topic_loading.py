@@ -1,0 +1,98 @@
+"""A broker serves a partition it leads only once it has loaded it.
+
+A topic another broker created (or that changed while this one was down) is loaded on the
+next metadata sync: for each partition led here, its committed ranges and producer state are
+read from the metadata store. A partition published to the request handlers before that read
+returned could take a produce meanwhile, and the load then put the partition back at the
+committed end, wiping the acknowledged batch (its offsets were handed out again to the next
+produce). A broker leading partitions of a topic created elsewhere goes through exactly this
+load. Real SQLite store, real StreamStore with a file WAL; the ranges read is held open."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+from broker_service.kafka.log_store import AppendRefused, StreamStore
+from broker_service.kafka.topics import Topics
+from broker_service.metadata.ports import MetadataPorts
+from broker_service.metadata.records import StreamRange, TopicRecord
+from broker_service.metadata.sqlite import SqliteMetadataStore
+from broker_service.protocol.record_batch import validate_batches
+from broker_service.stream.objectstore.fs import FsObjectStore
+from broker_service.stream.wal import FileWal
+from tests.kafka_wire import build_batch
+
+
+class HeldRanges(SqliteMetadataStore):
+    """SQLite, whose ``stream_ranges`` waits until released (a slow store read)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.reading = threading.Event()
+        self.release = threading.Event()
+
+    def stream_ranges(self, stream_id: int) -> list[StreamRange]:
+        self.reading.set()
+        self.release.wait(10)
+        return super().stream_ranges(stream_id)
+
+
+def test_a_partition_being_loaded_takes_no_produce(tmp_path: Path) -> None:
+    async def run() -> None:
+        md = HeldRanges(tmp_path / "m.sqlite")
+        me = md.register_broker(2, "h", 1, None, 60_000)
+        md.create_topic("t", 1, {}, 2)  # created by another broker, placed here
+        ports = MetadataPorts(md)
+        wal = FileWal(tmp_path / "wal")
+        await wal.open()
+        store = StreamStore(FsObjectStore(tmp_path / "objects"), ports, wal, 2, me.epoch)
+
+        async def nothing(*_: object) -> None:
+            return None
+
+        async def live() -> list[int]:
+            return [2]
+
+        async def seen(_records: list[TopicRecord]) -> None:
+            return None
+
+        topics = Topics(ports, store, 2, live_ids=live, on_leader_changed=nothing,
+                        on_forget=lambda _n: None, before_sync=nothing,
+                        leaders_seen=seen)  # fmt: skip
+        sync = asyncio.ensure_future(topics.sync())
+        while not md.reading.is_set():
+            await asyncio.sleep(0.01)
+        # a produce arriving while the sync reads the partition's ranges
+        during = topics.partition("t", 0)
+        acknowledged = 0
+        if during is not None:
+            raw = bytearray(build_batch([b"v"]))
+            try:
+                _, durable = store.append_guarded(
+                    during, memoryview(raw), validate_batches(memoryview(raw))
+                )
+                await durable
+                acknowledged = 1
+            except AppendRefused:
+                pass
+        md.release.set()
+        await sync
+        plog = topics.partition("t", 0)
+        assert plog is not None and plog.leader_id == 2
+        assert plog.high_watermark == acknowledged, (
+            f"{acknowledged} batch acknowledged while loading, "
+            f"the partition ends at {plog.high_watermark} after the load"
+        )
+        assert during is None, "a partition was served before its ranges were loaded"
+        raw = bytearray(build_batch([b"after"]))
+        base, durable = store.append_guarded(plog, memoryview(raw),
+                                             validate_batches(memoryview(raw)))  # fmt: skip
+        await durable
+        assert (base, plog.high_watermark) == (0, 1)
+        await wal.close()
+        ports.close()
+        md.close()
+
+    asyncio.run(run())
