@@ -220,7 +220,7 @@ def run(endpoint: str, partitions: int, commits: int) -> Result:
     if fold_every is not None:
         store.fold_every = 10**9
     me = store.register_broker(1, "h", 9092, None, 600_000)
-    sids = [p.stream_id for p in store.create_topic("t", partitions, {}, 1).partitions]
+    sids = [p.stream_id for p in store.create_topic("t", partitions, {}, [1]).partitions]
     per_commit: list[dict[str, float]] = []
     before = meter.wru, meter.items
     # what a busy broker's flush holds: partitions well into their history (offsets in the

@@ -43,7 +43,7 @@ def measure(endpoint: str, fenced: int, rounds: int, forget_after_ms: int) -> di
     for bid in (1, 2, 3):
         store.register_broker(bid, "10.0.0.2", 9092, None, 600_000)
     for t in range(20):
-        store.create_topic(f"t{t}", 6, {}, leader_id=1 + t % 3)
+        store.create_topic(f"t{t}", 6, {}, leader_ids=[1 + t % 3])
     times, counts = [], []
     for _ in range(rounds):
         calls.clear()

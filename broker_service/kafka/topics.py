@@ -201,8 +201,8 @@ class Topics:
     ) -> TopicState:
         validate_topic_name(name)
         checked = validate_configs(configs)
-        rec = await self.ports.topics.create_topic(name, partitions, checked, self.node_id)
-        rec = await self._spread_leaders(rec, 0)
+        leaders = await self._placement()
+        rec = await self.ports.topics.create_topic(name, partitions, checked, leaders)
         log.info(
             "created topic %s with %d partitions, led by brokers %s",
             name,
@@ -211,35 +211,18 @@ class Topics:
         )
         return self._add_new(rec)
 
-    async def _spread_leaders(self, rec: TopicRecord, first: int) -> TopicRecord:
-        """New partitions (from index ``first``) are created led by this broker; before
-        anyone serves them, hand them round-robin to the live brokers, starting here, so a
-        topic's load spreads over the cluster. They hold no data yet: nothing moves."""
+    async def _placement(self) -> list[int]:
+        """Who leads new partitions, round-robin, written with them (Kafka's controller
+        places a new partition too: leader epoch 0 and its final leader from the first
+        moment): the live brokers, starting here, so a topic's load spreads over the
+        cluster. Created led here and handed out afterwards, they would look led here to
+        anyone reading in between, then move (a group coordinated on a moving
+        __consumer_offsets partition is unloaded, and its members rejoin elsewhere)."""
         live = await self._live_ids()
-        if len(live) < 2 or self.node_id not in live:
-            return rec
+        if self.node_id not in live:
+            return [self.node_id]
         start = live.index(self.node_id)
-        order = live[start:] + live[:start]
-        moved = False
-        for p in rec.partitions[first:]:
-            target = order[(p.partition - first) % len(order)]
-            if target == self.node_id or p.leader_id != self.node_id:
-                continue
-            try:
-                await self.ports.topics.move_partition(
-                    rec.name,
-                    p.partition,
-                    self.node_id,
-                    p.leader_epoch,
-                    target,
-                )
-                moved = True
-            except ConcurrentUpdate:
-                continue
-        if not moved:
-            return rec
-        fresh = await self.ports.topics.topic(rec.name)
-        return fresh if fresh is not None else rec
+        return live[start:] + live[:start]
 
     async def delete(self, name: str) -> TopicRecord:
         rec = await self.ports.topics.delete_topic(name)
@@ -248,9 +231,7 @@ class Topics:
         return rec
 
     async def add_partitions(self, name: str, total: int) -> TopicState:
-        before = len(self.by_name[name].logs) if name in self.by_name else 0
-        rec = await self.ports.topics.add_partitions(name, total, self.node_id)
-        rec = await self._spread_leaders(rec, before)
+        rec = await self.ports.topics.add_partitions(name, total, await self._placement())
         state = self.by_name[name]
         for p in rec.partitions[len(state.logs) :]:
             state.logs.append(self.store.add_partition(p, ranges=[]))

@@ -9,6 +9,7 @@ in ``records.py`` and ``errors.py``; ``ports.py`` puts an async facade over thes
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 
 from broker_service.metadata.records import (
     AclBinding,
@@ -104,19 +105,34 @@ class BrokerRegistry(ABC):
         they lead no partition (control/recovery.py)."""
 
 
+def placement(leader_ids: Sequence[int]) -> tuple[int, ...]:
+    """The leaders new partitions are handed round-robin, checked: the ``i``-th partition a
+    ``create_topic`` or ``add_partitions`` call creates is led by ``leader_ids[i % n]``."""
+    leaders = tuple(leader_ids)
+    if not leaders:
+        raise ValueError("new partitions need at least one leader")
+    return leaders
+
+
 class TopicCatalog(ABC):
     """Topics and partitions: names, configs, stream ids, leadership, log start offsets."""
 
     @abstractmethod
     def create_topic(
-        self, name: str, num_partitions: int, configs: dict[str, str], leader_id: int
-    ) -> TopicRecord: ...
+        self, name: str, num_partitions: int, configs: dict[str, str], leader_ids: Sequence[int]
+    ) -> TopicRecord:
+        """A new topic, placed in the one write that creates it (as Kafka's controller
+        places it): partition ``p`` is led by ``leader_ids[p % len(leader_ids)]`` at leader
+        epoch 0, so no broker ever sees it led elsewhere first."""
 
     @abstractmethod
     def delete_topic(self, name: str) -> TopicRecord: ...
 
     @abstractmethod
-    def add_partitions(self, name: str, new_total: int, leader_id: int) -> TopicRecord: ...
+    def add_partitions(self, name: str, new_total: int, leader_ids: Sequence[int]) -> TopicRecord:
+        """Grow a topic to ``new_total`` partitions (nothing if it has as many already), in
+        one write: the ``i``-th new partition (partition ``current + i``) is led by
+        ``leader_ids[i % len(leader_ids)]`` at leader epoch 0."""
 
     @abstractmethod
     def topics(self) -> list[TopicRecord]: ...

@@ -156,7 +156,7 @@ def test_a_stalled_commit_is_settled_and_the_next_commit_does_not_wait_for_it(
         )
         store.commit_stall_ms = 500
         me = store.register_broker(1, "h", 1, None, 60_000)
-        sid = store.create_topic("t", 1, {}, 1).partitions[0].stream_id
+        sid = store.create_topic("t", 1, {}, [1]).partitions[0].stream_id
         proxy.add(fault, "POST", op="TransactWriteItems")  # the first commit's call
         deadline = int(time.time() * 1000) + 10_000
         store.commit_object(1, me.epoch, "first", 10, [StreamRange(sid, 0, 5, "first", 0, 10, 0)],

@@ -54,7 +54,7 @@ def test_a_swap_whose_answer_was_lost_keeps_its_object(
     objects = S3ObjectStore(bucket, "c", endpoint_url=serial_moto)
     direct = DynamoDbMetadataStore(table, client=_client("dynamodb", serial_moto))
     me = direct.register_broker(1, "h", 1, None, 600_000)
-    sid = direct.create_topic("t", 1, {}, 1).partitions[0].stream_id
+    sid = direct.create_topic("t", 1, {}, [1]).partitions[0].stream_id
 
     now_ms = int(time.time() * 1000)
 

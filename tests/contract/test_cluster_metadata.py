@@ -107,7 +107,7 @@ def test_fence_broker_bumps_the_epoch_and_stops_its_commits_and_renewals(
 ) -> None:
     owner, recoverer = backend.store(), backend.store()
     me = owner.register_broker(1, "h", 1, None, 60_000)
-    sid = owner.create_topic("t", 1, {}, 1).partitions[0].stream_id
+    sid = owner.create_topic("t", 1, {}, [1]).partitions[0].stream_id
     owner.commit_object(1, me.epoch, "k1", 10, [_range(sid, 0, 5, "k1")])
     fenced = recoverer.fence_broker(1, me.epoch)
     assert (fenced.broker_id, fenced.host, fenced.epoch, fenced.state) == (
@@ -165,7 +165,7 @@ def test_racing_recoverers_fence_once(backend: Backend) -> None:
 def test_a_draining_broker_keeps_its_lease_and_flushes_but_is_not_live(backend: Backend) -> None:
     store = backend.store()
     me = store.register_broker(1, "h", 1, None, 60_000)
-    sid = store.create_topic("t", 1, {}, 1).partitions[0].stream_id
+    sid = store.create_topic("t", 1, {}, [1]).partitions[0].stream_id
     draining = store.set_broker_state(1, me.epoch, DRAINING)
     assert (draining.epoch, draining.state, draining.lease_expiry_ms) == (
         me.epoch, DRAINING, me.lease_expiry_ms,
@@ -193,7 +193,7 @@ def test_a_draining_broker_keeps_its_lease_and_flushes_but_is_not_live(backend: 
 def test_move_partition_is_a_compare_and_set_on_leader_and_epoch(backend: Backend) -> None:
     a, b = backend.store(), backend.store()
     me = a.register_broker(1, "h", 1, None, 60_000)
-    t = a.create_topic("t", 3, {"retention.ms": "5"}, 1)
+    t = a.create_topic("t", 3, {"retention.ms": "5"}, [1])
     p1 = t.partitions[1]
     a.commit_object(1, me.epoch, "k1", 10, [_range(p1.stream_id, 0, 5, "k1")])
     moved = a.move_partition("t", 1, 1, 0, 2)
@@ -225,7 +225,7 @@ def test_move_partition_is_a_compare_and_set_on_leader_and_epoch(backend: Backen
 
 
 def test_racing_moves_of_one_partition_move_it_once(backend: Backend) -> None:
-    backend.store().create_topic("t", 2, {}, 1)
+    backend.store().create_topic("t", 2, {}, [1])
     results = _race(backend, 8, lambda s, i: s.move_partition("t", 0, 1, 0, 10 + i))
     won = [r for r in results if not isinstance(r, Exception)]
     assert len(won) == 1, results
@@ -236,7 +236,7 @@ def test_racing_moves_of_one_partition_move_it_once(backend: Backend) -> None:
 
 
 def test_moves_of_different_partitions_do_not_conflict(backend: Backend) -> None:
-    backend.store().create_topic("t", 8, {}, 1)
+    backend.store().create_topic("t", 8, {}, [1])
     results = _race(backend, 8, lambda s, i: s.move_partition("t", i, 1, 0, 2))
     assert all(not isinstance(r, Exception) for r in results), results
     t = backend.store().topic("t")
@@ -245,9 +245,9 @@ def test_moves_of_different_partitions_do_not_conflict(backend: Backend) -> None
 
 
 def test_partitions_led_by_lists_what_a_broker_leads(store: MetadataStore) -> None:
-    store.create_topic("b", 2, {}, 1)
-    store.create_topic("a", 3, {}, 2)
-    store.create_topic("gone", 1, {}, 1)
+    store.create_topic("b", 2, {}, [1])
+    store.create_topic("a", 3, {}, [2])
+    store.create_topic("gone", 1, {}, [1])
     assert store.partitions_led_by(3) == []
     assert [(p.topic, p.partition) for p in store.partitions_led_by(1)] == [
         ("b", 0), ("b", 1), ("gone", 0),
@@ -255,7 +255,7 @@ def test_partitions_led_by_lists_what_a_broker_leads(store: MetadataStore) -> No
     store.move_partition("a", 1, 2, 0, 1)
     store.move_partition("b", 0, 1, 0, 3)
     store.delete_topic("gone")
-    store.add_partitions("b", 3, 1)
+    store.add_partitions("b", 3, [1])
     led = store.partitions_led_by(1)
     assert [(p.topic, p.partition, p.leader_epoch) for p in led] == [
         ("a", 1, 1), ("b", 1, 0), ("b", 2, 0),
@@ -272,7 +272,7 @@ def test_failover_fences_the_dead_broker_and_moves_its_partitions(backend: Backe
     dead_store, survivor = backend.store(), backend.store()
     dead = dead_store.register_broker(1, "h1", 1, None, 1)  # its lease is about to lapse
     alive = survivor.register_broker(2, "h2", 2, None, 60_000)
-    t = survivor.create_topic("t", 3, {}, 1)
+    t = survivor.create_topic("t", 3, {}, [1])
     dead_store.commit_object(
         1, dead.epoch, "o", 30, [_range(p.stream_id, 0, 4, "o") for p in t.partitions]
     )
@@ -299,7 +299,7 @@ def test_failover_fences_the_dead_broker_and_moves_its_partitions(backend: Backe
 # -- log start offset -----------------------------------------------------------------------
 def test_log_start_offset_only_moves_forward(backend: Backend) -> None:
     a, b = backend.store(), backend.store()
-    t = a.create_topic("t", 2, {}, 1)
+    t = a.create_topic("t", 2, {}, [1])
     p0 = t.partitions[0]
     assert a.set_log_start_offset("t", 0, 10) == PartitionRecord("t", 0, p0.stream_id, 1, 0, 10)
     assert _partition(b, "t", 0).log_start_offset == 10
@@ -323,7 +323,7 @@ def test_log_start_offset_only_moves_forward(backend: Backend) -> None:
 
 
 def test_concurrent_moves_and_log_start_offsets_lose_no_update(backend: Backend) -> None:
-    backend.store().create_topic("t", 1, {}, 0)
+    backend.store().create_topic("t", 1, {}, [0])
 
     def work(store: MetadataStore, i: int) -> None:
         if i == 0:  # a controller moving the partition round and round
@@ -341,10 +341,10 @@ def test_concurrent_moves_and_log_start_offsets_lose_no_update(backend: Backend)
 
 # -- topic lifecycle with changed partitions --------------------------------------------------
 def test_changed_partitions_survive_growth_and_vanish_with_the_topic(store: MetadataStore) -> None:
-    t = store.create_topic("t", 2, {}, 1)
+    t = store.create_topic("t", 2, {}, [1])
     store.move_partition("t", 1, 1, 0, 5)
     store.set_log_start_offset("t", 1, 7)
-    grown = store.add_partitions("t", 4, 2)
+    grown = store.add_partitions("t", 4, [2])
     assert grown.partitions[0] == t.partitions[0]
     assert (grown.partitions[1].leader_id, grown.partitions[1].log_start_offset) == (5, 7)
     assert [(p.leader_id, p.leader_epoch) for p in grown.partitions[2:]] == [(2, 0), (2, 0)]
@@ -354,7 +354,7 @@ def test_changed_partitions_survive_growth_and_vanish_with_the_topic(store: Meta
         store.move_partition("t", 1, 5, 1, 1)
     with pytest.raises(UnknownTopic):
         store.set_log_start_offset("t", 1, 9)
-    again = store.create_topic("t", 2, {}, 3)  # a new incarnation starts afresh
+    again = store.create_topic("t", 2, {}, [3])  # a new incarnation starts afresh
     assert [(p.leader_id, p.leader_epoch, p.log_start_offset) for p in again.partitions] == [
         (3, 0, 0), (3, 0, 0),
     ]  # fmt: skip
@@ -391,7 +391,7 @@ def test_sqlite_compare_and_set_holds_across_processes(tmp_path: Path) -> None:
     path = tmp_path / "metadata.sqlite"
     store = SqliteMetadataStore(path)
     store.register_broker(1, "h", 1, None, 1_000)
-    store.create_topic("t", 1, {}, 0)
+    store.create_topic("t", 1, {}, [0])
     ctx = multiprocessing.get_context("spawn")
     n = 4
     barrier, results = ctx.Barrier(n), ctx.Queue()

@@ -26,7 +26,7 @@ from tests.contract.conftest import dynamodb_client
 
 def _setup(store: MetadataStore) -> tuple[int, int]:
     b = store.register_broker(1, "h", 1, None, 60_000)
-    t = store.create_topic("t", 1, {}, 1)
+    t = store.create_topic("t", 1, {}, [1])
     return b.epoch, t.partitions[0].stream_id
 
 

@@ -27,7 +27,7 @@ def _range(sid: int, start: int, end: int, key: str, pos: int = 0) -> StreamRang
 
 def _stream_with_objects(store: MetadataStore) -> tuple[int, list[StreamRange]]:
     """Topic with one partition whose stream has ranges in three broker objects."""
-    sid = store.create_topic("t", 1, {}, 1).partitions[0].stream_id
+    sid = store.create_topic("t", 1, {}, [1]).partitions[0].stream_id
     b = store.register_broker(1, "h", 9092, None, 60_000)
     ranges = []
     for i, key in enumerate(["wal/a", "wal/b", "wal/c"]):
@@ -173,7 +173,7 @@ def test_a_merge_of_the_most_ranges_a_run_swaps_lands(store: MetadataStore) -> N
     the stream's chunks first)."""
     from broker_service.control.compaction import MAX_SWAP_RANGES
 
-    sid = store.create_topic("wide", 1, {}, 1).partitions[0].stream_id
+    sid = store.create_topic("wide", 1, {}, [1]).partitions[0].stream_id
     b = store.register_broker(1, "h", 9092, None, 60_000)
     ranges = []
     per_object = 20  # ranges of the stream in one object: fewer calls, still many objects

@@ -13,7 +13,7 @@ from .conftest import Backend
 
 def test_topic_configs_compare_and_set(backend: Backend) -> None:
     a, b = backend.store(), backend.store()
-    t = a.create_topic("cfg", 2, {"retention.ms": "1000"}, 1)
+    t = a.create_topic("cfg", 2, {"retention.ms": "1000"}, [1])
     updated = a.set_topic_configs("cfg", {"retention.ms": "1000"}, {"cleanup.policy": "compact"})
     assert updated.configs == {"cleanup.policy": "compact"}
     assert updated.topic_id == t.topic_id and updated.partitions == t.partitions
@@ -27,10 +27,10 @@ def test_topic_configs_compare_and_set(backend: Backend) -> None:
 
 
 def test_topic_configs_of_a_recreated_topic_start_afresh(store: MetadataStore) -> None:
-    store.create_topic("again", 1, {"retention.ms": "1"}, 1)
+    store.create_topic("again", 1, {"retention.ms": "1"}, [1])
     store.set_topic_configs("again", {"retention.ms": "1"}, {"retention.ms": "2"})
     store.delete_topic("again")
-    fresh = store.create_topic("again", 1, {}, 1)
+    fresh = store.create_topic("again", 1, {}, [1])
     assert fresh.configs == {}
     assert store.set_topic_configs("again", {}, {"segment.ms": "9"}).configs == {"segment.ms": "9"}
 

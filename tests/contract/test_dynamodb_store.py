@@ -46,14 +46,14 @@ def test_endpoint_and_region_come_from_the_standard_environment(
     store = DynamoDbMetadataStore(f"env-{uuid.uuid4().hex[:8]}")
     store.create_table()
     store.create_table()  # idempotent
-    assert store.create_topic("t", 1, {}, 1).name == "t"
+    assert store.create_topic("t", 1, {}, [1]).name == "t"
     assert store.topic("t") is not None
     store.close()
 
 
 def _wide_commit(store: DynamoDbMetadataStore, n: int, key: str) -> list[StreamRange]:
     me = store.register_broker(1, "h", 1, None, 1000)
-    t = store.topic("wide") or store.create_topic("wide", n, {}, 1)
+    t = store.topic("wide") or store.create_topic("wide", n, {}, [1])
     ranges = [
         StreamRange(p.stream_id, 0, 7, key, 10 * i, 10, 5) for i, p in enumerate(t.partitions)
     ]
@@ -90,7 +90,7 @@ def test_commit_larger_than_one_item_is_atomic_and_readable(
 def test_a_committed_object_key_cannot_be_committed_again(open_store: Any) -> None:
     store = open_store()
     me = store.register_broker(1, "h", 1, None, 1000)
-    sid = store.create_topic("t", 1, {}, 1).partitions[0].stream_id
+    sid = store.create_topic("t", 1, {}, [1]).partitions[0].stream_id
     r = StreamRange(sid, 0, 5, "k", 0, 50, 1)
     store.commit_object(1, me.epoch, "k", 50, [r])
     with pytest.raises(MetadataError, match="already committed"):
@@ -109,7 +109,7 @@ def test_partition_state_items_apply_only_to_their_stream(
     """Mutable partition state lives in (TOPICS, "<name>#<partition>") items keyed to a
     stream id; an item left over from an earlier incarnation of the name is ignored."""
     store = open_store()
-    t = store.create_topic("t", 2, {}, 1)
+    t = store.create_topic("t", 2, {}, [1])
     client = dynamodb_client(dynamodb_endpoint)
 
     def put_state(partition: int, stream_id: int) -> None:
@@ -137,7 +137,7 @@ def test_partition_state_items_apply_only_to_their_stream(
     assert p1 == t.partitions[1]
     assert store.topics() == [got]
     store.delete_topic("t")  # removes the partition items too
-    again = store.create_topic("t", 2, {}, 1)
+    again = store.create_topic("t", 2, {}, [1])
     assert all(p.leader_epoch == 0 and p.log_start_offset == 0 for p in again.partitions)
 
 
@@ -146,7 +146,7 @@ def test_a_deletion_that_crashed_half_way_is_finished_later(
 ) -> None:
     store = open_store()
     me = store.register_broker(1, "h", 1, None, 1000)
-    t = store.create_topic("t", 2, {}, 1)
+    t = store.create_topic("t", 2, {}, [1])
     sid = t.partitions[0].stream_id
     store.commit_object(1, me.epoch, "k", 5, [StreamRange(sid, 0, 5, "k", 0, 5, 1)])
     store.save_group(GroupRecord("g", "classic", "consumer"))
@@ -161,21 +161,21 @@ def test_a_deletion_that_crashed_half_way_is_finished_later(
             store.delete_topic("t")
     assert store.topic("t") is None and store.topics() == []  # hidden while DELETING
     with pytest.raises(UnknownTopic):
-        store.add_partitions("t", 3, 1)
-    again = store.create_topic("t", 1, {}, 1)  # finishes the old deletion first
+        store.add_partitions("t", 3, [1])
+    again = store.create_topic("t", 1, {}, [1])  # finishes the old deletion first
     assert store.committed_offsets("g") == []
     assert store.stream_ranges(sid) == []
     assert store.topic("t") == again
     with pytest.raises(TopicAlreadyExists):
-        store.create_topic("t", 1, {}, 1)
+        store.create_topic("t", 1, {}, [1])
 
 
 def test_partition_moves_and_log_start_offsets_are_constant_size(open_store: Any) -> None:
     """Two GetItems and one two-action transaction, however big the topic or its stream."""
     store = open_store()
     me = store.register_broker(1, "h", 1, None, 60_000)
-    t = store.create_topic("wide", 1000, {}, 1)
-    store.add_partitions("wide", 1200, 2)
+    t = store.create_topic("wide", 1000, {}, [1])
+    store.add_partitions("wide", 1200, [2])
     for i in range(3):  # other changed partitions and committed ranges do not matter
         store.move_partition("wide", i, 1, 0, 3)
     sid = t.partitions[500].stream_id
@@ -211,7 +211,7 @@ def test_a_leftover_partition_item_of_an_earlier_incarnation_is_overwritten(
     open_store: Any, dynamodb_endpoint: str, table: str
 ) -> None:
     store = open_store()
-    t = store.create_topic("t", 1, {}, 1)
+    t = store.create_topic("t", 1, {}, [1])
     dynamodb_client(dynamodb_endpoint).put_item(  # e.g. written by a crashed older version
         TableName=table,
         Item={
@@ -232,3 +232,65 @@ def test_a_leftover_partition_item_of_an_earlier_incarnation_is_overwritten(
     moved = store.move_partition("t", 0, 1, 0, 2)
     assert moved == PartitionRecord("t", 0, t.partitions[0].stream_id, 2, 1, 0)
     assert store.topic("t").partitions == (moved,)
+
+
+def test_a_placement_is_stored_per_segment_however_many_partitions(
+    open_store: Any, dynamodb_endpoint: str, table: str
+) -> None:
+    """A round-robin placement is one list of leaders per segment (the number of brokers),
+    not one per partition: 1000 + 1000 partitions over 50 brokers stay a small item."""
+    store = open_store()
+    brokers = list(range(1, 51))
+    store.create_topic("wide", 1000, {}, brokers)
+    grown = store.add_partitions("wide", 2000, brokers[7:] + brokers[:7])
+    assert [(p.leader_id, p.leader_epoch) for p in grown.partitions] == [
+        (1 + p % 50, 0) if p < 1000 else (1 + (p - 1000 + 7) % 50, 0) for p in range(2000)
+    ]
+    raw = dynamodb_client(dynamodb_endpoint).get_item(
+        TableName=table, Key={"pk": {"S": "TOPICS"}, "sk": {"S": "wide#"}}
+    )["Item"]
+    segments = raw["segments"]["L"]
+    assert [len(s["L"][3]["L"]) for s in segments] == [50, 50]
+    assert len(str(raw)) < 20_000  # far from DynamoDB's 400 KB item limit
+    # one leader is stored as one number, the only form before placement at creation
+    store.create_topic("one", 3, {}, [4])
+    raw = dynamodb_client(dynamodb_endpoint).get_item(
+        TableName=table, Key={"pk": {"S": "TOPICS"}, "sk": {"S": "one#"}}
+    )["Item"]
+    assert [s["L"][3] for s in raw["segments"]["L"]] == [{"N": "4"}]
+    assert open_store().topic("wide") == grown
+
+
+def test_a_topic_item_of_the_layout_before_placement_still_loads(
+    open_store: Any, dynamodb_endpoint: str, table: str
+) -> None:
+    """Segments written before placement at creation hold one leader number each."""
+    store = open_store()
+    dynamodb_client(dynamodb_endpoint).put_item(
+        TableName=table,
+        Item={
+            "pk": {"S": "TOPICS"},
+            "sk": {"S": "old#"},
+            "kind": {"S": "topic"},
+            "name": {"S": "old"},
+            "topic_id": {"S": str(uuid.uuid4())},
+            "configs": {"M": {}},
+            "partition_count": {"N": "3"},
+            "segments": {"L": [
+                {"L": [{"N": "0"}, {"N": "2"}, {"N": "500"}, {"N": "1"}]},
+                {"L": [{"N": "2"}, {"N": "1"}, {"N": "900"}, {"N": "2"}]},
+            ]},
+            "state": {"S": "ACTIVE"},
+            "created_ms": {"N": "1"},
+        },
+    )  # fmt: skip
+    old = store.topic("old")
+    assert old is not None
+    assert [(p.partition, p.stream_id, p.leader_id, p.leader_epoch) for p in old.partitions] == [
+        (0, 500, 1, 0), (1, 501, 1, 0), (2, 900, 2, 0),
+    ]  # fmt: skip
+    assert store.move_partition("old", 2, 2, 0, 3).leader_epoch == 1
+    grown = store.add_partitions("old", 5, [3, 1])
+    assert [(p.leader_id, p.leader_epoch) for p in grown.partitions] == [
+        (1, 0), (1, 0), (3, 1), (3, 0), (1, 0),
+    ]  # fmt: skip

@@ -74,7 +74,7 @@ def test_a_commit_writes_three_items_whatever_the_number_of_streams(
 ) -> None:
     store = open_store()
     me = store.register_broker(1, "h", 1, None, 60_000)
-    sids = [p.stream_id for p in store.create_topic("t", partitions, {}, 1).partitions]
+    sids = [p.stream_id for p in store.create_topic("t", partitions, {}, [1]).partitions]
     with recording(store) as calls:
         _commit(store, 1, me.epoch, "first", sids, 0)
     # the first commit of each stream under this epoch claims it (once), then the commit
@@ -92,7 +92,7 @@ def test_reads_are_bounded_by_the_unfolded_tail_not_by_history(open_store: Open)
     store = open_store()
     store.fold_every = 16
     me = store.register_broker(1, "h", 1, None, 60_000)
-    sids = [p.stream_id for p in store.create_topic("t", 3, {}, 1).partitions]
+    sids = [p.stream_id for p in store.create_topic("t", 3, {}, [1]).partitions]
     want = [r for i in range(200) for r in _commit(store, 1, me.epoch, f"k{i}", sids, 5 * i)]
     store.flush_index()  # what the background folder does every 16 ranges of a stream
     extra = [r for i in range(200, 205) for r in _commit(store, 1, me.epoch, f"k{i}", sids, 5 * i)]
@@ -125,7 +125,7 @@ def test_a_takeover_after_fencing_reads_the_dead_log_once_and_forgets_it(
     a.fold_every, b.fold_every = 10**6, 10
     ea = a.register_broker(1, "a", 1, None, 60_000).epoch
     eb = b.register_broker(2, "b", 2, None, 60_000).epoch
-    sids = [p.stream_id for p in a.create_topic("t", 8, {}, 1).partitions]
+    sids = [p.stream_id for p in a.create_topic("t", 8, {}, [1]).partitions]
     want = [r for i in range(20) for r in _commit(a, 1, ea, f"a{i}", sids, 5 * i)]
     a.flush_index()  # every stream folded to a's 20th commit...
     want += [r for i in range(20, 25) for r in _commit(a, 1, ea, f"a{i}", sids, 5 * i)]
@@ -149,7 +149,7 @@ def test_a_takeover_after_fencing_reads_the_dead_log_once_and_forgets_it(
 def test_a_lost_answer_after_the_commit_applied_is_settled_as_committed(open_store: Open) -> None:
     store = open_store()
     me = store.register_broker(1, "h", 1, None, 60_000)
-    sid = store.create_topic("t", 1, {}, 1).partitions[0].stream_id
+    sid = store.create_topic("t", 1, {}, [1]).partitions[0].stream_id
     _commit(store, 1, me.epoch, "k0", [sid], 0)
     lost = {"n": 0}
 
@@ -174,7 +174,7 @@ def test_a_commit_that_never_left_is_sealed_and_can_never_land_later(
 ) -> None:
     store = open_store()
     me = store.register_broker(1, "h", 1, None, 60_000)
-    sid = store.create_topic("t", 1, {}, 1).partitions[0].stream_id
+    sid = store.create_topic("t", 1, {}, [1]).partitions[0].stream_id
     _commit(store, 1, me.epoch, "k0", [sid], 0)
     held: dict[str, Any] = {}
 
@@ -205,7 +205,7 @@ def test_an_unknown_outcome_holds_the_epochs_next_commit_until_it_is_known(
 ) -> None:
     store = open_store()
     me = store.register_broker(1, "h", 1, None, 60_000)
-    sid = store.create_topic("t", 1, {}, 1).partitions[0].stream_id
+    sid = store.create_topic("t", 1, {}, [1]).partitions[0].stream_id
     _commit(store, 1, me.epoch, "k0", [sid], 0)
     down = {"on": True}
 
@@ -230,7 +230,7 @@ def test_a_graceful_move_folds_the_stream_and_drops_the_old_leaders_log(
     a, b = open_store(), open_store()
     ea = a.register_broker(1, "a", 1, None, 60_000).epoch
     eb = b.register_broker(2, "b", 2, None, 60_000).epoch
-    t = a.create_topic("t", 2, {}, 1)
+    t = a.create_topic("t", 2, {}, [1])
     sids = [p.stream_id for p in t.partitions]
     want = [r for i in range(10) for r in _commit(a, 1, ea, f"a{i}", sids, 5 * i)]
     a.move_partition("t", 0, 1, 0, 2)  # the leader hands partition 0 over
@@ -258,7 +258,7 @@ def test_a_compaction_swap_writes_the_same_items_whatever_the_streams_length(
     store = open_store()
     store.fold_every = 50
     me = store.register_broker(1, "h", 1, None, 60_000)
-    sid = store.create_topic("t", 1, {}, 1).partitions[0].stream_id
+    sid = store.create_topic("t", 1, {}, [1]).partitions[0].stream_id
     for i in range(history):
         _commit(store, 1, me.epoch, f"k{i}", [sid], 5 * i)
     store.flush_index()
@@ -296,7 +296,7 @@ def test_a_swap_across_more_chunks_than_a_transaction_holds_merges_them_first(
     (the same ranges) and then lands."""
     store = open_store()
     me = store.register_broker(1, "h", 1, None, 60_000)
-    sid = store.create_topic("t", 1, {}, 1).partitions[0].stream_id
+    sid = store.create_topic("t", 1, {}, [1]).partitions[0].stream_id
     for i in range(110):
         _commit(store, 1, me.epoch, f"k{i}", [sid], 5 * i)
         store.fold_stream(sid)  # a chunk of one range each
@@ -318,7 +318,7 @@ def test_a_fold_racing_a_new_claim_keeps_the_claim(open_store: Open) -> None:
     a, b = open_store(), open_store()
     ea = a.register_broker(1, "a", 1, None, 60_000).epoch
     eb = b.register_broker(2, "b", 2, None, 60_000).epoch
-    sid = a.create_topic("t", 1, {}, 1).partitions[0].stream_id
+    sid = a.create_topic("t", 1, {}, [1]).partitions[0].stream_id
     want = [r for i in range(5) for r in _commit(a, 1, ea, f"a{i}", [sid], 5 * i)]
     real = DynamoDbMetadataStore._stream_state
     raced = {"n": 0}
@@ -343,7 +343,7 @@ def test_a_torn_read_of_the_chunks_is_refused_not_returned(
     store = open_store()
     store.fold_every = 5
     me = store.register_broker(1, "h", 1, None, 60_000)
-    sid = store.create_topic("t", 1, {}, 1).partitions[0].stream_id
+    sid = store.create_topic("t", 1, {}, [1]).partitions[0].stream_id
     for i in range(10):
         _commit(store, 1, me.epoch, f"k{i}", [sid], 5 * i)
     store.flush_index()

@@ -48,7 +48,7 @@ def test_recovery_forgets_auto_id_fenced_brokers_that_lead_nothing(backend: Back
     _history(s, 3)
     dead = s.register_broker(50, "10.0.0.5", 9092, None, 1)  # leads t, dies
     s.set_broker_info(50, dead.epoch, {"node_id": "auto"})
-    s.create_topic("t", 2, {}, leader_id=50)
+    s.create_topic("t", 2, {}, leader_ids=[50])
     fixed = s.register_broker(9, "10.0.0.9", 9092, None, 1)  # a fixed id (no node_id: auto)
     s.fence_broker(9, fixed.epoch)
     time.sleep(0.01)
@@ -67,7 +67,7 @@ def test_a_fenced_broker_still_leading_is_not_forgotten(backend: Backend) -> Non
     s = backend.store()
     dead = s.register_broker(60, "10.0.0.6", 9092, None, 1)
     s.set_broker_info(60, dead.epoch, {"node_id": "auto"})
-    s.create_topic("u", 1, {}, leader_id=60)
+    s.create_topic("u", 1, {}, leader_ids=[60])
     time.sleep(0.01)
     r = recover(s, now_ms(), forget_after_ms=0)
     assert r.fenced == [60] and r.forgotten == [] and r.moved == []

@@ -10,6 +10,7 @@ import pytest
 
 from broker_service.metadata.errors import (
     BrokerFenced,
+    ConcurrentUpdate,
     MetadataError,
     ObjectAlreadyCommitted,
     TopicAlreadyExists,
@@ -50,7 +51,7 @@ def test_register_broker_bumps_epoch_and_lists_brokers(store: MetadataStore) -> 
 
 # -- topics ------------------------------------------------------------------------------
 def test_create_topic_and_read_it_back(store: MetadataStore) -> None:
-    t = store.create_topic("orders", 3, {"retention.ms": "1000", "cleanup.policy": ""}, 7)
+    t = store.create_topic("orders", 3, {"retention.ms": "1000", "cleanup.policy": ""}, [7])
     assert t.name == "orders" and isinstance(t.topic_id, uuid.UUID)
     assert t.configs == {"retention.ms": "1000", "cleanup.policy": ""}
     assert [p.partition for p in t.partitions] == [0, 1, 2]
@@ -62,16 +63,16 @@ def test_create_topic_and_read_it_back(store: MetadataStore) -> None:
     assert store.topic("orders") == t
     assert store.topic("missing") is None
     with pytest.raises(TopicAlreadyExists):
-        store.create_topic("orders", 1, {}, 7)
+        store.create_topic("orders", 1, {}, [7])
     assert store.topic("orders") == t  # untouched by the failed create
 
 
 def test_topics_are_listed_by_name(store: MetadataStore) -> None:
     assert store.topics() == []
-    b = store.create_topic("b", 1, {}, 1)
-    a = store.create_topic("a", 2, {}, 1)
-    a_b = store.create_topic("a-b", 1, {}, 1)
-    empty = store.create_topic("no-partitions", 0, {}, 1)
+    b = store.create_topic("b", 1, {}, [1])
+    a = store.create_topic("a", 2, {}, [1])
+    a_b = store.create_topic("a-b", 1, {}, [1])
+    empty = store.create_topic("no-partitions", 0, {}, [1])
     assert empty.partitions == ()
     assert store.topics() == [a, a_b, b, empty]
     sids = [p.stream_id for t in store.topics() for p in t.partitions]
@@ -79,24 +80,64 @@ def test_topics_are_listed_by_name(store: MetadataStore) -> None:
 
 
 def test_add_partitions_keeps_existing_and_allocates_new_streams(store: MetadataStore) -> None:
-    t = store.create_topic("t", 2, {}, 1)
-    other = store.create_topic("other", 1, {}, 1)
-    grown = store.add_partitions("t", 5, 3)
+    t = store.create_topic("t", 2, {}, [1])
+    other = store.create_topic("other", 1, {}, [1])
+    grown = store.add_partitions("t", 5, [3])
     assert grown.topic_id == t.topic_id
     assert grown.partitions[:2] == t.partitions
     assert [(p.partition, p.leader_id) for p in grown.partitions[2:]] == [(2, 3), (3, 3), (4, 3)]
     sids = {p.stream_id for p in grown.partitions} | {other.partitions[0].stream_id}
     assert len(sids) == 6
     assert store.topic("t") == grown
-    assert store.add_partitions("t", 5, 3) == grown  # not more: unchanged
+    assert store.add_partitions("t", 5, [3]) == grown  # not more: unchanged
     with pytest.raises(UnknownTopic):
-        store.add_partitions("missing", 3, 1)
+        store.add_partitions("missing", 3, [1])
+
+
+def test_new_partitions_are_placed_round_robin_in_the_write_that_creates_them(
+    backend: Backend,
+) -> None:
+    """Kafka's controller places a new partition: its final leader at leader epoch 0 from
+    the first moment, never created led by one broker and moved afterwards."""
+    store = backend.store()
+    t = store.create_topic("t", 7, {}, [3, 1, 2])
+    want = [(p, (3, 1, 2)[p % 3], 0, 0) for p in range(7)]
+    assert [(p.partition, p.leader_id, p.leader_epoch, p.log_start_offset)
+            for p in t.partitions] == want  # fmt: skip
+    assert backend.store().topic("t") == t  # as any other broker reads it
+    # the i-th added partition is led by leader_ids[i % n], whatever the topic had before
+    grown = store.add_partitions("t", 12, [2, 4])
+    assert grown.partitions[:7] == t.partitions
+    assert [(p.partition, p.leader_id, p.leader_epoch) for p in grown.partitions[7:]] == [
+        (7, 2, 0), (8, 4, 0), (9, 2, 0), (10, 4, 0), (11, 2, 0),
+    ]  # fmt: skip
+    assert backend.store().topic("t") == grown
+    assert len({p.stream_id for p in grown.partitions}) == 12
+    # more leaders than partitions: the first ones lead
+    assert [p.leader_id for p in store.create_topic("few", 2, {}, [5, 6, 7]).partitions] == [5, 6]
+    # a placed partition moves from the leader it was placed on, at epoch 0
+    moved = store.move_partition("t", 8, 4, 0, 1)
+    assert (moved.leader_id, moved.leader_epoch) == (1, 1)
+    with pytest.raises(ConcurrentUpdate):
+        store.move_partition("t", 9, 3, 0, 1)  # partition 9 was placed on 2, not 3
+    got = backend.store().topic("t")
+    assert got is not None
+    assert [(p.leader_id, p.leader_epoch) for p in got.partitions] == [
+        (p.leader_id, p.leader_epoch) if p.partition != 8 else (1, 1) for p in grown.partitions
+    ]
+    assert [p.partition for p in store.partitions_led_by(2)] == [2, 5, 7, 9, 11]
+    with pytest.raises(ValueError):
+        store.create_topic("nobody", 1, {}, [])
+    with pytest.raises(ValueError):
+        store.add_partitions("t", 13, [])
+    assert store.topic("nobody") is None
+    assert backend.store().topic("t") == got
 
 
 def test_delete_topic_forgets_it_and_never_reuses_stream_ids(store: MetadataStore) -> None:
     store.register_broker(1, "h", 1, None, 1000)
-    t = store.create_topic("t", 2, {"a": "b"}, 1)
-    keep = store.create_topic("keep", 1, {}, 1)
+    t = store.create_topic("t", 2, {"a": "b"}, [1])
+    keep = store.create_topic("keep", 1, {}, [1])
     epoch = store.brokers()[0].epoch
     sid, keep_sid = t.partitions[0].stream_id, keep.partitions[0].stream_id
     store.commit_object(
@@ -111,7 +152,7 @@ def test_delete_topic_forgets_it_and_never_reuses_stream_ids(store: MetadataStor
         store.delete_topic("t")
     with pytest.raises(UnknownTopic):
         store.delete_topic("never-was")
-    again = store.create_topic("t", 2, {}, 1)
+    again = store.create_topic("t", 2, {}, [1])
     assert again.topic_id != t.topic_id and again.configs == {}
     old = {p.stream_id for p in t.partitions} | {keep_sid}
     assert not old & {p.stream_id for p in again.partitions}
@@ -119,8 +160,8 @@ def test_delete_topic_forgets_it_and_never_reuses_stream_ids(store: MetadataStor
 
 
 def test_delete_topic_deletes_its_committed_offsets(store: MetadataStore) -> None:
-    store.create_topic("t", 2, {}, 1)
-    store.create_topic("u", 1, {}, 1)
+    store.create_topic("t", 2, {}, [1])
+    store.create_topic("u", 1, {}, [1])
     store.save_group(GroupRecord("g1", "classic", "consumer"))
     t0, u0 = CommittedOffset("t", 0, 5, 0, None, 1), CommittedOffset("u", 0, 7, 0, None, 1)
     store.commit_offsets("g1", [t0, u0])
@@ -129,14 +170,14 @@ def test_delete_topic_deletes_its_committed_offsets(store: MetadataStore) -> Non
     assert store.committed_offsets("g1") == [u0]
     assert store.committed_offsets("g2") == []
     assert [g.group_id for g in store.groups()] == ["g1"]  # g2 existed only by its offsets
-    store.create_topic("t", 2, {}, 1)  # a new incarnation starts with no offsets
+    store.create_topic("t", 2, {}, [1])  # a new incarnation starts with no offsets
     assert store.committed_offsets("g1") == [u0]
 
 
 # -- objects, ranges and fencing -----------------------------------------------------------
 def test_stream_ranges_are_ordered_by_start_offset(store: MetadataStore) -> None:
     me = store.register_broker(1, "h", 1, None, 1000)
-    t = store.create_topic("t", 2, {}, 1)
+    t = store.create_topic("t", 2, {}, [1])
     s0, s1 = (p.stream_id for p in t.partitions)
     k2 = [_range(s0, 10, 20, "k2"), _range(s1, 0, 4, "k2", 100)]
     store.commit_object(1, me.epoch, "k2", 200, k2)
@@ -162,7 +203,7 @@ def test_a_range_committed_again_under_another_key_replaces_the_first(backend: B
     then referenced by nothing (compaction releases it)."""
     store, reader = backend.store(), backend.store()
     me = store.register_broker(1, "h", 1, None, 60_000)
-    sid = store.create_topic("t", 1, {}, 1).partitions[0].stream_id
+    sid = store.create_topic("t", 1, {}, [1]).partitions[0].stream_id
     first = _range(sid, 0, 10, "k1")
     store.commit_object(1, me.epoch, "k1", 100, [first])
     with pytest.raises(ObjectAlreadyCommitted):
@@ -179,7 +220,7 @@ def test_a_range_committed_again_under_another_key_replaces_the_first(backend: B
 def test_commit_is_fenced_by_epoch_after_re_registration(backend: Backend) -> None:
     a, b = backend.store(), backend.store()
     old = a.register_broker(1, "h", 1, None, 1000)
-    sid = a.create_topic("t", 1, {}, 1).partitions[0].stream_id
+    sid = a.create_topic("t", 1, {}, [1]).partitions[0].stream_id
     r = _range(sid, 0, 10, "k1")
     a.commit_object(1, old.epoch, "k1", 118, [r])
     new = b.register_broker(1, "h", 1, None, 1000)  # a restart elsewhere: new epoch
@@ -198,7 +239,7 @@ def test_commit_is_fenced_by_epoch_after_re_registration(backend: Backend) -> No
 def test_commit_is_refused_unless_broker_is_active(backend: Backend) -> None:
     store = backend.store()
     me = store.register_broker(1, "h", 1, None, 1000)
-    sid = store.create_topic("t", 1, {}, 1).partitions[0].stream_id
+    sid = store.create_topic("t", 1, {}, [1]).partitions[0].stream_id
     backend.set_broker_state(1, "FENCED")
     with pytest.raises(BrokerFenced):
         store.commit_object(1, me.epoch, "k1", 10, [_range(sid, 0, 1, "k1")])
@@ -212,7 +253,7 @@ def test_commit_of_300_streams_is_atomic_and_readable(backend: Backend) -> None:
     """More ranges than DynamoDB allows items in one transaction (100)."""
     store, reader = backend.store(), backend.store()
     me = store.register_broker(1, "h", 1, None, 1000)
-    t = store.create_topic("wide", 300, {}, 1)
+    t = store.create_topic("wide", 300, {}, [1])
     sids = [p.stream_id for p in t.partitions]
     ranges = [_range(sid, 0, 3 + i, "big", pos=i * 64) for i, sid in enumerate(sids)]
     store.commit_object(1, me.epoch, "big", 300 * 64, ranges)
@@ -248,7 +289,7 @@ def test_counters_are_unique_across_store_instances(backend: Backend) -> None:
 
     def topics(i: int) -> list[int]:
         s = stores[i % 2]
-        t = s.create_topic(f"t{i}", 3, {}, 1)
+        t = s.create_topic(f"t{i}", 3, {}, [1])
         return [p.stream_id for p in t.partitions]
 
     with ThreadPoolExecutor(4) as pool:

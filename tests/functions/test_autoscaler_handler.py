@@ -178,7 +178,7 @@ def test_a_failed_drain_move_names_the_partition_and_the_error(
     for bid, arn in enumerate(tasks, start=401):
         b = meta.register_broker(bid, "127.0.0.1", 1, None, 60_000)  # port 1: refused
         meta.set_broker_info(bid, b.epoch, {"task_arn": arn, "epoch": str(b.epoch)})
-    meta.create_topic("drain-me", 1, {}, leader_id=402)
+    meta.create_topic("drain-me", 1, {}, leader_ids=[402])
     _put_load(control_env, {401: 1.0, 402: 1.0})
     monkeypatch.setenv("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT")
     with caplog.at_level("WARNING"):

@@ -23,7 +23,7 @@ def _cluster(env: ControlEnv) -> DynamoDbMetadataStore:
         b = meta.register_broker(bid, f"10.0.0.{bid}", 9092, None, 600_000)
         meta.set_broker_info(bid, b.epoch, {"task_arn": TASK.format(f"task{bid}"),
                                             "epoch": str(b.epoch)})  # fmt: skip
-    meta.create_topic("t", 4, {}, leader_id=2)
+    meta.create_topic("t", 4, {}, leader_ids=[2])
     return meta
 
 
@@ -55,7 +55,7 @@ def test_a_stopped_task_of_two_broker_processes_fences_both(
     four = meta.register_broker(4, "10.0.0.2", 9093, None, 600_000)
     meta.set_broker_info(4, four.epoch, {"task_arn": TASK.format("task2"),
                                          "epoch": str(four.epoch)})  # fmt: skip
-    meta.create_topic("u", 2, {}, leader_id=4)
+    meta.create_topic("u", 2, {}, leader_ids=[4])
     out = invoke("recovery", _stopped(TASK.format("task2")))
     assert out["brokers"] == [2, 4] and sorted(out["fenced"]) == [2, 4]
     assert sorted(m[3] for m in out["moved"]) == [1, 1, 1, 3, 3, 3], "to the other tasks"
@@ -92,7 +92,7 @@ def test_a_broker_is_found_by_its_private_ip_when_it_published_no_task(
     meta = DynamoDbMetadataStore(control_env.table, client=control_env.client("dynamodb"))
     for bid in (1, 2):
         meta.register_broker(bid, f"10.0.0.{bid}", 9092, None, 600_000)
-    meta.create_topic("t", 2, {}, leader_id=1)
+    meta.create_topic("t", 2, {}, leader_ids=[1])
     out = invoke("recovery", _stopped(TASK.format("whatever"), ip="10.0.0.1"))
     assert out["broker"] == 1 and out["fenced"] == [1] and len(out["moved"]) == 2
 
@@ -102,7 +102,7 @@ def test_schedule_sweeps_expired_leases(
 ) -> None:
     meta = _cluster(control_env)
     four = meta.register_broker(4, "10.0.0.4", 9092, None, 1)  # its lease ran out at once
-    meta.create_topic("u", 2, {}, leader_id=4)
+    meta.create_topic("u", 2, {}, leader_ids=[4])
     import time
 
     from tests.support.wait import wait_until

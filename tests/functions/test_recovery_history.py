@@ -24,7 +24,7 @@ def _calls_of_one_check(env: ControlEnv, fenced: int) -> Counter[str]:
     for bid in (1, 2, 3):
         meta.register_broker(bid, "10.0.0.1", 9092, None, 600_000)
     for t in range(5):
-        meta.create_topic(f"t{t}", 4, {}, leader_id=1 + t % 3)
+        meta.create_topic(f"t{t}", 4, {}, leader_ids=[1 + t % 3])
     recover(meta, int(time.time() * 1000))  # anything left to do is done here
     counted = env.client("dynamodb")
     counted.meta.events.register(

@@ -62,7 +62,7 @@ def test_every_metadata_call_is_delayed_and_still_applied(tmp_path: Path) -> Non
     slow, slept = _slow(store, FaultPlan(50, 150, seed=1))
     assert isinstance(slow, MetadataStore)
     me = slow.register_broker(1, "h", 1, None, 60_000)
-    slow.create_topic("t", 2, {}, 1)
+    slow.create_topic("t", 2, {}, [1])
     assert [t.name for t in slow.topics()] == ["t"]
     slow.renew_lease(1, me.epoch, 60_000)
     assert len(slept) == 4 and all(0.05 <= s <= 0.15 for s in slept)
@@ -93,7 +93,7 @@ def test_an_injected_error_comes_after_the_call_applied(tmp_path: Path) -> None:
     store = SqliteMetadataStore(tmp_path / "m.sqlite")
     ambiguous, _ = _slow(store, FaultPlan(error_p=1.0, ops=frozenset({"create_topic"})))
     with pytest.raises(InjectedFault):
-        ambiguous.create_topic("t", 1, {}, 1)
+        ambiguous.create_topic("t", 1, {}, [1])
     assert store.topic("t") is not None  # it happened all the same
     assert ambiguous.topic("t") is not None  # other operations untouched
 

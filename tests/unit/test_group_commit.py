@@ -152,7 +152,7 @@ def test_object_wal_flushes_overlap_but_commit_and_complete_in_order(tmp_path: P
     async def run() -> tuple[list[str], list[StreamRange]]:
         md = SqliteMetadataStore(tmp_path / "m.sqlite")
         me = md.register_broker(1, "h", 1, None, 60_000)
-        sid = md.create_topic("t", 1, {}, 1).partitions[0].stream_id
+        sid = md.create_topic("t", 1, {}, [1]).partitions[0].stream_id
         store = _GatedStore(tmp_path / "objects")
         ports = MetadataPorts(md)
         wal = ObjectWal(store, ports, flush_interval_ms=0, max_in_flight=2)
@@ -198,7 +198,7 @@ def test_an_overlapping_flush_past_its_deadline_is_settled_and_completes_in_orde
     async def run() -> tuple[list[str], list[StreamRange], int]:
         md = SqliteMetadataStore(tmp_path / "m.sqlite")
         me = md.register_broker(1, "h", 1, None, 60_000)
-        sid = md.create_topic("t", 1, {}, 1).partitions[0].stream_id
+        sid = md.create_topic("t", 1, {}, [1]).partitions[0].stream_id
         store = _GatedStore(tmp_path / "objects")
         ports = MetadataPorts(md)
         wal = ObjectWal(store, ports, flush_interval_ms=0, max_in_flight=2)
@@ -243,7 +243,7 @@ def test_a_failed_flush_fails_the_flushes_in_flight_of_its_streams_only(tmp_path
     async def run() -> tuple[list[str], dict[int, list[tuple[int, int]]]]:
         md = SqliteMetadataStore(tmp_path / "m.sqlite")
         me = md.register_broker(1, "h", 1, None, 60_000)
-        a, b = (p.stream_id for p in md.create_topic("t", 2, {}, 1).partitions)
+        a, b = (p.stream_id for p in md.create_topic("t", 2, {}, [1]).partitions)
         store = _GatedStore(tmp_path / "objects")
         ports = MetadataPorts(md)
         wal = ObjectWal(store, ports, flush_interval_ms=0, max_in_flight=3)
@@ -290,7 +290,7 @@ def _object_wal(tmp_path: Path, store: FsObjectStore, **kw: float) -> tuple[
         ObjectWal, SqliteMetadataStore, MetadataPorts, int]:  # fmt: skip
     md = SqliteMetadataStore(tmp_path / "m.sqlite")
     me = md.register_broker(1, "h", 1, None, 60_000)
-    sid = md.create_topic("t", 1, {}, 1).partitions[0].stream_id
+    sid = md.create_topic("t", 1, {}, [1]).partitions[0].stream_id
     ports = MetadataPorts(md)
     wal = ObjectWal(store, ports, **kw)  # type: ignore[arg-type]
     wal.bind(1, me.epoch)

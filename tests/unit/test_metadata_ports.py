@@ -62,7 +62,7 @@ def test_calls_reach_the_store_on_the_ports_own_threads(store: GatedStore) -> No
     async def run() -> None:
         ports = MetadataPorts(store, workers=2)
         me = await ports.brokers.register_broker(1, "h", 9092, None, 60_000)
-        t = await ports.topics.create_topic("t", 2, {}, 1)
+        t = await ports.topics.create_topic("t", 2, {}, [1])
         assert [p.partition for p in t.partitions] == [0, 1]
         store.gate.set()
         assert await ports.topics.topic("t") == t

@@ -32,7 +32,7 @@ def test_catch_up_reads_use_read_ahead_and_one_get_per_block(tmp_path: Path) -> 
     async def run() -> None:
         md = SqliteMetadataStore(tmp_path / "m.sqlite")
         me = md.register_broker(1, "h", 1, None, 1000)
-        topic = md.create_topic("t", 1, {}, 1)
+        topic = md.create_topic("t", 1, {}, [1])
         objects = CountingStore(tmp_path / "objects")
         wal = FileWal(tmp_path / "wal")
         store = StreamStore(objects, MetadataPorts(md), wal, 1, me.epoch, block_bytes=64 * 1024,

@@ -145,7 +145,7 @@ def test_stream_set_object_round_trip_and_block_split() -> None:
 def test_object_commit_is_fenced_by_broker_epoch(tmp_path: Path) -> None:
     md = SqliteMetadataStore(tmp_path / "m.sqlite")
     old = md.register_broker(1, "h", 1, None, 1000)
-    topic = md.create_topic("t", 1, {}, 1)
+    topic = md.create_topic("t", 1, {}, [1])
     sid = topic.partitions[0].stream_id
     r = StreamRange(sid, 0, 10, "k1", 0, 100, 5)
     md.commit_object(1, old.epoch, "k1", 118, [r])

@@ -43,7 +43,7 @@ def test_a_partition_being_loaded_takes_no_produce(tmp_path: Path) -> None:
     async def run() -> None:
         md = HeldRanges(tmp_path / "m.sqlite")
         me = md.register_broker(2, "h", 1, None, 60_000)
-        md.create_topic("t", 1, {}, 2)  # created by another broker, placed here
+        md.create_topic("t", 1, {}, [2])  # created by another broker, placed here
         ports = MetadataPorts(md)
         wal = FileWal(tmp_path / "wal")
         await wal.open()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
@@ -29,20 +29,30 @@ from broker_service.metadata.errors import (
     UnknownTopic,
 )
 from broker_service.metadata.records import ACTIVE, PartitionRecord, TopicRecord
-from broker_service.metadata.store import TopicCatalog
+from broker_service.metadata.store import TopicCatalog, placement
 
 log = logging.getLogger(__name__)
+
+
+def _segment_leader(leaders: int | list[int], i: int) -> int:
+    """The initial leader of a segment's ``i``-th partition (see DynamoTopics)."""
+    return leaders if isinstance(leaders, int) else leaders[i % len(leaders)]
 
 
 class DynamoTopics(DynamoBase, TopicCatalog):
     """Items ``TOPICS/<name>#`` and ``TOPICS/<name>#<partition>``."""
 
     # Topic item (TOPICS, "<name>#"): identity, configs and the partition -> stream id map as
-    # "segments" [first_partition, count, first_stream_id, leader_id], one per create /
+    # "segments" [first_partition, count, first_stream_id, leaders], one per create /
     # add_partitions call, so creating or growing a topic is one single-item write however
-    # many partitions it has. Partition items (TOPICS, "<name>#<partition>") hold mutable
-    # partition state once something changes it; they apply only while their stream id
-    # matches the topic item's (a later incarnation of the name has new stream ids).
+    # many partitions it has. ``leaders`` places the segment's partitions: a number (one
+    # leader for all of them; the only form before placement at creation, and still the
+    # form of a one-broker placement) or a list of at most ``count`` numbers handed out
+    # round-robin (partition first_partition + i is led by leaders[i % len(leaders)]), so
+    # the item grows with the number of brokers, not of partitions. Partition items
+    # (TOPICS, "<name>#<partition>") hold mutable partition state once something changes it;
+    # they apply only while their stream id matches the topic item's (a later incarnation of
+    # the name has new stream ids).
     def _topic_items(self, name: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
         topic: dict[str, Any] | None = None
         parts: list[dict[str, Any]] = []
@@ -60,9 +70,9 @@ class DynamoTopics(DynamoBase, TopicCatalog):
         name = str(topic["name"])
         state = {p["partition"]: p for p in parts}
         records: list[PartitionRecord] = []
-        for first_p, count, first_sid, leader in topic["segments"]:
+        for first_p, count, first_sid, leaders in topic["segments"]:
             for i in range(count):
-                p, sid = first_p + i, first_sid + i
+                p, sid, leader = first_p + i, first_sid + i, _segment_leader(leaders, i)
                 s = state.get(p)
                 if s is not None and s.get("stream_id") == sid:
                     records.append(
@@ -77,13 +87,15 @@ class DynamoTopics(DynamoBase, TopicCatalog):
             name, uuid.UUID(topic["topic_id"]), dict(topic.get("configs") or {}), tuple(records)
         )
 
-    def _new_segment(self, first_partition: int, count: int, leader_id: int) -> list[int]:
+    def _new_segment(self, first_partition: int, count: int, leaders: tuple[int, ...]) -> list[Any]:
         first_sid = self._next("stream_id", count) if count > 0 else 0
-        return [first_partition, count, first_sid, leader_id]
+        placed = leaders[: max(count, 1)]
+        return [first_partition, count, first_sid, placed[0] if len(placed) == 1 else list(placed)]
 
     def create_topic(
-        self, name: str, num_partitions: int, configs: dict[str, str], leader_id: int
+        self, name: str, num_partitions: int, configs: dict[str, str], leader_ids: Sequence[int]
     ) -> TopicRecord:
+        leaders = placement(leader_ids)
         for _ in range(self._attempts):
             existing, _parts = self._topic_items(name)
             if existing is not None:
@@ -96,7 +108,7 @@ class DynamoTopics(DynamoBase, TopicCatalog):
                 topic_id=str(uuid.uuid4()),
                 configs=dict(configs),
                 partition_count=num_partitions,
-                segments=[self._new_segment(0, num_partitions, leader_id)],
+                segments=[self._new_segment(0, num_partitions, leaders)],
                 state=ACTIVE,
                 created_ms=_now_ms(),
             )
@@ -159,7 +171,8 @@ class DynamoTopics(DynamoBase, TopicCatalog):
             if _error_code(e) != "ConditionalCheckFailedException":
                 raise  # else: someone else finished this deletion
 
-    def add_partitions(self, name: str, new_total: int, leader_id: int) -> TopicRecord:
+    def add_partitions(self, name: str, new_total: int, leader_ids: Sequence[int]) -> TopicRecord:
+        leaders = placement(leader_ids)
         for _ in range(self._attempts):
             topic, parts = self._topic_items(name)
             if topic is None or topic.get("state") != ACTIVE:
@@ -167,7 +180,7 @@ class DynamoTopics(DynamoBase, TopicCatalog):
             current = int(topic["partition_count"])
             if new_total <= current:
                 return self._record(topic, parts)
-            segment = self._new_segment(current, new_total - current, leader_id)
+            segment = self._new_segment(current, new_total - current, leaders)
             try:
                 self._update(
                     "TOPICS",
@@ -228,9 +241,10 @@ class DynamoTopics(DynamoBase, TopicCatalog):
     @staticmethod
     def _stream_of(topic: dict[str, Any], partition: int) -> tuple[int, int] | None:
         """(stream id, initial leader) of a partition per the topic's segments."""
-        for first_p, count, first_sid, leader in topic["segments"]:
+        for first_p, count, first_sid, leaders in topic["segments"]:
             if first_p <= partition < first_p + count:
-                return first_sid + partition - first_p, leader
+                i = partition - first_p
+                return first_sid + i, _segment_leader(leaders, i)
         return None
 
     def _change_partition(

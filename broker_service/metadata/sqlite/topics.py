@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
+from collections.abc import Sequence
 
 from broker_service.metadata.errors import ConcurrentUpdate, TopicAlreadyExists, UnknownTopic
 from broker_service.metadata.records import PartitionRecord, TopicRecord
 from broker_service.metadata.sqlite.base import SqliteBase
-from broker_service.metadata.store import TopicCatalog
+from broker_service.metadata.store import TopicCatalog, placement
 
 
 class SqliteTopics(SqliteBase, TopicCatalog):
@@ -82,24 +83,26 @@ class SqliteTopics(SqliteBase, TopicCatalog):
         return TopicRecord(name, uuid.UUID(row[0]), json.loads(row[1]), self._partitions(db, name))
 
     def _insert_partitions(
-        self, db: sqlite3.Connection, name: str, first: int, last: int, leader_id: int
+        self, db: sqlite3.Connection, name: str, first: int, last: int, leaders: tuple[int, ...]
     ) -> None:
         for p in range(first, last):
             stream_id = self._next(db, "stream_id")
+            leader = leaders[(p - first) % len(leaders)]
             db.execute(
-                "INSERT INTO partitions VALUES(?,?,?,?,?,?)", (name, p, stream_id, leader_id, 0, 0)
+                "INSERT INTO partitions VALUES(?,?,?,?,?,?)", (name, p, stream_id, leader, 0, 0)
             )
 
     def create_topic(
-        self, name: str, num_partitions: int, configs: dict[str, str], leader_id: int
+        self, name: str, num_partitions: int, configs: dict[str, str], leader_ids: Sequence[int]
     ) -> TopicRecord:
+        leaders = placement(leader_ids)
         with self._tx() as db:
             if self._topic(db, name) is not None:
                 raise TopicAlreadyExists(name)
             db.execute(
                 "INSERT INTO topics VALUES(?,?,?)", (name, str(uuid.uuid4()), json.dumps(configs))
             )
-            self._insert_partitions(db, name, 0, num_partitions, leader_id)
+            self._insert_partitions(db, name, 0, num_partitions, leaders)
             topic = self._topic(db, name)
         assert topic is not None
         return topic
@@ -117,12 +120,13 @@ class SqliteTopics(SqliteBase, TopicCatalog):
                 db.execute("DELETE FROM stream_ranges WHERE stream_id=?", (p.stream_id,))
         return topic
 
-    def add_partitions(self, name: str, new_total: int, leader_id: int) -> TopicRecord:
+    def add_partitions(self, name: str, new_total: int, leader_ids: Sequence[int]) -> TopicRecord:
+        leaders = placement(leader_ids)
         with self._tx() as db:
             topic = self._topic(db, name)
             if topic is None:
                 raise UnknownTopic(name)
-            self._insert_partitions(db, name, len(topic.partitions), new_total, leader_id)
+            self._insert_partitions(db, name, len(topic.partitions), new_total, leaders)
             updated = self._topic(db, name)
         assert updated is not None
         return updated
