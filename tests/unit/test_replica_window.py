@@ -117,7 +117,7 @@ def test_a_fetch_under_way_is_not_answered_from_a_later_range_when_the_window_mo
         md = SqliteMetadataStore(tmp_path / "m.sqlite")
         leader_me = md.register_broker(1, "a", 1, None, 60_000)
         replica_me = md.register_broker(2, "b", 1, None, 60_000)
-        rec = md.create_topic("t", 1, {}, 1).partitions[0]
+        rec = md.create_topic("t", 1, {}, [1]).partitions[0]
         ports = MetadataPorts(md)
         wal = ObjectWal(FsObjectStore(tmp_path / "objects"), ports, flush_interval_ms=0)
         wal.bind(1, leader_me.epoch)
@@ -195,7 +195,7 @@ def test_a_reload_after_compaction_keeps_the_range_the_read_needs(
         md = SqliteMetadataStore(tmp_path / "m.sqlite")
         leader_me = md.register_broker(1, "a", 1, None, 60_000)
         replica_me = md.register_broker(2, "b", 1, None, 60_000)
-        rec = md.create_topic("t", 1, {}, 1).partitions[0]
+        rec = md.create_topic("t", 1, {}, [1]).partitions[0]
         ports = MetadataPorts(md)
         wal = ObjectWal(FsObjectStore(tmp_path / "objects"), ports, flush_interval_ms=0)
         wal.bind(1, leader_me.epoch)
