@@ -121,19 +121,22 @@ class Topics:
         """Load a topic; the partitions led here with their ranges and producer state read
         first. The topic is published (to requests) only then: published before, a produce
         arriving during those reads was appended, then wiped by them."""
-        logs: list[PartitionLog] = []
-        for p in rec.partitions:
-            if p.leader_id != self.node_id:
-                logs.append(self.store.add_partition(p, ranges=[]))
-                continue
-            ranges = await self.ports.streams.stream_ranges(p.stream_id)
-            plog = self.store.add_partition(p, ranges=ranges)
-            await self.store.load_producer_state(plog)
-            logs.append(plog)
+        logs = [await self._partition_log(p) for p in rec.partitions]
         state = TopicState(rec, logs)
         self.by_name[rec.name] = state
         self.by_id[rec.topic_id] = state
         return state
+
+    async def _partition_log(self, p: PartitionRecord) -> PartitionLog:
+        """A partition's log as this broker first learns it: led here, with its committed
+        ranges and producer state read (it may hold data: created or added elsewhere, written
+        there, moved here before this broker's sync); led elsewhere, empty."""
+        if p.leader_id != self.node_id:
+            return self.store.add_partition(p, ranges=[])
+        ranges = await self.ports.streams.stream_ranges(p.stream_id)
+        plog = self.store.add_partition(p, ranges=ranges)
+        await self.store.load_producer_state(plog)
+        return plog
 
     def _add_new(self, rec: TopicRecord) -> TopicState:
         """A topic created here a moment ago: no data anywhere yet."""
@@ -186,7 +189,8 @@ class Topics:
                 await self._load(rec)
                 continue
             for p in rec.partitions[len(state.logs) :]:
-                state.logs.append(self.store.add_partition(p, ranges=[]))
+                # published (appended) only once loaded, as a whole topic is
+                state.logs.append(await self._partition_log(p))
             state.record = rec
             for p, plog in zip(rec.partitions, state.logs, strict=False):
                 if p.leader_id != plog.leader_id or p.leader_epoch != plog.leader_epoch:

@@ -96,3 +96,52 @@ def test_a_partition_being_loaded_takes_no_produce(tmp_path: Path) -> None:
         md.close()
 
     asyncio.run(run())
+
+
+def test_a_partition_added_elsewhere_and_moved_here_is_loaded_with_its_data(
+    tmp_path: Path,
+) -> None:
+    """CreatePartitions through broker 1, records committed there, then the new partition
+    moved to broker 2, all before broker 2's next sync: that sync sees the partition for the
+    first time and led here, so it must read its ranges (it took it as empty: the next
+    produce would have been given offsets 0... again, and the committed records hidden)."""
+
+    async def run() -> None:
+        md = SqliteMetadataStore(tmp_path / "m.sqlite")
+        one = md.register_broker(1, "h", 1, None, 60_000)
+        me = md.register_broker(2, "h", 2, None, 60_000)
+        md.create_topic("t", 1, {}, [1])
+        ports = MetadataPorts(md)
+        wal = FileWal(tmp_path / "wal")
+        await wal.open()
+        store = StreamStore(FsObjectStore(tmp_path / "objects"), ports, wal, 2, me.epoch)
+
+        async def nothing(*_: object) -> None:
+            return None
+
+        async def live() -> list[int]:
+            return [1, 2]
+
+        async def seen(_records: list[TopicRecord]) -> None:
+            return None
+
+        topics = Topics(ports, store, 2, live_ids=live, on_leader_changed=nothing,
+                        on_forget=lambda _n: None, before_sync=nothing,
+                        leaders_seen=seen)  # fmt: skip
+        await topics.sync()
+        # broker 1, meanwhile: adds a partition it leads, commits 10 records to it, moves it
+        added = md.add_partitions("t", 2, [1]).partitions[1]
+        md.commit_object(1, one.epoch, "wal/one", 100,
+                         [StreamRange(added.stream_id, 0, 10, "wal/one", 0, 100, 1)])  # fmt: skip
+        md.move_partition("t", 1, 1, added.leader_epoch, 2)
+        await topics.sync()
+        plog = topics.partition("t", 1)
+        assert plog is not None and plog.leader_id == 2
+        assert plog.high_watermark == 10, (
+            f"partition 1 loaded at {plog.high_watermark}: its 10 committed records not read"
+        )
+        await wal.close()
+        ports.close()
+        md.close()
+
+    asyncio.run(run())
