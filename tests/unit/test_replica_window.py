@@ -102,6 +102,25 @@ def _bases(batches: list[memoryview | bytes]) -> list[int]:
     return [int.from_bytes(b[:8], "big") for b in batches]
 
 
+async def _leader(
+    tmp_path: Path,
+) -> tuple[SqliteMetadataStore, MetadataPorts, ObjectWal, StreamStore, PartitionRecord, int]:
+    """Broker 1 leads partition t-0 (object WAL on the local object store); broker 2 is
+    registered: (store, ports, broker 1's WAL and StreamStore, the partition, 2's epoch)."""
+    md = SqliteMetadataStore(tmp_path / "m.sqlite")
+    leader_me = md.register_broker(1, "a", 1, None, 60_000)
+    replica_me = md.register_broker(2, "b", 1, None, 60_000)
+    rec = md.create_topic("t", 1, {}, [1]).partitions[0]
+    ports = MetadataPorts(md)
+    wal = ObjectWal(FsObjectStore(tmp_path / "objects"), ports, flush_interval_ms=0)
+    wal.bind(1, leader_me.epoch)
+    await wal.open()
+    leader_store = StreamStore(FsObjectStore(tmp_path / "objects"), ports, wal, 1,
+                               leader_me.epoch)  # fmt: skip
+    part = PartitionRecord("t", 0, rec.stream_id, 1, rec.leader_epoch, 0)
+    return md, ports, wal, leader_store, part, replica_me.epoch
+
+
 def test_a_fetch_under_way_is_not_answered_from_a_later_range_when_the_window_moves(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -114,21 +133,11 @@ def test_a_fetch_under_way_is_not_answered_from_a_later_range_when_the_window_mo
     monkeypatch.setattr(replicas, "MAX_RANGES", 3)
 
     async def run() -> None:
-        md = SqliteMetadataStore(tmp_path / "m.sqlite")
-        leader_me = md.register_broker(1, "a", 1, None, 60_000)
-        replica_me = md.register_broker(2, "b", 1, None, 60_000)
-        rec = md.create_topic("t", 1, {}, [1]).partitions[0]
-        ports = MetadataPorts(md)
-        wal = ObjectWal(FsObjectStore(tmp_path / "objects"), ports, flush_interval_ms=0)
-        wal.bind(1, leader_me.epoch)
-        await wal.open()
-        leader_store = StreamStore(FsObjectStore(tmp_path / "objects"), ports, wal, 1,
-                                   leader_me.epoch)  # fmt: skip
-        part = PartitionRecord("t", 0, rec.stream_id, 1, rec.leader_epoch, 0)
+        md, ports, wal, leader_store, part, replica_epoch = await _leader(tmp_path)
         leader_log = leader_store.add_partition(part, [])
         objects = HeldGets(tmp_path / "objects")
         replica_store = StreamStore(objects, ports, FileWal(tmp_path / "wal-2"), 2,
-                                    replica_me.epoch)  # fmt: skip
+                                    replica_epoch)  # fmt: skip
         replica_log = replica_store.add_partition(part, [])
         leader = Leader(leader_log)
         reads = ReplicaReads(replica_store, cast(BrokerRpc, leader), ports, poll_wait_ms=5000)
@@ -192,20 +201,10 @@ def test_a_reload_after_compaction_keeps_the_range_the_read_needs(
     monkeypatch.setattr(replicas, "MAX_RANGES", 4)
 
     async def run() -> None:
-        md = SqliteMetadataStore(tmp_path / "m.sqlite")
-        leader_me = md.register_broker(1, "a", 1, None, 60_000)
-        replica_me = md.register_broker(2, "b", 1, None, 60_000)
-        rec = md.create_topic("t", 1, {}, [1]).partitions[0]
-        ports = MetadataPorts(md)
-        wal = ObjectWal(FsObjectStore(tmp_path / "objects"), ports, flush_interval_ms=0)
-        wal.bind(1, leader_me.epoch)
-        await wal.open()
-        leader_store = StreamStore(FsObjectStore(tmp_path / "objects"), ports, wal, 1,
-                                   leader_me.epoch)  # fmt: skip
-        part = PartitionRecord("t", 0, rec.stream_id, 1, rec.leader_epoch, 0)
+        md, ports, wal, leader_store, part, replica_epoch = await _leader(tmp_path)
         leader_log = leader_store.add_partition(part, [])
         replica_store = StreamStore(FsObjectStore(tmp_path / "objects"), ports,
-                                    FileWal(tmp_path / "wal-2"), 2, replica_me.epoch)  # fmt: skip
+                                    FileWal(tmp_path / "wal-2"), 2, replica_epoch)  # fmt: skip
         replica_log = replica_store.add_partition(part, [])
         reads = ReplicaReads(replica_store, cast(BrokerRpc, Leader(leader_log)), ports,
                              poll_wait_ms=5000)  # fmt: skip
@@ -227,7 +226,7 @@ def test_a_reload_after_compaction_keeps_the_range_the_read_needs(
             reads.close()
             for _ in range(3):
                 await _produce(leader_store, leader_log)
-            stored = md.stream_ranges(rec.stream_id)
+            stored = md.stream_ranges(part.stream_id)
             assert [(r.start_offset, r.end_offset) for r in stored] == [
                 (0, 15), (15, 20), (20, 25), (25, 30), (30, 35)
             ]  # fmt: skip

@@ -39,6 +39,22 @@ class HeldRanges(SqliteMetadataStore):
         return super().stream_ranges(stream_id)
 
 
+def _topics(ports: MetadataPorts, store: StreamStore, live_ids: list[int]) -> Topics:
+    """Broker 2's topics, its hooks doing nothing."""
+
+    async def nothing(*_: object) -> None:
+        return None
+
+    async def live() -> list[int]:
+        return live_ids
+
+    async def seen(_records: list[TopicRecord]) -> None:
+        return None
+
+    return Topics(ports, store, 2, live_ids=live, on_leader_changed=nothing,
+                  on_forget=lambda _n: None, before_sync=nothing, leaders_seen=seen)  # fmt: skip
+
+
 def test_a_partition_being_loaded_takes_no_produce(tmp_path: Path) -> None:
     async def run() -> None:
         md = HeldRanges(tmp_path / "m.sqlite")
@@ -49,18 +65,7 @@ def test_a_partition_being_loaded_takes_no_produce(tmp_path: Path) -> None:
         await wal.open()
         store = StreamStore(FsObjectStore(tmp_path / "objects"), ports, wal, 2, me.epoch)
 
-        async def nothing(*_: object) -> None:
-            return None
-
-        async def live() -> list[int]:
-            return [2]
-
-        async def seen(_records: list[TopicRecord]) -> None:
-            return None
-
-        topics = Topics(ports, store, 2, live_ids=live, on_leader_changed=nothing,
-                        on_forget=lambda _n: None, before_sync=nothing,
-                        leaders_seen=seen)  # fmt: skip
+        topics = _topics(ports, store, [2])
         sync = asyncio.ensure_future(topics.sync())
         while not md.reading.is_set():
             await asyncio.sleep(0.01)
@@ -116,18 +121,7 @@ def test_a_partition_added_elsewhere_and_moved_here_is_loaded_with_its_data(
         await wal.open()
         store = StreamStore(FsObjectStore(tmp_path / "objects"), ports, wal, 2, me.epoch)
 
-        async def nothing(*_: object) -> None:
-            return None
-
-        async def live() -> list[int]:
-            return [1, 2]
-
-        async def seen(_records: list[TopicRecord]) -> None:
-            return None
-
-        topics = Topics(ports, store, 2, live_ids=live, on_leader_changed=nothing,
-                        on_forget=lambda _n: None, before_sync=nothing,
-                        leaders_seen=seen)  # fmt: skip
+        topics = _topics(ports, store, [1, 2])
         await topics.sync()
         # broker 1, meanwhile: adds a partition it leads, commits 10 records to it, moves it
         added = md.add_partitions("t", 2, [1]).partitions[1]
