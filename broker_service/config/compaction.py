@@ -41,6 +41,13 @@ class CompactionConfig(BaseSettings):
     shard_bucket_ms: int = Field(
         default=60_000, gt=0, description="time bucket of WAL objects handed to one shard"
     )
+    shard_sweep_after_ms: int = Field(
+        default=900_000,
+        ge=0,
+        description="shard 0 also merges the ranges of other shards' WAL objects older than "
+        "this: what their shard left (a partition with one range in a bucket has nothing to "
+        "merge it with there), so every WAL object is emptied in the end",
+    )
     lease_ms: int = Field(
         default=900_000, description="compactor lease; must exceed time_budget_s plus one swap"
     )

@@ -142,14 +142,17 @@ class _Run:
 
     def mine(self, r: StreamRange) -> bool:
         """Whether this shard merges ``r``: every range when there is one shard; else the
-        ranges of WAL objects of this shard's time buckets, and merged objects in shard 0."""
+        ranges of WAL objects of this shard's time buckets, and in shard 0 merged objects
+        and what other shards left once older than ``shard_sweep_after_ms``."""
         c = self.config
         if c.shards == 1:
             return True
         created = None if compacted_output(r) else object_created_ms(r.object_key)
         if created is None:
             return self.shard == 0
-        return (created // c.shard_bucket_ms) % c.shards == self.shard
+        if (created // c.shard_bucket_ms) % c.shards == self.shard:
+            return True
+        return self.shard == 0 and self.now_ms() - created >= c.shard_sweep_after_ms
 
     def now_ms(self) -> int:
         if self.fixed_now is not None:

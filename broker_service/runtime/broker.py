@@ -74,6 +74,7 @@ class Broker:
         self.wal = wal
         wal.stages = self.metrics.stages  # the WAL's stages of a produce (metrics/stages.py)
         self.cluster_id = ""
+        self._compaction_turn = 0  # the compactor shard the next timer run takes
         self.me: BrokerRecord | None = None
         self.store: StreamStore | None = None
         self.producer_ids = ProducerIdAllocator(metadata)
@@ -261,9 +262,15 @@ class Broker:
 
     # -- timer steps owned here ----------------------------------------------------------------
     async def _compact(self) -> None:
-        """The same function the compaction Lambda calls."""
+        """The same function the compaction Lambda calls. With COMPACTION_SHARDS > 1 the
+        timer takes the shards in turn (a fixed shard would leave the others' objects
+        unmerged where no other compactor runs)."""
+        config = self.config.compaction
+        if config.shards > 1:
+            self._compaction_turn += 1
+            config = config.model_copy(update={"shard": self._compaction_turn % config.shards})
         result = await compact(
-            self.metadata, self.object_store, self.config.compaction, owner=f"broker-{self.node_id}"
+            self.metadata, self.object_store, config, owner=f"broker-{self.node_id}"
         )
         if result.skipped is None:
             log.info("compaction: %s", result)

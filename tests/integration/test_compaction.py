@@ -380,18 +380,26 @@ def test_orphans_are_deleted_after_the_grace_period_and_committed_objects_never(
     assert all_batches(small_broker.port, topic) == before
 
 
-def _self_compacting_broker(tmp_path: Path, interval_ms: int) -> BrokerProcess:
+def _self_compacting_broker(tmp_path: Path, interval_ms: int, **env: str) -> BrokerProcess:
     """An embedded broker compacting on its own timer, deleting replaced objects at once."""
     return BrokerProcess(
         tmp_path / "data",
         **{**SMALL_OBJECTS_ENV, "BROKER_COMPACTION_INTERVAL_MS": str(interval_ms)},
         COMPACTION_REPLACED_GRACE_MS="0",
         COMPACTION_TARGET_OBJECT_BYTES=str(1 << 20),
+        **env,
     ).start()
 
 
-def test_an_embedded_broker_compacts_on_its_own_timer(tmp_path: Path) -> None:
-    broker = _self_compacting_broker(tmp_path, 300)
+@pytest.mark.parametrize("shards", ["1", "3"])
+def test_an_embedded_broker_compacts_on_its_own_timer(tmp_path: Path, shards: str) -> None:
+    """With COMPACTION_SHARDS=3 (objects spread over the shards by 1 ms buckets) the timer
+    takes the shards in turn (a timer that ran shard 0 only left two thirds unmerged), and
+    shard 0 merges what the others left after a while: here every range is alone in its
+    bucket, so nothing else would ever merge it (and its object would never be deleted)."""
+    broker = _self_compacting_broker(tmp_path, 300, COMPACTION_SHARDS=shards,
+                                     COMPACTION_SHARD_BUCKET_MS="1",
+                                     COMPACTION_SHARD_SWEEP_AFTER_MS="3000")  # fmt: skip
     try:
         topic = _topic("timer")
         create_topic(broker.bootstrap, topic)
@@ -517,10 +525,10 @@ def test_compactor_shards_merge_their_own_objects_at_once_each_read_once(
     assert max((gets[0] + gets[1])[k] for k in mine[0] | mine[1]) == 1
     assert results[1].objects_deleted == 0 and results[1].objects_released == 0
     assert _consume_all(small_broker.bootstrap, topic, 3, 480) == before
-    # shard 0 alone from here: merges what is left (ranges the cuts between buckets left
-    # alone) and retires every object nothing names any more
+    # shard 0 from here, its sweep age passed: merges what shard 1 left too (ranges alone in
+    # their bucket) and retires every object nothing names any more
     for _ in range(4):
-        if _run(data, **{**knobs, "shards": 1}).swaps == 0:
+        if _run(data, shard=0, shard_sweep_after_ms=0, **knobs).swaps == 0:
             break
     assert _consume_all(small_broker.bootstrap, topic, 3, 480) == before
     left = {p.name for p in _objects(data)}
