@@ -151,16 +151,22 @@ def test_compactor_shards_run_at_once_on_s3_and_dynamodb(
     """COMPACTION_SHARDS=2 (the stacks' compaction_shards): the schedule's two targets, the
     scheduled event with detail {"shard": 0} and {"shard": 1}, both run at the same time under
     leases of their own and merge objects of their own time buckets; the data is unchanged."""
+    from broker_service.control.compaction import object_created_ms
     from functions.compaction.handler import handler
 
-    broker, _bucket, _endpoint = cloud_setup
+    broker, bucket, endpoint = cloud_setup
     topic = f"shards-{uuid.uuid4().hex[:6]}"
     create_topic(broker.bootstrap, topic)
     produce_rounds(broker.bootstrap, topic, rounds=16, per_round=20)
     before = all_batches(broker.port, topic)
+    created = sorted(t for k, _ in _objects(bucket, endpoint)
+                     if (t := object_created_ms(k)) is not None)  # fmt: skip
     monkeypatch.setenv("COMPACTION_REPLACED_GRACE_MS", "0")
     monkeypatch.setenv("COMPACTION_SHARDS", "2")
-    monkeypatch.setenv("COMPACTION_SHARD_BUCKET_MS", "1")  # objects alternate between shards
+    # ~4 buckets over the objects' times: each shard gets runs of several objects (1 ms
+    # buckets gave each object's range no neighbour of its own shard to merge with)
+    bucket_ms = max(1, (created[-1] - created[0]) // 3)
+    monkeypatch.setenv("COMPACTION_SHARD_BUCKET_MS", str(bucket_ms))
     event = json.loads(EVENT.read_text())
     with pytest.raises(ValueError, match="shard 2 but COMPACTION_SHARDS=2"):
         handler({**event, "detail": {"shard": 2}}, LambdaContextStandIn())

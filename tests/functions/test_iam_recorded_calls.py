@@ -545,7 +545,13 @@ def test_every_component_is_granted_exactly_what_it_calls(
         # move to the replacement) at once; the lease sweep fences an auto-id broker whose
         # lease ran out two hours ago and, as it leads nothing, forgets it
         out = lambdas.run("recovery", event("ecs_task_stopped.json", taskArn=task_b))
-        assert out["broker"] == b_id and out["fenced"] == [b_id] and not out["moved"], out
+        assert out["broker"] == b_id and not out["moved"], out
+        # the Lambda fences B, unless A's own recovery check did first: B stops renewing its
+        # lease at SIGTERM, and on a loaded host it can run out before A is killed (seen once
+        # in a full-suite run: fenced []). Either way B is fenced now; A's fence below is the
+        # Lambda's own in every case (A dies by SIGKILL with nobody left to fence it).
+        assert out["fenced"] in ([b_id], []), out
+        assert {x.broker_id: x.state for x in meta.brokers()}[b_id] == FENCED
         out = lambdas.run("recovery", event("ecs_task_stopped.json", taskArn=task_a))
         assert out["broker"] == a_id and out["fenced"] == [a_id], out
         assert out["moved"] and {m[3] for m in out["moved"]} == {801}, out

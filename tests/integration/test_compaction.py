@@ -502,7 +502,7 @@ def test_compactor_shards_merge_their_own_objects_at_once_each_read_once(
     before = _consume_all(small_broker.bootstrap, topic, 3, 480)
     objects_before = _objects(data)
     created = sorted(t for p in objects_before if (t := object_created_ms(p.name)) is not None)
-    bucket_ms = max(1, (created[-1] - created[0]) // 6)  # ~7 buckets: both shards get some
+    bucket_ms = max(1, (created[-1] - created[0]) // 3)  # ~4 buckets: two a shard
     knobs: dict[str, float] = {"target_object_bytes": 1 << 20, "shards": 2,
                                "shard_bucket_ms": bucket_ms}  # fmt: skip
     gets: list[Counter[str]] = [Counter(), Counter()]
