@@ -399,8 +399,8 @@ class StreamStore:
                 if plog.range_for(offset) == r and offset < plog.cache_start():
                     raise  # the same range, its object gone: not a swap
                 continue
-            if out:
-                return out
+            if out is not None:
+                return out  # (empty: the batch at offset does not fit what is left)
             # nothing at or after offset in this range (a compacted topic's removed
             # records): the next batch is in the next range
             offset = r.end_offset
@@ -408,7 +408,12 @@ class StreamStore:
 
     async def _read_range(
         self, r: StreamRange, offset: int, max_bytes: int, hw: int, min_one: bool
-    ) -> list[memoryview | bytes]:
+    ) -> list[memoryview | bytes] | None:
+        """The range's batches from ``offset`` that fit ``max_bytes`` (the first whatever its
+        size with ``min_one``); empty when the first does not fit (or is at or past ``hw``):
+        the answer is then nothing, never a batch of a later range (the client would take it
+        for a compacted gap and skip the records that did not fit); None when the range holds
+        nothing at or after ``offset``."""
         blocks = await self._stream_blocks(r)
         out: list[memoryview | bytes] = []
         total = 0
@@ -423,7 +428,7 @@ class StreamStore:
                     return out
                 out.append(view[pos : pos + size])
                 total += size
-        return out
+        return out or None
 
     async def refresh_ranges(self, plog: PartitionLog) -> bool:
         """Re-read a led partition's committed ranges (compaction swaps objects and
