@@ -59,7 +59,7 @@ def test_a_batch_that_does_not_fit_the_budget_is_not_skipped_for_a_later_range(
     async def run() -> None:
         md = SqliteMetadataStore(tmp_path / "m.sqlite")
         me = md.register_broker(1, "a", 1, None, 60_000)
-        rec = md.create_topic("t", 1, {}, 1).partitions[0]
+        rec = md.create_topic("t", 1, {}, [1]).partitions[0]
         ports = MetadataPorts(md)
         wal = ObjectWal(FsObjectStore(tmp_path / "objects"), ports, flush_interval_ms=0)
         wal.bind(1, me.epoch)
