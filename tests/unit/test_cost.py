@@ -378,6 +378,10 @@ def test_measured_before_after_table(tmp_path: Path) -> None:
     cells = row.split()  # 80 / 160 | 96 | Kafka | before | ratio | zoned | ratio | after | ratio
     kafka, before, zoned, after = (float(cells[i].replace(",", "")) for i in (4, 5, 7, 9))
     assert after < zoned < before < kafka
+    # and "after" with the metadata table's capacity provisioned, the stacks' other mode
+    line = next(x for x in out.splitlines() if x.startswith("after, with the metadata table's"))
+    provisioned = float(line.split(": ")[1].split(" at ")[0].replace(",", ""))
+    assert provisioned < after
 
 
 def test_garbage_collection_lists_a_shard_of_the_stored_objects_each_run() -> None:

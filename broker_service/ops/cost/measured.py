@@ -118,6 +118,20 @@ def report(
         f"last row: AutoMQ's published workload (1 GiB/s in and out, 256 partitions, 72 h): "
         f"AutoMQ ${AUTOMQ_USD_MONTH:,}/month",
     ]
+    after = sets["after"]
+    if after.ours.ddb_billing == "on_demand":
+        # the stacks' other capacity mode for the metadata table (tenant knob metadata_billing)
+        prov = after.model_copy(
+            update={"ours": after.ours.model_copy(update={"ddb_billing": "provisioned"})}
+        )
+        small, automq = (price_ours(w, prices, prov).totals["total"]
+                         for w in (workloads[0], AUTOMQ_WORKLOAD))  # fmt: skip
+        verdict = "met" if automq <= AUTOMQ_USD_MONTH else "not met"
+        out.append(
+            f"after, with the metadata table's capacity provisioned (--set "
+            f"ours.ddb_billing=provisioned): {small:,.0f} at {workloads[0].write_mbps:g} MB/s, "
+            f"{automq:,.0f} at AutoMQ's workload ({verdict})"
+        )
     for w in (workloads[0], AUTOMQ_WORKLOAD):
         ours = {n: price_ours(w, prices, a) for n, a in sets.items()}
         out += ["", f"== {w.write_mbps:g} MB/s write, {w.read_mbps:g} MB/s read, "
