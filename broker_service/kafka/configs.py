@@ -74,6 +74,9 @@ def static_broker_values(
 class ConfigView:
     static: dict[str, str]
     dynamic: dict[str, str] = field(default_factory=dict)  # cluster-wide dynamic defaults
+    # bumped by every alter of ``dynamic`` made here: a store read that began before one is
+    # older than what it would replace (refresh_cluster_configs)
+    dynamic_version: int = 0
 
     def topic_value(self, overrides: Mapping[str, str], name: str) -> Any:
         """The typed effective value of topic config ``name``."""
@@ -131,6 +134,15 @@ async def alter_topic_configs(
     raise ConcurrentUpdate(f"configs of topic {name} kept changing")
 
 
+async def refresh_cluster_configs(ports: MetadataPorts, view: ConfigView) -> None:
+    """The cluster-wide dynamic broker configs as stored (every sync), unless an alter here
+    replaced them while the read was on its way: the read is then older than the view."""
+    seen = view.dynamic_version
+    stored = await ports.topics.cluster_configs()
+    if view.dynamic_version == seen:
+        view.dynamic = stored
+
+
 async def alter_cluster_configs(
     ports: MetadataPorts,
     view: ConfigView,
@@ -152,6 +164,7 @@ async def alter_cluster_configs(
         except ConcurrentUpdate:
             continue
         view.dynamic = checked
+        view.dynamic_version += 1
         log.info("cluster-wide dynamic broker configs now %s", checked)
         return checked
     raise ConcurrentUpdate("cluster configs kept changing")

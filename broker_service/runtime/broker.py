@@ -20,7 +20,7 @@ from broker_service.cluster.membership import Membership
 from broker_service.cluster.rpc import FORWARDED_BY, BrokerRpc
 from broker_service.config import BrokerConfig
 from broker_service.control.compaction import compact
-from broker_service.kafka.configs import ConfigView, static_broker_values
+from broker_service.kafka.configs import ConfigView, refresh_cluster_configs, static_broker_values
 from broker_service.kafka.groups import offsets_topic
 from broker_service.kafka.groups.coordinator import GroupCoordinator
 from broker_service.kafka.leadership import Leadership, NotLeader
@@ -115,7 +115,7 @@ class Broker:
         host, port = cfg.advertised
         self.cluster_id = await self.ports.brokers.cluster_id()
         self.configs.static = static_broker_values(cfg, self.security.listeners)  # ports bound
-        self.configs.dynamic = await self.ports.topics.cluster_configs()
+        await refresh_cluster_configs(self.ports, self.configs)
         self.me = me = await self.ports.brokers.register_broker(
             cfg.node_id, host, port, cfg.rack, cfg.lease_ms
         )
@@ -286,7 +286,7 @@ class Broker:
 
     async def _before_sync(self) -> None:
         self.groups.retain(self.coordinates_group)
-        self.configs.dynamic = await self.ports.topics.cluster_configs()
+        await refresh_cluster_configs(self.ports, self.configs)
         if not all(self.security.knows(b) for b in self.live_brokers()):
             await self.security.refresh_endpoints()  # a new broker: learn its listeners
 
