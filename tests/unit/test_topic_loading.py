@@ -139,3 +139,55 @@ def test_a_partition_added_elsewhere_and_moved_here_is_loaded_with_its_data(
         md.close()
 
     asyncio.run(run())
+
+
+class HeldTopics(SqliteMetadataStore):
+    """SQLite whose ``topics`` read, once armed, returns what it read only when released."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.armed = False
+        self.reading = threading.Event()
+        self.release = threading.Event()
+
+    def topics(self) -> list[TopicRecord]:
+        found = super().topics()
+        if self.armed:
+            self.armed = False
+            self.reading.set()
+            self.release.wait(10)
+        return found
+
+
+def test_a_sync_read_from_before_a_create_does_not_forget_the_topic(tmp_path: Path) -> None:
+    """CreateTopics here while a sync's read of the topics is on its way (it began before the
+    create): the sync took the topic for deleted elsewhere and forgot it until the next one,
+    so a request right after the create found UNKNOWN_TOPIC_OR_PARTITION (seen in a full-suite
+    run: AddPartitionsToTxn on a topic created a moment before). The same for a delete: the
+    stale read would bring the deleted topic back."""
+
+    async def run() -> None:
+        md = HeldTopics(tmp_path / "m.sqlite")
+        me = md.register_broker(2, "h", 2, None, 60_000)
+        md.create_topic("gone", 1, {}, [2])
+        ports = MetadataPorts(md)
+        wal = FileWal(tmp_path / "wal")
+        await wal.open()
+        store = StreamStore(FsObjectStore(tmp_path / "objects"), ports, wal, 2, me.epoch)
+        topics = _topics(ports, store, [2])
+        await topics.sync()
+        md.armed = True
+        sync = asyncio.ensure_future(topics.sync())
+        while not md.reading.is_set():
+            await asyncio.sleep(0.01)
+        await topics.create("fresh", 1, {})  # both done while the sync's read is held
+        await topics.delete("gone")
+        md.release.set()
+        await sync
+        assert topics.partition("fresh", 0) is not None, "the sync forgot a topic created here"
+        assert topics.partition("gone", 0) is None, "the sync brought a deleted topic back"
+        await wal.close()
+        ports.close()
+        md.close()
+
+    asyncio.run(run())
