@@ -7,7 +7,11 @@ import asyncio
 import logging
 import os
 import sys
+import threading
+import time
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 from broker_service.config import BrokerConfig
 
@@ -91,12 +95,52 @@ def _run(config: BrokerConfig) -> int:
         pass
     try:
         broker = build_broker(config)
-        with asyncio.Runner(loop_factory=loop_factory) as runner:
-            runner.run(serve(broker))
+        run_to_end(serve(broker), loop_factory)
     except OSError as exc:
         logging.getLogger("broker_service").error("cannot start: %s", exc)
         return 1
     return 3 if broker.fenced else 0  # fenced or WAL failure: let the supervisor know
+
+
+def run_to_end(
+    main: Coroutine[Any, Any, None],
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
+) -> None:
+    """``asyncio.run`` without its wait for the default executor's threads: a blocking store
+    call still running when the broker has stopped (a stalled store) must not hold the
+    process (see ``exit_now``)."""
+    loop = (loop_factory or asyncio.new_event_loop)()
+    try:
+        loop.run_until_complete(main)
+        left = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        for t in left:
+            t.cancel()
+        if left:
+            loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+    finally:
+        loop.close()  # the default executor is shut down without waiting
+
+
+def exit_now(code: int) -> int:
+    """Exit with ``code``, abandoning threads still running: the interpreter would otherwise
+    join them (store calls hung on a stalled store: minutes). The broker has stopped by now;
+    what it acknowledged is durable, the rest is as after a crash."""
+    threads = [t for t in threading.enumerate()
+               if t is not threading.main_thread() and not t.daemon]  # fmt: skip
+    deadline = time.monotonic() + 2.0  # idle pool threads end at once: only calls remain
+    for t in threads:
+        t.join(max(deadline - time.monotonic(), 0.0))
+    busy = [t.name for t in threads if t.is_alive()]
+    if not busy:
+        return code
+    logging.getLogger("broker_service").warning(
+        "exiting with %d calls still running (threads %s)", len(busy), ", ".join(busy[:8])
+    )
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -162,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     cost_cli.add_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "serve":
-        return _serve(args)
+        return exit_now(_serve(args))
     if args.command == "groups":
         return groups_cli.run(args)
     if args.command == "cluster":

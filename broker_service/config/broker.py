@@ -166,6 +166,13 @@ class BrokerConfig(BaseSettings):
     drain_timeout_ms: int = Field(
         20_000, description="on SIGTERM in a cluster: time to hand partitions to other brokers"
     )
+    stop_timeout_ms: int = Field(
+        25_000,
+        gt=0,
+        description="on SIGTERM: the whole stop (drain, WAL flush, upload) is cut short after "
+        "this, the process exits (ECS SIGKILLs a task 30 s after SIGTERM); the drain gets at "
+        "most 70% of it",
+    )
     compaction: CompactionConfig = Field(
         default_factory=CompactionConfig, description="compaction's knobs (COMPACTION_*)"
     )

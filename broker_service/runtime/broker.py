@@ -252,6 +252,7 @@ class Broker:
             await self.store.close()
         self.ports.close()
         self.metadata.close()
+        self.object_store.close()
 
     async def drain(self) -> int:
         """Graceful shutdown in a cluster (SIGTERM): hand every partition to the others."""

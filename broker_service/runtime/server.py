@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Coroutine
+from typing import Any
 
 from broker_service.net.connection import KafkaConnection
 from broker_service.net.limits import ConnectionRegistry
@@ -70,17 +72,39 @@ async def serve(broker: Broker, stop: asyncio.Event | None = None) -> None:
     stopper = asyncio.ensure_future(stop.wait())
     while not stop.is_set() and not broker.fenced:
         await asyncio.wait([stopper], timeout=0.5)
+    # The whole stop is bounded (ECS SIGKILLs a task 30 s after SIGTERM): a stalled metadata
+    # store must not hold it. Cut short, it is no worse than a crash: what was acknowledged
+    # is durable already, and recovery moves what was not handed over.
+    deadline = loop.time() + cfg.stop_timeout_ms / 1000
     if not broker.fenced:  # clients still connected follow their partitions elsewhere
-        await broker.drain()
+        # the flush and upload keep a share of the budget
+        drain_s = min(cfg.drain_timeout_ms / 1000, 0.7 * cfg.stop_timeout_ms / 1000)
+        if not await _within(broker.drain(), drain_s):
+            log.warning("drain did not finish within %.1f s: recovery moves the rest", drain_s)
     log.info("shutting down: closing listeners, flushing WAL, uploading")
     for server in servers:
         server.close()
     for c in list(connections):
         c.close()
     for server in servers:
-        await server.wait_closed()
-    await broker.stop()
-    log.info("stopped cleanly")
+        await _within(server.wait_closed(), max(deadline - loop.time(), 0.5))
+    if await _within(broker.stop(), max(deadline - loop.time(), 0.5)):
+        log.info("stopped cleanly")
+    else:
+        log.error(
+            "the stop did not finish within BROKER_STOP_TIMEOUT_MS (%d ms; the metadata or "
+            "object store stalled?): exiting anyway, unacknowledged writes dropped",
+            cfg.stop_timeout_ms,
+        )
+
+
+async def _within(step: Coroutine[Any, Any, Any], seconds: float) -> bool:
+    """Run ``step`` for at most ``seconds`` (cancelled after): whether it finished."""
+    try:
+        await asyncio.wait_for(step, seconds)
+    except TimeoutError:
+        return False
+    return True
 
 
 def raise_fd_limit() -> None:

@@ -58,6 +58,7 @@ class FaultProxy:
         self.max_in_flight = 0
         self._stalled_until: dict[str, float] = {}  # operation -> monotonic end of its stall
         self._lock = threading.Lock()
+        self._stall_over = threading.Condition()  # held requests wait on it (unstall ends them)
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -102,8 +103,14 @@ class FaultProxy:
     def stall(self, op: str, seconds: float) -> None:
         """An outage of one operation: its requests arriving in the next ``seconds`` wait
         until then, and are forwarded when it ends (so they happen, late)."""
-        with self._lock:
+        with self._stall_over:
             self._stalled_until[op] = time.monotonic() + seconds
+
+    def unstall(self) -> None:
+        """End every stall now: the requests held are forwarded."""
+        with self._stall_over:
+            self._stalled_until.clear()
+            self._stall_over.notify_all()
 
     def methods(self, method: str) -> list[tuple[str, int]]:
         return [(path, status) for m, path, status in self.seen if m == method]
@@ -155,9 +162,9 @@ class FaultProxy:
         if self.delay:
             time.sleep(self.delay)
         op = _operation(h)
-        stalled = self._stalled_until.get(op, 0.0) - time.monotonic()
-        if stalled > 0:
-            time.sleep(stalled)
+        with self._stall_over:
+            while (left := self._stalled_until.get(op, 0.0) - time.monotonic()) > 0:
+                self._stall_over.wait(left)
         action = self._take_fault(h.command, h.path, op)
         if action == SLOWDOWN:
             return self._error(h, 503, "SlowDown", "Please reduce your request rate.")

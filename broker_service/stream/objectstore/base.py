@@ -39,6 +39,9 @@ class ObjectStore(ABC):
     @abstractmethod
     async def list(self, prefix: str = "") -> list[str]: ...
 
+    def close(self) -> None:  # noqa: B027 (most stores hold nothing to release)
+        """Release threads and connections; calls still running finish or fail."""
+
     async def list_tops(self) -> builtins.list[str]:
         """The first level of the key space: each ``<name>/`` prefix once, and each key with
         no ``/``. Lets a caller list a part of a large store (compaction lists a shard of its

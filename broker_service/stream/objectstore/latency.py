@@ -60,7 +60,10 @@ class FaultyObjectStore(ObjectStore):
     async def list_tops(self) -> builtins.list[str]:
         return await self._around("list", self.inner.list_tops)
 
-    def __getattr__(self, name: str) -> Any:  # close(), root, bucket... of the inner store
+    def close(self) -> None:
+        self.inner.close()
+
+    def __getattr__(self, name: str) -> Any:  # root, bucket... of the inner store
         return getattr(self.inner, name)
 
 

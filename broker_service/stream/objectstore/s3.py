@@ -144,8 +144,9 @@ class S3ObjectStore(ObjectStore):
         return random.random() * min(5.0, 0.05 * 2**attempt)
 
     def close(self) -> None:
-        """Release the threads and connections (after the last operation has finished)."""
-        self._executor.shutdown(wait=True)
+        """Release the threads and connections: calls not started are cancelled, a call
+        still running (a stalled S3) is not waited for; it fails or ends on its own."""
+        self._executor.shutdown(wait=False, cancel_futures=True)
         self.client.close()
 
     # -- get -----------------------------------------------------------------------------
