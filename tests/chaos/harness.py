@@ -365,7 +365,8 @@ class GroupConsumerThread(threading.Thread):
             handler = logging.FileHandler(self.log_path)
             handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
             logger.addHandler(handler)
-            conf.update({"debug": "cgrp,metadata,topic", "log_level": 7, "logger": logger})
+            # fetch: what each partition's fetches got (a partition the group stopped getting)
+            conf.update({"debug": "cgrp,metadata,topic,fetch", "log_level": 7, "logger": logger})
         c = Consumer(conf)
 
         def on_assign(_c: Any, parts: list[Any]) -> None:

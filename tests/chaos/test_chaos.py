@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.chaos.harness import ChaosConfig, run
+from tests.chaos.harness import TOPIC, ChaosConfig, run
 
 CYCLES = int(os.environ.get("CHAOS_CYCLES", "20"))
 
@@ -32,15 +32,23 @@ def test_random_sigkills_lose_and_duplicate_nothing(tmp_path: Path, backend: str
     assert result.cycles == CYCLES
     assert result.acked > 0
     trace = tmp_path / "group-consumer.log"
-    if result.group_missed:  # where the group consumer stood (pytest cuts the assert's repr)
-        print(f"group consumer: {result.examples.get('group_missed')}")
-    if result.group_missed and trace.exists():  # librdkafka's group trace, for the record
+    group = result.examples.get("group_missed")
+    if result.group_missed and trace.exists():  # librdkafka's trace, for the record
         lines = trace.read_text(errors="replace").splitlines(keepends=True)
-        # the group's state changes and errors (the tail alone shows only the close)
-        marks = ("CGRPJOINSTATE", "HEARTBEAT", "REBALANCE", "ASSIGN", "FETCHERR", "OFFSET")
-        print("".join([ln for ln in lines if any(m in ln for m in marks)][-60:]))
-        print("".join(lines[-40:]))
-    assert not result.violations(), (result.violations(), result.examples)
+        closed = next((i for i, ln in enumerate(lines) if "Closing consumer" in ln), len(lines))
+        lines = lines[:closed]  # what it did while it should have been consuming
+        # the group's state changes, then the last fetch lines of each partition it missed
+        marks = ("CGRPJOINSTATE", "HEARTBEAT", "REBALANCE", "ASSIGN", "FETCHERR")
+        print("".join([ln for ln in lines if any(m in ln for m in marks)][-40:]))
+        for part in (group[0]["missed_by_partition"] if group else {}):
+            tag = f"{TOPIC} [{part}]"
+            skip = (" CONSUME ", " DUMP", " CGRPOP ", " OP ")  # per message or per close step
+            print("".join([ln for ln in lines
+                           if tag in ln and not any(k in ln for k in skip)][-25:]))  # fmt: skip
+    # where the group consumer stood leads the message: pytest cuts a long repr
+    assert not result.violations(), f"{result.violations()}; group consumer: {group}; " + str(
+        result.examples
+    )
     # every kill of a leader was followed by service again on each of its partitions
     unserved = [(k["cycle"], p) for k in result.kills for p in k["led"]
                 if p not in k["unavailable_s"]]  # fmt: skip
