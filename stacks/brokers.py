@@ -42,6 +42,10 @@ from .tenant import TenantSettings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BROKER_CONTAINER = "broker"
+# ECS sends SIGTERM, then SIGKILL after the container's stop timeout (30 s is ECS's default;
+# up to 120 s on Fargate). The broker bounds its own stop a margin below it.
+STOP_TIMEOUT_S = 30
+STOP_MARGIN_S = 5
 # What the task's health check runs: every broker process answers TCP on its client port.
 HEALTH_CHECK_COMMAND = "import socket; socket.create_connection(('127.0.0.1', {port}), 2).close()"
 
@@ -238,7 +242,7 @@ class BrokerStack(cdk.Stack):
                 retries=3,
                 start_period=cdk.Duration.seconds(30),
             ),
-            stop_timeout=cdk.Duration.seconds(30),  # graceful: flush, commit, hand over
+            stop_timeout=cdk.Duration.seconds(STOP_TIMEOUT_S),  # graceful: hand over, flush
             ulimits=[ecs.Ulimit(name=ecs.UlimitName.NOFILE, soft_limit=65536, hard_limit=65536)],
         )
 
@@ -440,6 +444,8 @@ class BrokerStack(cdk.Stack):
             "BROKER_LOG_LEVEL": "INFO",
             "BROKER_AUTO_BALANCE": "false",  # the balancer Lambda moves partitions here
             "BROKER_PROCESSES": str(t.processes),  # one broker per vCPU (runtime/processes.py)
+            # the broker's own stop budget ends before ECS's SIGKILL: it exits by itself
+            "BROKER_STOP_TIMEOUT_MS": str((STOP_TIMEOUT_S - STOP_MARGIN_S) * 1000),
             **{k: str(v) for k, v in cache_sizes(t.broker_memory_mib, t.processes).items()},
         }
         if self.zonal:  # zonal listeners: the main one's protocol, the rack of their AZ

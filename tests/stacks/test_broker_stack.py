@@ -89,6 +89,8 @@ def test_broker_container_configuration(synth: Synth) -> None:
     secrets = {s["Name"] for s in c["Secrets"]}
     assert secrets == {"BROKER_ADMIN_USER", "BROKER_ADMIN_PASSWORD"}
     assert env["BROKER_PROCESSES"] == "2"  # a broker process per vCPU
+    # the broker's stop budget ends before ECS SIGKILLs the container
+    assert 0 < int(env["BROKER_STOP_TIMEOUT_MS"]) < c["StopTimeout"] * 1000
     # process i: 9092 + 3i (main), + 1 and + 2 (the zonal listeners of the 2 AZs); 9464 + i
     assert [p["ContainerPort"] for p in c["PortMappings"]] == [*range(9092, 9098), 9464, 9465]
     assert c["HealthCheck"]["Command"][:3] == ["CMD", "python", "-c"]
