@@ -242,7 +242,7 @@ def describe_cluster(broker: BrokerServices, header: RequestHeader, frame: memor
                     "rack": b.rack,
                     **broker_endpoint_fields(broker, header, b),
                 }
-                for b in broker.live_brokers()
+                for b in broker.listed_brokers()
             ],
             "cluster_authorized_operations": authorized_operations(
                 broker,

@@ -34,22 +34,33 @@ RESPONSES = MetadataResponseEncoder()
 
 
 def topic_entry(
-    broker: BrokerServices, state: TopicState, zone_ids: list[int] | None = None
+    broker: BrokerServices,
+    state: TopicState,
+    zone_ids: list[int] | None = None,
+    listed: set[int] | None = None,
 ) -> dict[str, Any]:
     """A topic as a client sees it; a client in a zone with brokers (``zone_ids``) is told
-    an in-zone broker as every partition's leader (api/zones.py), with the real epoch."""
+    an in-zone broker as every partition's leader (api/zones.py), with the real epoch.
+
+    A leader not among the brokers the answer lists (``listed``: the live ones; its lease
+    ran out, or it joined after our last look) is no leader to a client: as Kafka answers a
+    partition whose leader is offline, leader -1 and LEADER_NOT_AVAILABLE (the client asks
+    again), never an id it cannot resolve."""
+    if listed is None:
+        listed = {b.broker_id for b in broker.listed_brokers()}
     partitions = []
     for p in state.logs:
         leader = zone_server(zone_ids, p) if zone_ids else p.leader_id
+        online = leader in listed
         partitions.append(
             {
-                "error_code": 0,
+                "error_code": 0 if online else ErrorCode.leader_not_available,
                 "partition_index": p.partition,
-                "leader_id": leader,
+                "leader_id": leader if online else -1,
                 "leader_epoch": p.leader_epoch,
                 "replica_nodes": [leader],
                 "isr_nodes": [leader],
-                "offline_replicas": [],
+                "offline_replicas": [] if online else [leader],
             }
         )
     return {
@@ -64,7 +75,7 @@ def topic_entry(
 
 def broker_entries(broker: BrokerServices, header: RequestHeader) -> list[dict[str, Any]]:
     out = []
-    for b in broker.live_brokers():
+    for b in broker.listed_brokers():
         host, port = endpoint(broker, header, b)  # on the listener the client came in on
         out.append({"node_id": b.broker_id, "host": host, "port": port, "rack": b.rack})
     return out
@@ -119,15 +130,17 @@ def _valid_name(name: str) -> bool:
 def _respond(broker: BrokerServices, header: RequestHeader, req: Any) -> Buffers:
     requested = req.topics
     zone_ids = zone_broker_ids(broker, client_zone(header))
+    brokers = broker_entries(broker, header)
+    listed = {b["node_id"] for b in brokers}
     if requested is None or (header.api_version == 0 and not requested):
         # all topics: those the client may not describe are left out, as Kafka does
         topics = [
-            topic_entry(broker, broker.topics[n], zone_ids)
+            topic_entry(broker, broker.topics[n], zone_ids, listed)
             for n in sorted(broker.topics)
             if allowed_topic(broker, header, acl.DESCRIBE, n)
         ]
     else:
-        topics = [_entry(broker, header, t, zone_ids) for t in requested]
+        topics = [_entry(broker, header, t, zone_ids, listed) for t in requested]
     if getattr(req, "include_topic_authorized_operations", False):
         for t in topics:
             if t.get("error_code") == 0:
@@ -136,7 +149,7 @@ def _respond(broker: BrokerServices, header: RequestHeader, req: Any) -> Buffers
                 )
     data = {
         "throttle_time": 0,
-        "brokers": broker_entries(broker, header),
+        "brokers": brokers,
         "cluster_id": broker.cluster_id,
         "controller_id": broker.controller_id(),
         "topics": topics,
@@ -170,7 +183,7 @@ def _by_id(header: RequestHeader, t: Any) -> bool:
 
 
 def _entry(
-    broker: BrokerServices, header: RequestHeader, t: Any, zone_ids: list[int]
+    broker: BrokerServices, header: RequestHeader, t: Any, zone_ids: list[int], listed: set[int]
 ) -> dict[str, Any]:
     if _by_id(header, t):
         state = broker.topics_by_id.get(t.topic_id)
@@ -183,12 +196,12 @@ def _entry(
             }
         if not allowed_topic(broker, header, acl.DESCRIBE, state.name):
             return _denied(None, t.topic_id)
-        return topic_entry(broker, state, zone_ids)
+        return topic_entry(broker, state, zone_ids, listed)
     if not allowed_topic(broker, header, acl.DESCRIBE, t.name or ""):
         return _denied(t.name)
     state = broker.topics.get(t.name or "")
     if state is not None:
-        return topic_entry(broker, state, zone_ids)
+        return topic_entry(broker, state, zone_ids, listed)
     code = (
         ErrorCode.unknown_topic_or_partition
         if _valid_name(t.name or "")

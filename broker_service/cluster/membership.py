@@ -14,6 +14,13 @@ everyone: the other brokers' renewals, just as slow, may have let their leases r
 fences nobody while such a renewal hangs, nor for a lease after it (a broker that really died
 during the stall is fenced a lease later). Below half a lease, a slow store is only slow: the
 renewals of the others still land within their lease, and fencing goes on as usual.
+
+The live view follows the same rule: while it fences nobody, a broker keeps listing the
+brokers it listed whose registration is still ACTIVE, lease expired or not. Right after a stall
+the held renewals land one after another; the first to land, reading the others' leases
+before theirs landed, dropped them: its Metadata answers named them as leaders without listing
+them (a client then has no leader for their partitions), and it placed new partitions and
+coordinators over fewer brokers.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from broker_service.control.placement import owner
 from broker_service.control.recovery import recover
 from broker_service.metadata.errors import BrokerFenced
 from broker_service.metadata.ports import MetadataPorts
-from broker_service.metadata.records import BrokerRecord
+from broker_service.metadata.records import ACTIVE, DRAINING, BrokerRecord
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +58,7 @@ class Membership:
         self.on_cluster_change = on_cluster_change
         self.valid_until = time.monotonic() + lease_ms * 0.8 / 1000
         self.live: list[BrokerRecord] = [me]
+        self.draining: list[BrokerRecord] = []  # still serving what they lead, handing it over
         self.fenced = False
         self._renewing_since: float | None = None  # monotonic start of a renewal under way
         self._fence_nobody_until = 0.0  # monotonic: after a late renewal of our own
@@ -77,6 +85,16 @@ class Membership:
             live = [*live, self.me]
         return sorted(live, key=lambda b: b.broker_id)
 
+    def listed_brokers(self) -> list[BrokerRecord]:
+        """The brokers clients are told of (Metadata, DescribeCluster): the live ones and the
+        draining ones, which lead partitions until they have handed them over (Kafka lists a
+        broker in controlled shutdown until it is fenced; left out, their partitions had no
+        leader a client could resolve for the whole drain)."""
+        live = self.live_brokers()
+        ids = {b.broker_id for b in live}
+        return sorted([*live, *(b for b in self.draining if b.broker_id not in ids)],
+                      key=lambda b: b.broker_id)  # fmt: skip
+
     def coordinator_for(self, key: str) -> BrokerRecord:
         """The broker coordinating a group or transactional id: rendezvous hashing of the
         key over the live brokers, so every broker gives the same answer and a membership
@@ -94,8 +112,7 @@ class Membership:
 
     async def refresh_live(self) -> bool:
         """Re-read the live brokers (our view lags by up to lease/3); True if it changed."""
-        live = await self.ports.brokers.live_brokers(now_ms())
-        return self._set_live(live)
+        return self._set_view(await self.ports.brokers.brokers())
 
     async def is_live(self, broker_id: int) -> bool:
         """Whether a broker is live, asking the metadata store when our view lacks it."""
@@ -107,6 +124,20 @@ class Membership:
     def leaving(self, others: list[int]) -> None:
         """This broker is draining: it coordinates nothing from now on."""
         self.live = [b for b in self.live if b.broker_id in others]
+        self.draining = []
+
+    def _set_view(self, records: list[BrokerRecord]) -> bool:
+        """Take the live and draining brokers from every registration: those whose lease runs;
+        while the store is not on time (this broker fences nobody), also those listed before
+        whose lease looks expired (module doc). True if the live ones changed."""
+        now = now_ms()
+        kept = set() if self._store_on_time() else {b.broker_id for b in self.listed_brokers()}
+        serving = [b for b in records if b.lease_expiry_ms > now or b.broker_id in kept]
+        self.draining = sorted((b for b in serving if b.state == DRAINING),
+                               key=lambda b: b.broker_id)  # fmt: skip
+        return self._set_live(
+            sorted((b for b in serving if b.state == ACTIVE), key=lambda b: b.broker_id)
+        )
 
     def _set_live(self, live: list[BrokerRecord]) -> bool:
         changed = [b.broker_id for b in live] != [b.broker_id for b in self.live]
@@ -150,8 +181,7 @@ class Membership:
                         "every broker, so this one fences nobody for a lease",
                         done - started)  # fmt: skip
         self.valid_until = started + self.lease_ms * 0.8 / 1000
-        live = await self.ports.brokers.lease_live_brokers(now_ms())
-        self._set_live(live)
+        self._set_view(await self.ports.brokers.lease_brokers())
 
     async def check_others(self) -> None:
         """The recovery check: fence brokers whose lease ran out (never this one: a broker

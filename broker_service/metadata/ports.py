@@ -119,8 +119,9 @@ class BrokerPort(_Port[BrokerRegistry]):
     set_broker_state = _Call(BrokerRegistry.set_broker_state)
     live_brokers = _Call(BrokerRegistry.live_brokers)
     # The read the lease loop makes right after renewing: on the lease lane too, so a broker
-    # learns who is live as promptly as it renews. Everyone else uses live_brokers.
-    lease_live_brokers = _Call(BrokerRegistry.live_brokers, lane="lease")
+    # learns who is live as promptly as it renews (every registration: after a store stall
+    # the membership keeps brokers whose lease looks expired, cluster/membership.py).
+    lease_brokers = _Call(BrokerRegistry.brokers, lane="lease")
     allocate_broker_id = _Call(BrokerRegistry.allocate_broker_id)
     set_broker_info = _Call(BrokerRegistry.set_broker_info)
     broker_info = _Call(BrokerRegistry.broker_info)

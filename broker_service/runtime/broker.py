@@ -288,14 +288,14 @@ class Broker:
     async def _before_sync(self) -> None:
         self.groups.retain(self.coordinates_group)
         await refresh_cluster_configs(self.ports, self.configs)
-        if not all(self.security.knows(b) for b in self.live_brokers()):
+        if not all(self.security.knows(b) for b in self.listed_brokers()):
             await self.security.refresh_endpoints()  # a new broker: learn its listeners
 
     async def _learn_leaders(self, topics: list[TopicRecord]) -> None:
         """A partition led by a broker our live view lacks (it started less than a lease
         renewal ago): re-read the live brokers, so Metadata never names a leader it does not
         list. At most once a second: a dead leader stays unknown until recovery moves it."""
-        known = {b.broker_id for b in self.live_brokers()}
+        known = {b.broker_id for b in self.listed_brokers()}
         if any(p.leader_id >= 0 and p.leader_id not in known
                for t in topics for p in t.partitions):  # fmt: skip
             if time.monotonic() - self._live_reread >= 1.0:
@@ -303,8 +303,8 @@ class Broker:
                 await self.refresh_live()
 
     def _endpoint(self, broker_id: int) -> tuple[str, int] | None:
-        """Where this broker reaches another: its registered endpoint, if live."""
-        b = next((b for b in self.live_brokers() if b.broker_id == broker_id), None)
+        """Where this broker reaches another: its registered endpoint, if live or draining."""
+        b = next((b for b in self.listed_brokers() if b.broker_id == broker_id), None)
         return (b.host, b.port) if b is not None else None
 
     async def _live_ids(self) -> list[int]:
@@ -448,6 +448,11 @@ class Broker:
         if self.membership is None:
             return [self.me] if self.me is not None else []
         return self.membership.live_brokers()
+
+    def listed_brokers(self) -> list[BrokerRecord]:
+        if self.membership is None:
+            return self.live_brokers()
+        return self.membership.listed_brokers()
 
     def coordinator_for(self, key: str) -> BrokerRecord:
         assert self.membership is not None

@@ -4,6 +4,7 @@ disk first); clients follow and nothing acknowledged is lost."""
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 
@@ -442,3 +443,85 @@ def test_metadata_lists_every_broker_it_names_as_leader(tmp_path: Path) -> None:
     finally:
         for b in (first, second):
             b.stop()
+
+
+def _partitions(b: BrokerProcess, topic: str) -> tuple[set[int], list[tuple[int, int, int]]]:
+    """(brokers listed, [(partition, error code, leader)]) of one Metadata answer of ``b``."""
+    with w.WireClient(b.port) as c:
+        md = c.call(w.metadata_request(12, [topic]))
+    parts = [(int(p.partition_index), int(p.error_code), int(p.leader_id))
+             for t in md.topics for p in t.partitions]  # fmt: skip
+    return {int(x.node_id) for x in md.brokers}, sorted(parts)
+
+
+def _unresolvable(listed: set[int], parts: list[tuple[int, int, int]]) -> list[str]:
+    """Partitions a client could not use as answered: a leader not listed, or no leader
+    without Kafka's LEADER_NOT_AVAILABLE (5)."""
+    return [f"partition {p}: error {err}, leader {leader}, brokers {sorted(listed)}"
+            for p, err, leader in parts
+            if not ((err == 0 and leader in listed) or (err == 5 and leader == -1))]  # fmt: skip
+
+
+def test_metadata_answers_a_dead_unfenced_leader_as_kafka_does(tmp_path: Path) -> None:
+    """A broker stops answering (SIGSTOP): once its lease ran out the others leave it out of
+    their broker list, and until recovery moves its partitions a Metadata answer named it
+    as their leader anyway (a leader id the client cannot resolve). Kafka answers a
+    partition whose leader is not alive with leader -1 and LEADER_NOT_AVAILABLE."""
+    first, second = start_all(cluster(tmp_path / "shared", 2, BROKER_LEASE_MS="3000"))
+    try:
+        admin = AdminClient({"bootstrap.servers": first.bootstrap})
+        for f in admin.create_topics([NewTopic("orphaned", 4, 1)]).values():
+            f.result(10)
+        wait_until(lambda: {leader for _, _, leader in _partitions(first, "orphaned")[1]}
+                   == {1, 2}, 10, "the topic's partitions spread over both")  # fmt: skip
+        second.pause()
+        bad: list[str] = []
+        seen_unlisted = False
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            listed, parts = _partitions(first, "orphaned")
+            bad += _unresolvable(listed, parts)
+            seen_unlisted |= 2 not in listed
+            if {leader for _, _, leader in parts} == {1}:
+                break
+            time.sleep(0.02)
+        assert not bad, "\n".join(bad[:10])
+        assert seen_unlisted and {leader for _, _, leader in parts} == {1}, parts
+        second.resume()
+        assert second.wait_exit(30) == 3  # it finds itself fenced
+    finally:
+        for b in (first, second):
+            b.kill()
+
+
+def test_a_draining_broker_stays_listed_while_it_leads(tmp_path: Path) -> None:
+    """SIGTERM: the broker becomes DRAINING and hands its partitions over one by one (each
+    move 400 ms here). Kafka lists a broker in controlled shutdown until it is fenced; ours
+    dropped it from the others' broker list at their next lease renewal while it still led
+    the partitions not yet handed over, so they had no leader a client could resolve."""
+    first, slow = start_all([
+        BrokerProcess(tmp_path / "shared", BROKER_NODE_ID="1", BROKER_LEASE_MS="3000"),
+        BrokerProcess(tmp_path / "shared", BROKER_NODE_ID="2", BROKER_LEASE_MS="3000",
+                      BROKER_FAULT_METADATA_OPS="move_partition",
+                      BROKER_FAULT_METADATA_LATENCY_MS="400"),
+    ])  # fmt: skip
+    try:
+        admin = AdminClient({"bootstrap.servers": first.bootstrap})
+        for f in admin.create_topics([NewTopic("draining", 8, 1)]).values():
+            f.result(10)
+        for b in (first, slow):  # both know the topic (the drainer hands over what it knows)
+            wait_until(lambda b=b: {leader for _, _, leader in _partitions(b, "draining")[1]}
+                       == {1, 2}, 10, "the topic's partitions spread over both")  # fmt: skip
+        assert slow.proc is not None
+        slow.proc.send_signal(signal.SIGTERM)
+        bad: list[str] = []
+        while slow.alive():
+            listed, parts = _partitions(first, "draining")
+            bad += _unresolvable(listed, parts)
+            time.sleep(0.02)
+        assert "drained: 4 partitions handed over" in slow.log(), slow.log()
+        assert not bad, "\n".join(bad[:10])
+        assert {leader for _, _, leader in _partitions(first, "draining")[1]} == {1}
+    finally:
+        for b in (first, slow):
+            b.kill()

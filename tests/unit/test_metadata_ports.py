@@ -86,7 +86,7 @@ def test_a_blocked_pool_does_not_delay_lease_renewal(store: GatedStore) -> None:
         # (wait_for only turns a regression into a failure instead of a hang)
         renewed = await asyncio.wait_for(ports.brokers.renew_lease(1, me.epoch, 60_000), 30)
         assert renewed.lease_expiry_ms >= me.lease_expiry_ms
-        live = await asyncio.wait_for(ports.brokers.lease_live_brokers(0), 30)
+        live = await asyncio.wait_for(ports.brokers.lease_brokers(), 30)
         assert [b.broker_id for b in live] == [1]
         assert not any(f.done() for f in stuck)  # they were still waiting all along
         store.gate.set()

@@ -75,7 +75,7 @@ class TxnHost(Protocol):
 
     def may_acknowledge(self) -> bool: ...
 
-    def live_brokers(self) -> list[BrokerRecord]: ...
+    def listed_brokers(self) -> list[BrokerRecord]: ...
 
     def request_refresh(self) -> None: ...
 
@@ -423,7 +423,7 @@ class TransactionCoordinator:
         self, leader: int, rec: TxnRecord, commit: bool, tps: list[tuple[str, int]]
     ) -> list[tuple[str, int]]:
         """WriteTxnMarkers to another broker; returns the partitions that failed."""
-        target = next((b for b in self.broker.live_brokers() if b.broker_id == leader), None)
+        target = next((b for b in self.broker.listed_brokers() if b.broker_id == leader), None)
         if target is None:
             return tps
         by_topic: dict[str, list[int]] = {}
