@@ -15,6 +15,12 @@ fences nobody while such a renewal hangs, nor for a lease after it (a broker tha
 during the stall is fenced a lease later). Below half a lease, a slow store is only slow: the
 renewals of the others still land within their lease, and fencing goes on as usual.
 
+A paused host is the same case: a stopped microVM resumes with its wall clock stepped forward
+and its monotonic clock where it stopped. Every lease in the store (wall clock) ran out,
+this broker's own with them, so the lease is valid only while both clocks say so, and a
+renewal that starts after either says it lapsed is a late one (before, the first broker to
+wake fenced the others it had been paused with).
+
 The live view follows the same rule: while it fences nobody, a broker keeps listing the
 brokers it listed whose registration is still ACTIVE, lease expired or not. Right after a stall
 the held renewals land one after another; the first to land, reading the others' leases
@@ -57,6 +63,7 @@ class Membership:
         self.on_fenced = on_fenced
         self.on_cluster_change = on_cluster_change
         self.valid_until = time.monotonic() + lease_ms * 0.8 / 1000
+        self.wall_valid_until_ms = now_ms() + lease_ms * 0.8  # the same by the wall clock
         self.live: list[BrokerRecord] = [me]
         self.draining: list[BrokerRecord] = []  # still serving what they lead, handing it over
         self.fenced = False
@@ -73,7 +80,11 @@ class Membership:
 
     # -- what others ask ---------------------------------------------------------------------
     def lease_valid(self) -> bool:
-        return time.monotonic() < self.valid_until
+        """By both clocks: the store times leases by the wall clock, and a paused host (a
+        stopped VM) finds its wall clock stepped forward on resume while its monotonic one
+        stood still; by the monotonic clock alone its lease looked valid after every lease in
+        the store had run out (module doc)."""
+        return time.monotonic() < self.valid_until and now_ms() < self.wall_valid_until_ms
 
     def may_acknowledge(self) -> bool:
         """Only while this broker's lease is surely its own."""
@@ -126,6 +137,9 @@ class Membership:
         self.live = [b for b in self.live if b.broker_id in others]
         self.draining = []
 
+    def _valid_at(self, mono: float, wall_ms: int) -> bool:
+        return mono <= self.valid_until and wall_ms <= self.wall_valid_until_ms
+
     def _set_view(self, records: list[BrokerRecord]) -> bool:
         """Take the live and draining brokers from every registration: those whose lease runs;
         while the store is not on time (this broker fences nobody), also those listed before
@@ -165,6 +179,7 @@ class Membership:
         if self.fenced:
             return
         started = self._renewing_since = time.monotonic()
+        started_ms = now_ms()
         try:  # on the lease lane: one thread of its own, never behind other metadata calls
             await self.ports.brokers.renew_lease(self.node_id, self.epoch, self.lease_ms)
         except BrokerFenced:
@@ -175,12 +190,14 @@ class Membership:
         finally:
             self._renewing_since = None
         done = time.monotonic()
-        if started > self.valid_until or done - started > self.stalled_after_s:
+        took = max(done - started, (now_ms() - started_ms) / 1000)
+        if not self._valid_at(started, started_ms) or took > self.stalled_after_s:
             self._fence_nobody_until = done + self.lease_ms / 1000
             log.warning("lease renewal was late (took %.1f s): the metadata store stalled for "
                         "every broker, so this one fences nobody for a lease",
-                        done - started)  # fmt: skip
+                        took)  # fmt: skip
         self.valid_until = started + self.lease_ms * 0.8 / 1000
+        self.wall_valid_until_ms = started_ms + self.lease_ms * 0.8
         self._set_view(await self.ports.brokers.lease_brokers())
 
     async def check_others(self) -> None:

@@ -78,3 +78,57 @@ def test_a_recovery_read_slower_than_its_bound_judges_no_lease(ports: MetadataPo
     assert stalled.fenced == [] and _states(ports) == {1: "ACTIVE", 2: "ACTIVE"}
     on_time = recover(slow, now, LEASE_MS // 5, spare=me.broker_id, stale_read_ms=5_000)
     assert on_time.fenced == [2] and _states(ports) == {1: "ACTIVE", 2: "FENCED"}
+
+
+class _Clocks:
+    """The wall clock (``time.time``: leases in the store) and the monotonic one (the
+    broker's own lease timer), each movable on its own."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.wall_s = 0.0
+        self.mono_s = 0.0
+        real_time, real_mono = time.time, time.monotonic
+        monkeypatch.setattr(time, "time", lambda: real_time() + self.wall_s)
+        monkeypatch.setattr(time, "monotonic", lambda: real_mono() + self.mono_s)
+
+
+def test_a_paused_host_fences_nobody_when_its_monotonic_clock_stood_still(
+    ports: MetadataPorts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The whole host stopped for 22 s (a paused microVM): its monotonic clock did not move,
+    the wall clock was stepped forward on resume. Every lease in the store (wall clock) ran
+    out, but the broker's own lease timer (monotonic) said it was still valid: the first
+    broker to run its recovery check fenced its live peers (the balancer test's brokers 1
+    and 2, fenced by broker 3 right after 22 s in which none of the three logged a line). The
+    wall clock says this broker's own lease ran out too: it was paused with them, and its
+    lease is no more its own than theirs."""
+    clocks = _Clocks(monkeypatch)
+    store = ports.store
+    me = store.register_broker(1, "127.0.0.1", 9092, None, LEASE_MS)
+    store.register_broker(2, "127.0.0.1", 9093, None, LEASE_MS)
+    membership = Membership(ports, me, LEASE_MS, lambda: None, lambda: None)
+    asyncio.run(membership.renew())
+    assert membership.may_acknowledge()
+
+    clocks.wall_s += 22  # the pause: only the wall clock moved
+    assert not membership.may_acknowledge(), "acknowledging on a lease the store says ran out"
+    asyncio.run(membership.check_others())
+    assert _states(ports) == {1: "ACTIVE", 2: "ACTIVE"}, "fenced a peer paused with it"
+
+    asyncio.run(membership.renew())  # this broker's renewal lands first: the others get a lease
+    assert membership.may_acknowledge()
+    asyncio.run(membership.check_others())
+    assert _states(ports) == {1: "ACTIVE", 2: "ACTIVE"}, "fenced a peer before it could renew"
+    assert [b.broker_id for b in membership.listed_brokers()] == [1, 2]
+
+    # broker 2 really is gone: renewing on time from now on (both clocks move, a renewal
+    # interval a step), broker 1 fences it a lease later
+    steps = 0
+    while _states(ports)[2] == "ACTIVE" and steps < 10:
+        clocks.wall_s += LEASE_MS / 3000
+        clocks.mono_s += LEASE_MS / 3000
+        asyncio.run(membership.renew())
+        asyncio.run(membership.check_others())
+        steps += 1
+    assert _states(ports) == {1: "ACTIVE", 2: "FENCED"}
+    assert steps * LEASE_MS / 3000 >= LEASE_MS / 1000, f"fenced after {steps} renewals"
