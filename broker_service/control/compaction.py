@@ -128,7 +128,9 @@ class _Run:
         self.fixed_now = now_ms
         self.result = CompactionResult()
         self.started = time.monotonic()
+        self.started_wall = time.time()
         self.lease_deadline = 0.0
+        self.lease_deadline_wall = 0.0
         self.epoch = -1
         self._seq = 0
         self.defaults: dict[str, str] = {}  # cluster-wide dynamic defaults of topic configs
@@ -169,7 +171,9 @@ class _Run:
         return self.result.budget_exhausted
 
     def lease_valid(self) -> bool:
-        return time.monotonic() < self.lease_deadline
+        """By both clocks: the store times the lease by the wall clock, and a paused host
+        resumes with its wall clock stepped forward and its monotonic one where it stopped."""
+        return time.monotonic() < self.lease_deadline and time.time() < self.lease_deadline_wall
 
     def _config(self, topic: TopicRecord, name: str) -> Any:
         """A topic config's typed effective value (its override, else the cluster default)."""
@@ -194,6 +198,7 @@ class _Run:
             return self.result
         # our own clock bounds the lease (minus a margin for the clocks of other runs)
         self.lease_deadline = self.started + self.config.lease_ms / 1000 * 0.9
+        self.lease_deadline_wall = self.started_wall + self.config.lease_ms / 1000 * 0.9
         self.epoch = self.result.lease_epoch = lease.epoch
         try:
             finish = getattr(self.metadata, "finish_pending_commits", None)

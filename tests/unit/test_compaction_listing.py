@@ -10,6 +10,8 @@ import asyncio
 import time
 from pathlib import Path
 
+import pytest
+
 from broker_service.config.compaction import CompactionConfig
 from broker_service.control.compaction import LISTING_SHARDS, compact
 from broker_service.metadata.records import MAX_COMPACTOR_SHARDS
@@ -58,5 +60,40 @@ def test_each_run_lists_one_shard_of_compactions_objects_and_every_other_prefix(
             assert not any(k in keys for k in shared)  # the shared prefixes: every run
             assert result.orphans_deleted == len(gone) + (2 if run == 0 else 0)
         assert not left  # every shard came round once
+    finally:
+        metadata.close()
+
+
+def test_a_run_paused_past_its_lease_deletes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The host pauses (a stopped microVM) while a run lists the bucket: on resume its wall
+    clock has moved past the compactor lease, its monotonic clock has not. The lease in the
+    store (wall clock) ran out and another run may hold it, so this one must not delete:
+    before, it timed its lease by the monotonic clock alone and went on to garbage-collect."""
+    paused = {"s": 0.0}
+    real_time = time.time
+    monkeypatch.setattr(time, "time", lambda: real_time() + paused["s"])
+    config = CompactionConfig(orphan_grace_ms=0)
+
+    class PausingLists(RecordingLists):
+        async def list(self, prefix: str = "") -> list[str]:
+            paused["s"] = config.lease_ms / 1000 + 1  # only the wall clock moves
+            return await super().list(prefix)
+
+    objects = PausingLists(tmp_path / "objects")
+    metadata = SqliteMetadataStore(tmp_path / "metadata.sqlite")
+    old = time.time_ns() - 2 * 3600 * 10**9
+    orphans = [f"wal/9-1-{old}-1.sso", f"sso/9-1-{old}-2.sso"]
+
+    async def fill() -> None:
+        for k in orphans:
+            await objects.put(k, [b"never committed"])
+
+    try:
+        asyncio.run(fill())
+        result = asyncio.run(compact(metadata, objects, config))
+        assert result.orphans_deleted == 0
+        assert sorted(asyncio.run(objects.list())) == sorted(orphans)
     finally:
         metadata.close()
