@@ -515,10 +515,12 @@ def test_a_draining_broker_stays_listed_while_it_leads(tmp_path: Path) -> None:
         assert slow.proc is not None
         slow.proc.send_signal(signal.SIGTERM)
         bad: list[str] = []
-        while slow.alive():
+        deadline = time.monotonic() + 60  # its stop is bounded by BROKER_STOP_TIMEOUT_MS
+        while slow.alive() and time.monotonic() < deadline:
             listed, parts = _partitions(first, "draining")
             bad += _unresolvable(listed, parts)
             time.sleep(0.02)
+        assert not slow.alive(), "still running a minute after SIGTERM"
         assert "drained: 4 partitions handed over" in slow.log(), slow.log()
         assert not bad, "\n".join(bad[:10])
         assert {leader for _, _, leader in _partitions(first, "draining")[1]} == {1}
