@@ -471,3 +471,44 @@ def test_forwarded_records_are_handed_over_in_flush_order_and_refused_past_their
         md.close()
 
     asyncio.run(run())
+
+
+def test_a_host_paused_during_a_flush_never_commits_it_past_the_request_deadline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The host pauses (a stopped microVM) while a flush's PUT is under way: on resume the
+    wall clock has moved 22 s, the monotonic one has not. The producer's request timed out
+    meanwhile (its clock ran) and it sent the records again, so the commit must not land:
+    the store checks the deadline by the wall clock, and the WAL turned the request's
+    monotonic deadline into wall-clock time at commit, after the pause, 22 s too late."""
+    real_time = time.time
+    paused = {"s": 0.0}
+    monkeypatch.setattr(time, "time", lambda: real_time() + paused["s"])
+
+    async def run() -> tuple[list[str], list[StreamRange]]:
+        md = SqliteMetadataStore(tmp_path / "m.sqlite")
+        me = md.register_broker(1, "h", 1, None, 600_000)
+        sid = md.create_topic("t", 1, {}, [1]).partitions[0].stream_id
+        store = _GatedStore(tmp_path / "objects")
+        ports = MetadataPorts(md)
+        wal = ObjectWal(store, ports, flush_interval_ms=0)
+        wal.bind(1, me.epoch)
+        await wal.open()
+        done: list[str] = []
+
+        def on_done(rec: WalRecord, rng: StreamRange | None, exc: BaseException | None) -> None:
+            done.append("committed" if exc is None else type(exc).__name__)
+
+        wal.append(WalRecord(sid, 0, 1, b"x" * 10, 5, on_done, time.monotonic() + 5.0))
+        await store.started.get()
+        paused["s"] = 22.0  # the pause: only the wall clock moved
+        store.gates[0].set()
+        await wal.close()
+        ranges = md.stream_ranges(sid)
+        ports.close()
+        md.close()
+        return done, ranges
+
+    done, ranges = asyncio.run(run())
+    assert ranges == [], "committed 22 s past the request's deadline"
+    assert done and done != ["committed"], done

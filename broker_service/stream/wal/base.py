@@ -81,6 +81,14 @@ class WalRecord:
     # (base 0, end = its record count), and records with the same value sit side by side in
     # the object, so each leader reads its spans with one short ranged GET.
     forward_to: int | None = None
+    # the deadline in wall-clock ms, taken when the record is made: the store checks a
+    # commit's deadline by the wall clock, and one turned from ``deadline`` at commit time
+    # would grow by any pause of the host in between (its monotonic clock stands still)
+    deadline_ms: float = field(default=math.inf, init=False)
+
+    def __post_init__(self) -> None:
+        if self.deadline != math.inf:
+            self.deadline_ms = time.time() * 1000 + (self.deadline - time.monotonic()) * 1000
 
     def finish(self, committed: StreamRange | None, exc: BaseException | None) -> None:
         if not self.finished:

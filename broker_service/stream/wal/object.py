@@ -227,6 +227,7 @@ class ObjectWal(Wal):
             return await self._put_forwarded(prepared, flight)
         # own records' deadlines only: a forwarded record's passing refuses that record alone
         deadline = min(r.deadline for r in own)  # time.monotonic()
+        deadline_ms = min(r.deadline_ms for r in own)  # the same, for the store: wall clock
         delay = 0.05
         attempt = 0
         started = time.monotonic()
@@ -238,7 +239,7 @@ class ObjectWal(Wal):
                 if attempt == 1:  # nothing was ever sent: nothing to settle
                     raise WalTimeout("not durable before the request's timeout")
                 return await self._settle(prepared.written)
-            commit = self._committer(attempt > 1, deadline, flight, time.perf_counter())
+            commit = self._committer(attempt > 1, deadline_ms, flight, time.perf_counter())
             task = asyncio.ensure_future(
                 self.writer.put_and_commit(prepared, commit, retry=attempt > 1)
             )
@@ -316,7 +317,7 @@ class ObjectWal(Wal):
     def _committer(  # type: ignore[no-untyped-def]
         self,
         retry: bool,
-        deadline: float,
+        deadline_ms: float,
         flight: _Flight,
         put_started: float,
     ):
@@ -334,12 +335,6 @@ class ObjectWal(Wal):
             if flight.doomed:
                 raise _EarlierFlushFailed("an earlier flush of these streams failed")
             t0 = time.perf_counter()
-            # the monotonic deadline as wall-clock ms, for the store to check
-            deadline_ms = (
-                None
-                if deadline == math.inf
-                else int((time.time() + deadline - time.monotonic()) * 1000)
-            )
             try:
                 await self.ports.streams.commit_object(
                     self.broker_id,
@@ -347,7 +342,7 @@ class ObjectWal(Wal):
                     w.key,
                     w.size,
                     w.ranges,
-                    deadline_ms,
+                    None if deadline_ms == math.inf else int(deadline_ms),
                 )
             except ObjectAlreadyCommitted:
                 if not retry:
