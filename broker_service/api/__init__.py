@@ -77,7 +77,7 @@ APIS.update(
         Api(49, "AlterClientQuotas", 0, 1, security_admin.alter_quotas),
         Api(50, "DescribeUserScramCredentials", 0, 0, security_admin.describe_scram),
         Api(51, "AlterUserScramCredentials", 0, 0, security_admin.alter_scram),
-        Api(60, "DescribeCluster", 0, 1, configs.describe_cluster),
+        Api(60, "DescribeCluster", 0, 2, configs.describe_cluster),
         Api(61, "DescribeProducers", 0, 0, txn_admin.describe_producers),
         Api(65, "DescribeTransactions", 0, 0, txn_admin.describe_transactions),
         Api(66, "ListTransactions", 0, 1, txn_admin.list_transactions),

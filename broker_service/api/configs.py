@@ -16,13 +16,15 @@ from broker_service.api.access import (
     authorized_operations,
     broker_endpoint_fields,
 )
-from broker_service.api.base import Buffers, decode, respond
+from broker_service.api.base import NOT_REQUESTED_OPS, Buffers, decode, respond
 from broker_service.kafka.configs import alter_cluster_configs, alter_topic_configs
 from broker_service.metadata.errors import ConcurrentUpdate, UnknownTopic
 from broker_service.metadata.records import TopicRecord
 from broker_service.protocol import configs as C
 from broker_service.protocol.frames import RequestHeader
 from broker_service.security import acl
+
+BROKERS_ENDPOINT, CONTROLLERS_ENDPOINT = 1, 2  # DescribeCluster's endpoint_type (KIP-919)
 
 if TYPE_CHECKING:
     from broker_service.api.services import BrokerServices
@@ -226,7 +228,26 @@ def _applied(broker: BrokerServices, rec: TopicRecord) -> None:
 
 
 def describe_cluster(broker: BrokerServices, header: RequestHeader, frame: memoryview) -> Buffers:
+    """The listed brokers (live and draining); from v2 (KIP-1073), when asked, also every
+    other registered broker (fenced, or its lease run out), with ``is_fenced``."""
     req = decode(header, frame)
+    endpoint_type = int(getattr(req, "endpoint_type", BROKERS_ENDPOINT))
+    if endpoint_type != BROKERS_ENDPOINT:  # as Kafka's brokers answer (no controllers here)
+        if endpoint_type == CONTROLLERS_ENDPOINT:
+            code, what = ErrorCode.mismatched_endpoint_type, "an endpoint of type BROKER"
+        else:
+            code, what = ErrorCode.unsupported_endpoint_type, "no such endpoint type"
+        return respond(header, {"throttle_time": 0, "error_code": code,
+                                "error_message": f"endpoint type {endpoint_type}: {what}",
+                                "endpoint_type": BROKERS_ENDPOINT, "cluster_id": "",
+                                "controller_id": -1, "brokers": [],
+                                "cluster_authorized_operations": NOT_REQUESTED_OPS})  # fmt: skip
+    shown = broker.listed_brokers()
+    listed = {b.broker_id for b in shown}
+    if getattr(req, "include_fenced_brokers", False):
+        shown = sorted([*shown, *(b for b in broker.registered_brokers()
+                                  if b.broker_id not in listed)],
+                       key=lambda b: b.broker_id)  # fmt: skip
     return respond(
         header,
         {
@@ -240,16 +261,21 @@ def describe_cluster(broker: BrokerServices, header: RequestHeader, frame: memor
                 {
                     "broker_id": b.broker_id,
                     "rack": b.rack,
+                    "is_fenced": b.broker_id not in listed,
                     **broker_endpoint_fields(broker, header, b),
                 }
-                for b in broker.listed_brokers()
+                for b in shown
             ],
-            "cluster_authorized_operations": authorized_operations(
-                broker,
-                header,
-                acl.CLUSTER,
-                acl.CLUSTER_NAME,
-                bool(getattr(req, "include_cluster_authorized_operations", False)),
+            "cluster_authorized_operations": _cluster_operations(
+                broker, header, bool(getattr(req, "include_cluster_authorized_operations", False))
             ),
         },
     )
+
+
+def _cluster_operations(broker: BrokerServices, header: RequestHeader, requested: bool) -> int:
+    """The cluster's authorized operations when asked: 0 without Describe on the cluster."""
+    ops = authorized_operations(broker, header, acl.CLUSTER, acl.CLUSTER_NAME, requested)
+    if requested and not ops & (1 << acl.DESCRIBE):
+        return 0
+    return ops

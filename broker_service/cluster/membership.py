@@ -66,6 +66,7 @@ class Membership:
         self.wall_valid_until_ms = now_ms() + lease_ms * 0.8  # the same by the wall clock
         self.live: list[BrokerRecord] = [me]
         self.draining: list[BrokerRecord] = []  # still serving what they lead, handing it over
+        self.registered: list[BrokerRecord] = [me]  # every registration, fenced ones too
         self.fenced = False
         self._renewing_since: float | None = None  # monotonic start of a renewal under way
         self._fence_nobody_until = 0.0  # monotonic: after a late renewal of our own
@@ -145,6 +146,7 @@ class Membership:
         while the store is not on time (this broker fences nobody), also those listed before
         whose lease looks expired (module doc). True if the live ones changed."""
         now = now_ms()
+        self.registered = sorted(records, key=lambda b: b.broker_id)
         kept = set() if self._store_on_time() else {b.broker_id for b in self.listed_brokers()}
         serving = [b for b in records if b.lease_expiry_ms > now or b.broker_id in kept]
         self.draining = sorted((b for b in serving if b.state == DRAINING),

@@ -454,6 +454,11 @@ class Broker:
             return self.live_brokers()
         return self.membership.listed_brokers()
 
+    def registered_brokers(self) -> list[BrokerRecord]:
+        if self.membership is None:
+            return self.live_brokers()
+        return self.membership.registered
+
     def coordinator_for(self, key: str) -> BrokerRecord:
         assert self.membership is not None
         return self.membership.coordinator_for(key)

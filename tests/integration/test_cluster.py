@@ -527,3 +527,33 @@ def test_a_draining_broker_stays_listed_while_it_leads(tmp_path: Path) -> None:
     finally:
         for b in (first, slow):
             b.kill()
+
+
+def _describe_cluster(b: BrokerProcess, version: int, fenced_too: bool = False) -> dict[int, bool]:
+    """DescribeCluster of ``b``: broker id -> is_fenced (False below v2, which has no flag)."""
+    m = w.schema_module(60, version)
+    kw: dict[str, object] = {"include_cluster_authorized_operations": False}
+    if version >= 2:
+        kw["include_fenced_brokers"] = fenced_too
+    with w.WireClient(b.port) as c:
+        r = c.call(m.DescribeClusterRequest(**kw))
+    assert int(r.error_code) == 0, r
+    return {int(x.broker_id): bool(getattr(x, "is_fenced", False)) for x in r.brokers}
+
+
+def test_describe_cluster_v2_lists_fenced_brokers_when_asked(tmp_path: Path) -> None:
+    """DescribeCluster v2 (Kafka 3.9, KIP-1073: `describeCluster(new DescribeClusterOptions()
+    .includeFencedBrokers(true))`) lists the registered brokers that are fenced too, with
+    is_fenced; without the flag, and below v2, only the live ones. We advertised v0-1 only:
+    a 3.9 or 4.0 AdminClient asking for fenced brokers got UnsupportedVersionException."""
+    first, second = start_all(cluster(tmp_path / "shared", 2, BROKER_LEASE_MS="3000"))
+    try:
+        assert _describe_cluster(first, 2, fenced_too=True) == {1: False, 2: False}
+        second.kill()
+        wait_until(lambda: _describe_cluster(first, 2, fenced_too=True) == {1: False, 2: True},
+                   30, lambda: f"broker 2 fenced: {_describe_cluster(first, 2, True)}")
+        assert _describe_cluster(first, 2) == {1: False}
+        assert _describe_cluster(first, 1) == {1: False}
+    finally:
+        for b in (first, second):
+            b.kill()

@@ -618,3 +618,31 @@ def test_brokers_reach_each_other_through_a_sasl_only_listener(tmp_path: Path) -
     finally:
         for b in brokers:
             b.stop()
+
+
+def test_describe_cluster_needs_no_acl_and_checks_the_endpoint_type(secure: SecureBroker) -> None:
+    """Kafka's brokers answer DescribeCluster to any authenticated principal; only the
+    cluster's authorized operations need Describe on the cluster (0 without it). We refused
+    the whole request with CLUSTER_AUTHORIZATION_FAILED. An endpoint type other than brokers
+    (1) is MISMATCHED_ENDPOINT_TYPE (controllers, 2) or UNSUPPORTED_ENDPOINT_TYPE."""
+    run = uuid.uuid4().hex[:6]
+    carol = f"carol{run}"
+    admin = _admin(secure)
+    upsert = UserScramCredentialUpsertion(
+        carol, ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 4096), b"carol-pw"
+    )
+    for fut in admin.alter_user_scram_credentials([upsert]).values():
+        fut.result(timeout=30)
+    m = w.schema_module(60, 1)
+    with SecureWire(secure.ports["SASL_PLAINTEXT"]) as c:
+        assert int(c.plain(carol, "carol-pw").error_code) == 0
+        r = c.call(m.DescribeClusterRequest(include_cluster_authorized_operations=True))
+        assert int(r.error_code) == 0, r
+        assert [int(b.broker_id) for b in r.brokers] == [secure.broker.node_id]
+        assert int(r.cluster_authorized_operations) == 0  # no Describe on the cluster
+        asked = m.DescribeClusterRequest(include_cluster_authorized_operations=False,
+                                         endpoint_type=2)  # fmt: skip
+        assert int(c.call(asked).error_code) == 114  # MISMATCHED_ENDPOINT_TYPE
+        asked = m.DescribeClusterRequest(include_cluster_authorized_operations=False,
+                                         endpoint_type=7)  # fmt: skip
+        assert int(c.call(asked).error_code) == 115  # UNSUPPORTED_ENDPOINT_TYPE
