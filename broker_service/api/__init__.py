@@ -36,7 +36,7 @@ APIS.update(
     for a in [
         Api(0, "Produce", 3, 11, produce.handle, advertised_min=0),
         Api(1, "Fetch", 4, 16, fetch.handle),
-        Api(2, "ListOffsets", 1, 7, list_offsets.handle),
+        Api(2, "ListOffsets", 1, 9, list_offsets.handle),
         Api(3, "Metadata", 0, 12, metadata.handle),
         Api(8, "OffsetCommit", 2, 9, offsets.offset_commit),
         Api(9, "OffsetFetch", 1, 9, offsets.offset_fetch),

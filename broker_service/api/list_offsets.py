@@ -25,6 +25,9 @@ if TYPE_CHECKING:
     from broker_service.kafka.partition import PartitionLog
 
 LATEST, EARLIEST, MAX_TIMESTAMP = -1, -2, -3
+# v8 (KIP-405) and v9 (KIP-1005): answered as Kafka answers a log without tiered storage
+# (ours has one tier: every committed byte is in the object store, none on a broker's disk)
+EARLIEST_LOCAL, LATEST_TIERED = -4, -5
 LIST_OFFSETS = 2
 
 
@@ -76,7 +79,7 @@ async def _list_offsets(broker: BrokerServices, header: RequestHeader, req: Any)
                     "error_code": 0,
                     "timestamp": ts,
                     "offset": offset,
-                    "leader_epoch": plog.leader_epoch,
+                    "leader_epoch": -1 if p.timestamp == LATEST_TIERED else plog.leader_epoch,
                 }
             )
         topics.append({"name": t.name, "partitions": parts})
@@ -134,8 +137,10 @@ async def _lookup(
 ) -> tuple[int, int]:
     if ts == LATEST:
         return (plog.last_stable_offset if read_committed else plog.high_watermark), -1
-    if ts == EARLIEST:
+    if ts in (EARLIEST, EARLIEST_LOCAL):
         return plog.log_start_offset, -1
+    if ts == LATEST_TIERED:
+        return -1, -1
     assert broker.store is not None
     if ts == MAX_TIMESTAMP:
         found = await _max_timestamp(broker, plog)

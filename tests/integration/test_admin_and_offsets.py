@@ -158,3 +158,32 @@ def test_auto_create_uses_default_partitions(tmp_path) -> None:  # type: ignore[
         assert sorted(md.topics["auto-three"].partitions) == [0, 1, 2]
     finally:
         b.stop()
+
+
+def test_list_offsets_earliest_local_and_latest_tiered(broker: BrokerProcess) -> None:
+    """ListOffsets v8 (KIP-405: earliest-local, -4) and v9 (KIP-1005: latest-tiered, -5), as
+    Kafka 3.9 answers them for a log without tiered storage (the tools' `--time
+    earliest-local` / `latest-tiered`, the AdminClient's OffsetSpec.earliestLocal() /
+    latestTiered()): the log start offset, and offset -1 with leader epoch -1. We advertised
+    ListOffsets up to v7: those calls failed with UnsupportedVersionException."""
+    from tests import kafka_wire as w
+
+    name = _topic("tiers")
+    admin = _admin(broker)
+    _wait(admin.create_topics([NewTopic(name, 1, 1)]))
+    p = Producer({"bootstrap.servers": broker.bootstrap})
+    for i in range(10):
+        p.produce(name, value=f"v{i}".encode(), partition=0)
+    assert p.flush(10) == 0
+    _wait(admin.delete_records([TopicPartition(name, 0, 4)]))
+
+    def ask(version: int, timestamp: int) -> tuple[int, int, int]:
+        with w.WireClient(broker.port) as c:
+            resp = c.call(w.list_offsets_request(version, name, 0, timestamp))
+        part = resp.topics[0].partitions[0]
+        return int(part.error_code), int(part.offset), int(part.leader_epoch)
+
+    assert ask(8, -4)[:2] == (0, 4)  # earliest-local: the log start offset (records 0-3 deleted)
+    assert ask(9, -4)[:2] == (0, 4)
+    assert ask(9, -5) == (0, -1, -1)  # latest-tiered: nothing tiered
+    assert ask(9, -2)[:2] == (0, 4) and ask(9, -1)[:2] == (0, 10)
