@@ -35,7 +35,7 @@ APIS.update(
     (a.key, a)
     for a in [
         Api(0, "Produce", 3, 11, produce.handle, advertised_min=0),
-        Api(1, "Fetch", 4, 16, fetch.handle),
+        Api(1, "Fetch", 4, 17, fetch.handle),
         Api(2, "ListOffsets", 1, 9, list_offsets.handle),
         Api(3, "Metadata", 0, 12, metadata.handle),
         Api(8, "OffsetCommit", 2, 9, offsets.offset_commit),

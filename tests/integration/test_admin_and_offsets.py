@@ -187,3 +187,23 @@ def test_list_offsets_earliest_local_and_latest_tiered(broker: BrokerProcess) ->
     assert ask(9, -4)[:2] == (0, 4)
     assert ask(9, -5) == (0, -1, -1)  # latest-tiered: nothing tiered
     assert ask(9, -2)[:2] == (0, 4) and ask(9, -1)[:2] == (0, 10)
+
+
+def test_fetch_v17_reads_by_topic_id(broker: BrokerProcess) -> None:
+    """Fetch v17 (Kafka 3.9; KIP-853 adds a replica directory id, nothing a consumer sends):
+    a 3.9 Java consumer's highest Fetch. We advertised up to v16."""
+    from tests import kafka_wire as w
+
+    name = _topic("f17")
+    admin = _admin(broker)
+    _wait(admin.create_topics([NewTopic(name, 1, 1)]))
+    p = Producer({"bootstrap.servers": broker.bootstrap})
+    for i in range(3):
+        p.produce(name, value=f"v{i}".encode(), partition=0)
+    assert p.flush(10) == 0
+    with w.WireClient(broker.port) as c:
+        topic_id = c.call(w.metadata_request(12, [name])).topics[0].topic_id
+        resp = c.call(w.fetch_request(17, topic_id, 0, 0))
+    part = resp.responses[0].partitions[0]
+    assert int(resp.error_code) == 0 and int(part.error_code) == 0
+    assert int(part.high_watermark) == 3 and part.records
