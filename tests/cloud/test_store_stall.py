@@ -52,11 +52,7 @@ def test_a_store_stall_longer_than_the_lease_fences_no_live_broker(tmp_path: Pat
         brokers = [BrokerProcess(tmp_path / f"b{i}", BROKER_NODE_ID=str(i), **env)
                    for i in (1, 2, 3)]  # fmt: skip
         with running(*brokers):
-            admin = AdminClient({"bootstrap.servers": brokers[0].bootstrap})
-            for f in admin.create_topics([NewTopic("stall", PARTITIONS, 1)]).values():
-                f.result(30)
-            del admin
-            _produce(brokers[0].bootstrap, range(0, 300))
+            _create_and_fill(brokers[0].bootstrap)
             epochs = {b.broker_id: b.epoch for b in store.brokers()}
             assert sorted(epochs) == [1, 2, 3]
 
@@ -80,6 +76,14 @@ def test_a_store_stall_longer_than_the_lease_fences_no_live_broker(tmp_path: Pat
         assert alive == [1, 2, 3], f"brokers stopped during the run: {alive}"
         assert after == {bid: ("ACTIVE", e) for bid, e in epochs.items()}, after
         assert sorted(keys) == list(range(600))
+
+
+def _create_and_fill(bootstrap: str) -> None:
+    """The topic, and records 0-299 in it."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for f in admin.create_topics([NewTopic("stall", PARTITIONS, 1)]).values():
+        f.result(30)
+    _produce(bootstrap, range(0, 300))
 
 
 def _produce(bootstrap: str, keys: range) -> None:
@@ -111,11 +115,7 @@ def test_a_broker_whose_renewal_lands_last_after_a_stall_stays_listed(tmp_path: 
                                                             proxy).endpoint)
                    for i in (1, 2, 3)]  # fmt: skip
         with running(*brokers):
-            admin = AdminClient({"bootstrap.servers": brokers[0].bootstrap})
-            for f in admin.create_topics([NewTopic("stall", PARTITIONS, 1)]).values():
-                f.result(30)
-            del admin
-            _produce(brokers[0].bootstrap, range(0, 300))
+            _create_and_fill(brokers[0].bootstrap)
             watched = brokers[1]
             assert 3 in _leaders(watched), "broker 3 leads none of the topic's partitions"
 

@@ -9,6 +9,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewPartitions, NewTopic
 
+from tests import kafka_wire as w
 from tests.support.broker import BrokerProcess
 
 
@@ -18,6 +19,18 @@ def _topic(prefix: str) -> str:
 
 def _admin(broker: BrokerProcess) -> AdminClient:
     return AdminClient({"bootstrap.servers": broker.bootstrap})
+
+
+def _filled(broker: BrokerProcess, prefix: str, n: int) -> str:
+    """A new one-partition topic holding ``n`` records; its name."""
+    name = _topic(prefix)
+    admin = _admin(broker)  # kept alive until its futures resolve
+    _wait(admin.create_topics([NewTopic(name, 1, 1)]))
+    p = Producer({"bootstrap.servers": broker.bootstrap})
+    for i in range(n):
+        p.produce(name, value=f"v{i}".encode(), partition=0)
+    assert p.flush(10) == 0
+    return name
 
 
 def _wait(futures: dict) -> None:  # type: ignore[type-arg]
@@ -166,15 +179,8 @@ def test_list_offsets_earliest_local_and_latest_tiered(broker: BrokerProcess) ->
     earliest-local` / `latest-tiered`, the AdminClient's OffsetSpec.earliestLocal() /
     latestTiered()): the log start offset, and offset -1 with leader epoch -1. We advertised
     ListOffsets up to v7: those calls failed with UnsupportedVersionException."""
-    from tests import kafka_wire as w
-
-    name = _topic("tiers")
+    name = _filled(broker, "tiers", 10)
     admin = _admin(broker)
-    _wait(admin.create_topics([NewTopic(name, 1, 1)]))
-    p = Producer({"bootstrap.servers": broker.bootstrap})
-    for i in range(10):
-        p.produce(name, value=f"v{i}".encode(), partition=0)
-    assert p.flush(10) == 0
     _wait(admin.delete_records([TopicPartition(name, 0, 4)]))
 
     def ask(version: int, timestamp: int) -> tuple[int, int, int]:
@@ -192,15 +198,7 @@ def test_list_offsets_earliest_local_and_latest_tiered(broker: BrokerProcess) ->
 def test_fetch_v17_reads_by_topic_id(broker: BrokerProcess) -> None:
     """Fetch v17 (Kafka 3.9; KIP-853 adds a replica directory id, nothing a consumer sends):
     a 3.9 Java consumer's highest Fetch. We advertised up to v16."""
-    from tests import kafka_wire as w
-
-    name = _topic("f17")
-    admin = _admin(broker)
-    _wait(admin.create_topics([NewTopic(name, 1, 1)]))
-    p = Producer({"bootstrap.servers": broker.bootstrap})
-    for i in range(3):
-        p.produce(name, value=f"v{i}".encode(), partition=0)
-    assert p.flush(10) == 0
+    name = _filled(broker, "f17", 3)
     with w.WireClient(broker.port) as c:
         topic_id = c.call(w.metadata_request(12, [name])).topics[0].topic_id
         resp = c.call(w.fetch_request(17, topic_id, 0, 0))

@@ -542,13 +542,8 @@ def test_transactional_and_idempotent_producers_need_their_acls(secure: SecureBr
         return int(c.call(req).error_code)
 
     run = uuid.uuid4().hex[:6]
-    bob = f"bob{run}"
+    bob = _scram_user(secure, f"bob{run}", "bob-pw")
     admin = _admin(secure)
-    upsert = UserScramCredentialUpsertion(
-        bob, ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 4096), b"bob-pw"
-    )
-    for fut in admin.alter_user_scram_credentials([upsert]).values():
-        fut.result(timeout=30)
     with SecureWire(secure.ports["SASL_PLAINTEXT"]) as c:
         assert int(c.plain(bob, "bob-pw").error_code) == 0
         assert init(c, f"txn-{run}") == 53
@@ -625,14 +620,7 @@ def test_describe_cluster_needs_no_acl_and_checks_the_endpoint_type(secure: Secu
     cluster's authorized operations need Describe on the cluster (0 without it). We refused
     the whole request with CLUSTER_AUTHORIZATION_FAILED. An endpoint type other than brokers
     (1) is MISMATCHED_ENDPOINT_TYPE (controllers, 2) or UNSUPPORTED_ENDPOINT_TYPE."""
-    run = uuid.uuid4().hex[:6]
-    carol = f"carol{run}"
-    admin = _admin(secure)
-    upsert = UserScramCredentialUpsertion(
-        carol, ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 4096), b"carol-pw"
-    )
-    for fut in admin.alter_user_scram_credentials([upsert]).values():
-        fut.result(timeout=30)
+    carol = _scram_user(secure, f"carol{uuid.uuid4().hex[:6]}", "carol-pw")
     m = w.schema_module(60, 1)
     with SecureWire(secure.ports["SASL_PLAINTEXT"]) as c:
         assert int(c.plain(carol, "carol-pw").error_code) == 0
@@ -646,3 +634,14 @@ def test_describe_cluster_needs_no_acl_and_checks_the_endpoint_type(secure: Secu
         asked = m.DescribeClusterRequest(include_cluster_authorized_operations=False,
                                          endpoint_type=7)  # fmt: skip
         assert int(c.call(asked).error_code) == 115  # UNSUPPORTED_ENDPOINT_TYPE
+
+
+def _scram_user(secure: SecureBroker, user: str, password: str) -> str:
+    """A SCRAM-SHA-256 user with no ACL; its name."""
+    upsert = UserScramCredentialUpsertion(
+        user, ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 4096), password.encode()
+    )
+    admin = _admin(secure)  # kept alive until its futures resolve
+    for fut in admin.alter_user_scram_credentials([upsert]).values():
+        fut.result(timeout=30)
+    return user
