@@ -59,6 +59,7 @@ class Leadership:
         self._is_live = is_live
         self._topics = topics
         self._on_draining = on_draining
+        self.drained_epoch: int | None = None  # set once this broker became DRAINING
         self._settling: set[asyncio.Future[None]] = set()  # hand-overs of unknown outcome
 
     async def changed(self, plog: PartitionLog, rec: PartitionRecord) -> None:
@@ -240,6 +241,7 @@ class Leadership:
         if not others:
             return 0
         await self.ports.brokers.set_broker_state(self.node_id, me.epoch, DRAINING)
+        self.drained_epoch = me.epoch  # the stop ends by fencing it (runtime/broker.py)
         self._on_draining(others)  # coordinates nothing from now on
         load = dict.fromkeys(others, 0)
         for s in topics.by_name.values():

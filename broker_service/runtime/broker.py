@@ -250,9 +250,24 @@ class Broker:
         self.groups.stop()
         if self.store is not None:
             await self.store.close()
+        await self._leave_cluster()
         self.ports.close()
         self.metadata.close()
         self.object_store.close()
+
+    async def _leave_cluster(self) -> None:
+        """A drained broker, its WAL flushed, fences its own registration as its stop's last
+        step: as Kafka fences a broker when its controlled shutdown ends, the others stop
+        listing it at their next look instead of a lease later (it was listed while it
+        drained), and recovery moves at once anything it could not hand over. A restart
+        registers again under the next epoch."""
+        if self.leadership is None or self.leadership.drained_epoch is None:
+            return
+        try:
+            await self.ports.brokers.fence_broker(self.node_id, self.leadership.drained_epoch)
+            log.info("broker %d left the cluster (its registration fenced)", self.node_id)
+        except Exception as exc:  # the lease runs out instead
+            log.warning("could not fence this broker's registration on stop: %s", exc)
 
     async def drain(self) -> int:
         """Graceful shutdown in a cluster (SIGTERM): hand every partition to the others."""
