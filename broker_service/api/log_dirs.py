@@ -90,9 +90,10 @@ def describe_topic_partitions(
     topics: list[dict[str, Any]] = []
     budget = limit
     next_cursor = None
+    listed = {b.broker_id for b in broker.listed_brokers()}  # once, for every topic
     for name in names:
         first = cursor.partition_index if cursor is not None and name == cursor.topic_name else 0
-        entry = _topic(broker, header, name)
+        entry = _topic(broker, header, name, listed)
         if entry["error_code"] != 0:
             topics.append(entry)
             continue
@@ -110,7 +111,9 @@ def describe_topic_partitions(
     return respond(header, {"throttle_time": 0, "topics": topics, "next_cursor": next_cursor})
 
 
-def _topic(broker: BrokerServices, header: RequestHeader, name: str) -> dict[str, Any]:
+def _topic(
+    broker: BrokerServices, header: RequestHeader, name: str, listed: set[int]
+) -> dict[str, Any]:
     if not allowed_topic(broker, header, acl.DESCRIBE, name):
         return {"error_code": TOPIC_AUTHORIZATION_FAILED, "name": name, "topic_id": None,
                 "partitions": [], "topic_authorized_operations": NOT_REQUESTED_OPS}  # fmt: skip
@@ -119,7 +122,7 @@ def _topic(broker: BrokerServices, header: RequestHeader, name: str) -> dict[str
         return {"error_code": ErrorCode.unknown_topic_or_partition, "name": name,
                 "topic_id": None, "partitions": [],
                 "topic_authorized_operations": NOT_REQUESTED_OPS}  # fmt: skip
-    entry = topic_entry(broker, state)
+    entry = topic_entry(broker, state, listed=listed)
     for p in entry["partitions"]:
         p["eligible_leader_replicas"] = []
         p["last_known_elr"] = []

@@ -37,17 +37,16 @@ def topic_entry(
     broker: BrokerServices,
     state: TopicState,
     zone_ids: list[int] | None = None,
-    listed: set[int] | None = None,
+    *,
+    listed: set[int],
 ) -> dict[str, Any]:
     """A topic as a client sees it; a client in a zone with brokers (``zone_ids``) is told
     an in-zone broker as every partition's leader (api/zones.py), with the real epoch.
 
-    A leader not among the brokers the answer lists (``listed``: the live ones; its lease
+    A leader not among the brokers the answer lists (``listed``: live and draining; its lease
     ran out, or it joined after our last look) is no leader to a client: as Kafka answers a
     partition whose leader is offline, leader -1 and LEADER_NOT_AVAILABLE (the client asks
     again), never an id it cannot resolve."""
-    if listed is None:
-        listed = {b.broker_id for b in broker.listed_brokers()}
     partitions = []
     for p in state.logs:
         leader = zone_server(zone_ids, p) if zone_ids else p.leader_id
@@ -135,7 +134,7 @@ def _respond(broker: BrokerServices, header: RequestHeader, req: Any) -> Buffers
     if requested is None or (header.api_version == 0 and not requested):
         # all topics: those the client may not describe are left out, as Kafka does
         topics = [
-            topic_entry(broker, broker.topics[n], zone_ids, listed)
+            topic_entry(broker, broker.topics[n], zone_ids, listed=listed)
             for n in sorted(broker.topics)
             if allowed_topic(broker, header, acl.DESCRIBE, n)
         ]
@@ -196,12 +195,12 @@ def _entry(
             }
         if not allowed_topic(broker, header, acl.DESCRIBE, state.name):
             return _denied(None, t.topic_id)
-        return topic_entry(broker, state, zone_ids, listed)
+        return topic_entry(broker, state, zone_ids, listed=listed)
     if not allowed_topic(broker, header, acl.DESCRIBE, t.name or ""):
         return _denied(t.name)
     state = broker.topics.get(t.name or "")
     if state is not None:
-        return topic_entry(broker, state, zone_ids, listed)
+        return topic_entry(broker, state, zone_ids, listed=listed)
     code = (
         ErrorCode.unknown_topic_or_partition
         if _valid_name(t.name or "")

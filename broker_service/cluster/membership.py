@@ -85,7 +85,7 @@ class Membership:
         stopped VM) finds its wall clock stepped forward on resume while its monotonic one
         stood still; by the monotonic clock alone its lease looked valid after every lease in
         the store had run out (module doc)."""
-        return time.monotonic() < self.valid_until and now_ms() < self.wall_valid_until_ms
+        return self._valid_at(time.monotonic(), now_ms())
 
     def may_acknowledge(self) -> bool:
         """Only while this broker's lease is surely its own."""
@@ -139,7 +139,7 @@ class Membership:
         self.draining = []
 
     def _valid_at(self, mono: float, wall_ms: int) -> bool:
-        return mono <= self.valid_until and wall_ms <= self.wall_valid_until_ms
+        return mono < self.valid_until and wall_ms < self.wall_valid_until_ms
 
     def _set_view(self, records: list[BrokerRecord]) -> bool:
         """Take the live and draining brokers from every registration: those whose lease runs;
