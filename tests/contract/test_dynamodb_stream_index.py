@@ -358,3 +358,34 @@ def test_a_torn_read_of_the_chunks_is_refused_not_returned(
     )
     with pytest.raises(MetadataError, match="keep changing"):
         open_store().stream_ranges(sid)
+
+
+def test_a_garbage_collection_run_marks_its_objects_in_one_item(
+    open_store: Open, dynamodb_endpoint: str, table: str
+) -> None:
+    """Release marks are one item per run (front-coded keys), not one per object: marking 300
+    objects is one PutItem; forgetting some rewrites that item, forgetting the rest deletes
+    it; a mark written one item per object (tables from before) is still read and dropped."""
+    store = open_store()
+    me = store.register_broker(1, "h", 1, None, 60_000)
+    sid = store.create_topic("t", 1, {}, [1]).partitions[0].stream_id
+    keys = [f"wal/1-{me.epoch}-{1_700_000_000_000_000_000 + i}-{i}.sso" for i in range(300)]
+    for i, key in enumerate(keys[:3]):
+        _commit(store, 1, me.epoch, key, [sid], 5 * i)
+    dynamodb_client(dynamodb_endpoint).put_item(
+        TableName=table,
+        Item={"pk": {"S": "RELEASED"}, "sk": {"S": "wal/old"}, "kind": {"S": "released"},
+              "released_ms": {"N": "5"}},
+    )  # fmt: skip
+    with recording(store) as calls:
+        store.mark_released(keys, 1000)
+    assert _writes(calls) == [("PutItem", 0)]
+    assert store.released_objects() == {"wal/old": 5, **{k: 1000 for k in keys}}
+    with recording(store) as calls:
+        store.forget_objects(keys[:3] + ["wal/old"])
+    assert store.committed_objects(keys[:3]) == set()
+    assert ("PutItem", 0) in _writes(calls)  # the marks item, rewritten without them
+    assert store.released_objects() == {k: 1000 for k in keys[3:]}
+    store.unmark_released(keys[3:])
+    assert store.released_objects() == {}
+    assert store._query("RELEASED") == []

@@ -280,7 +280,8 @@ def test_compaction_reads_each_wal_object_once_and_merges_in_levels() -> None:
         + (ranges_per_gib + levels.gets_per_gib) * a.ddb_swap_wru_per_range
     )
     assert swaps.quantity == pytest.approx(written_gib * want)
-    assert want < 2 * GIB / object_bytes * a.ddb_gc_wru_per_object  # ~4 WRU per WAL object
+    # ~5.6 WRU per WAL object in all (2 to retire it); ~70 when a swap marked every old object
+    assert want * object_bytes / GIB < 8
     gets = lines["S3 GET: compaction input"]
     assert gets.quantity == pytest.approx(written_gib * (GIB / object_bytes + levels.gets_per_gib))
     puts = lines["S3 PUT: compaction output"]

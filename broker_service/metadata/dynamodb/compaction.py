@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -17,7 +18,7 @@ from broker_service.metadata.dynamodb.base import (
     _key,
     _load,
 )
-from broker_service.metadata.dynamodb.ranges import unpack_keys
+from broker_service.metadata.dynamodb.ranges import pack_keys, unpack_keys
 from broker_service.metadata.dynamodb.stream_index import entry_sk, log_pk
 from broker_service.metadata.dynamodb.streams import _CCF, StreamConflict, TooManyChunks
 from broker_service.metadata.errors import ConcurrentUpdate, MetadataError
@@ -29,6 +30,18 @@ from broker_service.metadata.records import (
 )
 from broker_service.metadata.store import CompactionStore
 
+_RELEASED = "RELEASED"
+_MARKS = "MARKS#"
+# Object keys of one marks item: front-coded WAL keys take ~20-30 bytes each, well inside
+# DynamoDB's 400 KB item (a few KB written per run, 1 WRU a KB).
+RELEASE_MARKS_PER_ITEM = 2000
+
+
+def _marked_keys(a: dict[str, Any]) -> list[str]:
+    if a.get("kind") == "released_marks":
+        return unpack_keys(a.get("keys"))
+    return [str(a["sk"])]  # one object's mark (before marks items)
+
 
 def _lease_sk(shard: int) -> str:
     """Shard 0's lease is the item of the single lease before shards."""
@@ -36,8 +49,9 @@ def _lease_sk(shard: int) -> str:
 
 
 class DynamoCompaction(DynamoBase, CompactionStore):
-    """Items ``CLUSTER/COMPACTOR[#shard]``, ``RELEASED/<key>``; swaps rewrite ``STREAM#``
-    chunks."""
+    """Items ``CLUSTER/COMPACTOR[#shard]``, ``RELEASED/MARKS#<ms>#<id>`` (one garbage
+    collection run's release marks; ``RELEASED/<key>`` before them, still read); swaps
+    rewrite ``STREAM#`` chunks."""
 
     def acquire_compactor_lease(
         self, owner: str, lease_ms: int, now_ms: int, shard: int = 0
@@ -194,21 +208,27 @@ class DynamoCompaction(DynamoBase, CompactionStore):
         return found
 
     def released_objects(self) -> dict[str, int]:
-        return {str(a["sk"]): int(a["released_ms"]) for a in self._query("RELEASED")}
+        marks: dict[str, int] = {}
+        for a in self._query(_RELEASED):
+            since = int(a["released_ms"])
+            for k in _marked_keys(a):
+                marks[k] = min(since, marks.get(k, since))
+        return marks
 
     def mark_released(self, keys: list[str], now_ms: int) -> None:
-        for k in keys:
-            try:
-                self._put(
-                    {**_key("RELEASED", k), **_item(kind="released", released_ms=now_ms)},
-                    "attribute_not_exists(pk)",
-                )
-            except ClientError as e:
-                if _error_code(e) != "ConditionalCheckFailedException":
-                    raise
+        # One item per run's marks (front-coded keys), not one per object: a mark per WAL
+        # object was 2 of the 4 WRU its garbage collection cost (put, then delete).
+        for chunk in _chunks(sorted(set(keys)), RELEASE_MARKS_PER_ITEM):
+            sk = f"{_MARKS}{now_ms:015d}#{uuid.uuid4().hex[:12]}"
+            self._put(
+                {
+                    **_key(_RELEASED, sk),
+                    **_item(kind="released_marks", released_ms=now_ms, keys=pack_keys(chunk)),
+                }
+            )
 
     def unmark_released(self, keys: list[str]) -> None:
-        self._batch_delete(_key("RELEASED", k) for k in keys)
+        self._drop_marks(set(keys))
 
     def forget_objects(self, keys: list[str]) -> None:
         doomed: list[Item] = []
@@ -219,8 +239,46 @@ class DynamoCompaction(DynamoBase, CompactionStore):
                     # its log entry only serves readers of ranges in it, and none refer to
                     # the object any more (that is why it is forgotten)
                     doomed += self._entry_keys(str(a["log"]), int(a["seq"]), k)
-            doomed.append(_key("RELEASED", k))
         self._batch_delete(doomed)
+        self._drop_marks(set(keys))  # last: a mark left by a crash is dropped by a later run
+
+    def _drop_marks(self, keys: set[str]) -> None:
+        """Take ``keys`` out of the release marks. A marks item is rewritten only if it still
+        holds what was read (a compactor that lost its lease may be at it too); on a conflict
+        the marks are read again."""
+        for attempt in range(self._attempts):
+            try:
+                for a in self._query(_RELEASED):
+                    held = _marked_keys(a)
+                    keep = [k for k in held if k not in keys]
+                    if len(keep) == len(held):
+                        continue
+                    if a.get("kind") != "released_marks":  # one object's mark (before marks items)
+                        self._retrying(
+                            self._c.delete_item, TableName=self.table, Key=_key(_RELEASED, a["sk"])
+                        )
+                        continue
+                    unchanged: dict[str, Any] = {
+                        "ConditionExpression": "#k = :held",
+                        "ExpressionAttributeNames": {"#k": "keys"},
+                        "ExpressionAttributeValues": {":held": {"B": a["keys"]}},
+                    }
+                    if keep:
+                        item = {**_key(_RELEASED, a["sk"]), **_item(
+                            kind="released_marks", released_ms=a["released_ms"],
+                            keys=pack_keys(keep),
+                        )}  # fmt: skip
+                        self._retrying(self._c.put_item, TableName=self.table, Item=item,
+                                       **unchanged)  # fmt: skip
+                    else:
+                        self._retrying(self._c.delete_item, TableName=self.table,
+                                       Key=_key(_RELEASED, a["sk"]), **unchanged)  # fmt: skip
+                return
+            except ClientError as e:
+                if _error_code(e) != "ConditionalCheckFailedException":
+                    raise
+                _backoff(attempt)
+        raise ConcurrentUpdate("release marks: too much contention")
 
     def _entry_keys(self, log_: str, seq: int, object_key: str) -> list[Item]:
         items = self._query(log_pk(log_), entry_sk(seq))

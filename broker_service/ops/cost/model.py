@@ -212,11 +212,12 @@ class OursAssumptions(BaseModel):
         "written; same measurement)",
     )
     ddb_gc_wru_per_object: float = Field(
-        default=4,
+        default=2,
         ge=0,
-        description="packed: WRU to retire one object once no range names it: its release "
-        "mark, then its record, log entry and mark deleted (compaction's garbage "
-        "collection; measured 4.0 by bench/dynamodb_wru.py on 2026-12-03)",
+        description="packed: WRU to retire one object once no range names it: its record and "
+        "log entry deleted, plus its share of the run's release-marks item (compaction's "
+        "garbage collection; measured 2.0 by bench/dynamodb_wru.py on 2026-12-04; 4.0 on "
+        "2026-12-03, when each object had a mark item of its own, put and then deleted)",
     )
     compaction_cpu_s_per_gib: float = Field(
         default=COMPACTION_CPU_S_PER_GIB,
