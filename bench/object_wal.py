@@ -516,7 +516,7 @@ def parse_args(argv: list[str] | None) -> tuple[Settings, bool]:
                     f"{','.join(map(str, QUICK_FLUSH_MS))})")
     ap.add_argument("--backends", default=",".join(BACKENDS), help="local,s3 (both)")
     ap.add_argument("--flush-bytes", type=int, default=None,
-                    help="BROKER_WAL_FLUSH_BYTES (default: the broker's, 4194304)")
+                    help="BROKER_WAL_FLUSH_BYTES (default: the broker's, 12 MiB)")
     ap.add_argument("--rounds", type=int, default=None, help="rounds per broker (3)")
     ap.add_argument("--quick", action="store_true",
                     help=f"1 round, flush_ms {','.join(map(str, QUICK_FLUSH_MS))}")

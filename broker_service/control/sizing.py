@@ -56,9 +56,11 @@ DEFAULT_TASK_VCPU = 1.0  # the stacks' default task (1024 CPU units, stacks/tena
 # when the write rate needs more.
 COMPACTION_CPU_S_PER_GIB = 3.9
 COMPACTION_CPU_S_PER_WAL_OBJECT = 0.0094
-# WAL objects per GiB written the stacks plan a compaction run's bytes for: 8 MiB flushes,
-# two thirds of each a zone-forwarded copy (the cost model's figure at high rates, 213/GiB)
-PLANNED_WAL_OBJECTS_PER_GIB = 213
+# WAL objects per GiB written the stacks plan a compaction run's bytes for: a 1-vCPU broker at
+# its sized rate with zone-aware clients, two thirds of each object a zone-forwarded copy (the
+# cost model's figure: ~10 MB objects, 177/GiB; 213/GiB with the 8 MiB flushes before
+# 2026-12-04)
+PLANNED_WAL_OBJECTS_PER_GIB = 177
 
 
 def compaction_cpu_s_per_gib(wal_objects_per_gib: float) -> float:
@@ -70,7 +72,7 @@ def compaction_mbps_per_vcpu(wal_objects_per_gib: float = PLANNED_WAL_OBJECTS_PE
     return round(_GIB / compaction_cpu_s_per_gib(wal_objects_per_gib) / MB, 1)
 
 
-COMPACTION_MBPS_PER_VCPU = compaction_mbps_per_vcpu()  # 181.9
+COMPACTION_MBPS_PER_VCPU = compaction_mbps_per_vcpu()  # 193.0
 
 # Consumed bytes per produced byte that a cluster is sized for when nothing better is known
 # (one consumer group reading everything): the alarms watch produce bytes only.

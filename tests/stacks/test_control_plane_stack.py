@@ -70,7 +70,7 @@ def test_four_functions_with_the_contract_environment(synth: Synth) -> None:
             assert (props["MemorySize"], props["Timeout"]) == (1769, 900)
             assert env["COMPACTION_READ_BUFFER_BYTES"] == str((1769 - 512) << 20)
             assert env["COMPACTION_TIME_BUDGET_S"] == "840"
-            assert env["COMPACTION_MAX_BYTES_PER_RUN"] == str(840 * 181_900_000)  # 181.9 MB/s
+            assert env["COMPACTION_MAX_BYTES_PER_RUN"] == str(840 * 193_000_000)  # 193.0 MB/s
         else:
             assert (props["MemorySize"], props["Timeout"]) == (512, 120)
         assert env["TENANT"] == "acme" and env["METRICS_NAMESPACE"] == "Kafka/acme"

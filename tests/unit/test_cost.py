@@ -149,11 +149,12 @@ def test_single_workload_matches_hand_calculation() -> None:
 
 
 def test_wal_object_size_follows_the_flush_rules() -> None:
-    a = OursAssumptions()  # 50 ms linger, 8 MiB flush bytes, 16 MiB cap, 80 ms commit
+    a = OursAssumptions()  # 50 ms linger, 12 MiB flush bytes, 15 MiB cap, 80 ms commit
     assert wal_object_bytes(10, a) == pytest.approx(10e6 * 0.130)  # time-driven
-    assert wal_object_bytes(80, a) == pytest.approx(8 * 2**20)  # linger cut at 8 MiB
-    assert wal_object_bytes(160, a) == pytest.approx(160e6 * 0.080)  # arrived during a commit
-    assert wal_object_bytes(500, a) == pytest.approx(16 * 2**20)  # largest object
+    assert wal_object_bytes(78, a) == pytest.approx(78e6 * 0.130)  # still (a sized broker)
+    assert wal_object_bytes(100, a) == pytest.approx(12 * 2**20)  # linger cut at 12 MiB
+    assert wal_object_bytes(180, a) == pytest.approx(180e6 * 0.080)  # arrived during a commit
+    assert wal_object_bytes(500, a) == pytest.approx(15 * 2**20)  # largest: one PUT
 
 
 def test_costs_never_fall_as_throughput_rises() -> None:

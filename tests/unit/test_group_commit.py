@@ -357,6 +357,32 @@ def test_forwarded_records_ride_in_the_flush_and_are_handed_over_before_its_comm
     asyncio.run(run())
 
 
+def test_an_object_wal_flush_stays_one_put_whatever_is_pending(tmp_path: Path) -> None:
+    """A group may take more than flush_bytes (what arrived during a commit), but never more
+    than one PUT carries: 40 MiB pending at once at the default 12 MiB flush bytes are three
+    objects of at most 16 MiB, none a multipart upload."""
+    from broker_service.config import BrokerConfig
+    from broker_service.stream.objectstore.base import SINGLE_PUT_MAX_BYTES
+
+    async def run() -> list[int]:
+        store = FsObjectStore(tmp_path / "objects")
+        flush_bytes = BrokerConfig(wal="object").effective_wal_flush_bytes
+        wal, md, ports, sid = _object_wal(tmp_path, store, flush_interval_ms=600_000,
+                                          flush_bytes=flush_bytes)  # fmt: skip
+        await wal.open()
+        mib = bytes(1 << 20)
+        await asyncio.wait_for(asyncio.gather(*(_append(wal, sid, i, mib) for i in range(40))), 60)
+        await wal.close()
+        sizes = [len(await store.get(k)) for k in await store.list()]
+        assert sum(r.end_offset - r.start_offset for r in md.stream_ranges(sid)) == 40
+        ports.close()
+        md.close()
+        return sizes
+
+    sizes = asyncio.run(run())
+    assert len(sizes) == 3 and max(sizes) <= SINGLE_PUT_MAX_BYTES, sizes
+
+
 def test_a_flush_of_forwarded_records_only_is_written_not_committed_and_swept_as_an_orphan(
     tmp_path: Path,
 ) -> None:

@@ -24,6 +24,7 @@ from broker_service.control.sizing import (
     BrokerCapacity,
 )
 from broker_service.ops.cost.prices import Price, PriceTable
+from broker_service.stream.objectstore.base import SINGLE_PUT_MAX_DATA_BYTES
 
 HOURS_PER_MONTH = 730.0
 SECONDS_PER_MONTH = HOURS_PER_MONTH * 3600
@@ -79,12 +80,14 @@ class OursAssumptions(BaseModel):
         gt=0,
         description="pending bytes that cut the linger short (BrokerConfig default for "
         "wal=object; 4 MiB before 2026-12-03, when forwarded batches began to ride in WAL "
-        "flushes and would have cut most cycles short)",
+        "flushes and would have cut most cycles short; 8 MiB before 2026-12-04, which cut "
+        "them short at the rates of AutoMQ's workload)",
     )
     wal_max_object_bytes: float = Field(
-        default=2 * _broker_defaults.effective_wal_flush_bytes,
+        default=min(2 * _broker_defaults.effective_wal_flush_bytes, SINGLE_PUT_MAX_DATA_BYTES),
         gt=0,
-        description="largest WAL object, 2 x flush bytes (ObjectWal.max_group_bytes)",
+        description="largest WAL object: 2 x flush bytes, at most 15 MiB so that it stays "
+        "one PUT with its index (ObjectWal.max_group_bytes; 16 MiB before 2026-12-04)",
     )
     wal_commit_ms: float = Field(
         default=80,

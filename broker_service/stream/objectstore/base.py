@@ -8,6 +8,13 @@ from collections.abc import Sequence
 
 Buffer = bytes | bytearray | memoryview
 
+# Objects up to this size go up as one PUT; the S3 store uploads larger ones in parts (4+
+# requests). Writers that size their objects (the object WAL) stay at or below it.
+SINGLE_PUT_MAX_BYTES = 16 << 20
+# The most record bytes such a writer puts in one object: room is left for the object's
+# header and index (a few dozen bytes per stream in it).
+SINGLE_PUT_MAX_DATA_BYTES = SINGLE_PUT_MAX_BYTES - (1 << 20)
+
 
 class ObjectNotFound(KeyError):
     pass

@@ -42,7 +42,13 @@ from botocore.config import Config
 from botocore.exceptions import ClientError, HTTPClientError, IncompleteReadError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from broker_service.stream.objectstore.base import Buffer, ObjectExists, ObjectNotFound, ObjectStore
+from broker_service.stream.objectstore.base import (
+    SINGLE_PUT_MAX_BYTES,
+    Buffer,
+    ObjectExists,
+    ObjectNotFound,
+    ObjectStore,
+)
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -73,7 +79,7 @@ class S3ObjectStore(ObjectStore):
         region: str | None = None,
         endpoint_url: str | None = None,
         max_concurrency: int = 16,
-        multipart_threshold: int = 16 * MiB,
+        multipart_threshold: int = SINGLE_PUT_MAX_BYTES,
         part_size: int = 16 * MiB,
         max_attempts: int = 5,
         connect_timeout: float = 5.0,

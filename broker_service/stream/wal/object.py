@@ -55,7 +55,7 @@ from broker_service.metadata.ports import MetadataPorts
 from broker_service.metadata.records import StreamRange
 from broker_service.stream.object_format import FORWARDED_STREAM_ID
 from broker_service.stream.object_writer import ObjectWriter, PreparedObject, WrittenObject
-from broker_service.stream.objectstore.base import ObjectStore
+from broker_service.stream.objectstore.base import SINGLE_PUT_MAX_DATA_BYTES, ObjectStore
 from broker_service.stream.wal.base import (
     Wal,
     WalEntry,
@@ -85,8 +85,10 @@ class ObjectWal(Wal):
     ) -> None:
         super().__init__(flush_interval_ms, flush_bytes)
         self.max_in_flight = max(1, max_in_flight)
-        # keep objects below the S3 multipart threshold: one PUT per flush
-        self.max_group_bytes = max(2 * flush_bytes, block_bytes)
+        # what arrives during a commit may exceed flush_bytes, up to twice that, but stays one
+        # PUT with its index (until 2026-12-04 a 16 MiB group was a multipart upload)
+        one_put = min(2 * flush_bytes, SINGLE_PUT_MAX_DATA_BYTES)
+        self.max_group_bytes = max(flush_bytes, block_bytes, one_put)
         self.writer = ObjectWriter(objects, block_bytes)
         self.ports = ports
         self.metadata = ports.store  # the few calls made before serving, in a thread
