@@ -35,7 +35,8 @@ from tests.chaos.harness import ChaosConfig, run, run_fault_phases  # noqa: E402
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    ap.add_argument("--backend", default="embedded,cloud", help="embedded, cloud or both")
+    ap.add_argument("--backend", default="embedded,cloud",
+                    help="embedded, cloud, or both as embedded,cloud (the default)")
     ap.add_argument("--cycles", type=int, default=100)
     ap.add_argument("--lease-ms", type=int, default=4000)
     ap.add_argument("--rate", type=int, default=800, help="records/s over all partitions")
@@ -52,7 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.faults:
         return faults(args)
     results = []
-    for backend in [b.strip() for b in args.backend.split(",") if b.strip()]:
+    backends = [b.strip() for b in args.backend.split(",") if b.strip()]
+    if unknown := [b for b in backends if b not in ("embedded", "cloud")]:
+        ap.error(f"unknown backend {', '.join(unknown)}: embedded, cloud or embedded,cloud")
+    for backend in backends:
         work = Path(tempfile.mkdtemp(prefix=f"chaos-{backend}-"))
         cfg = ChaosConfig(
             backend=backend, workdir=work, cycles=args.cycles, lease_ms=args.lease_ms,
