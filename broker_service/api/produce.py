@@ -28,13 +28,16 @@ from broker_service.protocol.produce import (
     parse_produce,
 )
 from broker_service.protocol.record_batch import (
+    BatchHeader,
     InvalidRecordBatch,
     validate_batches,
 )
+from broker_service.protocol.record_checks import RecordError, batch_refusal, record_errors
 from broker_service.security.acl import WRITE
 
 if TYPE_CHECKING:
     from broker_service.api.services import BrokerServices
+    from broker_service.kafka.partition import PartitionLog
     from broker_service.kafka.topics import TopicState
 
 log = logging.getLogger(__name__)
@@ -90,6 +93,38 @@ def _produce(broker: BrokerServices, header: RequestHeader, req: Any) -> Buffers
     return Later(answer.future)
 
 
+def _refuse_records(
+    broker: BrokerServices,
+    state: TopicState,
+    plog: PartitionLog,
+    records: memoryview,
+    batches: list[tuple[int, BatchHeader]],
+    res: ProducePartitionResult,
+) -> bool:
+    """Kafka's record-level checks (a compacted topic's keys, the timestamp window): any
+    refused record fails the partition's batches, each refused record named (KIP-467)."""
+    rules = broker.configs.record_rules(state.record.configs)
+    checked = [(pos, h) for pos, h in batches if rules.applies(h)]
+    if not checked:
+        return False
+    now_ms = int(time.time() * 1000)
+    tp = f"{plog.topic}-{plog.partition}"
+    errors: list[RecordError] = []
+    for pos, h in checked:
+        try:
+            errors += record_errors(h, records[pos : pos + h.size], rules, now_ms, tp)
+        except Exception as exc:  # a codec's own error too: the records cannot be read
+            res.error_code = ErrorCode.corrupt_message
+            res.error_message = f"records cannot be decoded: {exc}"
+            return True
+    if not errors:
+        return False
+    res.error_code, res.error_message = batch_refusal(errors)
+    res.record_errors = [(e.index, e.message) for e in errors]
+    res.log_start_offset = plog.log_start_offset
+    return True
+
+
 def append_partition(
     broker: BrokerServices,
     state: TopicState | None,
@@ -140,6 +175,8 @@ def append_partition(
     if any(h.is_control for _, h in batches):
         res.error_code = ErrorCode.invalid_record
         res.error_message = "control batches are written by the transaction coordinator"
+        return res
+    if state is not None and _refuse_records(broker, state, plog, p.records, batches, res):
         return res
     if forward:  # the leader formats them (compression.type, message.timestamp.type)
         assert broker.forwarder is not None

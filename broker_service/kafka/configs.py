@@ -21,6 +21,7 @@ from broker_service.protocol.configs import (
     validate_broker_dynamic,
     validate_configs,
 )
+from broker_service.protocol.record_checks import INT64_MAX, RecordRules
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,9 @@ class ConfigView:
     # bumped by every alter of ``dynamic`` made here: a store read that began before one is
     # older than what it would replace (refresh_cluster_configs)
     dynamic_version: int = 0
+    _rules: dict[int, tuple[Mapping[str, str], dict[str, str], RecordRules]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     def topic_value(self, overrides: Mapping[str, str], name: str) -> Any:
         """The typed effective value of topic config ``name``."""
@@ -91,6 +95,31 @@ class ConfigView:
         level = self.topic_value(overrides, level_config) if level_config else None
         log_append = self.topic_value(overrides, "message.timestamp.type") == "LogAppendTime"
         return codec, level, log_append
+
+    def record_rules(self, overrides: Mapping[str, str]) -> RecordRules:
+        """What each produced record must satisfy (Kafka's LogConfig: a timestamp window
+        left at its default falls back to the deprecated message.timestamp.difference.max.ms).
+        On the produce path for every partition: kept per topic's overrides object and the
+        dynamic defaults' object (both are replaced, never changed in place)."""
+        cached = self._rules.get(id(overrides))
+        if cached is not None and cached[0] is overrides and cached[1] is self.dynamic:
+            return cached[2]
+        rules = self._read_record_rules(overrides)
+        if len(self._rules) >= 4096:
+            self._rules.clear()
+        self._rules[id(overrides)] = (overrides, self.dynamic, rules)
+        return rules
+
+    def _read_record_rules(self, overrides: Mapping[str, str]) -> RecordRules:
+        difference = self.topic_value(overrides, "message.timestamp.difference.max.ms")
+        before = self.topic_value(overrides, "message.timestamp.before.max.ms")
+        after = self.topic_value(overrides, "message.timestamp.after.max.ms")
+        return RecordRules(
+            compacted="compact" in self.topic_value(overrides, "cleanup.policy"),
+            create_time=self.topic_value(overrides, "message.timestamp.type") == "CreateTime",
+            before_max_ms=before if before != INT64_MAX else difference,
+            after_max_ms=after if after != INT64_MAX else difference,
+        )
 
     def topic_defaults(self) -> dict[str, str]:
         """What a topic without overrides gets, as strings (None-valued ones left out)."""

@@ -119,8 +119,9 @@ class RecordHeads:
         self._buf = bytearray()
         self._skip = 0
 
-    def feed(self, piece: bytes) -> Iterator[tuple[int, int]]:
-        """(timestamp delta, offset delta) of every record whose head is in what arrived."""
+    def feed(self, piece: bytes) -> Iterator[tuple[int, int, int]]:
+        """(timestamp delta, offset delta, key length: -1 for none) of every record whose
+        head is in what arrived."""
         if self._skip:
             if self._skip >= len(piece):
                 self._skip -= len(piece)
@@ -134,8 +135,8 @@ class RecordHeads:
             head = _record_head(buf, pos)
             if head is None:
                 break
-            length, body_start, ts_delta, off_delta = head
-            yield ts_delta, off_delta
+            length, body_start, ts_delta, off_delta, key_len = head
+            yield ts_delta, off_delta, key_len
             end = body_start + length
             if end > len(buf):
                 self._skip = end - len(buf)
@@ -159,7 +160,7 @@ def _varint(buf: bytearray, pos: int) -> tuple[int, int] | None:
     return None
 
 
-def _record_head(buf: bytearray, pos: int) -> tuple[int, int, int, int] | None:
+def _record_head(buf: bytearray, pos: int) -> tuple[int, int, int, int, int] | None:
     got = _varint(buf, pos)
     if got is None:
         return None
@@ -174,4 +175,7 @@ def _record_head(buf: bytearray, pos: int) -> tuple[int, int, int, int] | None:
     off = _varint(buf, ts[1])
     if off is None:
         return None
-    return length, body, ts[0], off[0]
+    key = _varint(buf, off[1])
+    if key is None:
+        return None
+    return length, body, ts[0], off[0], key[0]

@@ -5,7 +5,7 @@ The records of each partition come back as a ``memoryview`` into the request fra
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from broker_service.protocol.primitives import (
     ByteReader,
@@ -45,6 +45,8 @@ class ProducePartitionResult:
     log_append_time: int = -1
     log_start_offset: int = -1
     error_message: str | None = None
+    # KIP-467: (index in the batch, message) of each record that failed the batch (v8+)
+    record_errors: list[tuple[int, str | None]] = field(default_factory=list)
 
 
 def parse_produce(frame: memoryview | bytes, offset: int, version: int) -> ProduceRequest:
@@ -89,7 +91,12 @@ def build_produce_response(
             if version >= 5:
                 out += pack_i64(p.log_start_offset)
             if version >= 8:
-                out += array_len(0, flexible)  # record_errors
+                out += array_len(len(p.record_errors), flexible)
+                for batch_index, message in p.record_errors:
+                    out += pack_i32(batch_index)
+                    out += string(message, flexible)
+                    if flexible:
+                        out += b"\x00"
                 out += string(p.error_message, flexible)
             if flexible:
                 out += b"\x00"

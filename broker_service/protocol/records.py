@@ -28,7 +28,7 @@ def record_timestamps(
     heads = RecordHeads()
     seen = 0
     for piece in pieces(header.compression, batch[HEADER_SIZE : header.size], max_output):
-        for ts_delta, off_delta in heads.feed(piece):
+        for ts_delta, off_delta, _key_len in heads.feed(piece):
             ts = header.max_timestamp if log_append else header.base_timestamp + ts_delta
             yield header.base_offset + off_delta, ts
             seen += 1

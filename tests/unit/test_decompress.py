@@ -60,7 +60,7 @@ def test_record_heads_across_piece_boundaries() -> None:
     got = []
     for i in range(0, len(records), 7):  # worst case: every head split
         got += list(heads.feed(records[i : i + 7]))
-    assert got == [(10 * i, i) for i in range(200)]
+    assert got == [(10 * i, i, 1) for i in range(200)]  # key b"k"
 
 
 def test_a_timestamp_lookup_in_a_huge_zstd_value_holds_little_memory() -> None:
