@@ -120,3 +120,19 @@ def test_a_timestamp_window_refuses_records_outside_it(surface: Surface) -> None
     stamped = _topic(surface, {"message.timestamp.type": "LogAppendTime",
                                "message.timestamp.before.max.ms": str(HOUR_MS)})  # fmt: skip
     assert _produce(surface, stamped, [(b"a", now - 2 * HOUR_MS)]) == ["ok"]
+
+
+def test_two_batches_for_one_partition_are_refused(surface: Surface) -> None:
+    """Kafka takes one v2 batch per partition of a Produce request (LogValidator:
+    "Compressed outer record has more than one batch", INVALID_RECORD, no message); clients
+    never send two, a hand-made request is refused whole."""
+    topic = _topic(surface, {})
+    two = w.build_batch([b"a"]) + w.build_batch([b"b", b"c"])
+    with surface.wire() as c:
+        for version in (3, 9):
+            [t] = c.call(w.produce_request(version, {topic: {0: two}})).responses
+            [p] = t.partition_responses
+            assert (p.error_code, p.base_offset) == (87, -1)
+        [t] = c.call(w.produce_request(9, {topic: {0: w.build_batch([b"a"])}})).responses
+        assert [p.error_code for p in t.partition_responses] == [0]
+    assert _stored(surface, topic) == 1
