@@ -450,6 +450,8 @@ class Broker:
         return True
 
     def _mirror_group(self, group_id: str, records: list[offsets_topic.Record]) -> None:
+        if not records:  # a batch holds at least one record
+            return
         plog = self._offsets_log(group_id)
         batch = offsets_topic.build_batch(records, int(time.time() * 1000))
         if plog is None or not self.append_internal(plog.topic, plog.partition, batch):

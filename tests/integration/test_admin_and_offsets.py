@@ -205,3 +205,45 @@ def test_fetch_v17_reads_by_topic_id(broker: BrokerProcess) -> None:
     part = resp.responses[0].partitions[0]
     assert int(resp.error_code) == 0 and int(part.error_code) == 0
     assert int(part.high_watermark) == 3 and part.records
+
+
+def _offset_delete(broker: BrokerProcess, group: str, topics: list[str]) -> object:
+    m = w.schema_module(47, 0)
+    req = m.OffsetDeleteRequest(group_id=group, topics=tuple(
+        m.OffsetDeleteRequestTopic(name=t, partitions=(m.OffsetDeleteRequestPartition(
+            partition_index=0),)) for t in topics))  # fmt: skip
+    with w.WireClient(broker.port) as c:
+        return c.call(req)
+
+
+def test_offset_delete_of_subscribed_topics_only_answers_group_subscribed_to_topic(
+    broker: BrokerProcess,
+) -> None:
+    """OffsetDelete (librdkafka's DeleteConsumerGroupOffsets) for topics the group's live
+    member subscribes to deletes nothing and answers GROUP_SUBSCRIBED_TO_TOPIC per partition
+    (Kafka's GroupCoordinator); the broker closed the connection instead (an empty batch of
+    tombstones for __consumer_offsets failed its own validation; librdkafka's 0081-admin). A
+    topic the group does not subscribe to has its offset deleted."""
+    subscribed, other = _filled(broker, "sub", 3), _filled(broker, "other", 3)
+    group = _topic("g")
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group,
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})  # fmt: skip
+    try:
+        c.subscribe([subscribed])
+        deadline = time.monotonic() + 30
+        while not c.assignment() and time.monotonic() < deadline:
+            c.poll(0.2)
+        assert c.assignment(), "the consumer never got its partition"
+        c.commit(offsets=[TopicPartition(subscribed, 0, 2), TopicPartition(other, 0, 1)],
+                 asynchronous=False)  # fmt: skip
+        got = _offset_delete(broker, group, [subscribed])
+        assert got.error_code == 0  # type: ignore[attr-defined]
+        assert [(t.name, [p.error_code for p in t.partitions])
+                for t in got.topics] == [(subscribed, [86])]  # type: ignore[attr-defined]
+        got = _offset_delete(broker, group, [other, subscribed])
+        assert [(t.name, [p.error_code for p in t.partitions])
+                for t in got.topics] == [(other, [0]), (subscribed, [86])]  # type: ignore[attr-defined]
+        left = c.committed([TopicPartition(subscribed, 0), TopicPartition(other, 0)], timeout=15)
+        assert [tp.offset for tp in left] == [2, -1001]  # other's offset is gone
+    finally:
+        c.close()

@@ -249,6 +249,8 @@ class GroupCoordinator:
             self._stale.setdefault(group_id, before)
 
     async def delete_offsets(self, group_id: str, partitions: list[tuple[str, int]]) -> None:
+        if not partitions:  # every partition refused (subscribed, unknown): nothing to write
+            return
         await self.ports.groups.delete_offsets(group_id, partitions)
         await self.load([group_id])
         cache = self._offsets[group_id]
