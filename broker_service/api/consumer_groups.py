@@ -128,6 +128,7 @@ def describe(broker: BrokerServices, header: RequestHeader, frame: memoryview) -
     req = decode(header, frame)
     ops = bool(getattr(req, "include_authorized_operations", False))
     groups = []
+    broker.groups.expire_due(req.group_ids)
     for gid in req.group_ids:
         g = broker.groups.groups.get(gid)
         if not allowed_group(broker, header, DESCRIBE, gid):

@@ -219,6 +219,7 @@ def _with_operations(
 
 
 def _describe(broker: BrokerServices, group_id: str) -> dict[str, Any]:
+    broker.groups.expire_due([group_id])
     g = broker.groups.groups.get(group_id)
     base: dict[str, Any] = {
         "error_code": 0,

@@ -232,6 +232,7 @@ async def offset_delete(
         )
     if not broker.coordinates_group(req.group_id):
         return respond(header, {"throttle_time": 0, "error_code": E.NOT_COORDINATOR, "topics": []})
+    broker.groups.expire_due([req.group_id])
     group = broker.groups.groups.get(req.group_id)
     if group is None and not broker.groups.exists(req.group_id):
         return respond(

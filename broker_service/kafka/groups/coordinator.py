@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from broker_service.kafka.groups import migration
 from broker_service.kafka.groups import offsets_topic as T
@@ -96,8 +96,18 @@ class GroupCoordinator:
 
     async def expire_step(self) -> None:
         """Session and rebalance timeouts (runtime/timers.py runs this every 0.25 s)."""
+        self.expire_due(list(self.groups))
+
+    def expire_due(self, group_ids: Iterable[str]) -> None:
+        """Expire what is overdue in these groups now. Besides the 0.25 s sweep, every request
+        that reads or deletes a group's membership calls it first, so a session ends exactly
+        at its deadline as far as any client can see (Kafka times each member on its own:
+        a DeleteGroups sent just after a static member's session ran out finds it gone)."""
         now = time.monotonic()
-        for g in list(self.groups.values()):
+        for gid in group_ids:
+            g = self.groups.get(gid)
+            if g is None:
+                continue
             try:
                 if isinstance(g, ConsumerGroup):
                     expired = set(g.expired(now))
@@ -170,6 +180,7 @@ class GroupCoordinator:
 
     def listing(self) -> list[tuple[str, str, str, str]]:
         """(group_id, protocol_type, state, type) for every live or remembered group."""
+        self.expire_due(list(self.groups))
         out = {}
         for gid, rec in self._known.items():
             out[gid] = (gid, rec.protocol_type, "Empty", rec.group_type)
@@ -182,6 +193,7 @@ class GroupCoordinator:
         return group_id in self.groups or group_id in self._known
 
     async def delete(self, group_id: str) -> None:
+        self.expire_due([group_id])
         g = self.groups.get(group_id)
         if g is not None and not g.is_empty:
             raise GroupError(NON_EMPTY_GROUP)
