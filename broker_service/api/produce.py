@@ -167,9 +167,6 @@ def append_partition(
     except InvalidRecordBatch as exc:  # CORRUPT_MESSAGE, INVALID_RECORD or an old format
         res.error_code, res.error_message = exc.code, str(exc)
         return res
-    if len(batches) > 1:  # Kafka's LogValidator takes one v2 batch per partition
-        res.error_code = ErrorCode.invalid_record
-        return res
     limit = state.config(broker.configs, "max.message.bytes") if state else 0
     if any(h.size > limit for _, h in batches):
         res.error_code = ErrorCode.message_too_large
@@ -178,6 +175,9 @@ def append_partition(
     if any(h.is_control for _, h in batches):
         res.error_code = ErrorCode.invalid_record
         res.error_message = "control batches are written by the transaction coordinator"
+        return res
+    if len(batches) > 1:  # Kafka's LogValidator (after the size checks) takes one v2 batch
+        res.error_code = ErrorCode.invalid_record
         return res
     if state is not None and _refuse_records(broker, state, plog, p.records, batches, res):
         return res
