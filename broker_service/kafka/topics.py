@@ -227,15 +227,17 @@ class Topics:
         validate_topic_name(name)
         checked = validate_configs(configs)
         leaders = await self._placement()
-        rec = await self.ports.topics.create_topic(name, partitions, checked, leaders)
-        self._changed_here += 1
+        async with self._sync_lock:  # see add_partitions
+            rec = await self.ports.topics.create_topic(name, partitions, checked, leaders)
+            self._changed_here += 1
+            state = self._add_new(rec)
         log.info(
             "created topic %s with %d partitions, led by brokers %s",
             name,
             partitions,
             sorted({p.leader_id for p in rec.partitions}),
         )
-        return self._add_new(rec)
+        return state
 
     async def _placement(self) -> list[int]:
         """Who leads new partitions, round-robin, written with them (Kafka's controller
@@ -251,18 +253,24 @@ class Topics:
         return live[start:] + live[:start]
 
     async def delete(self, name: str) -> TopicRecord:
-        rec = await self.ports.topics.delete_topic(name)
-        self._changed_here += 1
-        self._forget(name)
+        async with self._sync_lock:  # see add_partitions
+            rec = await self.ports.topics.delete_topic(name)
+            self._changed_here += 1
+            self._forget(name)
         log.info("deleted topic %s", name)
         return rec
 
     async def add_partitions(self, name: str, total: int) -> TopicState:
-        rec = await self.ports.topics.add_partitions(name, total, await self._placement())
-        self._changed_here += 1
-        state = self.by_name[name]
-        for p in rec.partitions[len(state.logs) :]:
-            state.logs.append(self.store.add_partition(p, ranges=[]))
-        state.record = rec
+        """Under the sync's lock: a sync that read the store after the write, before this
+        coroutine went on, loaded the new partitions too (two logs for one partition: the
+        store served one, requests used the other)."""
+        leaders = await self._placement()
+        async with self._sync_lock:
+            rec = await self.ports.topics.add_partitions(name, total, leaders)
+            self._changed_here += 1
+            state = self.by_name[name]
+            for p in rec.partitions[len(state.logs) :]:
+                state.logs.append(self.store.add_partition(p, ranges=[]))
+            state.record = rec
         log.info("topic %s now has %d partitions", name, total)
         return state

@@ -164,7 +164,8 @@ def test_a_sync_read_from_before_a_create_does_not_forget_the_topic(tmp_path: Pa
     create): the sync took the topic for deleted elsewhere and forgot it until the next one,
     so a request right after the create found UNKNOWN_TOPIC_OR_PARTITION (seen in a full-suite
     run: AddPartitionsToTxn on a topic created a moment before). The same for a delete: the
-    stale read would bring the deleted topic back."""
+    stale read would bring the deleted topic back. Topic changes made here now take turns
+    with syncs (see the CreatePartitions test below)."""
 
     async def run() -> None:
         md = HeldTopics(tmp_path / "m.sqlite")
@@ -180,12 +181,83 @@ def test_a_sync_read_from_before_a_create_does_not_forget_the_topic(tmp_path: Pa
         sync = asyncio.ensure_future(topics.sync())
         while not md.reading.is_set():
             await asyncio.sleep(0.01)
-        await topics.create("fresh", 1, {})  # both done while the sync's read is held
-        await topics.delete("gone")
+        # both wait for the sync (topic changes made here and syncs take turns); then the
+        # sync's stale read can no longer undo either
+        create = asyncio.ensure_future(topics.create("fresh", 1, {}))
+        delete = asyncio.ensure_future(topics.delete("gone"))
+        while len(getattr(topics._sync_lock, "_waiters", None) or ()) < 2:
+            await asyncio.sleep(0.01)
+        assert not create.done() and not delete.done()
         md.release.set()
-        await sync
+        await asyncio.gather(sync, create, delete)
         assert topics.partition("fresh", 0) is not None, "the sync forgot a topic created here"
         assert topics.partition("gone", 0) is None, "the sync brought a deleted topic back"
+        await wal.close()
+        ports.close()
+        md.close()
+
+    asyncio.run(run())
+
+
+class HeldAddAndRanges(SqliteMetadataStore):
+    """SQLite whose ``add_partitions`` answers only when released (its write applied at
+    once, the answer late) and whose ``stream_ranges`` waits when armed."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.added = threading.Event()
+        self.answer_add = threading.Event()
+        self.hold_ranges = False
+        self.reading = threading.Event()
+        self.release_ranges = threading.Event()
+
+    def add_partitions(self, name: str, total: int, leaders: list[int]) -> TopicRecord:
+        rec = super().add_partitions(name, total, leaders)
+        self.added.set()
+        self.answer_add.wait(10)
+        return rec
+
+    def stream_ranges(self, stream_id: int) -> list[StreamRange]:
+        if self.hold_ranges:
+            self.reading.set()
+            self.release_ranges.wait(10)
+        return super().stream_ranges(stream_id)
+
+
+def test_create_partitions_during_a_sync_adds_each_partition_once(tmp_path: Path) -> None:
+    """CreatePartitions here while a metadata sync runs: the sync read the store after the
+    new partition was written but before CreatePartitions went on, and loaded it too. The
+    topic then had two logs for the new partition (Metadata answered 5 partitions for 4:
+    librdkafka's 0081-admin on the cloud backend), and the store served the second while
+    requests used the first. Real SQLite store and StreamStore; the store's answers held."""
+
+    async def run() -> None:
+        md = HeldAddAndRanges(tmp_path / "m.sqlite")
+        me = md.register_broker(2, "h", 1, None, 60_000)
+        md.create_topic("t", 3, {}, [2])
+        ports = MetadataPorts(md)
+        wal = FileWal(tmp_path / "wal")
+        await wal.open()
+        store = StreamStore(FsObjectStore(tmp_path / "objects"), ports, wal, 2, me.epoch)
+        topics = _topics(ports, store, [2])
+        await topics.sync()
+        md.hold_ranges = True
+        grow = asyncio.ensure_future(topics.add_partitions("t", 4))
+        while not md.added.is_set():
+            await asyncio.sleep(0.01)
+        sync = asyncio.ensure_future(topics.sync())
+        # the sync is either loading the new partition (held) or queued behind the growth
+        # (asyncio.Lock keeps its queue in ``_waiters``)
+        while not (md.reading.is_set() or getattr(topics._sync_lock, "_waiters", None)):
+            await asyncio.sleep(0.01)
+        md.answer_add.set()
+        await grow
+        md.release_ranges.set()
+        await sync
+        state = topics.by_name["t"]
+        assert [p.partition for p in state.logs] == [0, 1, 2, 3]
+        for plog in state.logs:
+            assert store.logs[plog.stream_id] is plog, f"partition {plog.partition}: two logs"
         await wal.close()
         ports.close()
         md.close()
