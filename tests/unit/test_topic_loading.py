@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 from broker_service.kafka.log_store import AppendRefused, StreamStore
@@ -53,6 +54,18 @@ def _topics(ports: MetadataPorts, store: StreamStore, live_ids: list[int]) -> To
 
     return Topics(ports, store, 2, live_ids=live, on_leader_changed=nothing,
                   on_forget=lambda _n: None, before_sync=nothing, leaders_seen=seen)  # fmt: skip
+
+
+async def _synced(tmp_path: Path, md: SqliteMetadataStore, epoch: int
+                  ) -> tuple[FileWal, MetadataPorts, StreamStore, Topics]:  # fmt: skip
+    """Broker 2 over ``md`` with a file WAL, its topics read once."""
+    ports = MetadataPorts(md)
+    wal = FileWal(tmp_path / "wal")
+    await wal.open()
+    store = StreamStore(FsObjectStore(tmp_path / "objects"), ports, wal, 2, epoch)
+    topics = _topics(ports, store, [2])
+    await topics.sync()
+    return wal, ports, store, topics
 
 
 def test_a_partition_being_loaded_takes_no_produce(tmp_path: Path) -> None:
@@ -171,12 +184,7 @@ def test_a_sync_read_from_before_a_create_does_not_forget_the_topic(tmp_path: Pa
         md = HeldTopics(tmp_path / "m.sqlite")
         me = md.register_broker(2, "h", 2, None, 60_000)
         md.create_topic("gone", 1, {}, [2])
-        ports = MetadataPorts(md)
-        wal = FileWal(tmp_path / "wal")
-        await wal.open()
-        store = StreamStore(FsObjectStore(tmp_path / "objects"), ports, wal, 2, me.epoch)
-        topics = _topics(ports, store, [2])
-        await topics.sync()
+        wal, ports, store, topics = await _synced(tmp_path, md, me.epoch)
         md.armed = True
         sync = asyncio.ensure_future(topics.sync())
         while not md.reading.is_set():
@@ -211,7 +219,7 @@ class HeldAddAndRanges(SqliteMetadataStore):
         self.reading = threading.Event()
         self.release_ranges = threading.Event()
 
-    def add_partitions(self, name: str, total: int, leaders: list[int]) -> TopicRecord:
+    def add_partitions(self, name: str, total: int, leaders: Sequence[int]) -> TopicRecord:
         rec = super().add_partitions(name, total, leaders)
         self.added.set()
         self.answer_add.wait(10)
@@ -235,12 +243,7 @@ def test_create_partitions_during_a_sync_adds_each_partition_once(tmp_path: Path
         md = HeldAddAndRanges(tmp_path / "m.sqlite")
         me = md.register_broker(2, "h", 1, None, 60_000)
         md.create_topic("t", 3, {}, [2])
-        ports = MetadataPorts(md)
-        wal = FileWal(tmp_path / "wal")
-        await wal.open()
-        store = StreamStore(FsObjectStore(tmp_path / "objects"), ports, wal, 2, me.epoch)
-        topics = _topics(ports, store, [2])
-        await topics.sync()
+        wal, ports, store, topics = await _synced(tmp_path, md, me.epoch)
         md.hold_ranges = True
         grow = asyncio.ensure_future(topics.add_partitions("t", 4))
         while not md.added.is_set():
