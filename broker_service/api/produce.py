@@ -32,7 +32,7 @@ from broker_service.protocol.record_batch import (
     InvalidRecordBatch,
     validate_batches,
 )
-from broker_service.protocol.record_checks import RecordError, batch_refusal, record_errors
+from broker_service.protocol.record_checks import batch_refusal, record_errors
 from broker_service.security.acl import WRITE
 
 if TYPE_CHECKING:
@@ -98,25 +98,21 @@ def _refuse_records(
     state: TopicState,
     plog: PartitionLog,
     records: memoryview,
-    batches: list[tuple[int, BatchHeader]],
+    batch: BatchHeader,
     res: ProducePartitionResult,
 ) -> bool:
-    """Kafka's record-level checks (a compacted topic's keys, the timestamp window): any
-    refused record fails the partition's batches, each refused record named (KIP-467)."""
+    """Kafka's record-level checks (a compacted topic's keys, the timestamp window) of the
+    partition's one batch: any refused record fails it, each refused record named (KIP-467)."""
     rules = broker.configs.record_rules(state.record.configs)
-    checked = [(pos, h) for pos, h in batches if rules.applies(h)]
-    if not checked:
+    if not rules.applies(batch):
         return False
-    now_ms = int(time.time() * 1000)
     tp = f"{plog.topic}-{plog.partition}"
-    errors: list[RecordError] = []
-    for pos, h in checked:
-        try:
-            errors += record_errors(h, records[pos : pos + h.size], rules, now_ms, tp)
-        except Exception as exc:  # a codec's own error too: the records cannot be read
-            res.error_code = ErrorCode.corrupt_message
-            res.error_message = f"records cannot be decoded: {exc}"
-            return True
+    try:
+        errors = record_errors(batch, records, rules, int(time.time() * 1000), tp)
+    except Exception as exc:  # a codec's own error too: the records cannot be read
+        res.error_code = ErrorCode.corrupt_message
+        res.error_message = f"records cannot be decoded: {exc}"
+        return True
     if not errors:
         return False
     res.error_code, res.error_message = batch_refusal(errors)
@@ -179,7 +175,8 @@ def append_partition(
     if len(batches) > 1:  # Kafka's LogValidator (after the size checks) takes one v2 batch
         res.error_code = ErrorCode.invalid_record
         return res
-    if state is not None and _refuse_records(broker, state, plog, p.records, batches, res):
+    [(_, batch)] = batches  # validate_batches refuses an empty payload
+    if state is not None and _refuse_records(broker, state, plog, p.records, batch, res):
         return res
     if forward:  # the leader formats them (compression.type, message.timestamp.type)
         assert broker.forwarder is not None

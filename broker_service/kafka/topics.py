@@ -26,9 +26,6 @@ from broker_service.protocol.configs import validate_configs, validate_topic_nam
 
 log = logging.getLogger(__name__)
 
-# metadata reads a sync makes at most while topics keep being created or deleted here
-_SYNC_READS = 3
-
 
 @dataclass(eq=False)
 class TopicState:
@@ -78,9 +75,6 @@ class Topics:
         self.refresh_wanted = asyncio.Event()
         self._sync_lock = asyncio.Lock()
         self._last_sync_started = 0.0
-        # bumped by every topic created, grown or deleted here: a sync whose read of the store
-        # began before one is older than the view on that topic, and reads again
-        self._changed_here = 0
 
     # -- lookups -------------------------------------------------------------------------
     def partition(self, topic: str, index: int) -> PartitionLog | None:
@@ -183,25 +177,17 @@ class Topics:
     async def _sync(self) -> None:
         self._last_sync_started = time.monotonic()
         await self._before_sync()
-        for _ in range(_SYNC_READS):
-            seen = self._changed_here
-            records = {t.name: t for t in await self.ports.topics.topics()}
-            await self._leaders_seen(list(records.values()))
-            if await self._apply(records, seen):
-                return
-        log.info("topics kept changing here during %d metadata reads; next sync", _SYNC_READS)
+        records = {t.name: t for t in await self.ports.topics.topics()}
+        await self._leaders_seen(list(records.values()))
+        await self._apply(records)
 
-    async def _apply(self, records: dict[str, TopicRecord], seen: int) -> bool:
-        """Reconcile with ``records``; False (stopped) once a topic was created, grown or
-        deleted here after they were read: they are older than the view, a create would be
-        forgotten and a delete undone until the next sync."""
-        if self._changed_here != seen:
-            return False
+    async def _apply(self, records: dict[str, TopicRecord]) -> None:
+        """Reconcile with ``records``. Topics created, grown or deleted here take the sync's
+        lock (create, add_partitions, delete), so none changes between the read and the
+        end of this: a stale read can neither forget a create nor undo a delete."""
         for name in [n for n in self.by_name if n not in records]:
             self._forget(name)
         for name, rec in records.items():
-            if self._changed_here != seen:
-                return False
             state = self.by_name.get(name)
             if state is None or state.topic_id != rec.topic_id:
                 if state is not None:
@@ -218,7 +204,6 @@ class Topics:
                 elif p.log_start_offset > plog.log_start_offset:
                     # retention (the compactor) or DeleteRecords on another broker moved it
                     plog.log_start_offset = min(p.log_start_offset, plog.high_watermark)
-        return True
 
     # -- topic lifecycle (raise InvalidTopic / InvalidConfig / TopicAlreadyExists) ---------
     async def create(
@@ -229,7 +214,6 @@ class Topics:
         leaders = await self._placement()
         async with self._sync_lock:  # see add_partitions
             rec = await self.ports.topics.create_topic(name, partitions, checked, leaders)
-            self._changed_here += 1
             state = self._add_new(rec)
         log.info(
             "created topic %s with %d partitions, led by brokers %s",
@@ -255,19 +239,17 @@ class Topics:
     async def delete(self, name: str) -> TopicRecord:
         async with self._sync_lock:  # see add_partitions
             rec = await self.ports.topics.delete_topic(name)
-            self._changed_here += 1
             self._forget(name)
         log.info("deleted topic %s", name)
         return rec
 
     async def add_partitions(self, name: str, total: int) -> TopicState:
-        """Under the sync's lock: a sync that read the store after the write, before this
-        coroutine went on, loaded the new partitions too (two logs for one partition: the
-        store served one, requests used the other)."""
+        """Under the sync's lock, as create and delete: without it a sync that read the store
+        after the write, before this coroutine went on, loaded the new partitions too (two
+        logs for one partition: the store served one, requests used the other)."""
         leaders = await self._placement()
         async with self._sync_lock:
             rec = await self.ports.topics.add_partitions(name, total, leaders)
-            self._changed_here += 1
             state = self.by_name[name]
             for p in rec.partitions[len(state.logs) :]:
                 state.logs.append(self.store.add_partition(p, ranges=[]))
