@@ -17,7 +17,7 @@ from broker_service.api.access import (
     broker_endpoint_fields,
 )
 from broker_service.api.base import NOT_REQUESTED_OPS, Buffers, decode, respond
-from broker_service.kafka.configs import alter_cluster_configs, alter_topic_configs
+from broker_service.kafka.configs import alter_broker_configs, alter_topic_configs
 from broker_service.metadata.errors import ConcurrentUpdate, UnknownTopic
 from broker_service.metadata.records import TopicRecord
 from broker_service.protocol import configs as C
@@ -50,6 +50,28 @@ def _entry(
         "synonyms": [{"name": n, "value": v, "source": s} for n, v, s in synonyms or ()],
         "config_type": d.type,
         "documentation": d.documentation() if documentation else None,
+    }
+
+
+def _broker_entry(
+    name: str, syn: list[tuple[str, str | None, int]], synonyms: bool, documentation: bool
+) -> dict[str, Any]:
+    """One broker config as Kafka's ConfigHelper describes it: the value of its first synonym;
+    a password, or a custom config (type unknown), is sensitive and its value not given."""
+    d = C.BROKER_CONFIGS.get(name)
+    sensitive = not C.is_loggable(name)
+    if sensitive:
+        syn = [(n, None, s) for n, _, s in syn]
+    return {
+        "name": name,
+        "value": syn[0][1],
+        "read_only": d is None or not d.dynamic,
+        "config_source": syn[0][2],
+        "is_default": syn[0][2] == C.DEFAULT_CONFIG,
+        "is_sensitive": sensitive,
+        "synonyms": [{"name": n, "value": v, "source": s} for n, v, s in syn] if synonyms else [],
+        "config_type": d.type if d is not None else C.UNKNOWN,
+        "documentation": (d.documentation() if d is not None else None) if documentation else None,
     }
 
 
@@ -102,27 +124,26 @@ def describe_configs(broker: BrokerServices, header: RequestHeader, frame: memor
                     configs.append(_entry(d, value, source, False, syn if synonyms else None, docs))
         elif res.resource_name == "":  # the cluster-wide dynamic defaults only, as Kafka
             for name, value in sorted(view.dynamic.items()):
-                dyn = C.BROKER_CONFIGS.get(name)
-                if dyn is not None and (keys is None or name in keys):
+                if keys is None or name in keys:
                     syn = [(name, value, C.DYNAMIC_DEFAULT_BROKER_CONFIG)]
-                    configs.append(
-                        _entry(dyn, value, C.DYNAMIC_DEFAULT_BROKER_CONFIG, False,
-                               syn if synonyms else None, docs)
-                    )  # fmt: skip
-        else:
-            for d in sorted(C.BROKER_CONFIGS.values(), key=lambda d: d.name):
-                if keys is not None and d.name not in keys:
+                    configs.append(_broker_entry(name, syn, synonyms, docs))
+        else:  # Kafka's broker keys, and any custom config set for this broker or all
+            custom = (set(view.own) | set(view.dynamic)) - set(C.BROKER_CONFIGS)
+            for name in sorted([*C.BROKER_CONFIGS, *custom]):
+                if keys is not None and name not in keys:
                     continue
+                known = C.BROKER_CONFIGS.get(name)
                 syn = []
-                if d.dynamic and d.name in view.dynamic:
-                    syn.append((d.name, view.dynamic[d.name], C.DYNAMIC_DEFAULT_BROKER_CONFIG))
-                if d.name in view.static:
-                    syn.append((d.name, view.static[d.name], C.STATIC_BROKER_CONFIG))
-                syn.append((d.name, d.default, C.DEFAULT_CONFIG))
-                value, source = syn[0][1], syn[0][2]
-                configs.append(
-                    _entry(d, value, source, not d.dynamic, syn if synonyms else None, docs)
-                )
+                if known is None or known.dynamic:
+                    if name in view.own:
+                        syn.append((name, view.own[name], C.DYNAMIC_BROKER_CONFIG))
+                    if name in view.dynamic:
+                        syn.append((name, view.dynamic[name], C.DYNAMIC_DEFAULT_BROKER_CONFIG))
+                if name in view.static:
+                    syn.append((name, view.static[name], C.STATIC_BROKER_CONFIG))
+                if known is not None:
+                    syn.append((name, known.default, C.DEFAULT_CONFIG))
+                configs.append(_broker_entry(name, syn, synonyms, docs))
         results.append({**base, "error_code": 0, "error_message": None, "configs": configs})
     return respond(header, {"throttle_time": 0, "results": results})
 
@@ -205,11 +226,12 @@ async def _alter_one(
             await alter_topic_configs(broker.ports, name, compute, validate_only,
                                       lambda rec: _applied(broker, rec))  # fmt: skip
         else:
+            view = broker.configs
             touched = {n for n, _, _ in ops}
-            if not incremental:
-                touched |= set(broker.configs.dynamic)  # replaced: the others are deleted
-            await alter_cluster_configs(broker.ports, broker.configs, compute, touched,
-                                        name != "", validate_only)  # fmt: skip
+            if not incremental:  # replaced: the others are deleted
+                touched |= set(view.own if name else view.dynamic)
+            await alter_broker_configs(broker.ports, view, broker.node_id if name else None,
+                                       compute, touched, validate_only)  # fmt: skip
     except C.InvalidConfig as exc:
         # Kafka: INVALID_CONFIG for topics, INVALID_REQUEST for broker configs (KAFKA-13609)
         code = ErrorCode.invalid_config if rtype == TOPIC else ErrorCode.invalid_request

@@ -17,6 +17,7 @@ from broker_service.metadata.records import TopicRecord
 from broker_service.protocol.compression import CODECS, LEVEL_CONFIGS
 from broker_service.protocol.configs import (
     TOPIC_CONFIGS,
+    is_loggable,
     resolve,
     validate_broker_dynamic,
     validate_configs,
@@ -75,6 +76,7 @@ def static_broker_values(
 class ConfigView:
     static: dict[str, str]
     dynamic: dict[str, str] = field(default_factory=dict)  # cluster-wide dynamic defaults
+    own: dict[str, str] = field(default_factory=dict)  # this broker's own dynamic configs
     # bumped by every alter of ``dynamic`` made here: a store read that began before one is
     # older than what it would replace (refresh_cluster_configs)
     dynamic_version: int = 0
@@ -172,28 +174,47 @@ async def refresh_cluster_configs(ports: MetadataPorts, view: ConfigView) -> Non
         view.dynamic = stored
 
 
-async def alter_cluster_configs(
+async def alter_broker_configs(
     ports: MetadataPorts,
     view: ConfigView,
+    broker_id: int | None,
     compute: Compute,
     touched: Iterable[str],
-    per_broker: bool,
     validate_only: bool,
 ) -> dict[str, str]:
-    """The same for the cluster-wide dynamic broker configs (``--entity-default``)."""
+    """The same for dynamic broker configs: the cluster-wide defaults (``broker_id`` None,
+    ``--entity-default``) or this broker's own (only the broker itself alters them, as
+    Kafka's AdminClient sends a broker's resource to that broker)."""
+    own = broker_id is not None
+    what = f"broker {broker_id}'s dynamic configs" if own else "cluster-wide dynamic configs"
     for _ in range(_CAS_ATTEMPTS):
-        current = await ports.topics.cluster_configs()
+        if broker_id is not None:
+            current = await ports.topics.broker_configs(broker_id)
+        else:
+            current = await ports.topics.cluster_configs()
         new = compute(dict(current))
-        validate_broker_dynamic({k: new.get(k) for k in touched}, per_broker)
+        validate_broker_dynamic({k: new.get(k) for k in touched}, own)
         checked = {k: v for k, v in new.items() if v is not None}
         if validate_only:
             return checked
         try:
-            await ports.topics.set_cluster_configs(current, checked)
+            if broker_id is not None:
+                await ports.topics.set_broker_configs(broker_id, current, checked)
+            else:
+                await ports.topics.set_cluster_configs(current, checked)
         except ConcurrentUpdate:
             continue
-        view.dynamic = checked
-        view.dynamic_version += 1
-        log.info("cluster-wide dynamic broker configs now %s", checked)
+        if own:
+            view.own = checked
+        else:
+            view.dynamic = checked
+            view.dynamic_version += 1
+        log.info("%s now %s", what, redacted(checked))
         return checked
-    raise ConcurrentUpdate("cluster configs kept changing")
+    raise ConcurrentUpdate(f"{what} kept changing")
+
+
+def redacted(configs: Mapping[str, str]) -> dict[str, str]:
+    """Configs as they may be logged: passwords and custom configs (whose type nobody knows)
+    hidden, as Kafka's loggableValue does."""
+    return {k: v if is_loggable(k) else "[hidden]" for k, v in configs.items()}

@@ -142,6 +142,8 @@ class TopicPort(_Port[TopicCatalog]):
     set_topic_configs = _Call(TopicCatalog.set_topic_configs)
     cluster_configs = _Call(TopicCatalog.cluster_configs)
     set_cluster_configs = _Call(TopicCatalog.set_cluster_configs)
+    broker_configs = _Call(TopicCatalog.broker_configs)
+    set_broker_configs = _Call(TopicCatalog.set_broker_configs)
 
 
 class StreamPort(_Port[StreamObjects]):

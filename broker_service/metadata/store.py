@@ -181,6 +181,16 @@ class TopicCatalog(ABC):
     def set_cluster_configs(self, expected: dict[str, str], configs: dict[str, str]) -> None:
         """Compare-and-set of ``cluster_configs`` (``ConcurrentUpdate`` if not ``expected``)."""
 
+    @abstractmethod
+    def broker_configs(self, broker_id: int) -> dict[str, str]:
+        """One broker's own dynamic configs (``--entity-type brokers --entity-name ID``)."""
+
+    @abstractmethod
+    def set_broker_configs(
+        self, broker_id: int, expected: dict[str, str], configs: dict[str, str]
+    ) -> None:
+        """Compare-and-set of ``broker_configs`` (``ConcurrentUpdate`` if not ``expected``)."""
+
 
 class StreamObjects(ABC):
     """Committed objects and the per-stream ranges they hold (the WAL's commit point)."""

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 from broker_service.protocol import errors as E
 
-# DescribeConfigs config types (KIP-569)
+# DescribeConfigs config types (KIP-569); UNKNOWN: a custom config, whose type nobody knows
+UNKNOWN = 0
 BOOLEAN, STRING, INT, SHORT, LONG, DOUBLE, LIST, CLASS, PASSWORD = 1, 2, 3, 4, 5, 6, 7, 8, 9
 _TYPE_NAMES = {BOOLEAN: "BOOLEAN", STRING: "STRING", INT: "INT", SHORT: "SHORT", LONG: "LONG",
                DOUBLE: "DOUBLE", LIST: "LIST", CLASS: "CLASS", PASSWORD: "PASSWORD"}  # fmt: skip
@@ -291,7 +292,7 @@ BROKER_CONFIGS: dict[str, ConfigDef] = {d.name: d for d in [
     _b("advertised.listeners", STRING, None, applied=True),
     _b("auto.create.topics.enable", BOOLEAN, "true", applied=True),
     _b("auto.leader.rebalance.enable", BOOLEAN, "true"),
-    _b("background.threads", INT, "10", at_least(1)),
+    _b("background.threads", INT, "10", at_least(1), dynamic=True),
     _b("broker.id", INT, "-1", applied=True),
     _b("broker.rack", STRING, None, applied=True),
     _b("compression.gzip.level", INT, "-1"),
@@ -311,23 +312,23 @@ BROKER_CONFIGS: dict[str, ConfigDef] = {d.name: d for d in [
        "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL"),
     _b("listeners", STRING, "PLAINTEXT://:9092", applied=True),
     _b("log.cleaner.enable", BOOLEAN, "true", applied=True),
-    _b("log.cleaner.threads", INT, "1", at_least(0)),
+    _b("log.cleaner.threads", INT, "1", at_least(0), dynamic=True),
     _b("log.dir", STRING, "/tmp/kafka-logs"),
     _b("log.dirs", STRING, None),
     _b("log.retention.check.interval.ms", LONG, "300000", applied=True),
     _b("log.retention.hours", INT, "168"),
     _b("log.retention.minutes", INT, None),
     _b("node.id", INT, "-1", applied=True),
-    _b("num.io.threads", INT, "8", at_least(1)),
-    _b("num.network.threads", INT, "3", at_least(1)),
+    _b("num.io.threads", INT, "8", at_least(1), dynamic=True),
+    _b("num.network.threads", INT, "3", at_least(1), dynamic=True),
     _b("num.partitions", INT, "1", at_least(1), applied=True),
-    _b("num.recovery.threads.per.data.dir", INT, "2"),
-    _b("num.replica.fetchers", INT, "1"),
+    _b("num.recovery.threads.per.data.dir", INT, "2", dynamic=True),
+    _b("num.replica.fetchers", INT, "1", dynamic=True),
     _b("offsets.retention.minutes", INT, "10080"),
     _b("offsets.topic.num.partitions", INT, "50", applied=True),
     _b("offsets.topic.replication.factor", SHORT, "3"),
     _b("process.roles", LIST, "broker"),
-    _b("producer.id.expiration.ms", INT, "86400000"),
+    _b("producer.id.expiration.ms", INT, "86400000", dynamic=True),
     _b("queued.max.requests", INT, "500"),
     _b("replica.lag.time.max.ms", LONG, "30000"),
     _b("sasl.enabled.mechanisms", LIST, "GSSAPI", applied=True),
@@ -339,7 +340,101 @@ BROKER_CONFIGS: dict[str, ConfigDef] = {d.name: d for d in [
     _b("transaction.state.log.num.partitions", INT, "50"),
     _b("transaction.state.log.replication.factor", SHORT, "3"),
     _b("transactional.id.expiration.ms", INT, "604800000"),
+    # dynamic in Kafka (DynamicBrokerConfig.AllDynamicConfigs); inert here, but for the
+    # security settings (SECURITY_AT_START), which a broker takes at start only
+    _b("log.cleaner.backoff.ms", LONG, "15000", at_least(0), dynamic=True),
+    _b("log.cleaner.dedupe.buffer.size", LONG, "134217728", dynamic=True),
+    _b("log.cleaner.io.buffer.load.factor", DOUBLE, "0.9", dynamic=True),
+    _b("log.cleaner.io.buffer.size", INT, "524288", at_least(0), dynamic=True),
+    _b("log.cleaner.io.max.bytes.per.second", DOUBLE, "1.7976931348623157E308", dynamic=True),
+    _b("max.connection.creation.rate", INT, str(INT32_MAX), at_least(0), dynamic=True),
+    _b("max.connections", INT, str(INT32_MAX), at_least(0), dynamic=True),
+    _b("max.connections.per.ip", INT, str(INT32_MAX), at_least(0), dynamic=True),
+    _b("max.connections.per.ip.overrides", STRING, "", dynamic=True),
+    _b("metric.reporters", LIST, "", dynamic=True),
+    _b("principal.builder.class", CLASS, None),
+    _b("sasl.jaas.config", PASSWORD, None),
+    _b("sasl.kerberos.kinit.cmd", STRING, "/usr/bin/kinit", dynamic=True),
+    _b("sasl.kerberos.min.time.before.relogin", LONG, "60000", dynamic=True),
+    _b("sasl.kerberos.principal.to.local.rules", LIST, "DEFAULT"),
+    _b("sasl.kerberos.service.name", STRING, None, dynamic=True),
+    _b("sasl.kerberos.ticket.renew.jitter", DOUBLE, "0.05", dynamic=True),
+    _b("sasl.kerberos.ticket.renew.window.factor", DOUBLE, "0.8", dynamic=True),
+    _b("sasl.login.refresh.buffer.seconds", SHORT, "300", dynamic=True),
+    _b("sasl.login.refresh.min.period.seconds", SHORT, "60", dynamic=True),
+    _b("sasl.login.refresh.window.factor", DOUBLE, "0.8", dynamic=True),
+    _b("sasl.login.refresh.window.jitter", DOUBLE, "0.05", dynamic=True),
+    _b("sasl.mechanism.inter.broker.protocol", STRING, "GSSAPI", dynamic=True),
+    _b("ssl.cipher.suites", LIST, ""),
+    _b("ssl.client.auth", STRING, "none", one_of("required", "requested", "none")),
+    _b("ssl.enabled.protocols", LIST, "TLSv1.2,TLSv1.3"),
+    _b("ssl.endpoint.identification.algorithm", STRING, "https"),
+    _b("ssl.key.password", PASSWORD, None),
+    _b("ssl.keymanager.algorithm", STRING, "SunX509"),
+    _b("ssl.keystore.certificate.chain", PASSWORD, None),
+    _b("ssl.keystore.key", PASSWORD, None),
+    _b("ssl.keystore.location", STRING, None),
+    _b("ssl.keystore.password", PASSWORD, None),
+    _b("ssl.keystore.type", STRING, "JKS"),
+    _b("ssl.protocol", STRING, "TLSv1.3"),
+    _b("ssl.provider", STRING, None),
+    _b("ssl.secure.random.implementation", STRING, None),
+    _b("ssl.truststore.certificates", PASSWORD, None),
+    _b("ssl.truststore.location", STRING, None),
+    _b("ssl.truststore.password", PASSWORD, None),
+    _b("ssl.truststore.type", STRING, "JKS"),
+    _b("ssl.trustmanager.algorithm", STRING, "PKIX"),
+    _b("transaction.partition.verification.enable", BOOLEAN, "true", dynamic=True),
 ]}  # fmt: skip
+
+# the broker configs that give topics their defaults (Kafka's TOPIC_CONFIG_SYNONYMS)
+TOPIC_SYNONYMS = frozenset(
+    [*(t.synonym for t in TOPIC_CONFIGS.values() if t.synonym is not None), "log.retention.ms"]
+)
+
+# Kafka's per-listener security configs (SslConfigs.RECONFIGURABLE_CONFIGS): dynamic only with
+# a listener prefix (listener.name.<listener>.ssl.keystore.location)
+LISTENER_ONLY_CONFIGS = frozenset({
+    "ssl.keystore.type", "ssl.keystore.location", "ssl.keystore.password", "ssl.key.password",
+    "ssl.truststore.type", "ssl.truststore.location", "ssl.truststore.password",
+    "ssl.keystore.certificate.chain", "ssl.keystore.key", "ssl.truststore.certificates",
+})  # fmt: skip
+# Kafka's DynamicBrokerConfig.PerBrokerConfigs: the listener and security configs, which a
+# broker takes only for itself (the cluster-level listener configs are the exceptions)
+_CLUSTER_LEVEL_LISTENER_CONFIGS = frozenset(
+    {"max.connections", "max.connection.creation.rate", "num.network.threads"}
+)
+PER_BROKER_CONFIGS = frozenset(
+    n for n in BROKER_CONFIGS
+    if n.startswith(("ssl.", "sasl.")) or n == "principal.builder.class"
+)  # fmt: skip
+# Dynamic in Kafka, read at start here: a change that says who may connect and would not be
+# applied (a mechanism disabled, client certificates required) must be refused, not stored
+SECURITY_AT_START = frozenset(
+    n for n in PER_BROKER_CONFIGS if not BROKER_CONFIGS[n].dynamic
+)  # fmt: skip
+_LISTENER_PREFIX = re.compile(r"listener\.name\.[^.]*\.(.*)")
+
+
+def broker_def(name: str) -> ConfigDef | None:
+    """The definition of a dynamic broker config name, listener-prefixed or not (None: a
+    custom config)."""
+    return BROKER_CONFIGS.get(listener_base(name) or name)
+
+
+def is_loggable(name: str) -> bool:
+    """Whether a broker config's value may be shown (Kafka hides passwords, and custom
+    configs since their type is unknown)."""
+    d = broker_def(name)
+    return d is not None and d.type != PASSWORD
+
+
+def listener_base(name: str) -> str | None:
+    """``ssl.keystore.location`` for ``listener.name.internal.ssl.keystore.location``."""
+    m = _LISTENER_PREFIX.fullmatch(name)
+    return m.group(1) if m else None
+
+
 
 
 # -- topic names --------------------------------------------------------------------------------
@@ -438,23 +533,43 @@ def topic_synonyms(
 def validate_broker_dynamic(
     configs: Mapping[str, str | None], per_broker: bool
 ) -> dict[str, str | None]:
-    """Dynamic broker configs as AlterConfigs gives them (None: delete). Raises InvalidConfig
-    (Kafka answers INVALID_REQUEST for broker configs, KAFKA-13609)."""
+    """Dynamic broker configs as AlterConfigs gives them (None: delete), checked as Kafka's
+    DynamicBrokerConfig.validateConfigs does: names Kafka does not know are custom configs
+    and accepted (plugins read them); a known static one is refused; the per-listener
+    security configs need a listener prefix; listener and security configs are per broker.
+    Raises InvalidConfig (Kafka answers INVALID_REQUEST for broker configs, KAFKA-13609)."""
     out: dict[str, str | None] = {}
     for k, v in configs.items():
-        d = BROKER_CONFIGS.get(k)
-        if d is None:
-            raise InvalidConfig(f"Unknown broker config: {k}")
-        if not d.dynamic:
-            raise InvalidConfig(f"Cannot update these configs dynamically: Set({k})")
-        if per_broker:
+        base = listener_base(k)
+        d = broker_def(k)
+        if k in LISTENER_ONLY_CONFIGS:
+            raise InvalidConfig(
+                "These security configs can be dynamically updated only per-listener using "
+                f"the listener prefix: Set({k})"
+            )
+        if d is not None and not d.dynamic:
+            why = (
+                " (TLS and SASL settings are taken at start on this broker)"
+                if d.name in SECURITY_AT_START
+                else ""
+            )
+            raise InvalidConfig(f"Cannot update these configs dynamically: Set({k}){why}")
+        if not per_broker and (
+            k in PER_BROKER_CONFIGS
+            or (base is not None and base not in _CLUSTER_LEVEL_LISTENER_CONFIGS)
+        ):
+            raise InvalidConfig(
+                "Cannot update these configs at default cluster level, broker id must be "
+                f"specified: Set({k})"
+            )
+        if per_broker and d is not None and d.name in TOPIC_SYNONYMS:
             # Brokers share every partition's data, so a topic default that depended on which
             # broker leads the partition today would change under the client at every move.
             raise InvalidConfig(
                 f"Cannot update {k} for one broker: brokers here share every partition; "
                 "set the cluster-wide default (--entity-default, empty broker name)"
             )
-        out[k] = None if v is None else d.validate(v)
+        out[k] = v if v is None or d is None else d.validate(v)
     return out
 
 

@@ -116,6 +116,8 @@ class Broker:
         self.cluster_id = await self.ports.brokers.cluster_id()
         self.configs.static = static_broker_values(cfg, self.security.listeners)  # ports bound
         await refresh_cluster_configs(self.ports, self.configs)
+        # only this broker alters its own (the node id names the resource): read once
+        self.configs.own = await self.ports.topics.broker_configs(cfg.node_id)
         self.me = me = await self.ports.brokers.register_broker(
             cfg.node_id, host, port, cfg.rack, cfg.lease_ms
         )

@@ -44,3 +44,19 @@ def test_cluster_configs_compare_and_set(backend: Backend) -> None:
         b.set_cluster_configs({}, {"message.max.bytes": "10"})
     b.set_cluster_configs({"log.retention.ms": "5000"}, {"message.max.bytes": "10"})
     assert a.cluster_configs() == {"message.max.bytes": "10"}
+
+
+def test_broker_configs_are_each_brokers_own(backend: Backend) -> None:
+    """Per-broker dynamic configs: one set per broker id, apart from the cluster-wide ones,
+    compare-and-set as those are."""
+    a, b = backend.store(), backend.store()
+    assert a.broker_configs(1) == {}
+    a.set_broker_configs(1, {}, {"num.io.threads": "9", "my.plugin": "x"})
+    a.set_cluster_configs({}, {"num.io.threads": "4"})
+    assert b.broker_configs(1) == {"num.io.threads": "9", "my.plugin": "x"}
+    assert b.broker_configs(2) == {}
+    assert b.cluster_configs() == {"num.io.threads": "4"}
+    with pytest.raises(ConcurrentUpdate):
+        b.set_broker_configs(1, {}, {"num.io.threads": "2"})
+    b.set_broker_configs(1, {"num.io.threads": "9", "my.plugin": "x"}, {})
+    assert a.broker_configs(1) == {}

@@ -12,7 +12,7 @@ import asyncio
 import threading
 from pathlib import Path
 
-from broker_service.kafka.configs import ConfigView, alter_cluster_configs, refresh_cluster_configs
+from broker_service.kafka.configs import ConfigView, alter_broker_configs, refresh_cluster_configs
 from broker_service.metadata.ports import MetadataPorts
 from broker_service.metadata.sqlite import SqliteMetadataStore
 
@@ -48,8 +48,8 @@ def test_a_sync_read_from_before_an_alter_does_not_undo_it(tmp_path: Path) -> No
         while not md.reading.is_set():
             await asyncio.sleep(0.01)
         # the default deleted through this broker while the sync's read is on its way
-        await alter_cluster_configs(ports, view, lambda c: {**c, "log.retention.ms": None},
-                                    ["log.retention.ms"], False, False)  # fmt: skip
+        await alter_broker_configs(ports, view, None, lambda c: {**c, "log.retention.ms": None},
+                                   ["log.retention.ms"], False)  # fmt: skip
         assert view.dynamic == {}
         md.release.set()
         await sync

@@ -130,7 +130,7 @@ def test_incremental_operations() -> None:
         C.apply_ops({}, [("segment.ms", C.SET, "1"), ("segment.ms", C.DELETE, None)], {})
 
 
-def test_broker_configs_include_kafkas_keys_and_only_log_defaults_are_dynamic() -> None:
+def test_broker_configs_include_kafkas_keys_and_dynamic_ones_as_kafka() -> None:
     names = set(C.BROKER_CONFIGS)
     assert {"advertised.listeners", "listeners", "broker.id", "log.dirs", "num.partitions",
             "log.retention.ms", "log.cleanup.policy", "message.max.bytes"} <= names  # fmt: skip
@@ -140,8 +140,27 @@ def test_broker_configs_include_kafkas_keys_and_only_log_defaults_are_dynamic() 
     }
     with pytest.raises(C.InvalidConfig, match="Cannot update these configs dynamically"):
         C.validate_broker_dynamic({"broker.id": "7"}, per_broker=False)
-    with pytest.raises(C.InvalidConfig, match="Unknown broker config"):
-        C.validate_broker_dynamic({"no.such": "7"}, per_broker=False)
+    # custom names (for plugins) are taken as given, as Kafka's customPropsAllowed
+    assert C.validate_broker_dynamic({"no.such": "7"}, per_broker=False) == {"no.such": "7"}
+    assert C.validate_broker_dynamic({"num.io.threads": "9"}, per_broker=True) == {
+        "num.io.threads": "9"
+    }
+    with pytest.raises(C.InvalidConfig, match="broker id must be specified"):
+        C.validate_broker_dynamic({"sasl.kerberos.service.name": "k"}, per_broker=False)
+    with pytest.raises(C.InvalidConfig, match="broker id must be specified"):
+        C.validate_broker_dynamic({"listener.name.a.sasl.kerberos.service.name": "k"}, False)
+    assert C.validate_broker_dynamic({"listener.name.a.max.connections": "5"}, False) == {
+        "listener.name.a.max.connections": "5"
+    }
+    with pytest.raises(C.InvalidConfig, match="only per-listener using the listener prefix"):
+        C.validate_broker_dynamic({"ssl.keystore.location": "/k"}, per_broker=True)
+    # a security setting that would not be applied is refused, not stored
+    with pytest.raises(C.InvalidConfig, match="taken at start"):
+        C.validate_broker_dynamic({"listener.name.ssl.ssl.client.auth": "required"}, True)
+    with pytest.raises(C.InvalidConfig, match="taken at start"):
+        C.validate_broker_dynamic({"sasl.enabled.mechanisms": "PLAIN"}, per_broker=True)
+    with pytest.raises(C.InvalidConfig, match="max.connections: Not a number of type INT"):
+        C.validate_broker_dynamic({"listener.name.a.max.connections": "x"}, False)
     with pytest.raises(C.InvalidConfig, match="one broker"):
         C.validate_broker_dynamic({"log.retention.ms": "1000"}, per_broker=True)
     with pytest.raises(C.InvalidConfig, match="log.retention.ms: Value must be at least -1"):

@@ -427,3 +427,12 @@ class DynamoTopics(DynamoBase, TopicCatalog):
 
     def set_cluster_configs(self, expected: dict[str, str], configs: dict[str, str]) -> None:
         self._set_configs("CLUSTER", "CONFIGS", expected, configs)
+
+    def broker_configs(self, broker_id: int) -> dict[str, str]:
+        item = self._get("CLUSTER", f"CONFIGS#{broker_id}")
+        return dict(item.get("configs") or {}) if item else {}
+
+    def set_broker_configs(
+        self, broker_id: int, expected: dict[str, str], configs: dict[str, str]
+    ) -> None:
+        self._set_configs("CLUSTER", f"CONFIGS#{broker_id}", expected, configs)

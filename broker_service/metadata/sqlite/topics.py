@@ -155,16 +155,30 @@ class SqliteTopics(SqliteBase, TopicCatalog):
         return updated
 
     def cluster_configs(self) -> dict[str, str]:
-        with self._lock:
-            row = self._db.execute("SELECT value FROM cluster WHERE key='configs'").fetchone()
-        return dict(json.loads(row[0])) if row else {}
+        return self._configs("configs")
 
     def set_cluster_configs(self, expected: dict[str, str], configs: dict[str, str]) -> None:
+        self._set_configs("configs", expected, configs)
+
+    def broker_configs(self, broker_id: int) -> dict[str, str]:
+        return self._configs(f"configs/{broker_id}")
+
+    def set_broker_configs(
+        self, broker_id: int, expected: dict[str, str], configs: dict[str, str]
+    ) -> None:
+        self._set_configs(f"configs/{broker_id}", expected, configs)
+
+    def _configs(self, key: str) -> dict[str, str]:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM cluster WHERE key=?", (key,)).fetchone()
+        return dict(json.loads(row[0])) if row else {}
+
+    def _set_configs(self, key: str, expected: dict[str, str], configs: dict[str, str]) -> None:
         with self._tx() as db:
-            row = db.execute("SELECT value FROM cluster WHERE key='configs'").fetchone()
+            row = db.execute("SELECT value FROM cluster WHERE key=?", (key,)).fetchone()
             if (json.loads(row[0]) if row else {}) != expected:
-                raise ConcurrentUpdate("cluster configs changed meanwhile")
+                raise ConcurrentUpdate(f"{key} changed meanwhile")
             db.execute(
-                "INSERT OR REPLACE INTO cluster(key, value) VALUES('configs', ?)",
-                (json.dumps(configs),),
+                "INSERT OR REPLACE INTO cluster(key, value) VALUES(?, ?)",
+                (key, json.dumps(configs)),
             )
