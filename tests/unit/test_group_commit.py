@@ -155,7 +155,7 @@ def test_object_wal_flushes_overlap_but_commit_and_complete_in_order(tmp_path: P
         sid = md.create_topic("t", 1, {}, [1]).partitions[0].stream_id
         store = _GatedStore(tmp_path / "objects")
         ports = MetadataPorts(md)
-        wal = ObjectWal(store, ports, flush_interval_ms=0, max_in_flight=2)
+        wal = ObjectWal(store, ports, flush_interval_ms=0, flush_bytes=10, max_in_flight=2)
         wal.bind(1, me.epoch)
         await wal.open()
         done: list[str] = []
@@ -187,6 +187,50 @@ def test_object_wal_flushes_overlap_but_commit_and_complete_in_order(tmp_path: P
     assert [(r.start_offset, r.end_offset) for r in ranges] == [(0, 1), (1, 2)]
 
 
+def test_a_second_flush_in_flight_takes_a_full_group_only(tmp_path: Path) -> None:
+    """Two slots: while a flush is in flight, records short of flush_bytes wait for it, past
+    their linger too (the next object is as large as with one slot: the PUTs a GiB costs do
+    not grow), and a full group starts the second flush at once (a broker whose PUTs take
+    longer than the records' arrival keeps up, with full-size objects)."""
+
+    async def run() -> tuple[list[str], list[tuple[int, int]], int]:
+        md = SqliteMetadataStore(tmp_path / "m.sqlite")
+        me = md.register_broker(1, "h", 1, None, 60_000)
+        sid = md.create_topic("t", 1, {}, [1]).partitions[0].stream_id
+        store = _GatedStore(tmp_path / "objects")
+        ports = MetadataPorts(md)
+        wal = ObjectWal(store, ports, flush_interval_ms=1, flush_bytes=100, max_in_flight=2)
+        wal.bind(1, me.epoch)
+        await wal.open()
+        done: list[str] = []
+
+        def record(base: int, size: int) -> WalRecord:
+            def on_done(rec: WalRecord, rng: StreamRange | None, exc: BaseException | None):  # type: ignore[no-untyped-def]
+                assert exc is None, exc
+                done.append(str(base))
+
+            return WalRecord(sid, base, base + 1, b"x" * size, 5, on_done)
+
+        wal.append(record(0, 10))  # lingers 1 ms, then flush 1
+        await store.started.get()
+        wal.append(record(1, 10))  # short of flush_bytes: waits for flush 1, no linger runs
+        assert (wal.in_flight, wal.lingering) == (1, False)
+        wal.append(record(2, 95))  # 105 bytes pending: a full group, flush 2 starts now
+        await asyncio.wait_for(store.started.get(), 10)
+        assert wal.in_flight == 2
+        for gate in store.gates:
+            gate.set()
+        await wal.close()
+        ranges = [(r.start_offset, r.end_offset) for r in md.stream_ranges(sid)]
+        ports.close()
+        md.close()
+        return done, ranges, len(store.gates)
+
+    done, ranges, puts = asyncio.run(run())
+    assert done == ["0", "1", "2"] and puts == 2
+    assert ranges == [(0, 1), (1, 3)]
+
+
 def test_an_overlapping_flush_past_its_deadline_is_settled_and_completes_in_order(
     tmp_path: Path,
 ) -> None:
@@ -201,7 +245,7 @@ def test_an_overlapping_flush_past_its_deadline_is_settled_and_completes_in_orde
         sid = md.create_topic("t", 1, {}, [1]).partitions[0].stream_id
         store = _GatedStore(tmp_path / "objects")
         ports = MetadataPorts(md)
-        wal = ObjectWal(store, ports, flush_interval_ms=0, max_in_flight=2)
+        wal = ObjectWal(store, ports, flush_interval_ms=0, flush_bytes=10, max_in_flight=2)
         wal.bind(1, me.epoch)
         await wal.open()
         done: list[str] = []
@@ -246,7 +290,7 @@ def test_a_failed_flush_fails_the_flushes_in_flight_of_its_streams_only(tmp_path
         a, b = (p.stream_id for p in md.create_topic("t", 2, {}, [1]).partitions)
         store = _GatedStore(tmp_path / "objects")
         ports = MetadataPorts(md)
-        wal = ObjectWal(store, ports, flush_interval_ms=0, max_in_flight=3)
+        wal = ObjectWal(store, ports, flush_interval_ms=0, flush_bytes=10, max_in_flight=3)
         wal.bind(1, me.epoch)
         await wal.open()
         done: list[str] = []
@@ -469,13 +513,14 @@ def test_forwarded_records_are_handed_over_in_flush_order_and_refused_past_their
 
     async def run() -> None:
         store = _GatedStore(tmp_path / "objects")
-        wal, md, ports, sid = _object_wal(tmp_path, store, flush_interval_ms=50, max_in_flight=2)
+        wal, md, ports, sid = _object_wal(tmp_path, store, flush_interval_ms=50,
+                                          flush_bytes=14, max_in_flight=2)  # fmt: skip
         await wal.open()
         seen: list[str] = []
         first = _ride(wal, 2, b"first", seen, "first")  # flush 1, after its linger
         await store.started.get()
         late_at = time.monotonic() + 1.0
-        wal.append(_own(sid, 0, seen, "own"))  # flush 2 (a slot is free), after its linger
+        wal.append(_own(sid, 0, seen, "own"))  # flush 2 once 14 bytes wait (a full group)
         second = _ride(wal, 2, b"second", seen, "second")
         late = _ride(wal, 2, b"late", seen, "late", deadline=late_at)
         await store.started.get()

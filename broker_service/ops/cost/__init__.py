@@ -11,6 +11,7 @@ from broker_service.ops.cost.model import (
     kafka_brokers_needed,
     price_kafka,
     price_ours,
+    wal_capacity_mbps,
     wal_object_bytes,
 )
 from broker_service.ops.cost.prices import PriceTable, load_prices
@@ -28,5 +29,6 @@ __all__ = [
     "load_prices",
     "price_kafka",
     "price_ours",
+    "wal_capacity_mbps",
     "wal_object_bytes",
 ]

@@ -90,10 +90,24 @@ class OursAssumptions(BaseModel):
         "one PUT with its index (ObjectWal.max_group_bytes; 16 MiB before 2026-12-04)",
     )
     wal_commit_ms: float = Field(
-        default=80,
+        default=50,
         ge=0,
-        description="one WAL commit on AWS: S3 PUT of a few MB + DynamoDB TransactWriteItems "
-        "(a guess for AWS; on moto it is ~40 ms of CPU). A flush cycle = linger + commit",
+        description="the fixed part of one WAL commit on AWS: an S3 PUT's latency before its "
+        "bytes + the DynamoDB TransactWriteItems (a guess for AWS: on moto it is ~40 ms of "
+        "CPU). Until 2026-12-04 an 80 ms lump for the whole commit, whatever the object size",
+    )
+    wal_put_mbps: float = Field(
+        default=85,
+        gt=0,
+        description="one PUT's upload rate (one connection; ~85-90 MB/s is the figure usually "
+        "quoted from AWS's S3 performance guidelines, not re-confirmed on a stored page): a "
+        "commit of S bytes takes wal_commit_ms + S / this",
+    )
+    wal_flushes_in_flight: int = Field(
+        default=_broker_defaults.wal_max_in_flight,
+        ge=1,
+        description="object WAL flushes under way at once (BrokerConfig.wal_max_in_flight); "
+        "one beyond the first takes a full group (wal_flush_bytes) only",
     )
     ddb_items_per_commit_fixed: int = Field(
         default=3,
@@ -607,20 +621,37 @@ def compaction_levels(
     )
 
 
-def wal_object_bytes(broker_write_mbps: float, a: OursAssumptions) -> float:
-    """Mean WAL object size at a steady per-broker produce rate.
+def wal_commit_s(object_bytes: float, a: OursAssumptions) -> float:
+    """One WAL commit: the fixed part (PUT latency + DynamoDB) and the upload."""
+    return a.wal_commit_ms / 1000 + object_bytes / (a.wal_put_mbps * MB)
 
-    A flush cycle is linger + commit. Below ``wal_flush_bytes`` per cycle the flush is
-    time-driven (one object per cycle, smaller at lower rates); above it the linger is cut
-    at ``wal_flush_bytes`` (or whatever arrived during the commit), capped at the largest
-    object the WAL builds."""
+
+def wal_object_bytes(broker_write_mbps: float, a: OursAssumptions) -> float:
+    """Mean WAL object size at a steady per-broker rate of WAL bytes.
+
+    With one flush in flight a cycle is linger + commit, and the commit's upload grows with
+    the object: S = rate x (linger + fixed + S / put rate). Once that reaches
+    ``wal_flush_bytes`` (or the rate outruns one upload), a second flush starts whenever a
+    full group waits (stream/wal/base.py), so every object is ``wal_flush_bytes``. With a
+    single slot (``wal_flushes_in_flight`` 1) what arrived during a commit, up to the
+    largest object, forms the next one instead."""
     rate = broker_write_mbps * MB
-    cycle_s = (a.wal_flush_ms + a.wal_commit_ms) / 1000
-    if rate * cycle_s < a.wal_flush_bytes:
-        size = rate * cycle_s
-    else:
-        size = max(a.wal_flush_bytes, rate * a.wal_commit_ms / 1000)
+    put = a.wal_put_mbps * MB
+    fixed = (a.wal_flush_ms + a.wal_commit_ms) / 1000
+    if rate < put:
+        size = rate * fixed / (1 - rate / put)
+        if size < a.wal_flush_bytes:
+            return size
+    if a.wal_flushes_in_flight > 1:
+        return a.wal_flush_bytes
+    size = max(a.wal_flush_bytes, rate * wal_commit_s(a.wal_flush_bytes, a))
     return min(size, a.wal_max_object_bytes)
+
+
+def wal_capacity_mbps(a: OursAssumptions) -> float:
+    """The WAL bytes a broker can commit per second: its flush slots, each committing full
+    groups back to back."""
+    return a.wal_flushes_in_flight * a.wal_flush_bytes / wal_commit_s(a.wal_flush_bytes, a) / MB
 
 
 def _s3_storage_lines(gib: float, prices: PriceTable, basis: str) -> list[LineItem]:
@@ -738,11 +769,13 @@ def zone_aware_lines(
 def price_ours(workload: Workload, prices: PriceTable, assumptions: Assumptions) -> Estimate:
     a, p = assumptions.ours, prices.prices
     w = workload
-    brokers = brokers_needed(w.write_mbps, w.read_mbps, a)
-    broker_write = w.write_mbps / brokers
     # zone-aware clients: a broker's flushes also carry the batches it forwards to leaders in
     # other AZs (the leaders append them to their own WAL as well)
     riding = forwarded_share(a) if a.zone_aware and a.zone_forward_in_wal else 0.0
+    # enough brokers for the CPU (the autoscaler's sizing) and for the WAL's uploads
+    brokers = max(brokers_needed(w.write_mbps, w.read_mbps, a),
+                  math.ceil(w.write_mbps * (1 + riding) / wal_capacity_mbps(a)))  # fmt: skip
+    broker_write = w.write_mbps / brokers
     wal_rate = broker_write * (1 + riding)
     object_bytes = wal_object_bytes(wal_rate, a)
     flushes_per_s = wal_rate * MB / object_bytes  # per broker

@@ -122,7 +122,10 @@ class Wal(ABC):
     max_group_bytes: int | None = None
     # Groups committing at once. Their completions still come in group order (a subclass
     # with more than one must call ``_committed`` in that order): a partition's high
-    # watermark only moves over offsets that are all durable.
+    # watermark only moves over offsets that are all durable. A group beyond the first
+    # starts only when full (``flush_bytes`` pending): below that, records wait for the
+    # commit in flight as with one slot, so objects are no smaller (no more PUTs and
+    # commits a GiB); the extra slots are for a rate one commit at a time cannot carry.
     max_in_flight = 1
 
     def __init__(self, flush_interval_ms: float, flush_bytes: int) -> None:
@@ -183,6 +186,16 @@ class Wal(ABC):
     def healthy(self) -> bool:
         return self._fatal is None
 
+    @property
+    def in_flight(self) -> int:
+        """Groups whose commit began and has not completed."""
+        return self._in_flight
+
+    @property
+    def lingering(self) -> bool:
+        """Whether a linger runs (its end will start a commit)."""
+        return self._linger is not None
+
     def _start(self) -> None:
         self._loop = asyncio.get_running_loop()
         if self._pending:
@@ -199,10 +212,19 @@ class Wal(ABC):
         record.queued = time.perf_counter()
         self._pending.append(record)
         self._pending_bytes += len(record.data)
-        if self._loop is not None and self._in_flight < self.max_in_flight:
+        if self._loop is not None and self._may_begin():
             self._kick()
 
     # -- the commit cycle -------------------------------------------------------------------
+    def _may_begin(self) -> bool:
+        """Whether a commit may start now: none runs, or a slot is free and a full group
+        waits (or close wants everything out)."""
+        if self._in_flight == 0:
+            return True
+        return self._in_flight < self.max_in_flight and (
+            self._pending_bytes >= self.flush_bytes or self._closing
+        )
+
     def _kick(self) -> None:
         """Records wait and no commit runs: commit now, or once the linger is over."""
         if self.flush_interval > 0 and self._pending_bytes < self.flush_bytes and not self._closing:
@@ -214,7 +236,7 @@ class Wal(ABC):
 
     def _linger_over(self) -> None:
         self._linger = None
-        if self._in_flight < self.max_in_flight:
+        if self._may_begin():
             self._commit_next()
 
     def _commit_next(self) -> None:
@@ -244,8 +266,8 @@ class Wal(ABC):
         self._in_flight -= 1
         if exc is None:
             self.flushes += 1
-            if self._pending:  # the writer works on the next group while this one completes
-                self._kick()
+            if self._pending and self._may_begin():  # the next group starts before this
+                self._kick()  # one's records complete: the writer is never idle
             for r in group:
                 r.finish(ranges.get(r.stream_id), None)
             if synced:
@@ -258,7 +280,7 @@ class Wal(ABC):
                 self.fatal(exc)
             if self._fatal is not None and self.on_fatal is not None:
                 self.on_fatal(self._fatal)
-            if self._pending and self._in_flight < self.max_in_flight:
+            if self._pending and self._may_begin():
                 self._kick()
         waiters, self._committed_waiters = self._committed_waiters, []
         for w in waiters:
