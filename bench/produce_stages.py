@@ -187,6 +187,7 @@ class OursTask:
     label: str = "ours"
     metrics_ports: list[int] = field(default_factory=list)
     pids: list[int] = field(default_factory=list)
+    data_dir: Path | None = None
 
     @property
     def name(self) -> str:
@@ -244,7 +245,7 @@ def ours_task(workdir: Path, tag: str, settings: Settings, label: str = "ours",
     if processes > 1:
         argv += ["--processes", str(processes)]
     return OursTask(BrokerProcess(label, argv, 0, workdir / f"{label}-{tag}.log", env, ready),
-                    label)
+                    label, data_dir=workdir / f"{label}-{tag}")
 
 
 def baseline_tree(rev: str, workdir: Path) -> Path:
@@ -413,10 +414,63 @@ class RoundResult:
     latency: Latency | None = None
     stages: list[StageRow] | None = None
     latency_stages: list[StageRow] | None = None
+    one_mib: OneMib | None = None
     error: str | None = None
 
 
 Broker = BrokerProcess | OursTask
+
+
+@dataclass
+class OneMib:
+    """Issue 21's "broker time per produce request <= fsync time + 2 ms at 1 MiB", measured
+    with one ~1 MiB request in flight (no queue behind an earlier group): the broker's own
+    time per request by its stage timers, beside a 1 MiB write + fsync on its data disk in
+    the same round."""
+
+    requests: int
+    broker_mean_ms: float | None
+    broker_p50_ms: float | None  # upper bounds of the histogram's buckets
+    broker_p99_ms: float | None
+    fsync_mean_ms: float
+    fsync_p50_ms: float
+
+
+ONE_MIB_RECORDS = 950  # x 1 KiB: one v2 batch just under max.message.bytes (1 MiB + 12)
+
+
+def one_mib_requests(b: OursTask, topic: str, deadline: Deadline, n: int = 30) -> OneMib:
+    p = Producer({"bootstrap.servers": b.bootstrap, "linger.ms": 1000, "batch.size": 1_100_000,
+                  "acks": "all", "enable.idempotence": True, "compression.type": "none",
+                  "max.in.flight.requests.per.connection": 1})  # fmt: skip
+    value = os.urandom(VALUE_BYTES)
+
+    def one() -> None:
+        for _ in range(ONE_MIB_RECORDS):
+            p.produce(topic, value, partition=0)
+        if p.flush(max(1.0, deadline.remaining())) != 0:
+            raise RuntimeError("a 1 MiB request was not acknowledged")
+
+    one()  # the connection and the producer id
+    before = b.scrape()
+    for _ in range(n):
+        one()
+    total = next(r for r in stage_rows(before, b.scrape()) if r.stage == "total")
+    assert b.data_dir is not None
+    probe = b.data_dir / "fsync-probe"
+    fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    chunk, took = os.urandom(1 << 20), []
+    try:
+        for _ in range(n):
+            t0 = time.perf_counter()
+            os.write(fd, chunk)
+            os.fsync(fd)
+            took.append((time.perf_counter() - t0) * 1000)
+    finally:
+        os.close(fd)
+        probe.unlink()
+    return OneMib(int(total.count), total.mean_ms, total.p50_ms, total.p99_ms,
+                  sum(took) / len(took), sorted(took)[len(took) // 2])
 
 
 def cpu_of(b: Broker) -> float:
@@ -491,6 +545,10 @@ def run_round(b: Broker, partitions: int, round_no: int, s: Settings,
             r.latency = steady(b.bootstrap, lt, partitions, s.rate, s.latency_seconds, deadline)
             if before is not None and isinstance(b, OursTask):
                 r.latency_stages = stage_rows(before, b.scrape())
+        if isinstance(b, OursTask) and partitions == 1 and profile is None:
+            one = f"{topic}-1mib"
+            create_topic(b.bootstrap, one, 1, deadline)
+            r.one_mib = one_mib_requests(b, one, deadline)
     except Aborted:
         raise
     except Exception as exc:  # a failed round is a result
@@ -636,6 +694,31 @@ def print_summary(rows: list[dict[str, Any]], s: Settings) -> None:
                           fmt(r["loadavg"])] for r in rows], left_first=False)
 
 
+def print_one_mib(results: list[RoundResult]) -> list[dict[str, Any]]:
+    """Per broker of ours: medians over rounds of the one-request-in-flight phase."""
+    out = []
+    for broker in dict.fromkeys(r.broker for r in results if r.one_mib):
+        got = [r.one_mib for r in results if r.broker == broker and r.one_mib and r.round > 0]
+        row = {"broker": broker, "rounds": len(got),
+               **{k: median([getattr(x, k) for x in got])
+                  for k in ("broker_mean_ms", "broker_p50_ms", "broker_p99_ms",
+                            "fsync_mean_ms", "fsync_p50_ms")}}  # fmt: skip
+        out.append(row)
+    if out:
+        print(f"\none ~1 MiB produce request in flight ({ONE_MIB_RECORDS} x {VALUE_BYTES} B, 1 "
+              "partition, idempotent, acks=all): the broker's time per request (stage timers) "
+              "beside a 1 MiB write + fsync on its data disk; goal: broker <= fsync + 2 ms")
+        print_columns([("broker", 6), ("mean", 7), ("p50", 6), ("p99", 6), ("fsync mean", 10),
+                       ("fsync p50", 9), ("mean - fsync", 12)],
+                      [[r["broker"], fmt(r["broker_mean_ms"], ".2f"), fmt(r["broker_p50_ms"], "g"),
+                        fmt(r["broker_p99_ms"], "g"), fmt(r["fsync_mean_ms"], ".2f"),
+                        fmt(r["fsync_p50_ms"], ".2f"),
+                        fmt(r["broker_mean_ms"] - r["fsync_mean_ms"], ".2f")
+                        if r["broker_mean_ms"] is not None and r["fsync_mean_ms"] is not None
+                        else "n/a"] for r in out])  # fmt: skip
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     s = parse_args(argv)
     env = bench_environment({"tansu_version": command_output([str(s.tansu_bin), "--version"])})
@@ -654,6 +737,7 @@ def main(argv: list[str] | None = None) -> int:
     print_summary(rows, s)
     print_stages("where a produce request's time goes, bulk phase", stages)
     print_stages(f"the same at a steady {s.rate} records/s", latency_stages)
+    one_mib = print_one_mib(results)
     out = results_path(s.out, "produce_stages")
     save_json(out, {
         "settings": {**asdict(s), "tansu_bin": str(s.tansu_bin), "producer": PRODUCER_CONF,
@@ -661,6 +745,7 @@ def main(argv: list[str] | None = None) -> int:
         "environment": env,
         "loadavg": {"start": load_start, "end": os.getloadavg()},
         "summary": rows, "stages": stages, "latency_stages": latency_stages,
+        "one_mib": one_mib,
         "rounds": [asdict(r) for r in results],
         "broker_exits": exits, "error": run.error,
     }, default=str)
