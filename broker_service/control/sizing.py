@@ -57,9 +57,11 @@ DEFAULT_TASK_VCPU = 1.0  # the stacks' default task (1024 CPU units, stacks/tena
 COMPACTION_CPU_S_PER_GIB = 3.9
 COMPACTION_CPU_S_PER_WAL_OBJECT = 0.0094
 # WAL objects per GiB written the stacks plan a compaction run's bytes for: a 1-vCPU broker at
-# its sized rate with zone-aware clients, two thirds of each object a zone-forwarded copy (the
-# cost model's figure: ~10 MB objects, 177/GiB; 213/GiB with the 8 MiB flushes before
-# 2026-12-04)
+# its sized rate with zone-aware clients, two thirds of each object a zone-forwarded copy.
+# Kept at the cost model's figure with an 80 ms commit (~10 MB objects, 177/GiB): since
+# 2026-12-04 the model counts each commit's upload and prices 12 MiB objects there (142/GiB),
+# which a faster AWS upload than the model's guess would make smaller; planning for more
+# objects than that leaves a run CPU to spare (213/GiB with the 8 MiB flushes before)
 PLANNED_WAL_OBJECTS_PER_GIB = 177
 
 
