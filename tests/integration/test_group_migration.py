@@ -79,3 +79,78 @@ def test_classic_group_upgrades_and_downgrades(surface: Surface) -> None:
                 m.stop()
     errors = [e for m in members for e in m.errors]
     assert not errors, errors[:10]
+
+
+_COOPERATIVE_UPGRADE = r"""
+import sys, time
+from confluent_kafka import Consumer
+bootstrap, topic, group = sys.argv[1:4]
+def member(extra):
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
+                  "auto.offset.reset": "earliest", **extra})
+    c.subscribe([topic])
+    return c
+classic = member({"group.protocol": "classic",
+                  "partition.assignment.strategy": "cooperative-sticky"})
+end = time.monotonic() + 60
+while time.monotonic() < end and len(classic.assignment()) != 10:
+    classic.poll(0.1)
+modern = member({"group.protocol": "consumer"})
+while time.monotonic() < end and sorted(
+        (len(classic.assignment()), len(modern.assignment()))) != [5, 5]:
+    for c in (classic, modern):
+        c.poll(0.1)
+print("assignments", len(classic.assignment()), len(modern.assignment()), flush=True)
+classic.close()
+modern.close()
+"""
+
+
+def test_a_classic_member_joining_a_consumer_group_is_not_told_it_leads(surface: Surface) -> None:
+    """Kafka's classicGroupJoinToConsumerGroup answers a classic member's JoinGroup with its
+    member id, epoch and protocol only: no leader (the server assigned), no skip_assignment.
+    Answering "you are the leader" with no members made a JoinGroup v5 client (librdkafka,
+    cooperative-sticky: confluent-kafka-python's test_consumer_upgrade_downgrade) run its
+    assignor over zero members and crash. Raw JoinGroup v5 and v9, then the client itself (in
+    a subprocess: a crash is this test's failure, not its worker's)."""
+    import datetime
+    import subprocess
+    import sys
+
+    bootstrap = surface.bootstrap
+    topic, group = g.unique("coop-up"), g.unique("coop-up")
+    g.create_topic(bootstrap, topic, 10)
+    with surface.wire() as c:
+        c.call(kio(10, 4, "FindCoordinatorRequest", key_type=0, coordinator_keys=(group,)))
+        beat = c.call(kio(68, 0, "ConsumerGroupHeartbeatRequest", group_id=group, member_id="",
+                          member_epoch=0, instance_id=None, rack_id=None,
+                          rebalance_timeout=datetime.timedelta(seconds=30),
+                          subscribed_topic_names=(topic,), server_assignor=None,
+                          topic_partitions=()))  # fmt: skip
+        assert int(beat.error_code) == 0, beat
+        for version in (5, 9):
+
+            def join(member_id: str, v: int = version) -> Any:
+                extra = {"reason": None} if v >= 8 else {}
+                return c.call(kio(11, v, "JoinGroupRequest", group_id=group,
+                                  member_id=member_id, group_instance_id=None,
+                                  protocol_type="consumer",
+                                  session_timeout=datetime.timedelta(seconds=30),
+                                  rebalance_timeout=datetime.timedelta(seconds=30),
+                                  protocols=(kio(11, v, "JoinGroupRequestProtocol",
+                                                 name="cooperative-sticky",
+                                                 metadata=g.subscription([topic])),),
+                                  **extra))  # fmt: skip
+
+            first = join("")
+            assert int(first.error_code) == 79, first  # MEMBER_ID_REQUIRED
+            joined = join(first.member_id)
+            assert int(joined.error_code) == 0, joined
+            assert (joined.leader, list(joined.members)) == ("", []), joined
+            assert joined.protocol_name == "cooperative-sticky"
+            if version >= 9:
+                assert joined.skip_assignment is False
+    argv = [sys.executable, "-c", _COOPERATIVE_UPGRADE, bootstrap, topic, g.unique("coop-client")]
+    run = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, (run.returncode, run.stdout, run.stderr[-2000:])
+    assert "assignments 5 5" in run.stdout, run.stdout

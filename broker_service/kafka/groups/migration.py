@@ -6,7 +6,7 @@
   protocol inside it (``ClassicMembers``).
 - **Classic members in a KIP-848 group** (Kafka's classicGroup*ToConsumerGroup): JoinGroup
   updates the member's subscription and reconciles it with the server-side assignor's target
-  (every classic member is its own leader with ``skip_assignment``, so it computes nothing);
+  (no classic member is told it leads, so none computes anything);
   SyncGroup hands it the partitions it may own now; a heartbeat answers REBALANCE_IN_PROGRESS
   when it must rejoin (the group epoch moved on, it must give partitions up, or partitions
   it awaits were released); LeaveGroup removes it.
@@ -208,8 +208,11 @@ class ClassicMembers:
             "generation_id": member.member_epoch,
             "protocol_type": CONSUMER_PROTOCOL,
             "protocol_name": req.protocols[0][0],
-            "leader": member_id,
-            "skip_assignment": True,  # the server assigned: nothing to compute
+            # no leader (as Kafka): the server assigned, the member takes its partitions from
+            # SyncGroup like a follower; told it leads a group of no members, librdkafka's
+            # cooperative-sticky assignor ran over nobody and crashed the client
+            "leader": "",
+            "skip_assignment": False,
             "member_id": member_id,
             "members": [],
         }
