@@ -16,6 +16,7 @@ from broker_service.metadata.ports import MetadataPorts
 from broker_service.metadata.records import TopicRecord
 from broker_service.protocol.compression import CODECS, LEVEL_CONFIGS
 from broker_service.protocol.configs import (
+    BROKER_CONFIGS,
     TOPIC_CONFIGS,
     is_loggable,
     resolve,
@@ -27,6 +28,8 @@ from broker_service.protocol.record_checks import INT64_MAX, RecordRules
 log = logging.getLogger(__name__)
 
 OFFSETS_TOPIC = "__consumer_offsets"
+# what every KRaft broker's server.properties sets: static whatever the value
+_IDENTITY = frozenset({"broker.id", "node.id", "listeners", "advertised.listeners", "log.dirs"})
 
 
 def static_broker_values(
@@ -69,7 +72,10 @@ def static_broker_values(
         values["broker.rack"] = cfg.rack
     if cfg.super_users:
         values["super.users"] = cfg.super_users
-    return values
+    # Kafka's static configs are the keys server.properties sets: a setting left at Kafka's
+    # default is described as DEFAULT_CONFIG, not as a static one (clients read is_default)
+    return {k: v for k, v in values.items()
+            if k in _IDENTITY or k not in BROKER_CONFIGS or v != BROKER_CONFIGS[k].default}
 
 
 @dataclass

@@ -141,8 +141,20 @@ def test_broker_describe_configs_gives_kafkas_broker_keys(
     assert len(described) > 60
     assert described["advertised.listeners"].value == f"PLAINTEXT://127.0.0.1:{surface.port}"
     assert described["advertised.listeners"].is_read_only
+    # a setting left at Kafka's default is DEFAULT_CONFIG, as for a key server.properties does
+    # not set (it was STATIC_BROKER_CONFIG: confluent-kafka-python's own
+    # test_incremental_alter_configs saw max.message.bytes as a non-default topic config)
     assert described["message.max.bytes"].value == "1048588"
-    assert described["message.max.bytes"].source == ConfigSource.STATIC_BROKER_CONFIG.value
+    assert described["message.max.bytes"].source == ConfigSource.DEFAULT_CONFIG.value
+    assert described["log.retention.check.interval.ms"].source == (
+        ConfigSource.STATIC_BROKER_CONFIG.value  # set by this broker's settings (1000)
+    )
+    topic = unique("defaults")
+    _create(admin, topic)
+    mmb = _describe(admin, topic)["max.message.bytes"]
+    assert (mmb.value, mmb.source, mmb.is_default) == (
+        "1048588", ConfigSource.DEFAULT_CONFIG.value, True,
+    )  # fmt: skip
     assert not described["log.retention.ms"].is_read_only  # dynamic, as in Kafka
     got = kp_admin.describe_configs([KpConfigResource(KpType.BROKER, 1)], config_filter="all")
     keys = got["broker"]["1"]
