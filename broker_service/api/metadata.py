@@ -96,7 +96,7 @@ def handle(broker: BrokerServices, header: RequestHeader, frame: memoryview) -> 
     ]
     if missing:
         return _look_further(broker, header, req, missing, allow_auto)
-    return _respond(broker, header, req)
+    return _respond(broker, header, req, allow_auto)
 
 
 async def _look_further(
@@ -106,7 +106,7 @@ async def _look_further(
     then create what is still missing when allowed."""
     await broker.sync_metadata()
     if not allow_auto:
-        return _respond(broker, header, req)
+        return _respond(broker, header, req, allow_auto)
     for name in dict.fromkeys(names):
         if name == OFFSETS_TOPIC:  # created as Kafka's internal topic, never a plain one
             await broker.ensure_offsets_topic()
@@ -115,7 +115,7 @@ async def _look_further(
                 await broker.create_topic(name, broker.config.default_partitions, {})
             except TopicAlreadyExists:
                 await broker.sync_metadata()  # created meanwhile, maybe by another broker
-    return _respond(broker, header, req)
+    return _respond(broker, header, req, allow_auto)
 
 
 def _valid_name(name: str) -> bool:
@@ -126,7 +126,7 @@ def _valid_name(name: str) -> bool:
     return True
 
 
-def _respond(broker: BrokerServices, header: RequestHeader, req: Any) -> Buffers:
+def _respond(broker: BrokerServices, header: RequestHeader, req: Any, allow_auto: bool) -> Buffers:
     requested = req.topics
     zone_ids = zone_broker_ids(broker, client_zone(header))
     brokers = broker_entries(broker, header)
@@ -139,7 +139,7 @@ def _respond(broker: BrokerServices, header: RequestHeader, req: Any) -> Buffers
             if allowed_topic(broker, header, acl.DESCRIBE, n)
         ]
     else:
-        topics = [_entry(broker, header, t, zone_ids, listed) for t in requested]
+        topics = [_entry(broker, header, t, zone_ids, listed, allow_auto) for t in requested]
     if getattr(req, "include_topic_authorized_operations", False):
         for t in topics:
             if t.get("error_code") == 0:
@@ -182,7 +182,12 @@ def _by_id(header: RequestHeader, t: Any) -> bool:
 
 
 def _entry(
-    broker: BrokerServices, header: RequestHeader, t: Any, zone_ids: list[int], listed: set[int]
+    broker: BrokerServices,
+    header: RequestHeader,
+    t: Any,
+    zone_ids: list[int],
+    listed: set[int],
+    allow_auto: bool,
 ) -> dict[str, Any]:
     if _by_id(header, t):
         state = broker.topics_by_id.get(t.topic_id)
@@ -201,6 +206,9 @@ def _entry(
     state = broker.topics.get(t.name or "")
     if state is not None:
         return topic_entry(broker, state, zone_ids, listed=listed)
+    if allow_auto and t.name != OFFSETS_TOPIC and not may_create_topic(broker, header, t.name):
+        # Kafka: a missing topic auto creation would make, but the client may not create
+        return {**_denied(t.name), "is_internal": False}
     code = (
         ErrorCode.unknown_topic_or_partition
         if _valid_name(t.name or "")

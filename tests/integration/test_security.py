@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -560,6 +561,46 @@ def test_transactional_and_idempotent_producers_need_their_acls(secure: SecureBr
         assert int(c.plain(bob, "bob-pw").error_code) == 0
         assert init(c, f"txn-{run}") == 0
         assert init(c, None) == 0  # Write on some topic is enough for idempotence
+
+
+def test_auto_creation_without_create_is_topic_authorization_failed(secure: SecureBroker) -> None:
+    """Metadata for a missing topic the client may describe but not create, with auto
+    creation on: TOPIC_AUTHORIZATION_FAILED, as Kafka's handleTopicMetadataRequest answers
+    (it was UNKNOWN_TOPIC_OR_PARTITION, which a producer retries until it times out:
+    aiokafka's own test_sasl_deny_autocreate_cluster); without auto creation the topic is
+    simply unknown; with Create on it, it is created."""
+    from tests.integration.surface import kio
+
+    def metadata(c: SecureWire, topic: str, auto: bool) -> Any:
+        req = kio(3, 9, "MetadataRequest", topics=(kio(3, 9, "MetadataRequestTopic", name=topic),),
+                  allow_auto_topic_creation=auto, include_topic_authorized_operations=False,
+                  include_cluster_authorized_operations=False)
+        (t,) = c.call(req).topics
+        return t
+
+    run = uuid.uuid4().hex[:6]
+    bob = _scram_user(secure, f"carol{run}", "carol-pw")
+    topic = f"carols-{run}-new"
+    admin = _admin(secure)
+    grants = [AclBinding(ResourceType.TOPIC, f"carols-{run}", ResourcePatternType.PREFIXED,
+                         f"User:{bob}", "*", op, AclPermissionType.ALLOW)
+              for op in (AclOperation.DESCRIBE, AclOperation.WRITE)]  # fmt: skip
+    for fut in admin.create_acls(grants).values():
+        fut.result(timeout=30)
+    with SecureWire(secure.ports["SASL_PLAINTEXT"]) as c:
+        assert int(c.plain(bob, "carol-pw").error_code) == 0
+        denied = metadata(c, topic, auto=True)
+        assert (int(denied.error_code), denied.name) == (TOPIC_AUTHORIZATION_FAILED, topic)
+        assert int(metadata(c, topic, auto=False).error_code) == 3  # UNKNOWN_TOPIC_OR_PARTITION
+    assert topic not in admin.list_topics(timeout=30).topics
+    create = AclBinding(ResourceType.TOPIC, f"carols-{run}", ResourcePatternType.PREFIXED,
+                        f"User:{bob}", "*", AclOperation.CREATE, AclPermissionType.ALLOW)
+    for fut in admin.create_acls([create]).values():
+        fut.result(timeout=30)
+    with SecureWire(secure.ports["SASL_PLAINTEXT"]) as c:
+        assert int(c.plain(bob, "carol-pw").error_code) == 0
+        assert int(metadata(c, topic, auto=True).error_code) in (0, 5)  # created
+    assert topic in admin.list_topics(timeout=30).topics
 
 
 def test_brokers_reach_each_other_through_a_sasl_only_listener(tmp_path: Path) -> None:
