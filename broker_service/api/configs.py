@@ -17,6 +17,7 @@ from broker_service.api.access import (
     broker_endpoint_fields,
 )
 from broker_service.api.base import NOT_REQUESTED_OPS, Buffers, decode, respond
+from broker_service.kafka import loggers
 from broker_service.kafka.configs import alter_broker_configs, alter_topic_configs
 from broker_service.metadata.errors import ConcurrentUpdate, UnknownTopic
 from broker_service.metadata.records import TopicRecord
@@ -29,7 +30,7 @@ BROKERS_ENDPOINT, CONTROLLERS_ENDPOINT = 1, 2  # DescribeCluster's endpoint_type
 if TYPE_CHECKING:
     from broker_service.api.services import BrokerServices
 
-TOPIC, BROKER = 2, 4
+TOPIC, BROKER, BROKER_LOGGER = 2, 4, 8
 
 
 def _entry(
@@ -75,6 +76,13 @@ def _broker_entry(
     }
 
 
+def _logger_entry(name: str, level: str) -> dict[str, Any]:
+    return {"name": name, "value": level, "read_only": False,
+            "config_source": C.DYNAMIC_BROKER_LOGGER_CONFIG, "is_default": False,
+            "is_sensitive": False, "synonyms": [], "config_type": C.UNKNOWN,
+            "documentation": None}  # fmt: skip
+
+
 def _resource_check(
     broker: BrokerServices, header: RequestHeader, rtype: int, name: str, operation: int
 ) -> tuple[ErrorCode, str] | None:
@@ -93,6 +101,17 @@ def _resource_check(
                 ErrorCode.invalid_request,
                 f"Unexpected broker id, expected {broker.node_id} or empty string, "
                 f"but received {name}",
+            )
+        return None
+    if rtype == BROKER_LOGGER:  # this broker's log levels (kafka/loggers.py)
+        if not allowed(broker, header, operation, acl.CLUSTER, acl.CLUSTER_NAME):
+            return CLUSTER_AUTHORIZATION_FAILED, "Cluster authorization failed."
+        if not name:
+            return ErrorCode.invalid_request, "Broker id must not be empty"
+        if name != str(broker.node_id):
+            return (
+                ErrorCode.invalid_request,
+                f"Unexpected broker id, expected {broker.node_id} but received {name}",
             )
         return None
     return ErrorCode.invalid_request, f"Unsupported resource type {rtype}"
@@ -115,7 +134,10 @@ def describe_configs(broker: BrokerServices, header: RequestHeader, frame: memor
             continue
         view = broker.configs
         configs = []
-        if res.resource_type == TOPIC:
+        if res.resource_type == BROKER_LOGGER:
+            configs = [_logger_entry(n, level) for n, level in loggers.current_levels().items()
+                       if keys is None or n in keys]  # fmt: skip
+        elif res.resource_type == TOPIC:
             overrides = broker.topics[res.resource_name].record.configs
             for d in C.TOPIC_CONFIGS.values():
                 if keys is None or d.name in keys:
@@ -207,9 +229,19 @@ async def _alter_one(
     incremental: bool,
     validate_only: bool,
 ) -> tuple[ErrorCode, str | None]:
+    if rtype == BROKER_LOGGER and not incremental:  # as Kafka: only the incremental call
+        return ErrorCode.invalid_request, f"Unknown resource type {rtype}"
     problem = _resource_check(broker, header, rtype, name, acl.ALTER_CONFIGS)
     if problem is not None:
         return problem
+    if rtype == BROKER_LOGGER:
+        try:
+            loggers.apply_levels(ops, validate_only)
+        except C.InvalidConfig as exc:
+            return ErrorCode.invalid_config, str(exc)
+        except loggers.InvalidLoggerRequest as exc:
+            return ErrorCode.invalid_request, str(exc)
+        return ErrorCode.none, None
     defs = C.TOPIC_CONFIGS if rtype == TOPIC else C.BROKER_CONFIGS
     if incremental:
 

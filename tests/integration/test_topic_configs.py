@@ -464,3 +464,61 @@ def test_altered_format_configs_take_effect(surface: Surface, kp_admin: KafkaAdm
     assert codecs == [0, 4]  # the first as produced, the next re-encoded with zstd
     assert stamps[0] == (1, 1_000_000)  # CreateTime (librdkafka's type 1)
     assert stamps[1][0] == 2 and stamps[1][1] > 1_000_000  # LogAppendTime, the broker's clock
+
+
+def _raw_logger_alter(surface: Surface, name: str, ops: list[tuple[str, int, str | None]],
+                      validate_only: bool = False) -> Any:  # fmt: skip
+    req = kio(44, 1, "IncrementalAlterConfigsRequest", validate_only=validate_only, resources=(
+        kio(44, 1, "AlterConfigsResource", resource_type=8, resource_name=name, configs=tuple(
+            kio(44, 1, "AlterableConfig", name=k, config_operation=op, value=v)
+            for k, op, v in ops
+        )),
+    ))  # fmt: skip
+    (r,) = surface.call(req).responses
+    return r
+
+
+def test_broker_loggers_are_described_and_set_at_runtime(
+    surface: Surface, kp_admin: KafkaAdminClient
+) -> None:
+    """``kafka-configs --entity-type broker-loggers --entity-name 1``: DescribeConfigs on the
+    BROKER_LOGGER resource lists this broker's loggers and their levels (Log4j's names),
+    IncrementalAlterConfigs sets and unsets them at runtime, refusing what Kafka's
+    RuntimeLoggerManager refuses (kafka-python describes; raw kio alters: no Python client
+    sends it)."""
+
+    def levels() -> dict[str, str]:
+        got = kp_admin.describe_configs([KpConfigResource(KpType.BROKER_LOGGER, "1")])
+        return {name: c["value"] for name, c in got["broker_logger"]["1"].items()}
+
+    before = levels()
+    assert before["root"] == "INFO" and before["broker_service"] == "INFO"
+    child = "broker_service.api.produce"
+    assert before[child] == "INFO"
+    r = _raw_logger_alter(surface, "1", [("broker_service", 0, "DEBUG")], validate_only=True)
+    assert int(r.error_code) == 0 and levels()["broker_service"] == "INFO"
+    r = _raw_logger_alter(surface, "1", [("broker_service", 0, "DEBUG")])
+    assert int(r.error_code) == 0, r
+    try:
+        now = levels()
+        assert (now["broker_service"], now[child], now["root"]) == ("DEBUG", "DEBUG", "INFO")
+    finally:
+        r = _raw_logger_alter(surface, "1", [("broker_service", 1, None)])
+        assert int(r.error_code) == 0, r
+    assert levels()["broker_service"] == "INFO"
+    for name, ops, code, fragment in [
+        ("1", [("broker_service", 0, "LOUD")], 40, "not a supported log level"),
+        ("1", [("no.such.logger", 0, "DEBUG")], 40, "Logger no.such.logger does not exist!"),
+        ("1", [("root", 1, None)], 42, "Removing the log level of the root logger"),
+        ("1", [("root", 2, "DEBUG")], 42, "APPEND operation is not allowed"),
+        ("7", [("root", 0, "DEBUG")], 42, "Unexpected broker id"),
+        ("", [("root", 0, "DEBUG")], 42, "Broker id must not be empty"),
+    ]:
+        bad = _raw_logger_alter(surface, name, ops)
+        assert (int(bad.error_code), fragment in (bad.error_message or "")) == (code, True), bad
+    legacy = surface.call(kio(33, 2, "AlterConfigsRequest", validate_only=False, resources=(
+        kio(33, 2, "AlterConfigsResource", resource_type=8, resource_name="1", configs=(
+            kio(33, 2, "AlterableConfig", name="root", value="DEBUG"),)),
+    )))  # fmt: skip
+    assert int(legacy.responses[0].error_code) == 42  # Kafka: incremental only
+    assert levels()["root"] == "INFO"
