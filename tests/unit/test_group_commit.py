@@ -231,6 +231,59 @@ def test_a_second_flush_in_flight_takes_a_full_group_only(tmp_path: Path) -> Non
     assert ranges == [(0, 1), (1, 3)]
 
 
+def test_a_linger_is_skipped_while_it_gathers_nothing(tmp_path: Path) -> None:
+    """A producer with one request in flight at a time (librdkafka's for a partition whose
+    batches fill faster than its linger, or any serial producer) paid the WAL's whole linger
+    on every request, for nothing: no other record ever joined. A linger that gathered
+    nothing is skipped next time; records arriving while a flush is in flight (or during a
+    linger) bring it back, so a steady load still makes large objects."""
+
+    async def run() -> None:
+        md = SqliteMetadataStore(tmp_path / "m.sqlite")
+        me = md.register_broker(1, "h", 1, None, 60_000)
+        sid = md.create_topic("t", 1, {}, [1]).partitions[0].stream_id
+        store = _GatedStore(tmp_path / "objects")
+        ports = MetadataPorts(md)
+        wal = ObjectWal(store, ports, flush_interval_ms=100)
+        wal.bind(1, me.epoch)
+        await wal.open()
+        done: list[int] = []
+        lingering_at_done: list[bool] = []
+
+        def record(base: int) -> WalRecord:
+            def on_done(rec: WalRecord, rng: StreamRange | None, exc: BaseException | None):  # type: ignore[no-untyped-def]
+                assert exc is None, exc
+                done.append(base)
+                lingering_at_done.append(wal.lingering)  # the next group began first
+
+            return WalRecord(sid, base, base + 1, b"x" * 10, 5, on_done)
+
+        async def put_passes() -> None:
+            await asyncio.wait_for(store.started.get(), 10)
+            store.gates[-1].set()
+
+        wal.append(record(0))  # a linger first: nothing says it would not pay
+        assert wal.lingering
+        await put_passes()
+        while done != [0]:
+            await asyncio.sleep(0.005)
+        wal.append(record(1))  # that linger gathered nothing: this one is flushed at once
+        assert not wal.lingering and wal.in_flight == 1
+        await asyncio.wait_for(store.started.get(), 10)
+        wal.append(record(2))  # ...and a record arriving while it is in flight
+        store.gates[-1].set()
+        await put_passes()  # 2 is flushed after its linger again
+        while done != [0, 1, 2]:
+            await asyncio.sleep(0.005)
+        assert lingering_at_done == [False, True, False]  # 2 waited out a linger
+        assert len(store.gates) == 3
+        await wal.close()
+        ports.close()
+        md.close()
+
+    asyncio.run(run())
+
+
 def test_an_overlapping_flush_past_its_deadline_is_settled_and_completes_in_order(
     tmp_path: Path,
 ) -> None:

@@ -135,6 +135,12 @@ class Wal(ABC):
         self._pending_bytes = 0
         self._loop: asyncio.AbstractEventLoop | None = None  # set by _start (open)
         self._linger: asyncio.TimerHandle | None = None
+        # Whether lingering gathers anything lately: a linger that gathered no record is
+        # skipped next time (a serial producer would pay it on every request for nothing),
+        # and records arriving during a linger or a commit bring it back.
+        self._linger_pays = True
+        self._gathered = 0  # records appended during the current linger
+        self._arrived_in_flight = 0  # records appended while a commit ran, since one began
         self._fatal: BaseException | None = None
         self._in_flight = 0  # groups whose commit began and has not completed
         self._closing = False
@@ -212,6 +218,10 @@ class Wal(ABC):
         record.queued = time.perf_counter()
         self._pending.append(record)
         self._pending_bytes += len(record.data)
+        if self._linger is not None:
+            self._gathered += 1
+        elif self._in_flight:
+            self._arrived_in_flight += 1
         if self._loop is not None and self._may_begin():
             self._kick()
 
@@ -227,22 +237,33 @@ class Wal(ABC):
 
     def _kick(self) -> None:
         """Records wait and no commit runs: commit now, or once the linger is over."""
-        if self.flush_interval > 0 and self._pending_bytes < self.flush_bytes and not self._closing:
+        if self._arrived_in_flight:
+            self._linger_pays = True
+        if (
+            self.flush_interval > 0
+            and self._linger_pays
+            and self._pending_bytes < self.flush_bytes
+            and not self._closing
+        ):
             if self._linger is None:
                 assert self._loop is not None
+                self._gathered = 0
                 self._linger = self._loop.call_later(self.flush_interval, self._linger_over)
             return
         self._commit_next()
 
     def _linger_over(self) -> None:
         self._linger = None
+        self._linger_pays = self._gathered > 0
         if self._may_begin():
             self._commit_next()
 
     def _commit_next(self) -> None:
-        if self._linger is not None:
+        if self._linger is not None:  # cut short (flush bytes, close): it gathered enough
             self._linger.cancel()
             self._linger = None
+            self._linger_pays = True
+        self._arrived_in_flight = 0
         self._expire(time.monotonic())
         if not self._pending or self._fatal is not None:
             return
