@@ -298,9 +298,11 @@ def test_altered_configs_take_effect_at_once(surface: Surface, admin: AdminClien
     assert errors[-1].code() == KafkaError.MSG_SIZE_TOO_LARGE
 
 
-def _raw_alter_broker(surface: Surface, name: str, ops: list[tuple[str, int, str | None]]) -> Any:
-    req = kio(44, 1, "IncrementalAlterConfigsRequest", validate_only=False, resources=(
-        kio(44, 1, "AlterConfigsResource", resource_type=4, resource_name=name, configs=tuple(
+def _raw_alter_broker(surface: Surface, name: str, ops: list[tuple[str, int, str | None]],
+                      validate_only: bool = False, resource_type: int = 4) -> Any:  # fmt: skip
+    req = kio(44, 1, "IncrementalAlterConfigsRequest", validate_only=validate_only, resources=(
+        kio(44, 1, "AlterConfigsResource", resource_type=resource_type, resource_name=name,
+            configs=tuple(
             kio(44, 1, "AlterableConfig", name=k, config_operation=op, value=v)
             for k, op, v in ops
         )),
@@ -468,14 +470,7 @@ def test_altered_format_configs_take_effect(surface: Surface, kp_admin: KafkaAdm
 
 def _raw_logger_alter(surface: Surface, name: str, ops: list[tuple[str, int, str | None]],
                       validate_only: bool = False) -> Any:  # fmt: skip
-    req = kio(44, 1, "IncrementalAlterConfigsRequest", validate_only=validate_only, resources=(
-        kio(44, 1, "AlterConfigsResource", resource_type=8, resource_name=name, configs=tuple(
-            kio(44, 1, "AlterableConfig", name=k, config_operation=op, value=v)
-            for k, op, v in ops
-        )),
-    ))  # fmt: skip
-    (r,) = surface.call(req).responses
-    return r
+    return _raw_alter_broker(surface, name, ops, validate_only, resource_type=8)  # BROKER_LOGGER
 
 
 def test_broker_loggers_are_described_and_set_at_runtime(

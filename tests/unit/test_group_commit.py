@@ -194,13 +194,9 @@ def test_a_second_flush_in_flight_takes_a_full_group_only(tmp_path: Path) -> Non
     longer than the records' arrival keeps up, with full-size objects)."""
 
     async def run() -> tuple[list[str], list[tuple[int, int]], int]:
-        md = SqliteMetadataStore(tmp_path / "m.sqlite")
-        me = md.register_broker(1, "h", 1, None, 60_000)
-        sid = md.create_topic("t", 1, {}, [1]).partitions[0].stream_id
         store = _GatedStore(tmp_path / "objects")
-        ports = MetadataPorts(md)
-        wal = ObjectWal(store, ports, flush_interval_ms=1, flush_bytes=100, max_in_flight=2)
-        wal.bind(1, me.epoch)
+        wal, md, ports, sid = _object_wal(tmp_path, store, flush_interval_ms=1, flush_bytes=100,
+                                          max_in_flight=2)  # fmt: skip
         await wal.open()
         done: list[str] = []
 
@@ -239,13 +235,8 @@ def test_a_linger_is_skipped_while_it_gathers_nothing(tmp_path: Path) -> None:
     linger) bring it back, so a steady load still makes large objects."""
 
     async def run() -> None:
-        md = SqliteMetadataStore(tmp_path / "m.sqlite")
-        me = md.register_broker(1, "h", 1, None, 60_000)
-        sid = md.create_topic("t", 1, {}, [1]).partitions[0].stream_id
         store = _GatedStore(tmp_path / "objects")
-        ports = MetadataPorts(md)
-        wal = ObjectWal(store, ports, flush_interval_ms=100)
-        wal.bind(1, me.epoch)
+        wal, md, ports, sid = _object_wal(tmp_path, store, flush_interval_ms=100)
         await wal.open()
         done: list[int] = []
         lingering_at_done: list[bool] = []
